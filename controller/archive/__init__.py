@@ -1,0 +1,1 @@
+"""Artifact stores: content-addressed storage of task outputs and archived logs."""

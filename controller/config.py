@@ -1,0 +1,68 @@
+"""Controller settings, read from TRACECTL_* environment variables.
+
+With nothing set, everything lives under ./.tracectl: SQLite store, local executor, file
+logs, local artifact archive, and an MLflow SQLite tracking store.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class Settings(BaseModel):
+    home: Path = Field(default_factory=lambda: Path(".tracectl").resolve())
+    database_url: str | None = None
+    executor: str = "local"
+    log_sink: str = "file"
+    archive: str = "local"
+    tracking_uri: str | None = None
+    inventory_file: Path | None = None
+    supervisor_interval_s: float = 0.2
+    lease_ttl_s: float = 30.0
+    cancel_grace_s: float = 5.0
+    retry_backoff_s: float = 1.0
+    host: str = "127.0.0.1"
+    port: int = 8765
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            raw = os.environ.get(f"TRACECTL_{name.upper()}")
+            if raw is not None:
+                values[name] = raw
+        if "tracking_uri" not in values and os.environ.get("MLFLOW_TRACKING_URI"):
+            values["tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls.model_validate(values)
+        settings.home = settings.home.resolve()
+        return settings
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'tracectl.db'}"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def workspaces(self) -> Path:
+        return self.home / "workspaces"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.home / "archive"
+
+    def child_env(self) -> dict[str, str]:
+        """The settings as environment, for processes the controller starts (runners)."""
+        env = {f"TRACECTL_{k.upper()}": str(v) for k, v in self.model_dump().items() if v is not None}
+        env["TRACECTL_TRACKING_URI"] = self.mlflow_uri
+        return env

@@ -1,0 +1,1 @@
+"""The controller's application core: submission, lifecycle supervision, views."""

@@ -1,0 +1,244 @@
+"""The controller's use cases, shared by the REST API, the CLI and the demo."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from controller import backends
+from controller.config import Settings
+from controller.core import views
+from controller.core.submission import Submission
+from controller.core.supervisor import Supervisor, update_run_status
+from controller.domain.records import Artifact, QueueInfo, Run, Task, TaskStatus
+from controller.domain.requests import RunCreate, TaskCreate
+from controller.errors import Conflict, NotFound
+from controller.ports import LogLine, LogReader
+from controller.scheduling.admission import AdmitAll, Admitter
+from controller.store.database import Database
+from controller.store.schema import (
+    ArtifactRow,
+    AuditRow,
+    LineageEventRow,
+    LineageRecordRow,
+    RunRow,
+    TaskInputRow,
+    TaskRow,
+)
+
+
+class ControllerService:
+    def __init__(
+        self, settings: Settings, db: Database | None = None, admitter: Admitter | None = None
+    ) -> None:
+        self.settings = settings
+        self.db = db or Database(settings.store_url)
+        self.admitter = admitter or AdmitAll()
+        self.submission = Submission(settings, self.db)
+        self._supervisor: Supervisor | None = None
+        self.logs: LogReader = backends.log_reader(settings)
+
+    @property
+    def supervisor(self) -> Supervisor:
+        if self._supervisor is None:
+            self._supervisor = Supervisor(self.settings, self.db, admitter=self.admitter,
+                                          log_reader=self.logs)
+        return self._supervisor
+
+    def _wake(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.wake.set()
+
+    # -- runs ---------------------------------------------------------------------------
+    def create_run(self, request: RunCreate, team: str = "default") -> tuple[Run, bool]:
+        row, created = self.submission.create_run(request, team)
+        return views.run_record(row), created
+
+    def get_run(self, run_id: str) -> Run:
+        with self.db.read() as session:
+            row = session.get(RunRow, run_id)
+            if row is None:
+                raise NotFound(f"run {run_id} does not exist")
+            return views.run_record(row)
+
+    def list_runs(
+        self, limit: int, cursor: str | None, pipeline: str | None = None,
+        status: str | None = None,
+    ) -> dict[str, Any]:
+        query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc())
+        if pipeline:
+            query = query.where(RunRow.pipeline == pipeline)
+        if status:
+            query = query.where(RunRow.status == status)
+        if cursor:
+            at, row_id = views.decode_cursor(cursor)
+            query = query.where(or_(RunRow.created_at < at,
+                                    and_(RunRow.created_at == at, RunRow.id < row_id)))
+        with self.db.read() as session:
+            rows = list(session.scalars(query.limit(limit + 1)))
+            items = [views.run_record(r) for r in rows]
+        return views.page(items, limit, lambda r: views.encode_cursor(r.created_at, r.id))
+
+    # -- tasks --------------------------------------------------------------------------
+    def submit_task(self, run_id: str, request: TaskCreate) -> tuple[Task, bool]:
+        row, created = self.submission.submit_task(run_id, request)
+        self._wake()
+        return self.get_task(row.id), created
+
+    def get_task(self, task_id: str) -> Task:
+        with self.db.read() as session:
+            row = session.get(TaskRow, task_id)
+            if row is None:
+                raise NotFound(f"task {task_id} does not exist")
+            return views.task_record(row, self._queue_info(session, row))
+
+    def _queue_info(self, session: Session, row: TaskRow) -> QueueInfo | None:
+        if row.status == TaskStatus.PENDING.value:
+            return QueueInfo(position=None, reason=row.reason or "waiting for upstream tasks")
+        if row.status != TaskStatus.QUEUED.value:
+            return None
+        ahead = session.scalar(
+            select(func.count()).select_from(TaskRow).where(
+                TaskRow.status == TaskStatus.QUEUED.value,
+                or_(TaskRow.priority > row.priority,
+                    and_(TaskRow.priority == row.priority, TaskRow.queued_at < row.queued_at)),
+            )
+        )
+        return QueueInfo(position=int(ahead or 0) + 1, reason=row.reason or "waiting to start")
+
+    def list_tasks(
+        self, limit: int, cursor: str | None, run_id: str | None = None,
+        status: str | None = None,
+    ) -> dict[str, Any]:
+        query = select(TaskRow).order_by(TaskRow.created_at, TaskRow.id)
+        if run_id:
+            query = query.where(TaskRow.run_id == run_id)
+        if status:
+            query = query.where(TaskRow.status == status)
+        if cursor:
+            at, row_id = views.decode_cursor(cursor)
+            query = query.where(or_(TaskRow.created_at > at,
+                                    and_(TaskRow.created_at == at, TaskRow.id > row_id)))
+        with self.db.read() as session:
+            rows = list(session.scalars(query.limit(limit + 1)))
+            items = [views.task_record(r, self._queue_info(session, r)) for r in rows]
+        return views.page(items, limit, lambda t: views.encode_cursor(t.created_at, t.id))
+
+    def cancel_task(self, task_id: str, actor: str = "api") -> Task:
+        with self.db.write() as session:
+            row = session.get(TaskRow, task_id)
+            if row is None:
+                raise NotFound(f"task {task_id} does not exist")
+            if row.status in {s.value for s in (TaskStatus.SUCCEEDED, TaskStatus.FAILED)}:
+                raise Conflict(f"task {task_id} already {row.status}; nothing to cancel")
+            if row.status != TaskStatus.CANCELLED.value:
+                row.cancel_requested = True
+                row.updated_at = datetime.now(UTC)
+                if row.status in (TaskStatus.PENDING.value, TaskStatus.QUEUED.value):
+                    self.supervisor._terminate(session, row, TaskStatus.CANCELLED,
+                                               "cancelled on request")
+                session.add(AuditRow(actor=actor, action="task.cancel", target=task_id,
+                                     detail={"status": row.status}))
+        self._wake()
+        return self.get_task(task_id)
+
+    def cancel_run(self, run_id: str, actor: str = "api") -> Run:
+        with self.db.read() as session:
+            ids = [t.id for t in session.scalars(select(TaskRow).where(TaskRow.run_id == run_id))]
+            if session.get(RunRow, run_id) is None:
+                raise NotFound(f"run {run_id} does not exist")
+        for task_id in ids:
+            try:
+                self.cancel_task(task_id, actor)
+            except Conflict:
+                pass
+        with self.db.write() as session:
+            update_run_status(session, run_id)
+        return self.get_run(run_id)
+
+    def wait_task(self, task_id: str, timeout_s: float) -> Task:
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        task = self.get_task(task_id)
+        while not task.status.terminal and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            task = self.get_task(task_id)
+        return task
+
+    # -- artifacts and lineage ----------------------------------------------------------
+    def artifacts(self, run_id: str | None = None, task_id: str | None = None,
+                  sha256: str | None = None) -> list[Artifact]:
+        query = select(ArtifactRow).order_by(ArtifactRow.id)
+        if run_id:
+            query = query.where(ArtifactRow.run_id == run_id)
+        if task_id:
+            query = query.where(ArtifactRow.task_id == task_id)
+        if sha256:
+            query = query.where(ArtifactRow.sha256 == sha256)
+        with self.db.read() as session:
+            return [views.artifact_record(r) for r in session.scalars(query)]
+
+    def task_lineage(self, task_id: str) -> dict[str, Any]:
+        with self.db.read() as session:
+            row = session.get(TaskRow, task_id)
+            if row is None:
+                raise NotFound(f"task {task_id} does not exist")
+            record = session.get(LineageRecordRow, task_id)
+            if record is None:
+                return {"task_id": task_id, "status": row.status, "complete": False,
+                        "resolved": {k: v for k, v in row.resolved.items()
+                                     if k in ("commit", "dirty", "data", "ref")}}
+            return {**record.record, "complete": True}
+
+    def run_lineage(self, run_id: str) -> dict[str, Any]:
+        run = self.get_run(run_id)
+        with self.db.read() as session:
+            tasks = list(session.scalars(
+                select(TaskRow).where(TaskRow.run_id == run_id).order_by(TaskRow.created_at)
+            ))
+            records = {r.task_id: r.record for r in session.scalars(
+                select(LineageRecordRow).where(LineageRecordRow.run_id == run_id)
+            )}
+            edges = [
+                {"from": f"artifact:{i.sha256}", "to": f"task:{i.task_id}", "path": i.path}
+                for i in session.scalars(
+                    select(TaskInputRow).where(TaskInputRow.task_id.in_([t.id for t in tasks]))
+                )
+            ]
+        for task in tasks:
+            record = records.get(task.id) or {}
+            for data in record.get("data", []):
+                edges.append({"from": f"data:{data['path']}@{data['md5']}",
+                              "to": f"task:{task.id}", "path": data["path"]})
+            for out in record.get("outputs", []):
+                edges.append({"from": f"task:{task.id}", "to": f"artifact:{out['sha256']}",
+                              "path": out["path"]})
+        return {
+            "run": run.model_dump(mode="json"),
+            "tasks": [
+                {"id": t.id, "name": t.name, "status": t.status, "reason": t.reason,
+                 "lineage": records.get(t.id)}
+                for t in tasks
+            ],
+            "edges": edges,
+        }
+
+    def lineage_events(self, run_id: str, after_id: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+        with self.db.read() as session:
+            rows = session.scalars(
+                select(LineageEventRow).where(LineageEventRow.run_id == run_id,
+                                              LineageEventRow.id > after_id)
+                .order_by(LineageEventRow.id).limit(limit)
+            )
+            return [{"id": r.id, "task_id": r.task_id, "type": r.type, "payload": r.payload,
+                     "created_at": r.created_at.isoformat()} for r in rows]
+
+    # -- logs ---------------------------------------------------------------------------
+    def task_logs(self, task_id: str, attempt: int | None, after_seq: int,
+                  limit: int) -> list[LogLine]:
+        task = self.get_task(task_id)
+        return self.logs.read(task.run_id, task.id, attempt, after_seq, limit)

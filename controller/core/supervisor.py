@@ -1,0 +1,506 @@
+"""The task lifecycle engine: admit, launch, watch, finish, retry, cancel, reconcile.
+
+Every transition is written to the store (compare-and-set on status and attempt) before
+the executor is asked to act, so a controller killed between any two steps finds, on
+restart, a record of what it was about to do and completes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller import backends
+from controller.config import Settings
+from controller.domain.records import TERMINAL_TASK_STATUSES, RunStatus, TaskStatus
+from controller.lineage.capture import build_record
+from controller.ports import Executor, ExecutorState, Launch, LogReader, Tracking
+from controller.scheduling.admission import Admission, AdmitAll, Admitter
+from controller.store.database import Database
+from controller.store.schema import (
+    ArtifactRow,
+    ControllerStateRow,
+    LineageEventRow,
+    LineageRecordRow,
+    RunRow,
+    TaskInputRow,
+    TaskRow,
+    TaskSecretRow,
+)
+
+log = logging.getLogger("tracectl.supervisor")
+
+ACTIVE = (TaskStatus.STARTING.value, TaskStatus.RUNNING.value)
+TERMINAL = {s.value for s in TERMINAL_TASK_STATUSES}
+DEADLINE_SLACK_S = 30.0
+
+
+@dataclass
+class Outcome:
+    status: TaskStatus
+    reason: str | None
+    exit_code: int | None
+    result: dict[str, Any]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        executor: Executor | None = None,
+        tracking: Tracking | None = None,
+        admitter: Admitter | None = None,
+        log_reader: LogReader | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.executor = executor or backends.executor(settings)
+        self.tracking = tracking or backends.tracking(settings)
+        self.admitter: Admitter = admitter or AdmitAll()
+        self.log_reader = log_reader or backends.log_reader(settings)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._cancelling: set[str] = set()
+        self._last_heartbeat = 0.0
+        self.wake = threading.Event()
+
+    # -- loop ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.reconcile()
+        self._thread = threading.Thread(target=self._loop, name="tracectl-supervisor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("supervisor tick failed; retrying")
+            self.wake.wait(self.settings.supervisor_interval_s)
+            self.wake.clear()
+
+    def tick(self) -> None:
+        self._promote_pending()
+        self._admit_and_launch()
+        self._watch_active()
+        self._heartbeat()
+
+    # -- restart ------------------------------------------------------------------------
+    def reconcile(self) -> dict[str, int]:
+        """Match the store against what really runs, after a (re)start."""
+        adopted = relaunched = 0
+        with self.db.read() as session:
+            starting = [
+                r.id for r in session.scalars(
+                    select(TaskRow).where(TaskRow.status == TaskStatus.STARTING.value)
+                )
+            ]
+        for task_id in starting:
+            with self.db.read() as session:
+                row = session.get(TaskRow, task_id)
+                if row is None or row.executor_ref is not None:
+                    continue
+                launch = self._launch_of(session, row)
+            ref = self.executor.find(launch)
+            if ref is not None:
+                self._mark_running(task_id, row.attempt, ref)
+                adopted += 1
+            else:
+                self._start_attempt(task_id, row.attempt)
+                relaunched += 1
+        with self.db.write() as session:
+            state = session.get(ControllerStateRow, "last_start") or ControllerStateRow(
+                key="last_start", value={}
+            )
+            state.value = {"at": now().isoformat(), "pid": os.getpid(),
+                           "adopted": adopted, "relaunched": relaunched}
+            state.updated_at = now()
+            session.merge(state)
+        self.tick()
+        return {"adopted": adopted, "relaunched": relaunched}
+
+    # -- pending -> queued --------------------------------------------------------------
+    def _promote_pending(self) -> None:
+        with self.db.write() as session:
+            pending = list(session.scalars(
+                select(TaskRow).where(TaskRow.status == TaskStatus.PENDING.value)
+            ))
+            for row in pending:
+                upstream_ids = {i["task"] for i in row.resolved.get("inputs", []) if "task" in i}
+                ups = {u.id: u for u in session.scalars(
+                    select(TaskRow).where(TaskRow.id.in_(upstream_ids))
+                )}
+                broken = [u for u in ups.values()
+                          if u.status in (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)]
+                if broken:
+                    self._terminate(session, row, TaskStatus.CANCELLED,
+                                    f"upstream task {broken[0].name!r} {broken[0].status}")
+                elif all(u.status == TaskStatus.SUCCEEDED.value for u in ups.values()):
+                    row.status = TaskStatus.QUEUED.value
+                    row.queued_at = row.updated_at = now()
+                    row.reason = None
+
+    # -- queued -> starting -> running --------------------------------------------------
+    def _admit_and_launch(self) -> None:
+        with self.db.write() as session:
+            queued = list(session.scalars(
+                select(TaskRow)
+                .where(TaskRow.status == TaskStatus.QUEUED.value)
+                .order_by(TaskRow.priority.desc(), TaskRow.queued_at, TaskRow.id)
+            ))
+            ready = [r for r in queued if r.not_before is None or r.not_before <= now()]
+            if not ready:
+                return
+            decisions = self.admitter.admit(session, ready)
+            admitted: list[tuple[str, int]] = []
+            for row in ready:
+                decision = decisions.get(row.id, Admission(False, "not considered"))
+                if not decision.admitted:
+                    row.reason = decision.reason
+                    continue
+                row.status = TaskStatus.STARTING.value
+                row.attempt += 1
+                row.reason = None
+                row.exit_code = None
+                row.executor = self.executor.name
+                row.executor_ref = None
+                row.started_at = row.updated_at = now()
+                row.finished_at = None
+                row.resolved = {**row.resolved, "attempt_env": decision.env,
+                                "leases": decision.leases}
+                timeout = row.spec.get("timeout_s")
+                row.deadline = (
+                    now() + timedelta(seconds=timeout + DEADLINE_SLACK_S) if timeout else None
+                )
+                session.add(LineageEventRow(
+                    run_id=row.run_id, task_id=row.id, type="task.admitted",
+                    payload={"attempt": row.attempt, "leases": decision.leases},
+                ))
+                admitted.append((row.id, row.attempt))
+        for task_id, attempt in admitted:
+            self._start_attempt(task_id, attempt)
+
+    def _start_attempt(self, task_id: str, attempt: int) -> None:
+        try:
+            self._ensure_tracking_run(task_id, attempt)
+            with self.db.read() as session:
+                row = session.get(TaskRow, task_id)
+                assert row is not None
+                if row.status != TaskStatus.STARTING.value or row.attempt != attempt:
+                    return
+                launch = self._launch_of(session, row)
+            self._write_launch_file(launch)
+            ref = self.executor.launch(launch)
+        except Exception as exc:
+            log.exception("launch of %s attempt %s failed", task_id, attempt)
+            self._finish(task_id, attempt, Outcome(TaskStatus.FAILED,
+                                                   f"launch failed: {exc}", None, {}))
+            return
+        self._mark_running(task_id, attempt, ref)
+
+    def _mark_running(self, task_id: str, attempt: int, ref: dict[str, Any]) -> None:
+        with self.db.write() as session:
+            row = session.get(TaskRow, task_id)
+            if row is None or row.attempt != attempt or row.status not in ACTIVE:
+                return
+            row.status = TaskStatus.RUNNING.value
+            row.executor_ref = ref
+            row.updated_at = now()
+            session.add(LineageEventRow(
+                run_id=row.run_id, task_id=row.id, type="task.started",
+                payload={"attempt": attempt, "executor": row.executor, "ref": ref},
+            ))
+
+    def _ensure_tracking_run(self, task_id: str, attempt: int) -> None:
+        with self.db.read() as session:
+            row = session.get(TaskRow, task_id)
+            assert row is not None
+            run = session.get(RunRow, row.run_id)
+            assert run is not None
+            if row.resolved.get("mlflow_attempt") == attempt and row.mlflow_run_id:
+                return
+            spec, resolved = row.spec, row.resolved
+            tags = {
+                "mlflow.runName": f"{row.name}#{attempt}",
+                "mlflow.user": row.team,
+                "mlflow.source.type": "JOB",
+                "tracectl.run_id": run.id,
+                "tracectl.task_id": row.id,
+                "tracectl.task_name": row.name,
+                "tracectl.attempt": str(attempt),
+            }
+            if spec.get("code"):
+                tags["mlflow.source.name"] = spec["code"]["repo"]
+                tags["mlflow.source.git.commit"] = resolved.get("commit", "")
+                tags["mlflow.source.git.repoURL"] = spec["code"]["repo"]
+            if run.airflow_dag_id:
+                tags["airflow.dag_id"] = run.airflow_dag_id
+            if run.airflow_run_id:
+                tags["airflow.run_id"] = run.airflow_run_id
+            if spec.get("image"):
+                tags["tracectl.image"] = spec["image"]
+            experiment = run.pipeline
+            params = spec.get("params", {})
+            datasets = [
+                {"name": d["path"], "digest": d["md5"], "context": "input",
+                 "source": f"dvc://{spec['code']['repo']}@{d['rev']}/{d['path']}"}
+                for d in resolved.get("data", [])
+            ]
+        experiment_id, mlflow_run_id = self.tracking.start_run(
+            experiment, f"{row.name}#{attempt}", tags, params
+        )
+        self.tracking.log_dataset_inputs(mlflow_run_id, datasets)
+        with self.db.write() as session:
+            row = session.get(TaskRow, task_id)
+            assert row is not None
+            row.mlflow_experiment_id = experiment_id
+            row.mlflow_run_id = mlflow_run_id
+            row.resolved = {**row.resolved, "mlflow_attempt": attempt}
+
+    def workspace(self, task_id: str, attempt: int) -> Path:
+        return self.settings.workspaces / task_id / str(attempt)
+
+    def _launch_of(self, session: Session, row: TaskRow) -> Launch:
+        run = session.get(RunRow, row.run_id)
+        assert run is not None
+        secrets = session.get(TaskSecretRow, row.id)
+        spec = dict(row.spec)
+        spec["env"] = {**spec.get("env", {}), **(secrets.env if secrets else {})}
+        inputs = []
+        for item in row.resolved.get("inputs", []):
+            if "task" in item:
+                artifact = session.scalar(
+                    select(ArtifactRow).where(ArtifactRow.task_id == item["task"],
+                                              ArtifactRow.path == item["output"])
+                )
+                if artifact is None:
+                    raise RuntimeError(f"upstream output {item['output']} is not stored")
+                inputs.append({"path": item["path"], "sha256": artifact.sha256,
+                               "uri": artifact.uri, "size": artifact.size,
+                               "produced_by_task": artifact.task_id,
+                               "produced_by_run": artifact.run_id})
+            else:
+                inputs.append(item)
+        workspace = self.workspace(row.id, row.attempt)
+        env = {
+            "TRACECTL_RUN_ID": run.id,
+            "TRACECTL_TASK_ID": row.id,
+            "TRACECTL_TASK_NAME": row.name,
+            "TRACECTL_ATTEMPT": str(row.attempt),
+            "MLFLOW_TRACKING_URI": self.tracking.uri,
+            "MLFLOW_RUN_ID": row.mlflow_run_id or "",
+            "MLFLOW_EXPERIMENT_ID": row.mlflow_experiment_id or "",
+            **row.resolved.get("attempt_env", {}),
+        }
+        return Launch(
+            run_id=run.id, task_id=row.id, task_name=row.name, attempt=row.attempt,
+            workspace=workspace, launch_file=workspace / "launch.json", env=env,
+            spec={
+                "run_id": run.id, "task_id": row.id, "task_name": row.name,
+                "attempt": row.attempt, "spec": spec, "resolved": row.resolved,
+                "inputs": inputs, "env": env,
+                "labels": {"dag_id": run.airflow_dag_id or "",
+                           "airflow_run_id": run.airflow_run_id or "",
+                           "pipeline": run.pipeline, "team": row.team},
+                "settings": self.settings.model_dump(mode="json"),
+            },
+        )
+
+    @staticmethod
+    def _write_launch_file(launch: Launch) -> None:
+        launch.workspace.mkdir(parents=True, exist_ok=True)
+        tmp = launch.launch_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(dict(launch.spec), indent=2, default=str))
+        os.chmod(tmp, 0o600)  # it carries secret env values
+        os.replace(tmp, launch.launch_file)
+
+    # -- running -> finished --------------------------------------------------------------
+    def _watch_active(self) -> None:
+        with self.db.read() as session:
+            active = [
+                (r.id, r.attempt, r.status, r.executor_ref, r.cancel_requested, r.deadline)
+                for r in session.scalars(select(TaskRow).where(TaskRow.status.in_(ACTIVE)))
+            ]
+        for task_id, attempt, status, ref, cancel, deadline in active:
+            if ref is None:
+                continue  # STARTING: its launch is in progress (or reconcile will redo it)
+            state = self.executor.inspect(ref, self.workspace(task_id, attempt))
+            if state.phase == "running":
+                if cancel or (deadline is not None and now() > deadline):
+                    self._cancel_async(task_id, ref)
+                continue
+            self._finish(task_id, attempt, self._outcome(state, cancel))
+            self.executor.cleanup(ref)
+
+    def _outcome(self, state: ExecutorState, cancel_requested: bool) -> Outcome:
+        result = dict(state.result or {})
+        if cancel_requested:
+            return Outcome(TaskStatus.CANCELLED, "cancelled on request", state.exit_code, result)
+        if state.phase == "exited" and state.exit_code == 0 and not state.reason:
+            return Outcome(TaskStatus.SUCCEEDED, None, 0, result)
+        reason = state.reason or f"exited with code {state.exit_code}"
+        return Outcome(TaskStatus.FAILED, reason, state.exit_code, result)
+
+    def _cancel_async(self, task_id: str, ref: dict[str, Any]) -> None:
+        if task_id in self._cancelling:
+            return
+        self._cancelling.add(task_id)
+
+        def run() -> None:
+            try:
+                self.executor.cancel(ref, self.settings.cancel_grace_s)
+            finally:
+                self._cancelling.discard(task_id)
+                self.wake.set()
+
+        threading.Thread(target=run, name=f"cancel-{task_id}", daemon=True).start()
+
+    def _finish(self, task_id: str, attempt: int, outcome: Outcome) -> None:
+        with self.db.read() as session:
+            row = session.get(TaskRow, task_id)
+            if row is None or row.attempt != attempt or row.status in TERMINAL:
+                return
+            mlflow_run_id = row.mlflow_run_id
+            run_id = row.run_id
+        if mlflow_run_id:
+            try:
+                self.tracking.finish_run(mlflow_run_id, outcome.status.value)
+            except Exception:
+                log.warning("could not close MLflow run %s", mlflow_run_id, exc_info=True)
+        log_summary = self.log_reader.summary(run_id, task_id, attempt)
+        with self.db.write() as session:
+            row = session.get(TaskRow, task_id)
+            if row is None or row.attempt != attempt or row.status in TERMINAL:
+                return
+            if row.status == TaskStatus.QUEUED.value:
+                return  # already finished and requeued by another path
+            self._record_attempt(session, row, outcome, log_summary)
+            retry = (
+                outcome.status == TaskStatus.FAILED
+                and row.attempt < row.max_attempts
+                and not row.cancel_requested
+            )
+            if retry:
+                self.admitter.release(session, row.id, f"attempt {row.attempt} failed")
+                backoff = self.settings.retry_backoff_s * 2 ** (row.attempt - 1)
+                row.status = TaskStatus.QUEUED.value
+                row.reason = f"attempt {row.attempt} failed ({outcome.reason}); retrying"
+                row.exit_code = outcome.exit_code
+                row.not_before = now() + timedelta(seconds=backoff)
+                row.queued_at = row.updated_at = now()
+                row.executor_ref = None
+                return
+            self._terminate(session, row, outcome.status, outcome.reason, outcome.exit_code)
+
+    def _record_attempt(
+        self, session: Session, row: TaskRow, outcome: Outcome, log_summary: dict[str, Any]
+    ) -> None:
+        run = session.get(RunRow, row.run_id)
+        assert run is not None
+        row.finished_at = now()
+        inputs = self._launch_inputs(row)
+        for item in inputs:
+            session.add(TaskInputRow(
+                task_id=row.id, sha256=item["sha256"], uri=item["uri"], path=item["path"],
+                produced_by_task=item.get("produced_by_task"),
+            ))
+            session.add(LineageEventRow(run_id=row.run_id, task_id=row.id, type="input.used",
+                                        payload=item))
+        for output in outcome.result.get("outputs") or []:
+            session.add(ArtifactRow(
+                sha256=output["sha256"], uri=output["uri"], size=output["size"],
+                media_type=output["media_type"], path=output["path"], task_id=row.id,
+                run_id=row.run_id,
+            ))
+            session.add(LineageEventRow(run_id=row.run_id, task_id=row.id,
+                                        type="output.produced", payload=output))
+        leases = self.admitter.leases_of(session, row.id) or row.resolved.get("leases", [])
+        record = build_record(row, run, outcome.status.value, outcome.result, inputs, leases,
+                              self.tracking.uri if row.mlflow_run_id else None, log_summary)
+        record_json = record.model_dump(mode="json")
+        record_json["reason"] = outcome.reason
+        existing = session.get(LineageRecordRow, row.id)
+        if existing is None:
+            session.add(LineageRecordRow(task_id=row.id, run_id=row.run_id,
+                                         attempt=row.attempt, record=record_json))
+        else:
+            existing.attempt, existing.record, existing.updated_at = row.attempt, record_json, now()
+        session.add(LineageEventRow(
+            run_id=row.run_id, task_id=row.id, type="task.completed",
+            payload={"attempt": row.attempt, "status": outcome.status.value,
+                     "exit_code": outcome.exit_code, "reason": outcome.reason},
+        ))
+
+    def _launch_inputs(self, row: TaskRow) -> list[dict[str, Any]]:
+        launch_file = self.workspace(row.id, row.attempt) / "launch.json"
+        if not launch_file.exists():
+            return []
+        inputs: list[dict[str, Any]] = json.loads(launch_file.read_text()).get("inputs", [])
+        return inputs
+
+    def _terminate(
+        self, session: Session, row: TaskRow, status: TaskStatus, reason: str | None,
+        exit_code: int | None = None,
+    ) -> None:
+        row.status = status.value
+        row.reason = reason
+        row.exit_code = exit_code
+        row.finished_at = row.updated_at = now()
+        self.admitter.release(session, row.id, status.value)
+        secrets = session.get(TaskSecretRow, row.id)
+        if secrets is not None:
+            session.delete(secrets)
+        session.flush()
+        update_run_status(session, row.run_id)
+
+    def _heartbeat(self) -> None:
+        if time.monotonic() - self._last_heartbeat < self.settings.lease_ttl_s / 3:
+            return
+        self._last_heartbeat = time.monotonic()
+        with self.db.write() as session:
+            ids = [r.id for r in session.scalars(select(TaskRow).where(TaskRow.status.in_(ACTIVE)))]
+            if ids:
+                self.admitter.heartbeat(session, ids)
+
+
+def update_run_status(session: Session, run_id: str) -> None:
+    run = session.get(RunRow, run_id)
+    if run is None:
+        return
+    statuses = [s for (s,) in session.execute(
+        select(TaskRow.status).where(TaskRow.run_id == run_id)
+    )]
+    if not statuses:
+        status = RunStatus.PENDING
+    elif any(s not in TERMINAL for s in statuses):
+        status = RunStatus.RUNNING
+    elif TaskStatus.FAILED.value in statuses:
+        status = RunStatus.FAILED
+    elif TaskStatus.CANCELLED.value in statuses:
+        status = RunStatus.CANCELLED
+    else:
+        status = RunStatus.SUCCEEDED
+    run.status = status.value
+    run.updated_at = now()
+    run.finished_at = now() if status not in (RunStatus.RUNNING, RunStatus.PENDING) else None

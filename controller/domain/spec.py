@@ -1,0 +1,190 @@
+"""TaskSpec: what a client asks the controller to run. Unknown fields are rejected."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import PurePosixPath
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+JsonValue = Any
+_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
+_TASK_REF = re.compile(r"^task:[A-Za-z0-9][A-Za-z0-9_.-]*/.+$")
+
+MAX_ARGV_ITEMS = 256
+MAX_ARG_CHARS = 8192
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def relative_path(value: str) -> str:
+    """A path confined to its workspace: relative, normalized, no '..'."""
+    if not value or "\x00" in value:
+        raise ValueError("path must be a non-empty string without NUL bytes")
+    path = PurePosixPath(value)
+    if path.is_absolute():
+        raise ValueError(f"path {value!r} must be relative to the workspace")
+    if any(part == ".." for part in path.parts):
+        raise ValueError(f"path {value!r} must not contain '..'")
+    normalized = str(path)
+    if normalized == ".":
+        raise ValueError("path must name a file or folder inside the workspace")
+    return normalized
+
+
+RelPath = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class TaskMode(StrEnum):
+    JOB = "job"
+    SERVICE = "service"
+    EXTERNAL = "external"
+
+
+class CodeRef(Strict):
+    """Source code of a task: a git repository (URL or local path) at a ref."""
+
+    repo: str = Field(min_length=1, max_length=2048, description="git URL or local path")
+    ref: str = Field(default="HEAD", min_length=1, max_length=256)
+    commit: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{40}$", description="set by the controller"
+    )
+
+
+class DataRef(Strict):
+    """DVC-tracked inputs of a task, read from the code repository at `rev`."""
+
+    paths: list[RelPath] = Field(min_length=1, max_length=256)
+    rev: str | None = Field(default=None, max_length=256, description="defaults to the code ref")
+
+    _check_paths = field_validator("paths")(
+        classmethod(lambda cls, v: [relative_path(p) for p in v])
+    )
+
+
+class VolumeClaim(Strict):
+    claim: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=253)
+    mode: str = Field(default="rw", pattern=r"^(rw|ro)$")
+    mount_path: str = Field(default="/data", min_length=1, max_length=1024)
+
+
+class Resources(Strict):
+    cpu: float | None = Field(default=None, gt=0, le=512)
+    memory: str | None = Field(default=None, description="bytes with a unit, e.g. 512Mi, 2Gi")
+    gpu: int = Field(default=0, ge=0, le=64)
+    gpu_flavor: str | None = Field(default=None, max_length=128)
+    volumes: list[VolumeClaim] = Field(default_factory=list, max_length=32)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not _MEMORY.match(value):
+            raise ValueError(f"memory {value!r} must look like 512Mi, 2Gi or 1073741824")
+        return value
+
+    def memory_bytes(self) -> int | None:
+        if self.memory is None:
+            return None
+        units = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+                 "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+        match = re.match(r"^([0-9.]+)([A-Za-z]*)$", self.memory)
+        assert match is not None
+        return int(float(match.group(1)) * units.get(match.group(2), 1))
+
+
+class InputRef(Strict):
+    """An artifact placed into the workspace before the command runs.
+
+    `artifact` is `sha256:<hex>` (any stored artifact) or `task:<name>/<output path>`
+    (an output of an earlier task of the same run; the task waits for it).
+    """
+
+    artifact: str = Field(max_length=2048)
+    path: RelPath
+
+    @field_validator("artifact")
+    @classmethod
+    def _artifact(cls, value: str) -> str:
+        if not (_SHA256.match(value) or _TASK_REF.match(value)):
+            raise ValueError(
+                f"artifact {value!r} must be 'sha256:<64 hex>' or 'task:<task name>/<path>'"
+            )
+        return value
+
+    _check_path = field_validator("path")(classmethod(lambda cls, v: relative_path(v)))
+
+    @property
+    def upstream_task(self) -> str | None:
+        if not self.artifact.startswith("task:"):
+            return None
+        return self.artifact[len("task:") :].split("/", 1)[0]
+
+    @property
+    def upstream_output(self) -> str:
+        return self.artifact[len("task:") :].split("/", 1)[1]
+
+
+class TaskSpec(Strict):
+    """Everything needed to run one task and to reproduce it later."""
+
+    image: str | None = Field(default=None, max_length=512)
+    command: list[str] = Field(min_length=1, max_length=MAX_ARGV_ITEMS)
+    env: dict[str, str] = Field(default_factory=dict, max_length=256)
+    secret_env: list[str] = Field(
+        default_factory=list, description="env keys whose values are secret: never stored"
+    )
+    code: CodeRef | None = None
+    data: DataRef | None = None
+    inputs: list[InputRef] = Field(default_factory=list, max_length=256)
+    outputs: list[RelPath] = Field(default_factory=list, max_length=256)
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    mode: TaskMode = TaskMode.JOB
+    timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    retries: int = Field(default=0, ge=0, le=20)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: list[str]) -> list[str]:
+        for arg in value:
+            if len(arg) > MAX_ARG_CHARS or "\x00" in arg:
+                raise ValueError("each argument must be under 8192 characters, without NUL")
+        if not value[0]:
+            raise ValueError("the program (first argument) must not be empty")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            if not _ENV_KEY.match(key):
+                raise ValueError(f"env key {key!r} is not a valid variable name")
+            if key.startswith("TRACECTL_"):
+                raise ValueError(f"env key {key!r}: TRACECTL_* variables are set by the controller")
+            if "\x00" in val:
+                raise ValueError(f"env value of {key!r} contains a NUL byte")
+        return value
+
+    _check_outputs = field_validator("outputs")(
+        classmethod(lambda cls, v: [relative_path(p) for p in v])
+    )
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> TaskSpec:
+        unknown = [k for k in self.secret_env if k not in self.env]
+        if unknown:
+            raise ValueError(f"secret_env names keys that are not in env: {unknown}")
+        if self.data is not None and self.code is None:
+            raise ValueError("data needs code: DVC paths are read from the code repository")
+        return self
+
+    def public_env(self) -> dict[str, str]:
+        """Env as it may be stored and shown: secret values replaced."""
+        return {k: ("***" if k in self.secret_env else v) for k, v in self.env.items()}

@@ -1,0 +1,1 @@
+"""Executors: where a task attempt runs (local process, Kubernetes, external HTTP)."""

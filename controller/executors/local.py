@@ -1,0 +1,109 @@
+"""The embedded default executor: each attempt is a detached runner process.
+
+The runner starts in a new session so it survives a controller restart; the controller
+finds it again by PID plus process start time (a reused PID is never mistaken for it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from controller.config import Settings
+from controller.ports import ExecutorState, Launch
+
+RUNNER_MODULE = "controller.runtime.runner"
+
+
+def _process(ref: Mapping[str, Any]) -> psutil.Process | None:
+    try:
+        proc = psutil.Process(int(ref["pid"]))
+        if abs(proc.create_time() - float(ref["create_time"])) > 0.5:
+            return None  # the PID now belongs to another process
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            _reap(proc.pid)
+            return None
+        return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError, ValueError):
+        return None
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def launch(self, launch: Launch) -> dict[str, Any]:
+        launch.workspace.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **launch.env}
+        with (launch.workspace / "runner.out").open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", RUNNER_MODULE, str(launch.launch_file)],
+                cwd=launch.workspace, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        return self._ref(proc.pid)
+
+    def _ref(self, pid: int) -> dict[str, Any]:
+        create_time = psutil.Process(pid).create_time()
+        return {"pid": pid, "create_time": create_time, "host": socket.gethostname()}
+
+    def find(self, launch: Launch) -> dict[str, Any] | None:
+        needle = str(launch.launch_file)
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmdline = proc.info.get("cmdline") or []
+            if RUNNER_MODULE in cmdline and needle in cmdline:
+                return self._ref(proc.info["pid"])
+        return None
+
+    def inspect(self, ref: Mapping[str, Any], workspace: Path) -> ExecutorState:
+        result_file = workspace / "result.json"
+        if result_file.exists():
+            result = json.loads(result_file.read_text())
+            return ExecutorState("exited", result.get("exit_code"), result.get("reason"), result)
+        if _process(ref) is not None:
+            return ExecutorState("running")
+        if result_file.exists():  # written between the two checks above
+            return self.inspect(ref, workspace)
+        return ExecutorState("missing", reason="the runner process ended without a result")
+
+    def cancel(self, ref: Mapping[str, Any], grace_s: float) -> None:
+        proc = _process(ref)
+        if proc is None:
+            return
+        self._signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if _process(ref) is None:
+                return
+            time.sleep(0.05)
+        self._signal_group(proc.pid, signal.SIGKILL)
+
+    @staticmethod
+    def _signal_group(pid: int, sig: signal.Signals) -> None:
+        try:
+            os.killpg(pid, sig)  # the runner leads its own process group
+        except ProcessLookupError:
+            pass
+
+    def cleanup(self, ref: Mapping[str, Any]) -> None:
+        if "pid" in ref:
+            _reap(int(ref["pid"]))

@@ -1,0 +1,81 @@
+"""Builds a task attempt's LineageRecord from what the controller and the runner saw."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.domain.lineage import (
+    ArtifactLineage,
+    CodeLineage,
+    DataLineage,
+    EnvironmentLineage,
+    LeaseLineage,
+    LineageRecord,
+    TrackingLineage,
+)
+from controller.store.schema import RunRow, TaskRow
+
+
+def build_record(
+    task: TaskRow,
+    run: RunRow,
+    status: str,
+    result: dict[str, Any],
+    inputs: list[dict[str, Any]],
+    leases: list[dict[str, Any]],
+    tracking_uri: str | None,
+    log_summary: dict[str, Any],
+) -> LineageRecord:
+    spec = task.spec
+    resolved = task.resolved or {}
+    code = None
+    if spec.get("code") and resolved.get("commit"):
+        code = CodeLineage(
+            repo=spec["code"]["repo"], ref=spec["code"]["ref"],
+            commit=resolved["commit"], dirty=bool(resolved.get("dirty")),
+        )
+    fetched = {d["path"]: d for d in result.get("data") or []}
+    data = [
+        DataLineage(path=d["path"], md5=d["md5"], rev=d["rev"],
+                    remote=fetched.get(d["path"], {}).get("remote"))
+        for d in resolved.get("data", [])
+    ]
+    env_info = result.get("environment") or {}
+    environment = EnvironmentLineage(
+        image=spec.get("image"), interpreter=env_info.get("interpreter"),
+        python_version=env_info.get("python_version"),
+        pip_freeze_sha256=env_info.get("pip_freeze_sha256"),
+        env_keys=sorted(spec.get("env", {})),
+    )
+    mlflow = None
+    if task.mlflow_run_id and tracking_uri:
+        mlflow = TrackingLineage(
+            tracking_uri=tracking_uri, experiment_id=task.mlflow_experiment_id or "",
+            run_id=task.mlflow_run_id,
+        )
+    return LineageRecord(
+        run_id=run.id, task_id=task.id, task_name=task.name, attempt=task.attempt,
+        status=status, exit_code=result.get("exit_code"), code=code, data=data,
+        environment=environment, params=spec.get("params", {}), command=spec["command"],
+        mlflow=mlflow,
+        inputs=[
+            ArtifactLineage(path=i["path"], sha256=i["sha256"], size=i.get("size", 0),
+                            uri=i["uri"], produced_by_task=i.get("produced_by_task"),
+                            produced_by_run=i.get("produced_by_run"))
+            for i in inputs
+        ],
+        outputs=[
+            ArtifactLineage(path=o["path"], sha256=o["sha256"], size=o["size"], uri=o["uri"],
+                            produced_by_task=task.id, produced_by_run=run.id)
+            for o in result.get("outputs") or []
+        ],
+        leases=[
+            LeaseLineage(resource=lease["resource"], fencing_token=lease["fencing_token"],
+                         detail={k: v for k, v in lease.items()
+                                 if k not in {"resource", "fencing_token"}})
+            for lease in leases
+        ],
+        logs=log_summary,
+        executor={"kind": task.executor, **(task.executor_ref or {})},
+        started_at=task.started_at, finished_at=task.finished_at,
+    )

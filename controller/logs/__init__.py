@@ -1,0 +1,1 @@
+"""Log sinks (where task log lines go) and readers (how the API reads them back)."""

@@ -1,0 +1,124 @@
+"""The interfaces between the core and its backends (ports). Backends implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a task's output, as every log sink stores it."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    seq: int
+    stream: str  # stdout | stderr | system
+    message: str
+    timestamp: datetime
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class LogSink(Protocol):
+    """Where a task's log lines go as they are produced."""
+
+    def emit(self, line: LogLine) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LogReader(Protocol):
+    """Reads log lines back, for the API and CLI."""
+
+    def read(
+        self, run_id: str, task_id: str, attempt: int | None, after_seq: int, limit: int
+    ) -> list[LogLine]: ...
+
+    def summary(self, run_id: str, task_id: str, attempt: int) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    uri: str
+    sha256: str
+    size: int
+
+
+class ArtifactStore(Protocol):
+    """Content-addressed storage of task outputs and archived logs."""
+
+    def put_file(self, path: Path, key: str | None = None) -> StoredObject: ...
+
+    def get_file(self, uri: str, dest: Path) -> None: ...
+
+    def exists(self, uri: str) -> bool: ...
+
+    def open_bytes(self, uri: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What an executor needs to start one attempt of a task."""
+
+    run_id: str
+    task_id: str
+    task_name: str
+    attempt: int
+    workspace: Path
+    launch_file: Path
+    env: Mapping[str, str]
+    spec: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ExecutorState:
+    """What the executor really sees of an attempt."""
+
+    phase: str  # running | exited | missing
+    exit_code: int | None = None
+    reason: str | None = None
+    result: Mapping[str, Any] | None = None
+
+
+class Executor(Protocol):
+    name: str
+
+    def launch(self, launch: Launch) -> dict[str, Any]:
+        """Start the attempt; return a reference (pid, job name...) to find it again."""
+        ...
+
+    def find(self, launch: Launch) -> dict[str, Any] | None:
+        """Find an attempt launched before a restart whose reference was not yet recorded."""
+        ...
+
+    def inspect(self, ref: Mapping[str, Any], workspace: Path) -> ExecutorState: ...
+
+    def cancel(self, ref: Mapping[str, Any], grace_s: float) -> None: ...
+
+    def cleanup(self, ref: Mapping[str, Any]) -> None: ...
+
+
+class Tracking(Protocol):
+    """Experiment tracking (MLflow): one tracking run per task attempt."""
+
+    uri: str
+
+    def start_run(
+        self, experiment: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]
+    ) -> tuple[str, str]:
+        """Create a tracking run; return (experiment_id, run_id)."""
+        ...
+
+    def log_dataset_inputs(self, run_id: str, datasets: list[Mapping[str, str]]) -> None: ...
+
+    def finish_run(self, run_id: str, status: str) -> None: ...
+
+    def metrics(self, run_id: str) -> dict[str, float]: ...
+
+    def iter_model_versions(self, run_id: str) -> Iterator[dict[str, str]]: ...

@@ -1,0 +1,93 @@
+"""Git: resolve a ref to a commit at submit time, check it out at run time (GitPython)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+class CodeError(ValueError):
+    """The code reference cannot be used; the message names what is wrong."""
+
+
+@dataclass(frozen=True)
+class ResolvedCode:
+    repo: str
+    ref: str
+    commit: str
+    dirty: bool
+
+
+def _is_local(repo: str) -> bool:
+    return "://" not in repo and not re.match(r"^[\w.-]+@[\w.-]+:", repo)
+
+
+def mirror_path(cache: Path, repo: str) -> Path:
+    return cache / hashlib.sha256(repo.encode()).hexdigest()[:16]
+
+
+def open_repo(repo: str, cache: Path) -> tuple[git.Repo, bool]:
+    """A local repository to read refs from: the path itself, or a cached mirror of a URL.
+
+    Returns (repo, is_source) where is_source tells whether the working tree is the user's.
+    """
+    if _is_local(repo):
+        path = Path(repo).expanduser()
+        if not path.exists():
+            raise CodeError(f"git repository {repo!r} does not exist")
+        try:
+            return git.Repo(path), True
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+            raise CodeError(f"{repo!r} is not a git repository") from exc
+    mirror = mirror_path(cache, repo)
+    try:
+        if mirror.exists():
+            mirrored = git.Repo(mirror)
+            mirrored.git.fetch("--prune", "origin", "+refs/*:refs/*")
+        else:
+            mirror.parent.mkdir(parents=True, exist_ok=True)
+            mirrored = git.Repo.clone_from(repo, mirror, mirror=True)
+    except git.GitCommandError as exc:
+        raise CodeError(f"cannot fetch git repository {repo!r}: {exc.stderr.strip()}") from exc
+    return mirrored, False
+
+
+def resolve(repo: str, ref: str, cache: Path) -> ResolvedCode:
+    handle, is_source = open_repo(repo, cache)
+    try:
+        commit = handle.commit(ref).hexsha
+    except (git.BadName, ValueError, git.GitCommandError) as exc:
+        raise CodeError(f"git ref {ref!r} does not exist in {repo!r}") from exc
+    dirty = bool(is_source and not handle.bare and handle.is_dirty(untracked_files=False))
+    return ResolvedCode(repo=repo, ref=ref, commit=commit, dirty=dirty)
+
+
+def read_file_at(repo: str, commit: str, path: str, cache: Path) -> bytes | None:
+    """The bytes of PATH in the tree of COMMIT, or None when the tree has no such file."""
+    handle, _ = open_repo(repo, cache)
+    try:
+        blob = handle.commit(commit).tree / path
+    except KeyError:
+        return None
+    data: bytes = blob.data_stream.read()
+    return data
+
+
+def checkout(repo: str, commit: str, dest: Path) -> None:
+    """A fresh clone of REPO with COMMIT checked out (detached) in DEST."""
+    if not _SHA.match(commit):
+        raise CodeError(f"commit {commit!r} is not a full sha")
+    source = str(Path(repo).expanduser().resolve()) if _is_local(repo) else repo
+    try:
+        cloned = git.Repo.clone_from(source, dest, no_checkout=True)
+        cloned.git.checkout("--detach", commit)
+    except git.GitCommandError as exc:
+        raise CodeError(f"cannot check out {commit} of {repo!r}: {exc.stderr.strip()}") from exc
+    if cloned.head.commit.hexsha != commit:
+        raise CodeError(f"checked out {cloned.head.commit.hexsha}, expected {commit}")

@@ -1,0 +1,221 @@
+"""The task runner: `python -m controller.runtime.runner LAUNCH_FILE`.
+
+Runs one attempt of one task in its workspace, detached from the controller so that a
+controller restart does not kill it. It writes `result.json` (atomically) when done; the
+controller reads it. Every line the command prints goes to the configured log sink.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from controller import backends
+from controller.config import Settings
+from controller.ports import ArtifactStore, LogLine, LogSink
+from controller.runtime import code, data, environment, limits
+from controller.runtime.outputs import OutputError, collect_outputs, place_inputs
+
+KILL_GRACE_S = 5.0
+
+
+class SetupError(RuntimeError):
+    pass
+
+
+class LineWriter:
+    """Numbers lines from both streams in arrival order and hands them to the sink."""
+
+    def __init__(self, sink: LogSink, run_id: str, task_id: str, attempt: int) -> None:
+        self.sink = sink
+        self.ids = (run_id, task_id, attempt)
+        self.seq = 0
+        self.lock = threading.Lock()
+
+    def write(self, stream: str, message: str) -> None:
+        with self.lock:
+            self.seq += 1
+            run_id, task_id, attempt = self.ids
+            self.sink.emit(
+                LogLine(run_id, task_id, attempt, self.seq, stream, message, datetime.now(UTC))
+            )
+
+    def pump(self, stream: str, handle: IO[bytes]) -> None:
+        for raw in iter(handle.readline, b""):
+            # Non-UTF-8 bytes are kept visible (escaped) rather than dropped.
+            self.write(stream, raw.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace"))
+        handle.close()
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+class Runner:
+    def __init__(self, launch_file: Path) -> None:
+        self.launch_file = launch_file
+        self.launch: dict[str, Any] = json.loads(launch_file.read_text())
+        self.workspace = launch_file.parent
+        self.settings = Settings.model_validate(self.launch["settings"])
+        self.child: subprocess.Popen[bytes] | None = None
+        self.cancelled = False
+
+    def _on_term(self, signum: int, _frame: object) -> None:
+        self.cancelled = True
+        if self.child and self.child.poll() is None:
+            self.child.send_signal(signum)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_term)
+        started = datetime.now(UTC)
+        (self.workspace / "runner.pid").write_text(str(os.getpid()))
+        launch = self.launch
+        labels = {
+            "run_id": launch["run_id"], "task_id": launch["task_id"],
+            "attempt": str(launch["attempt"]), "task_name": launch["task_name"],
+            **{k: v for k, v in launch.get("labels", {}).items() if v},
+        }
+        sink = backends.log_sink(self.settings, labels)
+        writer = LineWriter(sink, launch["run_id"], launch["task_id"], launch["attempt"])
+        result: dict[str, Any] = {"started_at": started.isoformat()}
+        try:
+            result.update(self._run(writer))
+        except (SetupError, code.CodeError, data.DataError, OutputError) as exc:
+            writer.write("system", f"tracectl: {exc}")
+            result.update({"exit_code": None, "reason": str(exc)})
+        except Exception as exc:  # the runner must always leave a result behind
+            writer.write("system", f"tracectl: runner error: {exc!r}")
+            result.update({"exit_code": None, "reason": f"runner error: {exc!r}"})
+        finally:
+            result["finished_at"] = datetime.now(UTC).isoformat()
+            result["log_lines"] = writer.seq
+            sink.close()
+            write_json_atomic(self.workspace / "result.json", result)
+        return 0
+
+    def _run(self, writer: LineWriter) -> dict[str, Any]:
+        launch = self.launch
+        spec = launch["spec"]
+        src = self.workspace / "src"
+        out: dict[str, Any] = {}
+        commit = launch.get("resolved", {}).get("commit")
+        if spec.get("code") and commit:
+            writer.write("system", f"tracectl: checking out {spec['code']['repo']} at {commit}")
+            code.checkout(spec["code"]["repo"], commit, src)
+        else:
+            src.mkdir(parents=True, exist_ok=True)
+        if spec.get("data"):
+            out["data"] = self._fetch_data(writer, src)
+        store = backends.artifact_store(self.settings)
+        if launch.get("inputs"):
+            writer.write("system", f"tracectl: placing {len(launch['inputs'])} input artifact(s)")
+            place_inputs(store, launch["inputs"], src)
+        out["environment"] = environment.describe()
+        exit_code, reason = self._execute(writer, src)
+        out.update({"exit_code": exit_code, "reason": reason})
+        if exit_code == 0 and not self.cancelled:
+            out["outputs"] = self._store_outputs(writer, store, src)
+        return out
+
+    def _fetch_data(self, writer: LineWriter, src: Path) -> list[dict[str, Any]]:
+        expected = {d["path"]: d for d in self.launch["resolved"].get("data", [])}
+        paths = list(expected)
+        writer.write("system", f"tracectl: dvc pull {' '.join(paths)}")
+        data.pull(src, paths)
+        remote = data.remote_url(src)
+        fetched = []
+        for path, want in expected.items():
+            target = src / path
+            if target.is_file():
+                got = data.file_md5(target)
+                if got != want["md5"]:
+                    raise data.DataError(f"{path}: pulled md5 {got} != recorded {want['md5']}")
+            fetched.append({**want, "remote": remote})
+        return fetched
+
+    def _store_outputs(
+        self, writer: LineWriter, store: ArtifactStore, src: Path
+    ) -> list[dict[str, Any]]:
+        declared = self.launch["spec"].get("outputs", [])
+        outputs = collect_outputs(store, src, declared)
+        for item in outputs:
+            writer.write("system", f"tracectl: output {item['path']} sha256:{item['sha256']}")
+        return outputs
+
+    def _execute(self, writer: LineWriter, src: Path) -> tuple[int | None, str | None]:
+        spec = self.launch["spec"]
+        env = dict(os.environ)
+        env.update(self.launch.get("env", {}))
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        params_file = self.workspace / "params.json"
+        params_file.write_text(json.dumps(spec.get("params", {}), indent=2, sort_keys=True))
+        env["TRACECTL_PARAMS_FILE"] = str(params_file)
+        env["TRACECTL_PARAMS"] = json.dumps(spec.get("params", {}), sort_keys=True)
+        resources = spec.get("resources") or {}
+        from controller.domain.spec import Resources
+
+        memory = Resources.model_validate(resources).memory_bytes()
+        writer.write("system", f"tracectl: exec {json.dumps(spec['command'])}")
+        try:
+            self.child = subprocess.Popen(
+                spec["command"], cwd=src, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                preexec_fn=limits.preexec(memory, resources.get("cpu")),
+            )
+        except OSError as exc:
+            return None, f"cannot start {spec['command'][0]!r}: {exc.strerror}"
+        pumps = [
+            threading.Thread(target=writer.pump, args=("stdout", self.child.stdout), daemon=True),
+            threading.Thread(target=writer.pump, args=("stderr", self.child.stderr), daemon=True),
+        ]
+        for pump in pumps:
+            pump.start()
+        timeout = spec.get("timeout_s")
+        deadline = time.monotonic() + timeout if timeout else None
+        reason = None
+        while self.child.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                reason = f"timed out after {timeout:g}s"
+                writer.write("system", f"tracectl: {reason}; sending SIGTERM")
+                self._stop_child()
+                break
+            time.sleep(0.05)
+        code_ = self.child.wait()
+        for pump in pumps:
+            pump.join(timeout=10)
+        if self.cancelled and reason is None:
+            reason = "cancelled"
+        if code_ < 0 and reason is None:
+            reason = f"killed by signal {signal.Signals(-code_).name}"
+        elif code_ != 0 and reason is None:
+            reason = f"exited with code {code_}"
+        return code_, reason
+
+    def _stop_child(self) -> None:
+        assert self.child is not None
+        self.child.terminate()
+        try:
+            self.child.wait(KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print("usage: python -m controller.runtime.runner LAUNCH_FILE", file=sys.stderr)
+        return 2
+    return Runner(Path(sys.argv[1])).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Admission: deciding when a queued task may start, and what resources it holds."""

@@ -1,0 +1,1 @@
+"""The store: every piece of controller state, in SQLAlchemy (SQLite embedded, PostgreSQL)."""

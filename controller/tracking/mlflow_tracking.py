@@ -1,0 +1,82 @@
+"""MLflow as the tracking backend: one MLflow run per task attempt, made by the controller.
+
+The task's own code logs into that run through MLFLOW_RUN_ID / MLFLOW_TRACKING_URI.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from controller.config import Settings
+
+_STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
+
+
+class MlflowTracking:
+    def __init__(self, settings: Settings) -> None:
+        self.uri = settings.mlflow_uri
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                from mlflow.tracking import MlflowClient
+
+                self._client = MlflowClient(tracking_uri=self.uri)
+            return self._client
+
+    def _experiment_id(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        try:
+            return str(self.client.create_experiment(name))
+        except Exception:  # created concurrently by someone else
+            return str(self.client.get_experiment_by_name(name).experiment_id)
+
+    def start_run(
+        self, experiment: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]
+    ) -> tuple[str, str]:
+        from mlflow.entities import Param
+
+        experiment_id = self._experiment_id(experiment)
+        run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+        flat = [
+            Param(str(k)[:250], v if isinstance(v, str) else json.dumps(v, sort_keys=True))
+            for k, v in params.items()
+        ]
+        for start in range(0, len(flat), 100):
+            self.client.log_batch(run.info.run_id, params=flat[start : start + 100])
+        return experiment_id, str(run.info.run_id)
+
+    def log_dataset_inputs(self, run_id: str, datasets: list[Mapping[str, str]]) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [
+            DatasetInput(
+                dataset=Dataset(
+                    name=item["name"], digest=item["digest"][:36], source_type="dvc",
+                    source=json.dumps({"uri": item["source"], "md5": item["digest"]}),
+                ),
+                tags=[InputTag(key="mlflow.data.context", value=item.get("context", "input"))],
+            )
+            for item in datasets
+        ]
+        if inputs:
+            self.client.log_inputs(run_id, datasets=inputs)
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status=_STATUS.get(status, "FAILED"))
+
+    def metrics(self, run_id: str) -> dict[str, float]:
+        return {k: float(v) for k, v in self.client.get_run(run_id).data.metrics.items()}
+
+    def iter_model_versions(self, run_id: str) -> Iterator[dict[str, str]]:
+        for version in self.client.search_model_versions(f"run_id='{run_id}'"):
+            yield {"name": version.name, "version": str(version.version),
+                   "source": str(version.source)}
