@@ -179,6 +179,7 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
         return found
 
     app.include_router(v1)
+    # extra routers (one line each)
     return app
 
 

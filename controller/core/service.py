@@ -36,7 +36,7 @@ class ControllerService:
     ) -> None:
         self.settings = settings
         self.db = db or Database(settings.store_url)
-        self.admitter = admitter or AdmitAll()
+        self.admitter = admitter or build_admitter(settings)
         self.submission = Submission(settings, self.db)
         self._supervisor: Supervisor | None = None
         self.logs: LogReader = backends.log_reader(settings)
