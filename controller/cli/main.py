@@ -1,3 +1,243 @@
-import typer
+"""`tracectl`: the command line for the ML Service Controller.
 
-app = typer.Typer()
+Exit codes: 0 success; 1 a task or run ended failed/cancelled; 2 bad input (the message
+names the field); 3 not found or conflict; 4 the controller cannot be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from controller.cli.client import ApiError, Client
+
+app = typer.Typer(
+    help="tracectl: run ML workflow tasks with locked GPU/volume leases, shipped logs and "
+    "end-to-end lineage.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+UrlOpt = Annotated[str, typer.Option("--url", envvar="TRACECTL_URL",
+                                     help="controller base URL")]
+DEFAULT_URL = "http://127.0.0.1:8765"
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def fail(message: str, code: int) -> NoReturn:
+    err.print(f"[red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def client(url: str) -> Client:
+    return Client(url, token=os.environ.get("TRACECTL_TOKEN"))
+
+
+def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except ApiError as exc:
+        if exc.status == 0:
+            fail(exc.detail, 4)
+        if exc.status == 422:
+            paths = [e.get("path") for e in exc.problem.get("errors", [])]
+            fail(f"{exc.detail}" + (f" (fields: {', '.join(map(str, paths))})" if paths else ""),
+                 2)
+        if exc.status in (404, 409):
+            fail(exc.detail, 3)
+        fail(f"HTTP {exc.status}: {exc.detail}", 1)
+
+
+@app.command()
+def server(
+    home: Annotated[Path | None, typer.Option(help="state folder (TRACECTL_HOME)")] = None,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8765,
+) -> None:
+    """Run the controller (API + supervisor) in the foreground."""
+    from controller.config import Settings
+    from controller.server import serve
+
+    serve(Settings.from_env(home=home, host=host, port=port))
+
+
+@app.command()
+def submit(
+    spec_file: Annotated[Path, typer.Argument(help="YAML/JSON file with a TaskSpec")],
+    name: Annotated[str, typer.Option(help="task name, unique in its run")],
+    run: Annotated[str | None, typer.Option(help="add to this run")] = None,
+    pipeline: Annotated[str, typer.Option(help="pipeline name of a new run")] = "adhoc",
+    idempotency_key: Annotated[str | None, typer.Option()] = None,
+    wait: Annotated[bool, typer.Option(help="wait for the task to end")] = False,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """Submit a task (creating a run unless --run is given)."""
+    try:
+        spec = yaml.safe_load(spec_file.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        fail(f"cannot read spec file {spec_file}: {exc}", 2)
+    if not isinstance(spec, dict):
+        fail(f"{spec_file} must hold a mapping (a TaskSpec), not {type(spec).__name__}", 2)
+    api = client(url)
+    run_id = run or call(api.post, "/v1/runs", {"pipeline": pipeline})["id"]
+    task = call(api.post, f"/v1/runs/{run_id}/tasks", {"name": name, "spec": spec},
+                idempotency_key=idempotency_key)
+    console.print(f"task [bold]{task['id']}[/] in run {run_id}: {task['status']}")
+    if wait:
+        while task["status"] not in TERMINAL:
+            task = call(api.get, f"/v1/tasks/{task['id']}/wait", timeout_s=30)
+        console.print(f"task {task['id']}: {task['status']}"
+                      + (f" ({task['reason']})" if task.get("reason") else ""))
+        if task["status"] != "succeeded":
+            raise typer.Exit(1)
+
+
+@app.command()
+def runs(limit: int = 20, pipeline: str | None = None, url: UrlOpt = DEFAULT_URL) -> None:
+    """List runs, newest first."""
+    page = call(client(url).get, "/v1/runs", limit=limit, pipeline=pipeline)
+    table = Table("run", "pipeline", "status", "created", "airflow dag / run")
+    for run in page["items"]:
+        table.add_row(run["id"], run["pipeline"], run["status"], run["created_at"][:19],
+                      f"{run.get('airflow_dag_id') or ''} {run.get('airflow_run_id') or ''}")
+    console.print(table)
+
+
+@app.command()
+def tasks(
+    run: Annotated[str | None, typer.Option(help="only tasks of this run")] = None,
+    task_id: Annotated[str | None, typer.Argument(help="show one task in full")] = None,
+    limit: int = 100,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """List tasks, or show one task as JSON."""
+    api = client(url)
+    if task_id:
+        console.print_json(json.dumps(call(api.get, f"/v1/tasks/{task_id}")))
+        return
+    page = call(api.get, "/v1/tasks", run_id=run, limit=limit)
+    table = Table("task", "name", "status", "attempt", "exit", "reason")
+    for task in page["items"]:
+        table.add_row(task["id"], task["name"], task["status"], str(task["attempt"]),
+                      str(task.get("exit_code") if task.get("exit_code") is not None else ""),
+                      task.get("reason") or "")
+    console.print(table)
+
+
+@app.command()
+def cancel(task_id: str, url: UrlOpt = DEFAULT_URL) -> None:
+    """Cancel a task (SIGTERM, then SIGKILL after the grace period)."""
+    task = call(client(url).post, f"/v1/tasks/{task_id}/cancel")
+    console.print(f"task {task_id}: {task['status']}")
+
+
+@app.command()
+def logs(
+    task_id: str,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="stream until the task ends")] = False,
+    attempt: int | None = None,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """Print a task's log lines."""
+    api = client(url)
+    if follow:
+        try:
+            for item in api.follow_logs(task_id):
+                if item.get("end"):
+                    err.print(f"[dim]-- task {item['status']} --[/]")
+                    break
+                _print_line(item)
+        except ApiError as exc:
+            call(lambda: (_ for _ in ()).throw(exc))
+        return
+    after = 0
+    while True:
+        page = call(api.get, f"/v1/tasks/{task_id}/logs", after_seq=after, limit=1000,
+                    attempt=attempt)
+        for item in page["items"]:
+            _print_line(item)
+        if not page["items"]:
+            return
+        after = page["next_after_seq"]
+
+
+def _print_line(item: dict[str, Any]) -> None:
+    stream = item["stream"]
+    prefix = {"stderr": "[red]err[/]", "system": "[cyan]sys[/]"}.get(stream, "[dim]out[/]")
+    console.print(f"{prefix} {item['message']}", markup=True, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def lineage(
+    target: Annotated[str, typer.Argument(help="a run id (run_...) or task id (task_...)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """Show what produced a run's or task's outputs."""
+    from controller.lineage.tree import run_tree
+
+    api = client(url)
+    if target.startswith("task_"):
+        console.print_json(json.dumps(call(api.get, f"/v1/tasks/{target}/lineage")))
+        return
+    data = call(api.get, f"/v1/runs/{target}/lineage")
+    if as_json:
+        console.print_json(json.dumps(data))
+    else:
+        console.print(run_tree(data))
+
+
+@app.command()
+def demo(
+    home: Annotated[Path, typer.Option(help="state folder for the demo")] = Path(".tracectl"),
+    n_estimators: int = 50,
+    max_depth: int = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="also print the lineage as JSON")] = False,
+) -> None:
+    """Run the example pipeline (wine classifier) on the embedded default; print its lineage."""
+    from controller.config import Settings
+    from controller.demo.pipeline import submit as submit_pipeline
+    from controller.demo.pipeline import verify_outputs, wait
+    from controller.demo.repo import build_demo_repo
+    from controller.lineage.tree import run_tree
+    from controller.server import EmbeddedServer
+
+    settings = Settings.from_env(home=home)
+    with console.status("creating the demo repository (git + DVC)…"):
+        repo, remote = build_demo_repo(settings.home / "demo")
+    console.log(f"demo repository {repo} (DVC remote {remote})")
+    with EmbeddedServer(settings) as srv:
+        console.log(f"controller at {srv.url} (store {settings.store_url})")
+        api = Client(srv.url)
+        run_id, task_ids = submit_pipeline(
+            api, repo, {"n_estimators": n_estimators, "max_depth": max_depth})
+        console.log(f"run {run_id}: submitted {len(task_ids)} tasks")
+        wait(api, task_ids, console)
+        data = api.get(f"/v1/runs/{run_id}/lineage")
+    console.print(run_tree(data))
+    checks = verify_outputs(data)
+    bad = [c for c in checks if not c[2]]
+    console.print(f"verified {len(checks) - len(bad)}/{len(checks)} output hashes against the "
+                  f"archived files")
+    if as_json:
+        console.print_json(json.dumps(data))
+    if data["run"]["status"] != "succeeded" or bad:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -17,7 +17,8 @@ from controller.domain.records import Artifact, QueueInfo, Run, Task, TaskStatus
 from controller.domain.requests import RunCreate, TaskCreate
 from controller.errors import Conflict, NotFound
 from controller.ports import LogLine, LogReader
-from controller.scheduling.admission import AdmitAll, Admitter
+from controller.scheduling.admission import Admitter
+from controller.scheduling.factory import build_admitter
 from controller.store.database import Database
 from controller.store.schema import (
     ArtifactRow,

@@ -189,3 +189,5 @@ class ControllerStateRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
+# Registers the lease tables on Base.metadata (Alembic and create_all see them).
+from controller.store import lease_schema as _lease_schema  # noqa: E402, F401

@@ -18,6 +18,10 @@ _STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
 class MlflowTracking:
     def __init__(self, settings: Settings) -> None:
         self.uri = settings.mlflow_uri
+        # A local store would otherwise put artifacts under the client's working directory.
+        self.artifact_root = (
+            (settings.home / "mlflow-artifacts").as_uri() if self.uri.startswith("sqlite") else None
+        )
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -35,7 +39,8 @@ class MlflowTracking:
         if found is not None:
             return str(found.experiment_id)
         try:
-            return str(self.client.create_experiment(name))
+            location = f"{self.artifact_root}/{name}" if self.artifact_root else None
+            return str(self.client.create_experiment(name, artifact_location=location))
         except Exception:  # created concurrently by someone else
             return str(self.client.get_experiment_by_name(name).experiment_id)
 

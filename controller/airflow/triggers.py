@@ -1,0 +1,46 @@
+"""TracectlTaskTrigger: waits (async, in the triggerer) until a controller task ends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from controller.airflow.hooks import DEFAULT_CONN_ID, TERMINAL, TracectlHook
+
+
+class TracectlTaskTrigger(BaseTrigger):  # type: ignore[misc]
+    """Long-polls ``GET /v1/tasks/{id}/wait`` until the task is terminal.
+
+    Fires one event: ``{"status": "terminal", "task": <Task>}`` when the task ended, or
+    ``{"status": "error", "message": ...}`` when the controller could not be reached (after the
+    hook's retries); the operator's ``execute_complete`` turns either into success or failure.
+    """
+
+    def __init__(
+        self, task_id: str, conn_id: str = DEFAULT_CONN_ID, poll_timeout_s: float = 30.0
+    ) -> None:
+        super().__init__()
+        self.task_id = task_id
+        self.conn_id = conn_id
+        self.poll_timeout_s = poll_timeout_s
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "controller.airflow.triggers.TracectlTaskTrigger",
+            {"task_id": self.task_id, "conn_id": self.conn_id,
+             "poll_timeout_s": self.poll_timeout_s},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = TracectlHook(self.conn_id)
+        try:
+            while True:
+                task = await hook.await_task(self.task_id, self.poll_timeout_s)
+                if task.get("status") in TERMINAL:
+                    yield TriggerEvent({"status": "terminal", "task": task})
+                    return
+                self.log.info("tracectl task %s is %s", self.task_id, task.get("status"))
+        except Exception as exc:
+            yield TriggerEvent({"status": "error", "task_id": self.task_id, "message": str(exc)})

@@ -1,0 +1,1 @@
+"""`tracectl demo`: the example pipeline, end to end on the embedded default."""

@@ -1,0 +1,62 @@
+"""Renders a run's lineage as a Rich tree, for the CLI and the demo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.tree import Tree
+
+STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}
+
+
+def _status(value: str) -> str:
+    return f"[{STATUS_STYLE.get(value, 'cyan')}]{value}[/]"
+
+
+def task_tree(parent: Tree, task: dict[str, Any]) -> None:
+    record = task.get("lineage") or {}
+    node = parent.add(
+        f"[bold]task {task['name']}[/] {_status(task['status'])} "
+        f"[dim]{task['id']} attempt {record.get('attempt', '-')} "
+        f"exit {record.get('exit_code', '-')}[/]"
+        + (f" [red]{task['reason']}[/]" if task.get("reason") else "")
+    )
+    code = record.get("code")
+    if code:
+        node.add(f"code    {code['repo']} @ [bold]{code['commit']}[/] "
+                 f"(ref {code['ref']}{', DIRTY' if code['dirty'] else ', clean'})")
+    for data in record.get("data", []):
+        node.add(f"data    {data['path']} md5 [bold]{data['md5']}[/] "
+                 f"rev {data['rev'][:12]} remote {data.get('remote') or '-'}")
+    for item in record.get("inputs", []):
+        node.add(f"input   {item['path']} sha256:{item['sha256'][:16]}… "
+                 f"from task {item.get('produced_by_task') or '-'}")
+    env = record.get("environment") or {}
+    image = env.get("image") or (
+        f"python {env.get('python_version')} pip-freeze "
+        f"sha256:{(env.get('pip_freeze_sha256') or '')[:16]}…"
+    )
+    node.add(f"image   {image}")
+    if record.get("params"):
+        node.add(f"params  {record['params']}")
+    mlflow = record.get("mlflow")
+    if mlflow:
+        node.add(f"mlflow  run [bold]{mlflow['run_id']}[/] (experiment {mlflow['experiment_id']}, "
+                 f"{mlflow['tracking_uri']})")
+    for lease in record.get("leases", []):
+        node.add(f"lease   {lease['resource']} fencing token {lease['fencing_token']}")
+    logs = record.get("logs") or {}
+    if logs:
+        node.add(f"logs    {logs.get('lines')} lines sha256:{str(logs.get('sha256'))[:16]}…")
+    if record.get("outputs"):
+        outputs = node.add("outputs")
+        for out in record["outputs"]:
+            outputs.add(f"{out['path']} sha256:[bold]{out['sha256']}[/] ({out['size']} bytes)")
+
+
+def run_tree(lineage: dict[str, Any]) -> Tree:
+    run = lineage["run"]
+    tree = Tree(f"[bold]run {run['id']}[/] pipeline {run['pipeline']} {_status(run['status'])}")
+    for task in lineage["tasks"]:
+        task_tree(tree, task)
+    return tree
