@@ -63,6 +63,8 @@ class Settings(BaseModel):
 
     def child_env(self) -> dict[str, str]:
         """The settings as environment, for processes the controller starts (runners)."""
-        env = {f"TRACECTL_{k.upper()}": str(v) for k, v in self.model_dump().items() if v is not None}
+        env = {
+            f"TRACECTL_{k.upper()}": str(v) for k, v in self.model_dump().items() if v is not None
+        }
         env["TRACECTL_TRACKING_URI"] = self.mlflow_uri
         return env

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -115,7 +115,7 @@ class Tracking(Protocol):
         """Create a tracking run; return (experiment_id, run_id)."""
         ...
 
-    def log_dataset_inputs(self, run_id: str, datasets: list[Mapping[str, str]]) -> None: ...
+    def log_dataset_inputs(self, run_id: str, datasets: Sequence[Mapping[str, str]]) -> None: ...
 
     def finish_run(self, run_id: str, status: str) -> None: ...
 

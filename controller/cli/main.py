@@ -43,19 +43,23 @@ def client(url: str) -> Client:
     return Client(url, token=os.environ.get("TRACECTL_TOKEN"))
 
 
+def report(exc: ApiError) -> NoReturn:
+    """Print an API error and exit with the code the module docstring promises."""
+    if exc.status == 0:
+        fail(exc.detail, 4)
+    if exc.status == 422:
+        paths = [e.get("path") for e in exc.problem.get("errors", [])]
+        fail(f"{exc.detail}" + (f" (fields: {', '.join(map(str, paths))})" if paths else ""), 2)
+    if exc.status in (404, 409):
+        fail(exc.detail, 3)
+    fail(f"HTTP {exc.status}: {exc.detail}", 1)
+
+
 def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except ApiError as exc:
-        if exc.status == 0:
-            fail(exc.detail, 4)
-        if exc.status == 422:
-            paths = [e.get("path") for e in exc.problem.get("errors", [])]
-            fail(f"{exc.detail}" + (f" (fields: {', '.join(map(str, paths))})" if paths else ""),
-                 2)
-        if exc.status in (404, 409):
-            fail(exc.detail, 3)
-        fail(f"HTTP {exc.status}: {exc.detail}", 1)
+        report(exc)
 
 
 @app.command()
@@ -144,7 +148,9 @@ def cancel(task_id: str, url: UrlOpt = DEFAULT_URL) -> None:
 @app.command()
 def logs(
     task_id: str,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="stream until the task ends")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="stream until the task ends")
+    ] = False,
     attempt: int | None = None,
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
@@ -158,7 +164,7 @@ def logs(
                     break
                 _print_line(item)
         except ApiError as exc:
-            call(lambda: (_ for _ in ()).throw(exc))
+            report(exc)
         return
     after = 0
     while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -152,10 +153,8 @@ class ControllerService:
             if session.get(RunRow, run_id) is None:
                 raise NotFound(f"run {run_id} does not exist")
         for task_id in ids:
-            try:
+            with contextlib.suppress(Conflict):  # already ended: nothing to cancel
                 self.cancel_task(task_id, actor)
-            except Conflict:
-                pass
         with self.db.write() as session:
             update_run_status(session, run_id)
         return self.get_run(run_id)
@@ -228,7 +227,9 @@ class ControllerService:
             "edges": edges,
         }
 
-    def lineage_events(self, run_id: str, after_id: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+    def lineage_events(
+        self, run_id: str, after_id: int = 0, limit: int = 500
+    ) -> list[dict[str, Any]]:
         with self.db.read() as session:
             rows = session.scalars(
                 select(LineageEventRow).where(LineageEventRow.run_id == run_id,

@@ -332,8 +332,8 @@ class Supervisor:
         launch.workspace.mkdir(parents=True, exist_ok=True)
         tmp = launch.launch_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(dict(launch.spec), indent=2, default=str))
-        os.chmod(tmp, 0o600)  # it carries secret env values
-        os.replace(tmp, launch.launch_file)
+        tmp.chmod(0o600)  # it carries secret env values
+        tmp.replace(launch.launch_file)
 
     # -- running -> finished --------------------------------------------------------------
     def _watch_active(self) -> None:
@@ -342,7 +342,7 @@ class Supervisor:
                 (r.id, r.attempt, r.status, r.executor_ref, r.cancel_requested, r.deadline)
                 for r in session.scalars(select(TaskRow).where(TaskRow.status.in_(ACTIVE)))
             ]
-        for task_id, attempt, status, ref, cancel, deadline in active:
+        for task_id, attempt, _status, ref, cancel, deadline in active:
             if ref is None:
                 continue  # STARTING: its launch is in progress (or reconcile will redo it)
             state = self.executor.inspect(ref, self.workspace(task_id, attempt))

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from controller.domain.records import Artifact, QueueInfo, Run, Task
+from controller.domain.records import Artifact, QueueInfo, Run, Task, TaskStatus
 from controller.domain.spec import TaskSpec
 from controller.errors import InvalidInput
 from controller.store.schema import ArtifactRow, RunRow, TaskRow
@@ -20,7 +20,7 @@ def run_record(row: RunRow) -> Run:
 def task_record(row: TaskRow, queue: QueueInfo | None = None) -> Task:
     return Task(
         id=row.id, run_id=row.run_id, name=row.name, spec=TaskSpec.model_validate(row.spec),
-        status=row.status, reason=row.reason, attempt=row.attempt,  # type: ignore[arg-type]
+        status=TaskStatus(row.status), reason=row.reason, attempt=row.attempt,
         max_attempts=row.max_attempts, exit_code=row.exit_code, mlflow_run_id=row.mlflow_run_id,
         executor=row.executor, executor_ref=row.executor_ref, queue=queue,
         created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,

@@ -6,6 +6,7 @@ finds it again by PID plus process start time (a reused PID is never mistaken fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -39,10 +40,8 @@ def _process(ref: Mapping[str, Any]) -> psutil.Process | None:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):  # not our child: init reaps it
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 class LocalExecutor:
@@ -99,10 +98,8 @@ class LocalExecutor:
 
     @staticmethod
     def _signal_group(pid: int, sig: signal.Signals) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # already gone
             os.killpg(pid, sig)  # the runner leads its own process group
-        except ProcessLookupError:
-            pass
 
     def cleanup(self, ref: Mapping[str, Any]) -> None:
         if "pid" in ref:

@@ -61,7 +61,8 @@ def open_repo(repo: str, cache: Path) -> tuple[git.Repo, bool]:
 def resolve(repo: str, ref: str, cache: Path) -> ResolvedCode:
     handle, is_source = open_repo(repo, cache)
     try:
-        commit = handle.commit(ref).hexsha
+        # rev-parse --verify checks the object exists; Repo.commit() alone would not.
+        commit = handle.git.rev_parse("--verify", "--end-of-options", f"{ref}^{{commit}}")
     except (git.BadName, ValueError, git.GitCommandError) as exc:
         raise CodeError(f"git ref {ref!r} does not exist in {repo!r}") from exc
     dirty = bool(is_source and not handle.bare and handle.is_dirty(untracked_files=False))

@@ -58,7 +58,7 @@ class LineWriter:
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 class Runner:
@@ -155,7 +155,8 @@ class Runner:
     def _execute(self, writer: LineWriter, src: Path) -> tuple[int | None, str | None]:
         spec = self.launch["spec"]
         env = dict(os.environ)
-        env.update(self.launch.get("env", {}))
+        env.update(spec.get("env", {}))
+        env.update(self.launch.get("env", {}))  # the controller's own variables win
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         params_file = self.workspace / "params.json"
         params_file.write_text(json.dumps(spec.get("params", {}), indent=2, sort_keys=True))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from controller.config import Settings
@@ -59,7 +59,7 @@ class MlflowTracking:
             self.client.log_batch(run.info.run_id, params=flat[start : start + 100])
         return experiment_id, str(run.info.run_id)
 
-    def log_dataset_inputs(self, run_id: str, datasets: list[Mapping[str, str]]) -> None:
+    def log_dataset_inputs(self, run_id: str, datasets: Sequence[Mapping[str, str]]) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
         inputs = [

@@ -1,0 +1,98 @@
+"""Fixtures for controller-core tests: a real controller over a temp home, and git/DVC repos."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from controller.api.app import create_app
+from controller.config import Settings
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+class Api:
+    """A TestClient with helpers; the supervisor runs in its thread as in production."""
+
+    def __init__(self, client: TestClient, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    def run(self, pipeline: str = "test", **extra: Any) -> str:
+        response = self.client.post("/v1/runs", json={"pipeline": pipeline, **extra})
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def submit(self, run_id: str, name: str, **spec: Any) -> dict[str, Any]:
+        response = self.client.post(f"/v1/runs/{run_id}/tasks", json={"name": name, "spec": spec})
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def wait(self, task_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            task = self.client.get(f"/v1/tasks/{task_id}/wait", params={"timeout_s": 5}).json()
+            if task["status"] in TERMINAL:
+                return dict(task)
+        raise AssertionError(f"task {task_id} did not end within {timeout}s")
+
+    def wait_status(self, task_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            task = self.client.get(f"/v1/tasks/{task_id}").json()
+            if task["status"] == status:
+                return dict(task)
+            time.sleep(0.1)
+        raise AssertionError(f"task {task_id} never reached {status}")
+
+    def logs(self, task_id: str, **params: Any) -> list[dict[str, Any]]:
+        return list(self.client.get(f"/v1/tasks/{task_id}/logs",
+                                    params={"limit": 1000, **params}).json()["items"])
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow SQLite store for the session: creating its schema takes seconds."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, mlflow_uri: str) -> Settings:
+    return Settings(home=tmp_path / "home", supervisor_interval_s=0.05, cancel_grace_s=1.0,
+                    retry_backoff_s=0.1, tracking_uri=mlflow_uri)
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[Api]:
+    with TestClient(create_app(settings)) as client:
+        yield Api(client, settings)
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+@pytest.fixture
+def code_repo(tmp_path: Path) -> Path:
+    """A git repository with one script, committed on main."""
+    repo = tmp_path / "code"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "t@example.invalid")
+    git(repo, "config", "user.name", "test")
+    (repo / "hello.py").write_text("print('hello from', __file__)\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "first")
+    return repo

@@ -1,0 +1,120 @@
+"""Kill -9 the controller mid-task and start it again: the task is reconciled, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from controller.server import free_port
+
+SLEEPER = ("import time, pathlib\nprint('started', flush=True)\ntime.sleep(4)\n"
+           "pathlib.Path('done.txt').write_text('ok')\nprint('finished', flush=True)\n")
+
+
+class ServerProcess:
+    def __init__(self, home: Path, mlflow_uri: str) -> None:
+        self.home, self.port = home, free_port()
+        self.env = {**os.environ, "TRACECTL_TRACKING_URI": mlflow_uri}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli.main", "server", "--home", str(self.home),
+             "--port", str(self.port)], env=self.env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("controller did not become ready")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def server(tmp_path: Path, mlflow_uri: str) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path / "home", mlflow_uri)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def submit(url: str) -> str:
+    run = httpx.post(f"{url}/v1/runs", json={"pipeline": "restart"}).json()["id"]
+    task = httpx.post(f"{url}/v1/runs/{run}/tasks", json={"name": "sleeper", "spec": {
+        "command": [sys.executable, "-c", SLEEPER], "outputs": ["done.txt"]}}).json()
+    return str(task["id"])
+
+
+def wait_running(url: str, task_id: str) -> dict[str, object]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        task = httpx.get(f"{url}/v1/tasks/{task_id}").json()
+        if task["status"] == "running":
+            return dict(task)
+        time.sleep(0.1)
+    raise AssertionError("task never ran")
+
+
+def wait_end(url: str, task_id: str) -> dict[str, object]:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        task = httpx.get(f"{url}/v1/tasks/{task_id}/wait", params={"timeout_s": 5},
+                         timeout=10).json()
+        if task["status"] in ("succeeded", "failed", "cancelled"):
+            return dict(task)
+    raise AssertionError("task never ended")
+
+
+def test_task_survives_controller_kill_and_is_adopted(server: ServerProcess) -> None:
+    task_id = submit(server.url)
+    running = wait_running(server.url, task_id)
+    pid = running["executor_ref"]["pid"]  # type: ignore[index]
+    server.kill9()
+    assert psutil.pid_exists(pid), "the runner must outlive the controller"
+    server.start()
+    done = wait_end(server.url, task_id)
+    assert done["status"] == "succeeded", done
+    assert done["attempt"] == 1  # adopted, not re-run
+    lines = httpx.get(f"{server.url}/v1/tasks/{task_id}/logs").json()["items"]
+    assert [x["message"] for x in lines if x["stream"] == "stdout"] == ["started", "finished"]
+    artifacts = httpx.get(f"{server.url}/v1/tasks/{task_id}/artifacts").json()
+    assert [a["path"] for a in artifacts] == ["done.txt"]
+
+
+def test_task_that_died_while_controller_was_down_is_failed_with_reason(
+    server: ServerProcess,
+) -> None:
+    task_id = submit(server.url)
+    running = wait_running(server.url, task_id)
+    pid = running["executor_ref"]["pid"]  # type: ignore[index]
+    server.kill9()
+    os.killpg(pid, signal.SIGKILL)
+    server.start()
+    done = wait_end(server.url, task_id)
+    assert done["status"] == "failed"
+    assert done["reason"] == "the runner process ended without a result"
+    lineage = httpx.get(f"{server.url}/v1/tasks/{task_id}/lineage").json()
+    assert lineage["complete"] and lineage["status"] == "failed"
