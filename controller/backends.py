@@ -10,7 +10,14 @@ import importlib
 from typing import Any, cast
 
 from controller.config import Settings
-from controller.ports import ArtifactStore, Executor, LogReader, LogSink, Tracking
+from controller.ports import (
+    ArtifactStore,
+    Executor,
+    LogReader,
+    LogSink,
+    StatusPublisher,
+    Tracking,
+)
 
 EXECUTORS = {
     "local": "controller.executors.local:LocalExecutor",
@@ -22,12 +29,16 @@ LOG_SINKS = {
 }
 LOG_READERS = {
     "file": "controller.logs.file_sink:FileLogReader",
-    "kafka": "controller.logs.file_sink:FileLogReader",
+    "opensearch": "controller.logs.search_reader:SearchLogReader",
 }
 ARCHIVES = {
     "local": "controller.archive.local:LocalArtifactStore",
     "file": "controller.archive.local:LocalArtifactStore",
     "s3": "controller.archive.s3:S3ArtifactStore",
+}
+STATUS_PUBLISHERS = {
+    "none": "controller.logs.status_events:NoStatusEvents",
+    "kafka": "controller.logs.kafka_status:KafkaStatusPublisher",
 }
 TRACKING = {
     "mlflow": "controller.tracking.mlflow_tracking:MlflowTracking",
@@ -58,8 +69,25 @@ def log_sink(settings: Settings, labels: dict[str, str]) -> LogSink:
     return cast(LogSink, _load(LOG_SINKS, "log sink", settings.log_sink)(settings, labels))
 
 
+def recording_log_sink(settings: Settings, labels: dict[str, str]) -> LogSink:
+    """The file record of every line, plus the configured sink when it is another one."""
+    from controller.logs.file_sink import FileLogSink
+    from controller.logs.tee import TeeSink
+
+    record = FileLogSink(settings, labels)
+    if scheme(settings.log_sink) == "file":
+        return record
+    return TeeSink([record, log_sink(settings, labels)])
+
+
+def status_publisher(settings: Settings) -> StatusPublisher:
+    return cast(StatusPublisher,
+                _load(STATUS_PUBLISHERS, "status events", settings.status_events)(settings))
+
+
 def log_reader(settings: Settings) -> LogReader:
-    return cast(LogReader, _load(LOG_READERS, "log reader", settings.log_sink)(settings))
+    value = settings.log_reader or "file"
+    return cast(LogReader, _load(LOG_READERS, "log reader", value)(settings))
 
 
 def artifact_store(settings: Settings) -> ArtifactStore:

@@ -17,6 +17,8 @@ class Settings(BaseModel):
     database_url: str | None = None
     executor: str = "local"
     log_sink: str = "file"
+    log_reader: str | None = None
+    status_events: str = "none"
     archive: str = "local"
     tracking_uri: str | None = None
     inventory_file: Path | None = None

@@ -33,6 +33,14 @@ class LogSink(Protocol):
     def close(self) -> None: ...
 
 
+class StatusPublisher(Protocol):
+    """Where task status events (submitted, admitted, started, finished...) are published."""
+
+    def publish(self, event: Mapping[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class LogReader(Protocol):
     """Reads log lines back, for the API and CLI."""
 

@@ -87,6 +87,8 @@ class ControllerService:
     # -- tasks --------------------------------------------------------------------------
     def submit_task(self, run_id: str, request: TaskCreate) -> tuple[Task, bool]:
         row, created = self.submission.submit_task(run_id, request)
+        if created:
+            self.supervisor.publish_status(row.id, "submitted")
         self._wake()
         return self.get_task(row.id), created
 

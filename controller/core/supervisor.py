@@ -24,6 +24,9 @@ from controller import backends
 from controller.config import Settings
 from controller.domain.records import TERMINAL_TASK_STATUSES, RunStatus, TaskStatus
 from controller.lineage.capture import build_record
+from controller.logs.archive import archive_task_log
+from controller.logs.file_sink import FileLogReader
+from controller.logs.status_events import status_event
 from controller.ports import Executor, ExecutorState, Launch, LogReader, Tracking
 from controller.scheduling.admission import Admission, AdmitAll, Admitter
 from controller.store.database import Database
@@ -73,6 +76,10 @@ class Supervisor:
         self.tracking = tracking or backends.tracking(settings)
         self.admitter: Admitter = admitter or AdmitAll()
         self.log_reader = log_reader or backends.log_reader(settings)
+        # The archive always reads the file record, whatever reader the API uses.
+        self.log_record = FileLogReader(settings)
+        self.store = backends.artifact_store(settings)
+        self.events = backends.status_publisher(settings)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._cancelling: set[str] = set()
@@ -199,6 +206,7 @@ class Supervisor:
                 ))
                 admitted.append((row.id, row.attempt))
         for task_id, attempt in admitted:
+            self.publish_status(task_id, "admitted")
             self._start_attempt(task_id, attempt)
 
     def _start_attempt(self, task_id: str, attempt: int) -> None:
@@ -231,6 +239,7 @@ class Supervisor:
                 run_id=row.run_id, task_id=row.id, type="task.started",
                 payload={"attempt": attempt, "executor": row.executor, "ref": ref},
             ))
+        self.publish_status(task_id, "started")
 
     def _ensure_tracking_run(self, task_id: str, attempt: int) -> None:
         with self.db.read() as session:
@@ -388,7 +397,13 @@ class Supervisor:
                 self.tracking.finish_run(mlflow_run_id, outcome.status.value)
             except Exception:
                 log.warning("could not close MLflow run %s", mlflow_run_id, exc_info=True)
-        log_summary = self.log_reader.summary(run_id, task_id, attempt)
+        log_summary = self.log_record.summary(run_id, task_id, attempt)
+        try:
+            log_summary["archive"] = archive_task_log(self.settings, self.store, run_id,
+                                                      task_id, attempt)
+        except Exception as exc:
+            log.warning("archiving the log of %s failed", task_id, exc_info=True)
+            log_summary["archive"] = {"error": str(exc)}
         with self.db.write() as session:
             row = session.get(TaskRow, task_id)
             if row is None or row.attempt != attempt or row.status in TERMINAL:
@@ -402,16 +417,36 @@ class Supervisor:
                 and not row.cancel_requested
             )
             if retry:
-                self.admitter.release(session, row.id, f"attempt {row.attempt} failed")
-                backoff = self.settings.retry_backoff_s * 2 ** (row.attempt - 1)
-                row.status = TaskStatus.QUEUED.value
-                row.reason = f"attempt {row.attempt} failed ({outcome.reason}); retrying"
-                row.exit_code = outcome.exit_code
-                row.not_before = now() + timedelta(seconds=backoff)
-                row.queued_at = row.updated_at = now()
-                row.executor_ref = None
-                return
-            self._terminate(session, row, outcome.status, outcome.reason, outcome.exit_code)
+                self._requeue(session, row, outcome)
+            else:
+                self._terminate(session, row, outcome.status, outcome.reason, outcome.exit_code)
+        self.publish_status(task_id, "retrying" if retry else outcome.status.value,
+                            lineage={"outputs": len(outcome.result.get("outputs") or []),
+                                     "log_lines": log_summary.get("lines"),
+                                     "log_archive": log_summary["archive"].get("uri")})
+
+    def _requeue(self, session: Session, row: TaskRow, outcome: Outcome) -> None:
+        self.admitter.release(session, row.id, f"attempt {row.attempt} failed")
+        backoff = self.settings.retry_backoff_s * 2 ** (row.attempt - 1)
+        row.status = TaskStatus.QUEUED.value
+        row.reason = f"attempt {row.attempt} failed ({outcome.reason}); retrying"
+        row.exit_code = outcome.exit_code
+        row.not_before = now() + timedelta(seconds=backoff)
+        row.queued_at = row.updated_at = now()
+        row.executor_ref = None
+
+    def publish_status(self, task_id: str, status: str, **extra: Any) -> None:
+        """Publish a status event; a publishing failure never blocks the lifecycle."""
+        try:
+            with self.db.read() as session:
+                row = session.get(TaskRow, task_id)
+                run = session.get(RunRow, row.run_id) if row else None
+                if row is None or run is None:
+                    return
+                event = status_event(row, run, status, **extra)
+            self.events.publish(event)
+        except Exception:
+            log.warning("could not publish status %s of %s", status, task_id, exc_info=True)
 
     def _record_attempt(
         self, session: Session, row: TaskRow, outcome: Outcome, log_summary: dict[str, Any]

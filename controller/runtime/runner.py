@@ -85,7 +85,7 @@ class Runner:
             "attempt": str(launch["attempt"]), "task_name": launch["task_name"],
             **{k: v for k, v in launch.get("labels", {}).items() if v},
         }
-        sink = backends.log_sink(self.settings, labels)
+        sink = backends.recording_log_sink(self.settings, labels)
         writer = LineWriter(sink, launch["run_id"], launch["task_id"], launch["attempt"])
         result: dict[str, Any] = {"started_at": started.isoformat()}
         try:

@@ -115,7 +115,8 @@ class Inventory(_Strict):
         except OSError as exc:
             raise InvalidInput(["inventory_file"], f"cannot read {path}: {exc}") from exc
         except (yaml.YAMLError, ValidationError) as exc:
-            raise InvalidInput(["inventory_file"], f"{path} is not a valid inventory: {exc}") from exc
+            message = f"{path} is not a valid inventory: {exc}"
+            raise InvalidInput(["inventory_file"], message) from exc
 
     def units(self) -> list[Unit]:
         units = [
@@ -138,7 +139,9 @@ def mirror(session: Session, inventory: Inventory, now: datetime) -> dict[str, R
     round: a restarted controller or an edited file is picked up without a separate step.
     """
     wanted = {u.name: u for u in inventory.units()}
-    existing = {r.name: r for r in session.scalars(select(ResourceRow))}
+    # populate_existing: rows this session saw before may be stale after the admitter's CAS
+    existing = {r.name: r for r in session.scalars(
+        select(ResourceRow).execution_options(populate_existing=True))}
     for name, unit in wanted.items():
         row = existing.get(name)
         if row is None:
