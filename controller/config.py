@@ -26,6 +26,10 @@ class Settings(BaseModel):
     lease_ttl_s: float = 30.0
     cancel_grace_s: float = 5.0
     retry_backoff_s: float = 1.0
+    auth: str = "none"  # none | tokens | oidc | tokens,oidc
+    oidc_jwks: str | None = None
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
     host: str = "127.0.0.1"
     port: int = 8765
 

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from controller import __version__
 from controller.api import problems, routes_leases
+from controller.api.security import Authenticator, SecurityMiddleware
 from controller.config import Settings
 from controller.core.service import ControllerService
 from controller.domain.records import Artifact, Run, Task
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
     )
     app.state.service = svc
     problems.install(app)
+    app.add_middleware(SecurityMiddleware, authenticator=Authenticator(settings, svc.db),
+                       db=svc.db)
     v1 = APIRouter(prefix="/v1")
 
     @app.get("/healthz", tags=["health"])

@@ -241,6 +241,50 @@ def demo(
         raise typer.Exit(1)
 
 
+token_app = typer.Typer(help="API tokens (run on the controller's machine: it writes the store).")
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="who or what uses the token")],
+    team: Annotated[str, typer.Option(help="the team it acts for")],
+    role: Annotated[str, typer.Option(help="member or admin")] = "member",
+    home: Annotated[Path | None, typer.Option(help="state folder (TRACECTL_HOME)")] = None,
+) -> None:
+    """Create a token; it is printed once and only its hash is stored."""
+    from controller.auth.tokens import create_token
+    from controller.config import Settings
+    from controller.errors import TracectlError
+    from controller.store.database import Database
+
+    db = Database(Settings.from_env(home=home).store_url)
+    db.migrate()
+    try:
+        token = create_token(db, name, team, role)
+    except TracectlError as exc:
+        fail(exc.detail, 2)
+    console.print(token, highlight=False)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Option(help="revoke every live token of this name")],
+    home: Annotated[Path | None, typer.Option(help="state folder (TRACECTL_HOME)")] = None,
+) -> None:
+    """Revoke tokens by name."""
+    from controller.auth.tokens import revoke_token
+    from controller.config import Settings
+    from controller.store.database import Database
+
+    db = Database(Settings.from_env(home=home).store_url)
+    db.migrate()
+    count = revoke_token(db, name)
+    if count == 0:
+        fail(f"no live token is named {name!r}", 3)
+    console.print(f"revoked {count} token(s) named {name}")
+
+
 def main() -> None:
     app()
 

@@ -10,6 +10,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from controller import backends
+from controller.auth.principal import current
 from controller.config import Settings
 from controller.core import views
 from controller.core.submission import Submission
@@ -55,14 +56,14 @@ class ControllerService:
             self._supervisor.wake.set()
 
     # -- runs ---------------------------------------------------------------------------
-    def create_run(self, request: RunCreate, team: str = "default") -> tuple[Run, bool]:
-        row, created = self.submission.create_run(request, team)
+    def create_run(self, request: RunCreate, team: str | None = None) -> tuple[Run, bool]:
+        row, created = self.submission.create_run(request, team or current().team)
         return views.run_record(row), created
 
     def get_run(self, run_id: str) -> Run:
         with self.db.read() as session:
             row = session.get(RunRow, run_id)
-            if row is None:
+            if row is None or not current().may_see(row.team):
                 raise NotFound(f"run {run_id} does not exist")
             return views.run_record(row)
 
@@ -71,6 +72,8 @@ class ControllerService:
         status: str | None = None,
     ) -> dict[str, Any]:
         query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc())
+        if not current().is_admin:
+            query = query.where(RunRow.team == current().team)
         if pipeline:
             query = query.where(RunRow.pipeline == pipeline)
         if status:
@@ -86,6 +89,7 @@ class ControllerService:
 
     # -- tasks --------------------------------------------------------------------------
     def submit_task(self, run_id: str, request: TaskCreate) -> tuple[Task, bool]:
+        self.get_run(run_id)  # 404 unless the caller's team owns the run
         row, created = self.submission.submit_task(run_id, request)
         if created:
             self.supervisor.publish_status(row.id, "submitted")
@@ -95,7 +99,7 @@ class ControllerService:
     def get_task(self, task_id: str) -> Task:
         with self.db.read() as session:
             row = session.get(TaskRow, task_id)
-            if row is None:
+            if row is None or not current().may_see(row.team):
                 raise NotFound(f"task {task_id} does not exist")
             return views.task_record(row, self._queue_info(session, row))
 
@@ -118,6 +122,8 @@ class ControllerService:
         status: str | None = None,
     ) -> dict[str, Any]:
         query = select(TaskRow).order_by(TaskRow.created_at, TaskRow.id)
+        if not current().is_admin:
+            query = query.where(TaskRow.team == current().team)
         if run_id:
             query = query.where(TaskRow.run_id == run_id)
         if status:
@@ -131,7 +137,8 @@ class ControllerService:
             items = [views.task_record(r, self._queue_info(session, r)) for r in rows]
         return views.page(items, limit, lambda t: views.encode_cursor(t.created_at, t.id))
 
-    def cancel_task(self, task_id: str, actor: str = "api") -> Task:
+    def cancel_task(self, task_id: str) -> Task:
+        self.get_task(task_id)  # 404 unless the caller's team owns the task
         with self.db.write() as session:
             row = session.get(TaskRow, task_id)
             if row is None:
@@ -144,19 +151,18 @@ class ControllerService:
                 if row.status in (TaskStatus.PENDING.value, TaskStatus.QUEUED.value):
                     self.supervisor._terminate(session, row, TaskStatus.CANCELLED,
                                                "cancelled on request")
-                session.add(AuditRow(actor=actor, action="task.cancel", target=task_id,
+                session.add(AuditRow(actor=current().name, action="task.cancel", target=task_id,
                                      detail={"status": row.status}))
         self._wake()
         return self.get_task(task_id)
 
-    def cancel_run(self, run_id: str, actor: str = "api") -> Run:
+    def cancel_run(self, run_id: str) -> Run:
         with self.db.read() as session:
             ids = [t.id for t in session.scalars(select(TaskRow).where(TaskRow.run_id == run_id))]
-            if session.get(RunRow, run_id) is None:
-                raise NotFound(f"run {run_id} does not exist")
+        self.get_run(run_id)
         for task_id in ids:
             with contextlib.suppress(Conflict):  # already ended: nothing to cancel
-                self.cancel_task(task_id, actor)
+                self.cancel_task(task_id)
         with self.db.write() as session:
             update_run_status(session, run_id)
         return self.get_run(run_id)
@@ -175,6 +181,9 @@ class ControllerService:
     def artifacts(self, run_id: str | None = None, task_id: str | None = None,
                   sha256: str | None = None) -> list[Artifact]:
         query = select(ArtifactRow).order_by(ArtifactRow.id)
+        if not current().is_admin:
+            query = query.join(RunRow, RunRow.id == ArtifactRow.run_id).where(
+                RunRow.team == current().team)
         if run_id:
             query = query.where(ArtifactRow.run_id == run_id)
         if task_id:
@@ -185,6 +194,7 @@ class ControllerService:
             return [views.artifact_record(r) for r in session.scalars(query)]
 
     def task_lineage(self, task_id: str) -> dict[str, Any]:
+        self.get_task(task_id)
         with self.db.read() as session:
             row = session.get(TaskRow, task_id)
             if row is None:
@@ -232,6 +242,7 @@ class ControllerService:
     def lineage_events(
         self, run_id: str, after_id: int = 0, limit: int = 500
     ) -> list[dict[str, Any]]:
+        self.get_run(run_id)
         with self.db.read() as session:
             rows = session.scalars(
                 select(LineageEventRow).where(LineageEventRow.run_id == run_id,

@@ -190,4 +190,6 @@ class ControllerStateRow(Base):
 
 
 # Registers the lease tables on Base.metadata (Alembic and create_all see them).
+from controller.store import auth_schema as _auth_schema  # noqa: E402, F401
 from controller.store import lease_schema as _lease_schema  # noqa: E402, F401
+from controller.store import lineage_schema as _lineage_schema  # noqa: E402, F401

@@ -1,0 +1,104 @@
+"""Authentication and the audit trail, as one ASGI middleware in front of the API.
+
+Every request under /v1 is authenticated (unless auth is off), its principal is set for the
+core to scope by team, and every state-changing call is written to the audit log with who,
+what, when and from where.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from controller.auth.oidc import OidcVerifier
+from controller.auth.principal import LOCAL, Principal, set_current
+from controller.auth.tokens import PREFIX, verify_token
+from controller.config import Settings
+from controller.store.database import Database
+from controller.store.schema import AuditRow
+
+STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+PROTECTED = ("/v1", "/ui")
+
+
+class Authenticator:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.modes = {m.strip() for m in settings.auth.split(",") if m.strip()}
+        self.db = db
+        self.oidc = None
+        if "oidc" in self.modes:
+            if not (settings.oidc_jwks and settings.oidc_issuer and settings.oidc_audience):
+                raise ValueError("auth=oidc needs TRACECTL_OIDC_JWKS, _ISSUER and _AUDIENCE")
+            self.oidc = OidcVerifier(settings.oidc_jwks, settings.oidc_issuer,
+                                     settings.oidc_audience)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.modes - {"none"})
+
+    def authenticate(self, authorization: str | None) -> Principal | None:
+        if not self.enabled:
+            return LOCAL
+        if not authorization or not authorization.lower().startswith("bearer "):
+            return None
+        token = authorization[7:].strip()
+        if "tokens" in self.modes and token.startswith(PREFIX):
+            return verify_token(self.db, token)
+        if self.oidc is not None:
+            return self.oidc.verify(token)
+        return None
+
+
+class SecurityMiddleware:
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, db: Database) -> None:
+        self.app = app
+        self.auth = authenticator
+        self.db = db
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        principal = self.auth.authenticate(headers.get("authorization"))
+        if principal is None:
+            await _unauthorized(scope, send)
+            return
+        set_current(principal)
+        status: dict[str, int] = {}
+
+        async def record_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, record_status)
+        if scope["method"] in STATE_CHANGING:
+            self._audit(scope, principal, status.get("code", 0))
+
+    def _audit(self, scope: Scope, principal: Principal, status: int) -> None:
+        client = scope.get("client")
+        source = f"{client[0]}:{client[1]}" if client else None
+        with self.db.write() as session:
+            session.add(AuditRow(
+                actor=f"{principal.name}@{principal.team}", action=scope["method"],
+                target=scope["path"], source=source,
+                detail={"status": status, "role": principal.role,
+                        "query": scope.get("query_string", b"").decode()[:512]},
+            ))
+
+
+async def _unauthorized(scope: Scope, send: Send) -> None:
+    body: dict[str, Any] = {
+        "type": "https://tracectl.dev/problems/401", "title": "Unauthorized", "status": 401,
+        "detail": "a valid bearer token is required (Authorization: Bearer <token>)",
+        "instance": scope["path"],
+    }
+    payload = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": 401, "headers": [
+        (b"content-type", b"application/problem+json"),
+        (b"www-authenticate", b'Bearer realm="tracectl"'),
+        (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
