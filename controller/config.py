@@ -26,6 +26,8 @@ class Settings(BaseModel):
     lease_ttl_s: float = 30.0
     cancel_grace_s: float = 5.0
     retry_backoff_s: float = 1.0
+    git_allowed_hosts: str = ""  # comma-separated; local paths and file:// are always allowed
+    git_allowed_schemes: str = "https,ssh"
     auth: str = "none"  # none | tokens | oidc | tokens,oidc
     oidc_jwks: str | None = None
     oidc_issuer: str | None = None

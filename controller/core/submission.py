@@ -40,6 +40,9 @@ class Submission:
         self.settings = settings
         self.db = db
         self.git_cache = settings.home / "git-mirrors"
+        self.git_hosts = {h.strip() for h in settings.git_allowed_hosts.split(",") if h.strip()}
+        self.git_schemes = {s.strip() for s in settings.git_allowed_schemes.split(",")
+                            if s.strip()}
 
     # -- runs ---------------------------------------------------------------------------
     def create_run(self, request: RunCreate, team: str = "default") -> tuple[RunRow, bool]:
@@ -151,6 +154,10 @@ class Submission:
         if spec.code is not None:
             ref = spec.code.commit or spec.code.ref
             loc: list[str | int] = ["spec", "code", "commit" if spec.code.commit else "ref"]
+            try:
+                code_refs.check_allowed(spec.code.repo, self.git_schemes, self.git_hosts)
+            except code_refs.CodeError as exc:
+                raise InvalidInput(["spec", "code", "repo"], str(exc)) from exc
             try:
                 found = code_refs.resolve(spec.code.repo, ref, self.git_cache)
             except code_refs.CodeError as exc:

@@ -6,6 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import git
 
@@ -22,6 +23,25 @@ class ResolvedCode:
     ref: str
     commit: str
     dirty: bool
+
+
+def check_allowed(repo: str, schemes: set[str], hosts: set[str]) -> None:
+    """Refuse repository URLs outside the configured schemes and hosts.
+
+    The controller clones what it is given, so an unrestricted URL would let a caller make it
+    fetch from any address it can reach.
+    """
+    if _is_local(repo) or repo.startswith("file://"):
+        return
+    if match := re.match(r"^[\w.-]+@([\w.-]+):", repo):  # scp-like ssh
+        scheme, host = "ssh", match.group(1)
+    else:
+        parsed = urlparse(repo)
+        scheme, host = parsed.scheme, parsed.hostname or ""
+    if scheme not in schemes:
+        raise CodeError(f"git URL scheme {scheme!r} is not allowed (allowed: {sorted(schemes)})")
+    if host not in hosts:
+        raise CodeError(f"git host {host!r} is not allowed; set TRACECTL_GIT_ALLOWED_HOSTS")
 
 
 def _is_local(repo: str) -> bool:

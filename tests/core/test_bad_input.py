@@ -129,3 +129,13 @@ def test_dirty_flag_and_commit_come_from_the_repo(api: Api, code_repo: Path) -> 
                                "dirty": True}
     # The task ran the committed code, not the dirty working tree.
     assert "hello from" in " ".join(line["message"] for line in api.logs(task["id"]))
+
+
+@pytest.mark.parametrize(("repo", "words"), [
+    ("http://10.1.2.3/ml.git", "scheme 'http' is not allowed"),
+    ("https://git.example.invalid/ml.git", "host 'git.example.invalid' is not allowed"),
+    ("git@git.example.invalid:team/ml.git", "host 'git.example.invalid' is not allowed"),
+    ("ftp://x/y", "scheme 'ftp'"),
+])
+def test_git_urls_outside_the_allowed_hosts_are_refused(api: Api, repo: str, words: str) -> None:
+    reject(api, api.run(), {"command": ["x"], "code": {"repo": repo}}, "spec.code.repo", words)
