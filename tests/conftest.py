@@ -1,6 +1,15 @@
 from __future__ import annotations
 
-from tests.stack import service_fixture
+import pytest
+
+from tests.stack_fixtures import service_fixture
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow SQLite store for the session: creating its schema takes seconds."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
 
 kafka = service_fixture("kafka")
 opensearch = service_fixture("opensearch")

@@ -57,12 +57,6 @@ class Api:
                                     params={"limit": 1000, **params}).json()["items"])
 
 
-@pytest.fixture(scope="session")
-def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One MLflow SQLite store for the session: creating its schema takes seconds."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
 @pytest.fixture
 def settings(tmp_path: Path, mlflow_uri: str) -> Settings:
     return Settings(home=tmp_path / "home", supervisor_interval_s=0.05, cancel_grace_s=1.0,

@@ -1,0 +1,1 @@
+"""Smoke tests of each real service that deploy/local/ starts."""
