@@ -10,7 +10,7 @@ test:
 	scripts/test
 
 lint: setup
-	.venv/bin/ruff check controller tests bench dags
+	.venv/bin/ruff check controller tests $$(ls -d bench dags 2>/dev/null)
 	.venv/bin/mypy
 
 stack-up:

@@ -6,6 +6,7 @@ The short variant (CI) runs 2 seeds; TRACECTL_LONG_FAULTS=1 runs 5.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import sqlite3
@@ -105,5 +106,5 @@ def check_leases(db: Path, ids: list[str]) -> None:
     tokens = [lease[2] for lease in leases]
     assert tokens == sorted(set(tokens))
     # One GPU: grant intervals must not overlap (no double grant).
-    for earlier, later in zip(leases, leases[1:], strict=False):
+    for earlier, later in itertools.pairwise(leases):
         assert earlier[4] <= later[3], (earlier, later)
