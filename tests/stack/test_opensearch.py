@@ -56,7 +56,7 @@ def test_template_data_stream_bulk_and_term_search(opensearch: dict[str, str]) -
         body={
             "index_patterns": [PATTERN],
             "data_stream": {},
-            "priority": 200,  # above the shipper's logs-tracectl-* template (150)
+            "priority": 300,  # above the shipper's (150) and the production (200) templates
             "template": {
                 "settings": {"number_of_shards": 1, "number_of_replicas": 0},
                 "mappings": {
