@@ -24,10 +24,12 @@ class Settings(BaseModel):
     inventory_file: Path | None = None
     supervisor_interval_s: float = 0.2
     lease_ttl_s: float = 30.0
+    anchor_interval_s: float = 300.0
     cancel_grace_s: float = 5.0
     retry_backoff_s: float = 1.0
     git_allowed_hosts: str = ""  # comma-separated; local paths and file:// are always allowed
     git_allowed_schemes: str = "https,ssh"
+    preflight: str = ""  # e.g. "code.dirty=refuse,image.mutable_tag=warn" (see preflight.py)
     auth: str = "none"  # none | tokens | oidc | tokens,oidc
     oidc_jwks: str | None = None
     oidc_issuer: str | None = None

@@ -36,6 +36,16 @@ class InvalidInput(TracectlError):
         super().__init__(f"{path}: {message}", [{"loc": loc, "path": path, "msg": message}])
 
 
+    @classmethod
+    def many(cls, problems: list[tuple[list[str | int], str]]) -> InvalidInput:
+        first = cls(*problems[0])
+        for loc, message in problems[1:]:
+            path = ".".join(str(p) for p in loc)
+            first.errors.append({"loc": loc, "path": path, "msg": message})
+            first.detail += f"; {path}: {message}"
+        return first
+
+
 class Forbidden(TracectlError):
     status = 403
     title = "Forbidden"

@@ -46,10 +46,13 @@ def run_key(dag_id: str, run_id: str) -> str:
     return f"airflow:{dag_id}:{run_id}"
 
 
-def task_key(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
-    """Idempotency key of one submission: the same Airflow try never submits twice."""
-    mapped = "" if map_index < 0 else f":{map_index}"
-    return f"airflow:{dag_id}:{run_id}:{task_id}{mapped}:try{try_number}"
+def task_key(dag_id: str, run_id: str, name: str, try_number: int) -> str:
+    """Idempotency key of one submission of tracectl task NAME by one Airflow try.
+
+    Two executions of the same try that see the same state compute the same key, so the
+    controller returns the first one's task instead of running the work twice.
+    """
+    return f"airflow:{dag_id}:{run_id}:{name}:try{try_number}"
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:

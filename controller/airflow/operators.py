@@ -211,7 +211,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         else:
             number = 1 if previous is None else (attempt_of(previous["name"], base) or 1) + 1
             name = base if number == 1 else f"{base}.try{number}"
-            key = task_key(dag_id, run_id, ti.task_id, map_index, try_number)
+            key = task_key(dag_id, run_id, name, try_number)
             task = hook.submit_task(run["id"], name=name, spec=self.build_spec(siblings),
                                     idempotency_key=key)
             self.log.info("submitted tracectl task %s (%s) to run %s", task["id"], name, run["id"])
@@ -296,7 +296,12 @@ class TracectlServiceOperator(TracectlTaskOperator):
                 context["ti"].xcom_push(key="service_url", value=ref["url"])
                 return task["id"]
             if task["status"] in TERMINAL:
-                return self._finish(context, task)  # raises unless succeeded
+                self._finish(context, task)  # raises unless succeeded
+                raise AirflowException(
+                    f"tracectl service task {task['id']} ended ({task['status']}) without "
+                    f"reporting a URL (executor {task.get('executor')!r} may run mode=service "
+                    "as a job)"
+                )
             if task["status"] == "running" and time.monotonic() > deadline:
                 raise AirflowException(
                     f"tracectl service task {task['id']} runs but reported no URL within "

@@ -18,18 +18,19 @@ class TracectlTaskTrigger(BaseTrigger):  # type: ignore[misc]
     hook's retries); the operator's ``execute_complete`` turns either into success or failure.
     """
 
+    # Not ``task_id``: the triggerer sets that attribute to the Airflow task's id.
     def __init__(
-        self, task_id: str, conn_id: str = DEFAULT_CONN_ID, poll_timeout_s: float = 30.0
+        self, tracectl_task_id: str, conn_id: str = DEFAULT_CONN_ID, poll_timeout_s: float = 30.0
     ) -> None:
         super().__init__()
-        self.task_id = task_id
+        self.tracectl_task_id = tracectl_task_id
         self.conn_id = conn_id
         self.poll_timeout_s = poll_timeout_s
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             "controller.airflow.triggers.TracectlTaskTrigger",
-            {"task_id": self.task_id, "conn_id": self.conn_id,
+            {"tracectl_task_id": self.tracectl_task_id, "conn_id": self.conn_id,
              "poll_timeout_s": self.poll_timeout_s},
         )
 
@@ -37,10 +38,12 @@ class TracectlTaskTrigger(BaseTrigger):  # type: ignore[misc]
         hook = TracectlHook(self.conn_id)
         try:
             while True:
-                task = await hook.await_task(self.task_id, self.poll_timeout_s)
+                task = await hook.await_task(self.tracectl_task_id, self.poll_timeout_s)
                 if task.get("status") in TERMINAL:
                     yield TriggerEvent({"status": "terminal", "task": task})
                     return
-                self.log.info("tracectl task %s is %s", self.task_id, task.get("status"))
+                self.log.info("tracectl task %s is %s", self.tracectl_task_id, task.get("status"))
         except Exception as exc:
-            yield TriggerEvent({"status": "error", "task_id": self.task_id, "message": str(exc)})
+            yield TriggerEvent(
+                {"status": "error", "task_id": self.tracectl_task_id, "message": str(exc)}
+            )

@@ -121,6 +121,18 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
         events = svc.lineage_events(run_id, after_id, limit)
         return {"items": events, "next_after_id": events[-1]["id"] if events else after_id}
 
+    @v1.post("/preflight", tags=["tasks"])
+    def preflight(body: TaskCreate) -> dict[str, Any]:
+        """Check a task spec as submission would, and return every finding; writes nothing."""
+        findings = svc.submission.preflight(body.spec)
+        return {"name": body.name, "findings": [f.as_dict() for f in findings],
+                "refused": any(f.action == "refuse" for f in findings)}
+
+    @v1.get("/runs/{run_id}/passport", tags=["lineage"])
+    def run_passport(run_id: str) -> dict[str, Any]:
+        """Every identity the run touched, sealed with a content hash (see docs)."""
+        return svc.passport(run_id)
+
     @v1.get("/runs/{run_id}/artifacts", response_model=list[Artifact], tags=["artifacts"])
     def run_artifacts(run_id: str) -> list[Artifact]:
         svc.get_run(run_id)

@@ -209,6 +209,9 @@ def demo(
     n_estimators: int = 50,
     max_depth: int = 5,
     as_json: Annotated[bool, typer.Option("--json", help="also print the lineage as JSON")] = False,
+    passport_out: Annotated[
+        Path | None, typer.Option("--passport", help="write the run's passport to this file")
+    ] = None,
 ) -> None:
     """Run the example pipeline (wine classifier) on the embedded default; print its lineage."""
     from controller.config import Settings
@@ -230,6 +233,9 @@ def demo(
         console.log(f"run {run_id}: submitted {len(task_ids)} tasks")
         wait(api, task_ids, console)
         data = api.get(f"/v1/runs/{run_id}/lineage")
+        if passport_out:
+            passport_out.write_text(json.dumps(api.get(f"/v1/runs/{run_id}/passport"),
+                                               indent=2, sort_keys=True) + "\n")
     console.print(run_tree(data))
     checks = verify_outputs(data)
     bad = [c for c in checks if not c[2]]
@@ -239,6 +245,116 @@ def demo(
         console.print_json(json.dumps(data))
     if data["run"]["status"] != "succeeded" or bad:
         raise typer.Exit(1)
+
+
+@app.command()
+def render(
+    spec: Annotated[Path, typer.Argument(help="pipeline spec (YAML)")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="DAG file to write")] = None,
+) -> None:
+    """Render a pipeline spec into an Airflow DAG file (deterministic output)."""
+    from controller.airflow.render import SpecError
+    from controller.airflow.render import render as render_dag
+
+    try:
+        text = render_dag(spec)
+    except (SpecError, OSError) as exc:
+        fail(str(exc), 2)
+    if out:
+        out.write_text(text)
+        console.print(f"wrote {out}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def check(
+    pipeline: Annotated[Path, typer.Argument(help="pipeline file: {tasks: [{name, spec}]}")],
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """Preflight a pipeline's tasks against the controller without running them.
+
+    Exit 1 when a finding would refuse a task, 0 otherwise (warnings are printed).
+    """
+    from controller.core.preflight import load_pipeline
+
+    try:
+        tasks = load_pipeline(pipeline)
+    except (OSError, ValueError) as exc:
+        fail(str(exc), 2)
+    api = client(url)
+    worst = 0
+    for task in tasks:
+        result = call(api.post, "/v1/preflight", {"name": task.get("name", "task"),
+                                                  "spec": task.get("spec", {})})
+        for finding in result["findings"]:
+            style = "red" if finding["action"] == "refuse" else "yellow"
+            console.print(f"[{style}]{finding['action']}[/] {task.get('name')}: "
+                          f"{finding['message']} -> {finding['fix']} [{finding['code']}]")
+            worst = max(worst, 1 if finding["action"] == "refuse" else 0)
+        if not result["findings"]:
+            console.print(f"[green]ok[/] {task.get('name')}")
+    raise typer.Exit(worst)
+
+
+@app.command()
+def passport(
+    run_id: Annotated[str, typer.Argument(help="the run (its id is the correlation id)")],
+    out: Annotated[Path | None, typer.Option(help="write the JSON here")] = None,
+    check_file: Annotated[Path | None, typer.Option("--check", help="verify a saved copy")] = None,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """Print (or check) a run's passport: every identity it touched, with a content hash."""
+    from controller.core.passport import check
+
+    if check_file is not None:
+        problems = check(json.loads(check_file.read_text()),
+                         os.environ.get("TRACECTL_PASSPORT_KEY"))
+        for problem in problems:
+            err.print(f"[red]{problem}[/]")
+        if problems:
+            raise typer.Exit(1)
+        console.print(f"{check_file}: passport intact")
+        return
+    document = call(client(url).get, f"/v1/runs/{run_id}/passport")
+    text = json.dumps(document, indent=2, sort_keys=True)
+    if out:
+        out.write_text(text + "\n")
+        console.print(f"wrote {out} (content sha256 {document['content_sha256']})")
+    else:
+        console.print_json(text)
+
+
+@app.command()
+def verify(
+    home: Annotated[Path | None, typer.Option(help="state folder (TRACECTL_HOME)")] = None,
+    anchor: Annotated[bool, typer.Option(help="also write a new anchor after checking")] = False,
+) -> None:
+    """Check the audit and lineage hash chains and their anchors; exit 1 on any finding."""
+    from controller import backends
+    from controller.audit.anchors import check_anchors, write_anchor
+    from controller.audit.chain import verify as verify_chains
+    from controller.config import Settings
+    from controller.store.database import Database
+
+    settings = Settings.from_env(home=home)
+    db = Database(settings.store_url)
+    db.migrate()
+    store = backends.artifact_store(settings)
+    with db.read() as session:
+        checked, findings = verify_chains(session)
+        anchor_problems = check_anchors(session, store)
+    for chain, count in checked.items():
+        console.print(f"{chain}: {count} entries checked")
+    for finding in findings:
+        err.print(f"[red]{finding.chain} #{finding.seq}:[/] {finding.problem}")
+    for problem in anchor_problems:
+        err.print(f"[red]anchor:[/] {problem}")
+    if findings or anchor_problems:
+        raise typer.Exit(1)
+    if anchor:
+        console.print(f"anchor written: {write_anchor(db, store)}")
+    console.print("[green]chains intact[/]")
 
 
 token_app = typer.Typer(help="API tokens (run on the controller's machine: it writes the store).")

@@ -203,7 +203,7 @@ class ControllerService:
             if record is None:
                 return {"task_id": task_id, "status": row.status, "complete": False,
                         "resolved": {k: v for k, v in row.resolved.items()
-                                     if k in ("commit", "dirty", "data", "ref")}}
+                                     if k in ("commit", "dirty", "data", "ref", "preflight")}}
             return {**record.record, "complete": True}
 
     def run_lineage(self, run_id: str) -> dict[str, Any]:
@@ -251,6 +251,15 @@ class ControllerService:
             )
             return [{"id": r.id, "task_id": r.task_id, "type": r.type, "payload": r.payload,
                      "created_at": r.created_at.isoformat()} for r in rows]
+
+    def passport(self, run_id: str) -> dict[str, Any]:
+        from controller.core.passport import build_passport
+
+        self.get_run(run_id)
+        document = build_passport(self.db, run_id, self.supervisor.tracking, self.logs)
+        if document is None:
+            raise NotFound(f"run {run_id} does not exist")
+        return document
 
     # -- logs ---------------------------------------------------------------------------
     def task_logs(self, task_id: str, attempt: int | None, after_seq: int,

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.config import Settings
+from controller.core import preflight
 from controller.core.ids import new_id
 from controller.domain.records import RunStatus, TaskStatus
 from controller.domain.requests import RunCreate, TaskCreate
@@ -40,6 +41,7 @@ class Submission:
         self.settings = settings
         self.db = db
         self.git_cache = settings.home / "git-mirrors"
+        self.policy = preflight.parse_policy(settings.preflight)
         self.git_hosts = {h.strip() for h in settings.git_allowed_hosts.split(",") if h.strip()}
         self.git_schemes = {s.strip() for s in settings.git_allowed_schemes.split(",")
                             if s.strip()}
@@ -147,9 +149,26 @@ class Submission:
             ))
         return row, True
 
+    def preflight(self, spec: TaskSpec) -> list[preflight.Finding]:
+        """All findings for SPEC (refusals included), writing nothing."""
+        resolved = self._resolve_sources(spec)
+        return preflight.check(spec, resolved, self.git_cache, self.policy)
+
     def _resolve(
         self, spec: TaskSpec, siblings: dict[str, TaskRow], session: Session
     ) -> dict[str, Any]:
+        resolved = self._resolve_sources(spec)
+        resolved["inputs"] = self._resolve_inputs(spec, siblings, session)
+        findings = preflight.check(spec, resolved, self.git_cache, self.policy)
+        refused = [f for f in findings if f.action == "refuse"]
+        if refused:
+            raise InvalidInput.many(
+                [(f.loc, f"{f.message} (fix: {f.fix}) [{f.code}]") for f in refused])
+        resolved["preflight"] = [f.as_dict() for f in findings]
+        return resolved
+
+    def _resolve_sources(self, spec: TaskSpec) -> dict[str, Any]:
+        """The commit of the code ref and the DVC md5 of each data path."""
         resolved: dict[str, Any] = {}
         if spec.code is not None:
             ref = spec.code.commit or spec.code.ref
@@ -182,7 +201,6 @@ class Submission:
                     raise InvalidInput(["spec", "data", "paths", index], str(exc)) from exc
                 entries.append({"path": path, "md5": md5, "rev": rev_commit})
             resolved["data"] = entries
-        resolved["inputs"] = self._resolve_inputs(spec, siblings, session)
         return resolved
 
     def _resolve_inputs(

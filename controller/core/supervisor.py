@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller import backends
+from controller.audit.anchors import write_anchor
 from controller.config import Settings
 from controller.domain.records import TERMINAL_TASK_STATUSES, RunStatus, TaskStatus
 from controller.lineage.capture import build_record
@@ -84,6 +85,7 @@ class Supervisor:
         self._thread: threading.Thread | None = None
         self._cancelling: set[str] = set()
         self._last_heartbeat = 0.0
+        self._last_anchor = time.monotonic()
         self.wake = threading.Event()
 
     # -- loop ---------------------------------------------------------------------------
@@ -112,6 +114,16 @@ class Supervisor:
         self._admit_and_launch()
         self._watch_active()
         self._heartbeat()
+        self._anchor()
+
+    def _anchor(self) -> None:
+        if time.monotonic() - self._last_anchor < self.settings.anchor_interval_s:
+            return
+        self._last_anchor = time.monotonic()
+        try:
+            write_anchor(self.db, self.store)
+        except Exception:
+            log.warning("could not write a chain anchor; will retry", exc_info=True)
 
     # -- restart ------------------------------------------------------------------------
     def reconcile(self) -> dict[str, int]:

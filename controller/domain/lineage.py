@@ -67,6 +67,7 @@ class LineageRecord(BaseModel):
     inputs: list[ArtifactLineage] = Field(default_factory=list)
     outputs: list[ArtifactLineage] = Field(default_factory=list)
     leases: list[LeaseLineage] = Field(default_factory=list)
+    preflight: list[dict[str, Any]] = Field(default_factory=list)
     logs: dict[str, Any] = Field(default_factory=dict)
     executor: dict[str, Any] = Field(default_factory=dict)
     started_at: datetime | None = None

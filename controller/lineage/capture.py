@@ -76,6 +76,7 @@ def build_record(
             for lease in leases
         ],
         logs=log_summary,
+        preflight=resolved.get("preflight", []),
         executor={"kind": task.executor, **(task.executor_ref or {})},
         started_at=task.started_at, finished_at=task.finished_at,
     )

@@ -51,6 +51,9 @@ class Database:
         else:
             self.write_engine = create_engine(url, pool_pre_ping=True, pool_size=10)
             self.read_engine = self.write_engine
+        from controller.audit.chain import install as chain_audit_and_lineage
+
+        chain_audit_and_lineage()
         self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
 

@@ -153,6 +153,9 @@ class LineageEventRow(Base):
     type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger, index=True, unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class LineageRecordRow(Base):
@@ -177,6 +180,9 @@ class AuditRow(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger, index=True, unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class ControllerStateRow(Base):
@@ -191,5 +197,6 @@ class ControllerStateRow(Base):
 
 # Registers the lease tables on Base.metadata (Alembic and create_all see them).
 from controller.store import auth_schema as _auth_schema  # noqa: E402, F401
+from controller.store import chain_schema as _chain_schema  # noqa: E402, F401
 from controller.store import lease_schema as _lease_schema  # noqa: E402, F401
 from controller.store import lineage_schema as _lineage_schema  # noqa: E402, F401

@@ -109,3 +109,25 @@ def test_demo_mlflow_runs_carry_the_lineage(demo_run: dict[str, Any], api: Api) 
     written = json.loads(local(metrics_out["uri"]).read_text())
     assert evaluate.data.metrics["test_accuracy"] == pytest.approx(written["test_accuracy"])
     assert written["test_accuracy"] > 0.8
+
+
+def test_demo_passport_joins_every_identity(demo_run: dict[str, Any], api: Api) -> None:
+    from controller.core.passport import check
+
+    run_id = demo_run["lineage"]["run"]["id"]
+    passport = api.client.get(f"/v1/runs/{run_id}/passport").json()
+    assert passport["correlation_id"] == run_id and check(passport) == []
+    head = git(demo_run["repo"], "rev-parse", "HEAD")
+    tasks = {t["name"]: t for t in passport["tasks"]}
+    assert set(tasks) == {"prepare", "train", "evaluate"}
+    for task in tasks.values():
+        assert task["code"]["commit"] == head
+        assert task["executor"]["kind"] == "local" and task["executor"]["pid"] > 0
+        assert task["mlflow"]["run_id"]
+        archive = task["logs"]["archive"]
+        assert archive["lines"] == task["logs"]["lines"] > 0
+        assert archive["sha256"] == sha256(local(archive["uri"]))
+    assert tasks["prepare"]["data"][0]["remote"] == str(demo_run["remote"].resolve())
+    assert passport["chains"]["lineage"]["seq"] > 0
+    tampered = {**passport, "run": {**passport["run"], "status": "failed"}}
+    assert check(tampered) == ["content_sha256 does not match: the document was changed"]

@@ -1,0 +1,110 @@
+"""Exercises TracectlHook / TracectlTaskOperator outside a scheduler (run in Airflow's venv).
+
+usage: python operator_semantics_runner.py CONTROLLER_URL
+Prints one JSON object with what each scenario observed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class FakeTI:
+    """The parts of Airflow's RuntimeTaskInstance the operator uses."""
+
+    def __init__(self, task_id: str, try_number: int, run_id: str = "manual__semantics") -> None:
+        self.dag_id, self.run_id, self.task_id = "semantics", run_id, task_id
+        self.map_index, self.try_number = -1, try_number
+        self.xcoms: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+def run_try(op: Any, try_number: int) -> dict[str, Any]:
+    ti = FakeTI(op.task_id, try_number)
+    try:
+        op.execute({"ti": ti, "dag": None})
+        error = None
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    return {"error": error, "xcoms": ti.xcoms}
+
+
+def flaky_server() -> tuple[ThreadingHTTPServer, list[int]]:
+    """/healthz answers 503 twice, then 200."""
+    calls: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            calls.append(1)
+            status = 503 if len(calls) <= 2 else 200
+            body = json.dumps({"status": "ok", "version": "flaky"}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, calls
+
+
+def main() -> int:
+    import os
+
+    from controller.airflow.hooks import TracectlApiError, TracectlHook
+    from controller.airflow.operators import TracectlServiceOperator, TracectlTaskOperator
+
+    url = sys.argv[1]
+    os.environ["AIRFLOW_CONN_TRACECTL_DEFAULT"] = json.dumps({"conn_type": "tracectl", "host": url})
+    out: dict[str, Any] = {}
+
+    ok = TracectlTaskOperator(task_id="ok_step", command=["python", "-c", "print('hi')"],
+                              deferrable=False, poll_timeout_s=5)
+    out["ok"] = [run_try(ok, 1), run_try(ok, 2)]
+    bad = TracectlTaskOperator(task_id="bad_step",
+                               command=["python", "-c", "import sys; sys.exit(3)"],
+                               deferrable=False, poll_timeout_s=5)
+    out["bad"] = [run_try(bad, 1), run_try(bad, 2), run_try(bad, 2)]
+
+    service = TracectlServiceOperator(task_id="serve", command=["python", "-c", "print(1)"],
+                                      ready_timeout_s=120)
+    out["service"] = run_try(service, 1)
+
+    server, calls = flaky_server()
+    port = server.server_address[1]
+    os.environ["AIRFLOW_CONN_FLAKY"] = json.dumps(
+        {"conn_type": "tracectl", "host": f"http://127.0.0.1:{port}",
+         "extra": {"backoff_s": 0.05, "retries": 3}})
+    out["flaky"] = {"ok": TracectlHook("flaky").test_connection(), "calls": len(calls)}
+    server.shutdown()
+    server.server_close()
+    os.environ["AIRFLOW_CONN_DOWN"] = json.dumps(
+        {"conn_type": "tracectl", "host": f"http://127.0.0.1:{port}",
+         "extra": {"backoff_s": 0.05, "retries": 2}})
+    try:
+        TracectlHook("down").request("GET", "/healthz")
+        out["down"] = None
+    except ConnectionError as exc:
+        out["down"] = str(exc)
+    try:
+        TracectlHook().submit_task("run_missing", name="x", spec={"command": []},
+                                   idempotency_key="k")
+        out["invalid"] = None
+    except TracectlApiError as exc:
+        out["invalid"] = {"status": exc.status, "message": str(exc)}
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
