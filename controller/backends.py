@@ -62,7 +62,10 @@ def _load(table: dict[str, str], kind: str, value: str) -> Any:
 
 
 def executor(settings: Settings) -> Executor:
-    return cast(Executor, _load(EXECUTORS, "executor", settings.executor)(settings))
+    from controller.executors.router import routed
+
+    # The configured executor runs jobs; service/external modes are routed to theirs.
+    return routed(settings, _load(EXECUTORS, "executor", settings.executor)(settings))
 
 
 def log_sink(settings: Settings, labels: dict[str, str]) -> LogSink:

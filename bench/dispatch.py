@@ -1,0 +1,376 @@
+"""Dispatch latency: from the call that starts a task to its object being visible in a watch.
+
+    python bench/dispatch.py                       # tracectl, then the Airflow peer
+    python bench/dispatch.py --tasks 100 --burst 50 \
+        --peer-python ~/.cache/tracectl/bench-kpo/venv/bin/python
+
+Against the real kube-apiserver of deploy/local/kubernetes (KUBECONFIG from its `env`).
+
+tracectl:  KubernetesExecutor.launch(Launch) -> Job ADDED in a watch. launch() builds the
+           Job and its Secret (typed builders), POSTs the Job, then the Secret owned by it.
+peer:      Airflow's KubernetesPodOperator (apache-airflow-providers-cncf-kubernetes, its own
+           venv): a fresh operator per task, as each Airflow task runs one, then
+           build_pod_request_obj() + pod_manager.create_pod() -> Pod ADDED in a watch.
+           "warm" reuses one operator (hook and client cached): its fastest possible path.
+
+Both sides time the same interval with the same clock (time.perf_counter in one process),
+with 1 submitter and with N concurrent submitters (threads), and the same argv, env, image
+and resources. To keep KWOK and the scheduler out of the measurement, tracectl's Jobs are
+created for a Kueue queue (so they start suspended and make no pods) and the peer's pods
+select a node that does not exist (so nothing runs them): each side creates its object and
+nothing follows. Two more figures put the latency in context: `floor_post_only`, the same
+Job body built once and POSTed alone (what the API server itself costs), and
+`client_overhead`, the work each side does before its first byte is sent (no network):
+tracectl builds the Job and Secret and serializes them; the peer builds an operator, its
+hook and client (cold) and its pod request. The JSON on stdout carries the figures, the
+ratios and the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+ARGV = ["python", "train.py", "--epochs", "3"]
+ENV = {"EPOCHS": "3", "MLFLOW_TRACKING_URI": "http://mlflow:5000", "MLFLOW_RUN_ID": "abc123",
+       "TRACECTL_FENCING_TOKEN": "42"}
+IMAGE = "registry.invalid/tracectl/task:1"
+DEFAULT_PEER = Path.home() / ".cache/tracectl/bench-kpo/venv/bin/python"
+UNIQUE = itertools.count(1)  # every start gets a new task: a reused name would be adopted
+
+
+# -- shared: a raw watch that stamps when each object is first seen -----------------------
+class Seen:
+    def __init__(self, list_fn: Callable[..., Any], namespace: str, selector: str) -> None:
+        self.at: dict[str, float] = {}
+        self.cond = threading.Condition()
+        self.ready = threading.Event()
+        self._stop = False
+        self._args = (list_fn, namespace, selector)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.ready.wait(30)
+
+    def _run(self) -> None:
+        from kubernetes.watch.watch import iter_resp_lines
+
+        list_fn, namespace, selector = self._args
+        version = json.loads(list_fn(namespace, label_selector=selector,
+                                     _preload_content=False).data)["metadata"]["resourceVersion"]
+        while not self._stop:
+            response = list_fn(namespace, label_selector=selector, watch=True,
+                               resource_version=version, timeout_seconds=300,
+                               allow_watch_bookmarks=True, _preload_content=False)
+            self.ready.set()
+            for line in iter_resp_lines(response):
+                now = time.perf_counter()
+                event = json.loads(line)
+                meta = event["object"]["metadata"]
+                version = meta.get("resourceVersion", version)
+                if event["type"] == "ADDED":
+                    with self.cond:
+                        self.at.setdefault(meta["name"], now)
+                        self.cond.notify_all()
+
+    def wait(self, name: str, timeout: float = 30) -> float:
+        with self.cond:
+            if not self.cond.wait_for(lambda: name in self.at, timeout):
+                raise TimeoutError(f"{name} never appeared in the watch")
+            return self.at[name]
+
+
+def run_load(start: Callable[[int], str], seen: Seen, tasks: int, submitters: int
+             ) -> list[float]:
+    """`tasks` starts per submitter; returns the latencies in ms (call -> seen)."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(submitters)
+    errors: list[BaseException] = []
+
+    def submitter(worker: int) -> None:
+        barrier.wait()
+        for _ in range(tasks):
+            t0 = time.perf_counter()
+            try:
+                name = start(next(UNIQUE))
+                t1 = seen.wait(name)
+            except BaseException as exc:
+                errors.append(exc)
+                return
+            with lock:
+                latencies.append((t1 - t0) * 1000)
+
+    threads = [threading.Thread(target=submitter, args=(w,)) for w in range(submitters)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return latencies
+
+
+def client_overhead(prepare: Callable[[int], None], n: int = 200) -> dict[str, Any]:
+    """Client-side work before the request is sent, in ms (no network), n times in a row."""
+    prepare(0)
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        prepare(i + 1)
+        times.append((time.perf_counter() - t0) * 1000)
+    return summary(times)
+
+
+def summary(latencies: list[float]) -> dict[str, Any]:
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))], 2)
+
+    return {"n": len(ordered), "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
+            "max_ms": round(ordered[-1], 2), "mean_ms": round(statistics.fmean(ordered), 2)}
+
+
+def api_client(kubeconfig: str) -> Any:
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    cfg.connection_pool_maxsize = 64
+    return client.ApiClient(cfg)
+
+
+def ensure_namespace(api: Any, name: str) -> None:
+    from kubernetes import client
+
+    try:
+        client.CoreV1Api(api).create_namespace(client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name)))
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+# -- tracectl ------------------------------------------------------------------------------
+def bench_tracectl(kubeconfig: str, namespace: str, tasks: int, burst: int) -> dict[str, Any]:
+    sys.path.insert(0, str(REPO))
+    from kubernetes import client
+
+    from controller.config import Settings
+    from controller.executors.k8s_manifests import MANAGED_SELECTOR, ClusterConfig
+    from controller.executors.kubernetes import KubernetesExecutor
+    from controller.ports import Launch
+
+    home = Path(tempfile.mkdtemp(prefix="tracectl-bench-"))
+    cluster = ClusterConfig(namespace=namespace, kubeconfig=kubeconfig, queue="bench",
+                            follow_logs=False)
+    executor = KubernetesExecutor(Settings(home=home), cluster, api_client(kubeconfig))
+    prefix = uuid.uuid4().hex[:8]
+
+    def start(i: int) -> str:
+        task_id = f"task_{prefix}{i:014d}"
+        doc = {"run_id": "run_bench", "task_id": task_id, "task_name": "train", "attempt": 1,
+               "spec": {"command": ARGV, "image": IMAGE, "env": {"EPOCHS": "3"},
+                        "resources": {"cpu": 1, "memory": "1Gi"}},
+               "resolved": {}, "inputs": [], "env": ENV,
+               "labels": {"team": "bench"}, "settings": {"cancel_grace_s": 5}}
+        launch = Launch("run_bench", task_id, "train", 1, home / task_id, home / "l.json", ENV,
+                        doc)
+        return str(executor.launch(launch)["name"])
+
+    batch = client.BatchV1Api(executor.api)
+    seen = Seen(batch.list_namespaced_job, namespace, MANAGED_SELECTOR)
+    start(0)  # warm: namespace check, informers, connection pool
+    single = run_load(start, seen, tasks, 1)
+    concurrent = run_load(start, seen, max(1, tasks * 2 // burst) or 1, burst)
+    executor.close()
+    # The floor: the same Job body, built once, POSTed alone (no Secret, no building).
+    body = executor.api.sanitize_for_serialization(
+        job_manifest(executor.cluster, home, "floor"))
+
+    def post_only(i: int) -> str:
+        name = f"floor-{prefix}-{i}"
+        batch.create_namespaced_job(namespace, {**body, "metadata": {
+            **body["metadata"], "name": name}}, _preload_content=False)
+        return name
+
+    from controller.executors import k8s_manifests
+
+    def prepare_only(i: int) -> None:  # what launch() does before its first byte is sent
+        doc = {"run_id": "run_bench", "task_id": f"task_p{i}", "task_name": "train",
+               "attempt": 1, "spec": {"command": ARGV, "image": IMAGE, "env": {"EPOCHS": "3"},
+                                      "resources": {"cpu": 1, "memory": "1Gi"}},
+               "resolved": {}, "inputs": [], "env": ENV, "labels": {"team": "bench"},
+               "settings": {"cancel_grace_s": 5}}
+        name = k8s_manifests.object_name(doc["task_id"], 1)
+        executor.api.sanitize_for_serialization(k8s_manifests.job(doc, executor.cluster, name))
+        executor.api.sanitize_for_serialization(
+            k8s_manifests.launch_secret(doc, executor.cluster, name))
+
+    return {"side": "tracectl", "path": "KubernetesExecutor.launch -> Job ADDED (watch)",
+            "single": summary(single), "concurrent": summary(concurrent),
+            "client_overhead": client_overhead(prepare_only),
+            "floor_post_only": {"single": summary(run_load(post_only, seen, tasks, 1)),
+                                "concurrent": summary(run_load(
+                                    post_only, seen, max(1, tasks * 2 // burst), burst))}}
+
+
+def job_manifest(cluster: Any, home: Path, name: str) -> Any:
+    from controller.executors import k8s_manifests
+
+    doc = {"run_id": "run_bench", "task_id": "task_floor", "task_name": "train", "attempt": 1,
+           "spec": {"command": ARGV, "image": IMAGE, "env": {"EPOCHS": "3"},
+                    "resources": {"cpu": 1, "memory": "1Gi"}},
+           "resolved": {}, "inputs": [], "env": ENV, "labels": {"team": "bench"},
+           "settings": {"cancel_grace_s": 5}}
+    return k8s_manifests.job(doc, cluster, name)
+
+
+# -- the Airflow peer (runs in the provider's venv) ---------------------------------------
+def bench_peer(kubeconfig: str, namespace: str, tasks: int, burst: int) -> dict[str, Any]:
+    import logging
+
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes import client
+    from kubernetes.client import models as k8s
+
+    logging.disable(logging.WARNING)
+    prefix = uuid.uuid4().hex[:8]
+    selector = "tracectl.io/bench=kpo"
+
+    def operator(i: int) -> Any:
+        return KubernetesPodOperator(
+            task_id=f"train_{i}", name=f"kpo-{prefix}-{i}", namespace=namespace,
+            image=IMAGE, cmds=ARGV[:1], arguments=ARGV[1:],
+            env_vars={**ENV, "EPOCHS": "3"},
+            container_resources=k8s.V1ResourceRequirements(
+                requests={"cpu": "1", "memory": "1Gi"}, limits={"cpu": "1", "memory": "1Gi"}),
+            labels={"tracectl.io/bench": "kpo"},
+            node_selector={"tracectl.io/bench": "no-such-node"},
+            config_file=kubeconfig, in_cluster=False, random_name_suffix=True,
+            reattach_on_restart=False, get_logs=False,
+        )
+
+    def start_cold(i: int) -> str:
+        op = operator(i)  # what each Airflow task instance does: its own operator and hook
+        pod = op.build_pod_request_obj()
+        op.pod_manager.create_pod(pod=pod)
+        return str(pod.metadata.name)
+
+    warm_op = operator(0)
+
+    def start_warm(i: int) -> str:
+        pod = warm_op.build_pod_request_obj()
+        warm_op.pod_manager.create_pod(pod=pod)
+        return str(pod.metadata.name)
+
+    def prepare_cold(i: int) -> None:  # before its first byte is sent, per Airflow task
+        op = operator(i)
+        pod = op.build_pod_request_obj()
+        op.client.api_client.sanitize_for_serialization(pod)
+
+    def prepare_warm(i: int) -> None:
+        warm_op.client.api_client.sanitize_for_serialization(warm_op.build_pod_request_obj())
+
+    core = client.CoreV1Api(api_client(kubeconfig))
+    seen = Seen(core.list_namespaced_pod, namespace, selector)
+    start_warm(0)
+    result: dict[str, Any] = {"side": "airflow KubernetesPodOperator",
+                              "path": "KPO(...) + build_pod_request_obj + "
+                                      "pod_manager.create_pod -> Pod ADDED (watch)",
+                              "client_overhead": {"cold": client_overhead(prepare_cold),
+                                                  "warm": client_overhead(prepare_warm)}}
+    for label, start in (("cold", start_cold), ("warm", start_warm)):
+        result[label] = {"single": summary(run_load(start, seen, tasks, 1)),
+                         "concurrent": summary(run_load(start, seen,
+                                                        max(1, tasks * 2 // burst), burst))}
+    from importlib.metadata import version
+
+    result["versions"] = {"apache-airflow-providers-cncf-kubernetes":
+                          version("apache-airflow-providers-cncf-kubernetes"),
+                          "apache-airflow": version("apache-airflow"),
+                          "kubernetes": version("kubernetes")}
+    return result
+
+
+def kubeconfig_from_stack() -> str:
+    if os.environ.get("KUBECONFIG"):
+        return os.environ["KUBECONFIG"]
+    out = subprocess.run([str(REPO / "deploy/local/kubernetes"), "env"], capture_output=True,
+                         text=True, check=True).stdout
+    return next(line.split("=", 1)[1] for line in out.splitlines()
+                if line.startswith("KUBECONFIG="))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=100, help="starts by the single submitter")
+    parser.add_argument("--burst", type=int, default=50, help="concurrent submitters")
+    parser.add_argument("--peer-python", default=str(DEFAULT_PEER),
+                        help="python of the venv with apache-airflow-providers-cncf-kubernetes")
+    parser.add_argument("--side", choices=["both", "tracectl", "peer"], default="both")
+    parser.add_argument("--namespace", default=f"bench-{uuid.uuid4().hex[:6]}")
+    parser.add_argument("--keep", action="store_true", help="keep the namespace")
+    args = parser.parse_args()
+    kubeconfig = kubeconfig_from_stack()
+    api = api_client(kubeconfig)
+    if args.side == "peer":
+        print(json.dumps(bench_peer(kubeconfig, args.namespace, args.tasks, args.burst)))
+        return 0
+    ensure_namespace(api, args.namespace)
+    try:
+        ours = bench_tracectl(kubeconfig, args.namespace, args.tasks, args.burst)
+        report: dict[str, Any] = {"command": " ".join([sys.executable, *sys.argv]),
+                                  "machine": {"cpus": os.cpu_count(),
+                                              "python": platform.python_version()},
+                                  "concurrent_submitters": args.burst, "tracectl": ours}
+        if args.side == "both":
+            out = subprocess.run(
+                [args.peer_python, __file__, "--side", "peer", "--namespace", args.namespace,
+                 "--tasks", str(args.tasks), "--burst", str(args.burst)],
+                capture_output=True, text=True, env={**os.environ, "KUBECONFIG": kubeconfig},
+                check=False)
+            if out.returncode != 0:
+                raise SystemExit(f"the peer failed:\n{out.stderr[-3000:]}")
+            peer = json.loads(out.stdout.strip().splitlines()[-1])
+            report["peer"] = peer
+            report["ratio_peer_over_tracectl"] = {
+                f"{mode}_{load}_p50": round(peer[mode][load]["p50_ms"] /
+                                            ours[load]["p50_ms"], 2)
+                for mode in ("cold", "warm") for load in ("single", "concurrent")}
+            report["ratio_peer_over_tracectl"].update({
+                f"{mode}_{load}_p99": round(peer[mode][load]["p99_ms"] /
+                                            ours[load]["p99_ms"], 2)
+                for mode in ("cold", "warm") for load in ("single", "concurrent")})
+        if args.side == "both":
+            report["ratio_client_overhead_peer_over_tracectl"] = {
+                f"{mode}_p50": round(peer["client_overhead"][mode]["p50_ms"] /
+                                     ours["client_overhead"]["p50_ms"], 1)
+                for mode in ("cold", "warm")}
+        report["targets"] = {"p99_under_50ms": {
+            load: ours[load]["p99_ms"] < 50 for load in ("single", "concurrent")}}
+        print(json.dumps(report, indent=2))
+    finally:
+        if not args.keep:
+            from kubernetes import client
+
+            client.CoreV1Api(api).delete_namespace(args.namespace)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,380 @@
+"""Every Kubernetes object tracectl creates for a task attempt, built in this one module.
+
+Typed builders over the official client's models: a misspelt field is a TypeError here, not
+a silently dropped key on the server. The executor never edits a manifest after this.
+
+Layout of a job attempt (mode `job`):
+
+    Job tracectl-<task>-<attempt>
+      init container `prepare`  runtime image: checkout at commit, DVC pull, inputs -> /workspace
+      container `task`          spec.image (or TRACECTL_K8S_IMAGE), args = the task's argv,
+                                run by `controller.runtime.phases exec` in /workspace/src
+      volumes                   emptyDir /workspace, Secret launch document, PVCs
+    Secret tracectl-<task>-<attempt>  launch.json + one key per secret env value; owned by the Job
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+
+DEFAULT_IMAGE = "ghcr.io/tracectl/runtime:0.1.0"
+DEFAULT_NAMESPACE = "tracectl"
+TTL_AFTER_FINISHED_S = 3600
+SERVICE_PORT = 8080
+WORKSPACE = "/workspace"
+LAUNCH_DIR = "/etc/tracectl"
+LAUNCH_KEY = "launch.json"
+LAUNCH_PATH = f"{LAUNCH_DIR}/{LAUNCH_KEY}"
+GPU_RESOURCE = "nvidia.com/gpu"
+PHASES = ["python", "-m", "controller.runtime.phases"]
+ANNOTATIONS_ENV = "TRACECTL_K8S_POD_ANNOTATIONS"
+
+NAME_LABEL = "app.kubernetes.io/name"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+RUN_LABEL = "tracectl.io/run-id"
+TASK_LABEL = "tracectl.io/task-id"
+ATTEMPT_LABEL = "tracectl.io/attempt"
+TEAM_LABEL = "tracectl.io/team"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}=tracectl"
+
+_LABEL_VALUE = re.compile(r"[^A-Za-z0-9._-]")
+_DNS = re.compile(r"[^a-z0-9-]")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The Kubernetes settings, read from the environment (Settings stays backend-neutral).
+
+    TRACECTL_K8S_NAMESPACE   namespace when a team has no mapping (default `tracectl`)
+    TRACECTL_K8S_NAMESPACES  team -> namespace, `research=ml-research,platform=ops`; a team
+                             not listed gets `tracectl-<team>` when TRACECTL_K8S_TEAM_NAMESPACES=1
+    TRACECTL_K8S_IMAGE       runtime image: the `prepare` init container, and tasks with no image
+    TRACECTL_K8S_QUEUE       Kueue LocalQueue name: sets `kueue.x-k8s.io/queue-name`
+    KUBECONFIG               client config; unset inside a cluster: the pod's service account
+    TRACECTL_K8S_UNSCHEDULABLE_GRACE_S  how long a pod may stay Unschedulable (default 60)
+    TRACECTL_K8S_FOLLOW_LOGS            0: do not follow pod logs into the log sink
+    TRACECTL_K8S_CREATE_NAMESPACES      0: team namespaces are made by an administrator
+    TRACECTL_K8S_INGRESS_PREFIX         e.g. /svc: services also get an Ingress at /svc/<name>
+    TRACECTL_K8S_PREPARE                init (default): an init container prepares the
+                                        workspace; inline: the task container does both
+    """
+
+    namespace: str = DEFAULT_NAMESPACE
+    image: str = DEFAULT_IMAGE
+    queue: str | None = None
+    team_namespaces: Mapping[str, str] = field(default_factory=dict)
+    namespace_per_team: bool = False
+    ttl_after_finished_s: int = TTL_AFTER_FINISHED_S
+    kubeconfig: str | None = None
+    unschedulable_grace_s: float = 60.0
+    follow_logs: bool = True
+    create_namespaces: bool = True
+    ingress_prefix: str | None = None
+    prepare: str = "init"  # or "inline": prepare and exec in the task container
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ClusterConfig:
+        env = os.environ if environ is None else environ
+        mapping = {}
+        for pair in filter(None, (p.strip() for p in env.get("TRACECTL_K8S_NAMESPACES", "")
+                                  .split(","))):
+            team, _, namespace = pair.partition("=")
+            mapping[team.strip()] = namespace.strip()
+        return cls(
+            namespace=env.get("TRACECTL_K8S_NAMESPACE") or DEFAULT_NAMESPACE,
+            image=env.get("TRACECTL_K8S_IMAGE") or DEFAULT_IMAGE,
+            queue=env.get("TRACECTL_K8S_QUEUE") or None,
+            team_namespaces=mapping,
+            namespace_per_team=env.get("TRACECTL_K8S_TEAM_NAMESPACES", "") in ("1", "true"),
+            kubeconfig=env.get("KUBECONFIG") or None,
+            unschedulable_grace_s=float(env.get("TRACECTL_K8S_UNSCHEDULABLE_GRACE_S") or 60),
+            follow_logs=env.get("TRACECTL_K8S_FOLLOW_LOGS", "1") not in ("0", "false"),
+            create_namespaces=env.get("TRACECTL_K8S_CREATE_NAMESPACES", "1") not in ("0", "false"),
+            ingress_prefix=env.get("TRACECTL_K8S_INGRESS_PREFIX") or None,
+            prepare=env.get("TRACECTL_K8S_PREPARE") or "init",
+        )
+
+    def namespace_for(self, team: str) -> str:
+        if team in self.team_namespaces:
+            return self.team_namespaces[team]
+        if self.namespace_per_team and team:
+            return dns_name(f"tracectl-{team}")
+        return self.namespace
+
+
+def dns_name(value: str, limit: int = 63) -> str:
+    """A DNS-1123 label: what Job, Secret and Service names must be."""
+    name = _DNS.sub("-", value.lower()).strip("-")
+    return name[:limit].rstrip("-") or "x"
+
+
+def label_value(value: str) -> str:
+    return _LABEL_VALUE.sub("_", value)[:63].strip("_.-")
+
+
+def object_name(task_id: str, attempt: int) -> str:
+    """Deterministic per attempt, so a repeated launch finds its own Job (409 -> adopt)."""
+    suffix = task_id.split("_", 1)[-1]
+    return dns_name(f"tracectl-{suffix}", 55) + f"-{attempt}"
+
+
+def labels_of(launch: Mapping[str, Any], config: ClusterConfig, component: str
+              ) -> dict[str, str]:
+    labels = {
+        NAME_LABEL: "tracectl-task",
+        MANAGED_BY_LABEL: "tracectl",
+        COMPONENT_LABEL: component,
+        RUN_LABEL: label_value(launch["run_id"]),
+        TASK_LABEL: label_value(launch["task_id"]),
+        ATTEMPT_LABEL: str(launch["attempt"]),
+    }
+    team = (launch.get("labels") or {}).get("team")
+    if team:
+        labels[TEAM_LABEL] = label_value(team)
+    if config.queue and component == "job":
+        labels[QUEUE_LABEL] = config.queue
+    return labels
+
+
+def selector_of(task_id: str, attempt: int | None = None) -> str:
+    selector = f"{MANAGED_SELECTOR},{TASK_LABEL}={label_value(task_id)}"
+    return selector if attempt is None else f"{selector},{ATTEMPT_LABEL}={attempt}"
+
+
+# -- pieces ---------------------------------------------------------------------------------
+def _container_env(launch: Mapping[str, Any], secret_name: str) -> list[client.V1EnvVar]:
+    """Plain values inline; secret values only as secretKeyRef (the Job spec never holds them)."""
+    spec = launch["spec"]
+    secret_keys = set(spec.get("secret_env") or [])
+    env: list[client.V1EnvVar] = []
+    merged = {**(spec.get("env") or {}), **(launch.get("env") or {})}  # controller's vars win
+    for key in sorted(merged):
+        if key == ANNOTATIONS_ENV:
+            continue
+        if key in secret_keys:
+            ref = client.V1SecretKeySelector(name=secret_name, key=key)
+            env.append(client.V1EnvVar(name=key, value_from=client.V1EnvVarSource(
+                secret_key_ref=ref)))
+        else:
+            env.append(client.V1EnvVar(name=key, value=str(merged[key])))
+    env.append(client.V1EnvVar(name="TRACECTL_WORKSPACE", value=WORKSPACE))
+    return env
+
+
+def _resources(spec: Mapping[str, Any]) -> client.V1ResourceRequirements:
+    res = spec.get("resources") or {}
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if res.get("cpu"):
+        requests["cpu"] = limits["cpu"] = f"{round(float(res['cpu']) * 1000)}m"
+    if res.get("memory"):
+        requests["memory"] = limits["memory"] = str(res["memory"])
+    if res.get("gpu"):
+        # Extended resources cannot be overcommitted: requests must equal limits.
+        requests[gpu_resource(res)] = limits[gpu_resource(res)] = str(int(res["gpu"]))
+    return client.V1ResourceRequirements(requests=requests or None, limits=limits or None)
+
+
+def gpu_resource(resources: Mapping[str, Any]) -> str:
+    """The extended resource to ask for: the flavor when it names one (`nvidia.com/a100`)."""
+    flavor = resources.get("gpu_flavor")
+    return str(flavor) if flavor and "/" in str(flavor) else GPU_RESOURCE
+
+
+def _placement(spec: Mapping[str, Any]) -> tuple[dict[str, str] | None,
+                                                  list[client.V1Toleration] | None]:
+    res = spec.get("resources") or {}
+    if not res.get("gpu"):
+        return None, None
+    selector = {"nvidia.com/gpu.present": "true"}
+    flavor = res.get("gpu_flavor")
+    if flavor and "/" not in str(flavor):
+        selector["nvidia.com/gpu.product"] = str(flavor)  # a product name, e.g. A100-SXM4-80GB
+    toleration = client.V1Toleration(key=gpu_resource(res), operator="Exists",
+                                     effect="NoSchedule")
+    return selector, [toleration]
+
+
+def _volumes(spec: Mapping[str, Any], secret_name: str
+             ) -> tuple[list[client.V1Volume], list[client.V1VolumeMount]]:
+    volumes = [
+        client.V1Volume(name="workspace", empty_dir=client.V1EmptyDirVolumeSource()),
+        client.V1Volume(name="launch", secret=client.V1SecretVolumeSource(
+            secret_name=secret_name, items=[client.V1KeyToPath(key=LAUNCH_KEY, path=LAUNCH_KEY)],
+            default_mode=0o400)),
+    ]
+    mounts = [
+        client.V1VolumeMount(name="workspace", mount_path=WORKSPACE),
+        client.V1VolumeMount(name="launch", mount_path=LAUNCH_DIR, read_only=True),
+    ]
+    for i, vol in enumerate((spec.get("resources") or {}).get("volumes") or []):
+        read_only = vol.get("mode", "rw") == "ro"
+        name = f"claim-{i}"
+        volumes.append(client.V1Volume(name=name, persistent_volume_claim=(
+            client.V1PersistentVolumeClaimVolumeSource(claim_name=vol["claim"],
+                                                       read_only=read_only))))
+        mounts.append(client.V1VolumeMount(name=name, mount_path=vol.get("mount_path", "/data"),
+                                           read_only=read_only))
+    return volumes, mounts
+
+
+def _pod_spec(launch: Mapping[str, Any], config: ClusterConfig, secret_name: str,
+              restart_policy: str, service_port: int | None = None) -> client.V1PodSpec:
+    spec = launch["spec"]
+    volumes, mounts = _volumes(spec, secret_name)
+    env = _container_env(launch, secret_name)
+    node_selector, tolerations = _placement(spec)
+    prepare = client.V1Container(
+        name="prepare", image=config.image,
+        command=[*PHASES, "prepare", LAUNCH_PATH, WORKSPACE],
+        env=env, volume_mounts=mounts[:2],
+    )
+    inline = config.prepare == "inline"
+    task = client.V1Container(
+        name="task", image=spec.get("image") or config.image,
+        command=[*PHASES, "all" if inline else "exec", LAUNCH_PATH, WORKSPACE, "--"],
+        args=list(spec["command"]),
+        working_dir=f"{WORKSPACE}/src", env=env, volume_mounts=mounts,
+        resources=_resources(spec),
+        termination_message_policy="File",  # the exec phase writes its result there
+    )
+    if service_port is not None:
+        task.ports = [client.V1ContainerPort(name="http", container_port=service_port)]
+        task.readiness_probe = client.V1Probe(
+            tcp_socket=client.V1TCPSocketAction(port="http"), period_seconds=5)
+    grace = (launch.get("settings") or {}).get("cancel_grace_s")
+    return client.V1PodSpec(
+        restart_policy=restart_policy, init_containers=None if inline else [prepare],
+        containers=[task],
+        # cancel deletes the Job: the kubelet sends SIGTERM, then SIGKILL after this grace
+        termination_grace_period_seconds=max(1, round(float(grace))) if grace else None,
+        volumes=volumes, node_selector=node_selector, tolerations=tolerations,
+        automount_service_account_token=False,
+        enable_service_links=False,  # task env stays what the spec says
+    )
+
+
+def owner_reference(kind: str, api_version: str, name: str, uid: str
+                    ) -> client.V1OwnerReference:
+    return client.V1OwnerReference(api_version=api_version, kind=kind, name=name, uid=uid,
+                                   controller=True, block_owner_deletion=True)
+
+
+# -- objects --------------------------------------------------------------------------------
+def launch_secret(launch: Mapping[str, Any], config: ClusterConfig, name: str,
+                  owner: client.V1OwnerReference | None = None) -> client.V1Secret:
+    """The launch document (it may carry secret env values) and each secret value by key."""
+    spec = launch["spec"]
+    env = spec.get("env") or {}
+    data = {key: str(env[key]) for key in spec.get("secret_env") or [] if key in env}
+    data[LAUNCH_KEY] = json.dumps(dict(launch), default=str, sort_keys=True)
+    return client.V1Secret(
+        metadata=client.V1ObjectMeta(name=name, labels=labels_of(launch, config, "launch"),
+                                     owner_references=[owner] if owner else None),
+        type="Opaque", string_data=data, immutable=True,
+    )
+
+
+def job(launch: Mapping[str, Any], config: ClusterConfig, name: str) -> client.V1Job:
+    spec = launch["spec"]
+    labels = labels_of(launch, config, "job")
+    pod_labels = {k: v for k, v in labels.items() if k != QUEUE_LABEL}
+    timeout = spec.get("timeout_s")
+    return client.V1Job(
+        api_version="batch/v1", kind="Job",
+        metadata=client.V1ObjectMeta(name=name, labels=labels, annotations={
+            "tracectl.io/task-name": str(launch.get("task_name", ""))}),
+        spec=client.V1JobSpec(
+            backoff_limit=0,  # tracectl retries, with leases re-granted per attempt
+            active_deadline_seconds=int(timeout) if timeout else None,
+            ttl_seconds_after_finished=config.ttl_after_finished_s,
+            # With Kueue the Job starts suspended and Kueue unsuspends it on admission.
+            suspend=True if config.queue else None,
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=pod_labels,
+                                             annotations=pod_annotations(launch)),
+                spec=_pod_spec(launch, config, name, "Never"),
+            ),
+        ),
+    )
+
+
+def pod_annotations(launch: Mapping[str, Any]) -> dict[str, str] | None:
+    """Annotations a task asks for on its pod, through env TRACECTL_K8S_POD_ANNOTATIONS (JSON).
+
+    Tests use it to tell KWOK how a simulated container ends (`tracectl.io/exit-code`).
+    """
+    raw = (launch.get("env") or {}).get(ANNOTATIONS_ENV)
+    if not raw:
+        return None
+    parsed = json.loads(raw)
+    return {str(k): str(v) for k, v in parsed.items()}
+
+
+def service_port(launch: Mapping[str, Any]) -> int:
+    raw = (launch["spec"].get("env") or {}).get("PORT")
+    return int(raw) if raw and raw.isdigit() else SERVICE_PORT
+
+
+def deployment(launch: Mapping[str, Any], config: ClusterConfig, name: str
+               ) -> client.V1Deployment:
+    labels = labels_of(launch, config, "service")
+    selector = {TASK_LABEL: labels[TASK_LABEL], ATTEMPT_LABEL: labels[ATTEMPT_LABEL],
+                MANAGED_BY_LABEL: "tracectl"}
+    return client.V1Deployment(
+        api_version="apps/v1", kind="Deployment",
+        metadata=client.V1ObjectMeta(name=name, labels=labels),
+        spec=client.V1DeploymentSpec(
+            replicas=1, selector=client.V1LabelSelector(match_labels=selector),
+            progress_deadline_seconds=int(launch["spec"].get("timeout_s") or 600),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels, annotations=pod_annotations(launch)),
+                spec=_pod_spec(launch, config, name, "Always", service_port(launch)),
+            ),
+        ),
+    )
+
+
+def service(launch: Mapping[str, Any], config: ClusterConfig, name: str,
+            owner: client.V1OwnerReference | None = None) -> client.V1Service:
+    labels = labels_of(launch, config, "service")
+    selector = {TASK_LABEL: labels[TASK_LABEL], ATTEMPT_LABEL: labels[ATTEMPT_LABEL],
+                MANAGED_BY_LABEL: "tracectl"}
+    return client.V1Service(
+        api_version="v1", kind="Service",
+        metadata=client.V1ObjectMeta(name=name, labels=labels,
+                                     owner_references=[owner] if owner else None),
+        spec=client.V1ServiceSpec(selector=selector, ports=[client.V1ServicePort(
+            name="http", port=80, target_port="http")]),
+    )
+
+
+def ingress(launch: Mapping[str, Any], config: ClusterConfig, name: str, path: str,
+            owner: client.V1OwnerReference | None = None) -> client.V1Ingress:
+    backend = client.V1IngressBackend(service=client.V1IngressServiceBackend(
+        name=name, port=client.V1ServiceBackendPort(number=80)))
+    return client.V1Ingress(
+        api_version="networking.k8s.io/v1", kind="Ingress",
+        metadata=client.V1ObjectMeta(name=name, labels=labels_of(launch, config, "service"),
+                                     owner_references=[owner] if owner else None),
+        spec=client.V1IngressSpec(rules=[client.V1IngressRule(http=client.V1HTTPIngressRuleValue(
+            paths=[client.V1HTTPIngressPath(path=path, path_type="Prefix", backend=backend)]))]),
+    )
+
+
+def service_url(name: str, namespace: str) -> str:
+    return f"http://{name}.{namespace}.svc:80"
+
+
+def namespace(name: str) -> client.V1Namespace:
+    return client.V1Namespace(metadata=client.V1ObjectMeta(
+        name=name, labels={MANAGED_BY_LABEL: "tracectl"}))

@@ -1,0 +1,430 @@
+"""Runs task attempts on Kubernetes: a Job per attempt (`mode: job`), a Deployment and a
+Service per long-running service (`mode: service`).
+
+Objects are named per attempt (`tracectl-<task>-<attempt>`), so a launch repeated after a
+crash meets its own Job (409) and adopts it. Status comes from a list-then-watch cache per
+namespace (k8s_watch); inspect() reads it and falls back to a GET when the cache has
+nothing yet. Pod logs are followed into the log sink (k8s_logs). Every manifest is built in
+k8s_manifests; every status mapping lives in k8s_status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+from controller import backends
+from controller.config import Settings
+from controller.executors import k8s_manifests as manifests
+from controller.executors import k8s_status as status
+from controller.executors.k8s_logs import AttemptLog, LogCursor, follow
+from controller.executors.k8s_watch import Informer, ObjectCache
+from controller.logs.file_sink import FileLogReader
+from controller.ports import ExecutorState, Launch
+
+log = logging.getLogger("tracectl.k8s")
+CONTAINERS = (("prepare", "system"), ("task", "stdout"))
+LOG_NOTE = "tracectl: pod log stream"
+CANCEL_WAIT_S = 30.0
+
+
+def api_client(kubeconfig: str | None) -> client.ApiClient:
+    """From KUBECONFIG, or the pod's service account when running inside the cluster."""
+    cfg = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=cfg)
+    else:
+        try:
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=cfg)
+        except config.ConfigException:
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                client_configuration=cfg)
+    cfg.connection_pool_maxsize = 64  # concurrent launches and watches share one pool
+    return client.ApiClient(cfg)
+
+
+def _raw(response: Any) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(response.data)
+    return body
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class KubernetesExecutor:
+    name = "kubernetes"
+
+    def __init__(self, settings: Settings, cluster: manifests.ClusterConfig | None = None,
+                 api: client.ApiClient | None = None) -> None:
+        self.settings = settings
+        self.cluster = cluster or manifests.ClusterConfig.from_env()
+        self.api = api or api_client(self.cluster.kubeconfig)
+        self.core = client.CoreV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.net = client.NetworkingV1Api(self.api)
+        self.cache = ObjectCache()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._informers: dict[tuple[str, str], Informer] = {}
+        self._namespaces: set[str] = set()
+        self._followers: dict[tuple[str, str], threading.Event] = {}
+
+    # -- the Executor protocol ------------------------------------------------------------
+    def launch(self, launch: Launch) -> dict[str, Any]:
+        doc = launch.spec
+        namespace = self.namespace_of(doc)
+        self._ensure_namespace(namespace)
+        self.watch_namespace(namespace)
+        name = manifests.object_name(launch.task_id, launch.attempt)
+        ids = {"run_id": launch.run_id, "task_id": launch.task_id, "attempt": launch.attempt}
+        if doc["spec"].get("mode") == "service":
+            ref = self._launch_service(doc, namespace, name, ids)
+        else:
+            ref = self._launch_job(doc, namespace, name, ids)
+        self._ensure_follower(ref)
+        return ref
+
+    def find(self, launch: Launch) -> dict[str, Any] | None:
+        namespace = self.namespace_of(launch.spec)
+        selector = manifests.selector_of(launch.task_id, launch.attempt)
+        ids = {"run_id": launch.run_id, "task_id": launch.task_id, "attempt": launch.attempt}
+        for kind, list_fn in (("job", self.batch.list_namespaced_job),
+                              ("service", self.apps.list_namespaced_deployment)):
+            try:
+                items = _raw(list_fn(namespace, label_selector=selector,
+                                     _preload_content=False))["items"]
+            except ApiException as exc:
+                if exc.status == 404:
+                    continue  # the namespace itself is gone
+                raise
+            for obj in items:
+                meta = obj["metadata"]
+                if meta.get("deletionTimestamp"):
+                    continue
+                ref = {"kind": kind, "namespace": namespace, "name": meta["name"],
+                       "uid": meta["uid"], **ids}
+                if kind == "service":
+                    ref["url"] = manifests.service_url(meta["name"], namespace)
+                self.watch_namespace(namespace)
+                self._ensure_follower(ref)
+                return ref
+        return None
+
+    def inspect(self, ref: Mapping[str, Any], workspace: Path) -> ExecutorState:
+        namespace, name = ref["namespace"], ref["name"]
+        self.watch_namespace(namespace)
+        if ref.get("kind") == "service":
+            return self._inspect_service(ref)
+        job = self._current("job", namespace, name, self.batch.read_namespaced_job)
+        if job is None or (ref.get("uid") and job["metadata"]["uid"] != ref["uid"]):
+            return ExecutorState("missing", reason=f"the Job {namespace}/{name} no longer "
+                                 "exists (deleted outside tracectl, or its namespace was)")
+        finished = bool({"Complete", "Failed", "FailureTarget"} &
+                        {c["type"] for c in (job.get("status") or {}).get("conditions") or []
+                         if c.get("status") == "True"})
+        pods = self._pods(namespace, name, fresh=finished)
+        state = status.job_state(job, pods, _now(), self.cluster.unschedulable_grace_s)
+        if state.phase == "running":
+            self._ensure_follower(ref)
+        return state
+
+    def cancel(self, ref: Mapping[str, Any], grace_s: float) -> None:
+        """Delete the Job (or Deployment) in the foreground: pods get SIGTERM, and SIGKILL
+        after their terminationGracePeriodSeconds (the controller's cancel grace)."""
+        namespace, name = ref["namespace"], ref["name"]
+        delete = (self.apps.delete_namespaced_deployment if ref.get("kind") == "service"
+                  else self.batch.delete_namespaced_job)
+        kind = "deployment" if ref.get("kind") == "service" else "job"
+        options = client.V1DeleteOptions(propagation_policy="Foreground")
+        try:
+            delete(name, namespace, body=options)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        self.cache.wait(lambda: self.cache.get(kind, namespace, name) is None,
+                        grace_s + CANCEL_WAIT_S)
+
+    def cleanup(self, ref: Mapping[str, Any]) -> None:
+        """The attempt ended: stop following its logs and drop its Secret at once (the Job
+        itself stays for `kubectl describe` until ttlSecondsAfterFinished)."""
+        namespace, name = ref["namespace"], ref["name"]
+        stop = self._followers.pop((namespace, name), None)
+        if stop is not None:
+            stop.set()
+        deletes = [self.core.delete_namespaced_secret]
+        if ref.get("kind") == "service":
+            deletes.insert(0, self.apps.delete_namespaced_deployment)
+        for delete in deletes:
+            try:
+                delete(name, namespace,
+                       body=client.V1DeleteOptions(propagation_policy="Foreground"))
+            except ApiException as exc:
+                if exc.status != 404:
+                    log.warning("cleanup of %s/%s: %s", namespace, name, exc.reason)
+
+    # -- beyond the protocol --------------------------------------------------------------
+    def namespace_of(self, doc: Mapping[str, Any]) -> str:
+        return self.cluster.namespace_for((doc.get("labels") or {}).get("team") or "")
+
+    def watch_namespace(self, namespace: str) -> None:
+        """Start (once) the informers that keep this namespace's objects in the cache."""
+        with self._lock:
+            for kind, list_fn in (("job", self.batch.list_namespaced_job),
+                                  ("pod", self.core.list_namespaced_pod),
+                                  ("deployment", self.apps.list_namespaced_deployment)):
+                if (kind, namespace) in self._informers:
+                    continue
+                informer = Informer(self.cache, kind, namespace, list_fn,
+                                    manifests.MANAGED_SELECTOR, self._stop)
+                self._informers[(kind, namespace)] = informer
+                informer.start()
+
+    def informer(self, kind: str, namespace: str) -> Informer | None:
+        return self._informers.get((kind, namespace))
+
+    def wait_ready(self, ref: Mapping[str, Any], timeout: float) -> ExecutorState:
+        """Block until a service is available (or ended); its state either way."""
+        deadline = time.monotonic() + timeout
+        state = self.inspect(ref, Path())
+        while state.phase == "running" and not (state.result or {}).get("ready"):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.cache.wait(lambda: False, min(left, 0.5))
+            state = self.inspect(ref, Path())
+        return state
+
+    def close(self) -> None:
+        self._stop.set()
+        for stop in list(self._followers.values()):
+            stop.set()
+        for informer in list(self._informers.values()):
+            informer.close()
+
+    # -- launching ------------------------------------------------------------------------
+    def _ensure_namespace(self, namespace: str) -> None:
+        if namespace in self._namespaces:
+            return
+        if self.cluster.create_namespaces:
+            try:
+                self.core.create_namespace(manifests.namespace(namespace),
+                                           _preload_content=False)
+            except ApiException as exc:
+                # 409: it exists; 403: namespaces are an administrator's job (see the docs)
+                if exc.status not in (403, 409):
+                    raise
+        self._namespaces.add(namespace)
+
+    def _create(self, create: Any, namespace: str, body: Any) -> dict[str, Any] | None:
+        """Create; None when it exists already (a repeated launch adopts it)."""
+        try:
+            return _raw(create(namespace, body, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise
+
+    def _launch_job(self, doc: Mapping[str, Any], namespace: str, name: str,
+                    ids: dict[str, Any]) -> dict[str, Any]:
+        created = self._create(self.batch.create_namespaced_job, namespace,
+                               manifests.job(doc, self.cluster, name))
+        job = created or _raw(self.batch.read_namespaced_job(name, namespace,
+                                                             _preload_content=False))
+        uid = job["metadata"]["uid"]
+        owner = manifests.owner_reference("Job", "batch/v1", name, uid)
+        try:
+            self._create(self.core.create_namespaced_secret, namespace,
+                         manifests.launch_secret(doc, self.cluster, name, owner))
+        except Exception:
+            if created is not None:  # a Job without its launch document would never start
+                self._delete_quietly(self.batch.delete_namespaced_job, name, namespace)
+            raise
+        return {"kind": "job", "namespace": namespace, "name": name, "uid": uid, **ids}
+
+    def _launch_service(self, doc: Mapping[str, Any], namespace: str, name: str,
+                        ids: dict[str, Any]) -> dict[str, Any]:
+        created = self._create(self.apps.create_namespaced_deployment, namespace,
+                               manifests.deployment(doc, self.cluster, name))
+        dep = created or _raw(self.apps.read_namespaced_deployment(name, namespace,
+                                                                   _preload_content=False))
+        uid = dep["metadata"]["uid"]
+        owner = manifests.owner_reference("Deployment", "apps/v1", name, uid)
+        self._create(self.core.create_namespaced_secret, namespace,
+                     manifests.launch_secret(doc, self.cluster, name, owner))
+        self._create(self.core.create_namespaced_service, namespace,
+                     manifests.service(doc, self.cluster, name, owner))
+        ref = {"kind": "service", "namespace": namespace, "name": name, "uid": uid,
+               "url": manifests.service_url(name, namespace), **ids}
+        if self.cluster.ingress_prefix:
+            path = f"{self.cluster.ingress_prefix.rstrip('/')}/{name}"
+            self._create(self.net.create_namespaced_ingress, namespace,
+                         manifests.ingress(doc, self.cluster, name, path, owner))
+            ref["ingress_path"] = path
+        return ref
+
+    @staticmethod
+    def _delete_quietly(delete: Any, name: str, namespace: str) -> None:
+        try:
+            delete(name, namespace, body=client.V1DeleteOptions(propagation_policy="Background"))
+        except ApiException:
+            log.warning("could not delete %s/%s after a failed launch", namespace, name)
+
+    # -- status ---------------------------------------------------------------------------
+    def _current(self, kind: str, namespace: str, name: str, read: Any
+                 ) -> dict[str, Any] | None:
+        obj = self.cache.get(kind, namespace, name)
+        if obj is not None:
+            return obj
+        try:
+            return _raw(read(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _pods(self, namespace: str, owner_name: str, fresh: bool,
+              labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        want = labels or {"job-name": owner_name}
+        if not fresh:
+            pods = self.cache.select("pod", namespace, want)
+            if pods:
+                return pods
+        selector = ",".join(f"{k}={v}" for k, v in want.items())
+        items: list[dict[str, Any]] = _raw(self.core.list_namespaced_pod(
+            namespace, label_selector=selector, _preload_content=False))["items"]
+        return items
+
+    def _service_pod_labels(self, ref: Mapping[str, Any]) -> dict[str, str]:
+        return {manifests.TASK_LABEL: manifests.label_value(ref["task_id"]),
+                manifests.ATTEMPT_LABEL: str(ref["attempt"])}
+
+    def _inspect_service(self, ref: Mapping[str, Any]) -> ExecutorState:
+        namespace, name = ref["namespace"], ref["name"]
+        dep = self._current("deployment", namespace, name, self.apps.read_namespaced_deployment)
+        if dep is None or dep["metadata"].get("deletionTimestamp") is not None:
+            return ExecutorState("missing", reason=f"the service {namespace}/{name} was "
+                                 "stopped (its Deployment is gone)",
+                                 result={"url": ref.get("url"), "ready": False})
+        pods = self._pods(namespace, name, fresh=False, labels=self._service_pod_labels(ref))
+        state = status.deployment_state(dep, pods, str(ref.get("url")), _now(),
+                                        self.cluster.unschedulable_grace_s)
+        if state.phase == "running":
+            self._ensure_follower(ref)
+        return state
+
+    # -- logs -----------------------------------------------------------------------------
+    def _ensure_follower(self, ref: Mapping[str, Any]) -> None:
+        if not self.cluster.follow_logs or "task_id" not in ref:
+            return
+        key = (ref["namespace"], ref["name"])
+        with self._lock:
+            if key in self._followers or self._stop.is_set():
+                return
+            stop = threading.Event()
+            self._followers[key] = stop
+        threading.Thread(target=self._follow_attempt, args=(dict(ref), stop),
+                         name=f"k8s-logs-{ref['name']}", daemon=True).start()
+
+    def _follow_attempt(self, ref: dict[str, Any], stop: threading.Event) -> None:
+        run_id, task_id, attempt = ref["run_id"], ref["task_id"], int(ref["attempt"])
+        labels = {"run_id": run_id, "task_id": task_id, "attempt": str(attempt),
+                  "executor": "kubernetes"}
+        first_seq, cursors = self._resume_point(run_id, task_id, attempt)
+        out = AttemptLog(backends.recording_log_sink(self.settings, labels), run_id, task_id,
+                         attempt, first_seq)
+        threads = [threading.Thread(
+            target=follow, daemon=True, name=f"k8s-log-{ref['name']}-{container}",
+            args=(self._opener(ref, container, stop), cursors[stream], out, stream,
+                  lambda c=container: self._container_ended(ref, c), stop))
+            for container, stream in CONTAINERS]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        out.close()
+
+    def _resume_point(self, run_id: str, task_id: str, attempt: int
+                      ) -> tuple[int, dict[str, LogCursor]]:
+        """After a controller restart: go on from the lines the file record already has."""
+        cursors = {stream: LogCursor() for _c, stream in CONTAINERS}
+        reader = FileLogReader(self.settings)
+        count = int(reader.summary(run_id, task_id, attempt)["lines"])
+        last_seq = 0
+        for line in reader.read(run_id, task_id, attempt, max(0, count - 2000), 2000):
+            last_seq = line.seq
+            cursor = cursors.get(line.stream)
+            if cursor is None or line.message.startswith(LOG_NOTE):
+                continue
+            nanos = round(line.timestamp.timestamp() * 1e6) * 1000
+            cursor.admit(nanos)
+        return last_seq, cursors
+
+    def _task_pods(self, ref: Mapping[str, Any]) -> list[dict[str, Any]]:
+        if ref.get("kind") == "service":
+            return self.cache.select("pod", ref["namespace"], self._service_pod_labels(ref))
+        return self.cache.select("pod", ref["namespace"], {"job-name": ref["name"]})
+
+    def _container_state(self, ref: Mapping[str, Any], container: str
+                         ) -> tuple[str | None, dict[str, Any]]:
+        """(pod name, state) of the newest pod of the attempt that has the container."""
+        pods = sorted(self._task_pods(ref),
+                      key=lambda p: str(p["metadata"].get("creationTimestamp")), reverse=True)
+        for pod in pods:
+            status_ = pod.get("status") or {}
+            for item in (status_.get("initContainerStatuses") or []) + \
+                    (status_.get("containerStatuses") or []):
+                if item.get("name") == container:
+                    return pod["metadata"]["name"], item.get("state") or {}
+        return None, {}
+
+    def _container_ended(self, ref: Mapping[str, Any], container: str) -> bool:
+        if self._stop.is_set():
+            return True
+        _pod, state = self._container_state(ref, container)
+        if "terminated" in state:
+            return True
+        kind = "deployment" if ref.get("kind") == "service" else "job"
+        informer = self.informer(kind, ref["namespace"])
+        synced = informer is not None and informer.synced.is_set()
+        return synced and self.cache.get(kind, ref["namespace"], ref["name"]) is None
+
+    def _opener(self, ref: Mapping[str, Any], container: str, stop: threading.Event) -> Any:
+        def open_stream(since: str | None) -> Iterable[str]:
+            pod = None
+            while not stop.is_set():
+                pod, state = self._container_state(ref, container)
+                if pod and ("running" in state or "terminated" in state):
+                    break
+                if self._container_ended(ref, container):
+                    return []
+                self.cache.wait(lambda: stop.is_set(), 1.0)
+            if pod is None or stop.is_set():
+                return []
+            kwargs: dict[str, Any] = {"container": container, "follow": True,
+                                      "timestamps": True, "_preload_content": False,
+                                      "_request_timeout": (10, 300)}
+            if since:
+                kwargs["since_time"] = since
+            response = self.core.read_namespaced_pod_log(pod, ref["namespace"], **kwargs)
+            return _decoded(iter_resp_lines(response))  # type: ignore[no-untyped-call]
+
+        return open_stream
+
+
+def _decoded(lines: Iterable[str | bytes]) -> Iterator[str]:
+    for line in lines:
+        yield line.decode("utf-8", "backslashreplace") if isinstance(line, bytes) else line

@@ -1,0 +1,68 @@
+"""One Executor in front of several, chosen per task by its mode (job, service, external).
+
+The supervisor keeps talking to a single Executor; launches go by the task's
+`spec.mode`, and everything after (inspect, cancel, cleanup) by the `kind` the chosen
+executor wrote into its reference. A reference without a kind (the local executor's)
+belongs to the `job` executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from controller.config import Settings
+from controller.ports import Executor, ExecutorState, Launch
+
+MODE_KEY = "mode"
+
+
+class UnroutableTask(ValueError):
+    pass
+
+
+class ModeRouter:
+    name = "router"
+
+    def __init__(self, executors_by_mode: Mapping[str, Executor]) -> None:
+        if "job" not in executors_by_mode:
+            raise ValueError("the router needs a 'job' executor: it is the default mode")
+        self.executors = dict(executors_by_mode)
+        self.name = "+".join(sorted({e.name for e in self.executors.values()}))
+
+    def _for_mode(self, mode: str | None) -> Executor:
+        executor = self.executors.get(mode or "job")
+        if executor is None:
+            raise UnroutableTask(f"no executor handles mode {mode!r}; configured: "
+                                 f"{sorted(self.executors)}")
+        return executor
+
+    def _for_launch(self, launch: Launch) -> Executor:
+        return self._for_mode((launch.spec.get("spec") or {}).get(MODE_KEY))
+
+    def _for_ref(self, ref: Mapping[str, Any]) -> Executor:
+        return self._for_mode(ref.get("kind"))
+
+    def launch(self, launch: Launch) -> dict[str, Any]:
+        return self._for_launch(launch).launch(launch)
+
+    def find(self, launch: Launch) -> dict[str, Any] | None:
+        return self._for_launch(launch).find(launch)
+
+    def inspect(self, ref: Mapping[str, Any], workspace: Path) -> ExecutorState:
+        return self._for_ref(ref).inspect(ref, workspace)
+
+    def cancel(self, ref: Mapping[str, Any], grace_s: float) -> None:
+        self._for_ref(ref).cancel(ref, grace_s)
+
+    def cleanup(self, ref: Mapping[str, Any]) -> None:
+        self._for_ref(ref).cleanup(ref)
+
+
+def routed(settings: Settings, job_executor: Executor) -> ModeRouter:
+    """The configured executor for jobs and services; HTTP calls for `mode: external`."""
+    from controller.executors.external import ExternalExecutor
+
+    return ModeRouter({"job": job_executor, "service": job_executor,
+                       "external": ExternalExecutor(settings)})

@@ -1,0 +1,116 @@
+"""Fixtures for the Kubernetes executor tests against the real API server (deploy/local).
+
+Each test module gets its own namespace, deleted at the end. Pods are simulated by KWOK:
+they are scheduled by the real kube-scheduler and owned by the real Job/ReplicaSet
+controllers, but no container runs; a pod ends with the exit code named by its annotation
+`tracectl.io/exit-code`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+
+from controller.config import Settings
+from controller.ports import Launch
+
+if TYPE_CHECKING:
+    from kubernetes import client
+
+    from controller.executors.k8s_manifests import ClusterConfig
+    from controller.executors.kubernetes import KubernetesExecutor
+
+# Without the `kubernetes` extra, the pure tests here still run; the ones that talk to the
+# API server (marked `kubernetes`) are not collected.
+if importlib.util.find_spec("kubernetes") is None:
+    collect_ignore = ["test_executor_live.py", "test_controller_gpu.py", "test_rbac.py",
+                      "test_watch_cache.py"]
+
+T = TypeVar("T")
+IMAGE = "registry.invalid/tracectl/task:1"  # never pulled: KWOK runs no containers
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def api(kubernetes: dict[str, str]) -> client.ApiClient:
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=kubernetes["KUBECONFIG"])
+
+
+@pytest.fixture(scope="module")
+def namespace(api: client.ApiClient) -> Iterator[str]:
+    name = f"tracectl-test-{uuid.uuid4().hex[:6]}"
+    yield name
+    from kubernetes import client
+
+    with contextlib.suppress(client.ApiException):
+        client.CoreV1Api(api).delete_namespace(name)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home", cancel_grace_s=1.0)
+
+
+def cluster_config(kubernetes: dict[str, str], namespace: str, **extra: Any) -> ClusterConfig:
+    from controller.executors.k8s_manifests import ClusterConfig
+
+    return ClusterConfig(namespace=namespace, image="registry.invalid/tracectl/runtime:1",
+                         kubeconfig=kubernetes["KUBECONFIG"], **extra)
+
+
+@pytest.fixture
+def executor(kubernetes: dict[str, str], namespace: str,
+             settings: Settings) -> Iterator[KubernetesExecutor]:
+    from controller.executors.kubernetes import KubernetesExecutor
+
+    ex = KubernetesExecutor(settings, cluster_config(kubernetes, namespace,
+                                                     unschedulable_grace_s=0))
+    yield ex
+    ex.close()
+
+
+def make_launch(tmp_path: Path, task_id: str | None = None, attempt: int = 1,
+                annotations: dict[str, str] | None = None, team: str = "default",
+                **spec: Any) -> Launch:
+    task_id = task_id or f"task_{uuid.uuid4().hex[:22]}"
+    spec.setdefault("command", ["python", "train.py", "--epochs", "3"])
+    spec.setdefault("image", IMAGE)
+    env = {"TRACECTL_RUN_ID": "run_1", "TRACECTL_TASK_ID": task_id,
+           "TRACECTL_ATTEMPT": str(attempt), "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+           "MLFLOW_RUN_ID": "abc123", "TRACECTL_FENCING_TOKEN": "42"}
+    if annotations:
+        import json
+
+        env["TRACECTL_K8S_POD_ANNOTATIONS"] = json.dumps(annotations)
+    workspace = tmp_path / task_id / str(attempt)
+    doc = {"run_id": "run_1", "task_id": task_id, "task_name": "train", "attempt": attempt,
+           "spec": spec, "resolved": {}, "inputs": [], "env": env,
+           "labels": {"team": team, "pipeline": "p", "dag_id": "", "airflow_run_id": ""},
+           "settings": {"cancel_grace_s": 1.0}}
+    return Launch("run_1", task_id, "train", attempt, workspace, workspace / "launch.json",
+                  env, doc)
+
+
+def wait_exit(executor: KubernetesExecutor, ref: dict[str, Any], timeout: float = 60) -> Any:
+    return wait_for("the attempt to end",
+                    lambda: s if (s := executor.inspect(ref, Path())).phase != "running"
+                    else None, timeout)

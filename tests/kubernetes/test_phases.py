@@ -1,0 +1,62 @@
+"""The in-pod runtime contract (controller.runtime.phases), run here as the pod would run it:
+`prepare` then `exec` on a launch document, with a real local git repository and argv."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from controller.config import Settings
+from controller.runtime import phases
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_prepare_then_exec_writes_outputs_and_the_termination_message(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "train.py").write_text(
+        "import os, sys\nprint('epochs', os.environ['EPOCHS'])\n"
+        "open('model.txt', 'w').write('weights')\nsys.exit(int(sys.argv[1]))\n")
+    git(repo, "add", ".")
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    commit = git(repo, "rev-parse", "HEAD")
+    settings = Settings(home=tmp_path / "home")
+    launch = {"spec": {"command": [sys.executable, "train.py", "0"], "outputs": ["model.txt"],
+                       "code": {"repo": str(repo), "ref": "HEAD"}, "params": {"lr": 0.1}},
+              "resolved": {"commit": commit}, "inputs": [],
+              "settings": settings.model_dump(mode="json")}
+    launch_file = tmp_path / "launch.json"
+    launch_file.write_text(json.dumps(launch))
+    termination = tmp_path / "termination-log"
+    monkeypatch.setattr(phases, "TERMINATION_LOG", termination)
+    monkeypatch.setenv("EPOCHS", "3")
+    workspace = tmp_path / "workspace"
+    assert phases.main(["prepare", str(launch_file), str(workspace)]) == 0
+    assert git(workspace / "src", "rev-parse", "HEAD") == commit
+    argv = [sys.executable, "train.py", "0"]
+    assert phases.main(["exec", str(launch_file), str(workspace), "--", *argv]) == 0
+    result = json.loads(termination.read_text())
+    assert result["exit_code"] == 0
+    (output,) = result["outputs"]
+    assert output["path"] == "model.txt" and output["size"] == len("weights")
+    assert json.loads((workspace / "params.json").read_text()) == {"lr": 0.1}
+    failing = [sys.executable, "train.py", "3"]
+    assert phases.main(["exec", str(launch_file), str(workspace), "--", *failing]) == 3
+    assert json.loads(termination.read_text()) == {"exit_code": 3,
+                                                   "reason": "exited with code 3"}
+
+
+def test_termination_message_fits_the_kubelet_limit() -> None:
+    big = {"exit_code": 0, "outputs": [{"path": f"f{i}", "sha256": "0" * 64}
+                                       for i in range(200)]}
+    message = phases.termination_message(big)
+    assert len(message.encode()) <= phases.TERMINATION_LIMIT
+    assert json.loads(message) == {"exit_code": 0, "truncated": True}
