@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from controller.cli.client import ApiError, Client
+from controller.cli.lineage_commands import lineage_app
 
 app = typer.Typer(
     help="tracectl: run ML workflow tasks with locked GPU/volume leases, shipped logs and "
@@ -356,6 +357,9 @@ def verify(
         console.print(f"anchor written: {write_anchor(db, store)}")
     console.print("[green]chains intact[/]")
 
+
+app.add_typer(lineage_app, name="trace", help="Trace artifacts: upstream, downstream, lookup, "
+              "diff, reproduce, PROV and OpenLineage export.")
 
 token_app = typer.Typer(help="API tokens (run on the controller's machine: it writes the store).")
 app.add_typer(token_app, name="token")

@@ -24,7 +24,10 @@ from controller import backends
 from controller.audit.anchors import write_anchor
 from controller.config import Settings
 from controller.domain.records import TERMINAL_TASK_STATUSES, RunStatus, TaskStatus
+from controller.lineage import cache as lineage_cache
+from controller.lineage import models as lineage_models
 from controller.lineage.capture import build_record
+from controller.lineage.projection import catch_up
 from controller.logs.archive import archive_task_log
 from controller.logs.file_sink import FileLogReader
 from controller.logs.status_events import status_event
@@ -231,6 +234,8 @@ class Supervisor:
                     return
                 launch = self._launch_of(session, row)
             self._write_launch_file(launch)
+            if launch.spec["spec"].get("cache") and self._reuse_cached(task_id, attempt, launch):
+                return
             ref = self.executor.launch(launch)
         except Exception as exc:
             log.exception("launch of %s attempt %s failed", task_id, attempt)
@@ -238,6 +243,24 @@ class Supervisor:
                                                    f"launch failed: {exc}", None, {}))
             return
         self._mark_running(task_id, attempt, ref)
+
+    def _reuse_cached(self, task_id: str, attempt: int, launch: Launch) -> bool:
+        """Finish the attempt from an earlier identical task's outputs, if there is one."""
+        key = lineage_cache.key_of_launch(launch.spec)
+        catch_up(self.db)  # the cache index is a projection of the lineage event log
+        with self.db.read() as session:
+            hit = lineage_cache.lookup(session, key, exclude_task=task_id)
+        if hit is None:
+            return False
+        with self.db.write() as session:
+            row = session.get(TaskRow, task_id)
+            if row is None or row.attempt != attempt or row.status != TaskStatus.STARTING.value:
+                return True
+            lineage_cache.record_hit(session, row, hit)
+        self._finish(task_id, attempt, Outcome(TaskStatus.SUCCEEDED,
+                                               f"cached from run {hit.run_id}", 0,
+                                               {"outputs": hit.outputs, "exit_code": 0}))
+        return True
 
     def _mark_running(self, task_id: str, attempt: int, ref: dict[str, Any]) -> None:
         with self.db.write() as session:
@@ -409,6 +432,8 @@ class Supervisor:
                 self.tracking.finish_run(mlflow_run_id, outcome.status.value)
             except Exception:
                 log.warning("could not close MLflow run %s", mlflow_run_id, exc_info=True)
+        models = (lineage_models.registered_versions(self.tracking, mlflow_run_id)
+                  if outcome.status == TaskStatus.SUCCEEDED else [])
         log_summary = self.log_record.summary(run_id, task_id, attempt)
         try:
             log_summary["archive"] = archive_task_log(self.settings, self.store, run_id,
@@ -423,6 +448,7 @@ class Supervisor:
             if row.status == TaskStatus.QUEUED.value:
                 return  # already finished and requeued by another path
             self._record_attempt(session, row, outcome, log_summary)
+            session.add_all(lineage_models.model_events(run_id, task_id, models))
             retry = (
                 outcome.status == TaskStatus.FAILED
                 and row.attempt < row.max_attempts

@@ -149,6 +149,11 @@ class TaskSpec(Strict):
     timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     retries: int = Field(default=0, ge=0, le=20)
     priority: int = Field(default=0, ge=-1000, le=1000)
+    cache: bool = Field(
+        default=False,
+        description="reuse the outputs of an earlier task with the same inputs, code, "
+        "params and image instead of running (recorded as 'cached from run R')",
+    )
 
     @field_validator("command")
     @classmethod

@@ -1,0 +1,111 @@
+"""Lineage graph, look-ups, diff, reproduction, OpenLineage, PROV-JSON and the run page."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+
+from controller.core.service import ControllerService
+from controller.lineage import openlineage, prov, ui
+from controller.lineage.diff import diff_runs
+from controller.lineage.graph import LineageGraph
+from controller.lineage.reproduce import Reproducer, compare
+from controller.store.schema import TaskRow
+
+Depth = Annotated[int, Query(ge=1, le=50, description="how many edges away at most")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
+Cursor = Annotated[str | None, Query(max_length=1024, description="next_cursor of a page")]
+Node = Annotated[str, Query(min_length=3, max_length=700,
+                            description="data:<path>@<md5>, task:<id>, artifact:<sha256>, "
+                            "model:<name>/<version>, commit:<sha>, service:<task id>")]
+
+
+def _links(svc: ControllerService, run_id: str) -> dict[str, str]:
+    links: dict[str, str] = {}
+    uri = svc.settings.mlflow_uri
+    if uri.startswith(("http://", "https://")):
+        links["mlflow"] = uri
+    with svc.db.read() as session:
+        spec = session.scalar(select(TaskRow.spec).where(TaskRow.run_id == run_id).limit(1))
+    repo = ((spec or {}).get("code") or {}).get("repo", "")
+    if repo.startswith("https://"):
+        links["git"] = repo.removesuffix(".git") + "/commit/{commit}"
+    return links
+
+
+def build_router(svc: ControllerService) -> APIRouter:
+    graph = LineageGraph(svc.db)
+    v1 = APIRouter(prefix="/v1", tags=["lineage"])
+
+    def walk(direction: Literal["upstream", "downstream"], node: str, depth: int, limit: int,
+             cursor: str | None) -> dict[str, Any]:
+        return graph.walk(node, direction, depth, limit, cursor)
+
+    @v1.get("/lineage/upstream")
+    def upstream(node: Node, depth: Depth = 10, limit: Limit = 100,
+                 cursor: Cursor = None) -> dict[str, Any]:
+        """What NODE came from, nearest first."""
+        return walk("upstream", node, depth, limit, cursor)
+
+    @v1.get("/lineage/downstream")
+    def downstream(node: Node, depth: Depth = 10, limit: Limit = 100,
+                   cursor: Cursor = None) -> dict[str, Any]:
+        """What was made from NODE, nearest first."""
+        return walk("downstream", node, depth, limit, cursor)
+
+    @v1.get("/lineage/lookup")
+    def lookup(sha256: str | None = None, uri: str | None = None,
+               mlflow_run_id: str | None = None,
+               model: Annotated[str | None, Query(description="name/version")] = None,
+               commit: str | None = None,
+               dataset: Annotated[str | None, Query(description="path@md5")] = None,
+               limit: Limit = 100, cursor: Cursor = None) -> dict[str, Any]:
+        """Exactly one of the keys: who produced / used it."""
+        if dataset and cursor:
+            path, _, md5 = dataset.rpartition("@")
+            return graph.runs_using_dataset(path, md5, limit, cursor)
+        return graph.lookup(sha256=sha256, uri=uri, mlflow_run_id=mlflow_run_id, model=model,
+                            commit=commit, dataset=dataset, limit=limit)
+
+    @v1.get("/runs/{a}/diff/{b}")
+    def diff(a: str, b: str) -> dict[str, Any]:
+        """Code, data, params, environment, metrics and outputs of two runs side by side."""
+        return diff_runs(svc.db, a, b, svc.supervisor.tracking)
+
+    @v1.post("/runs/{run_id}/reproduce", status_code=201)
+    def reproduce(run_id: str) -> dict[str, Any]:
+        """A new run of the same tasks pinned to the recorded commit, data, image and params.
+
+        409 names every input that can no longer be retrieved; nothing is created then.
+        """
+        return Reproducer(svc).reproduce(run_id)
+
+    @v1.get("/runs/{run_id}/reproduction")
+    def reproduction(run_id: str) -> dict[str, Any]:
+        """A reproduction's outputs against its original's, by sha256 per (task, path)."""
+        return compare(svc, run_id)
+
+    @v1.get("/runs/{run_id}/openlineage")
+    def run_openlineage(run_id: str) -> dict[str, Any]:
+        return {"items": openlineage.run_events(svc.db, run_id)}
+
+    @v1.get("/runs/{run_id}/prov")
+    def run_prov(run_id: str) -> dict[str, Any]:
+        return prov.run_document(svc.db, run_id)
+
+    @v1.get("/runs/{run_id}/graph")
+    def run_graph(run_id: str) -> dict[str, Any]:
+        return graph.run_graph(run_id)
+
+    router = APIRouter()
+    router.include_router(v1)
+
+    @router.get("/ui/runs/{run_id}", response_class=HTMLResponse, tags=["ui"])
+    def run_page(run_id: str) -> HTMLResponse:
+        run = svc.get_run(run_id).model_dump(mode="json")
+        return HTMLResponse(ui.render(run, graph.run_graph(run_id), _links(svc, run_id)))
+
+    return router

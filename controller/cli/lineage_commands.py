@@ -1,0 +1,138 @@
+"""`tracectl trace …`: walk the lineage graph, look things up, diff, reproduce, export PROV."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+lineage_app = typer.Typer(help="Lineage graph: trace back, look up, diff, reproduce, PROV.",
+                          no_args_is_help=True)
+console = Console()
+
+UrlOpt = Annotated[str, typer.Option("--url", envvar="TRACECTL_URL",
+                                     help="controller base URL")]
+DEFAULT_URL = "http://127.0.0.1:8765"
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+def _call(url: str, method: str, path: str, **kwargs: Any) -> Any:
+    # Imported here: main.py registers this app, so a top-level import would be circular.
+    from controller.cli.main import call, client
+
+    api = client(url)
+    return call(api.get if method == "GET" else api.post, path, **kwargs)
+
+
+def _walk(direction: str, node: str, depth: int, limit: int, as_json: bool, url: str) -> None:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = _call(url, "GET", f"/v1/lineage/{direction}", node=node, depth=depth,
+                     limit=min(limit - len(items), 1000), cursor=cursor)
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None or len(items) >= limit:
+            break
+    if as_json:
+        console.print_json(json.dumps(items))
+        return
+    table = Table("depth", "kind", "name", "node")
+    for item in items:
+        table.add_row(str(item["depth"]), item["kind"], str(item.get("label", "")), item["id"])
+    console.print(table)
+
+
+@lineage_app.command()
+def upstream(node: Annotated[str, typer.Argument(help="e.g. artifact:<sha256>, task:<id>")],
+             depth: int = 10, limit: int = 200, as_json: JsonOpt = False,
+             url: UrlOpt = DEFAULT_URL) -> None:
+    """What NODE came from: tasks, artifacts, datasets, commits, nearest first."""
+    _walk("upstream", node, depth, limit, as_json, url)
+
+
+@lineage_app.command()
+def downstream(node: Annotated[str, typer.Argument(help="e.g. data:<path>@<md5>")],
+               depth: int = 10, limit: int = 200, as_json: JsonOpt = False,
+               url: UrlOpt = DEFAULT_URL) -> None:
+    """What was made from NODE, nearest first."""
+    _walk("downstream", node, depth, limit, as_json, url)
+
+
+@lineage_app.command()
+def lookup(
+    sha256: Annotated[str | None, typer.Option(help="artifact content hash")] = None,
+    uri: Annotated[str | None, typer.Option(help="artifact URI (file://, s3://)")] = None,
+    mlflow_run_id: Annotated[str | None, typer.Option(help="MLflow run id")] = None,
+    model: Annotated[str | None, typer.Option(help="registered model name/version")] = None,
+    commit: Annotated[str | None, typer.Option(help="git commit")] = None,
+    dataset: Annotated[str | None, typer.Option(help="DVC dataset path@md5")] = None,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """Who produced or used something, by exactly one key."""
+    found = _call(url, "GET", "/v1/lineage/lookup", sha256=sha256, uri=uri,
+                  mlflow_run_id=mlflow_run_id, model=model, commit=commit, dataset=dataset)
+    console.print_json(json.dumps(found))
+
+
+@lineage_app.command()
+def diff(a: str, b: str, as_json: JsonOpt = False, url: UrlOpt = DEFAULT_URL) -> None:
+    """Two runs side by side: code, data, params, environment, metrics, outputs."""
+    found = _call(url, "GET", f"/v1/runs/{a}/diff/{b}")
+    if as_json:
+        console.print_json(json.dumps(found))
+        return
+    table = Table("task", "aspect", a, b, "same")
+    for name, entry in found["tasks"].items():
+        for aspect, side in entry.items():
+            if aspect == "same":
+                continue
+            if aspect == "outputs":
+                for path, out in side.items():
+                    table.add_row(name, f"output {path}", str(out["a"])[:16],
+                                  str(out["b"])[:16], "yes" if out["same"] else "[red]no[/]")
+                continue
+            table.add_row(name, aspect, json.dumps(side["a"])[:48], json.dumps(side["b"])[:48],
+                          "yes" if side["same"] else "[red]no[/]")
+    console.print(table)
+
+
+@lineage_app.command()
+def reproduce(run_id: str,
+              wait: Annotated[bool, typer.Option(help="wait and compare outputs")] = True,
+              timeout_s: float = 3600, url: UrlOpt = DEFAULT_URL) -> None:
+    """Re-run RUN_ID pinned to its recorded commit, data, image and params; compare outputs."""
+    made = _call(url, "POST", f"/v1/runs/{run_id}/reproduce")
+    console.print(f"run [bold]{made['run_id']}[/] reproduces {run_id}")
+    for note in made.get("unchecked", []):
+        console.print(f"[yellow]not checked:[/] {note}")
+    if not wait:
+        return
+    deadline = time.monotonic() + timeout_s
+    report = _call(url, "GET", f"/v1/runs/{made['run_id']}/reproduction")
+    while not report["finished"] and time.monotonic() < deadline:
+        time.sleep(2)
+        report = _call(url, "GET", f"/v1/runs/{made['run_id']}/reproduction")
+    table = Table("task", "path", "original", "reproduced", "identical")
+    for item in report["outputs"]:
+        table.add_row(item["task"], item["path"], str(item["original"])[:16],
+                      str(item["reproduced"])[:16], "yes" if item["identical"] else "[red]no[/]")
+    console.print(table)
+    if not report["identical"]:
+        raise typer.Exit(1)
+
+
+@lineage_app.command()
+def prov(run_id: str, url: UrlOpt = DEFAULT_URL) -> None:
+    """Print a run's W3C PROV-JSON document."""
+    console.print_json(json.dumps(_call(url, "GET", f"/v1/runs/{run_id}/prov")))
+
+
+@lineage_app.command()
+def openlineage(run_id: str, url: UrlOpt = DEFAULT_URL) -> None:
+    """Print a run's OpenLineage RunEvents."""
+    console.print_json(json.dumps(_call(url, "GET", f"/v1/runs/{run_id}/openlineage")))

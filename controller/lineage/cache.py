@@ -1,0 +1,105 @@
+"""Content-hash cache: a task whose every input is identical to a succeeded one may reuse it.
+
+The key covers everything the lineage record says can change an output: the exact commit,
+the DVC md5s, the sha256 of each upstream artifact, params, image, public env and command.
+Secret env values are never stored, so two tasks differing only in a secret share a key;
+a task whose result depends on a secret should not ask for the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.store.lineage_schema import LineageCacheRow
+from controller.store.schema import ArtifactRow, LineageEventRow, TaskRow
+
+KEY_VERSION = 1
+
+
+def cache_key(
+    spec: Mapping[str, Any],
+    resolved: Mapping[str, Any],
+    input_sha256: Iterable[tuple[str, str]],
+) -> str:
+    """sha256 over a canonical JSON of what determines the outputs.
+
+    `input_sha256` is (workspace path, sha256) of every artifact the task reads.
+    """
+    material = {
+        "v": KEY_VERSION,
+        "commit": resolved.get("commit"),
+        "data": sorted((d["path"], d["md5"]) for d in resolved.get("data", [])),
+        "inputs": sorted(input_sha256),
+        "params": spec.get("params", {}),
+        "image": spec.get("image"),
+        "env": spec.get("env", {}),
+        "command": list(spec.get("command", [])),
+        "outputs": sorted(spec.get("outputs", [])),
+    }
+    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    key: str
+    run_id: str
+    task_id: str
+    outputs: list[dict[str, Any]]
+
+
+def lookup(session: Session, key: str, exclude_task: str | None = None) -> CacheHit | None:
+    """The newest succeeded task with KEY whose outputs are all still stored, or None."""
+    rows = session.scalars(
+        select(LineageCacheRow).where(LineageCacheRow.cache_key == key)
+        .order_by(LineageCacheRow.created_at.desc())
+    )
+    for row in rows:
+        if row.task_id == exclude_task:
+            continue
+        task = session.get(TaskRow, row.task_id)
+        if task is None or task.status != "succeeded":
+            continue
+        artifacts = list(session.scalars(
+            select(ArtifactRow).where(ArtifactRow.task_id == row.task_id).order_by(ArtifactRow.id)
+        ))
+        declared = set(task.spec.get("outputs", []))
+        if not declared <= {a.path for a in artifacts} | _folders(artifacts, declared):
+            continue
+        return CacheHit(key=key, run_id=row.run_id, task_id=row.task_id, outputs=[
+            {"path": a.path, "sha256": a.sha256, "uri": a.uri, "size": a.size,
+             "media_type": a.media_type} for a in artifacts
+        ])
+    return None
+
+
+def _folders(artifacts: list[ArtifactRow], declared: set[str]) -> set[str]:
+    """Declared folder outputs count as present when some artifact lies under them."""
+    return {d for d in declared
+            if any(a.path.startswith(d.rstrip("/") + "/") for a in artifacts)}
+
+
+def record_hit(session: Session, task: TaskRow, hit: CacheHit) -> None:
+    """Log the reuse in the append-only event log ("cached from run R")."""
+    session.add(LineageEventRow(
+        run_id=task.run_id, task_id=task.id, type="task.cached",
+        payload={"cache_key": hit.key, "cached_from_run": hit.run_id,
+                 "cached_from_task": hit.task_id, "outputs": hit.outputs},
+    ))
+
+
+def key_of_launch(launch_spec: Mapping[str, Any]) -> str:
+    """The key of a launch (Launch.spec): its stored spec, resolution and resolved inputs."""
+    spec = dict(launch_spec["spec"])
+    secret = set(spec.get("secret_env", []))
+    # Masked as the stored spec masks them, so this key equals the one the projection indexes.
+    spec["env"] = {k: ("***" if k in secret else v) for k, v in spec.get("env", {}).items()}
+    return cache_key(spec, launch_spec["resolved"],
+                     [(i["path"], i["sha256"]) for i in launch_spec.get("inputs", [])])

@@ -1,0 +1,244 @@
+"""OpenLineage RunEvents of a run's tasks, derived from the lineage event log, and emitters.
+
+One OpenLineage run per task attempt: START when it started, COMPLETE / FAIL / ABORT when it
+ended. The `parent` facet names the Airflow DAG run (namespace `airflow`, job = dag_id) so
+these events join the ones Airflow's OpenLineage provider sends for the same DAG run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from sqlalchemy import select
+
+from controller import __version__
+from controller.errors import NotFound
+from controller.store.database import Database
+from controller.store.schema import LineageEventRow, LineageRecordRow, RunRow, TaskRow
+
+log = logging.getLogger("tracectl.lineage.openlineage")
+
+PRODUCER = f"https://github.com/tracectl/tracectl/tree/v{__version__}"
+SPEC = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
+FACETS = "https://openlineage.io/spec/facets"
+SCHEMAS = {
+    "parent": f"{FACETS}/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet",
+    "sourceCodeLocation":
+        f"{FACETS}/1-1-0/SourceCodeLocationJobFacet.json#/$defs/SourceCodeLocationJobFacet",
+    "version": f"{FACETS}/1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet",
+    "errorMessage": f"{FACETS}/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet",
+}
+# Custom facets point at this project's own facet schemas (docs/lineage.md describes them).
+CUSTOM = "https://github.com/tracectl/tracectl/blob/main/docs/lineage.md"
+NAMESPACE = "tracectl"
+END_TYPES = {"succeeded": "COMPLETE", "failed": "FAIL", "cancelled": "ABORT"}
+_UUID_NS = uuid.UUID("6f1d3c1e-2b1a-5a4e-9a63-7d0f8f2a1c01")
+
+
+def run_uuid(task_id: str, attempt: int) -> str:
+    """A stable OpenLineage runId: the same attempt always maps to the same UUID."""
+    return str(uuid.uuid5(_UUID_NS, f"{task_id}#{attempt}"))
+
+
+def airflow_run_uuid(dag_id: str, airflow_run_id: str) -> str:
+    return str(uuid.uuid5(_UUID_NS, f"airflow:{dag_id}/{airflow_run_id}"))
+
+
+def _facet(schema: str, **fields: Any) -> dict[str, Any]:
+    return {"_producer": PRODUCER, "_schemaURL": schema, **fields}
+
+
+def _custom(name: str, **fields: Any) -> dict[str, Any]:
+    return _facet(f"{CUSTOM}#{name}", **fields)
+
+
+def _dataset_of_uri(uri: str) -> tuple[str, str]:
+    """OpenLineage naming: namespace = scheme://authority, name = the path."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return "file", parsed.path
+    return f"{parsed.scheme}://{parsed.netloc}", parsed.path.lstrip("/")
+
+
+def _artifact(item: dict[str, Any]) -> dict[str, Any]:
+    namespace, name = _dataset_of_uri(item["uri"])
+    return {"namespace": namespace, "name": name, "facets": {
+        "version": _facet(SCHEMAS["version"], datasetVersion=item["sha256"]),
+        "tracectl_artifact": _custom("ArtifactFacet", path=item["path"], sha256=item["sha256"],
+                                     size=item.get("size")),
+    }}
+
+
+def _job(run: RunRow, task: TaskRow, record: dict[str, Any]) -> dict[str, Any]:
+    facets: dict[str, Any] = {}
+    code = record.get("code") or {}
+    if code or task.spec.get("code"):
+        repo = code.get("repo") or task.spec["code"]["repo"]
+        facets["sourceCodeLocation"] = _facet(
+            SCHEMAS["sourceCodeLocation"], type="git", url=repo, repoUrl=repo,
+            version=code.get("commit") or (task.resolved or {}).get("commit"),
+            branch=code.get("ref") or task.spec["code"].get("ref"))
+    return {"namespace": NAMESPACE, "name": f"{run.pipeline}.{task.name}", "facets": facets}
+
+
+def _run_facets(run: RunRow, task: TaskRow, record: dict[str, Any],
+                leases: list[dict[str, Any]]) -> dict[str, Any]:
+    facets: dict[str, Any] = {}
+    if run.airflow_dag_id and run.airflow_run_id:
+        facets["parent"] = _facet(
+            SCHEMAS["parent"],
+            run={"runId": airflow_run_uuid(run.airflow_dag_id, run.airflow_run_id)},
+            job={"namespace": "airflow", "name": run.airflow_dag_id})
+    env = record.get("environment") or {}
+    facets["tracectl_environment"] = _custom(
+        "EnvironmentFacet", image=task.spec.get("image") or env.get("image"),
+        python_version=env.get("python_version"), pip_freeze_sha256=env.get("pip_freeze_sha256"))
+    facets["tracectl_task"] = _custom("TaskFacet", run_id=run.id, task_id=task.id,
+                                      task_name=task.name, attempt=task.attempt,
+                                      params=task.spec.get("params", {}),
+                                      airflow_run_id=run.airflow_run_id)
+    mlflow = record.get("mlflow")
+    if mlflow:
+        facets["mlflow"] = _custom("MlflowRunFacet", trackingUri=mlflow["tracking_uri"],
+                                   experimentId=mlflow["experiment_id"], runId=mlflow["run_id"])
+    if leases:
+        facets["tracectl_leases"] = _custom("LeasesFacet", leases=leases)
+    logs = record.get("logs") or {}
+    if logs:
+        archive = logs.get("archive") or {}
+        facets["tracectl_logs"] = _custom("LogsFacet", lines=logs.get("lines"),
+                                          sha256=logs.get("sha256"), archiveUri=archive.get("uri"),
+                                          api=f"/v1/tasks/{task.id}/logs")
+    return facets
+
+
+def _inputs(task: TaskRow, record: dict[str, Any], used: list[dict[str, Any]]) -> list[Any]:
+    repo = (task.spec.get("code") or {}).get("repo", "")
+    remotes = {d["path"]: d.get("remote") for d in record.get("data", [])}
+    datasets = [
+        {"namespace": f"dvc://{repo}", "name": d["path"], "facets": {
+            "version": _facet(SCHEMAS["version"], datasetVersion=d["md5"]),
+            "dvc": _custom("DvcDatasetFacet", md5=d["md5"], rev=d["rev"],
+                           remote=remotes.get(d["path"])),
+        }}
+        for d in (task.resolved or {}).get("data", [])
+    ]
+    return datasets + [_artifact(i) for i in used]
+
+
+def run_events(db: Database, run_id: str) -> list[dict[str, Any]]:
+    """Every OpenLineage RunEvent of RUN_ID, in the order the log recorded them."""
+    with db.read() as session:
+        run = session.get(RunRow, run_id)
+        if run is None:
+            raise NotFound(f"run {run_id} does not exist")
+        tasks = {t.id: t for t in session.scalars(select(TaskRow).where(TaskRow.run_id == run_id))}
+        records = {r.task_id: r.record for r in session.scalars(
+            select(LineageRecordRow).where(LineageRecordRow.run_id == run_id))}
+        log_rows = list(session.scalars(
+            select(LineageEventRow).where(LineageEventRow.run_id == run_id)
+            .order_by(LineageEventRow.id)))
+    events: list[dict[str, Any]] = []
+    attempt: dict[str, int] = {}
+    leases: dict[str, list[dict[str, Any]]] = {}
+    used: dict[str, list[dict[str, Any]]] = {}
+    produced: dict[str, list[dict[str, Any]]] = {}
+    for row in log_rows:
+        task = tasks.get(row.task_id or "")
+        if task is None:
+            continue
+        record = records.get(task.id) or {}
+        payload = row.payload or {}
+        if row.type == "task.admitted":
+            attempt[task.id] = int(payload.get("attempt", 1))
+            leases[task.id] = list(payload.get("leases") or [])
+            used[task.id], produced[task.id] = [], []
+        elif row.type == "input.used":
+            used.setdefault(task.id, []).append(payload)
+        elif row.type == "output.produced":
+            produced.setdefault(task.id, []).append(payload)
+        elif row.type in ("task.started", "task.completed"):
+            number = int(payload.get("attempt") or attempt.get(task.id, 1))
+            if row.type == "task.started":
+                kind, outputs = "START", []
+                inputs = _inputs(task, record, [])
+            else:
+                kind = END_TYPES.get(str(payload.get("status")), "OTHER")
+                inputs = _inputs(task, record, used.get(task.id, []))
+                outputs = [_artifact(o) for o in produced.get(task.id, [])]
+            facets = _run_facets(run, task, record, leases.get(task.id, []))
+            if kind == "FAIL" and payload.get("reason"):
+                facets["errorMessage"] = _facet(SCHEMAS["errorMessage"],
+                                                message=str(payload["reason"]),
+                                                programmingLanguage="python")
+            events.append({
+                "eventType": kind,
+                "eventTime": row.created_at.isoformat().replace("+00:00", "Z"),
+                "producer": PRODUCER, "schemaURL": SPEC,
+                "run": {"runId": run_uuid(task.id, number), "facets": facets},
+                "job": _job(run, task, record),
+                "inputs": inputs, "outputs": outputs,
+            })
+    return events
+
+
+# -- emitters -------------------------------------------------------------------------------
+class Emitter(Protocol):
+    def emit(self, event: dict[str, Any]) -> None: ...
+
+
+class HttpEmitter:
+    """POSTs each event to an OpenLineage HTTP endpoint (Marquez: /api/v1/lineage)."""
+
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 10.0) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.url = url
+        self.http = httpx.Client(headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self.http.post(self.url, json=event).raise_for_status()
+
+
+class KafkaEmitter:
+    """Sends each event to a Kafka topic, keyed by the OpenLineage runId (one partition each)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from kafka import KafkaProducer
+
+        self.topic = topic
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap.split(","))
+
+    def emit(self, event: dict[str, Any]) -> None:
+        key = event["run"]["runId"].encode()
+        self.producer.send(self.topic, key=key, value=json.dumps(event).encode()).get(timeout=10)
+
+
+def build_emitter(target: str | None) -> Emitter | None:
+    """`http(s)://host/api/v1/lineage`, `kafka://broker:9092/topic`, or empty for none."""
+    if not target or target == "none":
+        return None
+    parsed = urlparse(target)
+    if parsed.scheme in ("http", "https"):
+        return HttpEmitter(target)
+    if parsed.scheme == "kafka":
+        topic = parsed.path.lstrip("/") or "openlineage"
+        return KafkaEmitter(parsed.netloc, topic)
+    raise ValueError(f"OpenLineage target {target!r}: use http(s)://…, kafka://host:port/topic "
+                     "or none")
+
+
+def emit_run(db: Database, run_id: str, emitter: Emitter) -> int:
+    """Send every event of a run; returns how many were sent."""
+    events = run_events(db, run_id)
+    for event in events:
+        emitter.emit(event)
+    return len(events)

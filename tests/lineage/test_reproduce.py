@@ -1,0 +1,62 @@
+"""Reproducing the demo run gives bit-identical outputs; a lost DVC object refuses it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from controller.lineage.reproduce import remote_object
+from tests.lineage.conftest import Demo
+
+
+def test_reproduction_is_bit_identical(demo: Demo) -> None:
+    client = demo.api.client
+    response = client.post(f"/v1/runs/{demo.run_id}/reproduce")
+    assert response.status_code == 201, response.text
+    made = response.json()
+    assert made["reproduces"] == demo.run_id and set(made["tasks"]) == set(demo.tasks)
+    for task_id in made["tasks"].values():
+        assert demo.api.wait(task_id, timeout=300)["status"] == "succeeded"
+    run = client.get(f"/v1/runs/{made['run_id']}").json()
+    assert run["reproduces"] == demo.run_id
+    report = client.get(f"/v1/runs/{made['run_id']}/reproduction").json()
+    assert report["finished"] and report["identical"], report
+    pairs = {(o["task"], o["path"]) for o in report["outputs"]}
+    assert pairs == {("prepare", "prepared/train.csv"), ("prepare", "prepared/test.csv"),
+                     ("train", "model/model.pkl"), ("evaluate", "metrics.json")}
+    lineage = client.get(f"/v1/runs/{made['run_id']}/lineage").json()
+    for task in lineage["tasks"]:
+        assert task["lineage"]["code"]["commit"] == demo.head
+        original = demo.tasks[task["name"]]["lineage"]
+        assert task["lineage"]["data"] == original["data"]
+        assert task["lineage"]["params"] == original["params"]
+        assert task["lineage"]["command"] == original["command"]
+    # The new run's train read the new run's prepare output, not the old one's.
+    train_inputs = {i["produced_by_task"] for i in
+                    next(t for t in lineage["tasks"] if t["name"] == "train")["lineage"]["inputs"]}
+    assert train_inputs == {made["tasks"]["prepare"]}
+    diff = client.get(f"/v1/runs/{demo.run_id}/diff/{made['run_id']}").json()
+    assert diff["identical_outputs"]
+
+
+def test_reproduction_refuses_when_the_dvc_object_is_gone(demo: Demo, tmp_path: Path) -> None:
+    client = demo.api.client
+    where = remote_object(str(demo.remote.resolve()), demo.md5)
+    assert where is not None and where.exists()
+    runs_before = client.get("/v1/runs", params={"limit": 1000}).json()["items"]
+    aside = tmp_path / "object"
+    shutil.move(where, aside)
+    try:
+        response = client.post(f"/v1/runs/{demo.run_id}/reproduce")
+    finally:
+        shutil.move(aside, where)
+    assert response.status_code == 409, response.text
+    problem = response.json()
+    assert "data/wine.csv" in problem["detail"] and "no longer retrievable" in problem["detail"]
+    assert demo.md5 in problem["detail"]
+    assert client.get("/v1/runs", params={"limit": 1000}).json()["items"] == runs_before
+
+
+def test_reproduction_of_an_unknown_run_is_404(demo: Demo) -> None:
+    assert demo.api.client.post("/v1/runs/run-nope/reproduce").status_code == 404
+    assert demo.api.client.get(f"/v1/runs/{demo.run_id}/reproduction").status_code == 409
