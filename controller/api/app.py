@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import text
 
 from controller import __version__
-from controller.api import problems, routes_leases, routes_lineage
+from controller.api import problems, routes_leases, routes_lineage, routes_logs
 from controller.api.security import Authenticator, SecurityMiddleware
 from controller.config import Settings
 from controller.core.service import ControllerService
@@ -197,6 +197,7 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
     # extra routers (one line each)
     app.include_router(routes_leases.build_router(svc))
     app.include_router(routes_lineage.build_router(svc))
+    app.include_router(routes_logs.build_router(svc))
     return app
 
 

@@ -20,6 +20,7 @@ from controller.store.database import Database
 from controller.store.schema import AuditRow
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+MAX_BODY_BYTES = 1024 * 1024
 PROTECTED = ("/v1", "/ui")
 
 
@@ -62,9 +63,15 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        if int(headers.get("content-length") or 0) > MAX_BODY_BYTES:
+            await _problem(scope, send, 413, "Request too large",
+                           f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+            return
         principal = self.auth.authenticate(headers.get("authorization"))
         if principal is None:
-            await _unauthorized(scope, send)
+            await _problem(scope, send, 401, "Unauthorized",
+                           "a valid bearer token is required (Authorization: Bearer <token>)",
+                           [(b"www-authenticate", b'Bearer realm="tracectl"')])
             return
         set_current(principal)
         status: dict[str, int] = {}
@@ -90,15 +97,14 @@ class SecurityMiddleware:
             ))
 
 
-async def _unauthorized(scope: Scope, send: Send) -> None:
+async def _problem(scope: Scope, send: Send, status: int, title: str, detail: str,
+                   extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body: dict[str, Any] = {
-        "type": "https://tracectl.dev/problems/401", "title": "Unauthorized", "status": 401,
-        "detail": "a valid bearer token is required (Authorization: Bearer <token>)",
-        "instance": scope["path"],
+        "type": f"https://tracectl.dev/problems/{status}", "title": title, "status": status,
+        "detail": detail, "instance": scope["path"],
     }
     payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": 401, "headers": [
+    await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/problem+json"),
-        (b"www-authenticate", b'Bearer realm="tracectl"'),
-        (b"content-length", str(len(payload)).encode())]})
+        (b"content-length", str(len(payload)).encode()), *(extra_headers or [])]})
     await send({"type": "http.response.body", "body": payload})

@@ -30,6 +30,7 @@ from controller.lineage.capture import build_record
 from controller.lineage.projection import catch_up
 from controller.logs.archive import archive_task_log
 from controller.logs.file_sink import FileLogReader
+from controller.logs.spool_recovery import drain_orphans
 from controller.logs.status_events import status_event
 from controller.ports import Executor, ExecutorState, Launch, LogReader, Tracking
 from controller.scheduling.admission import Admission, AdmitAll, Admitter
@@ -93,6 +94,9 @@ class Supervisor:
 
     # -- loop ---------------------------------------------------------------------------
     def start(self) -> None:
+        # Runners that died while Kafka was away leave spools behind; ship them.
+        threading.Thread(target=drain_orphans, args=(self.settings,),
+                         name="tracectl-spool-recovery", daemon=True).start()
         self.reconcile()
         self._thread = threading.Thread(target=self._loop, name="tracectl-supervisor", daemon=True)
         self._thread.start()
@@ -102,6 +106,7 @@ class Supervisor:
         self.wake.set()
         if self._thread:
             self._thread.join(timeout=30)
+        self.events.close()  # flush status events still queued for Kafka
 
     def _loop(self) -> None:
         while not self._stop.is_set():

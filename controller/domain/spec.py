@@ -17,6 +17,8 @@ _TASK_REF = re.compile(r"^task:[A-Za-z0-9][A-Za-z0-9_.-]*/.+$")
 
 MAX_ARGV_ITEMS = 256
 MAX_ARG_CHARS = 8192
+MAX_PARAMS_BYTES = 256 * 1024
+MAX_ENV_VALUE_CHARS = 32 * 1024
 
 
 class Strict(BaseModel):
@@ -175,11 +177,23 @@ class TaskSpec(Strict):
                 raise ValueError(f"env key {key!r}: TRACECTL_* variables are set by the controller")
             if "\x00" in val:
                 raise ValueError(f"env value of {key!r} contains a NUL byte")
+            if len(val) > MAX_ENV_VALUE_CHARS:
+                raise ValueError(f"env value of {key!r} is over {MAX_ENV_VALUE_CHARS} characters")
         return value
 
     _check_outputs = field_validator("outputs")(
         classmethod(lambda cls, v: [relative_path(p) for p in v])
     )
+
+    @field_validator("params")
+    @classmethod
+    def _params_size(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        import json
+
+        size = len(json.dumps(value, default=str))
+        if size > MAX_PARAMS_BYTES:
+            raise ValueError(f"params take {size} bytes as JSON; the limit is {MAX_PARAMS_BYTES}")
+        return value
 
     @model_validator(mode="after")
     def _cross_checks(self) -> TaskSpec:

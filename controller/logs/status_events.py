@@ -14,7 +14,7 @@ def status_event(task: Any, run: Any, status: str, **extra: Any) -> dict[str, An
     return {
         "@timestamp": datetime.now(UTC).isoformat(),
         "event": {"id": f"{task.id}:{task.attempt}:{status}", "kind": "state",
-                  "dataset": "tracectl.status", "action": status},
+                  "dataset": "tracectl.status", "action": status, **_duration(task, status)},
         "labels": {"run_id": task.run_id, "task_id": task.id, "task_name": task.name,
                    "attempt": task.attempt, "dag_id": run.airflow_dag_id,
                    "airflow_run_id": run.airflow_run_id, "pipeline": run.pipeline},
@@ -22,6 +22,14 @@ def status_event(task: Any, run: Any, status: str, **extra: Any) -> dict[str, An
                  "mlflow_run_id": task.mlflow_run_id},
         **extra,
     }
+
+
+def _duration(task: Any, status: str) -> dict[str, int]:
+    """ECS event.duration (nanoseconds) once an attempt has ended."""
+    ended = status in ("succeeded", "failed", "cancelled", "retrying")
+    if not (ended and task.started_at and task.finished_at):
+        return {}
+    return {"duration": int((task.finished_at - task.started_at).total_seconds() * 1e9)}
 
 
 class NoStatusEvents:

@@ -31,16 +31,32 @@ class SetupError(RuntimeError):
     pass
 
 
-class LineWriter:
-    """Numbers lines from both streams in arrival order and hands them to the sink."""
+MAX_LINE_CHARS = 64 * 1024
+REDACTED = "***"
 
-    def __init__(self, sink: LogSink, run_id: str, task_id: str, attempt: int) -> None:
+
+class LineWriter:
+    """Numbers lines from both streams in arrival order and hands them to the sink.
+
+    Secret values are replaced before a line leaves the process, and a very long line is cut
+    (with a marker) so one runaway print cannot swamp the sink.
+    """
+
+    def __init__(self, sink: LogSink, run_id: str, task_id: str, attempt: int,
+                 secrets: list[str] | None = None) -> None:
         self.sink = sink
         self.ids = (run_id, task_id, attempt)
         self.seq = 0
         self.lock = threading.Lock()
+        # Longest first, so a secret that contains another is masked whole.
+        self.secrets = sorted({s for s in (secrets or []) if len(s) >= 4}, key=len, reverse=True)
 
     def write(self, stream: str, message: str) -> None:
+        for secret in self.secrets:
+            message = message.replace(secret, REDACTED)
+        if len(message) > MAX_LINE_CHARS:
+            cut = len(message) - MAX_LINE_CHARS
+            message = f"{message[:MAX_LINE_CHARS]} [tracectl: {cut} characters cut]"
         with self.lock:
             self.seq += 1
             run_id, task_id, attempt = self.ids
@@ -86,7 +102,9 @@ class Runner:
             **{k: v for k, v in launch.get("labels", {}).items() if v},
         }
         sink = backends.recording_log_sink(self.settings, labels)
-        writer = LineWriter(sink, launch["run_id"], launch["task_id"], launch["attempt"])
+        spec_env = launch["spec"].get("env", {})
+        secrets = [spec_env[k] for k in launch["spec"].get("secret_env", []) if k in spec_env]
+        writer = LineWriter(sink, launch["run_id"], launch["task_id"], launch["attempt"], secrets)
         result: dict[str, Any] = {"started_at": started.isoformat()}
         try:
             result.update(self._run(writer))

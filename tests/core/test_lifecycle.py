@@ -146,3 +146,26 @@ def test_follow_logs_streams_until_the_end(api: Api) -> None:
     assert items[-1] == {"end": True, "status": "succeeded"}
     printed = [x["message"] for x in items if x.get("stream") == "stdout"]
     assert printed == [str(i) for i in range(5)]
+
+
+def test_secret_values_are_redacted_from_logs_and_long_lines_cut(api: Api) -> None:
+    code = ("import os; print('token is', os.environ['TOKEN']); print('x' * 70000)")
+    task = api.submit(api.run(), "leaky", command=python(code),
+                      env={"TOKEN": "hunter2-secret"}, secret_env=["TOKEN"])
+    assert api.wait(task["id"])["status"] == "succeeded"
+    lines = [x["message"] for x in api.logs(task["id"]) if x["stream"] == "stdout"]
+    assert lines[0] == "token is ***"
+    assert lines[1].endswith("[tracectl: 4464 characters cut]")
+    assert len(lines[1]) < 66000
+
+
+def test_oversized_requests_are_refused(api: Api) -> None:
+    run = api.run()
+    big = {"name": "t", "spec": {"command": ["x"], "params": {"blob": "y" * 300_000}}}
+    response = api.client.post(f"/v1/runs/{run}/tasks", json=big)
+    assert response.status_code == 422
+    assert "params take" in response.json()["detail"]
+    huge = api.client.post(f"/v1/runs/{run}/tasks", content=b"{" + b" " * 2_000_000 + b"}",
+                           headers={"content-type": "application/json"})
+    assert huge.status_code == 413
+    assert api.client.get("/v1/tasks", params={"run_id": run}).json()["items"] == []

@@ -29,7 +29,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
@@ -230,9 +230,14 @@ def main() -> int:
                 last_ping = time.time()
             continue
         if bulk(client, index, [to_action(r) for r in records], state):
-            consumer.commit()
-            backoff = 0.5
-            continue
+            try:
+                consumer.commit()
+                backoff = 0.5
+                continue
+            except KafkaError:
+                # The broker went away mid-commit: the batch is indexed (ids make a re-read
+                # harmless), so re-read from its first offsets once Kafka is back.
+                log.warning("offset commit failed; will re-read the batch", exc_info=True)
         # Not all of the batch is in: re-read it from its first offsets after a pause.
         for tp, part in batches.items():
             consumer.seek(TopicPartition(tp.topic, tp.partition), part[0].offset)

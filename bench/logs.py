@@ -1,0 +1,258 @@
+"""Log pipeline figures: lines/s into Kafka from one process, and line -> searchable latency.
+
+    python bench/logs.py             # both; needs deploy/local kafka, opensearch, shipper
+    python bench/logs.py --lines 200000 --latency-lines 2000 --rate 200
+
+throughput: KafkaLogSink (the runner's sink, spool included) fed N lines as fast as one thread
+            can; "accepted" = emit() returned, "delivered" = close() returned, i.e. Kafka
+            acknowledged every line with acks=all. Sent to a throw-away topic so the index is
+            not flooded; the topic is deleted afterwards.
+baseline:   a bare kafka-python send() loop with the same producer settings and message
+            size, in the same run: the ceiling of the client library on this machine.
+latency:    lines emitted at --rate lines/s to tracectl.logs; the real shipper indexes them;
+            this process polls the index (no forced refresh: "searchable" means after the
+            index's own 1 s refresh) every --poll-ms and records when each line first shows.
+            Latency = first seen - emitted, same clock. Polling adds up to --poll-ms.
+
+Prints one JSON document with the figures, the targets, the machine and the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from opensearchpy import OpenSearch
+
+from controller.config import Settings
+from controller.logs.kafka_producer import ensure_topic, producer_config
+from controller.logs.kafka_sink import EventEncoder, KafkaLogSink, context_of
+from controller.ports import LogLine
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_LINES_PER_S = 50_000
+TARGET_P95_S = 2.0
+
+
+def service_env(name: str) -> dict[str, str]:
+    out = subprocess.run([str(REPO / "deploy" / "local" / name), "env"], capture_output=True,
+                         text=True, check=True)
+    return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+
+
+def line(task_id: str, seq: int, width: int) -> LogLine:
+    text = f"step {seq} loss=0.{seq % 9973:04d} " + "x" * max(0, width - 24)
+    return LogLine("bench-run", task_id, 1, seq, "stdout", text, datetime.now(UTC))
+
+
+def throughput(bootstrap: str, lines: int, width: int) -> dict[str, Any]:
+    topic = f"tracectl.bench.{uuid.uuid4().hex[:8]}"
+    task_id = f"bench-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="tracectl-bench-") as home:
+        settings = Settings(home=Path(home), log_sink=f"kafka://{bootstrap}/{topic}")
+        sink = KafkaLogSink(settings, {"run_id": "bench-run", "task_id": task_id,
+                                       "attempt": "1"})
+        sink.emit(line(task_id, 0, width))  # connect + create the topic outside the timing
+        sink.flush()
+        batch = [line(task_id, seq, width) for seq in range(1, lines + 1)]
+        start = time.perf_counter()
+        for item in batch:
+            sink.emit(item)
+        accepted = time.perf_counter() - start
+        sink.close()
+        delivered = time.perf_counter() - start
+        stats = sink.stats()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_topics([topic])
+    finally:
+        admin.close()
+    return {"lines": lines, "message_bytes": width, "accepted_s": round(accepted, 3),
+            "delivered_s": round(delivered, 3),
+            "accepted_lines_per_s": round(lines / accepted),
+            "delivered_lines_per_s": round(lines / delivered),
+            "sent": stats["sent"] - 1, "dropped": stats["dropped"]}
+
+
+def raw_producer(bootstrap: str, lines: int, width: int) -> dict[str, Any]:
+    """Baseline: a bare kafka-python send() loop, same producer settings, no spool, no ECS."""
+    topic = f"tracectl.bench.{uuid.uuid4().hex[:8]}"
+    ensure_topic(bootstrap, topic)
+    producer = KafkaProducer(**producer_config(bootstrap, "tracectl-bench-raw"))
+    payload = json.dumps({"message": "x" * width}).encode()
+    producer.send(topic, key=b"k", value=payload).get(timeout=30)
+    start = time.perf_counter()
+    for _ in range(lines):
+        producer.send(topic, key=b"k", value=payload)
+    producer.flush(timeout=120)
+    elapsed = time.perf_counter() - start
+    producer.close()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_topics([topic])
+    finally:
+        admin.close()
+    return {"lines": lines, "delivered_s": round(elapsed, 3),
+            "delivered_lines_per_s": round(lines / elapsed)}
+
+
+RSYSLOG_CONF = """
+global(workDirectory="{work}" maxMessageSize="64k")
+module(load="imfile")
+module(load="omkafka")
+template(name="raw" type="string" string="%msg%")
+ruleset(name="tokafka") {{
+  action(type="omkafka" broker=["{bootstrap}"] topic="{topic}" key="{key}" template="raw"
+         confParam=["compression.codec=gzip", "queue.buffering.max.ms=5"]
+         topicConfParam=["request.required.acks=-1"])
+}}
+input(type="imfile" file="{file}" tag="tracectl" ruleset="tokafka" freshStartTail="off")
+"""
+
+
+def rsyslog_tail(bootstrap: str, lines: int, width: int) -> dict[str, Any]:
+    """A file-tailing shipper (rsyslog imfile -> omkafka, librdkafka) over the same ECS lines,
+    already written to a file: the time from its start until Kafka holds every line."""
+    rsyslogd = shutil.which("rsyslogd")
+    if rsyslogd is None:
+        return {"skipped": "rsyslogd not installed (apt-get install rsyslog rsyslog-kafka)"}
+    topic = f"tracectl.bench.{uuid.uuid4().hex[:8]}"
+    task_id = f"tail-{uuid.uuid4().hex[:8]}"
+    ensure_topic(bootstrap, topic)
+    encoder = EventEncoder({"run_id": "bench-run", "task_id": task_id, "attempt": "1"},
+                           context_of({}))
+    with tempfile.TemporaryDirectory(prefix="tracectl-rsyslog-") as tmp:
+        work = Path(tmp)
+        source = work / "task.jsonl"
+        with source.open("wb") as handle:
+            for seq in range(1, lines + 1):
+                handle.write(encoder.encode(line(task_id, seq, width)) + b"\n")
+        conf = work / "rsyslog.conf"
+        conf.write_text(RSYSLOG_CONF.format(work=work, bootstrap=bootstrap, topic=topic,
+                                            key=task_id, file=source))
+        probe = KafkaConsumer(bootstrap_servers=bootstrap)
+        parts = [TopicPartition(topic, p) for p in range(3)]
+        start = time.perf_counter()
+        daemon = subprocess.Popen([rsyslogd, "-n", "-f", str(conf), "-i", str(work / "pid")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            total = 0
+            deadline = start + 300
+            while total < lines and time.perf_counter() < deadline and daemon.poll() is None:
+                time.sleep(0.05)
+                total = sum(probe.end_offsets(parts).values())
+            elapsed = time.perf_counter() - start
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=30)
+            probe.close()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_topics([topic])
+    finally:
+        admin.close()
+    return {"lines": lines, "delivered": total, "delivered_s": round(elapsed, 3),
+            "delivered_lines_per_s": round(total / elapsed),
+            "note": "pre-written file; includes rsyslogd start-up; the writer's cost is the "
+                    "task's file record, paid anyway"}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latency(bootstrap: str, search_url: str, lines: int, rate: float, width: int,
+            poll_ms: int) -> dict[str, Any]:
+    task_id = f"latency-{uuid.uuid4().hex[:8]}"
+    client = OpenSearch(hosts=[search_url], timeout=30)
+    with tempfile.TemporaryDirectory(prefix="tracectl-bench-") as home:
+        settings = Settings(home=Path(home), log_sink=f"kafka://{bootstrap}")
+        sink = KafkaLogSink(settings, {"run_id": "bench-run", "task_id": task_id,
+                                       "attempt": "1"})
+        emitted: dict[int, float] = {}
+        seen: dict[int, float] = {}
+        next_poll = time.perf_counter()
+        start = time.perf_counter()
+        seq = 0
+        deadline = start + lines / rate + 60
+        while len(seen) < lines and time.perf_counter() < deadline:
+            now = time.perf_counter()
+            while seq < lines and now - start >= seq / rate:
+                seq += 1
+                emitted[seq] = time.perf_counter()
+                sink.emit(line(task_id, seq, width))
+            if now >= next_poll:
+                body = {"query": {"term": {"labels.task_id": task_id}}, "size": 10000,
+                        "_source": ["event.sequence"]}
+                hits = client.search(index="logs-tracectl-*", body=body)["hits"]["hits"]
+                stamp = time.perf_counter()
+                for hit in hits:
+                    seen.setdefault(int(hit["_source"]["event"]["sequence"]), stamp)
+                next_poll = stamp + poll_ms / 1000
+            time.sleep(0.001)
+        sink.close()
+    delays = [seen[s] - emitted[s] for s in seen if s in emitted]
+    return {"lines": lines, "rate_lines_per_s": rate, "poll_ms": poll_ms,
+            "searchable": len(delays), "lost": lines - len(delays),
+            "p50_s": round(percentile(delays, 0.50), 3) if delays else None,
+            "p95_s": round(percentile(delays, 0.95), 3) if delays else None,
+            "p99_s": round(percentile(delays, 0.99), 3) if delays else None,
+            "max_s": round(max(delays), 3) if delays else None,
+            "mean_s": round(statistics.fmean(delays), 3) if delays else None}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--width", type=int, default=100, help="message bytes")
+    parser.add_argument("--latency-lines", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=200.0, help="latency run, lines/s")
+    parser.add_argument("--poll-ms", type=int, default=100)
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--rsyslog", action="store_true",
+                        help="also time rsyslog imfile -> omkafka tailing the same lines")
+    args = parser.parse_args()
+    bootstrap = service_env("kafka")["TRACECTL_KAFKA_BOOTSTRAP"]
+    result: dict[str, Any] = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
+                    "python": platform.python_version()},
+        "targets": {"lines_per_s": TARGET_LINES_PER_S, "p95_s": TARGET_P95_S},
+        "throughput": throughput(bootstrap, args.lines, args.width),
+        "baseline_raw_kafka_python": raw_producer(bootstrap, args.lines, args.width),
+    }
+    result["throughput"]["ratio_to_raw"] = round(
+        result["throughput"]["delivered_lines_per_s"]
+        / result["baseline_raw_kafka_python"]["delivered_lines_per_s"], 2)
+    if args.rsyslog:
+        result["file_tailing_rsyslog"] = rsyslog_tail(bootstrap, args.lines, args.width)
+    if not args.skip_latency:
+        search_url = service_env("opensearch")["TRACECTL_OPENSEARCH_URL"]
+        result["latency"] = latency(bootstrap, search_url, args.latency_lines, args.rate,
+                                    args.width, args.poll_ms)
+    result["machine"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+    result["met"] = {
+        "lines_per_s": result["throughput"]["delivered_lines_per_s"] >= TARGET_LINES_PER_S,
+        "p95_s": bool(result.get("latency", {}).get("p95_s") is not None
+                      and result["latency"]["p95_s"] < TARGET_P95_S),
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Publishes task status events to Kafka (topic ``tracectl.status``, key = task id).
+
+Same producer settings and spool as the log sink: ``publish`` never blocks the supervisor,
+and events published while Kafka is down are sent, in order, when it returns. The spool
+(<home>/spool/status) outlives a controller restart and is resumed by the next controller.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from controller.config import Settings
+from controller.logs.kafka_producer import SpooledProducer, parse_uri
+
+DEFAULT_TOPIC = "tracectl.status"
+SPOOL_MAX_BYTES = 64 << 20
+CLOSE_TIMEOUT_S = 10.0
+
+
+class KafkaStatusPublisher:
+    def __init__(self, settings: Settings) -> None:
+        bootstrap, topic = parse_uri(settings.status_events, DEFAULT_TOPIC)
+        self.producer = SpooledProducer(bootstrap, topic, settings.home / "spool" / "status",
+                                        SPOOL_MAX_BYTES, client_id="tracectl-status")
+
+    def publish(self, event: Mapping[str, Any]) -> None:
+        key = str(event.get("labels", {}).get("task_id", "")).encode()
+        self.producer.put(key, json.dumps(event, default=str, ensure_ascii=False).encode())
+
+    def flush(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+        return self.producer.flush(timeout_s)
+
+    def close(self) -> None:
+        self.producer.close(CLOSE_TIMEOUT_S)

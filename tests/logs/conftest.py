@@ -1,0 +1,131 @@
+"""Fixtures for the log pipeline tests: a controller wired to the real Kafka, OpenSearch
+(through the real shipper) and S3, plus helpers to read each of them back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from kafka import KafkaConsumer, TopicPartition
+from opensearchpy import OpenSearch
+
+from controller.api import routes_logs
+from controller.api.app import create_app
+from controller.config import Settings
+from controller.core.service import ControllerService
+from tests.core.conftest import Api
+
+REPO = Path(__file__).resolve().parents[2]
+INDEX = "logs-tracectl-*"
+S3_ENV = ("TRACECTL_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+          "AWS_DEFAULT_REGION")
+
+
+def service(name: str, action: str, timeout: float = 300) -> None:
+    """deploy/local/<name> start|stop, failing the test with the script's output."""
+    out = subprocess.run([str(REPO / "deploy" / "local" / name), action], capture_output=True,
+                         text=True, timeout=timeout, check=False)
+    assert out.returncode == 0, f"deploy/local/{name} {action}: {out.stdout}\n{out.stderr}"
+
+
+def ensure_up(name: str) -> None:
+    """Bring NAME back if an earlier test left it stopped (a stop/start test that failed)."""
+    status = subprocess.run([str(REPO / "deploy" / "local" / name), "status"],
+                            capture_output=True, timeout=60, check=False)
+    if status.returncode != 0:
+        service(name, "start")
+
+
+@pytest.fixture
+def stack(kafka: dict[str, str], opensearch: dict[str, str], s3: dict[str, str],
+          shipper: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for name in ("kafka", "opensearch", "shipper"):
+        ensure_up(name)
+    for key in S3_ENV:
+        if key in s3:
+            monkeypatch.setenv(key, s3[key])  # the runner inherits the controller's environment
+    return {**kafka, **opensearch, **s3, **shipper}
+
+
+@pytest.fixture
+def pipeline_settings(tmp_path: Path, stack: dict[str, str]) -> Settings:
+    bootstrap = stack["TRACECTL_KAFKA_BOOTSTRAP"]
+    search = stack["TRACECTL_OPENSEARCH_URL"].split("://", 1)[1]
+    return Settings(
+        home=tmp_path / "home", supervisor_interval_s=0.05, cancel_grace_s=1.0,
+        retry_backoff_s=0.1, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        log_sink=f"kafka://{bootstrap}", status_events=f"kafka://{bootstrap}",
+        log_reader=f"opensearch://{search}",
+        archive=f"s3://tracectl-logs-test/{uuid.uuid4().hex[:8]}",
+    )
+
+
+@pytest.fixture
+def pipeline_api(pipeline_settings: Settings) -> Iterator[Api]:
+    service = ControllerService(pipeline_settings)
+    app = create_app(pipeline_settings, service=service)
+    # GET /v1/logs/search, wired here as create_app is asked to wire it.
+    app.include_router(routes_logs.build_router(service))
+    with TestClient(app) as client:
+        yield Api(client, pipeline_settings)
+
+
+@pytest.fixture
+def search(stack: dict[str, str]) -> OpenSearch:
+    return OpenSearch(hosts=[stack["TRACECTL_OPENSEARCH_URL"]], timeout=30)
+
+
+def indexed(client: OpenSearch, task_id: str) -> list[dict[str, Any]]:
+    """Every document of TASK_ID in the index, in event.sequence order."""
+    client.indices.refresh(index=INDEX, params={"ignore_unavailable": "true"})
+    body = {"query": {"term": {"labels.task_id": task_id}}, "size": 10000,
+            "sort": [{"event.sequence": "asc"}]}
+    hits = client.search(index=INDEX, body=body)["hits"]["hits"]
+    return [{"_id": hit["_id"], **hit["_source"]} for hit in hits]
+
+
+def wait_indexed(client: OpenSearch, task_id: str, count: int,
+                 timeout: float = 120) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    docs: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        try:
+            docs = indexed(client, task_id)
+        except Exception:  # the index may be coming back up
+            docs = []
+        if len(docs) >= count:
+            time.sleep(1.5)  # a duplicate still in flight would now show
+            return indexed(client, task_id)
+        time.sleep(0.5)
+    return docs
+
+
+def read_topic(bootstrap: str, topic: str, key: str, until: int,
+               timeout: float = 60) -> list[dict[str, Any]]:
+    """Values of records keyed KEY, in partition order, from the start of TOPIC."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
+                                                          or ())]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        ends = consumer.end_offsets(parts)
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                out.extend(json.loads(r.value) for r in records if r.key == key.encode())
+            if len(out) >= until and all(consumer.position(tp) >= ends[tp] for tp in parts):
+                break
+            if all(consumer.position(tp) >= ends[tp] for tp in parts):
+                ends = consumer.end_offsets(parts)
+        return out
+    finally:
+        consumer.close()
