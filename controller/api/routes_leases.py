@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.auth.principal import LOCAL, current
 from controller.core.service import ControllerService
 from controller.errors import Conflict, Forbidden, InvalidInput, NotFound
 from controller.scheduling import lease_views
@@ -14,7 +15,6 @@ from controller.scheduling.leases import (
     LeaseAlreadyReleased,
     force_release,
     lease_record,
-    utc_now,
 )
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
@@ -60,14 +60,19 @@ def build_router(service: ControllerService) -> APIRouter:
     @router.post("/leases/{lease_id}/release")
     def release(lease_id: int, body: ReleaseRequest, role: Role = None,
                 actor: Actor = None) -> dict[str, Any]:
-        """Admin force-release (header X-Tracectl-Role: admin), recorded in the audit log."""
-        if role != "admin":
+        """Admin force-release, recorded in the audit log.
+
+        Needs an admin caller (an admin token when auth is on) and, as a deliberate
+        confirmation, the header X-Tracectl-Role: admin.
+        """
+        principal = current()
+        if not principal.is_admin or role != "admin":
             raise Forbidden("force-releasing a lease needs the admin role "
-                            "(header X-Tracectl-Role: admin)")
+                            "(an admin token and the header X-Tracectl-Role: admin)")
+        actor = actor if principal is LOCAL else f"{principal.name}@{principal.team}"
         try:
             with service.db.write() as session:
-                lease = force_release(session, lease_id, body.reason, actor or "admin",
-                                      utc_now())
+                lease = force_release(session, lease_id, body.reason, actor or "admin")
                 if lease is None:
                     raise NotFound(f"lease {lease_id} does not exist")
                 record = lease_record(lease)

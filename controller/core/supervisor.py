@@ -210,7 +210,8 @@ class Supervisor:
                 row.attempt += 1
                 row.reason = None
                 row.exit_code = None
-                row.executor = self.executor.name
+                name_for = getattr(self.executor, "name_for", None)
+                row.executor = name_for(row.spec.get("mode")) if name_for else self.executor.name
                 row.executor_ref = None
                 row.started_at = row.updated_at = now()
                 row.finished_at = None

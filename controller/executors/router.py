@@ -44,6 +44,10 @@ class ModeRouter:
     def _for_ref(self, ref: Mapping[str, Any]) -> Executor:
         return self._for_mode(ref.get("kind"))
 
+    def name_for(self, mode: str | None) -> str:
+        """The name of the executor that runs tasks of MODE (recorded on the task)."""
+        return self._for_mode(mode).name
+
     def launch(self, launch: Launch) -> dict[str, Any]:
         return self._for_launch(launch).launch(launch)
 

@@ -105,8 +105,7 @@ def resources(session: Session) -> dict[str, Any]:
                                                 "queued_demand": 0})
             pool["capacity"] += 1
             pool["in_use"] += 1 if unit.exclusive_holder else 0
-    for row, want in queued:
-        del row
+    for _row, want in queued:
         for pool in pools.values():
             if want.gpu and (want.gpu_flavor in (None, pool["flavor"])):
                 pool["queued_demand"] += want.gpu

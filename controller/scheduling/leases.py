@@ -126,8 +126,8 @@ class LeaseAdmitter:
                      for row in queued if row.id not in needs}
         if not needs:
             return decisions
-        now = self.clock()
-        token = lock_round(session)
+        token = issued = lock_round(session)
+        now = self.clock()  # read under the lock: stamps follow the commit order
         self.reclaim_expired(session, self._holder_check(session))
         units = {name: _Unit.of(row) for name, row in mirror(session, self.inventory, now).items()}
         holding = self._tasks_holding(session, list(needs))
@@ -152,12 +152,18 @@ class LeaseAdmitter:
             token += 1
             decisions[row.id] = self._grant(session, row, want, outcome, token, now)
             self._commit_plan(row, want, outcome, quota_used)
-        session.execute(update(LeaseCounterRow).where(LeaseCounterRow.name == FENCING_COUNTER)
-                        .values(value=token).execution_options(synchronize_session=False))
+        if token != issued:
+            session.execute(update(LeaseCounterRow)
+                            .where(LeaseCounterRow.name == FENCING_COUNTER).values(value=token)
+                            .execution_options(synchronize_session=False))
         return decisions
 
     def release(self, session: Session, task_id: str, reason: str) -> None:
-        end_leases(session, LeaseRow.task_id == task_id, reason, self.clock())
+        # Most tasks hold nothing: they need not queue for the round lock. A lease granted
+        # to a task after its terminal transition is reclaimed on expiry (holder gone).
+        if session.scalar(select(LeaseRow.id).where(LeaseRow.task_id == task_id,
+                                                    LeaseRow.released_at.is_(None)).limit(1)):
+            end_leases(session, LeaseRow.task_id == task_id, reason, self.clock)
 
     def heartbeat(self, session: Session, task_ids: list[str]) -> None:
         if not task_ids:
@@ -199,7 +205,7 @@ class LeaseAdmitter:
                 if not alive.setdefault(task_id, is_holder_alive(task_id))]
         if not gone:
             return []
-        ended = end_leases(session, LeaseRow.id.in_(gone), "expired; holder gone", self.clock())
+        ended = end_leases(session, LeaseRow.id.in_(gone), "expired; holder gone", self.clock)
         return [lease_id for lease_id, *_ in ended]
 
     # -- a round, step by step ------------------------------------------------------------
@@ -402,7 +408,7 @@ def lock_round(session: Session) -> int:
 
 
 def end_leases(session: Session, which: ColumnElement[bool], reason: str,
-               now: datetime) -> list[tuple[int, str, str, bool]]:
+               clock: Clock) -> list[tuple[int, str, str, bool]]:
     """Release the active leases `which` selects and give their units back.
 
     The UPDATE ... RETURNING names only the leases this statement really ended, so two
@@ -412,7 +418,7 @@ def end_leases(session: Session, which: ColumnElement[bool], reason: str,
     lock_round(session)
     rows = session.execute(
         update(LeaseRow).where(which, LeaseRow.released_at.is_(None))
-        .values(released_at=now, release_reason=reason)
+        .values(released_at=clock(), release_reason=reason)  # read under the lock
         .returning(LeaseRow.id, LeaseRow.task_id, LeaseRow.resource, LeaseRow.is_exclusive)
         .execution_options(synchronize_session=False)
     )
@@ -493,13 +499,13 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
 
 
 def force_release(session: Session, lease_id: int, reason: str, actor: str,
-                  now: datetime) -> LeaseRow | None:
+                  clock: Clock = utc_now) -> LeaseRow | None:
     """An operator takes a lease back (its holder keeps running, now without it).
 
     Returns None when the lease does not exist; raises LeaseAlreadyReleased when it ended.
     The audit row goes in the same transaction as the release.
     """
-    if not end_leases(session, LeaseRow.id == lease_id, f"force-released: {reason}", now):
+    if not end_leases(session, LeaseRow.id == lease_id, f"force-released: {reason}", clock):
         lease = session.get(LeaseRow, lease_id)
         if lease is None:
             return None
@@ -511,7 +517,7 @@ def force_release(session: Session, lease_id: int, reason: str, actor: str,
                          detail={"reason": reason, "task_id": lease.task_id,
                                  "resource": lease.resource,
                                  "fencing_token": lease.fencing_token},
-                         created_at=now))
+                         created_at=lease.released_at))
     return lease
 
 
