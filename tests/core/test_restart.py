@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -14,48 +13,15 @@ import httpx
 import psutil
 import pytest
 
-from controller.server import free_port
+from tests.server_process import ServerProcess
 
 SLEEPER = ("import time, pathlib\nprint('started', flush=True)\ntime.sleep(4)\n"
            "pathlib.Path('done.txt').write_text('ok')\nprint('finished', flush=True)\n")
 
 
-class ServerProcess:
-    def __init__(self, home: Path, mlflow_uri: str) -> None:
-        self.home, self.port = home, free_port()
-        self.env = {**os.environ, "TRACECTL_TRACKING_URI": mlflow_uri}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli.main", "server", "--home", str(self.home),
-             "--port", str(self.port)], env=self.env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("controller did not become ready")
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-
-
 @pytest.fixture
 def server(tmp_path: Path, mlflow_uri: str) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path / "home", mlflow_uri)
+    srv = ServerProcess(tmp_path / "home", {"TRACECTL_TRACKING_URI": mlflow_uri})
     srv.start()
     yield srv
     srv.stop()

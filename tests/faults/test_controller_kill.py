@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.core.test_restart import ServerProcess
+from tests.server_process import ServerProcess
 
 SEEDS = [11, 23, 37, 41, 59] if os.environ.get("TRACECTL_LONG_FAULTS") else [11, 23]
 TASKS = 20
@@ -59,9 +59,9 @@ def test_random_kills_lose_nothing(tmp_path: Path, mlflow_uri: str, seed: int) -
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text("gpu_pools:\n  - name: gpu-worker\n    flavor: nvidia.com/gpu\n"
                          "    count: 1\n")
-    server = ServerProcess(tmp_path / "home", mlflow_uri)
-    server.env["TRACECTL_INVENTORY_FILE"] = str(inventory)
-    server.env["TRACECTL_LEASE_TTL_S"] = "5"
+    server = ServerProcess(tmp_path / "home", {"TRACECTL_TRACKING_URI": mlflow_uri,
+                                               "TRACECTL_INVENTORY_FILE": str(inventory),
+                                               "TRACECTL_LEASE_TTL_S": "5"})
     server.start()
     try:
         ids = submit_pipeline(server.url)

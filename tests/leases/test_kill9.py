@@ -8,60 +8,25 @@ controller comes back: it must still not be handed over while the holder runs.
 from __future__ import annotations
 
 import itertools
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from controller.server import free_port
+from tests.server_process import ServerProcess
 
 SLEEP_3S = [sys.executable, "-c", "import time; time.sleep(3)"]
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
-class Server:
+class Server(ServerProcess):
     def __init__(self, home: Path, inventory: Path) -> None:
-        self.home, self.port = home, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "TRACECTL_INVENTORY_FILE": str(inventory),
-                    "TRACECTL_LEASE_TTL_S": "2"}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli.main", "server", "--home", str(self.home),
-             "--port", str(self.port)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("controller did not become ready")
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-
-    def get(self, path: str, **params: Any) -> Any:
-        return httpx.get(f"{self.url}{path}", params=params, timeout=10).json()
+        super().__init__(home, {"TRACECTL_INVENTORY_FILE": str(inventory),
+                                "TRACECTL_LEASE_TTL_S": "2"})
 
 
 @pytest.fixture

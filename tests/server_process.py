@@ -1,0 +1,51 @@
+"""A real `tracectl server` in a subprocess, for tests that kill -9 it and start it again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from controller.server import free_port
+
+
+class ServerProcess:
+    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+        self.home, self.port = home, free_port()
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli.main", "server", "--home", str(self.home),
+             "--port", str(self.port)], env=self.env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("controller did not become ready")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def get(self, path: str, **params: Any) -> Any:
+        return httpx.get(f"{self.url}{path}", params=params, timeout=10).json()
