@@ -144,18 +144,9 @@ class Supervisor:
                 )
             ]
         for task_id in starting:
-            with self.db.read() as session:
-                row = session.get(TaskRow, task_id)
-                if row is None or row.executor_ref is not None:
-                    continue
-                launch = self._launch_of(session, row)
-            ref = self.executor.find(launch)
-            if ref is not None:
-                self._mark_running(task_id, row.attempt, ref)
-                adopted += 1
-            else:
-                self._start_attempt(task_id, row.attempt)
-                relaunched += 1
+            outcome = self._recover_starting(task_id)
+            adopted += outcome == "adopted"
+            relaunched += outcome == "relaunched"
         with self.db.write() as session:
             state = session.get(ControllerStateRow, "last_start") or ControllerStateRow(
                 key="last_start", value={}
@@ -166,6 +157,23 @@ class Supervisor:
             session.merge(state)
         self.tick()
         return {"adopted": adopted, "relaunched": relaunched}
+
+    def _recover_starting(self, task_id: str) -> str | None:
+        """A STARTING task with no executor reference: its launch was cut short (controller
+        killed, or the store unreachable right after the executor started it). Adopt what
+        the executor really runs, or launch the same attempt again."""
+        with self.db.read() as session:
+            row = session.get(TaskRow, task_id)
+            if row is None or row.status != TaskStatus.STARTING.value or row.executor_ref:
+                return None
+            attempt = row.attempt
+            launch = self._launch_of(session, row)
+        ref = self.executor.find(launch)
+        if ref is not None:
+            self._mark_running(task_id, attempt, ref)
+            return "adopted"
+        self._start_attempt(task_id, attempt)
+        return "relaunched"
 
     # -- pending -> queued --------------------------------------------------------------
     def _promote_pending(self) -> None:
@@ -394,7 +402,9 @@ class Supervisor:
             ]
         for task_id, attempt, _status, ref, cancel, deadline in active:
             if ref is None:
-                continue  # STARTING: its launch is in progress (or reconcile will redo it)
+                # Launches run inside tick(), so none is in progress here: this one was cut off.
+                self._recover_starting(task_id)
+                continue
             state = self.executor.inspect(ref, self.workspace(task_id, attempt))
             if state.phase == "running":
                 if cancel or (deadline is not None and now() > deadline):
