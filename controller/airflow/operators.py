@@ -62,6 +62,9 @@ def latest_attempt(tasks: Sequence[Mapping[str, Any]], base: str,
     return max(ranked, key=lambda item: item[0])[1] if ranked else None
 
 
+WAIT_BEFORE_DEFER_S = 20.0
+
+
 class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
     """Run one task on the tracectl controller and wait for it (deferrable by default).
 
@@ -225,6 +228,11 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         if task["status"] in TERMINAL:
             return self._finish(context, task)
         if self.deferrable:
+            # A short task is awaited here rather than deferred: Airflow 3 can fail a task
+            # whose trigger fires before the worker that deferred it has been reaped.
+            task = hook.wait_task(task["id"], WAIT_BEFORE_DEFER_S)
+            if task["status"] in TERMINAL:
+                return self._finish(context, task)
             self.defer(
                 trigger=TracectlTaskTrigger(task["id"], self.tracectl_conn_id, self.poll_timeout_s),
                 method_name="execute_complete",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from controller.airflow.hooks import DEFAULT_CONN_ID, TERMINAL, TracectlHook
+
+SETTLE_S = 10.0
 
 
 class TracectlTaskTrigger(BaseTrigger):  # type: ignore[misc]
@@ -36,10 +40,14 @@ class TracectlTaskTrigger(BaseTrigger):  # type: ignore[misc]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = TracectlHook(self.conn_id)
+        started = time.monotonic()
         try:
             while True:
                 task = await hook.await_task(self.tracectl_task_id, self.poll_timeout_s)
                 if task.get("status") in TERMINAL:
+                    # Firing while the worker that deferred is still being reaped makes
+                    # Airflow 3 mark the resumed task failed ("state changed externally").
+                    await asyncio.sleep(max(0.0, SETTLE_S - (time.monotonic() - started)))
                     yield TriggerEvent({"status": "terminal", "task": task})
                     return
                 self.log.info("tracectl task %s is %s", self.tracectl_task_id, task.get("status"))

@@ -18,6 +18,7 @@ import contextlib
 import re
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -440,6 +441,18 @@ def cluster(kubernetes: dict[str, str]) -> Iterator[tuple[Any, dict[str, str]]]:
                 namespaces.delete(name=name)
 
 
+def wait_for_default_account(api: Any, namespace: str, timeout: float = 60) -> None:
+    """Pods are admitted only once the serviceaccount controller made `default`."""
+    accounts = api.resources.get(api_version="v1", kind="ServiceAccount")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if accounts.get(namespace=namespace,
+                        field_selector="metadata.name=default").items:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no default service account in {namespace} after {timeout}s")
+
+
 def dry_run(api: Any, obj: dict[str, Any]) -> dict[str, Any]:
     resource = api.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
     namespace = obj["metadata"].get("namespace") if resource.namespaced else None
@@ -523,6 +536,8 @@ def test_every_pod_template_passes_pod_security_restricted(
         if not namespaces.get(field_selector=f"metadata.name={namespace['metadata']['name']}"
                               ).items:
             namespaces.create(body=namespace)
+    for name in mapping.values():
+        wait_for_default_account(api, name)
     live = namespaces.get(name=mapping["tracectl"]).to_dict()
     assert live["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     accounts = api.resources.get(api_version="v1", kind="ServiceAccount")

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from opensearchpy import OpenSearch
+from opensearchpy.exceptions import NotFoundError
 
 from controller.config import Settings
 from controller.logs.kafka_sink import KafkaLogSink
@@ -149,9 +150,13 @@ def indexed_by_id(client: OpenSearch, ids: list[str]) -> dict[str, dict[str, Any
     deadline = time.monotonic() + 90
     docs: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
-        client.indices.refresh(index="logs-tracectl-default")
         body = {"query": {"ids": {"values": ids}}, "size": len(ids)}
-        hits = client.search(index="logs-tracectl-default", body=body)["hits"]["hits"]
+        try:
+            client.indices.refresh(index="logs-tracectl-default")
+            hits = client.search(index="logs-tracectl-default", body=body)["hits"]["hits"]
+        except NotFoundError:  # on a fresh stack the shipper creates the stream with its first doc
+            time.sleep(0.5)
+            continue
         docs = {hit["_id"]: hit for hit in hits}
         if len(docs) == len(ids):
             break
