@@ -107,6 +107,9 @@ class Supervisor:
         if self._thread:
             self._thread.join(timeout=30)
         self.events.close()  # flush status events still queued for Kafka
+        close = getattr(self.executor, "close", None)
+        if close is not None:
+            close()  # stop background watches before the process (or the cluster) goes
 
     def _loop(self) -> None:
         while not self._stop.is_set():

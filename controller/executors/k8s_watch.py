@@ -92,8 +92,10 @@ class Informer(threading.Thread):
             except Exception:
                 if self.stop.is_set():
                     return
-                log.warning("watch of %s in %s failed; retrying", self.kind, self.namespace,
-                            exc_info=True)
+                # One line per failure; the traceback only at debug level (an API server
+                # restart would otherwise flood the log every RETRY_S).
+                log.warning("watch of %s in %s failed; retrying", self.kind, self.namespace)
+                log.debug("watch failure", exc_info=True)
                 self.stop.wait(RETRY_S)
 
     def close(self) -> None:

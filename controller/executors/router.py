@@ -44,6 +44,13 @@ class ModeRouter:
     def _for_ref(self, ref: Mapping[str, Any]) -> Executor:
         return self._for_mode(ref.get("kind"))
 
+    def close(self) -> None:
+        """Stop what the executors run in the background (watches, log followers)."""
+        for executor in {id(e): e for e in self.executors.values()}.values():
+            close = getattr(executor, "close", None)
+            if close is not None:
+                close()
+
     def name_for(self, mode: str | None) -> str:
         """The name of the executor that runs tasks of MODE (recorded on the task)."""
         return self._for_mode(mode).name
