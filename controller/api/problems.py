@@ -14,18 +14,25 @@ from controller.errors import TracectlError
 PROBLEM = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str, request: Request,
-            errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+def problem_body(status: int, title: str, detail: str, instance: str,
+                 errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The RFC 7807 document, shared by the handlers here and the ASGI middleware."""
     body: dict[str, Any] = {
         "type": f"https://tracectl.dev/problems/{status}",
         "title": title,
         "status": status,
         "detail": detail,
-        "instance": request.url.path,
+        "instance": instance,
     }
     if errors:
         body["errors"] = errors
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    return body
+
+
+def problem(status: int, title: str, detail: str, request: Request,
+            errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    return JSONResponse(problem_body(status, title, detail, request.url.path, errors),
+                        status_code=status, media_type=PROBLEM)
 
 
 def _path(loc: tuple[Any, ...] | list[Any]) -> str:

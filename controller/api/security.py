@@ -8,10 +8,10 @@ what, when and from where.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from controller.api.problems import PROBLEM, problem_body
 from controller.auth.oidc import OidcVerifier
 from controller.auth.principal import LOCAL, Principal, set_current
 from controller.auth.tokens import PREFIX, verify_token
@@ -99,12 +99,8 @@ class SecurityMiddleware:
 
 async def _problem(scope: Scope, send: Send, status: int, title: str, detail: str,
                    extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body: dict[str, Any] = {
-        "type": f"https://tracectl.dev/problems/{status}", "title": title, "status": status,
-        "detail": detail, "instance": scope["path"],
-    }
-    payload = json.dumps(body).encode()
+    payload = json.dumps(problem_body(status, title, detail, scope["path"])).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/problem+json"),
+        (b"content-type", PROBLEM.encode()),
         (b"content-length", str(len(payload)).encode()), *(extra_headers or [])]})
     await send({"type": "http.response.body", "body": payload})
