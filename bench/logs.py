@@ -2,13 +2,17 @@
 
     python bench/logs.py             # both; needs deploy/local kafka, opensearch, shipper
     python bench/logs.py --lines 200000 --latency-lines 2000 --rate 200
+    python bench/logs.py --skip-latency --clients confluent
 
+cpu_us_per_line: CPU time of this process (all its threads, librdkafka's included) per line:
+            steadier than lines/s on a shared machine; 1e6 / it ~ lines/s one free core allows.
 throughput: KafkaLogSink (the runner's sink, spool included) fed N lines as fast as one thread
-            can; "accepted" = emit() returned, "delivered" = close() returned, i.e. Kafka
-            acknowledged every line with acks=all. Sent to a throw-away topic so the index is
-            not flooded; the topic is deleted afterwards.
-baseline:   a bare kafka-python send() loop with the same producer settings and message
-            size, in the same run: the ceiling of the client library on this machine.
+            can, once per Kafka client (--clients, TRACECTL_KAFKA_CLIENT); "accepted" = emit()
+            returned, "delivered" = close() returned, i.e. Kafka acknowledged every line with
+            acks=all. Sent to a throw-away topic so the index is not flooded; the topic is
+            deleted afterwards.
+baseline:   a bare send()/produce() loop of each client library with the same producer
+            settings and message size, in the same run: the library's ceiling on this machine.
 latency:    lines emitted at --rate lines/s to tracectl.logs; the real shipper indexes them;
             this process polls the index (no forced refresh: "searchable" means after the
             index's own 1 s refresh) every --poll-ms and records when each line first shows.
@@ -34,12 +38,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Producer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from opensearchpy import OpenSearch
 
 from controller.config import Settings
-from controller.logs.kafka_producer import ensure_topic, producer_config
+from controller.logs import kafka_client_confluent, kafka_client_python
 from controller.logs.kafka_sink import EventEncoder, KafkaLogSink, context_of
+from controller.logs.kafka_transport import KAFKA_CLIENTS, ensure_topic
 from controller.ports import LogLine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,41 +64,42 @@ def line(task_id: str, seq: int, width: int) -> LogLine:
     return LogLine("bench-run", task_id, 1, seq, "stdout", text, datetime.now(UTC))
 
 
-def throughput(bootstrap: str, lines: int, width: int) -> dict[str, Any]:
+def throughput(bootstrap: str, lines: int, width: int, client: str) -> dict[str, Any]:
     topic = f"tracectl.bench.{uuid.uuid4().hex[:8]}"
     task_id = f"bench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="tracectl-bench-") as home:
-        settings = Settings(home=Path(home), log_sink=f"kafka://{bootstrap}/{topic}")
+        settings = Settings(home=Path(home), log_sink=f"kafka://{bootstrap}/{topic}",
+                            kafka_client=client)
         sink = KafkaLogSink(settings, {"run_id": "bench-run", "task_id": task_id,
                                        "attempt": "1"})
         sink.emit(line(task_id, 0, width))  # connect + create the topic outside the timing
         sink.flush()
         batch = [line(task_id, seq, width) for seq in range(1, lines + 1)]
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for item in batch:
             sink.emit(item)
         accepted = time.perf_counter() - start
         sink.close()
         delivered = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
         stats = sink.stats()
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         admin.delete_topics([topic])
     finally:
         admin.close()
-    return {"lines": lines, "message_bytes": width, "accepted_s": round(accepted, 3),
+    return {"client": client, "lines": lines, "message_bytes": width,
+            "accepted_s": round(accepted, 3),
             "delivered_s": round(delivered, 3),
             "accepted_lines_per_s": round(lines / accepted),
             "delivered_lines_per_s": round(lines / delivered),
-            "sent": stats["sent"] - 1, "dropped": stats["dropped"]}
+            "sent": stats["sent"] - 1, "dropped": stats["dropped"],
+            "cpu_us_per_line": round(cpu / lines * 1e6, 2)}
 
 
-def raw_producer(bootstrap: str, lines: int, width: int) -> dict[str, Any]:
-    """Baseline: a bare kafka-python send() loop, same producer settings, no spool, no ECS."""
-    topic = f"tracectl.bench.{uuid.uuid4().hex[:8]}"
-    ensure_topic(bootstrap, topic)
-    producer = KafkaProducer(**producer_config(bootstrap, "tracectl-bench-raw"))
-    payload = json.dumps({"message": "x" * width}).encode()
+def raw_kafka_python(bootstrap: str, topic: str, lines: int, payload: bytes) -> float:
+    """Seconds until every record is acknowledged."""
+    producer = KafkaProducer(**kafka_client_python.producer_config(bootstrap, "tracectl-bench"))
     producer.send(topic, key=b"k", value=payload).get(timeout=30)
     start = time.perf_counter()
     for _ in range(lines):
@@ -100,13 +107,49 @@ def raw_producer(bootstrap: str, lines: int, width: int) -> dict[str, Any]:
     producer.flush(timeout=120)
     elapsed = time.perf_counter() - start
     producer.close()
+    return elapsed
+
+
+def raw_confluent(bootstrap: str, topic: str, lines: int, payload: bytes) -> float:
+    producer = Producer(kafka_client_confluent.producer_config(bootstrap, "tracectl-bench"))
+    failed: list[object] = []
+
+    def on_delivery(error: object, _message: object) -> None:  # what a real caller must check
+        if error is not None:
+            failed.append(error)
+
+    producer.produce(topic, payload, b"k", on_delivery=on_delivery)
+    producer.flush(30)
+    start = time.perf_counter()
+    for _ in range(lines):
+        try:
+            producer.produce(topic, payload, b"k", on_delivery=on_delivery)
+        except BufferError:  # librdkafka's queue (100,000 records) is full: let it drain
+            producer.poll(0.05)
+            producer.produce(topic, payload, b"k", on_delivery=on_delivery)
+    left = producer.flush(120)
+    elapsed = time.perf_counter() - start
+    assert not failed and not left, f"bare confluent loop: {len(failed)} failed, {left} left"
+    return elapsed
+
+
+def raw_producer(bootstrap: str, lines: int, width: int, client: str) -> dict[str, Any]:
+    """Baseline: a bare send loop of CLIENT, same producer settings, no spool, no ECS."""
+    topic = f"tracectl.bench.{uuid.uuid4().hex[:8]}"
+    ensure_topic(bootstrap, topic)
+    payload = json.dumps({"message": "x" * width}).encode()
+    loop = raw_kafka_python if client == "kafka-python" else raw_confluent
+    cpu_start = time.process_time()
+    elapsed = loop(bootstrap, topic, lines, payload)
+    cpu = time.process_time() - cpu_start  # includes the connect and warm-up record
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         admin.delete_topics([topic])
     finally:
         admin.close()
-    return {"lines": lines, "delivered_s": round(elapsed, 3),
-            "delivered_lines_per_s": round(lines / elapsed)}
+    return {"client": client, "lines": lines, "delivered_s": round(elapsed, 3),
+            "delivered_lines_per_s": round(lines / elapsed),
+            "cpu_us_per_line": round(cpu / lines * 1e6, 2)}
 
 
 RSYSLOG_CONF = """
@@ -176,11 +219,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def latency(bootstrap: str, search_url: str, lines: int, rate: float, width: int,
-            poll_ms: int) -> dict[str, Any]:
+            poll_ms: int, kafka_client: str) -> dict[str, Any]:
     task_id = f"latency-{uuid.uuid4().hex[:8]}"
     client = OpenSearch(hosts=[search_url], timeout=30)
     with tempfile.TemporaryDirectory(prefix="tracectl-bench-") as home:
-        settings = Settings(home=Path(home), log_sink=f"kafka://{bootstrap}")
+        settings = Settings(home=Path(home), log_sink=f"kafka://{bootstrap}",
+                            kafka_client=kafka_client)
         sink = KafkaLogSink(settings, {"run_id": "bench-run", "task_id": task_id,
                                        "attempt": "1"})
         emitted: dict[int, float] = {}
@@ -206,7 +250,8 @@ def latency(bootstrap: str, search_url: str, lines: int, rate: float, width: int
             time.sleep(0.001)
         sink.close()
     delays = [seen[s] - emitted[s] for s in seen if s in emitted]
-    return {"lines": lines, "rate_lines_per_s": rate, "poll_ms": poll_ms,
+    return {"client": kafka_client, "lines": lines, "rate_lines_per_s": rate,
+            "poll_ms": poll_ms,
             "searchable": len(delays), "lost": lines - len(delays),
             "p50_s": round(percentile(delays, 0.50), 3) if delays else None,
             "p95_s": round(percentile(delays, 0.95), 3) if delays else None,
@@ -219,34 +264,45 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--width", type=int, default=100, help="message bytes")
+    parser.add_argument("--clients", default=",".join(KAFKA_CLIENTS),
+                        help="Kafka clients to time, comma-separated")
     parser.add_argument("--latency-lines", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=200.0, help="latency run, lines/s")
     parser.add_argument("--poll-ms", type=int, default=100)
+    parser.add_argument("--latency-client", default="kafka-python", choices=KAFKA_CLIENTS)
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--rsyslog", action="store_true",
                         help="also time rsyslog imfile -> omkafka tailing the same lines")
     args = parser.parse_args()
+    clients = [c for c in args.clients.split(",") if c]
+    unknown = set(clients) - set(KAFKA_CLIENTS)
+    if unknown:
+        parser.error(f"unknown --clients {sorted(unknown)}: expected {KAFKA_CLIENTS}")
     bootstrap = service_env("kafka")["TRACECTL_KAFKA_BOOTSTRAP"]
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
                     "python": platform.python_version()},
         "targets": {"lines_per_s": TARGET_LINES_PER_S, "p95_s": TARGET_P95_S},
-        "throughput": throughput(bootstrap, args.lines, args.width),
-        "baseline_raw_kafka_python": raw_producer(bootstrap, args.lines, args.width),
+        "throughput": {}, "baseline_raw": {},
     }
-    result["throughput"]["ratio_to_raw"] = round(
-        result["throughput"]["delivered_lines_per_s"]
-        / result["baseline_raw_kafka_python"]["delivered_lines_per_s"], 2)
+    for client in clients:
+        sink = result["throughput"][client] = throughput(bootstrap, args.lines, args.width,
+                                                          client)
+        raw = result["baseline_raw"][client] = raw_producer(bootstrap, args.lines,
+                                                            args.width, client)
+        sink["ratio_to_raw"] = round(sink["delivered_lines_per_s"]
+                                     / raw["delivered_lines_per_s"], 2)
     if args.rsyslog:
         result["file_tailing_rsyslog"] = rsyslog_tail(bootstrap, args.lines, args.width)
     if not args.skip_latency:
         search_url = service_env("opensearch")["TRACECTL_OPENSEARCH_URL"]
         result["latency"] = latency(bootstrap, search_url, args.latency_lines, args.rate,
-                                    args.width, args.poll_ms)
+                                    args.width, args.poll_ms, args.latency_client)
     result["machine"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     result["met"] = {
-        "lines_per_s": result["throughput"]["delivered_lines_per_s"] >= TARGET_LINES_PER_S,
+        "lines_per_s": {client: figures["delivered_lines_per_s"] >= TARGET_LINES_PER_S
+                        for client, figures in result["throughput"].items()},
         "p95_s": bool(result.get("latency", {}).get("p95_s") is not None
                       and result["latency"]["p95_s"] < TARGET_P95_S),
     }

@@ -23,10 +23,14 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli.main", "server", "--home", str(self.home),
-             "--port", str(self.port)], env=self.env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+        # Every life of the server appends to one log next to its home: read it when a fault
+        # test fails.
+        self.home.mkdir(parents=True, exist_ok=True)
+        with (self.home.parent / "server.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "controller.cli.main", "server", "--home",
+                 str(self.home), "--port", str(self.port)], env=self.env, stdout=log,
+                stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:

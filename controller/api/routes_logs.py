@@ -1,7 +1,13 @@
-"""GET /v1/logs/search: log lines across tasks, for users without Kibana.
+"""Log routes: search across tasks, and the reconciliation of a task's log copies.
 
-Needs a search-index log reader (``log_reader = "opensearch://..."``); the file reader keeps
-one file per attempt and cannot search across them, so the route answers 409 then.
+GET /v1/logs/search needs a search-index log reader (``log_reader = "opensearch://..."``);
+the file reader keeps one file per attempt and cannot search across them, so the route
+answers 409 then.
+
+POST /v1/tasks/{id}/logs/reconcile compares the copies of the task's log (file record,
+Kafka, index, archive; controller/logs/reconcile.py), with ``repair=true`` repairs them;
+GET /v1/tasks/{id}/logs/reconciliation returns the stored result. Both are for an admin or
+the task's team (a task of another team is "not found" to its caller).
 """
 
 from __future__ import annotations
@@ -10,14 +16,35 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
+from controller import backends
 from controller.core.service import ControllerService
+from controller.domain.records import Task
 from controller.errors import Conflict
+from controller.logs.reconcile import LogReconciler
+from controller.logs.reconcile_records import task_summary
+from controller.logs.reconcile_worker import ReconcileWorker
 
 Filter = Annotated[str | None, Query(max_length=256)]
+Attempt = Annotated[int | None, Query(ge=1, description="the latest attempt when omitted")]
 
 
-def build_router(service: ControllerService) -> APIRouter:
+def log_checks(service: ControllerService) -> ReconcileWorker:
+    """The background log check of SERVICE's store (started and stopped by the app)."""
+    store = backends.artifact_store(service.settings)
+    return ReconcileWorker(LogReconciler(service.settings, service.db, store))
+
+
+def with_log_check(service: ControllerService, task: Task) -> Task:
+    """TASK with the summary of its latest log reconciliation."""
+    with service.db.read() as session:
+        summary = task_summary(session, task.id)
+    return task.model_copy(update={"log_reconciliation": summary}) if summary else task
+
+
+def build_router(service: ControllerService,
+                 reconciler: LogReconciler | None = None) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["logs"])
+    checks = reconciler or log_checks(service).reconciler
 
     @router.get("/logs/search")
     def search_logs(
@@ -34,5 +61,28 @@ def build_router(service: ControllerService) -> APIRouter:
         items = search(run_id=run_id, task_id=task_id, dag_id=dag_id, text=text, level=level,
                        limit=limit)
         return {"items": items, "count": len(items)}
+
+    @router.post("/tasks/{task_id}/logs/reconcile")
+    def reconcile_logs(task_id: str, attempt: Attempt = None,
+                             repair: bool = False) -> dict[str, Any]:
+        """Compare the copies of the attempt's log now (waiting a bounded time for the index
+        to catch up); with repair=true re-ship missing lines and rewrite a damaged archive,
+        then compare again."""
+        task = service.get_task(task_id)  # 404 for a task the caller's team may not see
+        if task.attempt < 1:
+            raise Conflict(f"task {task_id} has not run yet: it has no log to reconcile")
+        copies = checks.check(task_id, attempt, repair)
+        return {"task_id": task_id, "attempt": copies[0]["attempt"] if copies else attempt,
+                "copies": copies}
+
+    @router.get("/tasks/{task_id}/logs/reconciliation")
+    def log_reconciliation(task_id: str, attempt: Attempt = None) -> dict[str, Any]:
+        """The stored result of the last check of the attempt (empty when never checked)."""
+        task = service.get_task(task_id)
+        number = attempt or task.attempt
+        with service.db.read() as session:
+            summary = task_summary(session, task_id)
+        return {"task_id": task_id, "attempt": number, "summary": summary,
+                "copies": checks.results(task_id, number)}
 
     return router

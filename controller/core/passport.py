@@ -21,6 +21,7 @@ from sqlalchemy import select
 from controller.audit.chain import heads
 from controller.ports import LogReader, Tracking
 from controller.store.database import Database
+from controller.store.reconcile_schema import LogReconciliationRow
 from controller.store.schema import LineageRecordRow, RunRow, TaskRow
 
 SIGNED_FIELDS = ("content_sha256", "hmac_sha256")
@@ -52,10 +53,41 @@ def check(document: dict[str, Any], key: str | None = None) -> list[str]:
     return problems
 
 
+def _log_copies(rows: list[LogReconciliationRow]) -> dict[str, Any]:
+    """Where the attempt's log lines are besides the file record, from its last check:
+    Kafka offset ranges (log lines and status events), the index data stream and document
+    count, and the reconciliation of the four copies."""
+    by_copy = {r.copy: r for r in rows}
+    out: dict[str, Any] = {}
+    kafka = by_copy.get("kafka")
+    if kafka is not None:
+        out["kafka"] = {"log_ranges": (kafka.detail or {}).get("ranges", []),
+                        "status_event_ranges": (kafka.detail or {}).get("status_events", [])}
+    index = by_copy.get("index")
+    if index is not None and index.status not in ("n/a", "pending"):
+        out["index"] = {"data_streams": (index.detail or {}).get("data_streams", []),
+                        "documents": (index.detail or {}).get("documents")}
+    if rows:
+        out["reconciliation"] = {
+            "attempt": rows[0].attempt,
+            "copies": {r.copy: {"status": r.status, "lines": r.lines, "checksum": r.checksum,
+                                "summary": (r.detail or {}).get("summary", r.status),
+                                "checked_at": r.checked_at.isoformat() if r.checked_at else None,
+                                "repaired_at": (r.repaired_at.isoformat() if r.repaired_at
+                                                else None)}
+                       for r in rows}}
+        archive = by_copy.get("archive")
+        if archive is not None and (archive.detail or {}).get("previous_sha256"):
+            out["reconciliation"]["archive_rewritten"] = {
+                "sha256": archive.detail.get("sha256"),
+                "previous_sha256": archive.detail["previous_sha256"]}
+    return out
+
+
 def _task_entry(task: TaskRow, record: dict[str, Any] | None, tracking: Tracking,
-                reader: LogReader) -> dict[str, Any]:
+                reader: LogReader, checks: list[LogReconciliationRow]) -> dict[str, Any]:
     record = record or {}
-    logs = dict(record.get("logs") or {})
+    logs = {**dict(record.get("logs") or {}), **_log_copies(checks)}
     if task.attempt and record:
         try:
             logs["reader"] = reader.summary(task.run_id, task.id, task.attempt)
@@ -96,6 +128,13 @@ def build_passport(db: Database, run_id: str, tracking: Tracking, reader: LogRea
             select(TaskRow).where(TaskRow.run_id == run_id).order_by(TaskRow.created_at)))
         records = {r.task_id: r.record for r in session.scalars(
             select(LineageRecordRow).where(LineageRecordRow.run_id == run_id))}
+        attempts = {t.id: t.attempt for t in tasks}
+        checks: dict[str, list[LogReconciliationRow]] = {}
+        for row in session.scalars(select(LogReconciliationRow)
+                                   .where(LogReconciliationRow.run_id == run_id)
+                                   .order_by(LogReconciliationRow.id)):
+            if row.attempt == attempts.get(row.task_id):
+                checks.setdefault(row.task_id, []).append(row)
         chain_heads = heads(session)
         run_info = {"id": run.id, "pipeline": run.pipeline, "status": run.status,
                     "team": run.team, "labels": run.labels, "reproduces": run.reproduces,
@@ -109,7 +148,8 @@ def build_passport(db: Database, run_id: str, tracking: Tracking, reader: LogRea
         "issued_at": datetime.now(UTC).isoformat(),
         "run": run_info,
         "airflow": airflow,
-        "tasks": [_task_entry(t, records.get(t.id), tracking, reader) for t in tasks],
+        "tasks": [_task_entry(t, records.get(t.id), tracking, reader, checks.get(t.id, []))
+                  for t in tasks],
         "chains": chain_heads,
     }
     return seal(document, key if key is not None else os.environ.get("TRACECTL_PASSPORT_KEY"))

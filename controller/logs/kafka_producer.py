@@ -1,13 +1,12 @@
 """A Kafka producer that never blocks its caller and never loses an accepted record.
 
 Callers ``put`` records into a Spool (spool.py); one sender thread reads the spool in order,
-sends a chunk, waits for Kafka to acknowledge all of it and only then forgets it. When Kafka
-is unreachable the chunk is read again later, from the same place: nothing overtakes it.
+hands a chunk to the transport (kafka_transport.py: kafka-python or confluent-kafka), waits for
+Kafka to acknowledge all of it and only then forgets it. When Kafka is unreachable the chunk is
+read again later, from the same place: nothing overtakes it.
 
-Producer settings favour durability and per-key order: ``acks=all`` with the idempotent
-producer (kafka-python 3 supports it; it keeps order with up to 5 requests in flight),
-unbounded retries within ``delivery_timeout_ms``, linger + large batches, and the best
-compression codec whose library is installed (zstd, lz4, then gzip from the standard library).
+After each acknowledged chunk the sender calls ``on_delivered`` (if given) with the
+``Delivered`` ranges of the chunk: which key's records landed at which partition and offsets.
 """
 
 from __future__ import annotations
@@ -19,21 +18,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.codec import has_gzip, has_lz4, has_zstd
-from kafka.errors import TopicAlreadyExistsError
-from kafka.partitioner.default import murmur2
-
+from controller.logs.kafka_transport import (
+    CHUNK_TIMEOUT_S,
+    DEFAULT_CLIENT,
+    DeliveryHook,
+    KafkaTransport,
+    ensure_topic,
+    open_transport,
+)
 from controller.logs.spool import Spool
 
 log = logging.getLogger(__name__)
 
-TOPIC_PARTITIONS = 3
 CHUNK_RECORDS = 20000
-CHUNK_TIMEOUT_S = 15.0  # longer than this without acks: treat Kafka as gone, read again
 RECONNECT_S = 1.0
-CONNECT_TIMEOUT_MS = 3000
 
 
 def parse_uri(uri: str, default_topic: str) -> tuple[str, str]:
@@ -44,61 +42,23 @@ def parse_uri(uri: str, default_topic: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.strip("/") or default_topic
 
 
-def compression() -> str | None:
-    for name, available in (("zstd", has_zstd), ("lz4", has_lz4), ("gzip", has_gzip)):
-        if available():
-            return name
-    return None
-
-
-def producer_config(bootstrap: str, client_id: str) -> dict[str, Any]:
-    return {
-        "bootstrap_servers": bootstrap.split(","),
-        "client_id": client_id,
-        "acks": "all",
-        "enable_idempotence": True,
-        "max_in_flight_requests_per_connection": 5,
-        "delivery_timeout_ms": int(CHUNK_TIMEOUT_S * 1000),
-        "request_timeout_ms": 5000,
-        "linger_ms": 5,
-        "batch_size": 512 * 1024,
-        "compression_type": compression(),
-        "max_block_ms": 5000,
-        "bootstrap_timeout_ms": CONNECT_TIMEOUT_MS,
-        "reconnect_backoff_max_ms": 1000,
-    }
-
-
-def ensure_topic(bootstrap: str, topic: str, partitions: int = TOPIC_PARTITIONS) -> None:
-    """Create TOPIC with PARTITIONS unless it exists (broker auto-creation would give 1)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="tracectl-admin",
-                             bootstrap_timeout_ms=CONNECT_TIMEOUT_MS,
-                             request_timeout_ms=10000)
-    try:
-        if topic not in admin.list_topics():
-            admin.create_topics([NewTopic(topic, num_partitions=partitions,
-                                          replication_factor=1)])
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        admin.close()
-
-
 class SpooledProducer:
     """Sends ``(key, value)`` records through a spool to one Kafka topic, in order."""
 
     def __init__(self, bootstrap: str, topic: str, spool_dir: Path, max_spool_bytes: int,
-                 client_id: str) -> None:
+                 client_id: str, client: str = DEFAULT_CLIENT,
+                 on_delivered: DeliveryHook | None = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.client_id = client_id
+        self.client = client
+        self.on_delivered = on_delivered
         self.spool = Spool(spool_dir, max_spool_bytes)
         self.sent = 0
         self.outages = 0
         self.last_error = ""
-        self._producer: KafkaProducer | None = None
+        self._transport: KafkaTransport | None = None
         self._topic_ready = False
-        self._partitions: dict[bytes, int] = {}
         self._wake = threading.Condition()
         self._waiting = False
         self._closing = False
@@ -131,9 +91,9 @@ class SpooledProducer:
         with self._wake:
             self._wake.notify()
         self._thread.join(timeout=CHUNK_TIMEOUT_S + 5)
-        if self._producer is not None:
-            self._producer.close(timeout=5)
-            self._producer = None
+        if self._transport is not None:
+            self._transport.close(5)
+            self._transport = None
         if not delivered:
             log.error("%s: %d bytes of records not delivered to Kafka topic %s; kept in %s",
                       self.client_id, self.spool.pending_bytes, self.topic, self.spool.folder)
@@ -141,54 +101,42 @@ class SpooledProducer:
         return delivered
 
     def stats(self) -> dict[str, Any]:
-        return {"sent": self.sent, "spooled_bytes": self.spool.pending_bytes,
+        return {"client": self.client, "sent": self.sent,
+                "spooled_bytes": self.spool.pending_bytes,
                 "dropped": self.spool.dropped, "outages": self.outages,
                 "last_error": self.last_error}
 
     # -- sender thread ------------------------------------------------------------------
-    def _connect(self) -> KafkaProducer | None:
+    def _connect(self) -> KafkaTransport | None:
         try:
             if not self._topic_ready:
                 ensure_topic(self.bootstrap, self.topic)
                 self._topic_ready = True
-            return KafkaProducer(**producer_config(self.bootstrap, self.client_id))
+            return open_transport(self.client, self.bootstrap, self.topic, self.client_id)
         except Exception as exc:  # any failure is an outage: the sender thread must survive
             self.last_error = f"connect: {exc!r}"
             return None
 
-    def _partition(self, producer: KafkaProducer, key: bytes) -> int:
-        """The default partitioner's choice (murmur2, as the Java client), computed once per
-        key: in pure Python it would otherwise cost as much per record as the rest of send."""
-        partition = self._partitions.get(key)
-        if partition is None:
-            known = sorted(producer.partitions_for(self.topic))
-            partition = known[(murmur2(key) & 0x7FFFFFFF) % len(known)]
-            self._partitions[key] = partition
-        return partition
-
-    def _send_chunk(self, producer: KafkaProducer, chunk: list[tuple[bytes, bytes]]) -> bool:
+    def _send_chunk(self, transport: KafkaTransport, chunk: list[tuple[bytes, bytes]]) -> bool:
         try:
-            futures = [producer.send(self.topic, key=key, value=value,
-                                     partition=self._partition(producer, key))
-                       for key, value in chunk]
-            producer.flush(timeout=CHUNK_TIMEOUT_S)
-            failed = next((f.exception for f in futures if f.failed()), None)
-            if failed is not None:
-                raise failed
+            delivered = transport.send(chunk)
         except Exception as exc:  # any failure is an outage: the sender thread must survive
             self.last_error = f"send: {exc!r}"
             return False
+        if self.on_delivered is not None:
+            try:
+                self.on_delivered(delivered)
+            except Exception:  # a listener's bug must not stop delivery
+                log.exception("%s: on_delivered hook failed", self.client_id)
         return True
 
-    def _drop_producer(self) -> None:
-        if self._producer is not None:
-            # Nothing it still holds may be sent behind the records read again: abort it.
+    def _drop_transport(self) -> None:
+        if self._transport is not None:
             try:
-                self._producer.close(timeout=0)
+                self._transport.abort()
             except Exception:
-                log.debug("closing a failed producer", exc_info=True)
-            self._producer = None
-            self._partitions.clear()
+                log.debug("aborting a failed transport", exc_info=True)
+            self._transport = None
 
     def _run(self) -> None:
         while not self._closing:
@@ -201,14 +149,14 @@ class SpooledProducer:
                         self._wake.wait(0.5)
                     self._waiting = False
                 continue
-            if self._producer is None:
-                self._producer = self._connect()
-            if self._producer is not None and self._send_chunk(self._producer, chunk):
+            if self._transport is None:
+                self._transport = self._connect()
+            if self._transport is not None and self._send_chunk(self._transport, chunk):
                 self.spool.ack()
                 self.sent += len(chunk)
                 continue
             self.spool.rewind()
-            self._drop_producer()
+            self._drop_transport()
             self.outages += 1
             log.warning("%s: Kafka unreachable (%s); %d bytes spooled", self.client_id,
                         self.last_error, self.spool.pending_bytes)

@@ -17,10 +17,13 @@ from __future__ import annotations
 import json
 import re
 import socket
+from json.encoder import encode_basestring
 from typing import Any
 
 from controller.config import Settings
+from controller.logs.deliveries import LogDeliveries, log_ranges_path
 from controller.logs.kafka_producer import SpooledProducer, parse_uri
+from controller.logs.kafka_transport import DeliveryHook
 from controller.ports import LogLine
 
 DEFAULT_TOPIC = "tracectl.logs"
@@ -31,15 +34,20 @@ CLOSE_TIMEOUT_S = 30.0
 LABELS = ("run_id", "task_id", "task_name", "attempt", "dag_id", "airflow_run_id", "pipeline",
           "team")
 
-_LEVEL = re.compile(r"\b(CRITICAL|FATAL|ERROR|WARNING|WARN|INFO|DEBUG|TRACE)\b", re.IGNORECASE)
+# Matched against the upper-cased head of the line: twice as fast as re.IGNORECASE.
+_LEVEL = re.compile(r"\b(CRITICAL|FATAL|ERROR|WARNING|WARN|INFO|DEBUG|TRACE)\b")
 _LEVELS = {"critical": "critical", "fatal": "critical", "error": "error", "warning": "warn",
            "warn": "warn", "info": "info", "debug": "debug", "trace": "trace"}
 
 
 def level_of(stream: str, message: str) -> str:
-    match = _LEVEL.search(message[:64])
-    if match:
-        return _LEVELS[match.group(1).lower()]
+    head = message[:64].upper()
+    # Most lines hold no level word, and these `in` tests cost a quarter of the regex.
+    if ("INFO" in head or "ERROR" in head or "WARN" in head or "DEBUG" in head
+            or "CRITICAL" in head or "FATAL" in head or "TRACE" in head):
+        match = _LEVEL.search(head)
+        if match:
+            return _LEVELS[match.group(1).lower()]
     return "error" if stream == "stderr" else "info"
 
 
@@ -96,7 +104,8 @@ class EventEncoder:
         id_prefix, tail = self._parts(line)
         return (
             f'{{"@timestamp": "{line.timestamp.isoformat()}", '
-            f'"message": {json.dumps(line.message, ensure_ascii=False)}, '
+            # encode_basestring = json.dumps(str, ensure_ascii=False) minus its Python wrapper
+            f'"message": {encode_basestring(line.message)}, '
             f'"log": {{"level": "{level_of(line.stream, line.message)}"}}, '
             f'"event": {{"id": {id_prefix}{line.seq}", "sequence": {line.seq}, '
             f'"dataset": "{DATASET}", "kind": "event"}}, {tail}'
@@ -105,7 +114,11 @@ class EventEncoder:
 
 class KafkaLogSink:
     def __init__(self, settings: Settings, labels: dict[str, str],
-                 spool_max_bytes: int = SPOOL_MAX_BYTES) -> None:
+                 spool_max_bytes: int = SPOOL_MAX_BYTES,
+                 on_delivered: DeliveryHook | None = None) -> None:
+        """ON_DELIVERED: called from the sender thread after each acknowledged chunk of lines
+        with where they landed (``Delivered``: topic, key = task id, partition, first/last
+        offset, record count); lines are sent in sequence order."""
         bootstrap, topic = parse_uri(settings.log_sink, DEFAULT_TOPIC)
         self.labels = {k: str(labels[k]) for k in LABELS if labels.get(k)}
         self.context = context_of(labels)
@@ -114,7 +127,10 @@ class KafkaLogSink:
         self._encoder = EventEncoder(self.labels, self.context)
         self.producer = SpooledProducer(
             bootstrap, topic, settings.home / "spool" / "logs" / run_id / task_id / attempt,
-            spool_max_bytes, client_id=f"tracectl-logs-{task_id}")
+            spool_max_bytes, client_id=f"tracectl-logs-{task_id}", client=settings.kafka_client,
+            # By default the ranges go beside the file record, for reconciliation.
+            on_delivered=on_delivered or LogDeliveries(
+                log_ranges_path(settings, run_id, task_id, int(attempt))))
         self._closed = False
 
     def emit(self, line: LogLine) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.config import Settings
+from controller.logs.deliveries import StatusDeliveries
 from controller.logs.kafka_producer import SpooledProducer, parse_uri
 
 DEFAULT_TOPIC = "tracectl.status"
@@ -23,7 +24,9 @@ class KafkaStatusPublisher:
     def __init__(self, settings: Settings) -> None:
         bootstrap, topic = parse_uri(settings.status_events, DEFAULT_TOPIC)
         self.producer = SpooledProducer(bootstrap, topic, settings.home / "spool" / "status",
-                                        SPOOL_MAX_BYTES, client_id="tracectl-status")
+                                        SPOOL_MAX_BYTES, client_id="tracectl-status",
+                                        client=settings.kafka_client,
+                                        on_delivered=StatusDeliveries(settings))
 
     def publish(self, event: Mapping[str, Any]) -> None:
         key = str(event.get("labels", {}).get("task_id", "")).encode()

@@ -25,6 +25,9 @@ from typing import IO
 log = logging.getLogger(__name__)
 
 SEGMENT_BYTES = 8 << 20
+# Fewer write() syscalls from the emitting thread: each one lets the sender thread take the GIL,
+# and getting it back can wait a whole switch interval. read() flushes, so nothing waits longer.
+WRITE_BUFFER_BYTES = 256 << 10
 
 
 class SpoolFull(RuntimeError):
@@ -56,7 +59,7 @@ class Spool:
         self._ack = self._read_ack(segments)
         self._read_at = self._ack
         self._write_seg = segments[-1] if segments else self._ack[0]
-        self._writer: IO[bytes] = self._seg_path(self._write_seg).open("ab")
+        self._writer: IO[bytes] = self._seg_path(self._write_seg).open("ab", WRITE_BUFFER_BYTES)
         self._write_size = self._seg_path(self._write_seg).stat().st_size
         # Bytes not yet acknowledged, the quantity the bound applies to.
         self.pending_bytes = sum(self._seg_path(s).stat().st_size for s in segments
@@ -91,7 +94,7 @@ class Spool:
             if self._write_size >= self.segment_bytes:
                 self._writer.close()
                 self._write_seg += 1
-                self._writer = self._seg_path(self._write_seg).open("ab")
+                self._writer = self._seg_path(self._write_seg).open("ab", WRITE_BUFFER_BYTES)
                 self._write_size = 0
             self._writer.write(record)
             self._write_size += len(record)
@@ -100,45 +103,52 @@ class Spool:
             return True
 
     # -- reading ------------------------------------------------------------------------
+    # read/ack/rewind are called by one thread (the sender). Segments are append-only, so the
+    # bytes before the writer's position at the last flush never change: they are read and
+    # deleted without the lock, which ``append`` (the task's own thread) then never waits for.
     def read(self, max_records: int) -> list[tuple[bytes, bytes]]:
         """The next records after the read cursor (which advances); ``ack`` or ``rewind``."""
-        out: list[tuple[bytes, bytes]] = []
         with self.lock:
             self._writer.flush()  # records are whole at every flush: writes hold the lock
-            seg, offset = self._read_at
-            while len(out) < max_records:
-                path = self._seg_path(seg)
-                if path.exists():
-                    with path.open("rb") as handle:
-                        handle.seek(offset)
-                        for raw in handle:
-                            key, _, value = raw.rstrip(b"\n").partition(b"\t")
-                            out.append((key, value))
-                            offset += len(raw)
-                            if len(out) >= max_records:
-                                break
-                if len(out) >= max_records or seg >= self._write_seg:
-                    break
-                seg, offset = seg + 1, 0
-            self._read_at = (seg, offset)
+            end_seg, end_offset = self._write_seg, self._write_size
+        out: list[tuple[bytes, bytes]] = []
+        seg, offset = self._read_at
+        while len(out) < max_records:
+            limit = end_offset if seg == end_seg else None
+            path = self._seg_path(seg)
+            if path.exists():
+                with path.open("rb") as handle:
+                    handle.seek(offset)
+                    for raw in handle:
+                        if limit is not None and offset >= limit:
+                            break  # written after the flush above: maybe not whole yet
+                        key, _, value = raw.rstrip(b"\n").partition(b"\t")
+                        out.append((key, value))
+                        offset += len(raw)
+                        if len(out) >= max_records:
+                            break
+            if len(out) >= max_records or seg >= end_seg:
+                break
+            seg, offset = seg + 1, 0
+        self._read_at = (seg, offset)
         return out
 
     def ack(self) -> None:
         """Everything read so far reached Kafka: forget it."""
+        old_seg, old_offset = self._ack
+        new_seg, new_offset = self._read_at
+        freed = new_offset - old_offset
+        for seg in range(old_seg, new_seg):
+            path = self._seg_path(seg)
+            if path.exists():
+                freed += path.stat().st_size
+                path.unlink()
+        tmp = self.folder / "ack.tmp"
+        tmp.write_text(f"{new_seg} {new_offset}")
+        tmp.replace(self.folder / "ack")
         with self.lock:
-            old_seg, old_offset = self._ack
-            new_seg, new_offset = self._read_at
-            freed = -old_offset + new_offset
-            for seg in range(old_seg, new_seg):
-                path = self._seg_path(seg)
-                if path.exists():
-                    freed += path.stat().st_size
-                    path.unlink()
             self.pending_bytes -= freed
-            self._ack = self._read_at
-            tmp = self.folder / "ack.tmp"
-            tmp.write_text(f"{new_seg} {new_offset}")
-            tmp.replace(self.folder / "ack")
+            self._ack = (new_seg, new_offset)
 
     def rewind(self) -> None:
         """What was read did not all reach Kafka: read it again, in the same order."""

@@ -2,27 +2,48 @@
 
 A runner's KafkaLogSink gives up waiting for Kafka after a bounded time so that the task can
 end; what it could not deliver stays in <home>/spool/logs/<run>/<task>/<attempt>. The
-controller calls ``drain_orphans`` (at start and then now and then): every spool whose lock no
-live process holds is resumed from its ack cursor and sent, in order, to the configured topic.
+controller runs ``keep_draining`` (``drain_orphans`` at start, then every DRAIN_INTERVAL_S): every
+spool whose lock no live process holds is resumed from its ack cursor and sent, in order, to
+the configured topic.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 from controller.config import Settings
+from controller.logs.deliveries import LogDeliveries, log_ranges_path
 from controller.logs.kafka_producer import SpooledProducer, parse_uri
 from controller.logs.kafka_sink import DEFAULT_TOPIC, SPOOL_MAX_BYTES
 from controller.logs.spool import SpoolBusy
 
 log = logging.getLogger(__name__)
 
+# A runner gives up on Kafka while the controller runs (an outage longer than its close
+# timeout): its lines must reach the index soon after Kafka is back, not at the next restart.
+DRAIN_INTERVAL_S = 10.0
+
 
 def orphan_spools(settings: Settings) -> list[Path]:
+    """Spool folders that hold a segment file. A folder without one may be a spool being
+    created: its writer takes the lock between mkdir and its first segment, and taking the
+    lock first would make that writer fail."""
     root = settings.home / "spool" / "logs"
-    return sorted(p for p in root.glob("*/*/*") if p.is_dir()) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("*/*/*") if p.is_dir() and any(p.glob("*.seg")))
+
+
+def _ranges_hook(settings: Settings, folder: Path) -> LogDeliveries | None:
+    """Where the drained lines landed goes beside the file record, as the runner's own sink
+    would have written it: reconciliation reads the Kafka copy from those ranges."""
+    run_id, task_id, attempt = folder.parts[-3:]
+    if not attempt.isdigit():
+        return None
+    return LogDeliveries(log_ranges_path(settings, run_id, task_id, int(attempt)))
 
 
 def drain_orphans(settings: Settings, timeout_s: float = 30.0) -> list[dict[str, Any]]:
@@ -34,7 +55,9 @@ def drain_orphans(settings: Settings, timeout_s: float = 30.0) -> list[dict[str,
     for folder in orphan_spools(settings):
         try:
             producer = SpooledProducer(bootstrap, topic, folder, SPOOL_MAX_BYTES,
-                                       client_id=f"tracectl-spool-recovery-{folder.parent.name}")
+                                       client_id=f"tracectl-spool-recovery-{folder.parent.name}",
+                                       client=settings.kafka_client,
+                                       on_delivered=_ranges_hook(settings, folder))
         except SpoolBusy:
             continue  # its runner is alive and sending
         delivered = producer.close(timeout_s)
@@ -42,3 +65,15 @@ def drain_orphans(settings: Settings, timeout_s: float = 30.0) -> list[dict[str,
         if not delivered:
             log.warning("orphaned spool %s not drained yet (%s)", folder, producer.last_error)
     return reports
+
+
+def keep_draining(settings: Settings, stop: threading.Event,
+                  interval_s: float = DRAIN_INTERVAL_S) -> None:
+    """``drain_orphans`` now, then every INTERVAL_S until STOP is set."""
+    while True:
+        try:
+            drain_orphans(settings)
+        except Exception:  # the next pass tries again; this thread must outlive any failure
+            log.exception("draining orphaned log spools failed")
+        if stop.wait(interval_s):
+            return

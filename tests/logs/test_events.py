@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import string
 from datetime import UTC, datetime
 
 from hypothesis import given
@@ -44,3 +46,24 @@ def test_levels() -> None:
     assert level_of("stderr", "  File \"x.py\", line 3") == "error"
     assert level_of("stdout", "all good") == "info"
     assert level_of("stdout", "x" * 70 + " ERROR late in the line") == "info"
+
+
+_WORDS = ["error", "Warning", "WARN", "info", "DEBUG", "trace", "Critical", "FATAL", "errors",
+          "INFOS", "xinfo"]
+_REFERENCE = re.compile(r"\b(CRITICAL|FATAL|ERROR|WARNING|WARN|INFO|DEBUG|TRACE)\b",
+                        re.IGNORECASE)
+_NAMES = {"critical": "critical", "fatal": "critical", "error": "error", "warning": "warn",
+          "warn": "warn", "info": "info", "debug": "debug", "trace": "trace"}
+
+
+@given(parts=st.lists(st.one_of(st.sampled_from(_WORDS),
+                                st.text(string.printable, max_size=12)), max_size=12),
+       stream=st.sampled_from(["stdout", "stderr", "system"]))
+def test_level_is_the_first_level_word_in_the_head(parts: list[str], stream: str) -> None:
+    """The fast path (upper-case + substring pre-test) classifies as a plain case-insensitive
+    search of the first 64 characters would."""
+    message = " ".join(parts)
+    match = _REFERENCE.search(message[:64])
+    expected = _NAMES[match.group(1).lower()] if match else (
+        "error" if stream == "stderr" else "info")
+    assert level_of(stream, message) == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -92,6 +93,32 @@ def test_acknowledged_records_form_the_written_prefix(tmp_path_factory: pytest.T
     spool.rewind()
     assert [v for _, v in spool.read(10**6)] == written[len(delivered):]
     spool.close(remove_if_empty=False)
+
+
+@pytest.mark.parametrize("segment_bytes", [4096, 4 << 20])
+def test_reader_gets_whole_records_while_another_thread_appends(tmp_path: Path,
+                                                               segment_bytes: int) -> None:
+    """The sender reads and acks without the lock while the task's thread keeps appending and
+    rotating segments: every record comes out once, whole, in order, and the byte count the
+    bound relies on ends at zero."""
+    spool = Spool(tmp_path / "s", max_bytes=1 << 30, segment_bytes=segment_bytes)
+    expected = [f"value {i} ".encode() + b"x" * (i * 37 % 1500) for i in range(20000)]
+
+    def write() -> None:
+        for value in expected:
+            assert spool.append(b"k", value)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    got: list[bytes] = []
+    while len(got) < len(expected) and (writer.is_alive() or not spool.empty):
+        got += [value for _, value in spool.read(333)]
+        spool.ack()
+    writer.join()
+    got += [value for _, value in spool.read(10**6)]
+    assert got == expected
+    spool.ack()
+    assert spool.empty and spool.pending_bytes == 0
 
 
 def _line(seq: int) -> LogLine:

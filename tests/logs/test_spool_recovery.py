@@ -12,6 +12,7 @@ from kafka import KafkaAdminClient
 
 from controller.config import Settings
 from controller.logs.kafka_sink import KafkaLogSink
+from controller.logs.kafka_transport import KAFKA_CLIENTS
 from controller.logs.spool_recovery import drain_orphans, orphan_spools
 from controller.ports import LogLine
 from tests.logs.conftest import read_topic
@@ -19,7 +20,9 @@ from tests.logs.conftest import read_topic
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
 
-def test_orphaned_spool_is_drained_in_order(kafka: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("client", KAFKA_CLIENTS)
+def test_orphaned_spool_is_drained_in_order(client: str, kafka: dict[str, str],
+                                            tmp_path: Path) -> None:
     bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
     topic = f"tracectl.test.orphan.{uuid.uuid4().hex[:8]}"
     home = tmp_path / "home"
@@ -34,7 +37,8 @@ def test_orphaned_spool_is_drained_in_order(kafka: dict[str, str], tmp_path: Pat
     sink.producer.close(0.5)  # gave up: the spool stays behind
     assert len(orphan_spools(unreachable)) == 2
 
-    controller = Settings(home=home, log_sink=f"kafka://{bootstrap}/{topic}")
+    controller = Settings(home=home, log_sink=f"kafka://{bootstrap}/{topic}",
+                          kafka_client=client)
     reports = drain_orphans(controller)
     try:
         assert [r["delivered"] for r in reports] == [True]  # the live writer's spool skipped

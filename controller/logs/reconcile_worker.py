@@ -1,0 +1,65 @@
+"""The background log check: after each attempt's archive, off the supervisor's path.
+
+The supervisor only queues (``reconcile_records.enqueue_check``, in the transaction that
+ends the attempt); this thread finds ``pending`` rows in the store, so checks queued before
+a restart run after it. With ``TRACECTL_LOG_REPAIR=1`` it also repairs what it finds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from controller.logs.reconcile import LogReconciler
+from controller.logs.reconcile_records import pending_attempts
+
+log = logging.getLogger("tracectl.logs.reconcile")
+POLL_S = 1.0
+
+
+def repair_enabled() -> bool:
+    return os.environ.get("TRACECTL_LOG_REPAIR", "").lower() in ("1", "true", "yes")
+
+
+class ReconcileWorker:
+    def __init__(self, reconciler: LogReconciler, poll_s: float = POLL_S) -> None:
+        self.reconciler = reconciler
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="tracectl-log-reconcile",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            # A check may be waiting on the index: do not hold the shutdown for it.
+            self._thread.join(timeout=5)
+
+    def run_pending(self) -> int:
+        """Check every attempt queued now; return how many were checked."""
+        with self.reconciler.db.read() as session:
+            queued = pending_attempts(session)
+        done = 0
+        for task_id, attempt in queued:
+            if self._stop.is_set():
+                break
+            try:
+                self.reconciler.check(task_id, attempt, repair=repair_enabled())
+            except Exception:
+                log.exception("log reconciliation of %s attempt %d failed", task_id, attempt)
+                self.reconciler.mark_failed(task_id, attempt)
+            done += 1
+        return done
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_pending()
+            except Exception:  # the store away for a moment: try again next round
+                log.warning("log reconciliation round failed", exc_info=True)
+            self._stop.wait(self.poll_s)
