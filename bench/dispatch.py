@@ -1,11 +1,17 @@
 """Dispatch latency: from the call that starts a task to its object being visible in a watch.
 
-    python bench/dispatch.py                       # tracectl, then the Airflow peer
+    python bench/dispatch.py                       # tracectl, the Airflow peer, the controller
     python bench/dispatch.py --tasks 100 --burst 50 \
         --peer-python ~/.cache/tracectl/bench-kpo/venv/bin/python
+    python bench/dispatch.py --side controller     # only POST /v1/runs/{id}/tasks -> Job
 
 Against the real kube-apiserver of deploy/local/kubernetes (KUBECONFIG from its `env`).
 
+controller: a real controller (bench/dispatch_path.py: API, SQLite store, supervisor, MLflow
+           tracking, KubernetesExecutor) in its own process; submitters POST tasks over HTTP
+           and the latency runs from the POST to the Job ADDED in this process's watch, with
+           the controller's own timestamps along the path (`stages`: handler, store commit,
+           supervisor wake-up and admission, MLflow run, Job + Secret create, RUNNING).
 tracectl:  KubernetesExecutor.launch(Launch) -> Job ADDED in a watch. launch() builds the
            Job and its Secret (typed builders), POSTs the Job, then the Secret owned by it.
 peer:      Airflow's KubernetesPodOperator (apache-airflow-providers-cncf-kubernetes, its own
@@ -33,6 +39,7 @@ import itertools
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -51,6 +58,9 @@ ENV = {"EPOCHS": "3", "MLFLOW_TRACKING_URI": "http://mlflow:5000", "MLFLOW_RUN_I
 IMAGE = "registry.invalid/tracectl/task:1"
 DEFAULT_PEER = Path.home() / ".cache/tracectl/bench-kpo/venv/bin/python"
 UNIQUE = itertools.count(1)  # every start gets a new task: a reused name would be adopted
+# Wall clock: the controller path compares stamps taken in the controller's process with the
+# bench's own (time.perf_counter is per process); resolution is far below a millisecond.
+CLOCK = time.time
 
 
 # -- shared: a raw watch that stamps when each object is first seen -----------------------
@@ -77,7 +87,7 @@ class Seen:
                                allow_watch_bookmarks=True, _preload_content=False)
             self.ready.set()
             for line in iter_resp_lines(response):
-                now = time.perf_counter()
+                now = CLOCK()
                 event = json.loads(line)
                 meta = event["object"]["metadata"]
                 version = meta.get("resourceVersion", version)
@@ -104,7 +114,7 @@ def run_load(start: Callable[[int], str], seen: Seen, tasks: int, submitters: in
     def submitter(worker: int) -> None:
         barrier.wait()
         for _ in range(tasks):
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             try:
                 name = start(next(UNIQUE))
                 t1 = seen.wait(name)
@@ -137,6 +147,8 @@ def client_overhead(prepare: Callable[[int], None], n: int = 200) -> dict[str, A
 
 def summary(latencies: list[float]) -> dict[str, Any]:
     ordered = sorted(latencies)
+    if not ordered:
+        return {"n": 0}
 
     def pct(p: float) -> float:
         return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))], 2)
@@ -227,6 +239,118 @@ def bench_tracectl(kubeconfig: str, namespace: str, tasks: int, burst: int) -> d
             "floor_post_only": {"single": summary(run_load(post_only, seen, tasks, 1)),
                                 "concurrent": summary(run_load(
                                     post_only, seen, max(1, tasks * 2 // burst), burst))}}
+
+
+# -- the controller path: POST /v1/runs/{id}/tasks -> Job ADDED ----------------------------
+STAGES = [("post", "api_in", "request reaches the handler"),
+          ("api_in", "committed", "validate + insert the task (store commit)"),
+          ("committed", "api_out", "handler returns (status event, read back)"),
+          ("api_out", "response", "response serialized and received"),
+          ("committed", "picked", "supervisor wakes up and admits (store commit)"),
+          ("picked", "tracking", "MLflow run of the attempt"),
+          ("tracking", "create", "launch document, cache check"),
+          ("create", "created", "Job + Secret created in the API server"),
+          ("created", "watched", "Job ADDED seen by a watch"),
+          ("created", "running", "RUNNING + Job reference committed")]
+
+
+def bench_controller(kubeconfig: str, namespace: str, tasks: int, burst: int
+                     ) -> dict[str, Any]:
+    """A real controller (bench/dispatch_path.py serve) in its own process; submitters POST
+    tasks over HTTP; latency = POST sent -> the Job ADDED in this process's watch."""
+    import httpx
+
+    sys.path.insert(0, str(REPO))
+    from kubernetes import client
+
+    from controller.executors.k8s_manifests import MANAGED_SELECTOR, object_name
+    from controller.server import free_port
+
+    home = Path(tempfile.mkdtemp(prefix="tracectl-bench-ctl-"))
+    port, stamps_file = free_port(), home / "stamps.json"
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "TRACECTL_K8S_NAMESPACE": namespace,
+           "TRACECTL_K8S_QUEUE": "bench", "TRACECTL_K8S_FOLLOW_LOGS": "0"}
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "bench/dispatch_path.py"), "serve", "--home", str(home),
+         "--port", str(port), "--stamps", str(stamps_file)], env=env,
+        stdout=(home / "server.log").open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    http = httpx.Client(base_url=url, timeout=60,
+                        limits=httpx.Limits(max_connections=burst + 4))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if http.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit(f"the controller did not start; see {home / 'server.log'}")
+            time.sleep(0.2)
+        client_stamps: dict[str, dict[str, float]] = {}
+        lock = threading.Lock()
+
+        def new_run() -> str:
+            answer = http.post("/v1/runs", json={"pipeline": "bench"})
+            answer.raise_for_status()
+            return str(answer.json()["id"])
+
+        runs = threading.local()  # a run per submitter thread, as one DAG run per worker
+
+        def start(i: int) -> str:
+            if not hasattr(runs, "id"):
+                runs.id = new_run()
+            t0 = CLOCK()
+            answer = http.post(f"/v1/runs/{runs.id}/tasks", json={
+                "name": f"train-{i}", "spec": {
+                    "command": ARGV, "image": IMAGE, "env": {"EPOCHS": "3"},
+                    "resources": {"cpu": 1, "memory": "1Gi"}}})
+            t1 = CLOCK()
+            answer.raise_for_status()
+            task_id = str(answer.json()["id"])
+            with lock:
+                client_stamps[task_id] = {"post": t0, "response": t1}
+            return object_name(task_id, 1)
+
+        seen = Seen(client.BatchV1Api(api_client(kubeconfig)).list_namespaced_job, namespace,
+                    MANAGED_SELECTOR)
+        start(0)  # warm: namespace, informers, connection pools, MLflow experiment
+        seen.wait(object_name(next(iter(client_stamps)), 1))
+        loads = {}
+        for load, (count, submitters) in (("single", (tasks, 1)),
+                                          ("concurrent", (max(1, tasks * 2 // burst), burst))):
+            before = set(client_stamps)
+            latencies = run_load(start, seen, count, submitters)
+            loads[load] = (latencies, set(client_stamps) - before)
+    finally:
+        http.close()
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    server_stamps = json.loads(stamps_file.read_text()) if stamps_file.exists() else {}
+    result: dict[str, Any] = {"side": "tracectl controller",
+                              "path": "POST /v1/runs/{id}/tasks -> Job ADDED (watch)"}
+    if "_cpu_s" in server_stamps:  # load-independent: what one dispatch costs the controller
+        result["controller_cpu_ms_per_task"] = round(
+            server_stamps.pop("_cpu_s") * 1000 / max(1, len(client_stamps)), 2)
+    for load, (latencies, ids) in loads.items():
+        rows = []
+        for task_id in ids:
+            row = {**server_stamps.get(task_id, {}), **client_stamps[task_id]}
+            name = object_name(task_id, 1)
+            if name in seen.at:
+                row["watched"] = seen.at[name]
+            rows.append(row)
+        result[load] = {
+            "end_to_end": summary(latencies),
+            "api_only": summary([(r["response"] - r["post"]) * 1000 for r in rows]),
+            "stages": {f"{a} -> {b}": {"what": what, **summary(
+                [(r[b] - r[a]) * 1000 for r in rows if a in r and b in r])}
+                for a, b, what in STAGES}}
+    return result
 
 
 def job_manifest(cluster: Any, home: Path, name: str) -> Any:
@@ -322,7 +446,8 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=50, help="concurrent submitters")
     parser.add_argument("--peer-python", default=str(DEFAULT_PEER),
                         help="python of the venv with apache-airflow-providers-cncf-kubernetes")
-    parser.add_argument("--side", choices=["both", "tracectl", "peer"], default="both")
+    parser.add_argument("--side", choices=["both", "tracectl", "peer", "controller"],
+                        default="both", help="controller: only the POST -> Job path")
     parser.add_argument("--namespace", default=f"bench-{uuid.uuid4().hex[:6]}")
     parser.add_argument("--keep", action="store_true", help="keep the namespace")
     args = parser.parse_args()
@@ -333,6 +458,10 @@ def main() -> int:
         return 0
     ensure_namespace(api, args.namespace)
     try:
+        if args.side == "controller":
+            print(json.dumps(bench_controller(kubeconfig, args.namespace, args.tasks,
+                                              args.burst), indent=2))
+            return 0
         ours = bench_tracectl(kubeconfig, args.namespace, args.tasks, args.burst)
         report: dict[str, Any] = {"command": " ".join([sys.executable, *sys.argv]),
                                   "machine": {"cpus": os.cpu_count(),
@@ -356,6 +485,15 @@ def main() -> int:
                 f"{mode}_{load}_p99": round(peer[mode][load]["p99_ms"] /
                                             ours[load]["p99_ms"], 2)
                 for mode in ("cold", "warm") for load in ("single", "concurrent")})
+            # The whole controller path (HTTP, store, supervisor, MLflow run, Job) against
+            # the peer's operator -> Pod path.
+            report["controller"] = ctl = bench_controller(kubeconfig, args.namespace,
+                                                          args.tasks, args.burst)
+            report["ratio_peer_over_controller"] = {
+                f"{mode}_{load}_{p}": round(peer[mode][load][f"{p}_ms"] /
+                                            ctl[load]["end_to_end"][f"{p}_ms"], 2)
+                for mode in ("cold", "warm") for load in ("single", "concurrent")
+                for p in ("p50", "p99")}
         if args.side == "both":
             report["ratio_client_overhead_peer_over_tracectl"] = {
                 f"{mode}_p50": round(peer["client_overhead"][mode]["p50_ms"] /
@@ -363,6 +501,10 @@ def main() -> int:
                 for mode in ("cold", "warm")}
         report["targets"] = {"p99_under_50ms": {
             load: ours[load]["p99_ms"] < 50 for load in ("single", "concurrent")}}
+        if "controller" in report:
+            report["targets"]["controller_p99_under_50ms"] = {
+                load: report["controller"][load]["end_to_end"]["p99_ms"] < 50
+                for load in ("single", "concurrent")}
         print(json.dumps(report, indent=2))
     finally:
         if not args.keep:

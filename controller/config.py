@@ -17,6 +17,7 @@ class Settings(BaseModel):
     database_url: str | None = None
     executor: str = "local"
     log_sink: str = "file"
+    kafka_client: str = "kafka-python"  # or "confluent" (controller/logs/kafka_transport.py)
     log_reader: str | None = None
     status_events: str = "none"
     archive: str = "local"
@@ -26,6 +27,7 @@ class Settings(BaseModel):
     lease_ttl_s: float = 30.0
     anchor_interval_s: float = 300.0
     cancel_grace_s: float = 5.0
+    service_ready_timeout_s: float = 300.0  # a local service must listen on PORT within this
     retry_backoff_s: float = 1.0
     git_allowed_hosts: str = ""  # comma-separated; local paths and file:// are always allowed
     git_allowed_schemes: str = "https,ssh"

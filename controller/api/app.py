@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import text
 
 from controller import __version__
-from controller.api import problems, routes_leases, routes_lineage, routes_logs
+from controller.api import problems, routes_leases, routes_lineage, routes_logs, routes_metrics
 from controller.api.security import Authenticator, SecurityMiddleware
 from controller.config import Settings
 from controller.core.service import ControllerService
@@ -35,14 +35,17 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
                run_supervisor: bool = True) -> FastAPI:
     settings = settings or Settings.from_env()
     svc = service or ControllerService(settings)
+    log_checks = routes_logs.log_checks(svc)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         svc.db.migrate()
         if run_supervisor:
             svc.supervisor.start()
+            log_checks.start()  # log reconciliation after each attempt, in the background
         yield
         if run_supervisor:
+            log_checks.stop()
             svc.supervisor.stop()
 
     app = FastAPI(
@@ -100,6 +103,12 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
     def cancel_run(run_id: str) -> Run:
         return svc.cancel_run(run_id)
 
+    @v1.post("/runs/{run_id}/close", response_model=Run, tags=["runs"])
+    def close_run(run_id: str) -> Run:
+        """Close the run: it refuses new tasks (409), and its long-running services are
+        stopped (recorded as succeeded, "stopped: run ended") once its other tasks end."""
+        return svc.close_run(run_id)
+
     @v1.post("/runs/{run_id}/tasks", response_model=Task, status_code=201, tags=["tasks"])
     def submit_task(run_id: str, body: TaskCreate, response: Response,
                     idempotency_key: IdemKey = None) -> Task:
@@ -146,7 +155,7 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
 
     @v1.get("/tasks/{task_id}", response_model=Task, tags=["tasks"])
     def get_task(task_id: str) -> Task:
-        return svc.get_task(task_id)
+        return routes_logs.with_log_check(svc, svc.get_task(task_id))
 
     @v1.get("/tasks/{task_id}/wait", response_model=Task, tags=["tasks"])
     def wait_task(task_id: str,
@@ -197,7 +206,8 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
     # extra routers (one line each)
     app.include_router(routes_leases.build_router(svc))
     app.include_router(routes_lineage.build_router(svc))
-    app.include_router(routes_logs.build_router(svc))
+    app.include_router(routes_logs.build_router(svc, log_checks.reconciler))
+    app.include_router(routes_metrics.build_router(svc))
     return app
 
 

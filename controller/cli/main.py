@@ -19,6 +19,7 @@ from rich.table import Table
 
 from controller.cli.client import ApiError, Client
 from controller.cli.lineage_commands import lineage_app
+from controller.cli.logs_commands import logs_app
 
 app = typer.Typer(
     help="tracectl: run ML workflow tasks with locked GPU/volume leases, shipped logs and "
@@ -98,6 +99,11 @@ def submit(
     task = call(api.post, f"/v1/runs/{run_id}/tasks", {"name": name, "spec": spec},
                 idempotency_key=idempotency_key)
     console.print(f"task [bold]{task['id']}[/] in run {run_id}: {task['status']}")
+    if run is None and spec.get("mode") == "service":
+        console.print(f"the run stays open; `tracectl close {run_id}` stops the service",
+                      soft_wrap=True)
+    elif run is None:  # the run made for this one task is complete
+        call(api.post, f"/v1/runs/{run_id}/close")
     if wait:
         while task["status"] not in TERMINAL:
             task = call(api.get, f"/v1/tasks/{task['id']}/wait", timeout_s=30)
@@ -147,41 +153,10 @@ def cancel(task_id: str, url: UrlOpt = DEFAULT_URL) -> None:
 
 
 @app.command()
-def logs(
-    task_id: str,
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="stream until the task ends")
-    ] = False,
-    attempt: int | None = None,
-    url: UrlOpt = DEFAULT_URL,
-) -> None:
-    """Print a task's log lines."""
-    api = client(url)
-    if follow:
-        try:
-            for item in api.follow_logs(task_id):
-                if item.get("end"):
-                    err.print(f"[dim]-- task {item['status']} --[/]")
-                    break
-                _print_line(item)
-        except ApiError as exc:
-            report(exc)
-        return
-    after = 0
-    while True:
-        page = call(api.get, f"/v1/tasks/{task_id}/logs", after_seq=after, limit=1000,
-                    attempt=attempt)
-        for item in page["items"]:
-            _print_line(item)
-        if not page["items"]:
-            return
-        after = page["next_after_seq"]
-
-
-def _print_line(item: dict[str, Any]) -> None:
-    stream = item["stream"]
-    prefix = {"stderr": "[red]err[/]", "system": "[cyan]sys[/]"}.get(stream, "[dim]out[/]")
-    console.print(f"{prefix} {item['message']}", markup=True, highlight=False, soft_wrap=True)
+def close(run_id: str, url: UrlOpt = DEFAULT_URL) -> None:
+    """Close a run: it takes no new tasks; its services stop once its other tasks end."""
+    run = call(client(url).post, f"/v1/runs/{run_id}/close")
+    console.print(f"run {run_id}: closed at {run['closed_at']} ({run['status']})")
 
 
 @app.command()
@@ -358,6 +333,7 @@ def verify(
     console.print("[green]chains intact[/]")
 
 
+app.add_typer(logs_app, name="logs")
 app.add_typer(lineage_app, name="trace", help="Trace artifacts: upstream, downstream, lookup, "
               "diff, reproduce, PROV and OpenLineage export.")
 

@@ -6,8 +6,8 @@ import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from controller import backends
 from controller.auth.principal import current
@@ -19,6 +19,7 @@ from controller.domain.records import Artifact, QueueInfo, Run, Task, TaskStatus
 from controller.domain.requests import RunCreate, TaskCreate
 from controller.errors import Conflict, NotFound
 from controller.ports import LogLine, LogReader
+from controller.scheduling import lease_views
 from controller.scheduling.admission import Admitter
 from controller.scheduling.factory import build_admitter
 from controller.store.database import Database
@@ -31,6 +32,22 @@ from controller.store.schema import (
     TaskInputRow,
     TaskRow,
 )
+
+
+def _after_cursor(
+    created_at: InstrumentedAttribute[datetime], row_id: InstrumentedAttribute[str],
+    cursor: str, *, newest_first: bool,
+) -> ColumnElement[bool]:
+    """The rows past CURSOR in a keyset page ordered by (created_at, id).
+
+    The id breaks ties between rows created in the same instant, so no row is skipped or
+    repeated across pages; NEWEST_FIRST pages walk back in time (runs), the others forward
+    (tasks, in submission order).
+    """
+    at, last_id = views.decode_cursor(cursor)
+    if newest_first:
+        return or_(created_at < at, and_(created_at == at, row_id < last_id))
+    return or_(created_at > at, and_(created_at == at, row_id > last_id))
 
 
 class ControllerService:
@@ -79,9 +96,8 @@ class ControllerService:
         if status:
             query = query.where(RunRow.status == status)
         if cursor:
-            at, row_id = views.decode_cursor(cursor)
-            query = query.where(or_(RunRow.created_at < at,
-                                    and_(RunRow.created_at == at, RunRow.id < row_id)))
+            query = query.where(_after_cursor(RunRow.created_at, RunRow.id, cursor,
+                                              newest_first=True))
         with self.db.read() as session:
             rows = list(session.scalars(query.limit(limit + 1)))
             items = [views.run_record(r) for r in rows]
@@ -103,19 +119,17 @@ class ControllerService:
                 raise NotFound(f"task {task_id} does not exist")
             return views.task_record(row, self._queue_info(session, row))
 
-    def _queue_info(self, session: Session, row: TaskRow) -> QueueInfo | None:
+    def _queue_info(self, session: Session, row: TaskRow,
+                    positions: dict[str, int] | None = None) -> QueueInfo | None:
         if row.status == TaskStatus.PENDING.value:
             return QueueInfo(position=None, reason=row.reason or "waiting for upstream tasks")
         if row.status != TaskStatus.QUEUED.value:
             return None
-        ahead = session.scalar(
-            select(func.count()).select_from(TaskRow).where(
-                TaskRow.status == TaskStatus.QUEUED.value,
-                or_(TaskRow.priority > row.priority,
-                    and_(TaskRow.priority == row.priority, TaskRow.queued_at < row.queued_at)),
-            )
-        )
-        return QueueInfo(position=int(ahead or 0) + 1, reason=row.reason or "waiting to start")
+        # the admitter's order (priority, fair share, FIFO), the same as GET /v1/queue
+        if positions is None:
+            positions = lease_views.queue_positions(session, self.admitter)
+        return QueueInfo(position=positions.get(row.id),
+                         reason=row.reason or "waiting to start")
 
     def list_tasks(
         self, limit: int, cursor: str | None, run_id: str | None = None,
@@ -129,12 +143,14 @@ class ControllerService:
         if status:
             query = query.where(TaskRow.status == status)
         if cursor:
-            at, row_id = views.decode_cursor(cursor)
-            query = query.where(or_(TaskRow.created_at > at,
-                                    and_(TaskRow.created_at == at, TaskRow.id > row_id)))
+            query = query.where(_after_cursor(TaskRow.created_at, TaskRow.id, cursor,
+                                              newest_first=False))
         with self.db.read() as session:
             rows = list(session.scalars(query.limit(limit + 1)))
-            items = [views.task_record(r, self._queue_info(session, r)) for r in rows]
+            positions = lease_views.queue_positions(session, self.admitter) \
+                if any(r.status == TaskStatus.QUEUED.value for r in rows) else {}
+            items = [views.task_record(r, self._queue_info(session, r, positions))
+                     for r in rows]
         return views.page(items, limit, lambda t: views.encode_cursor(t.created_at, t.id))
 
     def cancel_task(self, task_id: str) -> Task:
@@ -165,6 +181,22 @@ class ControllerService:
                 self.cancel_task(task_id)
         with self.db.write() as session:
             update_run_status(session, run_id)
+        return self.get_run(run_id)
+
+    def close_run(self, run_id: str) -> Run:
+        """Close a run: it takes no new tasks, and its services stop once its other tasks
+        have ended (controller/core/run_end.py). Closing a closed run changes nothing."""
+        self.get_run(run_id)  # 404 unless the caller's team owns the run
+        with self.db.write() as session:
+            row = session.get(RunRow, run_id)
+            if row is None:
+                raise NotFound(f"run {run_id} does not exist")
+            if row.closed_at is None:
+                row.closed_at = row.updated_at = datetime.now(UTC)
+                session.add(LineageEventRow(run_id=run_id, type="run.closed", payload={}))
+                session.add(AuditRow(actor=current().name, action="run.close", target=run_id,
+                                     detail={"status": row.status}))
+        self._wake()
         return self.get_run(run_id)
 
     def wait_task(self, task_id: str, timeout_s: float) -> Task:

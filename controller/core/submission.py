@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from controller.config import Settings
 from controller.core import preflight
 from controller.core.ids import new_id
+from controller.core.run_end import refuse_if_closed
 from controller.domain.records import RunStatus, TaskStatus
 from controller.domain.requests import RunCreate, TaskCreate
 from controller.domain.spec import TaskSpec
@@ -97,9 +98,13 @@ class Submission:
                 raise NotFound(f"run {run_id} does not exist")
             if run.status == RunStatus.CANCELLED.value:
                 raise Conflict(f"run {run_id} is cancelled; it takes no new tasks")
-            siblings = {
-                t.name: t for t in session.scalars(select(TaskRow).where(TaskRow.run_id == run_id))
-            }
+            refuse_if_closed(run)
+            # Only the siblings this request names (itself, its upstream tasks): a run with
+            # many tasks does not load them all on every submit.
+            names = {request.name} | {i.upstream_task for i in request.spec.inputs
+                                      if i.upstream_task}
+            siblings = {t.name: t for t in session.scalars(
+                select(TaskRow).where(TaskRow.run_id == run_id, TaskRow.name.in_(names)))}
             if request.name in siblings:
                 raise Conflict(f"run {run_id} already has a task named {request.name!r}")
             resolved = self._resolve(request.spec, siblings, session)
@@ -125,6 +130,7 @@ class Submission:
                     return existing, False
             run = session.get(RunRow, run_id)
             assert run is not None
+            refuse_if_closed(run)  # closed since the check above
             row = TaskRow(
                 id=new_id("task"), run_id=run_id, name=request.name, team=run.team,
                 spec=stored_spec, resolved=resolved,

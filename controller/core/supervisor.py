@@ -7,11 +7,13 @@ restart, a record of what it was about to do and completes it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +25,8 @@ from sqlalchemy.orm import Session
 from controller import backends
 from controller.audit.anchors import write_anchor
 from controller.config import Settings
+from controller.core import run_end
+from controller.core.service_readiness import record_readiness
 from controller.domain.records import TERMINAL_TASK_STATUSES, RunStatus, TaskStatus
 from controller.lineage import cache as lineage_cache
 from controller.lineage import models as lineage_models
@@ -30,7 +34,8 @@ from controller.lineage.capture import build_record
 from controller.lineage.projection import catch_up
 from controller.logs.archive import archive_task_log
 from controller.logs.file_sink import FileLogReader
-from controller.logs.spool_recovery import drain_orphans
+from controller.logs.reconcile_records import enqueue_check as enqueue_log_check
+from controller.logs.spool_recovery import keep_draining
 from controller.logs.status_events import status_event
 from controller.ports import Executor, ExecutorState, Launch, LogReader, Tracking
 from controller.scheduling.admission import Admission, AdmitAll, Admitter
@@ -51,6 +56,7 @@ log = logging.getLogger("tracectl.supervisor")
 ACTIVE = (TaskStatus.STARTING.value, TaskStatus.RUNNING.value)
 TERMINAL = {s.value for s in TERMINAL_TASK_STATUSES}
 DEADLINE_SLACK_S = 30.0
+LAUNCH_THREADS = 8  # attempts started at once: one slow start (MLflow, a cluster) holds no other
 
 
 @dataclass
@@ -91,11 +97,22 @@ class Supervisor:
         self._last_heartbeat = 0.0
         self._last_anchor = time.monotonic()
         self.wake = threading.Event()
+        # Admitted attempts (already STARTING in the store) are launched on these threads;
+        # _watch_active leaves an attempt in flight alone instead of recovering it.
+        self._launcher = ThreadPoolExecutor(LAUNCH_THREADS, thread_name_prefix="tracectl-launch")
+        self._launching: set[str] = set()
+        # An MLflow SQLite store takes one writer: its lazy table creation races, and parallel
+        # writers lock each other out. A tracking server takes parallel launches.
+        self._tracking_turn: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.tracking.uri.startswith("sqlite")
+            else contextlib.nullcontext())
+        self._last_watch = 0.0
 
     # -- loop ---------------------------------------------------------------------------
     def start(self) -> None:
-        # Runners that died while Kafka was away leave spools behind; ship them.
-        threading.Thread(target=drain_orphans, args=(self.settings,),
+        # Runners that died, or gave up while Kafka was away, leave spools behind; ship them,
+        # now and while this controller runs.
+        threading.Thread(target=keep_draining, args=(self.settings, self._stop),
                          name="tracectl-spool-recovery", daemon=True).start()
         self.reconcile()
         self._thread = threading.Thread(target=self._loop, name="tracectl-supervisor", daemon=True)
@@ -106,6 +123,8 @@ class Supervisor:
         self.wake.set()
         if self._thread:
             self._thread.join(timeout=30)
+        # Launches not begun stay STARTING in the store: the next start recovers them.
+        self._launcher.shutdown(wait=True, cancel_futures=True)
         self.events.close()  # flush status events still queued for Kafka
         close = getattr(self.executor, "close", None)
         if close is not None:
@@ -122,8 +141,13 @@ class Supervisor:
 
     def tick(self) -> None:
         self._promote_pending()
+        run_end.stop_services(self)  # before admission: an ended run starts no more services
         self._admit_and_launch()
-        self._watch_active()
+        # A wake-up per submitted task admits it at once; inspecting every active attempt
+        # keeps the loop's own pace, or a burst of submits would inspect them all per task.
+        if time.monotonic() - self._last_watch >= self.settings.supervisor_interval_s:
+            self._last_watch = time.monotonic()
+            self._watch_active()
         self._heartbeat()
         self._anchor()
 
@@ -239,11 +263,19 @@ class Supervisor:
                 admitted.append((row.id, row.attempt))
         for task_id, attempt in admitted:
             self.publish_status(task_id, "admitted")
+            self._launching.add(task_id)
+            self._launcher.submit(self._launch_in_background, task_id, attempt)
+
+    def _launch_in_background(self, task_id: str, attempt: int) -> None:
+        try:
             self._start_attempt(task_id, attempt)
+        finally:
+            self._launching.discard(task_id)
 
     def _start_attempt(self, task_id: str, attempt: int) -> None:
         try:
-            self._ensure_tracking_run(task_id, attempt)
+            with self._tracking_turn:
+                self._ensure_tracking_run(task_id, attempt)
             with self.db.read() as session:
                 row = session.get(TaskRow, task_id)
                 assert row is not None
@@ -374,6 +406,8 @@ class Supervisor:
             "MLFLOW_EXPERIMENT_ID": row.mlflow_experiment_id or "",
             **row.resolved.get("attempt_env", {}),
         }
+        if spec.get("models"):  # the declared model versions, which the lineage names
+            env["TRACECTL_MODELS"] = json.dumps(spec["models"])
         return Launch(
             run_id=run.id, task_id=row.id, task_name=row.name, attempt=row.attempt,
             workspace=workspace, launch_file=workspace / "launch.json", env=env,
@@ -405,15 +439,17 @@ class Supervisor:
             ]
         for task_id, attempt, _status, ref, cancel, deadline in active:
             if ref is None:
-                # Launches run inside tick(), so none is in progress here: this one was cut off.
-                self._recover_starting(task_id)
+                if task_id not in self._launching:  # not in flight: this launch was cut off
+                    self._recover_starting(task_id)
                 continue
             state = self.executor.inspect(ref, self.workspace(task_id, attempt))
             if state.phase == "running":
+                record_readiness(self.db, task_id, attempt, ref, state)
                 if cancel or (deadline is not None and now() > deadline):
                     self._cancel_async(task_id, ref)
                 continue
-            self._finish(task_id, attempt, self._outcome(state, cancel))
+            outcome = run_end.as_stopped(self.db, task_id, self._outcome(state, cancel))
+            self._finish(task_id, attempt, outcome)
             self.executor.cleanup(ref)
 
     def _outcome(self, state: ExecutorState, cancel_requested: bool) -> Outcome:
@@ -448,7 +484,8 @@ class Supervisor:
             run_id = row.run_id
         if mlflow_run_id:
             try:
-                self.tracking.finish_run(mlflow_run_id, outcome.status.value)
+                with self._tracking_turn:
+                    self.tracking.finish_run(mlflow_run_id, outcome.status.value)
             except Exception:
                 log.warning("could not close MLflow run %s", mlflow_run_id, exc_info=True)
         models = (lineage_models.registered_versions(self.tracking, mlflow_run_id)
@@ -467,6 +504,7 @@ class Supervisor:
             if row.status == TaskStatus.QUEUED.value:
                 return  # already finished and requeued by another path
             self._record_attempt(session, row, outcome, log_summary)
+            enqueue_log_check(session, run_id, task_id, attempt, log_summary)
             session.add_all(lineage_models.model_events(run_id, task_id, models))
             retry = (
                 outcome.status == TaskStatus.FAILED

@@ -42,6 +42,7 @@ def submit(client: Client, repo: Path, params: dict[str, Any],
     run = client.post("/v1/runs", {"pipeline": PIPELINE, "labels": labels or {}})
     task_ids = [client.post(f"/v1/runs/{run['id']}/tasks", body)["id"]
                 for body in task_specs(repo, params)]
+    client.post(f"/v1/runs/{run['id']}/close")  # the whole pipeline is in: no more tasks
     return run["id"], task_ids
 
 

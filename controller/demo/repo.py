@@ -10,7 +10,7 @@ from pathlib import Path
 import git
 
 EXAMPLE_FILES = ("common.py", "prepare.py", "train.py", "evaluate.py", "make_dataset.py",
-                 "README.md")
+                 "register.py", "serve.py", "smoke_test.py", "README.md")
 
 
 def example_dir() -> Path:

@@ -5,8 +5,8 @@ only has second precision, so a reconnect asks from the second of the last line 
 and drops what it already delivered: every line stamped earlier, and as many lines stamped
 exactly like the last one as were delivered before. `LogCursor` is that rule, kept pure.
 
-Without a kubelet (the local cluster is KWOK) the pod log endpoint answers an error; the
-follower then writes one system line saying so and stops when the container has ended.
+When the endpoint answers an error (no kubelet, no log for the container), the follower
+writes one system line saying so, retries with backoff, and stops when the container has ended.
 """
 
 from __future__ import annotations

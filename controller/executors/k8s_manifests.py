@@ -62,6 +62,7 @@ class ClusterConfig:
     KUBECONFIG               client config; unset inside a cluster: the pod's service account
     TRACECTL_K8S_UNSCHEDULABLE_GRACE_S  how long a pod may stay Unschedulable (default 60)
     TRACECTL_K8S_FOLLOW_LOGS            0: do not follow pod logs into the log sink
+    TRACECTL_K8S_LOG_IDLE_S             a pod log stream quiet this long is reopened (default 60)
     TRACECTL_K8S_CREATE_NAMESPACES      0: team namespaces are made by an administrator
     TRACECTL_K8S_INGRESS_PREFIX         e.g. /svc: services also get an Ingress at /svc/<name>
     TRACECTL_K8S_PREPARE                init (default): an init container prepares the
@@ -77,6 +78,7 @@ class ClusterConfig:
     kubeconfig: str | None = None
     unschedulable_grace_s: float = 60.0
     follow_logs: bool = True
+    log_idle_s: float = 60.0  # a quiet stream is reopened: a half-open one cannot hang forever
     create_namespaces: bool = True
     ingress_prefix: str | None = None
     prepare: str = "init"  # or "inline": prepare and exec in the task container
@@ -98,6 +100,7 @@ class ClusterConfig:
             kubeconfig=env.get("KUBECONFIG") or None,
             unschedulable_grace_s=float(env.get("TRACECTL_K8S_UNSCHEDULABLE_GRACE_S") or 60),
             follow_logs=env.get("TRACECTL_K8S_FOLLOW_LOGS", "1") not in ("0", "false"),
+            log_idle_s=float(env.get("TRACECTL_K8S_LOG_IDLE_S") or 60),
             create_namespaces=env.get("TRACECTL_K8S_CREATE_NAMESPACES", "1") not in ("0", "false"),
             ingress_prefix=env.get("TRACECTL_K8S_INGRESS_PREFIX") or None,
             prepare=env.get("TRACECTL_K8S_PREPARE") or "init",

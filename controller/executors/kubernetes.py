@@ -22,6 +22,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from controller import backends
 from controller.config import Settings
@@ -238,33 +239,40 @@ class KubernetesExecutor:
                 return None
             raise
 
-    def _launch_job(self, doc: Mapping[str, Any], namespace: str, name: str,
-                    ids: dict[str, Any]) -> dict[str, Any]:
-        created = self._create(self.batch.create_namespaced_job, namespace,
-                               manifests.job(doc, self.cluster, name))
-        job = created or _raw(self.batch.read_namespaced_job(name, namespace,
-                                                             _preload_content=False))
-        uid = job["metadata"]["uid"]
-        owner = manifests.owner_reference("Job", "batch/v1", name, uid)
+    def _create_owner_with_secret(self, kind: str, doc: Mapping[str, Any], namespace: str,
+                                  name: str, body: Any) -> tuple[str, Any]:
+        """Create the attempt's owning object (Job or Deployment), or adopt it after a
+        repeated launch (409), then its launch Secret owned by it. Returns (uid, owner ref)."""
+        api_version, create, read, delete = {
+            "Job": ("batch/v1", self.batch.create_namespaced_job,
+                    self.batch.read_namespaced_job, self.batch.delete_namespaced_job),
+            "Deployment": ("apps/v1", self.apps.create_namespaced_deployment,
+                           self.apps.read_namespaced_deployment,
+                           self.apps.delete_namespaced_deployment),
+        }[kind]
+        created = self._create(create, namespace, body)
+        obj = created or _raw(read(name, namespace, _preload_content=False))
+        uid: str = obj["metadata"]["uid"]
+        owner = manifests.owner_reference(kind, api_version, name, uid)
         try:
             self._create(self.core.create_namespaced_secret, namespace,
                          manifests.launch_secret(doc, self.cluster, name, owner))
         except Exception:
-            if created is not None:  # a Job without its launch document would never start
-                self._delete_quietly(self.batch.delete_namespaced_job, name, namespace)
+            if created is not None:  # without its launch document it would never start
+                self._delete_quietly(delete, name, namespace)
             raise
+        return uid, owner
+
+    def _launch_job(self, doc: Mapping[str, Any], namespace: str, name: str,
+                    ids: dict[str, Any]) -> dict[str, Any]:
+        uid, _owner = self._create_owner_with_secret(
+            "Job", doc, namespace, name, manifests.job(doc, self.cluster, name))
         return {"kind": "job", "namespace": namespace, "name": name, "uid": uid, **ids}
 
     def _launch_service(self, doc: Mapping[str, Any], namespace: str, name: str,
                         ids: dict[str, Any]) -> dict[str, Any]:
-        created = self._create(self.apps.create_namespaced_deployment, namespace,
-                               manifests.deployment(doc, self.cluster, name))
-        dep = created or _raw(self.apps.read_namespaced_deployment(name, namespace,
-                                                                   _preload_content=False))
-        uid = dep["metadata"]["uid"]
-        owner = manifests.owner_reference("Deployment", "apps/v1", name, uid)
-        self._create(self.core.create_namespaced_secret, namespace,
-                     manifests.launch_secret(doc, self.cluster, name, owner))
+        uid, owner = self._create_owner_with_secret(
+            "Deployment", doc, namespace, name, manifests.deployment(doc, self.cluster, name))
         self._create(self.core.create_namespaced_service, namespace,
                      manifests.service(doc, self.cluster, name, owner))
         ref = {"kind": "service", "namespace": namespace, "name": name, "uid": uid,
@@ -301,8 +309,9 @@ class KubernetesExecutor:
         want = labels or {"job-name": owner_name}
         if not fresh:
             pods = self.cache.select("pod", namespace, want)
-            if pods:
-                return pods
+            informer = self.informer("pod", namespace)
+            if pods or (informer is not None and informer.synced.is_set()):
+                return pods  # a synced watch is the truth: no pod yet (suspended, pending)
         selector = ",".join(f"{k}={v}" for k, v in want.items())
         items: list[dict[str, Any]] = _raw(self.core.list_namespaced_pod(
             namespace, label_selector=selector, _preload_content=False))["items"]
@@ -414,17 +423,42 @@ class KubernetesExecutor:
                 self.cache.wait(lambda: stop.is_set(), 1.0)
             if pod is None or stop.is_set():
                 return []
-            kwargs: dict[str, Any] = {"container": container, "follow": True,
-                                      "timestamps": True, "_preload_content": False,
-                                      "_request_timeout": (10, 300)}
-            if since:
-                kwargs["since_time"] = since
-            response = self.core.read_namespaced_pod_log(pod, ref["namespace"], **kwargs)
-            return _decoded(iter_resp_lines(response))  # type: ignore[no-untyped-call]
+            response = pod_log_stream(self.api, ref["namespace"], pod, container, since,
+                                      self.cluster.log_idle_s)
+            return _until_quiet(iter_resp_lines(response))  # type: ignore[no-untyped-call]
 
         return open_stream
 
 
-def _decoded(lines: Iterable[str | bytes]) -> Iterator[str]:
-    for line in lines:
-        yield line.decode("utf-8", "backslashreplace") if isinstance(line, bytes) else line
+def pod_log_stream(api: client.ApiClient, namespace: str, pod: str, container: str,
+                   since: str | None, idle_s: float) -> Any:
+    """GET pods/log with follow and timestamps, from SINCE (RFC 3339, second precision).
+
+    The generated client has no `sinceTime` parameter (only sinceSeconds, relative to the
+    server's clock), so the request is built here with the client's own auth and pool."""
+    query: list[tuple[str, Any]] = [("container", container), ("follow", "true"),
+                                    ("timestamps", "true")]
+    if since:
+        query.append(("sinceTime", since))
+    method, url, headers, body, post = api.param_serialize(
+        "GET", "/api/v1/namespaces/{namespace}/pods/{name}/log",
+        path_params={"namespace": namespace, "name": pod}, query_params=query,
+        # the body is plain text either way; the API server negotiates its error bodies
+        # against Accept, and answers 406 to text/plain alone (as the generated client sends)
+        header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+    response = api.call_api(method, url, headers, body, post, _request_timeout=(10, idle_s))
+    if not 200 <= response.status <= 299:
+        response.read()  # type: ignore[no-untyped-call]
+        raise ApiException.from_response(http_resp=response, body=None, data=None)
+    return response.response
+
+
+def _until_quiet(lines: Iterable[str | bytes]) -> Iterator[str]:
+    """The lines of one connection; a stream quiet for the idle timeout ends the connection
+    (the follower reconnects from its cursor, or stops when the container has ended: KWOK's
+    log server, unlike a kubelet, never closes a followed stream)."""
+    try:
+        for line in lines:
+            yield line.decode("utf-8", "backslashreplace") if isinstance(line, bytes) else line
+    except (ReadTimeoutError, ProtocolError):
+        return

@@ -2,6 +2,8 @@
 
 The runner starts in a new session so it survives a controller restart; the controller
 finds it again by PID plus process start time (a reused PID is never mistaken for it).
+A `mode: service` task gets a loopback port in env PORT and a URL once it listens
+(controller/executors/local_service.py).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from typing import Any
 import psutil
 
 from controller.config import Settings
+from controller.executors import local_service
 from controller.ports import ExecutorState, Launch
 
 RUNNER_MODULE = "controller.runtime.runner"
+SERVICE_STOP_GRACE_S = 2.0
 
 
 def _process(ref: Mapping[str, Any]) -> psutil.Process | None:
@@ -53,13 +57,18 @@ class LocalExecutor:
     def launch(self, launch: Launch) -> dict[str, Any]:
         launch.workspace.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **launch.env}
+        service: dict[str, Any] = {}
+        if local_service.is_service(launch.spec):
+            port = local_service.chosen_port(launch.spec)
+            env["PORT"] = str(port)  # the runner passes it on; a PORT in the spec's env wins
+            service = local_service.service_ref(port, self.settings.service_ready_timeout_s)
         with (launch.workspace / "runner.out").open("ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", RUNNER_MODULE, str(launch.launch_file)],
                 cwd=launch.workspace, env=env, stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
-        return self._ref(proc.pid)
+        return {**self._ref(proc.pid), **service}
 
     def _ref(self, pid: int) -> dict[str, Any]:
         create_time = psutil.Process(pid).create_time()
@@ -67,11 +76,21 @@ class LocalExecutor:
 
     def find(self, launch: Launch) -> dict[str, Any] | None:
         needle = str(launch.launch_file)
-        for proc in psutil.process_iter(["pid", "cmdline"]):
+        for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
             cmdline = proc.info.get("cmdline") or []
             if RUNNER_MODULE in cmdline and needle in cmdline:
-                return self._ref(proc.info["pid"])
+                return {**self._ref(proc.info["pid"]), **self._found_service(launch, proc)}
         return None
+
+    def _found_service(self, launch: Launch, proc: psutil.Process) -> dict[str, Any]:
+        """The service part of the reference of a runner found after a restart: its port is
+        the PORT it was started with."""
+        if not local_service.is_service(launch.spec):
+            return {}
+        port = (proc.info.get("environ") or {}).get("PORT")
+        if not port:
+            return {}
+        return local_service.service_ref(int(port), self.settings.service_ready_timeout_s)
 
     def inspect(self, ref: Mapping[str, Any], workspace: Path) -> ExecutorState:
         result_file = workspace / "result.json"
@@ -79,6 +98,8 @@ class LocalExecutor:
             result = json.loads(result_file.read_text())
             return ExecutorState("exited", result.get("exit_code"), result.get("reason"), result)
         if _process(ref) is not None:
+            if ref.get("kind") == "service" and "port" in ref:
+                return local_service.readiness(ref)
             return ExecutorState("running")
         if result_file.exists():  # written between the two checks above
             return self.inspect(ref, workspace)
@@ -102,5 +123,8 @@ class LocalExecutor:
             os.killpg(pid, sig)  # the runner leads its own process group
 
     def cleanup(self, ref: Mapping[str, Any]) -> None:
+        if ref.get("kind") == "service":
+            # A service failed for not getting ready is still up: stop it with its task.
+            self.cancel(ref, SERVICE_STOP_GRACE_S)
         if "pid" in ref:
             _reap(int(ref["pid"]))

@@ -151,6 +151,7 @@ class Reproducer:
         for request in plan.tasks:
             task, _ = self.service.submit_task(new.id, request)
             task_ids[request.name] = task.id
+        self.service.close_run(new.id)  # every task of the original is in: no more
         return {"run_id": new.id, "reproduces": old.id, "tasks": task_ids,
                 "unchecked": plan.unchecked}
 

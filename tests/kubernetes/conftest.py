@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from controller.config import Settings
 from controller.ports import Launch
+from tests.kubernetes.waiting import wait_for
 
 if TYPE_CHECKING:
     from kubernetes import client
@@ -31,21 +31,9 @@ if TYPE_CHECKING:
 # API server (marked `kubernetes`) are not collected.
 if importlib.util.find_spec("kubernetes") is None:
     collect_ignore = ["test_executor_live.py", "test_controller_gpu.py", "test_rbac.py",
-                      "test_watch_cache.py"]
+                      "test_watch_cache.py", "test_pod_logs.py"]
 
-T = TypeVar("T")
 IMAGE = "registry.invalid/tracectl/task:1"  # never pulled: KWOK runs no containers
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from kubernetes import client
 
 from controller.executors.k8s_manifests import PHASES
 from controller.executors.kubernetes import KubernetesExecutor
-from tests.kubernetes.conftest import cluster_config, make_launch, wait_exit, wait_for
+from tests.kubernetes.conftest import cluster_config, make_launch, wait_exit
+from tests.kubernetes.waiting import wait_for
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(600)]
 

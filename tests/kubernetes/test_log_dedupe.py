@@ -1,8 +1,8 @@
 """The reconnect rule of the pod log follower, as a pure function (no cluster needed).
 
-The real pod log endpoint needs a kubelet, which the local cluster (KWOK) does not have, so
-the rule is tested here against a source that serves `timestamps=true` lines the way the
-kubelet does: every line stamped with nanoseconds, `sinceTime` cut to the second.
+Here the rule meets a source that serves `timestamps=true` lines the way a kubelet does
+(every line stamped with nanoseconds, `sinceTime` cut to the second), under random stamps and
+random disconnects; test_pod_logs.py runs it over the real API server's pods/log.
 """
 
 from __future__ import annotations

@@ -9,32 +9,21 @@ the real controllers; only the containers are simulated.
 from __future__ import annotations
 
 import base64
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client, config, dynamic, watch
 from kubernetes.client.rest import ApiException
 
+from tests.kubernetes.waiting import wait_for
+
 # The first start may build the binaries from the Go module proxy (about 20 min cold on 2 cores).
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(2700)]
 
-T = TypeVar("T")
 IMAGE = "registry.invalid/tracectl/task:1"  # never pulled: no container runtime runs
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")
@@ -427,22 +416,38 @@ def test_rbac_denies_then_allows_a_service_account(
     assert base64.b64decode(token.split(".")[1] + "==")  # a real signed JWT
 
 
-def test_pod_logs_need_a_kubelet(api: client.ApiClient, core: client.CoreV1Api, ns: str) -> None:
-    """No kubelet runs, so the logs subresource cannot be served: the API says so at once."""
-    batch = client.BatchV1Api(api)
-    batch.create_namespaced_job(
-        ns, job_manifest("logs", annotations={"pod-complete.stage.kwok.x-k8s.io/delay": "60s"})
-    )
-    pod = wait_for(
-        "the logs pod to run",
-        lambda: next((p for p in job_pods(core, ns, "logs") if p.status.phase == "Running"), None),
-    )
-    # kwok's --node-ip: the API server dials the node's "kubelet" there, and nothing listens.
-    assert pod.status.host_ip == "127.0.0.1"
-    started = time.monotonic()
-    with pytest.raises(ApiException) as err:
-        core.read_namespaced_pod_log(pod.metadata.name, ns, _request_timeout=30)
-    assert err.value.status == 500
-    assert f"/containerLogs/{ns}/{pod.metadata.name}/task" in err.value.body
-    assert "connection refused" in err.value.body
-    assert time.monotonic() - started < 10
+def test_pod_logs_served_through_the_api_server(
+    api: client.ApiClient, core: client.CoreV1Api, ns: str, tmp_path: Path
+) -> None:
+    """The API server proxies pods/log to the node's kubelet port, where KWOK serves the file a
+    ClusterLogs object names (CRI log format), following it as a kubelet follows a container."""
+    log_file = tmp_path / "task.log"
+    log_file.write_text("2026-11-25T12:00:00.000000001Z stdout F hello from kwok\n")
+    custom = client.CustomObjectsApi(api)
+    custom.create_cluster_custom_object("kwok.x-k8s.io", "v1alpha1", "clusterlogs", {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs", "metadata": {"name": ns},
+        "spec": {"selector": {"matchNamespaces": [ns]},
+                 "logs": [{"containers": ["task"], "logsFile": str(log_file)}]}})
+    try:
+        batch = client.BatchV1Api(api)
+        batch.create_namespaced_job(
+            ns, job_manifest("logs", annotations={"pod-complete.stage.kwok.x-k8s.io/delay": "60s"})
+        )
+        pod = wait_for(
+            "the logs pod to run",
+            lambda: next((p for p in job_pods(core, ns, "logs") if p.status.phase == "Running"),
+                         None),
+        )
+        # kwok's --node-ip and --node-port: the API server dials the node's "kubelet" there.
+        assert pod.status.host_ip == "127.0.0.1"
+        node = core.read_node(pod.spec.node_name)
+        assert node.status.daemon_endpoints.kubelet_endpoint.port == 10247
+        text = core.read_namespaced_pod_log(pod.metadata.name, ns, container="task",
+                                            timestamps=True, _request_timeout=30)
+        assert text == "2026-11-25T12:00:00.000000001Z hello from kwok\n"
+        with pytest.raises(ApiException) as err:  # a container no Logs object names
+            core.read_namespaced_pod_log(pod.metadata.name, ns, container="other",
+                                         _request_timeout=30)
+        assert err.value.status in (400, 500)
+    finally:
+        custom.delete_cluster_custom_object("kwok.x-k8s.io", "v1alpha1", "clusterlogs", ns)

@@ -1,0 +1,68 @@
+"""Long-running services on the local executor: a loopback port, and when it is ready.
+
+Same contract as Kubernetes: the service reads the port to listen on from env PORT (the
+spec's own PORT wins), and the controller gives out `http://127.0.0.1:<port>` once the port
+accepts TCP connections. What is needed to check it again after a controller restart (port,
+readiness deadline) lives in the executor reference, which the store keeps.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from controller.ports import ExecutorState
+
+HOST = "127.0.0.1"
+CONNECT_TIMEOUT_S = 0.2
+
+
+def is_service(spec: Mapping[str, Any]) -> bool:
+    return (spec.get("spec") or {}).get("mode") == "service"
+
+
+def chosen_port(spec: Mapping[str, Any]) -> int:
+    """The spec's env PORT when it sets one, else a port free on the loopback right now."""
+    raw = ((spec.get("spec") or {}).get("env") or {}).get("PORT")
+    if raw:
+        if not raw.isdigit() or not 0 < int(raw) < 65536:
+            raise ValueError(f"env PORT={raw!r} of a service must be a TCP port number")
+        return int(raw)
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def service_ref(port: int, ready_timeout_s: float) -> dict[str, Any]:
+    """The service part of a local reference; `url` and `ready` are added once it answers."""
+    return {"kind": "service", "port": port, "ready_timeout_s": ready_timeout_s}
+
+
+def url_of(port: int) -> str:
+    return f"http://{HOST}:{port}"
+
+
+def accepts_connections(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=CONNECT_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def readiness(ref: Mapping[str, Any]) -> ExecutorState:
+    """The state of a service whose runner process is alive."""
+    port = int(ref["port"])
+    if ref.get("ready") or accepts_connections(port):
+        return ExecutorState("running", result={"url": url_of(port), "ready": True})
+    waited = time.time() - float(ref["create_time"])
+    limit = float(ref["ready_timeout_s"])
+    if waited > limit:
+        return ExecutorState(
+            "exited", reason=f"the service did not accept connections on {HOST}:{port} within "
+            f"{limit:g}s (it must listen on the port in env PORT)",
+            result={"url": url_of(port), "ready": False})
+    return ExecutorState("running", result={"url": url_of(port), "ready": False})
