@@ -264,6 +264,12 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
         )
         return task
 
+    def close_run(self, run_id: str) -> dict[str, Any]:
+        """Close the run (idempotent): it takes no new tasks, and the controller stops its
+        services once its other tasks have ended (they end succeeded, "stopped: run ended")."""
+        run: dict[str, Any] = self.request("POST", f"/v1/runs/{run_id}/close")
+        return run
+
     def list_tasks(self, run_id: str) -> list[dict[str, Any]]:
         tasks: list[dict[str, Any]] = []
         cursor: str | None = None
@@ -298,6 +304,11 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
 
     def cancel_task(self, task_id: str) -> dict[str, Any]:
         task: dict[str, Any] = self.request("POST", f"/v1/tasks/{task_id}/cancel")
+        return task
+
+    async def acancel_task(self, task_id: str) -> dict[str, Any]:
+        """Cancel a task from the triggerer's event loop (a deferred task killed by a user)."""
+        task: dict[str, Any] = await self.arequest("POST", f"/v1/tasks/{task_id}/cancel")
         return task
 
     def task_artifacts(self, task_id: str) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from controller.airflow.hooks import DEFAULT_CONN_ID, TracectlHook
 XCOM_TASK_ID = "tracectl_task_id"
 XCOM_RUN_ID = "tracectl_run_id"
 XCOM_MLFLOW_RUN_ID = "mlflow_run_id"
+XCOM_SERVICE_URL = "service_url"
 
 
 def _bases(operator: Any) -> dict[str, str]:

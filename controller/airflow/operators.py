@@ -4,8 +4,8 @@
 ``airflow_dag_id``/``airflow_run_id``), submits a TaskSpec to it, defers on
 :class:`~controller.airflow.triggers.TracectlTaskTrigger` until the task ends, then succeeds or
 raises with the task's status and reason. XComs: ``tracectl_task_id``, ``tracectl_run_id``,
-``mlflow_run_id``, ``artifacts`` (list of ``{path, sha256, uri}``) and ``return_value`` (the task
-id).
+``mlflow_run_id``, ``artifacts`` (list of ``{path, sha256, uri}``), ``model_versions`` (the
+``models:/<name>/<version>`` it registered) and ``return_value`` (the task id).
 
 Airflow retries do not double-submit: a later try reattaches to the task of an earlier try
 unless that one failed or was cancelled, in which case it submits ``<name>.try<N>``; inputs
@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -32,6 +33,7 @@ from controller.airflow.hooks import (
 from controller.airflow.links import (
     XCOM_MLFLOW_RUN_ID,
     XCOM_RUN_ID,
+    XCOM_SERVICE_URL,
     XCOM_TASK_ID,
     TracectlLineageLink,
     TracectlLogsLink,
@@ -62,7 +64,21 @@ def latest_attempt(tasks: Sequence[Mapping[str, Any]], base: str,
     return max(ranked, key=lambda item: item[0])[1] if ranked else None
 
 
+def dag_run_date(context: Mapping[str, Any]) -> str | None:
+    """The DAG run's logical date (ISO 8601), or its ``run_after`` when it has none.
+
+    Airflow 3 runs triggered with ``"logical_date": null`` have no logical date; Airflow's
+    OpenLineage integration then names the DAG run by ``run_after``, so the same fallback
+    lets the controller derive the same OpenLineage parent run id.
+    """
+    dag_run = context.get("dag_run")
+    when: Any = (context.get("logical_date") or getattr(dag_run, "logical_date", None)
+                 or getattr(dag_run, "run_after", None))
+    return str(when.isoformat()) if isinstance(when, datetime) else None
+
+
 WAIT_BEFORE_DEFER_S = 20.0
+XCOM_MODEL_VERSIONS = "model_versions"
 
 
 class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
@@ -75,6 +91,9 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
     :param data: ``{"paths": [...], "rev": <rev>}`` DVC-tracked inputs (templated)
     :param inputs: ``[{"artifact": "task:<name>/<path>" | "sha256:<hex>", "path": ...}]``
     :param outputs: paths the task writes, hashed and stored
+    :param models: registered model versions the task reads, ``models:/<name>/<version>``
+        (templated; e.g. the XCom ``model_versions`` of the task that registered them): the
+        lineage records model version -> task; the task finds them in ``$TRACECTL_MODELS``
     :param task_params: JSON given to the task as TRACECTL_PARAMS (templated; ``params`` is
         Airflow's own DAG-level Params)
     :param task_resources: ``{"cpu", "memory", "gpu", "gpu_flavor", "volumes"}`` (templated)
@@ -87,7 +106,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
     """
 
     template_fields: Sequence[str] = (
-        "command", "image", "env", "code", "data", "inputs", "outputs", "task_params",
+        "command", "image", "env", "code", "data", "inputs", "outputs", "models", "task_params",
         "task_resources", "pipeline",
     )
     template_fields_renderers = {
@@ -109,6 +128,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         data: Mapping[str, Any] | None = None,
         inputs: Sequence[Mapping[str, str]] | None = None,
         outputs: Sequence[str] | None = None,
+        models: str | Sequence[str] | None = None,
         task_params: Mapping[str, Any] | None = None,
         task_resources: Mapping[str, Any] | None = None,
         task_timeout_s: float | None = None,
@@ -129,6 +149,8 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         self.data = dict(data) if data else None
         self.inputs = [dict(i) for i in inputs or []]
         self.outputs = list(outputs or [])
+        # a template string ("{{ ti.xcom_pull(...) }}") renders to the list later
+        self.models: str | list[str] = models if isinstance(models, str) else list(models or [])
         self.task_params = dict(task_params or {})
         self.task_resources = dict(task_resources or {})
         self.task_timeout_s = task_timeout_s
@@ -159,6 +181,9 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
             "retries": int(self.task_retries),
             "priority": int(self.task_priority),
         }
+        models = [self.models] if isinstance(self.models, str) else list(self.models or [])
+        if any(models):
+            spec["models"] = [str(m) for m in models if m]
         if self.image:
             spec["image"] = str(self.image)
         if self.code:
@@ -191,6 +216,19 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         commit = read_commit(getattr(dag, "fileloc", None))
         if commit:
             labels["dag_commit"] = commit
+        logical_date = dag_run_date(context)
+        if logical_date:
+            labels["airflow_logical_date"] = logical_date
+        # With the date, what Airflow's OpenLineage provider derives the DAG run's OpenLineage
+        # runId from; the controller computes the same id for its events' parent facet.
+        labels["airflow_clear_number"] = str(
+            getattr(context.get("dag_run"), "clear_number", 0) or 0)
+        try:
+            from airflow.providers.openlineage.conf import namespace
+        except ImportError:  # no provider: nothing in Airflow emits; its default name then
+            labels["airflow_openlineage_namespace"] = "default"
+        else:
+            labels["airflow_openlineage_namespace"] = str(namespace())
         return labels
 
     # -- execution ------------------------------------------------------------------------
@@ -259,6 +297,8 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         ti.xcom_push(key=XCOM_RUN_ID, value=task["run_id"])
         ti.xcom_push(key=XCOM_MLFLOW_RUN_ID, value=task.get("mlflow_run_id"))
         ti.xcom_push(key="artifacts", value=artifacts)
+        if task["status"] == "succeeded":
+            ti.xcom_push(key=XCOM_MODEL_VERSIONS, value=self._registered_versions(task["id"]))
         if task["status"] != "succeeded":
             raise AirflowException(
                 f"tracectl task {task['name']} ({task['id']}) {task['status']}: "
@@ -268,6 +308,13 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
             )
         self.log.info("tracectl task %s succeeded with %d artifact(s)", task["id"], len(artifacts))
         return task["id"]
+
+    def _registered_versions(self, task_id: str) -> list[str]:
+        """``models:/<name>/<version>`` of the registry versions the task registered."""
+        found = self.hook.request("GET", "/v1/lineage/downstream",
+                                  params={"node": f"task:{task_id}", "depth": 1})
+        return [f"models:/{item['id'].removeprefix('model:')}"
+                for item in found["items"] if item["kind"] == "model"]
 
     def on_kill(self) -> None:
         if self._tracectl_task_id:
@@ -284,8 +331,10 @@ class TracectlServiceOperator(TracectlTaskOperator):
     """Start a long-running task (``mode: service``) and push its URL as XCom ``service_url``.
 
     Succeeds once the service runs and the controller reports its URL in the task's
-    ``executor_ref`` (``url``); stop it later with the controller's cancel route. Fails with a
-    clear message when the controller or its executor does not run services.
+    ``executor_ref`` (``url``; the local executor sets it once the port accepts connections).
+    The service keeps running after this Airflow task ends: stop it with
+    :class:`TracectlStopServiceOperator` as the DAG's teardown. A service that does not get
+    ready within ``ready_timeout_s`` is cancelled, so a failed start leaves nothing running.
     """
 
     task_mode = "service"
@@ -301,25 +350,71 @@ class TracectlServiceOperator(TracectlTaskOperator):
         while True:
             ref = task.get("executor_ref") or {}
             if task["status"] == "running" and ref.get("url"):
-                context["ti"].xcom_push(key="service_url", value=ref["url"])
+                context["ti"].xcom_push(key=XCOM_SERVICE_URL, value=ref["url"])
+                self.log.info("tracectl service %s is up at %s", task["id"], ref["url"])
                 return task["id"]
             if task["status"] in TERMINAL:
                 self._finish(context, task)  # raises unless succeeded
                 raise AirflowException(
                     f"tracectl service task {task['id']} ended ({task['status']}) without "
-                    f"reporting a URL (executor {task.get('executor')!r} may run mode=service "
-                    "as a job)"
-                )
-            if task["status"] == "running" and time.monotonic() > deadline:
-                raise AirflowException(
-                    f"tracectl service task {task['id']} runs but reported no URL within "
-                    f"{self.ready_timeout_s:g}s (executor {task.get('executor')!r} may not "
-                    "support mode=service)"
+                    "reporting a URL: it exited before listening on $PORT, or executor "
+                    f"{task.get('executor')!r} runs mode=service as a job"
                 )
             if time.monotonic() > deadline:
+                self.on_kill()
                 raise AirflowException(
-                    f"tracectl service task {task['id']} still {task['status']} after "
-                    f"{self.ready_timeout_s:g}s"
+                    f"tracectl service task {task['id']} still {task['status']} without a URL "
+                    f"after {self.ready_timeout_s:g}s (cancelled; executor "
+                    f"{task.get('executor')!r} may not support mode=service)"
                 )
             time.sleep(1.0)
             task = hook.get_task(task["id"])
+
+
+class TracectlStopServiceOperator(BaseOperator):  # type: ignore[misc]
+    """Stop the service started by task ``service_task_id`` and close the DAG run's tracectl Run.
+
+    Meant as the teardown of the service task (``stop.as_teardown(setups=serve)``), so it runs
+    even when the tasks that use the service fail. Closing the Run makes the controller stop
+    the Run's services once its other tasks have ended (recorded as succeeded, "stopped: run
+    ended"); a service still running after ``stop_timeout_s`` is cancelled. Pushes XCom
+    ``service_status`` (the service task's final status and reason).
+    """
+
+    ui_color = "#f3e3d8"
+    operator_extra_links = (TracectlLogsLink(), TracectlLineageLink())
+
+    def __init__(self, *, service_task_id: str, stop_timeout_s: float = 60.0,
+                 tracectl_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.service_task_id = service_task_id
+        self.stop_timeout_s = stop_timeout_s
+        self.tracectl_conn_id = tracectl_conn_id
+
+    def execute(self, context: Any) -> Any:
+        ti = context["ti"]
+        run_id = ti.xcom_pull(task_ids=self.service_task_id, key=XCOM_RUN_ID)
+        task_id = ti.xcom_pull(task_ids=self.service_task_id, key=XCOM_TASK_ID)
+        if not run_id or not task_id:
+            raise AirflowException(
+                f"task {self.service_task_id!r} pushed no tracectl run/task id: nothing to stop"
+            )
+        hook = TracectlHook(self.tracectl_conn_id)
+        hook.close_run(run_id)
+        self.log.info("closed tracectl run %s; waiting for service %s to stop", run_id, task_id)
+        ti.xcom_push(key=XCOM_TASK_ID, value=task_id)
+        deadline = time.monotonic() + self.stop_timeout_s
+        task = hook.get_task(task_id)
+        while task["status"] not in TERMINAL and time.monotonic() < deadline:
+            task = hook.wait_task(task_id, min(10.0, max(1.0, deadline - time.monotonic())))
+        if task["status"] not in TERMINAL:
+            self.log.warning("service %s still %s after %gs: cancelling it", task_id,
+                             task["status"], self.stop_timeout_s)
+            hook.cancel_task(task_id)
+            task = hook.wait_task(task_id, 30.0)
+        ti.xcom_push(key="service_status",
+                     value={"status": task["status"], "reason": task.get("reason")})
+        if task["status"] not in TERMINAL:
+            raise AirflowException(f"tracectl service {task_id} is still {task['status']}")
+        self.log.info("service %s %s: %s", task_id, task["status"], task.get("reason"))
+        return task["status"]

@@ -25,10 +25,15 @@ Spec format (see templates/pipeline/example.yaml)::
         command: [python, train.py]
         inputs: [{artifact: "task:prepare/prepared/train.csv", path: train.csv}]
         depends_on: []               # extra upstreams; task:<name>/ inputs add their own
+      stop:
+        stop: serve                  # teardown of service task `serve` (no command)
+        depends_on: [smoke_test]
 
 Task keys: command, image, env, secret_env, code, data, inputs, outputs, params, resources,
 timeout_s, retries, priority, mode (job|service), depends_on, airflow (extra operator
-arguments such as ``retries`` or ``execution_timeout_s``).
+arguments such as ``retries`` or ``execution_timeout_s``). A task with ``stop: <service task>``
+becomes a ``TracectlStopServiceOperator``, the teardown of that service (it closes the run so
+the controller stops the service); it takes only ``depends_on`` and ``airflow`` besides.
 """
 
 from __future__ import annotations
@@ -45,8 +50,9 @@ NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 TASK_KEYS = frozenset({
     "command", "image", "env", "secret_env", "code", "data", "inputs", "outputs", "params",
-    "resources", "timeout_s", "retries", "priority", "mode", "depends_on", "airflow",
+    "resources", "timeout_s", "retries", "priority", "mode", "depends_on", "airflow", "stop",
 })
+STOP_TASK_KEYS = frozenset({"stop", "depends_on", "airflow"})
 TOP_KEYS = frozenset({
     "pipeline", "description", "schedule", "start_date", "tags", "connection", "defaults",
     "params", "tasks", "max_active_runs",
@@ -114,7 +120,7 @@ def validate(spec: dict[str, Any], where: str = "spec") -> dict[str, Any]:
         if bad:
             raise SpecError(f"{where}: params.{key}: unknown keywords {bad}")
     defaults = spec.get("defaults") or {}
-    bad_defaults = sorted(set(defaults) - TASK_KEYS)
+    bad_defaults = sorted(set(defaults) - TASK_KEYS | set(defaults) & {"stop"})
     if bad_defaults:
         raise SpecError(f"{where}: defaults: unknown keys {bad_defaults}")
     for task_name, task in tasks.items():
@@ -126,6 +132,9 @@ def validate(spec: dict[str, Any], where: str = "spec") -> dict[str, Any]:
         bad = sorted(set(task) - TASK_KEYS)
         if bad:
             raise SpecError(f"{at}: unknown keys {bad} (allowed: {sorted(TASK_KEYS)})")
+        if "stop" in task:
+            _check_stop_task(at, task, tasks, defaults)
+            continue
         merged = {**defaults, **task}
         command = merged.get("command")
         if not isinstance(command, list) or not command:
@@ -142,8 +151,26 @@ def validate(spec: dict[str, Any], where: str = "spec") -> dict[str, Any]:
     return spec
 
 
+def _check_stop_task(at: str, task: dict[str, Any], tasks: dict[str, Any],
+                     defaults: dict[str, Any]) -> None:
+    bad = sorted(set(task) - STOP_TASK_KEYS)
+    if bad:
+        raise SpecError(f"{at}: a stop task takes only {sorted(STOP_TASK_KEYS)}; not {bad}")
+    target = task["stop"]
+    if target not in tasks or "stop" in (tasks[target] or {}):
+        raise SpecError(f"{at}: stop names unknown task {target!r}")
+    if {**defaults, **tasks[target]}.get("mode") != "service":
+        raise SpecError(f"{at}: stop names {target!r}, which is not a mode: service task")
+    bad_af = sorted(set(task.get("airflow") or {}) - AIRFLOW_KEYS)
+    if bad_af:
+        raise SpecError(f"{at}: airflow: unknown keys {bad_af}")
+    for dep in upstreams("", task):
+        if dep not in tasks:
+            raise SpecError(f"{at}: depends on unknown task {dep!r}")
+
+
 def upstreams(name: str, task: dict[str, Any]) -> list[str]:
-    deps: list[str] = []
+    deps: list[str] = [str(task["stop"])] if task.get("stop") else []
     for item in task.get("inputs") or []:
         artifact = str((item or {}).get("artifact", ""))
         if artifact.startswith("task:"):
@@ -155,7 +182,7 @@ def upstreams(name: str, task: dict[str, Any]) -> list[str]:
 def order(spec: dict[str, Any], where: str = "spec") -> list[str]:
     """Tasks in topological order (ties kept in spec order); a cycle is a SpecError."""
     defaults = spec.get("defaults") or {}
-    deps = {n: upstreams(n, {**defaults, **t}) for n, t in spec["tasks"].items()}
+    deps = {n: upstreams(n, _merged(defaults, t)) for n, t in spec["tasks"].items()}
     done: list[str] = []
     pending = list(deps)
     while pending:
@@ -167,6 +194,11 @@ def order(spec: dict[str, Any], where: str = "spec") -> list[str]:
     return done
 
 
+def _merged(defaults: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    """A task with the spec's defaults; a stop task runs nothing, so it takes none."""
+    return dict(task) if "stop" in task else {**defaults, **task}
+
+
 def _operator_kwargs(name: str, task: dict[str, Any], connection: str | None) -> dict[str, Any]:
     mapping = {
         "command": "command", "image": "image", "env": "env", "secret_env": "secret_env",
@@ -175,6 +207,9 @@ def _operator_kwargs(name: str, task: dict[str, Any], connection: str | None) ->
         "retries": "task_retries", "priority": "task_priority",
     }
     kwargs: dict[str, Any] = {"task_id": name}
+    if task.get("stop"):
+        kwargs["service_task_id"] = task["stop"]
+        mapping = {}
     for key, arg in mapping.items():
         if task.get(key) not in (None, [], {}):
             kwargs[arg] = task[key]
@@ -183,11 +218,17 @@ def _operator_kwargs(name: str, task: dict[str, Any], connection: str | None) ->
     return kwargs
 
 
+def _operator_of(task: dict[str, Any]) -> str:
+    if task.get("stop"):
+        return "TracectlStopServiceOperator"
+    return "TracectlServiceOperator" if task.get("mode") == "service" else "TracectlTaskOperator"
+
+
 def context(spec: dict[str, Any]) -> dict[str, Any]:
     defaults = spec.get("defaults") or {}
     tasks = []
     for name in order(spec):
-        task = {**defaults, **spec["tasks"][name]}
+        task = _merged(defaults, spec["tasks"][name])
         airflow = dict(task.get("airflow") or {})
         kwargs = _operator_kwargs(name, task, spec.get("connection"))
         timedeltas = {}
@@ -198,8 +239,8 @@ def context(spec: dict[str, Any]) -> dict[str, Any]:
         tasks.append({
             "name": name,
             "var": name.replace("-", "_"),
-            "operator": "TracectlServiceOperator" if task.get("mode") == "service"
-            else "TracectlTaskOperator",
+            "operator": _operator_of(task),
+            "teardown_of": str(task["stop"]).replace("-", "_") if task.get("stop") else None,
             "kwargs": [(k, py(v)) for k, v in kwargs.items()],
             "timedeltas": sorted(timedeltas.items()),
             "upstreams": [d.replace("-", "_") for d in upstreams(name, task)],

@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from controller.airflow.hooks import DEFAULT_CONN_ID, TERMINAL, TracectlHook
+from controller.airflow.hooks import DEFAULT_CONN_ID, TERMINAL, TracectlApiError, TracectlHook
 
 SETTLE_S = 10.0
 
@@ -55,3 +55,23 @@ class TracectlTaskTrigger(BaseTrigger):  # type: ignore[misc]
             yield TriggerEvent(
                 {"status": "error", "task_id": self.tracectl_task_id, "message": str(exc)}
             )
+
+    async def on_kill(self) -> None:
+        """Cancel the controller task: a user marked the deferred Airflow task failed (or
+        success, or cleared it).
+
+        Airflow 3.3's triggerer calls this only for such a user action, not when it shuts
+        down or hands the trigger to another triggerer (``cleanup`` runs then, and must not
+        cancel), and not after the trigger fired. The worker-side ``on_kill`` of the operator
+        never runs for a deferred task: no worker holds it.
+        """
+        hook = TracectlHook(self.conn_id, retries=2, timeout_s=10.0)
+        try:
+            task = await hook.acancel_task(self.tracectl_task_id)
+        except TracectlApiError as exc:
+            if exc.status != 409:  # 409: it had already ended, nothing to cancel
+                raise
+            self.log.info("tracectl task %s had already ended", self.tracectl_task_id)
+            return
+        self.log.info("cancelled tracectl task %s (%s)", self.tracectl_task_id,
+                      task.get("status"))

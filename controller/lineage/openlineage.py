@@ -1,8 +1,9 @@
 """OpenLineage RunEvents of a run's tasks, derived from the lineage event log, and emitters.
 
 One OpenLineage run per task attempt: START when it started, COMPLETE / FAIL / ABORT when it
-ended. The `parent` facet names the Airflow DAG run (namespace `airflow`, job = dag_id) so
-these events join the ones Airflow's OpenLineage provider sends for the same DAG run.
+ended. For a run started from Airflow the `parent` facet names the DAG run exactly as Airflow's
+OpenLineage provider does (its namespace, job = dag_id, the same runId), so these events join the
+ones the provider sends for that DAG run.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from hashlib import sha1
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
@@ -37,6 +41,9 @@ CUSTOM = "https://github.com/tracectl/tracectl/blob/main/docs/lineage.md"
 NAMESPACE = "tracectl"
 END_TYPES = {"succeeded": "COMPLETE", "failed": "FAIL", "cancelled": "ABORT"}
 _UUID_NS = uuid.UUID("6f1d3c1e-2b1a-5a4e-9a63-7d0f8f2a1c01")
+# The provider's job namespace when Airflow sets none ([openlineage] namespace,
+# OPENLINEAGE_NAMESPACE): the operator sends the one it sees as a run label.
+AIRFLOW_NAMESPACE = "default"
 
 
 def run_uuid(task_id: str, attempt: int) -> str:
@@ -44,12 +51,45 @@ def run_uuid(task_id: str, attempt: int) -> str:
     return str(uuid.uuid5(_UUID_NS, f"{task_id}#{attempt}"))
 
 
-def airflow_run_uuid(dag_id: str, airflow_run_id: str) -> str:
-    return str(uuid.uuid5(_UUID_NS, f"airflow:{dag_id}/{airflow_run_id}"))
+def static_uuid7(instant: datetime, data: bytes) -> uuid.UUID:
+    """openlineage-python's `generate_static_uuid`, restated (the controller does not depend on
+    openlineage-python): a UUIDv7 whose 48-bit time is INSTANT in ms and whose other 76 bits are
+    the SHA-1 of INSTANT's UTC ISO form + DATA. The same inputs always give the same id."""
+    instant_utc = instant.astimezone(UTC)
+    node = int(sha1(instant_utc.isoformat().encode() + data).hexdigest(), 16) >> 84  # noqa: S324
+    value = (int(instant_utc.timestamp() * 1000) & 0xFFFF_FFFF_FFFF) << 80
+    value |= node & 0xFFFF_FFFF_FFFF_FFFF_FFFF
+    value = (value & ~(0xF000 << 64)) | (7 << 76)  # version 7
+    value = (value & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant
+    return uuid.UUID(int=value)
+
+
+def airflow_dag_run_uuid(namespace: str, dag_id: str, logical_date: datetime,
+                         clear_number: int) -> str:
+    """The runId Airflow's OpenLineage provider gives a DAG run
+    (`OpenLineageAdapter.build_dag_run_id`: uuid7 of the logical date — `run_after` when the
+    run has none — and "<namespace>.<dag_id>.<clear_number>")."""
+    return str(static_uuid7(logical_date, f"{namespace}.{dag_id}.{clear_number}".encode()))
+
+
+def airflow_parent(dag_id: str | None, labels: Mapping[str, str]) -> dict[str, Any] | None:
+    """The Airflow DAG run as OpenLineage parent, from the run labels the operator sets
+    (`airflow_logical_date`, `airflow_clear_number`, `airflow_openlineage_namespace`); None
+    without a date (a run not made by the operator): a guessed runId would join nothing."""
+    logical_date = labels.get("airflow_logical_date")
+    if not (dag_id and logical_date):
+        return None
+    namespace = labels.get("airflow_openlineage_namespace") or AIRFLOW_NAMESPACE
+    run_id = airflow_dag_run_uuid(namespace, dag_id, datetime.fromisoformat(logical_date),
+                                  int(labels.get("airflow_clear_number") or 0))
+    return _facet(SCHEMAS["parent"], run={"runId": run_id},
+                  job={"namespace": namespace, "name": dag_id})
 
 
 def _facet(schema: str, **fields: Any) -> dict[str, Any]:
-    return {"_producer": PRODUCER, "_schemaURL": schema, **fields}
+    # The spec types optional facet fields as strings, numbers …, never null: leave them out.
+    present = {name: value for name, value in fields.items() if value is not None}
+    return {"_producer": PRODUCER, "_schemaURL": schema, **present}
 
 
 def _custom(name: str, **fields: Any) -> dict[str, Any]:
@@ -88,11 +128,9 @@ def _job(run: RunRow, task: TaskRow, record: dict[str, Any]) -> dict[str, Any]:
 def _run_facets(run: RunRow, task: TaskRow, record: dict[str, Any],
                 leases: list[dict[str, Any]]) -> dict[str, Any]:
     facets: dict[str, Any] = {}
-    if run.airflow_dag_id and run.airflow_run_id:
-        facets["parent"] = _facet(
-            SCHEMAS["parent"],
-            run={"runId": airflow_run_uuid(run.airflow_dag_id, run.airflow_run_id)},
-            job={"namespace": "airflow", "name": run.airflow_dag_id})
+    parent = airflow_parent(run.airflow_dag_id, run.labels or {})
+    if parent is not None:
+        facets["parent"] = parent
     env = record.get("environment") or {}
     facets["tracectl_environment"] = _custom(
         "EnvironmentFacet", image=task.spec.get("image") or env.get("image"),
@@ -100,6 +138,7 @@ def _run_facets(run: RunRow, task: TaskRow, record: dict[str, Any],
     facets["tracectl_task"] = _custom("TaskFacet", run_id=run.id, task_id=task.id,
                                       task_name=task.name, attempt=task.attempt,
                                       params=task.spec.get("params", {}),
+                                      airflow_dag_id=run.airflow_dag_id,
                                       airflow_run_id=run.airflow_run_id)
     mlflow = record.get("mlflow")
     if mlflow:
@@ -128,6 +167,12 @@ def _inputs(task: TaskRow, record: dict[str, Any], used: list[dict[str, Any]]) -
         for d in (task.resolved or {}).get("data", [])
     ]
     return datasets + [_artifact(i) for i in used]
+
+
+def _event_time(at: datetime) -> str:
+    """RFC 3339 in UTC with a `Z`, as the spec's date-time format wants (never a naive time)."""
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def run_events(db: Database, run_id: str) -> list[dict[str, Any]]:
@@ -177,7 +222,7 @@ def run_events(db: Database, run_id: str) -> list[dict[str, Any]]:
                                                 programmingLanguage="python")
             events.append({
                 "eventType": kind,
-                "eventTime": row.created_at.isoformat().replace("+00:00", "Z"),
+                "eventTime": _event_time(row.created_at),
                 "producer": PRODUCER, "schemaURL": SPEC,
                 "run": {"runId": run_uuid(task.id, number), "facets": facets},
                 "job": _job(run, task, record),

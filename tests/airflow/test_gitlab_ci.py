@@ -74,8 +74,9 @@ def test_render_dag_check_and_deploy_jobs(tmp_path: Path) -> None:
     assert out.returncode == 0, log[-6000:]
     for job in ("render", "dag-check", "deploy"):
         assert f"PASS  {job}" in log, log[-6000:]
-    assert "ok example_pipeline: 3 tasks" in log
-    assert "ok wine_from_spec: 3 tasks" in log
+    # prepare, train, evaluate, register, serve, smoke_test and the stop teardown
+    assert "ok example_pipeline: 7 tasks" in log
+    assert "ok wine_from_spec: 7 tasks" in log
 
     files = sorted(p.relative_to(deployed).as_posix() for p in deployed.rglob("*") if p.is_file())
     assert files == [COMMIT_MARKER, "example_pipeline.py", "rendered_example.py"]

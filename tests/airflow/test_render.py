@@ -33,6 +33,25 @@ def test_example_renders_deterministically() -> None:
     assert "TracectlTaskOperator(" in first
     assert "prepare >> train" in first and "train >> evaluate" in first
     assert "minimum=1" in first and "enum=['gini', 'entropy', 'log_loss']" in first
+    # the same shape as dags/example_pipeline.py: a service, its smoke test, a stop teardown
+    assert "serve = TracectlServiceOperator(" in first
+    assert "stop = TracectlStopServiceOperator(" in first
+    assert "serve >> smoke_test" in first and "smoke_test >> stop" in first
+    assert first.rstrip().endswith("stop.as_teardown(setups=serve)")
+
+
+def test_a_stop_task_is_the_teardown_of_its_service(tmp_path: Path) -> None:
+    spec = minimal(
+        web={"command": ["serve"], "mode": "service"},
+        probe={"command": ["probe"], "depends_on": ["web"]},
+        down={"stop": "web", "depends_on": ["probe"], "airflow": {"retries": 2}},
+    )
+    source = render(write(tmp_path, {**spec, "defaults": {"image": "img", "timeout_s": 60}}))
+    stop = source[source.index("down = "):source.index("    )", source.index("down = "))]
+    assert "TracectlStopServiceOperator(" in stop and "service_task_id='web'" in stop
+    assert "retries=2" in stop and "image" not in stop and "command" not in stop
+    assert "web >> down" in source and "probe >> down" in source
+    assert "down.as_teardown(setups=web)" in source
 
 
 def test_cli_writes_the_same_bytes(tmp_path: Path) -> None:
@@ -62,6 +81,10 @@ def test_dependencies_from_inputs_and_depends_on(tmp_path: Path) -> None:
     ({"pipeline": "bad name", "tasks": {"a": {"command": ["a"]}}}, "'pipeline' must match"),
     ({"pipeline": "p", "tasks": {"a": {"command": ["a"]}}, "params": {"n": {"type": "integer"}}},
      "params.n must be a mapping with a 'default'"),
+    (minimal(a={"command": ["a"]}, b={"stop": "a"}), "'a', which is not a mode: service task"),
+    (minimal(b={"stop": "nope"}), "stop names unknown task 'nope'"),
+    (minimal(a={"command": ["a"], "mode": "service"}, b={"stop": "a", "command": ["x"]}),
+     "a stop task takes only"),
 ])
 def test_invalid_specs_are_rejected_with_the_key(tmp_path: Path, spec: dict[str, object],
                                                  words: str) -> None:
