@@ -1,4 +1,7 @@
-"""The example pipeline (wine classifier) as an Airflow DAG: prepare -> train -> evaluate.
+"""The example pipeline (wine classifier) as an Airflow DAG.
+
+prepare -> train -> evaluate -> register (MLflow model version) -> serve (HTTP service) ->
+smoke_test (calls the service) -> stop (teardown of serve: runs even when smoke_test fails).
 
 Every task runs on the tracectl controller (connection ``tracectl_default``); one DAG run is one
 tracectl Run, so `tracectl lineage <run>` shows the git commit, the DVC data, the params, the
@@ -7,6 +10,12 @@ artifacts and the MLflow runs of this DAG run. The code is the repository `trace
 
 Params are validated by Airflow before anything runs: a bad value (e.g. ``n_estimators: 0``)
 is rejected at trigger time with the param's name and the rule it broke.
+
+``serve`` runs ``serve.py`` as a tracectl service (``mode: service``) of the model version
+``register`` created (XCom ``model_versions`` -> its spec's ``models``, so the lineage links the
+version to the service task); the controller gives it a port and its URL reaches ``smoke_test``
+through XCom ``service_url``. ``stop`` closes the tracectl Run, upon which the controller stops
+the service ("stopped: run ended").
 """
 
 from __future__ import annotations
@@ -17,7 +26,11 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
-from controller.airflow.operators import TracectlTaskOperator
+from controller.airflow.operators import (
+    TracectlServiceOperator,
+    TracectlStopServiceOperator,
+    TracectlTaskOperator,
+)
 
 DEFAULT_REPO = os.environ.get(
     "TRACECTL_DEMO_REPO", str(Path(__file__).resolve().parents[1] / ".tracectl" / "demo" / "repo")
@@ -26,10 +39,12 @@ CODE = {"repo": "{{ params.git_repo }}", "ref": "{{ params.git_ref }}"}
 RESOURCES = {"gpu": "{{ params.gpu }}",
              "gpu_flavor": "{{ params.gpu_flavor if params.gpu > 0 and params.gpu_flavor != 'any' "
                            "else None }}"}
+SERVICE_URL = "{{ ti.xcom_pull(task_ids='serve', key='service_url') }}"
 
 with DAG(
     dag_id="example_pipeline",
-    description="wine classifier on tracectl: prepare -> train -> evaluate",
+    description="wine classifier on tracectl: prepare -> train -> evaluate -> register -> "
+                "serve -> smoke_test -> stop",
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -53,6 +68,11 @@ with DAG(
         "n_estimators": Param(50, type="integer", minimum=1, maximum=2000),
         "max_depth": Param(5, type="integer", minimum=1, maximum=64),
         "seed": Param(42, type="integer", minimum=0),
+        "model_name": Param("wine-classifier", type="string", pattern=r"^[A-Za-z0-9_.-]{1,100}$",
+                            description="MLflow registered model to add the version to"),
+        "min_accuracy": Param(0.8, type="number", minimum=0, maximum=1,
+                              description="test accuracy below which register and smoke_test "
+                              "fail"),
     },
     doc_md=__doc__,
 ) as dag:
@@ -88,4 +108,47 @@ with DAG(
         outputs=["metrics.json"],
         task_timeout_s=600,
     )
-    prepare >> train >> evaluate
+    register = TracectlTaskOperator(
+        task_id="register",
+        image="{{ params.image }}",
+        command=["python", "register.py"],
+        code=CODE,
+        inputs=[{"artifact": "task:train/model/model.pkl", "path": "model.pkl"},
+                {"artifact": "task:evaluate/metrics.json", "path": "metrics.json"}],
+        task_params={"model_name": "{{ params.model_name }}",
+                     "min_accuracy": "{{ params.min_accuracy }}",
+                     "train_mlflow_run_id": "{{ ti.xcom_pull(task_ids='train', "
+                                            "key='mlflow_run_id') }}"},
+        outputs=["registered_model.json"],
+        task_timeout_s=600,
+    )
+    serve = TracectlServiceOperator(
+        task_id="serve",
+        image="{{ params.image }}",
+        command=["python", "serve.py"],
+        code=CODE,
+        # the version register created: lineage edge model version -> serve, and serve.py
+        # loads what $TRACECTL_MODELS names
+        models="{{ ti.xcom_pull(task_ids='register', key='model_versions') }}",
+        task_timeout_s=3600,  # a service nobody stopped ends after an hour
+        ready_timeout_s=300,
+    )
+    smoke_test = TracectlTaskOperator(
+        task_id="smoke_test",
+        image="{{ params.image }}",
+        command=["python", "smoke_test.py"],
+        code=CODE,
+        env={"SERVICE_URL": SERVICE_URL},
+        task_params={"service_url": SERVICE_URL, "min_accuracy": "{{ params.min_accuracy }}",
+                     "service_task_id": "{{ ti.xcom_pull(task_ids='serve', "
+                                        "key='tracectl_task_id') }}"},
+        inputs=[{"artifact": "task:register/registered_model.json",
+                 "path": "registered_model.json"},
+                {"artifact": "task:train/model/model.pkl", "path": "model.pkl"},
+                {"artifact": "task:prepare/prepared/test.csv", "path": "test.csv"}],
+        outputs=["smoke_test.json"],
+        task_timeout_s=600,
+    )
+    stop = TracectlStopServiceOperator(task_id="stop", service_task_id="serve")
+    prepare >> train >> evaluate >> register >> serve >> smoke_test
+    smoke_test >> stop.as_teardown(setups=serve)

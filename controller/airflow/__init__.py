@@ -5,10 +5,12 @@
 - ``triggers``: :class:`TracectlTaskTrigger` (async wait for a deferred operator)
 - ``links``: buttons to Kibana logs, the MLflow run and the tracectl lineage of a task
 - ``render``: YAML pipeline spec -> DAG file (``templates/pipeline``)
+- ``listener`` + ``plugin``: cancel a deferred task's controller task when a user ends it
 
 It needs only ``apache-airflow`` and ``httpx`` and imports nothing else from ``controller``,
 so it can be installed into Airflow's own virtualenv with ``pip install --no-deps``.
-Airflow finds it through the ``apache_airflow_provider`` entry point (``get_provider_info``).
+Airflow finds it through the ``apache_airflow_provider`` entry point (``get_provider_info``)
+and the listener through the ``airflow.plugins`` entry point (``plugin.TracectlPlugin``).
 """
 
 from __future__ import annotations

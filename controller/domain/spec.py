@@ -14,6 +14,8 @@ _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TASK_REF = re.compile(r"^task:[A-Za-z0-9][A-Za-z0-9_.-]*/.+$")
+# MLflow's registry URI of one version; names may hold spaces but no '/'.
+MODEL_URI = re.compile(r"^models:/(?P<name>[^/\x00]+)/(?P<version>[1-9][0-9]*)$")
 
 MAX_ARGV_ITEMS = 256
 MAX_ARG_CHARS = 8192
@@ -145,6 +147,11 @@ class TaskSpec(Strict):
     data: DataRef | None = None
     inputs: list[InputRef] = Field(default_factory=list, max_length=256)
     outputs: list[RelPath] = Field(default_factory=list, max_length=256)
+    models: list[str] = Field(
+        default_factory=list, max_length=64,
+        description="registered model versions the task reads, as 'models:/<name>/<version>': "
+        "recorded as lineage edges model -> task and given to it in TRACECTL_MODELS",
+    )
     params: dict[str, JsonValue] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     mode: TaskMode = TaskMode.JOB
@@ -179,6 +186,14 @@ class TaskSpec(Strict):
                 raise ValueError(f"env value of {key!r} contains a NUL byte")
             if len(val) > MAX_ENV_VALUE_CHARS:
                 raise ValueError(f"env value of {key!r} is over {MAX_ENV_VALUE_CHARS} characters")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        for uri in value:
+            if not MODEL_URI.match(uri):
+                raise ValueError(f"model {uri!r} must be 'models:/<name>/<version number>'")
         return value
 
     _check_outputs = field_validator("outputs")(

@@ -43,6 +43,8 @@ def cache_key(
         "command": list(spec.get("command", [])),
         "outputs": sorted(spec.get("outputs", [])),
     }
+    if spec.get("models"):  # only when declared: keys of tasks without models stay the same
+        material["models"] = sorted(spec["models"])
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

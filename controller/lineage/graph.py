@@ -1,7 +1,9 @@
 """Queries over the lineage graph: walks up and down, look-ups, and which runs used what.
 
 Node ids: `data:<path>@<md5>`, `commit:<sha>`, `task:<id>`, `artifact:<sha256>`,
-`model:<name>/<version>`, `service:<task id>`. Every query is indexed, and walks go level
+`model:<name>/<version>`, `service:<task id>`. Edges: commit -code-> task, data/artifact/model
+-used-> task, task -generated-> artifact, task -registered-> model, task -serves-> service,
+task -cached-> task. Every query is indexed, and walks go level
 by level and stop once the page is full, so cost follows the answer, not the store.
 """
 
@@ -222,7 +224,8 @@ class LineageGraph:
             if not name or not version:
                 raise InvalidInput(["model"], f"{value!r} must read name/version")
             node = f"model:{name}/{version}"
-            return {"node": node, "registered_by": self._tasks_to(node, limit)}
+            return {"node": node, "registered_by": self._tasks_to(node, limit),
+                    "used_by": self._tasks_from(node, limit)}
         if key == "commit":
             node = f"commit:{value}"
             return {"node": node, "used_by": self._tasks_from(node, limit)}

@@ -49,6 +49,11 @@ def data_node(path: str, md5: str) -> str:
     return f"data:{path}@{md5}"
 
 
+def model_node(uri: str) -> str:
+    """`model:<name>/<version>` of a registry URI `models:/<name>/<version>`."""
+    return f"model:{uri.removeprefix('models:/')}"
+
+
 def _edge(src: str, dst: str, kind: str, event: Event, path: str = "") -> dict[str, Any]:
     return {"src": src, "dst": dst, "kind": kind, "path": path, "run_id": event.run_id,
             "task_id": event.task_id or "", "event_id": event.id}
@@ -68,7 +73,11 @@ def edges_of(event: Event) -> list[dict[str, Any]]:
         for data in resolved.get("data") or []:
             edges.append(_edge(data_node(data["path"], data["md5"]), task, "used", event,
                                data["path"]))
-        if (payload.get("spec") or {}).get("mode") == "service":
+        spec = payload.get("spec") or {}
+        # A declared model version is read by the task, like an input artifact.
+        for uri in spec.get("models") or []:
+            edges.append(_edge(model_node(uri), task, "used", event, uri))
+        if spec.get("mode") == "service":
             edges.append(_edge(task, f"service:{event.task_id}", "serves", event))
         return edges
     if event.type == "input.used":

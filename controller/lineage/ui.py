@@ -51,7 +51,7 @@ def _links(node: dict[str, Any], links: dict[str, str]) -> list[tuple[str, str]]
     elif kind == "artifact":
         out.append(("producers", f"/v1/lineage/lookup?sha256={ident}"))
     elif kind == "model":
-        out.append(("registered by", f"/v1/lineage/lookup?model={quote(ident)}"))
+        out.append(("registered by / used by", f"/v1/lineage/lookup?model={quote(ident)}"))
     elif kind == "data":
         out.append(("runs using it", f"/v1/lineage/lookup?dataset={quote(ident)}"))
     return out

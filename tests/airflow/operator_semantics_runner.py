@@ -24,6 +24,14 @@ class FakeTI:
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[key] = value
 
+    def xcom_pull(self, task_ids: str, key: str) -> Any:
+        return PUSHED.get(task_ids, {}).get(key)
+
+
+PUSHED: dict[str, dict[str, Any]] = {}  # task id -> the XComs its last try pushed
+SERVER = ("import http.server, os; http.server.ThreadingHTTPServer(('127.0.0.1', "
+          "int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler).serve_forever()")
+
 
 def run_try(op: Any, try_number: int) -> dict[str, Any]:
     ti = FakeTI(op.task_id, try_number)
@@ -32,7 +40,29 @@ def run_try(op: Any, try_number: int) -> dict[str, Any]:
         error = None
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
+    PUSHED[op.task_id] = ti.xcoms
     return {"error": error, "xcoms": ti.xcoms}
+
+
+def trigger_on_kill(url: str) -> dict[str, Any]:
+    """TracectlTaskTrigger.on_kill (what the triggerer calls when a user marks a deferred task
+    failed) on a running task, then again once it has ended."""
+    import asyncio
+
+    from controller.airflow.hooks import TracectlHook
+    from controller.airflow.triggers import TracectlTaskTrigger
+
+    hook = TracectlHook()
+    run = hook.ensure_run(pipeline="semantics", dag_id="semantics", run_id="manual__kill")
+    task = hook.submit_task(run["id"], name="sleeper", idempotency_key="semantics:sleeper",
+                            spec={"command": ["python", "-c", "import time; time.sleep(600)"]})
+    while task["status"] not in ("running", "failed", "cancelled", "succeeded"):
+        task = hook.wait_task(task["id"], 1.0)
+    trigger = TracectlTaskTrigger(task["id"], poll_timeout_s=5)
+    asyncio.run(trigger.on_kill())
+    ended = hook.wait_task(task["id"], 60.0)
+    asyncio.run(trigger.on_kill())  # already cancelled: a 409, which on_kill swallows
+    return {"before": task["status"], "after": ended["status"], "reason": ended.get("reason")}
 
 
 def flaky_server() -> tuple[ThreadingHTTPServer, list[int]]:
@@ -62,7 +92,11 @@ def main() -> int:
     import os
 
     from controller.airflow.hooks import TracectlApiError, TracectlHook
-    from controller.airflow.operators import TracectlServiceOperator, TracectlTaskOperator
+    from controller.airflow.operators import (
+        TracectlServiceOperator,
+        TracectlStopServiceOperator,
+        TracectlTaskOperator,
+    )
 
     url = sys.argv[1]
     os.environ["AIRFLOW_CONN_TRACECTL_DEFAULT"] = json.dumps({"conn_type": "tracectl", "host": url})
@@ -76,9 +110,15 @@ def main() -> int:
                                deferrable=False, poll_timeout_s=5)
     out["bad"] = [run_try(bad, 1), run_try(bad, 2), run_try(bad, 2)]
 
-    service = TracectlServiceOperator(task_id="serve", command=["python", "-c", "print(1)"],
+    quitter = TracectlServiceOperator(task_id="quitter", command=["python", "-c", "print(1)"],
+                                      ready_timeout_s=120)
+    out["quitter"] = run_try(quitter, 1)
+    service = TracectlServiceOperator(task_id="serve", command=["python", "-c", SERVER],
                                       ready_timeout_s=120)
     out["service"] = run_try(service, 1)
+    stop = TracectlStopServiceOperator(task_id="stop", service_task_id="serve")
+    out["stop"] = run_try(stop, 1)
+    out["on_kill"] = trigger_on_kill(url)
 
     server, calls = flaky_server()
     port = server.server_address[1]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,18 @@ def conn_env(controller: Controller) -> dict[str, str]:
                    "kibana_url": "http://kibana.invalid:5601"}})}
 
 
-@pytest.mark.timeout(900)
+JOBS = ("prepare", "train", "evaluate", "register", "smoke_test")
+OUTPUTS = {"prepare": {"prepared/train.csv", "prepared/test.csv"}, "train": {"model/model.pkl"},
+           "evaluate": {"metrics.json"}, "register": {"registered_model.json"},
+           "smoke_test": {"smoke_test.json"}}
+
+
+def log_text(controller: Controller, task_id: str) -> str:
+    return "\n".join(line["message"] for line in
+                     controller.get(f"/v1/tasks/{task_id}/logs", limit=1000)["items"])
+
+
+@pytest.mark.timeout(1200)
 def test_example_dag_end_to_end(airflow_python: Path, airflow_home: dict[str, str],
                                 controller: Controller, demo_repo: Path, tmp_path: Path) -> None:
     # run the DAG as the deploy job publishes it: with the commit marker next to it
@@ -32,23 +46,24 @@ def test_example_dag_end_to_end(airflow_python: Path, airflow_home: dict[str, st
     started = time.monotonic()
     result = dag_test(airflow_python, airflow_home, tmp_path / "deployed" / DAG_FILE.name,
                       "example_pipeline",
-                      {"git_repo": str(demo_repo), "n_estimators": 20, "max_depth": 4},
+                      {"git_repo": str(demo_repo), "n_estimators": 20, "max_depth": 4,
+                       "model_name": "wine-e2e", "min_accuracy": 0.7},
                       conn_env(controller))
     print(f"dag.test() of example_pipeline: {time.monotonic() - started:.1f}s")
     assert result.get("state") == "success", result.get("log", "")[-4000:]
-    assert result["tasks"] == {"prepare": "success", "train": "success", "evaluate": "success"}
+    assert result["tasks"] == dict.fromkeys(
+        ("prepare", "train", "evaluate", "register", "serve", "smoke_test", "stop"), "success")
 
     xcoms: dict[str, dict[str, Any]] = result["xcoms"]
-    run_ids = {xcoms[t]["tracectl_run_id"] for t in ("prepare", "train", "evaluate")}
+    run_ids = {xcoms[t]["tracectl_run_id"] for t in (*JOBS, "serve")}
     assert len(run_ids) == 1, "one DAG run must map to one tracectl run"
     run_id = run_ids.pop()
-    for name, outputs in (("prepare", {"prepared/train.csv", "prepared/test.csv"}),
-                          ("train", {"model/model.pkl"}), ("evaluate", {"metrics.json"})):
+    for name in JOBS:
         x = xcoms[name]
         assert x["tracectl_task_id"].startswith("task_")
         assert x["return_value"] == x["tracectl_task_id"]
         assert x["mlflow_run_id"], f"{name} has no MLflow run"
-        assert {a["path"] for a in x["artifacts"]} == outputs
+        assert {a["path"] for a in x["artifacts"]} == OUTPUTS[name]
         assert all(len(a["sha256"]) == 64 and a["uri"] for a in x["artifacts"])
         assert x["_link_TracectlLineageLink"] == (
             f"{controller.url}/v1/tasks/{x['tracectl_task_id']}/lineage")
@@ -59,10 +74,14 @@ def test_example_dag_end_to_end(airflow_python: Path, airflow_home: dict[str, st
     assert run["airflow_dag_id"] == "example_pipeline"
     assert run["airflow_run_id"] == result["run_id"]
     assert run["status"] == "succeeded"
-    assert run["labels"] == {"source": "airflow", "dag_commit": commit}
+    labels = dict(run["labels"])
+    logical_date = datetime.fromisoformat(labels.pop("airflow_logical_date"))
+    assert logical_date.tzinfo is not None
+    assert labels == {"source": "airflow", "dag_commit": commit, "airflow_clear_number": "0",
+                      "airflow_openlineage_namespace": "default"}
     lineage = controller.get(f"/v1/runs/{run_id}/lineage")
     tasks = {t["name"]: t for t in lineage["tasks"]}
-    assert set(tasks) == {"prepare", "train", "evaluate"}
+    assert set(tasks) == {*JOBS, "serve"}
     train = tasks["train"]["lineage"]
     assert train["params"] == {"n_estimators": 20, "max_depth": 4, "seed": 42}
     assert len(train["code"]["commit"]) == 40
@@ -72,6 +91,90 @@ def test_example_dag_end_to_end(airflow_python: Path, airflow_home: dict[str, st
     model = xcoms["train"]["artifacts"][0]["sha256"]
     assert {"from": f"artifact:{model}", "to": f"task:{xcoms['evaluate']['tracectl_task_id']}",
             "path": "model.pkl"} in lineage["edges"]
+
+    # register: a model version in the controller's MLflow registry, made from train's model
+    from mlflow.tracking import MlflowClient
+
+    from controller.config import Settings
+
+    registry = MlflowClient(tracking_uri=Settings.from_env(home=controller.home).mlflow_uri)
+    version = registry.get_model_version("wine-e2e", "1")
+    assert version.tags["sha256"] == model
+    assert version.tags["trained_by_mlflow_run"] == xcoms["train"]["mlflow_run_id"]
+    assert version.run_id == xcoms["register"]["mlflow_run_id"]
+    register_id = xcoms["register"]["tracectl_task_id"]
+    found = controller.get("/v1/lineage/lookup", model="wine-e2e/1")
+    assert found["registered_by"] == [{"run_id": run_id, "task_id": register_id}]
+
+    # serve: answered the smoke test, then stopped by the run's end (stop closed the run)
+    serve_id = xcoms["serve"]["tracectl_task_id"]
+    assert xcoms["serve"]["service_url"].startswith("http://127.0.0.1:")
+    service = controller.get(f"/v1/tasks/{serve_id}")
+    assert (service["status"], service["reason"]) == ("succeeded", "stopped: run ended")
+    assert xcoms["stop"]["service_status"] == {"status": "succeeded",
+                                               "reason": "stopped: run ended"}
+    served = log_text(controller, serve_id)
+    assert "GET /health -> 200" in served and "POST /predict -> 200" in served, served
+    smoke = tasks["smoke_test"]["lineage"]
+    assert smoke["params"]["service_url"] == xcoms["serve"]["service_url"]
+    assert smoke["params"]["service_task_id"] == serve_id
+    assert '"version": "1"' in log_text(controller, xcoms["smoke_test"]["tracectl_task_id"])
+
+    # lineage: model version -> service, directly. register made model:wine-e2e/1 (XCom
+    # model_versions); serve declared it in its spec's models and runs as service:<serve id>
+    assert xcoms["register"]["model_versions"] == ["models:/wine-e2e/1"]
+    assert service["spec"]["models"] == ["models:/wine-e2e/1"]
+    graph = {(e["from"], e["to"], e["kind"])
+             for e in controller.get(f"/v1/runs/{run_id}/graph")["edges"]}
+    assert {(f"task:{register_id}", "model:wine-e2e/1", "registered"),
+            ("model:wine-e2e/1", f"task:{serve_id}", "used"),
+            (f"task:{serve_id}", f"service:{serve_id}", "serves")} <= graph
+    up = {n["id"]: n["depth"] for n in controller.get(
+        "/v1/lineage/upstream", node=f"task:{serve_id}", depth=5)["items"]}
+    assert up["model:wine-e2e/1"] == 1 and up[f"task:{register_id}"] == 2
+    assert f"artifact:{model}" in up  # through register to the model file train wrote
+    down = {n["id"]: n["depth"] for n in controller.get(
+        "/v1/lineage/downstream", node="model:wine-e2e/1", depth=5)["items"]}
+    assert down[f"task:{serve_id}"] == 1 and down[f"service:{serve_id}"] == 2
+    assert found_used(controller, "wine-e2e/1") == [serve_id]
+
+
+def found_used(controller: Controller, model: str) -> list[str]:
+    return [u["task_id"] for u in controller.get("/v1/lineage/lookup", model=model)["used_by"]]
+
+
+def wrong_service_repo(demo_repo: Path, dest: Path) -> Path:
+    """A copy of the demo repository whose service answers every row with the wrong class."""
+    shutil.copytree(demo_repo, dest)
+    serve = dest / "serve.py"
+    source = serve.read_text()
+    right = "int(c) for c in model.predict"
+    assert right in source, "serve.py changed: update this test's fault"
+    serve.write_text(source.replace(right, "(int(c) + 1) % 3 for c in model.predict"))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@tracectl.invalid"]
+    subprocess.run([*git, "commit", "-qam", "serve answers wrongly"], cwd=dest, check=True)
+    return dest
+
+
+@pytest.mark.timeout(1200)
+def test_a_failed_smoke_test_still_stops_the_service(
+        airflow_python: Path, airflow_home: dict[str, str], controller: Controller,
+        demo_repo: Path, tmp_path: Path) -> None:
+    repo = wrong_service_repo(demo_repo, tmp_path / "repo")
+    result = dag_test(airflow_python, airflow_home, DAG_FILE, "example_pipeline",
+                      {"git_repo": str(repo), "n_estimators": 10, "model_name": "wine-wrong"},
+                      conn_env(controller))
+    assert result.get("state") == "failed", result.get("log", "")[-4000:]
+    assert result["tasks"] == {**dict.fromkeys(("prepare", "train", "evaluate", "register",
+                                                "serve"), "success"),
+                               "smoke_test": "failed", "stop": "success"}
+    xcoms = result["xcoms"]
+    smoke = controller.get(f"/v1/tasks/{xcoms['smoke_test']['tracectl_task_id']}")
+    assert smoke["status"] == "failed" and smoke["exit_code"] == 1, smoke
+    assert "rows differently from the model" in log_text(controller, smoke["id"])
+    service = controller.get(f"/v1/tasks/{xcoms['serve']['tracectl_task_id']}")
+    assert (service["status"], service["reason"]) == ("succeeded", "stopped: run ended")
+    assert xcoms["stop"]["service_status"]["reason"] == "stopped: run ended"
 
 
 @pytest.mark.parametrize(("conf", "param", "words"), [

@@ -1,12 +1,17 @@
 """The example DAG through a real Airflow 3 (deploy/local/airflow: api-server, scheduler,
-dag-processor, triggerer) triggered over its REST API /api/v2, against a real controller."""
+dag-processor, triggerer) triggered over its REST API /api/v2, against a real controller:
+the whole pipeline with its service, a deferred task marked failed at once (cancelled on
+the controller by the listener plugin), and bad params refused at trigger time."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,7 @@ from tests.airflow.conftest import Controller
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 DAG_ID = "example_pipeline"
+TASKS = ("prepare", "train", "evaluate", "register", "serve", "smoke_test", "stop")
 
 
 class AirflowApi:
@@ -83,15 +89,18 @@ def test_trigger_over_rest_runs_the_pipeline(api: AirflowApi, controller: Contro
     tis = api.ok("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
     states = {ti["task_id"]: ti["state"] for ti in tis}
     assert run["state"] == "success", states
-    assert states == {"prepare": "success", "train": "success", "evaluate": "success"}
+    assert states == dict.fromkeys(TASKS, "success")
 
-    task_ids = {t: api.xcom(run_id, t, "tracectl_task_id") for t in states}
-    run_ids = {api.xcom(run_id, t, "tracectl_run_id") for t in states}
+    task_ids = {t: api.xcom(run_id, t, "tracectl_task_id") for t in TASKS if t != "stop"}
+    run_ids = {api.xcom(run_id, t, "tracectl_run_id") for t in task_ids}
     assert len(run_ids) == 1
     tracectl_run = controller.get(f"/v1/runs/{run_ids.pop()}")
     assert tracectl_run["airflow_dag_id"] == DAG_ID
     assert tracectl_run["airflow_run_id"] == run_id
     assert tracectl_run["status"] == "succeeded"
+    # a REST trigger with "logical_date": null: the label holds the run's run_after instead
+    run_after = datetime.fromisoformat(run["run_after"].replace("Z", "+00:00"))
+    assert datetime.fromisoformat(tracectl_run["labels"]["airflow_logical_date"]) == run_after
 
     artifacts = api.xcom(run_id, "train", "artifacts")
     assert [a["path"] for a in artifacts] == ["model/model.pkl"]
@@ -106,6 +115,62 @@ def test_trigger_over_rest_runs_the_pipeline(api: AirflowApi, controller: Contro
     assert train["outputs"][0]["sha256"] == artifacts[0]["sha256"]
     link = api.xcom(run_id, "train", "_link_TracectlLineageLink")
     assert link == f"{controller.url}/v1/tasks/{task_ids['train']}/lineage"
+
+    # the service: started, answered the smoke test, stopped when stop closed the run
+    assert api.xcom(run_id, "serve", "service_url").startswith("http://127.0.0.1:")
+    assert api.xcom(run_id, "stop", "service_status") == {"status": "succeeded",
+                                                          "reason": "stopped: run ended"}
+    assert (by_name["serve"]["status"], by_name["serve"]["reason"]) == (
+        "succeeded", "stopped: run ended")
+    model = controller.get("/v1/lineage/lookup", model="wine-classifier/1")
+    assert model["registered_by"] == [{"run_id": tracectl_run["id"],
+                                       "task_id": task_ids["register"]}]
+    downstream = controller.get("/v1/lineage/downstream", node=f"task:{task_ids['register']}")
+    assert {"model:wine-classifier/1", f"service:{task_ids['serve']}"} <= {
+        n["id"] for n in downstream["items"]}
+
+
+def slow_repo(demo_repo: Path, dest: Path) -> Path:
+    """A copy of the demo repository whose prepare step sleeps (so that it gets deferred)."""
+    shutil.copytree(demo_repo, dest)
+    (dest / "prepare.py").write_text("import time\n\ntime.sleep(900)\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@tracectl.invalid"]
+    subprocess.run([*git, "commit", "-qam", "prepare sleeps"], cwd=dest, check=True)
+    return dest
+
+
+@pytest.mark.timeout(900)
+def test_marking_a_deferred_task_failed_cancels_it_on_the_controller(
+        api: AirflowApi, airflow: dict[str, str], controller: Controller, demo_repo: Path,
+        tmp_path: Path) -> None:
+    repo = slow_repo(demo_repo, tmp_path / "slow-repo")
+    run_id = api.ok("POST", f"/dags/{DAG_ID}/dagRuns", json={
+        "logical_date": None, "conf": {"git_repo": str(repo)}})["dag_run_id"]
+    ti_path = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/prepare"
+    deadline = time.monotonic() + 600
+    # Marked failed as soon as it is deferred, without waiting for a triggerer to take the
+    # trigger: then the trigger's on_kill may never run, and the tracectl listener plugin in
+    # the API server cancels the task (docs/airflow.md, "Kill / mark failed").
+    while (ti := api.ok("GET", ti_path))["state"] != "deferred":
+        assert ti["state"] in (None, "scheduled", "queued", "running"), ti
+        assert time.monotonic() < deadline, f"prepare still {ti['state']}"
+        time.sleep(0.2)
+    task_id = api.xcom(run_id, "prepare", "tracectl_task_id")
+    api.ok("PATCH", ti_path, json={"new_state": "failed"})
+    taken_by = (ti.get("trigger") or {}).get("triggerer_id")
+    deadline = time.monotonic() + 180
+    while (task := controller.get(f"/v1/tasks/{task_id}/wait", timeout_s=20))["status"] not in (
+            "succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, f"{task_id} still {task['status']} after mark-failed"
+    assert task["status"] == "cancelled", task
+    assert api.ok("GET", ti_path)["state"] == "failed"
+    # the listener ran in the API server for this task: it cancelled it, or found it ended
+    # (cancelled by the trigger's on_kill first)
+    api_log = (Path(airflow["AIRFLOW_HOME"]).parent / "api-server.log").read_text()
+    assert (f"cancelled tracectl task {task_id}" in api_log
+            or f"tracectl task {task_id} had already ended" in api_log), api_log[-3000:]
+    print(f"deferred prepare marked failed (trigger taken by triggerer {taken_by!r}): "
+          f"controller task {task_id} {task['reason']!r}")
 
 
 def test_bad_params_rejected_at_trigger(api: AirflowApi, controller: Controller) -> None:

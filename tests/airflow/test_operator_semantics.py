@@ -65,10 +65,31 @@ def test_hook_reports_4xx_with_the_field(observed: dict[str, Any]) -> None:
     assert "spec.command" in observed["invalid"]["message"]
 
 
-def test_service_operator_says_the_local_executor_runs_no_services(
+def test_service_operator_pushes_the_url_and_stop_ends_the_service(
+        observed: dict[str, Any], controller: Controller) -> None:
+    service = observed["service"]
+    assert service["error"] is None, service
+    url = service["xcoms"]["service_url"]
+    assert url.startswith("http://127.0.0.1:")
+    stop = observed["stop"]
+    assert stop["error"] is None, stop
+    assert stop["xcoms"]["service_status"] == {"status": "succeeded",
+                                               "reason": "stopped: run ended"}
+    task = controller.get(f"/v1/tasks/{service['xcoms']['tracectl_task_id']}")
+    assert (task["status"], task["reason"]) == ("succeeded", "stopped: run ended")
+    assert controller.get(f"/v1/runs/{task['run_id']}")["closed_at"]
+
+
+def test_service_operator_fails_for_a_service_that_never_listens(
         observed: dict[str, Any]) -> None:
-    # the local executor accepts mode=service but runs it as a job and reports no URL
-    error = observed["service"]["error"]
-    assert error.startswith("AirflowException: tracectl service task"), error
-    assert "without reporting a URL" in error or "reported no URL" in error
-    assert "service_url" not in observed["service"]["xcoms"]
+    error = observed["quitter"]["error"]
+    print(f"a service that exits at once: {error}")
+    assert error is not None and error.startswith("AirflowException: tracectl service task"), error
+    assert "ended (succeeded) without reporting a URL: it exited before listening" in error
+    assert "service_url" not in observed["quitter"]["xcoms"]
+
+
+def test_trigger_on_kill_cancels_the_controller_task(observed: dict[str, Any]) -> None:
+    # what the triggerer runs when a user marks a deferred task failed (live: test_live_airflow)
+    assert observed["on_kill"] == {"before": "running", "after": "cancelled",
+                                   "reason": "cancelled on request"}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
+from controller.lineage.models import model_events
 from tests.lineage.conftest import Demo
 
 
@@ -100,3 +103,45 @@ def test_diff_of_a_run_with_itself_and_with_other_params(demo: Demo) -> None:
     assert diff["tasks"]["prepare"]["outputs"]["prepared/train.csv"]["same"]
     assert not train["outputs"]["model/model.pkl"]["same"]
     assert not diff["identical_outputs"]
+
+
+def test_a_task_that_declares_a_model_version_is_downstream_of_it(demo: Demo) -> None:
+    client = demo.api.client
+    train = demo.tasks["train"]
+    with client.app.state.service.db.write() as session:  # type: ignore[attr-defined]
+        session.add_all(model_events(demo.run_id, train["id"], [
+            {"name": "wine served", "version": "7", "source": "runs:/x/model"}]))
+    run_id = demo.api.run("serving")
+    served = demo.api.submit(run_id, "serve", models=["models:/wine served/7"], command=[
+        "python", "-c", "import os; open('models.json', 'w').write(os.environ['TRACECTL_MODELS'])"],
+        outputs=["models.json"])
+    assert demo.api.wait(served["id"])["status"] == "succeeded"
+    model, task = "model:wine served/7", f"task:{served['id']}"
+
+    up = walk(demo, "upstream", task, depth=10)
+    ups = {n["id"]: n for n in up["items"]}
+    assert ups[model]["depth"] == 1
+    assert {"from": model, "to": task, "kind": "used",
+            "path": "models:/wine served/7"} in up["edges"]
+    # through the version to the task that registered it and what that one read
+    assert f"task:{train['id']}" in ups and f"data:data/wine.csv@{demo.md5}" in ups
+    down = walk(demo, "downstream", model, depth=1)
+    assert [n["id"] for n in down["items"]] == [task]
+    found = client.get("/v1/lineage/lookup", params={"model": "wine served/7"}).json()
+    assert found["registered_by"] == [{"run_id": demo.run_id, "task_id": train["id"]}]
+    assert found["used_by"] == [{"run_id": run_id, "task_id": served["id"],
+                                 "path": "models:/wine served/7"}]
+    written = client.get(f"/v1/runs/{run_id}/lineage").json()["tasks"][0]["lineage"]["outputs"]
+    # the task was told which version it reads
+    declared = json.dumps(["models:/wine served/7"]).encode()
+    assert [(o["path"], o["sha256"]) for o in written] == [
+        ("models.json", hashlib.sha256(declared).hexdigest())]
+
+
+def test_a_model_that_is_not_a_registry_version_is_refused(demo: Demo) -> None:
+    run_id = demo.api.run("serving")
+    for bad in ("models:/wine", "models:/wine/latest", "runs:/abc/model", "models:/a/b/1"):
+        response = demo.api.client.post(f"/v1/runs/{run_id}/tasks", json={
+            "name": "serve", "spec": {"command": ["true"], "models": [bad]}})
+        assert response.status_code == 422, response.text
+        assert "models" in response.text and bad in response.text, response.text
