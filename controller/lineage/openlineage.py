@@ -166,7 +166,15 @@ def _inputs(task: TaskRow, record: dict[str, Any], used: list[dict[str, Any]]) -
         }}
         for d in (task.resolved or {}).get("data", [])
     ]
-    return datasets + [_artifact(i) for i in used]
+    return datasets + [_model(uri) for uri in task.spec.get("models") or []] + [
+        _artifact(i) for i in used]
+
+
+def _model(uri: str) -> dict[str, Any]:
+    """A registered model version the task declared (`models:/<name>/<version>`)."""
+    version = uri.rsplit("/", 1)[-1]
+    return {"namespace": "mlflow", "name": uri,
+            "facets": {"version": _facet(SCHEMAS["version"], datasetVersion=version)}}
 
 
 def _event_time(at: datetime) -> str:

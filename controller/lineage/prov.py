@@ -107,6 +107,13 @@ def run_document(db: Database, run_id: str) -> dict[str, Any]:
             doc.relate("used", {"prov:activity": activity, "prov:entity": entity,
                                 "prov:role": _s("data")})
             used.append(entity)
+        for uri in task.spec.get("models") or []:
+            entity = f"model:{uri.removeprefix('models:/')}"
+            doc.add("entity", entity, {"prov:type": _s("tracectl:ModelVersion"),
+                                       "prov:label": uri})
+            doc.relate("used", {"prov:activity": activity, "prov:entity": entity,
+                                "prov:role": _s("model")})
+            used.append(entity)
         for item in record.get("inputs", []):
             entity = _artifact_id(item["sha256"])
             doc.add("entity", entity, {"prov:type": _s("tracectl:Artifact"),

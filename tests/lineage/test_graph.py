@@ -136,6 +136,17 @@ def test_a_task_that_declares_a_model_version_is_downstream_of_it(demo: Demo) ->
     declared = json.dumps(["models:/wine served/7"]).encode()
     assert [(o["path"], o["sha256"]) for o in written] == [
         ("models.json", hashlib.sha256(declared).hexdigest())]
+    # the standard exports carry the same edge
+    events = client.get(f"/v1/runs/{run_id}/openlineage").json()["items"]
+    assert events and all(
+        {"namespace": "mlflow", "name": "models:/wine served/7"}.items()
+        <= next(i for i in e["inputs"] if i["namespace"] == "mlflow").items() for e in events)
+    assert all(next(i for i in e["inputs"] if i["namespace"] == "mlflow")
+               ["facets"]["version"]["datasetVersion"] == "7" for e in events)
+    document = client.get(f"/v1/runs/{run_id}/prov").json()
+    assert document["entity"][model]["prov:label"] == "models:/wine served/7"
+    assert any(u["prov:entity"] == model and u["prov:activity"] == task
+               for u in document["used"].values())
 
 
 def test_a_model_that_is_not_a_registry_version_is_refused(demo: Demo) -> None:
