@@ -6,14 +6,16 @@
 
 Each contender is a controller of its own: its own Database object and LeaseAdmitter on the
 same store, spread over several OS processes. In a loop it runs one write transaction (one
-admission round): end the leases whose hold time (`--hold-ms`, the lease TTL) is over, as a
-supervisor ends a task it saw exit (`reclaim_expired`), top its queue up to `--batch` tasks
-with random claims, and let the admitter decide on all of them. A decision is one queued
-task granted or refused in a round. granted_at / released_at are read under the store's
-write lock (SQLite) or the round lock (PostgreSQL), so they follow the commit order, and
-two overlapping holds of one exclusive unit would show in them; a sampler also reads the
-live lease table many times a second. The JSON result on stdout carries the command line
-and the machine.
+admission round): top its queue up to `--batch` tasks with random claims (one multi-row
+INSERT: submission), read its queued tasks, end the leases whose hold time (`--hold-ms`,
+the lease TTL) is over, as a supervisor ends a task it saw exit (`reclaim_expired`), let
+the admitter decide on all queued tasks, and mark the admitted ones running (one UPDATE).
+A decision is one queued task granted or refused in a round; a task refused in one round
+and decided again in the next counts once per round, as the admitter did the work twice.
+granted_at / released_at are read under the store's write lock (SQLite) or the round lock
+(PostgreSQL), so they follow the commit order, and two overlapping holds of one exclusive
+unit would show in them; a sampler also reads the live lease table many times a second.
+The JSON result on stdout carries the command line and the machine.
 
 The same `run()` backs tests/leases/test_concurrency.py.
 """
@@ -41,7 +43,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, delete, select, text
+from sqlalchemy import create_engine, delete, insert, select, text, update
 from sqlalchemy.engine import make_url
 
 from controller.scheduling.inventory import GpuPool, Inventory, Volume
@@ -157,26 +159,24 @@ def contend(url: str, name: str, seconds: float, batch: int, hold_s: float, seed
             granted: list[str] = []
             try:
                 with db.write() as session:
-                    admitter.reclaim_expired(session, _finished)
-                    while len(queued) + len(added) < batch:
+                    new_tasks: list[dict[str, Any]] = []
+                    while len(queued) + len(new_tasks) < batch:
                         counter += 1
-                        task_id = f"{name}-{counter}"
-                        session.add(TaskRow(id=task_id, run_id="bench", name=task_id,
-                                            team=f"team-{rng.randrange(3)}",
-                                            spec={"command": ["true"],
-                                                  "resources": random_claims(rng)},
-                                            resolved={}, status="queued",
-                                            queued_at=datetime.now(UTC)))
-                        added.append(task_id)
-                    session.flush()
+                        new_tasks.append(_new_task(f"{name}-{counter}", rng))
+                    added = [t["id"] for t in new_tasks]
+                    if new_tasks:  # submission, batched: not what this bench measures
+                        session.execute(insert(TaskRow), new_tasks)
+                    # as the supervisor does: read the queue, then the admitter's round
+                    # (which takes the round lock) in the same transaction
                     rows = list(session.scalars(
                         select(TaskRow).where(TaskRow.id.in_(list(queued) + added))
                         .order_by(TaskRow.priority.desc(), TaskRow.queued_at, TaskRow.id)))
+                    admitter.reclaim_expired(session, _finished)
                     decisions = admitter.admit(session, rows)
-                    for row in rows:
-                        if decisions[row.id].admitted:
-                            row.status = "running"
-                            granted.append(row.id)
+                    granted = [row.id for row in rows if decisions[row.id].admitted]
+                    if granted:  # as the supervisor does: the admitted task starts
+                        session.execute(update(TaskRow).where(TaskRow.id.in_(granted))
+                                        .values(status="running"))
                     decided = len(rows)
             except Exception as exc:  # a contender that fails is reported, not hidden
                 result.errors.append(f"{name}: {type(exc).__name__}: {exc}")
@@ -199,6 +199,14 @@ def contend(url: str, name: str, seconds: float, batch: int, hold_s: float, seed
         if own_db:
             db.dispose()
     return result
+
+
+def _new_task(task_id: str, rng: random.Random) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {"id": task_id, "run_id": "bench", "name": task_id,
+            "team": f"team-{rng.randrange(3)}",
+            "spec": {"command": ["true"], "resources": random_claims(rng)}, "resolved": {},
+            "status": "queued", "queued_at": now, "created_at": now, "updated_at": now}
 
 
 def _finished(_task_id: str) -> bool:

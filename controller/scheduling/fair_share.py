@@ -19,7 +19,8 @@ from controller.store.schema import TaskRow
 def admission_order(
     queued: Sequence[TaskRow], gpus_held: Mapping[str, int], gpus_of: Callable[[TaskRow], int]
 ) -> list[TaskRow]:
-    fifo = sorted(queued, key=lambda r: (-r.priority, _queued_key(r), r.id))
+    waited = {row.id: _queued_key(row) for row in queued}  # computed once, compared often
+    fifo = sorted(queued, key=lambda r: (-r.priority, waited[r.id], r.id))
     load = dict(gpus_held)
     ordered: list[TaskRow] = []
     for _priority, level in groupby(fifo, key=lambda r: r.priority):
@@ -27,7 +28,7 @@ def admission_order(
         for row in level:
             by_team.setdefault(row.team, deque()).append(row)
         while by_team:
-            team = min(by_team, key=lambda t: (load.get(t, 0), _queued_key(by_team[t][0]),
+            team = min(by_team, key=lambda t: (load.get(t, 0), waited[by_team[t][0].id],
                                                by_team[t][0].id))
             row = by_team[team].popleft()
             if not by_team[team]:

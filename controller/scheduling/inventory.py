@@ -26,16 +26,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import select, update
+from sqlalchemy import Row, Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from controller.domain.spec import Resources
 from controller.errors import InvalidInput
 from controller.store.lease_schema import ResourceRow
 
+_units = cast(Table, ResourceRow.__table__)
+_ALL_UNITS = select(_units)
 _NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 
@@ -132,40 +135,47 @@ class Inventory(_Strict):
         return units
 
 
-def mirror(session: Session, inventory: Inventory, now: datetime) -> dict[str, ResourceRow]:
-    """Make the `resources` table match the inventory, keeping the holder counters.
+def mirror(session: Session, inventory: Inventory, now: datetime) -> dict[str, Row[Any]]:
+    """Make the `resources` table match the inventory, keeping the holder counters; return
+    every unit's row as it is now.
 
-    Cheap when nothing changed (one SELECT), so the admitter calls it on every decision
-    round: a restarted controller or an edited file is picked up without a separate step.
+    One Core SELECT when nothing changed (no ORM objects, whose identity map could also
+    hand back rows gone stale after the admitter's compare-and-set), so the admitter calls
+    it on every decision round: a restarted controller or an edited file is picked up
+    without a separate step, and the round gets the unit states it needs from it anyway.
     """
+    existing = _read_units(session)
     wanted = {u.name: u for u in inventory.units()}
-    # populate_existing: rows this session saw before may be stale after the admitter's CAS
-    existing = {r.name: r for r in session.scalars(
-        select(ResourceRow).execution_options(populate_existing=True))}
-    for name, unit in wanted.items():
-        row = existing.get(name)
-        if row is None:
-            row = ResourceRow(
-                name=name, kind=unit.kind, pool=unit.pool, flavor=unit.flavor,
-                gpu_index=unit.gpu_index, access=unit.access, cpu_milli=unit.cpu_milli,
-                memory_bytes=unit.memory_bytes, in_inventory=True, exclusive_holder=None,
-                shared_holders=0, updated_at=now,
-            )
-            session.add(row)
-            existing[name] = row
-            continue
-        fields = {"flavor": unit.flavor, "access": unit.access, "cpu_milli": unit.cpu_milli,
-                  "memory_bytes": unit.memory_bytes, "in_inventory": True}
-        if any(getattr(row, k) != v for k, v in fields.items()):
-            for key, value in fields.items():
-                setattr(row, key, value)
-            row.updated_at = now
+    missing = [u for name, u in wanted.items() if name not in existing]
+    changed = [u for name, u in wanted.items()
+               if name in existing and _static(existing[name]) != _wanted_static(u)]
     gone = [name for name, row in existing.items() if name not in wanted and row.in_inventory]
+    if not (missing or changed or gone):
+        return existing
+    conn = session.connection()
+    if missing:
+        conn.execute(insert(_units), [
+            {"name": u.name, "kind": u.kind, "pool": u.pool, "flavor": u.flavor,
+             "gpu_index": u.gpu_index, "access": u.access, "cpu_milli": u.cpu_milli,
+             "memory_bytes": u.memory_bytes, "in_inventory": True, "exclusive_holder": None,
+             "shared_holders": 0, "updated_at": now} for u in missing])
+    for unit in changed:
+        conn.execute(update(_units).where(_units.c.name == unit.name).values(
+            flavor=unit.flavor, access=unit.access, cpu_milli=unit.cpu_milli,
+            memory_bytes=unit.memory_bytes, in_inventory=True, updated_at=now))
     if gone:
-        session.execute(update(ResourceRow).where(ResourceRow.name.in_(gone))
-                        .values(in_inventory=False, updated_at=now)
-                        .execution_options(synchronize_session=False))
-        for name in gone:
-            existing[name].in_inventory = False
-    session.flush()
-    return existing
+        conn.execute(update(_units).where(_units.c.name.in_(gone))
+                     .values(in_inventory=False, updated_at=now))
+    return _read_units(session)
+
+
+def _read_units(session: Session) -> dict[str, Row[Any]]:
+    return {row.name: row for row in session.connection().execute(_ALL_UNITS)}
+
+
+def _static(row: Row[Any]) -> tuple[Any, ...]:
+    return (row.flavor, row.access, row.cpu_milli, row.memory_bytes, bool(row.in_inventory))
+
+
+def _wanted_static(unit: Unit) -> tuple[Any, ...]:
+    return (unit.flavor, unit.access, unit.cpu_milli, unit.memory_bytes, True)

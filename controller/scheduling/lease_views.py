@@ -39,12 +39,29 @@ def queued_rows(session: Session) -> list[TaskRow]:
     ))
 
 
-def queue(session: Session, admitter: Admitter) -> dict[str, Any]:
-    """Queued tasks in the order the admitter will consider them, with their last reason."""
+def queue_order(session: Session, admitter: Admitter) -> tuple[list[TaskRow], dict[str, Claims]]:
+    """Queued tasks in the order the admitter considers them, and what each one claims.
+
+    The admitter's own order (controller/scheduling/fair_share.py): priority, then fair
+    share between teams by GPUs held plus GPUs placed ahead, then FIFO. Both `/v1/queue`
+    and the `queue.position` of `GET /v1/tasks/{id}` come from here, so they agree.
+    """
     rows = queued_rows(session)
     claims = {r.id: Claims.of_spec(r.spec) for r in rows}
-    ordered = admission_order(rows, _gpus_held(session), lambda r: claims[r.id].gpu) \
-        if _leases(admitter) else rows
+    if not _leases(admitter):
+        return rows, claims
+    return admission_order(rows, _gpus_held(session), lambda r: claims[r.id].gpu), claims
+
+
+def queue_positions(session: Session, admitter: Admitter) -> dict[str, int]:
+    """Task id -> 1-based position in the admission order, for every queued task."""
+    ordered, _claims = queue_order(session, admitter)
+    return {row.id: position for position, row in enumerate(ordered, start=1)}
+
+
+def queue(session: Session, admitter: Admitter) -> dict[str, Any]:
+    """Queued tasks in the order the admitter will consider them, with their last reason."""
+    ordered, claims = queue_order(session, admitter)
     items = []
     for position, row in enumerate(ordered, start=1):
         want = claims[row.id]

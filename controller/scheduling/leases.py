@@ -28,36 +28,46 @@ RUNNING, which the supervisor only records after the executor reported the proce
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, func, insert, select, update
+from sqlalchemy import ColumnElement, Row, Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from controller.scheduling.active_leases import read_active_leases
 from controller.scheduling.admission import Admission
 from controller.scheduling.claims import Claims, VolumeWant
 from controller.scheduling.fair_share import admission_order
+from controller.scheduling.grant_batch import GrantBatch, LeaseRace, give_back
 from controller.scheduling.inventory import Inventory, mirror, quota_unit, volume_unit
-from controller.store.lease_schema import FENCING_COUNTER, LeaseCounterRow, LeaseRow, ResourceRow
+from controller.store.lease_schema import FENCING_COUNTER, LeaseCounterRow, LeaseRow
 from controller.store.schema import AuditRow, TaskRow
 
 Clock = Callable[[], datetime]
 HolderCheck = Callable[[str], bool]
 HOLDING_STATUSES = ("starting", "running")
 _CHUNK = 500
-_LEASE_COLUMNS = ("task_id", "team", "attempt", "resource", "kind", "mode", "is_exclusive",
-                  "cpu_milli", "memory_bytes", "fencing_token", "granted_at", "expires_at")
+_CLAIMS_CACHED = 10_000
+__all__ = ["LeaseAdmitter", "LeaseRace", "end_leases", "force_release", "lock_round"]
+
+# Built once: a round runs these every time, and a statement object that is reused keeps
+# its cache key, so SQLAlchemy neither rebuilds nor re-keys it per round.
+_counter = cast(Table, LeaseCounterRow.__table__)
+_LOCK_ROUND = (select(_counter.c.value).where(_counter.c.name == FENCING_COUNTER)
+               .with_for_update())
+_SET_COUNTER = (update(_counter).where(_counter.c.name == FENCING_COUNTER)
+                .values(value=bindparam("token")))
+_leases = cast(Table, LeaseRow.__table__)
+_EXPIRED = (select(_leases.c.id, _leases.c.task_id)
+            .where(_leases.c.released_at.is_(None), _leases.c.expires_at < bindparam("now")))
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class LeaseRace(RuntimeError):
-    """A compare-and-set on a unit found it taken: the round's view was stale."""
 
 
 @dataclass
@@ -76,7 +86,7 @@ class _Unit:
     reserved: str | None = None  # "rw": nobody else; "ro": readers only
 
     @classmethod
-    def of(cls, row: ResourceRow) -> _Unit:
+    def of(cls, row: Row[Any]) -> _Unit:
         return cls(row.name, row.kind, row.pool, row.flavor, row.gpu_index, row.access,
                    bool(row.in_inventory), row.exclusive_holder, int(row.shared_holders))
 
@@ -115,10 +125,13 @@ class LeaseAdmitter:
         self._holder_check = is_holder_alive or holder_alive_in_store
         self._quotas = {t: (q.cpu_milli, q.memory_bytes) for t, q in inventory.quotas.items()}
         self._has_gpus = any(p.count for p in inventory.gpu_pools)
+        # task id -> (its spec's resources, Claims): a queued task is decided again every
+        # round until it starts; validating its claims once is enough while they are equal
+        self._claims: dict[str, tuple[Any, Claims]] = {}
 
     # -- the Admitter port ----------------------------------------------------------------
     def admit(self, session: Session, queued: list[TaskRow]) -> dict[str, Admission]:
-        claims = {row.id: Claims.of_spec(row.spec) for row in queued}
+        claims = {row.id: self._claims_of(row) for row in queued}
         needs = {row.id for row in queued if self._needs_lease(row, claims[row.id])}
         idle_env = {"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "void"} \
             if self._has_gpus else {}
@@ -128,34 +141,37 @@ class LeaseAdmitter:
             return decisions
         token = issued = lock_round(session)
         now = self.clock()  # read under the lock: stamps follow the commit order
-        self.reclaim_expired(session, self._holder_check(session))
+        active = read_active_leases(session, now)
+        if active.expired and self._reclaim(session, active.expired,
+                                            self._holders_alive(session, active.expired)):
+            active = read_active_leases(session, now)  # rare: an expired holder is gone
         units = {name: _Unit.of(row) for name, row in mirror(session, self.inventory, now).items()}
-        holding = self._tasks_holding(session, list(needs))
-        gpus_held = dict(session.execute(
-            select(LeaseRow.team, func.count()).where(LeaseRow.released_at.is_(None),
-                                                      LeaseRow.kind == "gpu")
-            .group_by(LeaseRow.team)).all())
-        quota_used = self._quota_used(session) if self._quotas else {}
-        order = admission_order([r for r in queued if r.id in needs], gpus_held,
+        gpu_pools = _gpu_pools(units.values())
+        order = admission_order([r for r in queued if r.id in needs], active.gpus_by_team,
                                 lambda r: claims[r.id].gpu)
+        batch = GrantBatch()
+        granted: list[tuple[TaskRow, _Plan, int, slice]] = []  # row, plan, token, its leases
         for row in order:
-            if row.id in holding:
+            if row.id in active.holders:
                 decisions[row.id] = Admission(False, "already holds leases (admitted elsewhere)")
                 continue
             want = claims[row.id]
-            outcome = self._plan(row, want, units, quota_used)
+            outcome = self._plan(row, want, units, gpu_pools, active.quota_used)
             if isinstance(outcome, _Blocked):
                 for unit, mode in outcome.reserve:
                     unit.reserved = "rw" if mode == "rw" or unit.reserved == "rw" else "ro"
                 decisions[row.id] = Admission(False, outcome.reason)
                 continue
             token += 1
-            decisions[row.id] = self._grant(session, row, want, outcome, token, now)
-            self._commit_plan(row, want, outcome, quota_used)
+            first = len(batch.leases)
+            self._add_leases(batch, row, want, outcome, token, now)
+            granted.append((row, outcome, token, slice(first, len(batch.leases))))
+            self._commit_plan(row, want, outcome, active.quota_used)
+        batch.write(session)  # fills in the lease ids
+        for row, plan, granted_token, leases in granted:
+            decisions[row.id] = self._admission(plan, granted_token, batch.leases[leases])
         if token != issued:
-            session.execute(update(LeaseCounterRow)
-                            .where(LeaseCounterRow.name == FENCING_COUNTER).values(value=token)
-                            .execution_options(synchronize_session=False))
+            session.connection().execute(_SET_COUNTER, {"token": token})
         return decisions
 
     def release(self, session: Session, task_id: str, reason: str) -> None:
@@ -196,50 +212,57 @@ class LeaseAdmitter:
 
     def reclaim_expired(self, session: Session, is_holder_alive: HolderCheck) -> list[int]:
         """Release expired leases whose holder is confirmed gone; return their ids."""
-        expired = session.execute(
-            select(LeaseRow.id, LeaseRow.task_id).where(LeaseRow.released_at.is_(None),
-                                                        LeaseRow.expires_at < self.clock())
-        ).all()
+        expired: list[Row[Any]] = list(session.connection().execute(_EXPIRED,
+                                                                     {"now": self.clock()}))
+        return self._reclaim(session, [(int(r.id), str(r.task_id)) for r in expired],
+                             is_holder_alive)
+
+    def _reclaim(self, session: Session, expired: list[tuple[int, str]],
+                 is_holder_alive: HolderCheck) -> list[int]:
         alive: dict[str, bool] = {}
         gone = [lease_id for lease_id, task_id in expired
                 if not alive.setdefault(task_id, is_holder_alive(task_id))]
         if not gone:
             return []
-        ended = end_leases(session, LeaseRow.id.in_(gone), "expired; holder gone", self.clock)
+        ended = end_leases(session, _leases.c.id.in_(gone), "expired; holder gone", self.clock)
         return [lease_id for lease_id, *_ in ended]
 
     # -- a round, step by step ------------------------------------------------------------
+    def _holders_alive(self, session: Session, expired: list[tuple[int, str]]) -> HolderCheck:
+        """The holder check for a round's expired leases; the store's view in one SELECT."""
+        if self._holder_check is not holder_alive_in_store:
+            return self._holder_check(session)
+        statuses: dict[str, str] = {}
+        for chunk in _chunks(sorted({task_id for _id, task_id in expired})):
+            statuses.update(session.execute(select(TaskRow.id, TaskRow.status)
+                                            .where(TaskRow.id.in_(chunk))).tuples().all())
+        return lambda task_id: statuses.get(task_id) in HOLDING_STATUSES
+
+    def _claims_of(self, row: TaskRow) -> Claims:
+        resources = row.spec.get("resources")
+        known = self._claims.get(row.id)
+        if known is not None and known[0] == resources:
+            return known[1]
+        want = Claims.of_spec(row.spec)
+        if len(self._claims) >= _CLAIMS_CACHED:
+            self._claims.clear()
+        self._claims[row.id] = (copy.deepcopy(resources), want)
+        return want
+
     def _needs_lease(self, row: TaskRow, want: Claims) -> bool:
         if want.leases_anything:
             return True
         return row.team in self._quotas and (want.cpu_milli or want.memory_bytes) is not None
 
-    @staticmethod
-    def _tasks_holding(session: Session, task_ids: list[str]) -> set[str]:
-        holding: set[str] = set()
-        for chunk in _chunks(task_ids):
-            holding.update(session.scalars(
-                select(LeaseRow.task_id).where(LeaseRow.task_id.in_(chunk),
-                                               LeaseRow.released_at.is_(None))))
-        return holding
-
-    @staticmethod
-    def _quota_used(session: Session) -> dict[str, list[int]]:
-        rows = session.execute(
-            select(LeaseRow.team, func.coalesce(func.sum(LeaseRow.cpu_milli), 0),
-                   func.coalesce(func.sum(LeaseRow.memory_bytes), 0))
-            .where(LeaseRow.released_at.is_(None), LeaseRow.kind == "quota")
-            .group_by(LeaseRow.team)).all()
-        return {team: [int(cpu or 0), int(mem or 0)] for team, cpu, mem in rows}
-
     def _plan(self, row: TaskRow, want: Claims, units: dict[str, _Unit],
+              gpu_pools: dict[str, list[_Unit]],
               quota_used: dict[str, list[int]]) -> _Plan | _Blocked:
         plan = _Plan()
         waits: list[str] = []
         never: list[str] = []
         reserve: list[tuple[_Unit, str]] = []
         if want.gpu:
-            self._plan_gpus(want, units, plan, waits, never, reserve)
+            self._plan_gpus(want, gpu_pools, plan, waits, never, reserve)
         for vol in _merged(want.volumes):
             unit = units.get(volume_unit(vol.claim))
             if unit is None or not unit.usable:
@@ -263,19 +286,16 @@ class LeaseAdmitter:
             return _Blocked(quota_wait)  # quota is per team: it reserves nothing shared
         return plan
 
-    def _plan_gpus(self, want: Claims, units: dict[str, _Unit], plan: _Plan, waits: list[str],
-                   never: list[str], reserve: list[tuple[_Unit, str]]) -> None:
-        pools: dict[str, list[_Unit]] = {}
-        for unit in units.values():
-            if unit.kind == "gpu" and unit.usable and (
-                    want.gpu_flavor is None or unit.flavor == want.gpu_flavor):
-                pools.setdefault(unit.pool, []).append(unit)
+    def _plan_gpus(self, want: Claims, gpu_pools: dict[str, list[_Unit]], plan: _Plan,
+                   waits: list[str], never: list[str], reserve: list[tuple[_Unit, str]]) -> None:
+        pools = gpu_pools if want.gpu_flavor is None else {
+            p: matching for p, us in gpu_pools.items()
+            if (matching := [u for u in us if u.flavor == want.gpu_flavor])}
         if not pools:
             never.append(f"no gpu of flavor {want.gpu_flavor or 'any'} in the inventory"
                          + ("" if self._has_gpus else " (set TRACECTL_INVENTORY_FILE)"))
             return
-        fitting = {p: sorted(us, key=lambda u: u.gpu_index or 0)
-                   for p, us in pools.items() if len(us) >= want.gpu}
+        fitting = {p: us for p, us in pools.items() if len(us) >= want.gpu}
         if not fitting:
             largest = max(len(us) for us in pools.values())
             never.append(f"{want.describe_gpu()} on one node: the largest pool has {largest}")
@@ -314,44 +334,21 @@ class LeaseAdmitter:
         plan.quota = quota_unit(team)
         return f"waiting for team {team} quota: " + ", ".join(parts) if over else None
 
-    def _grant(self, session: Session, row: TaskRow, want: Claims, plan: _Plan, token: int,
-               now: datetime) -> Admission:
-        attempt = row.attempt + 1
-        leases: list[LeaseRow] = []
-        exclusive_units: list[str] = []
-        shared_units: list[str] = []
-
-        def lease(unit: str, kind: str, mode: str, exclusive: bool, **extra: Any) -> None:
-            (exclusive_units if exclusive else shared_units).append(unit)
-            leases.append(LeaseRow(
-                task_id=row.id, team=row.team, attempt=attempt, resource=unit, kind=kind,
-                mode=mode, is_exclusive=exclusive, fencing_token=token, granted_at=now,
-                expires_at=now + self.ttl, **extra,
-            ))
-
+    def _add_leases(self, batch: GrantBatch, row: TaskRow, want: Claims, plan: _Plan,
+                    token: int, now: datetime) -> None:
+        common = {"team": row.team, "attempt": row.attempt + 1, "fencing_token": token,
+                  "granted_at": now, "expires_at": now + self.ttl}
         for unit in plan.gpus:
-            lease(unit.name, "gpu", "rw", True)
+            batch.add_lease(row.id, unit.name, True, kind="gpu", mode="rw", **common)
         for unit, vol, exclusive in plan.volumes:
-            lease(unit.name, "volume", vol.mode, exclusive)
+            batch.add_lease(row.id, unit.name, exclusive, kind="volume", mode=vol.mode,
+                            **common)
         if plan.quota:
-            lease(plan.quota, "quota", "ro", False, cpu_milli=want.cpu_milli,
-                  memory_bytes=want.memory_bytes)
-        free = ResourceRow.exclusive_holder.is_(None)
-        if exclusive_units:
-            self._cas(session, exclusive_units, update(ResourceRow).where(
-                ResourceRow.name.in_(exclusive_units), free, ResourceRow.shared_holders == 0,
-            ).values(exclusive_holder=row.id))
-        if shared_units:
-            self._cas(session, shared_units, update(ResourceRow).where(
-                ResourceRow.name.in_(shared_units), free,
-            ).values(shared_holders=ResourceRow.shared_holders + 1))
-        ids = session.scalars(
-            insert(LeaseRow).returning(LeaseRow.id, sort_by_parameter_order=True),
-            [{c: getattr(x, c) for c in _LEASE_COLUMNS} for x in leases],
-        ).all()
-        for lease_row, lease_id in zip(leases, ids, strict=True):
-            lease_row.id = lease_id  # transient rows: only used to build the records
-        records = [lease_record(x) for x in leases]
+            batch.add_lease(row.id, plan.quota, False, kind="quota", mode="ro",
+                            cpu_milli=want.cpu_milli, memory_bytes=want.memory_bytes, **common)
+
+    def _admission(self, plan: _Plan, token: int, leases: list[dict[str, Any]]) -> Admission:
+        records = [lease_record_of(x) for x in leases]
         devices = ",".join(str(u.gpu_index) for u in plan.gpus)
         env = {
             "TRACECTL_FENCING_TOKEN": str(token),
@@ -368,14 +365,6 @@ class LeaseAdmitter:
         if plan.gpus:
             env["TRACECTL_GPU_POOL"] = plan.gpus[0].pool
         return Admission(True, env=env, leases=records)
-
-    @staticmethod
-    def _cas(session: Session, units: list[str], statement: Any) -> None:
-        """Compare-and-set on units; a miss means this round's view was stale: the whole
-        round aborts (under the round lock only a bug gets here)."""
-        result = session.execute(statement.execution_options(synchronize_session=False))
-        if result.rowcount != len(units):  # type: ignore[attr-defined]
-            raise LeaseRace(f"units {units} were not all free")
 
     @staticmethod
     def _commit_plan(row: TaskRow, want: Claims, plan: _Plan,
@@ -400,8 +389,11 @@ def lock_round(session: Session) -> int:
     rows) and PostgreSQL can never find a deadlock between a release and a round. SQLite
     renders no FOR UPDATE: its BEGIN IMMEDIATE already made the transaction the only writer.
     """
-    value = session.scalar(select(LeaseCounterRow.value)
-                           .where(LeaseCounterRow.name == FENCING_COUNTER).with_for_update())
+    # The round reads and writes through Core, which does not autoflush: pending ORM
+    # changes of the caller (tasks, leases) go to the database first, as session.execute
+    # would have sent them.
+    session.flush()
+    value = session.connection().execute(_LOCK_ROUND).scalar()
     if value is None:
         raise RuntimeError("lease_counters has no 'fencing' row: run the migrations")
     return int(value)
@@ -416,30 +408,15 @@ def end_leases(session: Session, which: ColumnElement[bool], reason: str,
     guarded by the holder), which keeps them right beside a concurrent grant.
     """
     lock_round(session)
-    rows = session.execute(
-        update(LeaseRow).where(which, LeaseRow.released_at.is_(None))
+    rows = session.connection().execute(  # Core: no ORM objects to keep in step
+        update(_leases).where(which, _leases.c.released_at.is_(None))
         .values(released_at=clock(), release_reason=reason)  # read under the lock
-        .returning(LeaseRow.id, LeaseRow.task_id, LeaseRow.resource, LeaseRow.is_exclusive)
-        .execution_options(synchronize_session=False)
+        .returning(_leases.c.id, _leases.c.task_id, _leases.c.resource,
+                   _leases.c.is_exclusive)
     )
     ended = [(int(r[0]), str(r[1]), str(r[2]), bool(r[3])) for r in rows]
-    exclusive: dict[str, list[str]] = {}
-    shared: dict[str, int] = {}
-    for _id, task_id, resource, is_exclusive in ended:
-        if is_exclusive:
-            exclusive.setdefault(task_id, []).append(resource)
-        else:
-            shared[resource] = shared.get(resource, 0) + 1
-    for task_id, names in exclusive.items():
-        session.execute(update(ResourceRow)
-                        .where(ResourceRow.name.in_(names),
-                               ResourceRow.exclusive_holder == task_id)
-                        .values(exclusive_holder=None)
-                        .execution_options(synchronize_session=False))
-    for name, count in shared.items():
-        session.execute(update(ResourceRow).where(ResourceRow.name == name)
-                        .values(shared_holders=ResourceRow.shared_holders - count)
-                        .execution_options(synchronize_session=False))
+    if ended:
+        give_back(session, ended)
     return ended
 
 
@@ -455,6 +432,20 @@ def lease_record(row: LeaseRow) -> dict[str, Any]:
     }
 
 
+def lease_record_of(values: dict[str, Any]) -> dict[str, Any]:
+    """lease_record() of a lease just granted, from the values it was inserted with."""
+    return {
+        "id": values["id"], "task_id": values["task_id"], "team": values["team"],
+        "attempt": values["attempt"], "resource": values["resource"], "kind": values["kind"],
+        "mode": values["mode"], "exclusive": values["is_exclusive"],
+        "fencing_token": values["fencing_token"], "cpu_milli": values["cpu_milli"],
+        "memory_bytes": values["memory_bytes"],
+        "granted_at": values["granted_at"].isoformat(),
+        "expires_at": values["expires_at"].isoformat(),
+        "released_at": None, "release_reason": None,
+    }
+
+
 def holder_alive_in_store(session: Session) -> HolderCheck:
     """Holder liveness as the store knows it: the task is still STARTING or RUNNING."""
 
@@ -463,6 +454,15 @@ def holder_alive_in_store(session: Session) -> HolderCheck:
         return status in HOLDING_STATUSES
 
     return alive
+
+
+def _gpu_pools(units: Iterable[_Unit]) -> dict[str, list[_Unit]]:
+    """The usable GPUs by pool, in index order: grouped once per round, not per task."""
+    pools: dict[str, list[_Unit]] = {}
+    for unit in units:
+        if unit.kind == "gpu" and unit.usable:
+            pools.setdefault(unit.pool, []).append(unit)
+    return {p: sorted(us, key=lambda u: u.gpu_index or 0) for p, us in pools.items()}
 
 
 def _merged(volumes: Iterable[VolumeWant]) -> list[VolumeWant]:
