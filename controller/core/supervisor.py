@@ -36,7 +36,7 @@ from controller.logs.archive import archive_task_log
 from controller.logs.file_sink import FileLogReader
 from controller.logs.reconcile_records import enqueue_check as enqueue_log_check
 from controller.logs.spool_recovery import keep_draining
-from controller.logs.status_events import status_event
+from controller.logs.status_events import NoStatusEvents, status_event
 from controller.ports import Executor, ExecutorState, Launch, LogReader, Tracking
 from controller.scheduling.admission import Admission, AdmitAll, Admitter
 from controller.store.database import Database
@@ -532,6 +532,8 @@ class Supervisor:
 
     def publish_status(self, task_id: str, status: str, **extra: Any) -> None:
         """Publish a status event; a publishing failure never blocks the lifecycle."""
+        if isinstance(self.events, NoStatusEvents):
+            return  # nothing to publish to: spare the dispatch path the two reads
         try:
             with self.db.read() as session:
                 row = session.get(TaskRow, task_id)

@@ -24,6 +24,8 @@ class MlflowTracking:
         )
         self._client: Any = None
         self._lock = threading.Lock()
+        # Experiments are looked up on every attempt start, which is on the dispatch path.
+        self._experiments: dict[str, str] = {}
 
     @property
     def client(self) -> Any:
@@ -49,8 +51,15 @@ class MlflowTracking:
     ) -> tuple[str, str]:
         from mlflow.entities import Param
 
-        experiment_id = self._experiment_id(experiment)
-        run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+        experiment_id = self._experiments.get(experiment)
+        if experiment_id is None:
+            experiment_id = self._experiments[experiment] = self._experiment_id(experiment)
+        try:
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+        except Exception:  # the cached experiment may have been deleted or restored since
+            self._experiments.pop(experiment, None)
+            experiment_id = self._experiments[experiment] = self._experiment_id(experiment)
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
         flat = [
             Param(str(k)[:250], v if isinstance(v, str) else json.dumps(v, sort_keys=True))
             for k, v in params.items()
