@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from controller.api.app import create_app
 from controller.config import Settings
+from tests.server_process import ServerProcess
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -55,6 +56,15 @@ class Api:
     def logs(self, task_id: str, **params: Any) -> list[dict[str, Any]]:
         return list(self.client.get(f"/v1/tasks/{task_id}/logs",
                                     params={"limit": 1000, **params}).json()["items"])
+
+
+@pytest.fixture
+def server(tmp_path: Path, mlflow_uri: str) -> Iterator[ServerProcess]:
+    """A controller in a process of its own (kill -9 and restart tests)."""
+    srv = ServerProcess(tmp_path / "home", {"TRACECTL_TRACKING_URI": mlflow_uri})
+    srv.start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture

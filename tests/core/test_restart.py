@@ -6,12 +6,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psutil
-import pytest
 
 from tests.server_process import ServerProcess
 
@@ -19,12 +16,6 @@ SLEEPER = ("import time, pathlib\nprint('started', flush=True)\ntime.sleep(4)\n"
            "pathlib.Path('done.txt').write_text('ok')\nprint('finished', flush=True)\n")
 
 
-@pytest.fixture
-def server(tmp_path: Path, mlflow_uri: str) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path / "home", {"TRACECTL_TRACKING_URI": mlflow_uri})
-    srv.start()
-    yield srv
-    srv.stop()
 
 
 def submit(url: str) -> str:

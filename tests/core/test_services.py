@@ -234,12 +234,6 @@ def never_listens(ctl: Api) -> None:
 
 
 # -- a real server process: restart while a service runs --------------------------------------
-@pytest.fixture
-def server(tmp_path: Path, mlflow_uri: str) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path / "home", {"TRACECTL_TRACKING_URI": mlflow_uri})
-    srv.start()
-    yield srv
-    srv.stop()
 
 
 def cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:

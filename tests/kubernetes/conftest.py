@@ -53,6 +53,17 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
         client.CoreV1Api(api).delete_namespace(name)
 
 
+def controller_namespace(kubernetes: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                         prefix: str) -> str:
+    """Point a controller built in this test at the local cluster and a fresh namespace."""
+    namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    for key, value in {"KUBECONFIG": kubernetes["KUBECONFIG"],
+                       "TRACECTL_K8S_NAMESPACE": namespace,
+                       "TRACECTL_K8S_IMAGE": IMAGE}.items():
+        monkeypatch.setenv(key, value)
+    return namespace
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home", cancel_grace_s=1.0)

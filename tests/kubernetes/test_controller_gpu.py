@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from kubernetes import client
 
 from controller.api.app import create_app
 from controller.config import Settings
-from tests.kubernetes.conftest import IMAGE
+from tests.kubernetes.conftest import IMAGE, controller_namespace
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(900)]
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -46,11 +45,7 @@ def pod_interval(pod: Any) -> tuple[datetime, datetime]:
 def test_gpu_exclusivity_under_contention(kubernetes: dict[str, str], api: client.ApiClient,
                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                           ) -> None:
-    namespace = f"tracectl-gpu-{uuid.uuid4().hex[:6]}"
-    for key, value in {"KUBECONFIG": kubernetes["KUBECONFIG"],
-                       "TRACECTL_K8S_NAMESPACE": namespace,
-                       "TRACECTL_K8S_IMAGE": IMAGE}.items():
-        monkeypatch.setenv(key, value)
+    namespace = controller_namespace(kubernetes, monkeypatch, "tracectl-gpu")
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text("gpu_pools: [{name: gpu-worker, flavor: nvidia.com/gpu, count: 2}]\n")
     settings = Settings(home=tmp_path / "home", executor="kubernetes", inventory_file=inventory,

@@ -7,7 +7,6 @@ Simulated: the pods (KWOK runs no container; the job's pod ends after 2 s).
 from __future__ import annotations
 
 import contextlib
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from kubernetes import client
 
 from controller.api.app import create_app
 from controller.config import Settings
-from tests.kubernetes.conftest import IMAGE
+from tests.kubernetes.conftest import IMAGE, controller_namespace
 from tests.kubernetes.waiting import wait_for
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(600)]
@@ -27,11 +26,7 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 def test_services_stop_when_their_run_ends(kubernetes: dict[str, str], api: client.ApiClient,
                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                            ) -> None:
-    namespace = f"tracectl-runend-{uuid.uuid4().hex[:6]}"
-    for key, value in {"KUBECONFIG": kubernetes["KUBECONFIG"],
-                       "TRACECTL_K8S_NAMESPACE": namespace,
-                       "TRACECTL_K8S_IMAGE": IMAGE}.items():
-        monkeypatch.setenv(key, value)
+    namespace = controller_namespace(kubernetes, monkeypatch, "tracectl-runend")
     settings = Settings(home=tmp_path / "home", executor="kubernetes", cancel_grace_s=1.0,
                         supervisor_interval_s=0.1,
                         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
