@@ -53,6 +53,16 @@ TARGET_LINES_PER_S = 50_000
 TARGET_P95_S = 2.0
 
 
+
+def drop_topic(bootstrap: str, topic: str) -> None:
+    """A run's private topic, deleted once measured."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_topics([topic])
+    finally:
+        admin.close()
+
+
 def service_env(name: str) -> dict[str, str]:
     out = subprocess.run([str(REPO / "deploy" / "local" / name), "env"], capture_output=True,
                          text=True, check=True)
@@ -83,11 +93,7 @@ def throughput(bootstrap: str, lines: int, width: int, client: str) -> dict[str,
         delivered = time.perf_counter() - start
         cpu = time.process_time() - cpu_start
         stats = sink.stats()
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.delete_topics([topic])
-    finally:
-        admin.close()
+    drop_topic(bootstrap, topic)
     return {"client": client, "lines": lines, "message_bytes": width,
             "accepted_s": round(accepted, 3),
             "delivered_s": round(delivered, 3),
@@ -142,11 +148,7 @@ def raw_producer(bootstrap: str, lines: int, width: int, client: str) -> dict[st
     cpu_start = time.process_time()
     elapsed = loop(bootstrap, topic, lines, payload)
     cpu = time.process_time() - cpu_start  # includes the connect and warm-up record
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.delete_topics([topic])
-    finally:
-        admin.close()
+    drop_topic(bootstrap, topic)
     return {"client": client, "lines": lines, "delivered_s": round(elapsed, 3),
             "delivered_lines_per_s": round(lines / elapsed),
             "cpu_us_per_line": round(cpu / lines * 1e6, 2)}
@@ -202,11 +204,7 @@ def rsyslog_tail(bootstrap: str, lines: int, width: int) -> dict[str, Any]:
             daemon.terminate()
             daemon.wait(timeout=30)
             probe.close()
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.delete_topics([topic])
-    finally:
-        admin.close()
+    drop_topic(bootstrap, topic)
     return {"lines": lines, "delivered": total, "delivered_s": round(elapsed, 3),
             "delivered_lines_per_s": round(total / elapsed),
             "note": "pre-written file; includes rsyslogd start-up; the writer's cost is the "

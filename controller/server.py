@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from types import TracebackType
@@ -11,18 +10,12 @@ import uvicorn
 
 from controller.api.app import create_app
 from controller.config import Settings
+from controller.loopback import free_port
 
 
 def serve(settings: Settings) -> None:
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level="info", access_log=False)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class EmbeddedServer:

@@ -13,9 +13,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from controller.loopback import HOST, free_port
 from controller.ports import ExecutorState
 
-HOST = "127.0.0.1"
 CONNECT_TIMEOUT_S = 0.2
 
 
@@ -30,10 +30,7 @@ def chosen_port(spec: Mapping[str, Any]) -> int:
         if not raw.isdigit() or not 0 < int(raw) < 65536:
             raise ValueError(f"env PORT={raw!r} of a service must be a TCP port number")
         return int(raw)
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_port()
 
 
 def service_ref(port: int, ready_timeout_s: float) -> dict[str, Any]:

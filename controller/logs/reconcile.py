@@ -25,7 +25,6 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -45,7 +44,7 @@ from controller.logs.reconcile_records import COPIES, MISMATCHES
 from controller.ports import ArtifactStore
 from controller.store.database import Database
 from controller.store.reconcile_schema import LogReconciliationRow
-from controller.store.schema import LineageRecordRow, TaskRow
+from controller.store.schema import LineageRecordRow, TaskRow, utcnow
 
 log = logging.getLogger("tracectl.logs.reconcile")
 
@@ -57,10 +56,6 @@ SAMPLE = 20  # sequence numbers kept in a result, to say which lines without sto
 
 def index_wait_s() -> float:
     return float(os.environ.get("TRACECTL_LOG_RECONCILE_WAIT_S", DEFAULT_WAIT_S))
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -273,7 +268,7 @@ class LogReconciler:
     # -- the store ----------------------------------------------------------------------
     def _save(self, target: Attempt, results: dict[str, CopyResult],
               repaired: set[str]) -> None:
-        checked = now()
+        checked = utcnow()
         with self.db.write() as session:
             rows = {r.copy: r for r in session.scalars(select(LogReconciliationRow).where(
                 LogReconciliationRow.task_id == target.task_id,
@@ -316,7 +311,7 @@ class LogReconciler:
                     LogReconciliationRow.attempt == attempt,
                     LogReconciliationRow.status == "pending")):
                 row.status = ERROR
-                row.checked_at = now()
+                row.checked_at = utcnow()
 
     def results(self, task_id: str, attempt: int) -> list[dict[str, Any]]:
         with self.db.read() as session:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,16 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
+from controller.loopback import free_port
 from tests.stack_fixtures import DEPLOY_LOCAL, REPO
 
 DAGS = REPO / "dags"
 RUNNER = Path(__file__).with_name("dag_test_runner.py")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def script_env(name: str) -> dict[str, str]:

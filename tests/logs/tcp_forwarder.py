@@ -13,12 +13,6 @@ import socket
 import threading
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class TcpForwarder:
     def __init__(self, port: int, target: tuple[str, int]) -> None:
         self.port = port

@@ -30,10 +30,11 @@ from controller.logs.kafka_transport import (
     ensure_topic,
     open_transport,
 )
+from controller.loopback import free_port
 from controller.ports import LogLine
 from tests.core.conftest import Api, python
 from tests.logs.conftest import read_topic, wait_indexed
-from tests.logs.tcp_forwarder import TcpForwarder, free_port
+from tests.logs.tcp_forwarder import TcpForwarder
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
