@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -82,6 +82,16 @@ class Launch:
     launch_file: Path
     env: Mapping[str, str]
     spec: Mapping[str, Any]
+    # Some values exist only once the attempt's tracking run does (the env keys the launch
+    # document lists under `late_env`, e.g. MLFLOW_RUN_ID). An executor whose task cannot
+    # start before a later step of its own (Kubernetes: the pod waits for its launch Secret)
+    # creates its objects first and completes the launch before that step, which keeps the
+    # tracking server off the dispatch path; the others complete it before anything else.
+    completion: Callable[[], Launch] | None = field(default=None, compare=False, repr=False)
+
+    def completed(self) -> Launch:
+        """The launch with every value filled in (idempotent)."""
+        return self.completion() if self.completion is not None else self
 
 
 @dataclass(frozen=True)

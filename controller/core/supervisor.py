@@ -13,8 +13,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ log = logging.getLogger("tracectl.supervisor")
 ACTIVE = (TaskStatus.STARTING.value, TaskStatus.RUNNING.value)
 TERMINAL = {s.value for s in TERMINAL_TASK_STATUSES}
 DEADLINE_SLACK_S = 30.0
+# Env values that exist once the attempt's tracking run does: filled in by Launch.completed()
+LATE_ENV = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
 LAUNCH_THREADS = 8  # attempts started at once: one slow start (MLflow, a cluster) holds no other
 
 
@@ -274,18 +277,18 @@ class Supervisor:
 
     def _start_attempt(self, task_id: str, attempt: int) -> None:
         try:
-            with self._tracking_turn:
-                self._ensure_tracking_run(task_id, attempt)
             with self.db.read() as session:
                 row = session.get(TaskRow, task_id)
                 assert row is not None
                 if row.status != TaskStatus.STARTING.value or row.attempt != attempt:
                     return
                 launch = self._launch_of(session, row)
-            self._write_launch_file(launch)
-            if launch.spec["spec"].get("cache") and self._reuse_cached(task_id, attempt, launch):
+            launch = replace(launch, completion=_Once(self._complete, launch))
+            if launch.spec["spec"].get("cache") and self._reuse_cached(
+                    task_id, attempt, launch.completed()):
                 return
             ref = self.executor.launch(launch)
+            launch.completed()  # an executor that never needed it: the run and file exist
         except Exception as exc:
             log.exception("launch of %s attempt %s failed", task_id, attempt)
             self._finish(task_id, attempt, Outcome(TaskStatus.FAILED,
@@ -325,14 +328,15 @@ class Supervisor:
             ))
         self.publish_status(task_id, "started")
 
-    def _ensure_tracking_run(self, task_id: str, attempt: int) -> None:
+    def _ensure_tracking_run(self, task_id: str, attempt: int) -> tuple[str, str]:
+        """(experiment id, run id) of the attempt's tracking run, made once per attempt."""
         with self.db.read() as session:
             row = session.get(TaskRow, task_id)
             assert row is not None
             run = session.get(RunRow, row.run_id)
             assert run is not None
             if row.resolved.get("mlflow_attempt") == attempt and row.mlflow_run_id:
-                return
+                return row.mlflow_experiment_id or "", row.mlflow_run_id
             spec, resolved = row.spec, row.resolved
             tags = {
                 "mlflow.runName": f"{row.name}#{attempt}",
@@ -370,6 +374,16 @@ class Supervisor:
             row.mlflow_experiment_id = experiment_id
             row.mlflow_run_id = mlflow_run_id
             row.resolved = {**row.resolved, "mlflow_attempt": attempt}
+        return experiment_id, mlflow_run_id
+
+    def _complete(self, launch: Launch) -> Launch:
+        """What Launch.completed() fills in: the attempt's tracking run, then its launch file."""
+        with self._tracking_turn:
+            experiment_id, run_id = self._ensure_tracking_run(launch.task_id, launch.attempt)
+        env = {**launch.env, "MLFLOW_EXPERIMENT_ID": experiment_id, "MLFLOW_RUN_ID": run_id}
+        done = replace(launch, env=env, spec={**launch.spec, "env": env}, completion=None)
+        self._write_launch_file(done)
+        return done
 
     def workspace(self, task_id: str, attempt: int) -> Path:
         return self.settings.workspaces / task_id / str(attempt)
@@ -414,7 +428,7 @@ class Supervisor:
             spec={
                 "run_id": run.id, "task_id": row.id, "task_name": row.name,
                 "attempt": row.attempt, "spec": spec, "resolved": row.resolved,
-                "inputs": inputs, "env": env,
+                "inputs": inputs, "env": env, "late_env": list(LATE_ENV),
                 "labels": {"dag_id": run.airflow_dag_id or "",
                            "airflow_run_id": run.airflow_run_id or "",
                            "pipeline": run.pipeline, "team": row.team},
@@ -614,6 +628,21 @@ class Supervisor:
             ids = [r.id for r in session.scalars(select(TaskRow).where(TaskRow.status.in_(ACTIVE)))]
             if ids:
                 self.admitter.heartbeat(session, ids)
+
+
+class _Once:
+    """FN(LAUNCH), made once: a second caller waits for the first and gets its result."""
+
+    def __init__(self, fn: Callable[[Launch], Launch], launch: Launch) -> None:
+        self.fn, self.launch = fn, launch
+        self._lock = threading.Lock()
+        self._done: Launch | None = None
+
+    def __call__(self) -> Launch:
+        with self._lock:
+            if self._done is None:
+                self._done = self.fn(self.launch)
+            return self._done
 
 
 def update_run_status(session: Session, run_id: str) -> None:

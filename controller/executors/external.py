@@ -105,6 +105,7 @@ class ExternalExecutor:
         self._calls: dict[str, threading.Thread] = {}
 
     def launch(self, launch: Launch) -> dict[str, Any]:
+        launch = launch.completed()
         spec = launch.spec["spec"]
         system_name, method, path = parse_call(list(spec["command"]))
         system = self.registry.get(system_name)

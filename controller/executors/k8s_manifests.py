@@ -10,7 +10,8 @@ Layout of a job attempt (mode `job`):
       container `task`          spec.image (or TRACECTL_K8S_IMAGE), args = the task's argv,
                                 run by `controller.runtime.phases exec` in /workspace/src
       volumes                   emptyDir /workspace, Secret launch document, PVCs
-    Secret tracectl-<task>-<attempt>  launch.json + one key per secret env value; owned by the Job
+    Secret tracectl-<task>-<attempt>  launch.json + one key per secret or late env value
+                                (MLFLOW_RUN_ID); owned by the Job, created after it
 """
 
 from __future__ import annotations
@@ -155,9 +156,10 @@ def selector_of(task_id: str, attempt: int | None = None) -> str:
 
 # -- pieces ---------------------------------------------------------------------------------
 def _container_env(launch: Mapping[str, Any], secret_name: str) -> list[client.V1EnvVar]:
-    """Plain values inline; secret values only as secretKeyRef (the Job spec never holds them)."""
+    """Plain values inline; secret values, and the late ones only known once the launch is
+    complete (its tracking run), as secretKeyRef: the Job spec never holds them."""
     spec = launch["spec"]
-    secret_keys = set(spec.get("secret_env") or [])
+    secret_keys = {*(spec.get("secret_env") or []), *(launch.get("late_env") or [])}
     env: list[client.V1EnvVar] = []
     merged = {**(spec.get("env") or {}), **(launch.get("env") or {})}  # controller's vars win
     for key in sorted(merged):
@@ -275,10 +277,13 @@ def owner_reference(kind: str, api_version: str, name: str, uid: str
 # -- objects --------------------------------------------------------------------------------
 def launch_secret(launch: Mapping[str, Any], config: ClusterConfig, name: str,
                   owner: client.V1OwnerReference | None = None) -> client.V1Secret:
-    """The launch document (it may carry secret env values) and each secret value by key."""
+    """The launch document (it may carry secret env values), each secret value by key, and
+    each late value (from the completed launch's env)."""
     spec = launch["spec"]
     env = spec.get("env") or {}
     data = {key: str(env[key]) for key in spec.get("secret_env") or [] if key in env}
+    late = launch.get("env") or {}
+    data.update({key: str(late.get(key, "")) for key in launch.get("late_env") or []})
     data[LAUNCH_KEY] = json.dumps(dict(launch), default=str, sort_keys=True)
     return client.V1Secret(
         metadata=client.V1ObjectMeta(name=name, labels=labels_of(launch, config, "launch"),

@@ -93,9 +93,9 @@ class KubernetesExecutor:
         name = manifests.object_name(launch.task_id, launch.attempt)
         ids = {"run_id": launch.run_id, "task_id": launch.task_id, "attempt": launch.attempt}
         if doc["spec"].get("mode") == "service":
-            ref = self._launch_service(doc, namespace, name, ids)
+            ref = self._launch_service(launch, namespace, name, ids)
         else:
-            ref = self._launch_job(doc, namespace, name, ids)
+            ref = self._launch_job(launch, namespace, name, ids)
         self._ensure_follower(ref)
         return ref
 
@@ -116,6 +116,10 @@ class KubernetesExecutor:
                 meta = obj["metadata"]
                 if meta.get("deletionTimestamp"):
                     continue
+                if not self._exists(self.core.read_namespaced_secret, namespace, meta["name"]):
+                    # cut off before its launch Secret: launching again adopts the object
+                    # (409) and creates the Secret its pods wait for
+                    return None
                 ref = {"kind": kind, "namespace": namespace, "name": meta["name"],
                        "uid": meta["uid"], **ids}
                 if kind == "service":
@@ -239,10 +243,12 @@ class KubernetesExecutor:
                 return None
             raise
 
-    def _create_owner_with_secret(self, kind: str, doc: Mapping[str, Any], namespace: str,
+    def _create_owner_with_secret(self, kind: str, launch: Launch, namespace: str,
                                   name: str, body: Any) -> tuple[str, Any]:
         """Create the attempt's owning object (Job or Deployment), or adopt it after a
-        repeated launch (409), then its launch Secret owned by it. Returns (uid, owner ref)."""
+        repeated launch (409), then complete the launch and create its launch Secret owned
+        by the object. No pod starts before the Secret exists (it mounts it), so the
+        tracking run is made after the object, off the dispatch path. (uid, owner ref)."""
         api_version, create, read, delete = {
             "Job": ("batch/v1", self.batch.create_namespaced_job,
                     self.batch.read_namespaced_job, self.batch.delete_namespaced_job),
@@ -255,6 +261,7 @@ class KubernetesExecutor:
         uid: str = obj["metadata"]["uid"]
         owner = manifests.owner_reference(kind, api_version, name, uid)
         try:
+            doc = launch.completed().spec
             self._create(self.core.create_namespaced_secret, namespace,
                          manifests.launch_secret(doc, self.cluster, name, owner))
         except Exception:
@@ -263,16 +270,18 @@ class KubernetesExecutor:
             raise
         return uid, owner
 
-    def _launch_job(self, doc: Mapping[str, Any], namespace: str, name: str,
+    def _launch_job(self, launch: Launch, namespace: str, name: str,
                     ids: dict[str, Any]) -> dict[str, Any]:
         uid, _owner = self._create_owner_with_secret(
-            "Job", doc, namespace, name, manifests.job(doc, self.cluster, name))
+            "Job", launch, namespace, name, manifests.job(launch.spec, self.cluster, name))
         return {"kind": "job", "namespace": namespace, "name": name, "uid": uid, **ids}
 
-    def _launch_service(self, doc: Mapping[str, Any], namespace: str, name: str,
+    def _launch_service(self, launch: Launch, namespace: str, name: str,
                         ids: dict[str, Any]) -> dict[str, Any]:
+        doc = launch.spec
         uid, owner = self._create_owner_with_secret(
-            "Deployment", doc, namespace, name, manifests.deployment(doc, self.cluster, name))
+            "Deployment", launch, namespace, name,
+            manifests.deployment(doc, self.cluster, name))
         self._create(self.core.create_namespaced_service, namespace,
                      manifests.service(doc, self.cluster, name, owner))
         ref = {"kind": "service", "namespace": namespace, "name": name, "uid": uid,
@@ -290,6 +299,16 @@ class KubernetesExecutor:
             delete(name, namespace, body=client.V1DeleteOptions(propagation_policy="Background"))
         except ApiException:
             log.warning("could not delete %s/%s after a failed launch", namespace, name)
+
+    @staticmethod
+    def _exists(read: Any, namespace: str, name: str) -> bool:
+        try:
+            read(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     # -- status ---------------------------------------------------------------------------
     def _current(self, kind: str, namespace: str, name: str, read: Any

@@ -55,6 +55,7 @@ class LocalExecutor:
         self.settings = settings
 
     def launch(self, launch: Launch) -> dict[str, Any]:
+        launch = launch.completed()  # the process reads every value when it starts
         launch.workspace.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **launch.env}
         service: dict[str, Any] = {}

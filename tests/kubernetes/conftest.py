@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,18 +96,25 @@ def make_launch(tmp_path: Path, task_id: str | None = None, attempt: int = 1,
     spec.setdefault("image", IMAGE)
     env = {"TRACECTL_RUN_ID": "run_1", "TRACECTL_TASK_ID": task_id,
            "TRACECTL_ATTEMPT": str(attempt), "MLFLOW_TRACKING_URI": "http://mlflow:5000",
-           "MLFLOW_RUN_ID": "abc123", "TRACECTL_FENCING_TOKEN": "42"}
+           "MLFLOW_RUN_ID": "", "TRACECTL_FENCING_TOKEN": "42"}
     if annotations:
         import json
 
         env["TRACECTL_K8S_POD_ANNOTATIONS"] = json.dumps(annotations)
     workspace = tmp_path / task_id / str(attempt)
     doc = {"run_id": "run_1", "task_id": task_id, "task_name": "train", "attempt": attempt,
-           "spec": spec, "resolved": {}, "inputs": [], "env": env,
-           "labels": {"team": team, "pipeline": "p", "dag_id": "", "airflow_run_id": ""},
-           "settings": {"cancel_grace_s": 1.0}}
-    return Launch("run_1", task_id, "train", attempt, workspace, workspace / "launch.json",
-                  env, doc)
+           "spec": spec, "resolved": {}, "inputs": [], "env": env, "late_env": ["MLFLOW_RUN_ID"],
+           "settings": {"cancel_grace_s": 1.0},
+           "labels": {"team": team, "pipeline": "p", "dag_id": "", "airflow_run_id": ""}}
+    launch = Launch("run_1", task_id, "train", attempt, workspace, workspace / "launch.json",
+                    env, doc)
+    # As the supervisor's: the tracking run's id arrives when the executor completes it.
+    return replace(launch, completion=lambda: completed_launch(launch))
+
+
+def completed_launch(launch: Launch, run_id: str = "abc123") -> Launch:
+    env = {**launch.env, "MLFLOW_RUN_ID": run_id}
+    return replace(launch, env=env, spec={**launch.spec, "env": env}, completion=None)
 
 
 def wait_exit(executor: KubernetesExecutor, ref: dict[str, Any], timeout: float = 60) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ from kubernetes import client
 
 from controller.executors.k8s_manifests import PHASES
 from controller.executors.kubernetes import KubernetesExecutor
-from tests.kubernetes.conftest import cluster_config, make_launch, wait_exit
+from controller.ports import Launch
+from tests.kubernetes.conftest import cluster_config, completed_launch, make_launch, wait_exit
 from tests.kubernetes.waiting import wait_for
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(600)]
@@ -72,7 +74,9 @@ def test_job_as_stored_by_the_api_server(executor: KubernetesExecutor,
     assert task.command == [*PHASES, "exec", "/etc/tracectl/launch.json", "/workspace", "--"]
     assert prepare.command == [*PHASES, "prepare", "/etc/tracectl/launch.json", "/workspace"]
     env = {e.name: e for e in task.env}
-    assert env["MLFLOW_RUN_ID"].value == "abc123"
+    # The tracking run's id is a late value: a key of the Secret made after the Job.
+    assert env["MLFLOW_RUN_ID"].value is None
+    assert env["MLFLOW_RUN_ID"].value_from.secret_key_ref.key == "MLFLOW_RUN_ID"
     assert env["MLFLOW_TRACKING_URI"].value == "http://mlflow:5000"
     assert env["TRACECTL_FENCING_TOKEN"].value == "42"
     assert env["EPOCHS"].value == "3"
@@ -95,9 +99,11 @@ def test_job_as_stored_by_the_api_server(executor: KubernetesExecutor,
     (owner,) = secret.metadata.owner_references
     assert (owner.kind, owner.name, owner.uid, owner.controller) == ("Job", ref["name"],
                                                                      job.metadata.uid, True)
-    assert set(secret.data) == {"launch.json", "HF_TOKEN"}
+    assert set(secret.data) == {"launch.json", "HF_TOKEN", "MLFLOW_RUN_ID"}
+    assert base64.b64decode(secret.data["MLFLOW_RUN_ID"]) == b"abc123"
     launched = json.loads(base64.b64decode(secret.data["launch.json"]))
     assert launched["task_id"] == launch.task_id and launched["spec"]["command"][0] == "python"
+    assert launched["env"]["MLFLOW_RUN_ID"] == "abc123"
     # Placed by the real scheduler on the GPU node, next to the bound PVC.
     scheduled = wait_for("the pod to be scheduled", lambda: next(
         (p for p in core.list_namespaced_pod(namespace, label_selector=f"job-name={ref['name']}"
@@ -107,6 +113,56 @@ def test_job_as_stored_by_the_api_server(executor: KubernetesExecutor,
     executor.cleanup(ref)
     wait_for("the Secret to go with its Job", lambda: not core.list_namespaced_secret(
         namespace, field_selector=f"metadata.name={ref['name']}").items)
+
+
+def test_the_job_exists_before_the_launch_is_completed(
+        executor: KubernetesExecutor, api: client.ApiClient, namespace: str,
+        tmp_path: Path) -> None:
+    """The tracking run (MLflow) is made after the Job is created, not before: its pod
+    waits for the launch Secret, which carries the run's id."""
+    launch = make_launch(tmp_path)
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    name = f"tracectl-{launch.task_id.split('_', 1)[1]}-1"
+    seen: dict[str, bool] = {}
+
+    def complete() -> Launch:
+        seen["job"] = bool(batch.list_namespaced_job(
+            namespace, field_selector=f"metadata.name={name}").items)
+        seen["secret"] = bool(core.list_namespaced_secret(
+            namespace, field_selector=f"metadata.name={name}").items)
+        return completed_launch(launch, "run-made-late")
+
+    ref = executor.launch(replace(launch, completion=complete))
+    assert seen == {"job": True, "secret": False}
+    secret = core.read_namespaced_secret(ref["name"], namespace)
+    assert base64.b64decode(secret.data["MLFLOW_RUN_ID"]) == b"run-made-late"
+    # (A kubelet holds the pod in ContainerCreating until its Secret volume exists; KWOK
+    # mounts nothing, so that wait is not simulated here.)
+    state = wait_exit(executor, ref)
+    assert (state.phase, state.exit_code) == ("exited", 0)
+
+
+def test_a_job_cut_off_before_its_secret_is_launched_again(
+        executor: KubernetesExecutor, api: client.ApiClient, namespace: str,
+        tmp_path: Path) -> None:
+    """A controller killed between the Job and its Secret: find() does not adopt a Job
+    whose pods would wait forever; the repeated launch adopts it (409) and adds the Secret."""
+    launch = make_launch(tmp_path)
+
+    def killed() -> Launch:
+        raise KeyboardInterrupt  # not an Exception: the executor deletes nothing
+
+    with pytest.raises(KeyboardInterrupt):
+        executor.launch(replace(launch, completion=killed))
+    batch = client.BatchV1Api(api)
+    name = f"tracectl-{launch.task_id.split('_', 1)[1]}-1"
+    uid = batch.read_namespaced_job(name, namespace).metadata.uid
+    assert executor.find(launch) is None
+    ref = executor.launch(launch)
+    assert ref["uid"] == uid
+    assert executor.find(launch) == {**ref}
+    state = wait_exit(executor, ref)
+    assert (state.phase, state.exit_code) == ("exited", 0)
 
 
 def test_gpu_job_is_scheduled_to_the_gpu_node_and_completes(
