@@ -10,9 +10,10 @@ taken along each task's path:
     committed   the task row is committed (Submission._insert returned)
     api_out     the handler returns (the response is then serialized and sent)
     picked      the supervisor starts the attempt (Supervisor._start_attempt)
-    tracking    the MLflow run of the attempt exists (Supervisor._ensure_tracking_run)
-    create      KubernetesExecutor.launch is called (namespace, informers, Job + Secret)
-    created     launch returned (the Job and its Secret exist in the API server)
+    create      KubernetesExecutor.launch is called (namespace, informers, then the Job)
+    tracking    the MLflow run of the attempt exists (Supervisor._ensure_tracking_run,
+                called by launch() once the Job is created)
+    created     launch returned (the Job and its launch Secret exist in the API server)
     running     RUNNING and the Job reference are committed (Supervisor._mark_running)
 
 On SIGINT/SIGTERM the server stops and writes {task_id: {stamp: seconds}} to FILE, and

@@ -74,9 +74,8 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
             checks["store"] = "ok"
         except Exception as exc:
             checks["store"] = f"error: {exc}"
-        thread = getattr(svc.supervisor, "_thread", None)
         if run_supervisor:
-            checks["supervisor"] = "ok" if thread and thread.is_alive() else "stopped"
+            checks["supervisor"] = "ok" if svc.supervisor.alive() else "stopped"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 

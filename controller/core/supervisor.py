@@ -59,7 +59,7 @@ TERMINAL = {s.value for s in TERMINAL_TASK_STATUSES}
 DEADLINE_SLACK_S = 30.0
 # Env values that exist once the attempt's tracking run does: filled in by Launch.completed()
 LATE_ENV = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
-LAUNCH_THREADS = 8  # attempts started at once: one slow start (MLflow, a cluster) holds no other
+LAUNCH_THREADS = 128  # attempts started at once: mostly waiting (API server, MLflow), cheap
 
 
 @dataclass
@@ -95,7 +95,6 @@ class Supervisor:
         self.store = backends.artifact_store(settings)
         self.events = backends.status_publisher(settings)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._cancelling: set[str] = set()
         self._last_heartbeat = 0.0
         self._last_anchor = time.monotonic()
@@ -109,7 +108,7 @@ class Supervisor:
         self._tracking_turn: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.tracking.uri.startswith("sqlite")
             else contextlib.nullcontext())
-        self._last_watch = 0.0
+        self._threads: list[threading.Thread] = []
 
     # -- loop ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -118,14 +117,25 @@ class Supervisor:
         threading.Thread(target=keep_draining, args=(self.settings, self._stop),
                          name="tracectl-spool-recovery", daemon=True).start()
         self.reconcile()
-        self._thread = threading.Thread(target=self._loop, name="tracectl-supervisor", daemon=True)
-        self._thread.start()
+        # Two loops: admission answers each submit at once, and never waits behind the
+        # inspection of every active attempt, which keeps its own pace on its own thread.
+        self._threads = [
+            threading.Thread(target=self._loop, args=(self.admit, self._wait_for_work),
+                             name="tracectl-supervisor", daemon=True),
+            threading.Thread(target=self._loop, args=(self.watch, self._stop.wait),
+                             name="tracectl-watch", daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    def alive(self) -> bool:
+        """Both loops run (readiness)."""
+        return bool(self._threads) and all(thread.is_alive() for thread in self._threads)
 
     def stop(self) -> None:
         self._stop.set()
         self.wake.set()
-        if self._thread:
-            self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
         # Launches not begun stay STARTING in the store: the next start recovers them.
         self._launcher.shutdown(wait=True, cancel_futures=True)
         self.events.close()  # flush status events still queued for Kafka
@@ -133,24 +143,31 @@ class Supervisor:
         if close is not None:
             close()  # stop background watches before the process (or the cluster) goes
 
-    def _loop(self) -> None:
+    def _loop(self, step: Callable[[], None], pause: Callable[[float], object]) -> None:
         while not self._stop.is_set():
             try:
-                self.tick()
+                step()
             except Exception:
-                log.exception("supervisor tick failed; retrying")
-            self.wake.wait(self.settings.supervisor_interval_s)
-            self.wake.clear()
+                log.exception("supervisor %s failed; retrying", step.__name__)
+            pause(self.settings.supervisor_interval_s)
+
+    def _wait_for_work(self, timeout: float) -> None:
+        self.wake.wait(timeout)  # a submit, or a finished attempt, ends the wait at once
+        self.wake.clear()
 
     def tick(self) -> None:
+        """One round of both loops, in this thread (restart, tests)."""
+        self.admit()
+        self.watch()
+
+    def admit(self) -> None:
         self._promote_pending()
         run_end.stop_services(self)  # before admission: an ended run starts no more services
         self._admit_and_launch()
-        # A wake-up per submitted task admits it at once; inspecting every active attempt
-        # keeps the loop's own pace, or a burst of submits would inspect them all per task.
-        if time.monotonic() - self._last_watch >= self.settings.supervisor_interval_s:
-            self._last_watch = time.monotonic()
-            self._watch_active()
+
+    def watch(self) -> None:
+        if self._watch_active():
+            self.wake.set()  # leases were freed: admit the next tasks now
         self._heartbeat()
         self._anchor()
 
@@ -228,6 +245,20 @@ class Supervisor:
 
     # -- queued -> starting -> running --------------------------------------------------
     def _admit_and_launch(self) -> None:
+        admitted: list[tuple[str, int]] = []
+        try:
+            self._admit(admitted)
+        except BaseException:
+            self._launching.difference_update(task_id for task_id, _ in admitted)
+            raise
+        for task_id, attempt in admitted:
+            self.publish_status(task_id, "admitted")
+            self._launcher.submit(self._launch_in_background, task_id, attempt)
+
+    def _admit(self, admitted: list[tuple[str, int]]) -> None:
+        """Admit what the leases allow; ADMITTED gets (task, attempt) of each, marked as in
+        flight before the commit, or the watch loop would take a STARTING attempt without
+        a reference for a launch cut short."""
         with self.db.write() as session:
             queued = list(session.scalars(
                 select(TaskRow)
@@ -238,7 +269,6 @@ class Supervisor:
             if not ready:
                 return
             decisions = self.admitter.admit(session, ready)
-            admitted: list[tuple[str, int]] = []
             for row in ready:
                 decision = decisions.get(row.id, Admission(False, "not considered"))
                 if not decision.admitted:
@@ -264,10 +294,7 @@ class Supervisor:
                     payload={"attempt": row.attempt, "leases": decision.leases},
                 ))
                 admitted.append((row.id, row.attempt))
-        for task_id, attempt in admitted:
-            self.publish_status(task_id, "admitted")
-            self._launching.add(task_id)
-            self._launcher.submit(self._launch_in_background, task_id, attempt)
+                self._launching.add(row.id)
 
     def _launch_in_background(self, task_id: str, attempt: int) -> None:
         try:
@@ -445,7 +472,9 @@ class Supervisor:
         tmp.replace(launch.launch_file)
 
     # -- running -> finished --------------------------------------------------------------
-    def _watch_active(self) -> None:
+    def _watch_active(self) -> bool:
+        """Inspect every active attempt; True when one of them ended."""
+        ended = False
         with self.db.read() as session:
             active = [
                 (r.id, r.attempt, r.status, r.executor_ref, r.cancel_requested, r.deadline)
@@ -465,6 +494,8 @@ class Supervisor:
             outcome = run_end.as_stopped(self.db, task_id, self._outcome(state, cancel))
             self._finish(task_id, attempt, outcome)
             self.executor.cleanup(ref)
+            ended = True
+        return ended
 
     def _outcome(self, state: ExecutorState, cancel_requested: bool) -> Outcome:
         result = dict(state.result or {})

@@ -268,6 +268,13 @@ def _pod_spec(launch: Mapping[str, Any], config: ClusterConfig, secret_name: str
     )
 
 
+def to_json(obj: Any) -> bytes:
+    """The request body of a manifest: what the client's sanitize_for_serialization makes
+    (API field names, no unset fields), serialized by pydantic in one pass."""
+    body: bytes = obj.model_dump_json(by_alias=True, exclude_none=True).encode()
+    return body
+
+
 def owner_reference(kind: str, api_version: str, name: str, uid: str
                     ) -> client.V1OwnerReference:
     return client.V1OwnerReference(api_version=api_version, kind=kind, name=name, uid=uid,

@@ -37,6 +37,12 @@ log = logging.getLogger("tracectl.k8s")
 CONTAINERS = (("prepare", "system"), ("task", "stdout"))
 LOG_NOTE = "tracectl: pod log stream"
 CANCEL_WAIT_S = 30.0
+CREATE_TIMEOUT_S = 30.0
+JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"
+DEPLOYMENTS = "/apis/apps/v1/namespaces/{namespace}/deployments"
+SECRETS = "/api/v1/namespaces/{namespace}/secrets"
+SERVICES = "/api/v1/namespaces/{namespace}/services"
+INGRESSES = "/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses"
 
 
 def api_client(kubeconfig: str | None) -> client.ApiClient:
@@ -234,14 +240,24 @@ class KubernetesExecutor:
                     raise
         self._namespaces.add(namespace)
 
-    def _create(self, create: Any, namespace: str, body: Any) -> dict[str, Any] | None:
-        """Create; None when it exists already (a repeated launch adopts it)."""
-        try:
-            return _raw(create(namespace, body, _preload_content=False))
-        except ApiException as exc:
-            if exc.status == 409:
-                return None
-            raise
+    def _create(self, path: str, namespace: str, body: Any) -> dict[str, Any] | None:
+        """POST BODY (a typed manifest) to the collection PATH; None when it exists already
+        (a repeated launch adopts it). The body is serialized once, by pydantic, and sent as
+        is: the generated client would walk it twice more (sanitize, then json.dumps)."""
+        method, url, headers, _body, _post = self.api.param_serialize(
+            "POST", path, path_params={"namespace": namespace},
+            header_params={"Content-Type": "application/json", "Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        response = self.api.rest_client.pool_manager.request(
+            method, url, body=manifests.to_json(body), headers=headers,
+            timeout=CREATE_TIMEOUT_S)
+        if response.status == 409:
+            return None
+        if not 200 <= response.status <= 299:
+            raise ApiException(status=response.status, reason=response.reason,
+                               body=response.data.decode("utf-8", "replace"))
+        created: dict[str, Any] = json.loads(response.data)
+        return created
 
     def _create_owner_with_secret(self, kind: str, launch: Launch, namespace: str,
                                   name: str, body: Any) -> tuple[str, Any]:
@@ -250,10 +266,9 @@ class KubernetesExecutor:
         by the object. No pod starts before the Secret exists (it mounts it), so the
         tracking run is made after the object, off the dispatch path. (uid, owner ref)."""
         api_version, create, read, delete = {
-            "Job": ("batch/v1", self.batch.create_namespaced_job,
-                    self.batch.read_namespaced_job, self.batch.delete_namespaced_job),
-            "Deployment": ("apps/v1", self.apps.create_namespaced_deployment,
-                           self.apps.read_namespaced_deployment,
+            "Job": ("batch/v1", JOBS, self.batch.read_namespaced_job,
+                    self.batch.delete_namespaced_job),
+            "Deployment": ("apps/v1", DEPLOYMENTS, self.apps.read_namespaced_deployment,
                            self.apps.delete_namespaced_deployment),
         }[kind]
         created = self._create(create, namespace, body)
@@ -262,7 +277,7 @@ class KubernetesExecutor:
         owner = manifests.owner_reference(kind, api_version, name, uid)
         try:
             doc = launch.completed().spec
-            self._create(self.core.create_namespaced_secret, namespace,
+            self._create(SECRETS, namespace,
                          manifests.launch_secret(doc, self.cluster, name, owner))
         except Exception:
             if created is not None:  # without its launch document it would never start
@@ -282,13 +297,13 @@ class KubernetesExecutor:
         uid, owner = self._create_owner_with_secret(
             "Deployment", launch, namespace, name,
             manifests.deployment(doc, self.cluster, name))
-        self._create(self.core.create_namespaced_service, namespace,
+        self._create(SERVICES, namespace,
                      manifests.service(doc, self.cluster, name, owner))
         ref = {"kind": "service", "namespace": namespace, "name": name, "uid": uid,
                "url": manifests.service_url(name, namespace), **ids}
         if self.cluster.ingress_prefix:
             path = f"{self.cluster.ingress_prefix.rstrip('/')}/{name}"
-            self._create(self.net.create_namespaced_ingress, namespace,
+            self._create(INGRESSES, namespace,
                          manifests.ingress(doc, self.cluster, name, path, owner))
             ref["ingress_path"] = path
         return ref

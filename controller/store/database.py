@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,17 @@ class Database:
         from controller.audit.chain import install as chain_audit_and_lineage
 
         chain_audit_and_lineage()
+        # SQLite takes one writer; its busy handler makes the others poll with growing sleeps,
+        # which under a burst of writers starves some of them for seconds. In this process
+        # they queue on a lock instead and start the moment the previous writer commits.
+        self._write_turn: AbstractContextManager[Any] = (
+            threading.RLock() if self.is_sqlite else nullcontext())
         self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with self._writer() as session, session.begin():
+        with self._write_turn, self._writer() as session, session.begin():
             yield session
 
     @contextmanager

@@ -1,0 +1,38 @@
+"""The request body the executor sends is exactly what the official client would send.
+
+No cluster: manifests are built from launch documents and serialized both ways.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from controller.executors import k8s_manifests as m
+from tests.kubernetes.conftest import make_launch
+
+
+@pytest.mark.parametrize("spec", [
+    {},
+    {"env": {"HF_TOKEN": "x", "EPOCHS": "3"}, "secret_env": ["HF_TOKEN"], "timeout_s": 60,
+     "resources": {"gpu": 2, "gpu_flavor": "A100-SXM4-80GB", "cpu": 1.5, "memory": "2Gi",
+                   "volumes": [{"claim": "data", "mode": "ro"}, {"claim": "out"}]}},
+    {"mode": "service", "env": {"PORT": "9000"}},
+])
+def test_body_equals_the_clients_serialization(tmp_path: Path, spec: dict[str, object]) -> None:
+    doc = make_launch(tmp_path, annotations={"tracectl.io/exit-code": "3"}, **spec)
+    doc = doc.completed().spec
+    cfg = m.ClusterConfig(namespace="ns", queue="team-a", ingress_prefix="/svc")
+    owner = m.owner_reference("Job", "batch/v1", "tracectl-x-1", "uid-1")
+    objects = [m.job(doc, cfg, "tracectl-x-1"), m.launch_secret(doc, cfg, "tracectl-x-1", owner),
+               m.deployment(doc, cfg, "tracectl-x-1"), m.service(doc, cfg, "tracectl-x-1", owner),
+               m.ingress(doc, cfg, "tracectl-x-1", "/svc/x", owner)]
+    api = client.ApiClient(client.Configuration())
+    for obj in objects:
+        assert json.loads(m.to_json(obj)) == api.sanitize_for_serialization(obj), type(obj)
+    job = json.loads(m.to_json(objects[0]))
+    assert job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert "backoffLimit" in job["spec"] and "backoff_limit" not in job["spec"]  # API names
