@@ -223,7 +223,15 @@ class Supervisor:
         return "relaunched"
 
     # -- pending -> queued --------------------------------------------------------------
+    def _has(self, status: TaskStatus) -> bool:
+        """Whether any task has STATUS: a read, so that an idle round takes no write lock."""
+        with self.db.read() as session:
+            return session.scalar(
+                select(TaskRow.id).where(TaskRow.status == status.value).limit(1)) is not None
+
     def _promote_pending(self) -> None:
+        if not self._has(TaskStatus.PENDING):
+            return
         with self.db.write() as session:
             pending = list(session.scalars(
                 select(TaskRow).where(TaskRow.status == TaskStatus.PENDING.value)
@@ -245,6 +253,8 @@ class Supervisor:
 
     # -- queued -> starting -> running --------------------------------------------------
     def _admit_and_launch(self) -> None:
+        if not self._has(TaskStatus.QUEUED):
+            return
         admitted: list[tuple[str, int]] = []
         try:
             self._admit(admitted)
@@ -475,12 +485,12 @@ class Supervisor:
     def _watch_active(self) -> bool:
         """Inspect every active attempt; True when one of them ended."""
         ended = False
-        with self.db.read() as session:
-            active = [
-                (r.id, r.attempt, r.status, r.executor_ref, r.cancel_requested, r.deadline)
-                for r in session.scalars(select(TaskRow).where(TaskRow.status.in_(ACTIVE)))
-            ]
-        for task_id, attempt, _status, ref, cancel, deadline in active:
+        with self.db.read() as session:  # the columns it needs: not each spec, every round
+            active = list(session.execute(
+                select(TaskRow.id, TaskRow.attempt, TaskRow.executor_ref,
+                       TaskRow.cancel_requested, TaskRow.deadline)
+                .where(TaskRow.status.in_(ACTIVE))).tuples())
+        for task_id, attempt, ref, cancel, deadline in active:
             if ref is None:
                 if task_id not in self._launching:  # not in flight: this launch was cut off
                     self._recover_starting(task_id)

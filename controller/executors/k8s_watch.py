@@ -29,43 +29,73 @@ class Gone(Exception):
 
 
 class ObjectCache:
+    """Objects by (kind, namespace), with an index on their labels: the supervisor looks up
+    every active attempt's pods each round, and a scan per lookup grows with the square of
+    the attempts a controller follows."""
+
     def __init__(self) -> None:
-        self._objects: dict[Key, dict[str, Any]] = {}
+        self._buckets: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self._labels: dict[tuple[str, str, str, str], set[str]] = {}
         self._changed = threading.Condition()
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._changed:
-            return self._objects.get((kind, namespace, name))
+            return self._buckets.get((kind, namespace), {}).get(name)
 
     def select(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
         with self._changed:
-            return [obj for (k, ns, _), obj in self._objects.items()
-                    if k == kind and ns == namespace
-                    and all((obj["metadata"].get("labels") or {}).get(key) == value
-                            for key, value in labels.items())]
+            bucket = self._buckets.get((kind, namespace), {})
+            if not labels:
+                return list(bucket.values())
+            names = min((self._labels.get((kind, namespace, k, v), set())
+                         for k, v in labels.items()), key=len)
+            return [obj for name in sorted(names)
+                    if all(_labels_of(obj := bucket[name]).get(k) == v
+                           for k, v in labels.items())]
 
     def put(self, kind: str, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
         with self._changed:
-            self._objects[(kind, meta.get("namespace", ""), meta["name"])] = obj
+            self._put(kind, meta.get("namespace", ""), obj)
             self._changed.notify_all()
 
     def drop(self, kind: str, namespace: str, name: str) -> None:
         with self._changed:
-            self._objects.pop((kind, namespace, name), None)
+            self._drop(kind, namespace, name)
             self._changed.notify_all()
 
     def replace(self, kind: str, namespace: str, objects: list[dict[str, Any]]) -> None:
         with self._changed:
-            for key in [k for k in self._objects if k[0] == kind and k[1] == namespace]:
-                del self._objects[key]
+            for name in list(self._buckets.get((kind, namespace), {})):
+                self._drop(kind, namespace, name)
             for obj in objects:
-                self._objects[(kind, namespace, obj["metadata"]["name"])] = obj
+                self._put(kind, namespace, obj)
             self._changed.notify_all()
 
     def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
         with self._changed:
             return self._changed.wait_for(predicate, timeout)
+
+    def _put(self, kind: str, namespace: str, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        self._drop(kind, namespace, name)
+        self._buckets.setdefault((kind, namespace), {})[name] = obj
+        for key, value in _labels_of(obj).items():
+            self._labels.setdefault((kind, namespace, key, value), set()).add(name)
+
+    def _drop(self, kind: str, namespace: str, name: str) -> None:
+        old = self._buckets.get((kind, namespace), {}).pop(name, None)
+        for key, value in _labels_of(old).items() if old else ():
+            names = self._labels.get((kind, namespace, key, value))
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self._labels[(kind, namespace, key, value)]
+
+
+def _labels_of(obj: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = obj["metadata"].get("labels") or {}
+    return labels
 
 
 class Informer(threading.Thread):

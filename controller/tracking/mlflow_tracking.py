@@ -6,6 +6,7 @@ The task's own code logs into that run through MLFLOW_RUN_ID / MLFLOW_TRACKING_U
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -17,6 +18,10 @@ _STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
 
 class MlflowTracking:
     def __init__(self, settings: Settings) -> None:
+        # MLflow 3 sends usage telemetry from background threads: a controller does not phone
+        # home, and those threads took a third of its CPU on the dispatch path (offline they
+        # retry). MLFLOW_DISABLE_TELEMETRY=false in the environment opts back in.
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         self.uri = settings.mlflow_uri
         # A local store would otherwise put artifacts under the client's working directory.
         self.artifact_root = (

@@ -64,3 +64,33 @@ def test_resume_then_relist_after_410() -> None:
     assert calls[:4] == [("list", None), ("watch", "10"), ("watch", "15"), ("list", None)]
     assert [x["metadata"]["name"] for x in cache.select("job", "ns", {})] == ["b", "c"]
     assert informer.relists == 2
+
+
+def test_select_by_labels_follows_puts_relabels_and_drops() -> None:
+    cache = ObjectCache()
+
+    def pod(name: str, namespace: str = "ns", **labels: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": namespace, "labels": labels}}
+
+    cache.put("pod", pod("a", **{"job-name": "j1", "attempt": "1"}))
+    cache.put("pod", pod("b", **{"job-name": "j1", "attempt": "2"}))
+    cache.put("pod", pod("c", **{"job-name": "j2"}))
+    cache.put("pod", pod("a", namespace="other", **{"job-name": "j1"}))
+    cache.put("job", pod("j1", **{"job-name": "j1"}))
+
+    def names(kind: str, **labels: str) -> list[str]:
+        return [o["metadata"]["name"] for o in cache.select(kind, "ns", labels)]
+
+    assert names("pod", **{"job-name": "j1"}) == ["a", "b"]
+    assert names("pod", **{"job-name": "j1", "attempt": "2"}) == ["b"]
+    assert names("pod", **{"job-name": "nope"}) == []
+    cache.put("pod", pod("b", **{"job-name": "j2"}))  # relabelled: leaves the old index
+    assert names("pod", **{"job-name": "j1"}) == ["a"]
+    assert names("pod", **{"job-name": "j2"}) == ["b", "c"]
+    cache.drop("pod", "ns", "c")
+    assert names("pod", **{"job-name": "j2"}) == ["b"]
+    cache.replace("pod", "ns", [pod("d", **{"job-name": "j2"})])
+    assert names("pod", **{"job-name": "j2"}) == ["d"]
+    assert names("pod") == ["d"]
+    assert [o["metadata"]["name"] for o in cache.select("pod", "other", {})] == ["a"]
+    assert names("job", **{"job-name": "j1"}) == ["j1"]
