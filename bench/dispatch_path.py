@@ -94,11 +94,13 @@ def serve(home: Path, port: int, stamps: Path) -> None:
 
     from controller.api.app import create_app
     from controller.config import Settings
+    from controller.server import settle_collector
 
     instrument()
     settings = Settings.from_env(home=home, executor="kubernetes", port=port)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False))
+    settle_collector()  # as `tracectl server` does
     try:
         server.run()
     finally:
