@@ -417,7 +417,7 @@ class Supervisor:
         """What Launch.completed() fills in: the attempt's tracking run, then its launch file."""
         with self._tracking_turn:
             experiment_id, run_id = self._ensure_tracking_run(launch.task_id, launch.attempt)
-        env = {**launch.env, "MLFLOW_EXPERIMENT_ID": experiment_id, "MLFLOW_RUN_ID": run_id}
+        env = {**launch.env, **dict(zip(LATE_ENV, (experiment_id, run_id), strict=True))}
         done = replace(launch, env=env, spec={**launch.spec, "env": env}, completion=None)
         self._write_launch_file(done)
         return done
