@@ -36,6 +36,10 @@ class LogSink(Protocol):
 class StatusPublisher(Protocol):
     """Where task status events (submitted, admitted, started, finished...) are published."""
 
+    # False when events go nowhere: the caller then skips reading what an event would carry
+    # (two store reads per transition, on the dispatch path).
+    publishes: bool
+
     def publish(self, event: Mapping[str, Any]) -> None: ...
 
     def close(self) -> None: ...

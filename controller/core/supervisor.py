@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from controller.logs.archive import archive_task_log
 from controller.logs.file_sink import FileLogReader
 from controller.logs.reconcile_records import enqueue_check as enqueue_log_check
 from controller.logs.spool_recovery import keep_draining
-from controller.logs.status_events import NoStatusEvents, status_event
+from controller.logs.status_events import status_event
 from controller.ports import Executor, ExecutorState, Launch, LogReader, Tracking
 from controller.scheduling.admission import Admission, AdmitAll, Admitter
 from controller.store.database import Database
@@ -50,6 +50,7 @@ from controller.store.schema import (
     TaskInputRow,
     TaskRow,
     TaskSecretRow,
+    utcnow,
 )
 
 log = logging.getLogger("tracectl.supervisor")
@@ -68,10 +69,6 @@ class Outcome:
     reason: str | None
     exit_code: int | None
     result: dict[str, Any]
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Supervisor:
@@ -198,9 +195,9 @@ class Supervisor:
             state = session.get(ControllerStateRow, "last_start") or ControllerStateRow(
                 key="last_start", value={}
             )
-            state.value = {"at": now().isoformat(), "pid": os.getpid(),
+            state.value = {"at": utcnow().isoformat(), "pid": os.getpid(),
                            "adopted": adopted, "relaunched": relaunched}
-            state.updated_at = now()
+            state.updated_at = utcnow()
             session.merge(state)
         self.tick()
         return {"adopted": adopted, "relaunched": relaunched}
@@ -248,7 +245,7 @@ class Supervisor:
                                     f"upstream task {broken[0].name!r} {broken[0].status}")
                 elif all(u.status == TaskStatus.SUCCEEDED.value for u in ups.values()):
                     row.status = TaskStatus.QUEUED.value
-                    row.queued_at = row.updated_at = now()
+                    row.queued_at = row.updated_at = utcnow()
                     row.reason = None
 
     # -- queued -> starting -> running --------------------------------------------------
@@ -275,7 +272,7 @@ class Supervisor:
                 .where(TaskRow.status == TaskStatus.QUEUED.value)
                 .order_by(TaskRow.priority.desc(), TaskRow.queued_at, TaskRow.id)
             ))
-            ready = [r for r in queued if r.not_before is None or r.not_before <= now()]
+            ready = [r for r in queued if r.not_before is None or r.not_before <= utcnow()]
             if not ready:
                 return
             decisions = self.admitter.admit(session, ready)
@@ -291,13 +288,13 @@ class Supervisor:
                 name_for = getattr(self.executor, "name_for", None)
                 row.executor = name_for(row.spec.get("mode")) if name_for else self.executor.name
                 row.executor_ref = None
-                row.started_at = row.updated_at = now()
+                row.started_at = row.updated_at = utcnow()
                 row.finished_at = None
                 row.resolved = {**row.resolved, "attempt_env": decision.env,
                                 "leases": decision.leases}
                 timeout = row.spec.get("timeout_s")
                 row.deadline = (
-                    now() + timedelta(seconds=timeout + DEADLINE_SLACK_S) if timeout else None
+                    utcnow() + timedelta(seconds=timeout + DEADLINE_SLACK_S) if timeout else None
                 )
                 session.add(LineageEventRow(
                     run_id=row.run_id, task_id=row.id, type="task.admitted",
@@ -358,7 +355,7 @@ class Supervisor:
                 return
             row.status = TaskStatus.RUNNING.value
             row.executor_ref = ref
-            row.updated_at = now()
+            row.updated_at = utcnow()
             session.add(LineageEventRow(
                 run_id=row.run_id, task_id=row.id, type="task.started",
                 payload={"attempt": attempt, "executor": row.executor, "ref": ref},
@@ -498,7 +495,7 @@ class Supervisor:
             state = self.executor.inspect(ref, self.workspace(task_id, attempt))
             if state.phase == "running":
                 record_readiness(self.db, task_id, attempt, ref, state)
-                if cancel or (deadline is not None and now() > deadline):
+                if cancel or (deadline is not None and utcnow() > deadline):
                     self._cancel_async(task_id, ref)
                 continue
             outcome = run_end.as_stopped(self.db, task_id, self._outcome(state, cancel))
@@ -581,14 +578,14 @@ class Supervisor:
         row.status = TaskStatus.QUEUED.value
         row.reason = f"attempt {row.attempt} failed ({outcome.reason}); retrying"
         row.exit_code = outcome.exit_code
-        row.not_before = now() + timedelta(seconds=backoff)
-        row.queued_at = row.updated_at = now()
+        row.not_before = utcnow() + timedelta(seconds=backoff)
+        row.queued_at = row.updated_at = utcnow()
         row.executor_ref = None
 
     def publish_status(self, task_id: str, status: str, **extra: Any) -> None:
         """Publish a status event; a publishing failure never blocks the lifecycle."""
-        if isinstance(self.events, NoStatusEvents):
-            return  # nothing to publish to: spare the dispatch path the two reads
+        if not self.events.publishes:
+            return
         try:
             with self.db.read() as session:
                 row = session.get(TaskRow, task_id)
@@ -605,7 +602,7 @@ class Supervisor:
     ) -> None:
         run = session.get(RunRow, row.run_id)
         assert run is not None
-        row.finished_at = now()
+        row.finished_at = utcnow()
         inputs = self._launch_inputs(row)
         for item in inputs:
             session.add(TaskInputRow(
@@ -632,7 +629,8 @@ class Supervisor:
             session.add(LineageRecordRow(task_id=row.id, run_id=row.run_id,
                                          attempt=row.attempt, record=record_json))
         else:
-            existing.attempt, existing.record, existing.updated_at = row.attempt, record_json, now()
+            existing.attempt, existing.record = row.attempt, record_json
+            existing.updated_at = utcnow()
         session.add(LineageEventRow(
             run_id=row.run_id, task_id=row.id, type="task.completed",
             payload={"attempt": row.attempt, "status": outcome.status.value,
@@ -653,7 +651,7 @@ class Supervisor:
         row.status = status.value
         row.reason = reason
         row.exit_code = exit_code
-        row.finished_at = row.updated_at = now()
+        row.finished_at = row.updated_at = utcnow()
         self.admitter.release(session, row.id, status.value)
         secrets = session.get(TaskSecretRow, row.id)
         if secrets is not None:
@@ -704,5 +702,5 @@ def update_run_status(session: Session, run_id: str) -> None:
     else:
         status = RunStatus.SUCCEEDED
     run.status = status.value
-    run.updated_at = now()
-    run.finished_at = now() if status not in (RunStatus.RUNNING, RunStatus.PENDING) else None
+    run.updated_at = utcnow()
+    run.finished_at = utcnow() if status not in (RunStatus.RUNNING, RunStatus.PENDING) else None

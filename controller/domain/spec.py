@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Annotated, Any
@@ -134,6 +135,12 @@ class InputRef(Strict):
         return self.artifact[len("task:") :].split("/", 1)[1]
 
 
+def port_of(env: Mapping[str, str]) -> int | None:
+    """The port in env PORT (a service listens on it); None when unset or not a port."""
+    raw = env.get("PORT", "")
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 65536 else None
+
+
 class TaskSpec(Strict):
     """Everything needed to run one task and to reproduce it later."""
 
@@ -186,6 +193,9 @@ class TaskSpec(Strict):
                 raise ValueError(f"env value of {key!r} contains a NUL byte")
             if len(val) > MAX_ENV_VALUE_CHARS:
                 raise ValueError(f"env value of {key!r} is over {MAX_ENV_VALUE_CHARS} characters")
+        if "PORT" in value and port_of(value) is None:
+            raise ValueError(f"env PORT={value['PORT']!r} must be a TCP port number (1-65535): "
+                             "the port a service listens on")
         return value
 
     @field_validator("models")

@@ -25,6 +25,8 @@ from typing import Any
 
 from kubernetes import client
 
+from controller.domain.spec import port_of
+
 DEFAULT_IMAGE = "ghcr.io/tracectl/runtime:0.1.0"
 DEFAULT_NAMESPACE = "tracectl"
 TTL_AFTER_FINISHED_S = 3600
@@ -336,8 +338,7 @@ def pod_annotations(launch: Mapping[str, Any]) -> dict[str, str] | None:
 
 
 def service_port(launch: Mapping[str, Any]) -> int:
-    raw = (launch["spec"].get("env") or {}).get("PORT")
-    return int(raw) if raw and raw.isdigit() else SERVICE_PORT
+    return port_of(launch["spec"].get("env") or {}) or SERVICE_PORT
 
 
 def deployment(launch: Mapping[str, Any], config: ClusterConfig, name: str

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from controller.domain.spec import port_of
 from controller.loopback import HOST, free_port
 from controller.ports import ExecutorState
 
@@ -25,12 +26,7 @@ def is_service(spec: Mapping[str, Any]) -> bool:
 
 def chosen_port(spec: Mapping[str, Any]) -> int:
     """The spec's env PORT when it sets one, else a port free on the loopback right now."""
-    raw = ((spec.get("spec") or {}).get("env") or {}).get("PORT")
-    if raw:
-        if not raw.isdigit() or not 0 < int(raw) < 65536:
-            raise ValueError(f"env PORT={raw!r} of a service must be a TCP port number")
-        return int(raw)
-    return free_port()
+    return port_of((spec.get("spec") or {}).get("env") or {}) or free_port()
 
 
 def service_ref(port: int, ready_timeout_s: float) -> dict[str, Any]:

@@ -21,6 +21,8 @@ CLOSE_TIMEOUT_S = 10.0
 
 
 class KafkaStatusPublisher:
+    publishes = True
+
     def __init__(self, settings: Settings) -> None:
         bootstrap, topic = parse_uri(settings.status_events, DEFAULT_TOPIC)
         self.producer = SpooledProducer(bootstrap, topic, settings.home / "spool" / "status",

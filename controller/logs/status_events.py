@@ -35,6 +35,8 @@ def _duration(task: Any, status: str) -> dict[str, int]:
 class NoStatusEvents:
     """The embedded default: status lives in the store and the lineage event log only."""
 
+    publishes = False
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 

@@ -32,7 +32,7 @@ import copy
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Row, Table, bindparam, func, select, update
@@ -45,7 +45,7 @@ from controller.scheduling.fair_share import admission_order
 from controller.scheduling.grant_batch import GrantBatch, LeaseRace, give_back
 from controller.scheduling.inventory import Inventory, mirror, quota_unit, volume_unit
 from controller.store.lease_schema import FENCING_COUNTER, LeaseCounterRow, LeaseRow
-from controller.store.schema import AuditRow, TaskRow
+from controller.store.schema import AuditRow, TaskRow, utcnow
 
 Clock = Callable[[], datetime]
 HolderCheck = Callable[[str], bool]
@@ -64,10 +64,6 @@ _SET_COUNTER = (update(_counter).where(_counter.c.name == FENCING_COUNTER)
 _leases = cast(Table, LeaseRow.__table__)
 _EXPIRED = (select(_leases.c.id, _leases.c.task_id)
             .where(_leases.c.released_at.is_(None), _leases.c.expires_at < bindparam("now")))
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -116,7 +112,7 @@ class LeaseAdmitter:
         self,
         inventory: Inventory,
         lease_ttl_s: float = 30.0,
-        clock: Clock = utc_now,
+        clock: Clock = utcnow,
         is_holder_alive: Callable[[Session], HolderCheck] | None = None,
     ) -> None:
         self.inventory = inventory
@@ -499,7 +495,7 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
 
 
 def force_release(session: Session, lease_id: int, reason: str, actor: str,
-                  clock: Clock = utc_now) -> LeaseRow | None:
+                  clock: Clock = utcnow) -> LeaseRow | None:
     """An operator takes a lease back (its holder keeps running, now without it).
 
     Returns None when the lease does not exist; raises LeaseAlreadyReleased when it ended.
