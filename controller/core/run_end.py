@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from controller.domain.records import TERMINAL_TASK_STATUSES, TaskStatus
 from controller.errors import Conflict
@@ -55,6 +56,25 @@ def _services_to_stop(db: Database) -> list[str]:
             by_run[row.run_id].append(row)
         return [row.id for rows in by_run.values() if all(is_service(r) for r in rows)
                 for row in rows if not row.cancel_requested]
+
+
+def ended_runs(session: Session, run_ids: set[str]) -> set[str]:
+    """Of RUN_IDS, the closed runs with nothing left to run but services, read in the
+    caller's transaction: admission holds back their services in the same transaction that
+    would start them, whatever finished since the last stop_services()."""
+    if not run_ids:
+        return set()
+    open_tasks = session.scalars(
+        select(TaskRow).join(RunRow, RunRow.id == TaskRow.run_id)
+        .where(RunRow.id.in_(run_ids), RunRow.closed_at.is_not(None),
+               TaskRow.status.not_in(TERMINAL)))
+    closed: set[str] = set()
+    busy: set[str] = set()
+    for row in open_tasks:
+        closed.add(row.run_id)
+        if not is_service(row):
+            busy.add(row.run_id)
+    return closed - busy
 
 
 def stop_services(supervisor: Supervisor) -> int:

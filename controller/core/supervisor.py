@@ -273,6 +273,10 @@ class Supervisor:
                 .order_by(TaskRow.priority.desc(), TaskRow.queued_at, TaskRow.id)
             ))
             ready = [r for r in queued if r.not_before is None or r.not_before <= utcnow()]
+            ended = run_end.ended_runs(session, {r.run_id for r in ready if run_end.is_service(r)})
+            if ended:  # the inspection loop just finished their last jobs: no service starts
+                ready = [r for r in ready if r.run_id not in ended or not run_end.is_service(r)]
+                self.wake.set()  # the next round's stop_services() cancels them
             if not ready:
                 return
             decisions = self.admitter.admit(session, ready)
