@@ -44,37 +44,31 @@ def is_service(row: TaskRow) -> bool:
     return bool(row.spec.get("mode") == SERVICE)
 
 
+def _ended(session: Session, run_ids: set[str] | None = None) -> dict[str, list[TaskRow]]:
+    """The closed runs (of RUN_IDS, or all) with nothing left to run but services: their
+    unfinished services, by run."""
+    query = (select(TaskRow).join(RunRow, RunRow.id == TaskRow.run_id)
+             .where(RunRow.closed_at.is_not(None), TaskRow.status.not_in(TERMINAL)))
+    if run_ids is not None:
+        query = query.where(RunRow.id.in_(run_ids))
+    by_run: dict[str, list[TaskRow]] = defaultdict(list)
+    for row in session.scalars(query):
+        by_run[row.run_id].append(row)
+    return {run: rows for run, rows in by_run.items() if all(is_service(r) for r in rows)}
+
+
 def _services_to_stop(db: Database) -> list[str]:
     """Ids of the unfinished services of closed runs that have nothing else left to run."""
     with db.read() as session:
-        open_tasks = session.scalars(
-            select(TaskRow).join(RunRow, RunRow.id == TaskRow.run_id)
-            .where(RunRow.closed_at.is_not(None), TaskRow.status.not_in(TERMINAL))
-        )
-        by_run: dict[str, list[TaskRow]] = defaultdict(list)
-        for row in open_tasks:
-            by_run[row.run_id].append(row)
-        return [row.id for rows in by_run.values() if all(is_service(r) for r in rows)
-                for row in rows if not row.cancel_requested]
+        return [row.id for rows in _ended(session).values() for row in rows
+                if not row.cancel_requested]
 
 
 def ended_runs(session: Session, run_ids: set[str]) -> set[str]:
     """Of RUN_IDS, the closed runs with nothing left to run but services, read in the
     caller's transaction: admission holds back their services in the same transaction that
     would start them, whatever finished since the last stop_services()."""
-    if not run_ids:
-        return set()
-    open_tasks = session.scalars(
-        select(TaskRow).join(RunRow, RunRow.id == TaskRow.run_id)
-        .where(RunRow.id.in_(run_ids), RunRow.closed_at.is_not(None),
-               TaskRow.status.not_in(TERMINAL)))
-    closed: set[str] = set()
-    busy: set[str] = set()
-    for row in open_tasks:
-        closed.add(row.run_id)
-        if not is_service(row):
-            busy.add(row.run_id)
-    return closed - busy
+    return set(_ended(session, run_ids)) if run_ids else set()
 
 
 def stop_services(supervisor: Supervisor) -> int:

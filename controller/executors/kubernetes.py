@@ -67,6 +67,16 @@ def _raw(response: Any) -> dict[str, Any]:
     return body
 
 
+def _read(read: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    """GET one object with the generated client's READ; None when it does not exist."""
+    try:
+        return _raw(read(name, namespace, _preload_content=False))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -122,7 +132,7 @@ class KubernetesExecutor:
                 meta = obj["metadata"]
                 if meta.get("deletionTimestamp"):
                     continue
-                if not self._exists(self.core.read_namespaced_secret, namespace, meta["name"]):
+                if _read(self.core.read_namespaced_secret, namespace, meta["name"]) is None:
                     # cut off before its launch Secret: launching again adopts the object
                     # (409) and creates the Secret its pods wait for
                     return None
@@ -315,28 +325,11 @@ class KubernetesExecutor:
         except ApiException:
             log.warning("could not delete %s/%s after a failed launch", namespace, name)
 
-    @staticmethod
-    def _exists(read: Any, namespace: str, name: str) -> bool:
-        try:
-            read(name, namespace, _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
-
     # -- status ---------------------------------------------------------------------------
     def _current(self, kind: str, namespace: str, name: str, read: Any
                  ) -> dict[str, Any] | None:
         obj = self.cache.get(kind, namespace, name)
-        if obj is not None:
-            return obj
-        try:
-            return _raw(read(name, namespace, _preload_content=False))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return obj if obj is not None else _read(read, namespace, name)
 
     def _pods(self, namespace: str, owner_name: str, fresh: bool,
               labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
