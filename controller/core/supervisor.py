@@ -487,10 +487,10 @@ class Supervisor:
         """Inspect every active attempt; True when one of them ended."""
         ended = False
         with self.db.read() as session:  # the columns it needs: not each spec, every round
-            active = list(session.execute(
+            active = [row._tuple() for row in session.execute(
                 select(TaskRow.id, TaskRow.attempt, TaskRow.executor_ref,
                        TaskRow.cancel_requested, TaskRow.deadline)
-                .where(TaskRow.status.in_(ACTIVE))).tuples())
+                .where(TaskRow.status.in_(ACTIVE)))]
         for task_id, attempt, ref, cancel, deadline in active:
             if ref is None:
                 if task_id not in self._launching:  # not in flight: this launch was cut off
