@@ -37,6 +37,32 @@ spawn() {
   echo $! >"$pidfile"
 }
 
+# spawn_kept PIDFILE LOGFILE cmd...: spawn, and start cmd again whenever it exits, as a service
+# manager's Restart=always would (a process that dies with its database comes back once the
+# database does). stop_pid's SIGTERM to the group ends the loop after cmd has shut down.
+spawn_kept() {
+  local pidfile=$1 logfile=$2; shift 2
+  spawn "$pidfile" "$logfile" env SVC="${SVC:-stack}" bash -c '. "$0"; keep_running "$@"' \
+    "$DEPLOY_LOCAL_DIR/lib.sh" "$(basename "$pidfile" .pid)" "$@"
+}
+
+keep_running() {  # keep_running NAME cmd...: the loop spawn_kept runs; back-off 1 s doubling to 30 s
+  local name=$1 stopping=0 child rc delay=1 started
+  shift
+  trap 'stopping=1; kill -TERM "$child" 2>/dev/null || true' TERM INT
+  while :; do
+    started=$SECONDS
+    "$@" & child=$!
+    rc=0; wait "$child" || rc=$?
+    while kill -0 "$child" 2>/dev/null; do wait "$child" || true; done  # a trapped signal ends wait early
+    [ "$stopping" = 0 ] || exit 0
+    if [ $((SECONDS - started)) -ge 60 ]; then delay=1; fi
+    log "$name exited (status $rc); starting it again in ${delay}s"
+    sleep "$delay"
+    delay=$((delay * 2 > 30 ? 30 : delay * 2))
+  done
+}
+
 # stop_pid PIDFILE [GRACE_SECONDS]: SIGTERM the process group, then SIGKILL after the grace period.
 stop_pid() {
   local pidfile=$1 grace=${2:-20} pid
