@@ -64,6 +64,14 @@ def latest_attempt(tasks: Sequence[Mapping[str, Any]], base: str,
     return max(ranked, key=lambda item: item[0])[1] if ranked else None
 
 
+def _flat(items: Any) -> list[str]:
+    """Model version URIs from ``models``: a string, or lists of them (one list per XCom a
+    template pulled, when the native rendering kept it a list)."""
+    if isinstance(items, str):
+        return [items] if items else []
+    return [m for item in items or [] for m in _flat(item)]
+
+
 def dag_run_date(context: Mapping[str, Any]) -> str | None:
     """The DAG run's logical date (ISO 8601), or its ``run_after`` when it has none.
 
@@ -181,9 +189,9 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
             "retries": int(self.task_retries),
             "priority": int(self.task_priority),
         }
-        models = [self.models] if isinstance(self.models, str) else list(self.models or [])
-        if any(models):
-            spec["models"] = [str(m) for m in models if m]
+        models = _flat([self.models])
+        if models:
+            spec["models"] = models
         if self.image:
             spec["image"] = str(self.image)
         if self.code:

@@ -30,10 +30,13 @@ Spec format (see templates/pipeline/example.yaml)::
         depends_on: [smoke_test]
 
 Task keys: command, image, env, secret_env, code, data, inputs, outputs, params, resources,
-timeout_s, retries, priority, mode (job|service), depends_on, airflow (extra operator
-arguments such as ``retries`` or ``execution_timeout_s``). A task with ``stop: <service task>``
-becomes a ``TracectlStopServiceOperator``, the teardown of that service (it closes the run so
-the controller stops the service); it takes only ``depends_on`` and ``airflow`` besides.
+timeout_s, retries, priority, mode (job|service), depends_on, models, airflow (extra operator
+arguments such as ``retries`` or ``execution_timeout_s``). ``models`` lists the registered model
+versions a task reads: ``models:/<name>/<version>``, or ``task:<name>`` for the versions that
+task registered (its XCom ``model_versions``; it becomes an upstream). A task with
+``stop: <service task>`` becomes a ``TracectlStopServiceOperator``, the teardown of that service
+(it closes the run so the controller stops the service); it takes only ``depends_on`` and
+``airflow`` besides.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 TASK_KEYS = frozenset({
     "command", "image", "env", "secret_env", "code", "data", "inputs", "outputs", "params",
     "resources", "timeout_s", "retries", "priority", "mode", "depends_on", "airflow", "stop",
+    "models",
 })
 STOP_TASK_KEYS = frozenset({"stop", "depends_on", "airflow"})
 TOP_KEYS = frozenset({
@@ -62,6 +66,7 @@ PARAM_KEYWORDS = frozenset({
     "exclusiveMaximum", "minLength", "maxLength", "pattern", "enum", "items", "format",
     "multipleOf", "minItems", "maxItems", "const", "examples",
 })
+MODEL_URI, TASK_REF = "models:/", "task:"
 AIRFLOW_KEYS = frozenset({"retries", "retry_delay_s", "execution_timeout_s", "pool",
                           "trigger_rule", "deferrable", "poll_timeout_s"})
 
@@ -144,11 +149,31 @@ def validate(spec: dict[str, Any], where: str = "spec") -> dict[str, Any]:
         bad_af = sorted(set(merged.get("airflow") or {}) - AIRFLOW_KEYS)
         if bad_af:
             raise SpecError(f"{at}: airflow: unknown keys {bad_af}")
+        _check_models(at, merged.get("models"))
         for dep in upstreams(task_name, merged):
             if dep not in tasks:
                 raise SpecError(f"{at}: depends on unknown task {dep!r}")
     order(spec, where)
     return spec
+
+
+def _check_models(at: str, models: Any) -> None:
+    if models is None:
+        return
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise SpecError(f"{at}: models must be a list of strings")
+    for i, item in enumerate(models):
+        if not (item.startswith((MODEL_URI, TASK_REF)) or "{{" in item):
+            raise SpecError(f"{at}: models[{i}] {item!r} is none of {MODEL_URI}<name>/<version>, "
+                            f"{TASK_REF}<task> (the versions that task registered) or a template")
+
+
+def _model_refs(models: list[str]) -> str | list[str]:
+    """The operator's ``models``: ``task:X`` becomes the XCom of versions X registered."""
+    refs = [f"{{{{ ti.xcom_pull(task_ids='{m[len(TASK_REF):]}', key='model_versions') }}}}"
+            if m.startswith(TASK_REF) else m for m in models]
+    # one template alone renders to the list itself (render_template_as_native_obj)
+    return refs[0] if len(refs) == 1 and "{{" in refs[0] else refs
 
 
 def _check_stop_task(at: str, task: dict[str, Any], tasks: dict[str, Any],
@@ -175,6 +200,7 @@ def upstreams(name: str, task: dict[str, Any]) -> list[str]:
         artifact = str((item or {}).get("artifact", ""))
         if artifact.startswith("task:"):
             deps.append(artifact[len("task:"):].split("/", 1)[0])
+    deps.extend(m[len(TASK_REF):] for m in task.get("models") or [] if m.startswith(TASK_REF))
     deps.extend(str(d) for d in task.get("depends_on") or [])
     return list(dict.fromkeys(d for d in deps if d != name))
 
@@ -213,6 +239,8 @@ def _operator_kwargs(name: str, task: dict[str, Any], connection: str | None) ->
     for key, arg in mapping.items():
         if task.get(key) not in (None, [], {}):
             kwargs[arg] = task[key]
+    if task.get("models") and not task.get("stop"):
+        kwargs["models"] = _model_refs(task["models"])
     if connection:
         kwargs["tracectl_conn_id"] = connection
     return kwargs

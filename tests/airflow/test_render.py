@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,53 @@ def test_invalid_specs_are_rejected_with_the_key(tmp_path: Path, spec: dict[str,
     with pytest.raises(SpecError, match=r"spec\.yaml") as info:
         render(write(tmp_path, spec))
     assert words in str(info.value)
+
+
+def test_models_name_versions_or_the_task_that_registered_them(tmp_path: Path) -> None:
+    spec = minimal(
+        register={"command": ["register"]},
+        serve={"command": ["serve"], "mode": "service", "models": ["task:register"]},
+        batch={"command": ["score"], "models": ["models:/fixed/3", "task:register"]},
+    )
+    source = render(write(tmp_path, spec))
+    pull = "{{ ti.xcom_pull(task_ids='register', key='model_versions') }}"
+    serve = source[source.index("serve = "):source.index("    )", source.index("serve = "))]
+    assert f'models="{pull}"' in serve  # one template alone: it renders to the list itself
+    batch = source[source.index("batch = "):source.index("    )", source.index("batch = "))]
+    assert f"models=['models:/fixed/3', \"{pull}\"]" in batch
+    assert "register >> serve" in source and "register >> batch" in source
+    assert "models=" in render(EXAMPLE)
+
+
+@pytest.mark.parametrize(("models", "words"), [
+    (["task:nope"], "depends on unknown task 'nope'"),
+    (["wine/1"], "models[0] 'wine/1' is none of models:/<name>/<version>"),
+    ("models:/wine/1", "models must be a list of strings"),
+])
+def test_bad_models_are_rejected_with_the_item(tmp_path: Path, models: object,
+                                               words: str) -> None:
+    with pytest.raises(SpecError) as info:
+        render(write(tmp_path, minimal(a={"command": ["a"], "models": models})))
+    assert words in str(info.value) and "tasks.a" in str(info.value)
+
+
+def test_rendered_models_reach_the_task_spec(airflow_python: Path, tmp_path: Path) -> None:
+    """In Airflow's venv: the rendered DAG loads, and the operator's spec flattens what a native
+    template rendering of ``models`` gives (a list per pulled XCom)."""
+    dag_file = tmp_path / "wine_from_spec.py"
+    dag_file.write_text(render(EXAMPLE))
+    script = f"""
+import importlib.util, json
+spec = importlib.util.spec_from_file_location("wine_from_spec", {str(dag_file)!r})
+module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
+serve = module.dag.get_task("serve")
+serve.models = [["models:/wine/4"], "models:/extra/1", None]  # as rendered from the XCom
+print(json.dumps({{"upstream": sorted(serve.upstream_task_ids),
+                   "models": serve.build_spec()["models"]}}))
+"""
+    out = subprocess.run([str(airflow_python), "-c", script], capture_output=True, text=True,
+                         check=False, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "register" in result["upstream"]
+    assert result["models"] == ["models:/wine/4", "models:/extra/1"]
