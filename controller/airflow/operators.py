@@ -64,6 +64,13 @@ def latest_attempt(tasks: Sequence[Mapping[str, Any]], base: str,
     return max(ranked, key=lambda item: item[0])[1] if ranked else None
 
 
+def task_instance_labels(task_id: str, try_number: int, map_index: int) -> dict[str, str]:
+    """The task labels naming the task instance's try that submits a tracectl task: the
+    controller derives its OpenLineage runs' parent from them as Airflow's provider does."""
+    return {"airflow_task_id": str(task_id), "airflow_try_number": str(try_number),
+            "airflow_map_index": str(map_index)}
+
+
 def _flat(items: Any) -> list[str]:
     """Model version URIs from ``models``: a string, or lists of them (one list per XCom a
     template pulled, when the native rendering kept it a list)."""
@@ -261,8 +268,9 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
             number = 1 if previous is None else (attempt_of(previous["name"], base) or 1) + 1
             name = base if number == 1 else f"{base}.try{number}"
             key = task_key(dag_id, run_id, name, try_number)
-            task = hook.submit_task(run["id"], name=name, spec=self.build_spec(siblings),
-                                    idempotency_key=key)
+            spec = self.build_spec(siblings)
+            spec["labels"] = task_instance_labels(ti.task_id, try_number, map_index)
+            task = hook.submit_task(run["id"], name=name, spec=spec, idempotency_key=key)
             self.log.info("submitted tracectl task %s (%s) to run %s", task["id"], name, run["id"])
         self._tracectl_task_id = task["id"]
         ti.xcom_push(key=XCOM_RUN_ID, value=run["id"])

@@ -170,6 +170,12 @@ class TaskSpec(Strict):
         description="reuse the outputs of an earlier task with the same inputs, code, "
         "params and image instead of running (recorded as 'cached from run R')",
     )
+    labels: dict[str, str] = Field(
+        default_factory=dict, max_length=64,
+        description="tags of this task, not part of its cache key; the Airflow operator sets "
+        "airflow_task_id, airflow_try_number and airflow_map_index (the task instance that "
+        "submitted it: the parent of its OpenLineage runs)",
+    )
 
     @field_validator("command")
     @classmethod

@@ -1,9 +1,10 @@
 """OpenLineage RunEvents of a run's tasks, derived from the lineage event log, and emitters.
 
 One OpenLineage run per task attempt: START when it started, COMPLETE / FAIL / ABORT when it
-ended. For a run started from Airflow the `parent` facet names the DAG run exactly as Airflow's
-OpenLineage provider does (its namespace, job = dag_id, the same runId), so these events join the
-ones the provider sends for that DAG run.
+ended. For a task submitted from Airflow the `parent` facet names the task instance's try
+exactly as Airflow's OpenLineage provider does (its namespace, job = "<dag_id>.<task_id>", the
+same runId) and its `root` the DAG run (job = dag_id), so these events join the ones the
+provider sends for that task instance and DAG run.
 """
 
 from __future__ import annotations
@@ -72,18 +73,41 @@ def airflow_dag_run_uuid(namespace: str, dag_id: str, logical_date: datetime,
     return str(static_uuid7(logical_date, f"{namespace}.{dag_id}.{clear_number}".encode()))
 
 
-def airflow_parent(dag_id: str | None, labels: Mapping[str, str]) -> dict[str, Any] | None:
-    """The Airflow DAG run as OpenLineage parent, from the run labels the operator sets
-    (`airflow_logical_date`, `airflow_clear_number`, `airflow_openlineage_namespace`); None
-    without a date (a run not made by the operator): a guessed runId would join nothing."""
+def airflow_task_instance_uuid(namespace: str, dag_id: str, task_id: str, try_number: int,
+                              logical_date: datetime, map_index: int) -> str:
+    """The runId Airflow's OpenLineage provider gives a task instance's try
+    (`build_task_instance_ol_run_id`: uuid7 of the DAG run's date and
+    "<namespace>.<dag_id>.<task_id>.<try_number>.<map_index>")."""
+    data = f"{namespace}.{dag_id}.{task_id}.{try_number}.{map_index}".encode()
+    return str(static_uuid7(logical_date, data))
+
+
+def airflow_parent(dag_id: str | None, labels: Mapping[str, str],
+                   task_labels: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """The Airflow run above a task as OpenLineage parent, named as Airflow's provider names it.
+
+    From the run labels the operator sets (`airflow_logical_date`, `airflow_clear_number`,
+    `airflow_openlineage_namespace`): the DAG run. With the task's labels
+    (`airflow_task_id`, `airflow_try_number`, `airflow_map_index`): the task instance's try
+    that submitted it, with the DAG run as `root`. None without a date (a run not made by the
+    operator): a guessed runId would join nothing.
+    """
     logical_date = labels.get("airflow_logical_date")
     if not (dag_id and logical_date):
         return None
     namespace = labels.get("airflow_openlineage_namespace") or AIRFLOW_NAMESPACE
-    run_id = airflow_dag_run_uuid(namespace, dag_id, datetime.fromisoformat(logical_date),
-                                  int(labels.get("airflow_clear_number") or 0))
+    date = datetime.fromisoformat(logical_date)
+    dag_run = {"run": {"runId": airflow_dag_run_uuid(
+                   namespace, dag_id, date, int(labels.get("airflow_clear_number") or 0))},
+               "job": {"namespace": namespace, "name": dag_id}}
+    task = task_labels or {}
+    task_id, try_number = task.get("airflow_task_id"), task.get("airflow_try_number")
+    if not (task_id and try_number):
+        return _facet(SCHEMAS["parent"], **dag_run)
+    run_id = airflow_task_instance_uuid(namespace, dag_id, task_id, int(try_number), date,
+                                        int(task.get("airflow_map_index") or -1))
     return _facet(SCHEMAS["parent"], run={"runId": run_id},
-                  job={"namespace": namespace, "name": dag_id})
+                  job={"namespace": namespace, "name": f"{dag_id}.{task_id}"}, root=dag_run)
 
 
 def _facet(schema: str, **fields: Any) -> dict[str, Any]:
@@ -128,7 +152,7 @@ def _job(run: RunRow, task: TaskRow, record: dict[str, Any]) -> dict[str, Any]:
 def _run_facets(run: RunRow, task: TaskRow, record: dict[str, Any],
                 leases: list[dict[str, Any]]) -> dict[str, Any]:
     facets: dict[str, Any] = {}
-    parent = airflow_parent(run.airflow_dag_id, run.labels or {})
+    parent = airflow_parent(run.airflow_dag_id, run.labels or {}, task.spec.get("labels"))
     if parent is not None:
         facets["parent"] = parent
     env = record.get("environment") or {}

@@ -86,6 +86,9 @@ class Reproducer:
                        "never stored, so it cannot be resubmitted as it ran"})
             return None
         resolved = task.resolved or {}
+        if spec.get("labels"):  # a reproduction was not submitted by that Airflow task instance
+            spec["labels"] = {k: v for k, v in spec["labels"].items()
+                              if not k.startswith("airflow_")}
         if spec.get("code"):
             spec["code"] = {**spec["code"], "commit": resolved.get("commit")}
         if spec.get("data"):

@@ -1,5 +1,6 @@
-"""Run in Airflow's venv by test_openlineage.py: per case (JSON on stdin), the run labels
-TracectlTaskOperator sends and the runId Airflow's OpenLineage provider gives that DAG run."""
+"""Run in Airflow's venv by test_openlineage.py: per case (JSON on stdin), the run and task
+labels TracectlTaskOperator sends and the runIds Airflow's OpenLineage provider gives that DAG
+run and that task instance's try."""
 
 import json
 import os
@@ -10,7 +11,7 @@ import pendulum
 from airflow.providers.openlineage import conf
 from airflow.providers.openlineage.plugins.adapter import OpenLineageAdapter
 
-from controller.airflow.operators import TracectlTaskOperator
+from controller.airflow.operators import TracectlTaskOperator, task_instance_labels
 
 operator = TracectlTaskOperator(task_id="train", command=["true"])
 out = []
@@ -26,6 +27,14 @@ for case in json.load(sys.stdin):
     labels = operator._run_labels({"dag_run": dag_run, "logical_date": logical, "dag": None})
     # what the provider's listener does: run_after when the run has no logical date
     date = dag_run.logical_date or dag_run.run_after
-    out.append({"labels": labels, "run_id": OpenLineageAdapter.build_dag_run_id(
-        dag_id=case["dag_id"], logical_date=date, clear_number=dag_run.clear_number)})
+    ti = case["task_instance"]
+    out.append({
+        "labels": labels,
+        "run_id": OpenLineageAdapter.build_dag_run_id(
+            dag_id=case["dag_id"], logical_date=date, clear_number=dag_run.clear_number),
+        "task_labels": task_instance_labels(ti["task_id"], ti["try_number"], ti["map_index"]),
+        "task_run_id": OpenLineageAdapter.build_task_instance_run_id(
+            dag_id=case["dag_id"], task_id=ti["task_id"], try_number=ti["try_number"],
+            logical_date=date, map_index=ti["map_index"]),
+    })
 json.dump(out, sys.stdout)

@@ -98,12 +98,15 @@ def test_events_validate_and_carry_the_lineage(demo: Demo) -> None:
 # and asks the provider for the DAG run's OpenLineage runId.
 CASES = [
     {"dag_id": "wine_dag", "logical_date": "2026-11-25T14:00:00.123456+00:00",
-     "run_after": "2026-11-25T14:00:00+00:00", "clear_number": 0, "namespace": ""},
+     "run_after": "2026-11-25T14:00:00+00:00", "clear_number": 0, "namespace": "",
+     "task_instance": {"task_id": "train", "try_number": 1, "map_index": -1}},
     {"dag_id": "wine_dag", "logical_date": "2026-11-25T14:00:00.123456+00:00",
-     "run_after": "2026-11-25T14:00:00+00:00", "clear_number": 2, "namespace": "team-a"},
+     "run_after": "2026-11-25T14:00:00+00:00", "clear_number": 2, "namespace": "team-a",
+     "task_instance": {"task_id": "train", "try_number": 3, "map_index": -1}},
     # Airflow 3 runs triggered without a logical date: the provider uses run_after
     {"dag_id": "nightly.retrain", "logical_date": None,
-     "run_after": "2026-11-26T00:00:01.5+00:00", "clear_number": 0, "namespace": ""},
+     "run_after": "2026-11-26T00:00:01.5+00:00", "clear_number": 0, "namespace": "",
+     "task_instance": {"task_id": "score", "try_number": 1, "map_index": 0}},
 ]
 
 
@@ -131,6 +134,21 @@ def test_airflow_parent_run_id_is_the_providers(provider_ids: list[dict[str, Any
     assert len({found["run_id"] for found in provider_ids}) == len(CASES)
 
 
+def test_a_tasks_parent_is_the_providers_task_instance_run(
+        provider_ids: list[dict[str, Any]]) -> None:
+    for case, found in zip(CASES, provider_ids, strict=True):
+        parent = openlineage.airflow_parent(case["dag_id"], found["labels"],
+                                            found["task_labels"])
+        assert parent is not None
+        namespace = case["namespace"] or "default"
+        assert parent["run"] == {"runId": found["task_run_id"]}
+        assert parent["job"] == {"namespace": namespace,
+                                 "name": f"{case['dag_id']}.{case['task_instance']['task_id']}"}
+        assert parent["root"] == {"run": {"runId": found["run_id"]},
+                                  "job": {"namespace": namespace, "name": case["dag_id"]}}
+    assert len({found["task_run_id"] for found in provider_ids}) == len(CASES)
+
+
 def test_no_airflow_parent_without_the_operators_labels() -> None:
     assert openlineage.airflow_parent("wine_dag", {"source": "airflow"}) is None
     assert openlineage.airflow_parent(None, {"airflow_logical_date": "2026-11-25T14:00:00"}) \
@@ -144,15 +162,24 @@ def test_events_join_the_airflow_dag_run(demo: Demo, provider_ids: list[dict[str
                      labels=found["labels"])
     task = api.submit(run_id, "hello", command=["python", "-c", "print('hi')"])
     assert api.wait(task["id"])["status"] == "succeeded"
-    broken = api.submit(run_id, "broken", command=["python", "-c", "raise SystemExit(3)"])
+    # submitted as the operator submits: labelled with its task instance's try
+    broken = api.submit(run_id, "broken", command=["python", "-c", "raise SystemExit(3)"],
+                        labels=found["task_labels"])
     assert api.wait(broken["id"])["status"] == "failed"
     items = events(demo, run_id)
     assert [e["eventType"] for e in items] == ["START", "COMPLETE", "START", "FAIL"]
+    dag_run = {"run": {"runId": found["run_id"]},
+               "job": {"namespace": "team-a", "name": "wine_dag"}}
     for event in items:
         check(event)
+    for event in items[:2]:  # no task labels: the DAG run
         parent = event["run"]["facets"]["parent"]
-        assert parent["job"] == {"namespace": "team-a", "name": "wine_dag"}
-        assert parent["run"]["runId"] == found["run_id"]
+        assert {"run": parent["run"], "job": parent["job"]} == dag_run and "root" not in parent
+    for event in items[2:]:  # the task instance's try, under the DAG run
+        parent = event["run"]["facets"]["parent"]
+        assert parent["run"] == {"runId": found["task_run_id"]}
+        assert parent["job"] == {"namespace": "team-a", "name": "wine_dag.train"}
+        assert parent["root"] == dag_run
     error = items[-1]["run"]["facets"]["errorMessage"]
     assert error["programmingLanguage"] == "python" and error["message"]
 

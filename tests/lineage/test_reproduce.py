@@ -60,3 +60,17 @@ def test_reproduction_refuses_when_the_dvc_object_is_gone(demo: Demo, tmp_path: 
 def test_reproduction_of_an_unknown_run_is_404(demo: Demo) -> None:
     assert demo.api.client.post("/v1/runs/run-nope/reproduce").status_code == 404
     assert demo.api.client.get(f"/v1/runs/{demo.run_id}/reproduction").status_code == 409
+
+
+def test_a_reproduction_keeps_task_labels_but_not_the_airflow_try(demo: Demo) -> None:
+    api = demo.api
+    run_id = api.run("labelled")
+    task = api.submit(run_id, "hello", command=["python", "-c", "print('hi')"], labels={
+        "team": "ml", "airflow_task_id": "hello", "airflow_try_number": "2",
+        "airflow_map_index": "-1"})
+    assert api.wait(task["id"])["status"] == "succeeded"
+    response = api.client.post(f"/v1/runs/{run_id}/reproduce")
+    assert response.status_code == 201, response.text
+    again = api.client.get(f"/v1/tasks/{response.json()['tasks']['hello']}").json()
+    assert again["spec"]["labels"] == {"team": "ml"}
+    assert api.client.get(f"/v1/tasks/{task['id']}").json()["spec"]["labels"]["team"] == "ml"
