@@ -7,8 +7,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.lineage.conftest import Demo
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "lineage-ui.png"
@@ -31,8 +29,8 @@ def test_page_draws_the_run(demo: Demo) -> None:
 
 def test_page_renders_in_headless_chromium(demo: Demo, tmp_path: Path) -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    assert browser is not None, "chromium is not installed (scripts/test installs it as root; " \
+        "else apt-get install -y chromium)"
     page = tmp_path / "run.html"
     page.write_text(demo.api.client.get(f"/ui/runs/{demo.run_id}").text)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
