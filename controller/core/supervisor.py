@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -487,10 +487,10 @@ class Supervisor:
         """Inspect every active attempt; True when one of them ended."""
         ended = False
         with self.db.read() as session:  # the columns it needs: not each spec, every round
-            active = [row._tuple() for row in session.execute(
-                select(TaskRow.id, TaskRow.attempt, TaskRow.executor_ref,
-                       TaskRow.cancel_requested, TaskRow.deadline)
-                .where(TaskRow.status.in_(ACTIVE)))]
+            active: list[tuple[str, int, dict[str, Any] | None, bool, datetime | None]] = list(
+                session.execute(select(TaskRow.id, TaskRow.attempt, TaskRow.executor_ref,
+                                       TaskRow.cancel_requested, TaskRow.deadline)
+                                .where(TaskRow.status.in_(ACTIVE))))
         for task_id, attempt, ref, cancel, deadline in active:
             if ref is None:
                 if task_id not in self._launching:  # not in flight: this launch was cut off

@@ -230,8 +230,9 @@ class LeaseAdmitter:
             return self._holder_check(session)
         statuses: dict[str, str] = {}
         for chunk in _chunks(sorted({task_id for _id, task_id in expired})):
-            statuses.update(row._tuple() for row in session.execute(
+            rows: list[tuple[str, str]] = list(session.execute(
                 select(TaskRow.id, TaskRow.status).where(TaskRow.id.in_(chunk))))
+            statuses.update(rows)
         return lambda task_id: statuses.get(task_id) in HOLDING_STATUSES
 
     def _claims_of(self, row: TaskRow) -> Claims:
