@@ -76,11 +76,18 @@ class LocalExecutor:
         return {"pid": pid, "create_time": create_time, "host": socket.gethostname()}
 
     def find(self, launch: Launch) -> dict[str, Any] | None:
+        """The runner of LAUNCH: running (by its command line), or ended since it started (it
+        wrote runner.pid first thing; inspect() then reads its result.json, or reports it
+        missing). None only when no runner of it got that far: launching again is safe."""
         needle = str(launch.launch_file)
         for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
             cmdline = proc.info.get("cmdline") or []
             if RUNNER_MODULE in cmdline and needle in cmdline:
                 return {**self._ref(proc.info["pid"]), **self._found_service(launch, proc)}
+        started = launch.workspace / "runner.pid"
+        if started.exists():
+            # no "pid": nothing may signal or reap a number the OS may have given another
+            return {"ended_runner_pid": started.read_text().strip(), "host": socket.gethostname()}
         return None
 
     def _found_service(self, launch: Launch, proc: psutil.Process) -> dict[str, Any]:

@@ -1,0 +1,81 @@
+"""A launch cut off after the runner started: the restarted controller adopts the runner, even
+one that already finished while the controller was down, and never runs the attempt twice.
+
+Found by tests/faults/test_controller_kill.py (seed 23, one CI run in two): the controller was
+killed after it spawned a runner and before it stored the runner's reference; the runner
+finished before the controller came back, the process scan found nothing, and the same
+attempt ran again (its log restarted at line 1). Replayed here step by step on an in-process
+controller with the real local executor.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from controller.api.app import create_app
+from controller.config import Settings
+from controller.core.service import ControllerService
+from controller.domain.records import TaskStatus
+from controller.store.schema import TaskRow
+
+PRINT_LINES = "for i in range(5): print('line', i, flush=True)"
+
+
+def cut_off(svc: ControllerService, task_id: str) -> None:
+    """The store as a controller killed between spawning the runner and storing its
+    reference leaves it: STARTING, no reference."""
+    with svc.db.write() as session:
+        session.execute(update(TaskRow).where(TaskRow.id == task_id).values(
+            status=TaskStatus.STARTING.value, executor_ref=None))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("runner_state", ["finished", "running"])
+def test_a_cut_off_launch_is_adopted_not_run_again(tmp_path: Path, runner_state: str) -> None:
+    settings = Settings(home=tmp_path / "home")
+    svc = ControllerService(settings)
+    svc.db.migrate()
+    code = PRINT_LINES if runner_state == "finished" else f"{PRINT_LINES}\n" \
+        "import time; time.sleep(2)"
+    with TestClient(create_app(settings, service=svc, run_supervisor=False)) as client:
+        run = client.post("/v1/runs", json={"pipeline": "p"}).json()["id"]
+        response = client.post(f"/v1/runs/{run}/tasks", json={
+            "name": "t", "spec": {"command": [sys.executable, "-c", code]}})
+        assert response.status_code == 201, response.text
+        task_id = response.json()["id"]
+
+        svc.supervisor.admit()
+        deadline = time.monotonic() + 60
+        while client.get(f"/v1/tasks/{task_id}").json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        workspace = svc.supervisor.workspace(task_id, 1)
+        while not (workspace / "runner.pid").exists():
+            assert time.monotonic() < deadline, "the runner did not start"
+            time.sleep(0.05)
+        first_runner = (workspace / "runner.pid").read_text()
+        if runner_state == "finished":  # and gone, reaped, as a runner of a dead controller is
+            os.waitpid(int(first_runner), 0)
+            assert (workspace / "result.json").exists()
+        cut_off(svc, task_id)
+
+        assert svc.supervisor._recover_starting(task_id) == "adopted"
+
+        while (task := client.get(f"/v1/tasks/{task_id}").json())["status"] in (
+                "starting", "running"):
+            assert time.monotonic() < deadline, task
+            svc.supervisor.watch()
+            time.sleep(0.05)
+        assert (task["status"], task["attempt"]) == ("succeeded", 1), task
+        assert (workspace / "runner.pid").read_text() == first_runner  # one runner, never two
+        lines = client.get(f"/v1/tasks/{task_id}/logs", params={"limit": 100}).json()["items"]
+        assert [x["seq"] for x in lines] == list(range(1, len(lines) + 1))
+        assert [x["message"] for x in lines if x["stream"] == "stdout"] == [
+            f"line {i}" for i in range(5)]
