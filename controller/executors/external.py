@@ -94,6 +94,12 @@ def parse_call(argv: list[str]) -> tuple[str, str, str]:
     return argv[0], argv[1].upper(), argv[2]
 
 
+def _ref(launch: Launch) -> dict[str, Any]:
+    system, method, path = parse_call(list(launch.spec["spec"]["command"]))
+    return {"kind": "external", "system": system, "method": method, "path": path,
+            "key": f"{launch.task_id}/{launch.attempt}"}
+
+
 class ExternalExecutor:
     name = "external"
 
@@ -110,16 +116,18 @@ class ExternalExecutor:
         system_name, method, path = parse_call(list(spec["command"]))
         system = self.registry.get(system_name)
         launch.workspace.mkdir(parents=True, exist_ok=True)
-        key = f"{launch.task_id}/{launch.attempt}"
+        ref = _ref(launch)
         thread = threading.Thread(target=self._call, args=(launch, system, method, path),
-                                  name=f"external-{key}", daemon=True)
-        self._calls[key] = thread
+                                  name=f"external-{ref['key']}", daemon=True)
+        self._calls[ref["key"]] = thread
         thread.start()
-        return {"kind": "external", "system": system_name, "method": method, "path": path,
-                "key": key}
+        return ref
 
     def find(self, launch: Launch) -> dict[str, Any] | None:
-        return None  # a call is not resumable: the supervisor launches the attempt again
+        """A call that ended before the controller stopped is adopted with its result. One
+        cut off in flight is not resumable: the supervisor launches the attempt again (with
+        the same Idempotency-Key)."""
+        return _ref(launch) if (launch.workspace / "result.json").exists() else None
 
     def inspect(self, ref: Mapping[str, Any], workspace: Path) -> ExecutorState:
         result_file = workspace / "result.json"

@@ -149,3 +149,16 @@ def test_a_call_lost_in_a_restart_is_missing(executor: ExternalExecutor, tmp_pat
     assert restarted.find(item) is None
     assert restarted.inspect(ref, item.workspace).phase == "missing"
     wait(executor, ref, item.workspace)
+
+
+def test_a_call_that_ended_before_a_restart_is_adopted_with_its_result(
+        executor: ExternalExecutor, tmp_path: Path) -> None:
+    item = launch(tmp_path, ["labeler", "POST", "/v1/jobs"])
+    ref = executor.launch(item)
+    assert wait(executor, ref, item.workspace).exit_code == 0
+    restarted = ExternalExecutor(executor.settings, registry=Registry())
+    found = restarted.find(item)  # its reference was never stored: the launch was cut off
+    assert found == ref
+    state = restarted.inspect(found, item.workspace)
+    assert (state.phase, state.exit_code) == ("exited", 0)
+    assert len(Recorder.calls) == 1  # not called again
