@@ -198,8 +198,8 @@ def upstreams(name: str, task: dict[str, Any]) -> list[str]:
     deps: list[str] = [str(task["stop"])] if task.get("stop") else []
     for item in task.get("inputs") or []:
         artifact = str((item or {}).get("artifact", ""))
-        if artifact.startswith("task:"):
-            deps.append(artifact[len("task:"):].split("/", 1)[0])
+        if artifact.startswith(TASK_REF):
+            deps.append(artifact[len(TASK_REF):].split("/", 1)[0])
     deps.extend(m[len(TASK_REF):] for m in task.get("models") or [] if m.startswith(TASK_REF))
     deps.extend(str(d) for d in task.get("depends_on") or [])
     return list(dict.fromkeys(d for d in deps if d != name))

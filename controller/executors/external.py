@@ -112,12 +112,11 @@ class ExternalExecutor:
 
     def launch(self, launch: Launch) -> dict[str, Any]:
         launch = launch.completed()
-        spec = launch.spec["spec"]
-        system_name, method, path = parse_call(list(spec["command"]))
-        system = self.registry.get(system_name)
-        launch.workspace.mkdir(parents=True, exist_ok=True)
         ref = _ref(launch)
-        thread = threading.Thread(target=self._call, args=(launch, system, method, path),
+        system = self.registry.get(ref["system"])
+        launch.workspace.mkdir(parents=True, exist_ok=True)
+        thread = threading.Thread(target=self._call,
+                                  args=(launch, system, ref["method"], ref["path"]),
                                   name=f"external-{ref['key']}", daemon=True)
         self._calls[ref["key"]] = thread
         thread.start()
