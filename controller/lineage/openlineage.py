@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from controller import __version__
 from controller.errors import NotFound
+from controller.lineage.uris import repo_uri
 from controller.store.database import Database
 from controller.store.schema import LineageEventRow, LineageRecordRow, RunRow, TaskRow
 
@@ -141,7 +142,7 @@ def _job(run: RunRow, task: TaskRow, record: dict[str, Any]) -> dict[str, Any]:
     facets: dict[str, Any] = {}
     code = record.get("code") or {}
     if code or task.spec.get("code"):
-        repo = code.get("repo") or task.spec["code"]["repo"]
+        repo = repo_uri(code.get("repo") or task.spec["code"]["repo"])
         facets["sourceCodeLocation"] = _facet(
             SCHEMAS["sourceCodeLocation"], type="git", url=repo, repoUrl=repo,
             version=code.get("commit") or (task.resolved or {}).get("commit"),

@@ -1,8 +1,9 @@
 """W3C PROV-JSON of a run: artifacts and datasets are entities, task attempts activities.
 
-Mapping: a task is a prov:Activity associated with its team (prov:Organization); every
-artifact or DVC dataset version it read is `used`, every output `wasGeneratedBy` it, and
-each output `wasDerivedFrom` each of that task's inputs.
+Mapping: a task is a prov:Activity associated with its team (prov:Organization) and with
+tracectl itself (prov:SoftwareAgent, its version, actedOnBehalfOf the team); every artifact
+or DVC dataset version it read is `used`, every output `wasGeneratedBy` it, and each output
+`wasDerivedFrom` each of that task's inputs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from controller import __version__
 from controller.errors import NotFound
+from controller.lineage.uris import repo_uri
 from controller.store.database import Database
 from controller.store.schema import LineageRecordRow, RunRow, TaskRow
 
@@ -61,6 +64,15 @@ def _dataset_id(path: str, md5: str) -> str:
     return "dataset:" + path.replace("/", "_") + "-" + md5
 
 
+def _software_agent(doc: _Doc, team: str) -> str:
+    """tracectl as the prov:SoftwareAgent that ran each task, on behalf of the team."""
+    agent = f"tracectl:controller-{__version__}"
+    doc.add("agent", agent, {"prov:type": "prov:SoftwareAgent", "prov:label": "tracectl",
+                             "tracectl:version": __version__})
+    doc.relate("actedOnBehalfOf", {"prov:delegate": agent, "prov:responsible": team})
+    return agent
+
+
 def run_document(db: Database, run_id: str) -> dict[str, Any]:
     with db.read() as session:
         run = session.get(RunRow, run_id)
@@ -73,6 +85,7 @@ def run_document(db: Database, run_id: str) -> dict[str, Any]:
     doc = _Doc()
     team = f"team:{run.team}"
     doc.add("agent", team, {"prov:type": "prov:Organization", "prov:label": run.team})
+    software = _software_agent(doc, team)
     doc.add("activity", f"run:{run.id}", {
         "prov:startTime": _time(run.created_at), "prov:endTime": _time(run.finished_at),
         "prov:label": f"run {run.pipeline}", "tracectl:status": run.status,
@@ -90,12 +103,14 @@ def run_document(db: Database, run_id: str) -> dict[str, Any]:
             "tracectl:image": (record.get("environment") or {}).get("image"),
         })
         doc.relate("wasAssociatedWith", {"prov:activity": activity, "prov:agent": team})
+        doc.relate("wasAssociatedWith", {"prov:activity": activity, "prov:agent": software})
         doc.relate("wasInformedBy", {"prov:informed": activity, "prov:informant": f"run:{run.id}"})
         used: list[str] = []
         if code.get("commit"):
             source = f"commit:{code['commit']}"
             doc.add("entity", source, {"prov:type": _s("tracectl:GitCommit"),
-                                       "prov:location": code.get("repo")})
+                                       "prov:location": code.get("repo")
+                                       and repo_uri(code["repo"])})
             doc.relate("used", {"prov:activity": activity, "prov:entity": source,
                                 "prov:role": _s("code")})
         for data in record.get("data", []):

@@ -76,6 +76,7 @@ def test_events_validate_and_carry_the_lineage(demo: Demo) -> None:
     prepare = ends["prepare"]
     code = prepare["job"]["facets"]["sourceCodeLocation"]
     assert code["type"] == "git" and code["version"] == demo.head
+    assert code["url"] == code["repoUrl"] == demo.repo.resolve().as_uri()
     dataset = prepare["inputs"][0]
     assert dataset["name"] == "data/wine.csv"
     assert dataset["facets"]["version"]["datasetVersion"] == demo.md5

@@ -6,6 +6,7 @@ import json
 
 from prov.model import ProvDocument
 
+from controller import __version__
 from tests.lineage.conftest import Demo
 
 
@@ -36,4 +37,15 @@ def test_prov_json_round_trips_and_holds_the_lineage(demo: Demo) -> None:
                for d in document["wasDerivedFrom"].values()}
     assert (metrics, model) in derived
     assert f"commit:{demo.head}" in document["entity"]
-    assert {a["prov:agent"] for a in document["wasAssociatedWith"].values()} == {"team:default"}
+    software = f"tracectl:controller-{__version__}"
+    assert document["agent"][software]["prov:type"] == "prov:SoftwareAgent"
+    assert document["agent"][software]["tracectl:version"] == __version__
+    associated = {(a["prov:activity"], a["prov:agent"])
+                  for a in document["wasAssociatedWith"].values()}
+    for activity in tasks.values():
+        assert {(activity, "team:default"), (activity, software)} <= associated
+    assert {agent for _, agent in associated} == {"team:default", software}
+    assert [(d["prov:delegate"], d["prov:responsible"])
+            for d in document["actedOnBehalfOf"].values()] == [(software, "team:default")]
+    assert document["entity"][f"commit:{demo.head}"]["prov:location"] == \
+        demo.repo.resolve().as_uri()
