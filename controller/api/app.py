@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -149,8 +149,10 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
     # -- tasks --------------------------------------------------------------------------
     @v1.get("/tasks", tags=["tasks"])
     def list_tasks(limit: Limit = 50, cursor: Cursor = None, run_id: str | None = None,
-                   status: str | None = None) -> dict[str, Any]:
-        return svc.list_tasks(limit, cursor, run_id, status)
+                   status: str | None = None,
+                   order: Literal["oldest", "newest"] = "oldest") -> dict[str, Any]:
+        """Tasks in submission order, or with order=newest the latest first."""
+        return svc.list_tasks(limit, cursor, run_id, status, newest_first=order == "newest")
 
     @v1.get("/tasks/{task_id}", response_model=Task, tags=["tasks"])
     def get_task(task_id: str) -> Task:

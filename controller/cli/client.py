@@ -23,8 +23,9 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0,
-                 retries: int = 3) -> None:
+    def __init__(
+        self, url: str, token: str | None = None, timeout: float = 30.0, retries: int = 3
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
         self.retries = retries
@@ -35,8 +36,9 @@ class Client:
                 response = self.http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
                 if attempt == self.retries:
-                    raise ApiError(0, f"cannot reach the controller at {self.http.base_url}: "
-                                      f"{exc}") from exc
+                    raise ApiError(
+                        0, f"cannot reach the controller at {self.http.base_url}: {exc}"
+                    ) from exc
                 time.sleep(0.5 * 2**attempt)
                 continue
             if response.status_code in RETRYABLE and attempt < self.retries:
@@ -54,18 +56,34 @@ class Client:
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
 
-    def post(self, path: str, body: dict[str, Any] | None = None,
-             idempotency_key: str | None = None) -> Any:
+    def post(
+        self, path: str, body: dict[str, Any] | None = None, idempotency_key: str | None = None
+    ) -> Any:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self.request("POST", path, json=body or {}, headers=headers)
 
     def follow_logs(self, task_id: str, after_seq: int = 0) -> Iterator[dict[str, Any]]:
-        with self.http.stream("GET", f"/v1/tasks/{task_id}/logs",
-                              params={"follow": "true", "after_seq": after_seq},
-                              timeout=None) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise ApiError(response.status_code, response.text)
-            for line in response.iter_lines():
-                if line:
-                    yield json.loads(line)
+        try:
+            with self.http.stream(
+                "GET",
+                f"/v1/tasks/{task_id}/logs",
+                params={"follow": "true", "after_seq": after_seq},
+                timeout=None,
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiError(response.status_code, _detail(response))
+                for line in response.iter_lines():
+                    if line:
+                        yield json.loads(line)
+        except httpx.TransportError as exc:
+            raise ApiError(
+                0, f"cannot reach the controller at {self.http.base_url}: {exc}"
+            ) from exc
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail"))
+    except ValueError:
+        return response.text

@@ -10,12 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-lineage_app = typer.Typer(help="Lineage graph: trace back, look up, diff, reproduce, PROV.",
-                          no_args_is_help=True)
+lineage_app = typer.Typer(
+    help="Lineage graph: trace back, look up, diff, reproduce, PROV.", no_args_is_help=True
+)
 console = Console()
 
-UrlOpt = Annotated[str, typer.Option("--url", envvar="TRACECTL_URL",
-                                     help="controller base URL")]
+UrlOpt = Annotated[str, typer.Option("--url", envvar="TRACECTL_URL", help="controller base URL")]
 DEFAULT_URL = "http://127.0.0.1:8765"
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
@@ -32,8 +32,15 @@ def _walk(direction: str, node: str, depth: int, limit: int, as_json: bool, url:
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
-        page = _call(url, "GET", f"/v1/lineage/{direction}", node=node, depth=depth,
-                     limit=min(limit - len(items), 1000), cursor=cursor)
+        page = _call(
+            url,
+            "GET",
+            f"/v1/lineage/{direction}",
+            node=node,
+            depth=depth,
+            limit=min(limit - len(items), 1000),
+            cursor=cursor,
+        )
         items += page["items"]
         cursor = page["next_cursor"]
         if cursor is None or len(items) >= limit:
@@ -48,17 +55,25 @@ def _walk(direction: str, node: str, depth: int, limit: int, as_json: bool, url:
 
 
 @lineage_app.command()
-def upstream(node: Annotated[str, typer.Argument(help="e.g. artifact:<sha256>, task:<id>")],
-             depth: int = 10, limit: int = 200, as_json: JsonOpt = False,
-             url: UrlOpt = DEFAULT_URL) -> None:
+def upstream(
+    node: Annotated[str, typer.Argument(help="e.g. artifact:<sha256>, task:<id>")],
+    depth: int = 10,
+    limit: int = 200,
+    as_json: JsonOpt = False,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
     """What NODE came from: tasks, artifacts, datasets, commits, nearest first."""
     _walk("upstream", node, depth, limit, as_json, url)
 
 
 @lineage_app.command()
-def downstream(node: Annotated[str, typer.Argument(help="e.g. data:<path>@<md5>")],
-               depth: int = 10, limit: int = 200, as_json: JsonOpt = False,
-               url: UrlOpt = DEFAULT_URL) -> None:
+def downstream(
+    node: Annotated[str, typer.Argument(help="e.g. data:<path>@<md5>")],
+    depth: int = 10,
+    limit: int = 200,
+    as_json: JsonOpt = False,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
     """What was made from NODE, nearest first."""
     _walk("downstream", node, depth, limit, as_json, url)
 
@@ -74,8 +89,17 @@ def lookup(
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
     """Who produced or used something, by exactly one key."""
-    found = _call(url, "GET", "/v1/lineage/lookup", sha256=sha256, uri=uri,
-                  mlflow_run_id=mlflow_run_id, model=model, commit=commit, dataset=dataset)
+    found = _call(
+        url,
+        "GET",
+        "/v1/lineage/lookup",
+        sha256=sha256,
+        uri=uri,
+        mlflow_run_id=mlflow_run_id,
+        model=model,
+        commit=commit,
+        dataset=dataset,
+    )
     console.print_json(json.dumps(found))
 
 
@@ -93,18 +117,31 @@ def diff(a: str, b: str, as_json: JsonOpt = False, url: UrlOpt = DEFAULT_URL) ->
                 continue
             if aspect == "outputs":
                 for path, out in side.items():
-                    table.add_row(name, f"output {path}", str(out["a"])[:16],
-                                  str(out["b"])[:16], "yes" if out["same"] else "[red]no[/]")
+                    table.add_row(
+                        name,
+                        f"output {path}",
+                        str(out["a"])[:16],
+                        str(out["b"])[:16],
+                        "yes" if out["same"] else "[red]no[/]",
+                    )
                 continue
-            table.add_row(name, aspect, json.dumps(side["a"])[:48], json.dumps(side["b"])[:48],
-                          "yes" if side["same"] else "[red]no[/]")
+            table.add_row(
+                name,
+                aspect,
+                json.dumps(side["a"])[:48],
+                json.dumps(side["b"])[:48],
+                "yes" if side["same"] else "[red]no[/]",
+            )
     console.print(table)
 
 
 @lineage_app.command()
-def reproduce(run_id: str,
-              wait: Annotated[bool, typer.Option(help="wait and compare outputs")] = True,
-              timeout_s: float = 3600, url: UrlOpt = DEFAULT_URL) -> None:
+def reproduce(
+    run_id: str,
+    wait: Annotated[bool, typer.Option(help="wait and compare outputs")] = True,
+    timeout_s: float = 3600,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
     """Re-run RUN_ID pinned to its recorded commit, data, image and params; compare outputs."""
     made = _call(url, "POST", f"/v1/runs/{run_id}/reproduce")
     console.print(f"run [bold]{made['run_id']}[/] reproduces {run_id}")
@@ -119,8 +156,13 @@ def reproduce(run_id: str,
         report = _call(url, "GET", f"/v1/runs/{made['run_id']}/reproduction")
     table = Table("task", "path", "original", "reproduced", "identical")
     for item in report["outputs"]:
-        table.add_row(item["task"], item["path"], str(item["original"])[:16],
-                      str(item["reproduced"])[:16], "yes" if item["identical"] else "[red]no[/]")
+        table.add_row(
+            item["task"],
+            item["path"],
+            str(item["original"])[:16],
+            str(item["reproduced"])[:16],
+            "yes" if item["identical"] else "[red]no[/]",
+        )
     console.print(table)
     if not report["identical"]:
         raise typer.Exit(1)

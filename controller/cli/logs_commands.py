@@ -15,8 +15,7 @@ from typer.core import TyperGroup
 console = Console()
 err = Console(stderr=True)
 
-UrlOpt = Annotated[str, typer.Option("--url", envvar="TRACECTL_URL",
-                                     help="controller base URL")]
+UrlOpt = Annotated[str, typer.Option("--url", envvar="TRACECTL_URL", help="controller base URL")]
 DEFAULT_URL = "http://127.0.0.1:8765"
 
 
@@ -29,9 +28,12 @@ class ShowByDefault(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-logs_app = typer.Typer(cls=ShowByDefault, no_args_is_help=True,
-                       help="A task's log lines (`tracectl logs TASK`), and reconciliation of "
-                       "its copies (`tracectl logs reconcile TASK`).")
+logs_app = typer.Typer(
+    cls=ShowByDefault,
+    no_args_is_help=True,
+    help="A task's log lines (`tracectl logs TASK`), and reconciliation of "
+    "its copies (`tracectl logs reconcile TASK`).",
+)
 
 
 def _print_line(item: dict[str, Any]) -> None:
@@ -67,8 +69,9 @@ def show(
         return
     after = 0
     while True:
-        page = call(api.get, f"/v1/tasks/{task_id}/logs", after_seq=after, limit=1000,
-                    attempt=attempt)
+        page = call(
+            api.get, f"/v1/tasks/{task_id}/logs", after_seq=after, limit=1000, attempt=attempt
+        )
         for item in page["items"]:
             _print_line(item)
         if not page["items"]:
@@ -79,8 +82,11 @@ def show(
 @logs_app.command("reconcile")
 def reconcile(
     task_id: str,
-    repair: Annotated[bool, typer.Option(
-        "--repair", help="re-ship missing lines and rewrite a damaged archive, then re-check")
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair", help="re-ship missing lines and rewrite a damaged archive, then re-check"
+        ),
     ] = False,
     attempt: Annotated[int | None, typer.Option(help="the latest attempt by default")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
@@ -103,9 +109,14 @@ def reconcile(
         for column in ("copy", "status", "lines", "checksum", "checked", "repaired"):
             table.add_column(column)
         for item in copies:
-            table.add_row(item["copy"], item["summary"], str(item["lines"]),
-                          (item["checksum"] or "")[:12], item["checked_at"] or "",
-                          item["repaired_at"] or "")
+            table.add_row(
+                item["copy"],
+                item["summary"],
+                str(item["lines"]),
+                (item["checksum"] or "")[:12],
+                item["checked_at"] or "",
+                item["repaired_at"] or "",
+            )
         console.print(table)
     if any(item["status"] in ("missing", "extra", "corrupt") for item in copies):
         raise typer.Exit(1)

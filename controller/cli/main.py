@@ -15,11 +15,15 @@ from typing import Annotated, Any, NoReturn
 import typer
 import yaml
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
+from controller.cli import follow
 from controller.cli.client import ApiError, Client
 from controller.cli.lineage_commands import lineage_app
 from controller.cli.logs_commands import logs_app
+from controller.cli.output import Column, Format, OutputOpt, print_list, print_one
+from controller.cli.run_commands import ParamOpt, runs_app
+from controller.cli.run_commands import run as run_pipeline
 
 app = typer.Typer(
     help="tracectl: run ML workflow tasks with locked GPU/volume leases, shipped logs and "
@@ -30,10 +34,8 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
-UrlOpt = Annotated[str, typer.Option("--url", envvar="TRACECTL_URL",
-                                     help="controller base URL")]
+UrlOpt = Annotated[str, typer.Option("--url", envvar="TRACECTL_URL", help="controller base URL")]
 DEFAULT_URL = "http://127.0.0.1:8765"
-TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -77,72 +79,102 @@ def server(
     serve(Settings.from_env(home=home, host=host, port=port))
 
 
-@app.command()
-def submit(
-    spec_file: Annotated[Path, typer.Argument(help="YAML/JSON file with a TaskSpec")],
-    name: Annotated[str, typer.Option(help="task name, unique in its run")],
-    run: Annotated[str | None, typer.Option(help="add to this run")] = None,
-    pipeline: Annotated[str, typer.Option(help="pipeline name of a new run")] = "adhoc",
-    idempotency_key: Annotated[str | None, typer.Option()] = None,
-    wait: Annotated[bool, typer.Option(help="wait for the task to end")] = False,
-    url: UrlOpt = DEFAULT_URL,
-) -> None:
-    """Submit a task (creating a run unless --run is given)."""
+def print_warnings(api: Client, name: str, spec: dict[str, Any]) -> None:
+    """The preflight warnings for SPEC (a refusal comes back from the submit itself)."""
+    result = call(api.post, "/v1/preflight", {"name": name, "spec": spec})
+    for finding in result["findings"]:
+        if finding["action"] == "warn":
+            err.print(
+                f"[yellow]warning[/] {name}: "
+                + escape(f"{finding['message']} -> {finding['fix']} [{finding['code']}]"),
+                soft_wrap=True,
+                highlight=False,
+            )
+
+
+def read_spec(spec_file: Path, params: list[str]) -> dict[str, Any]:
+    from controller.airflow.render import SpecError
+    from controller.cli.pipeline import parse_params
+
     try:
         spec = yaml.safe_load(spec_file.read_text())
     except (OSError, yaml.YAMLError) as exc:
         fail(f"cannot read spec file {spec_file}: {exc}", 2)
     if not isinstance(spec, dict):
         fail(f"{spec_file} must hold a mapping (a TaskSpec), not {type(spec).__name__}", 2)
-    api = client(url)
-    run_id = run or call(api.post, "/v1/runs", {"pipeline": pipeline})["id"]
-    task = call(api.post, f"/v1/runs/{run_id}/tasks", {"name": name, "spec": spec},
-                idempotency_key=idempotency_key)
-    console.print(f"task [bold]{task['id']}[/] in run {run_id}: {task['status']}")
-    if run is None and spec.get("mode") == "service":
-        console.print(f"the run stays open; `tracectl close {run_id}` stops the service",
-                      soft_wrap=True)
-    elif run is None:  # the run made for this one task is complete
-        call(api.post, f"/v1/runs/{run_id}/close")
-    if wait:
-        while task["status"] not in TERMINAL:
-            task = call(api.get, f"/v1/tasks/{task['id']}/wait", timeout_s=30)
-        console.print(f"task {task['id']}: {task['status']}"
-                      + (f" ({task['reason']})" if task.get("reason") else ""))
-        if task["status"] != "succeeded":
-            raise typer.Exit(1)
+    try:
+        overrides = parse_params(params)
+    except SpecError as exc:
+        fail(str(exc), 2)
+    if overrides:
+        spec["params"] = {**(spec.get("params") or {}), **overrides}
+    return spec
 
 
 @app.command()
-def runs(limit: int = 20, pipeline: str | None = None, url: UrlOpt = DEFAULT_URL) -> None:
-    """List runs, newest first."""
-    page = call(client(url).get, "/v1/runs", limit=limit, pipeline=pipeline)
-    table = Table("run", "pipeline", "status", "created", "airflow dag / run")
-    for run in page["items"]:
-        table.add_row(run["id"], run["pipeline"], run["status"], run["created_at"][:19],
-                      f"{run.get('airflow_dag_id') or ''} {run.get('airflow_run_id') or ''}")
-    console.print(table)
+def submit(
+    spec_file: Annotated[Path, typer.Argument(help="YAML/JSON file with a TaskSpec")],
+    name: Annotated[str, typer.Option(help="task name, unique in its run")],
+    run: Annotated[str | None, typer.Option(help="add to this run")] = None,
+    pipeline: Annotated[str, typer.Option(help="pipeline name of a new run")] = "adhoc",
+    param: ParamOpt = None,
+    idempotency_key: Annotated[str | None, typer.Option()] = None,
+    wait: Annotated[bool, typer.Option(help="wait for the task to end")] = False,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """Submit a task (creating a run unless --run is given)."""
+    spec = read_spec(spec_file, param or [])
+    api = client(url)
+    print_warnings(api, name, spec)
+    run_id = run or call(api.post, "/v1/runs", {"pipeline": pipeline})["id"]
+    task = call(
+        api.post,
+        f"/v1/runs/{run_id}/tasks",
+        {"name": name, "spec": spec},
+        idempotency_key=idempotency_key,
+    )
+    console.print(f"task [bold]{task['id']}[/] in run {run_id}: {task['status']}", soft_wrap=True)
+    if run is None and spec.get("mode") == "service":
+        console.print(
+            f"the run stays open; `tracectl runs close {run_id}` stops the service", soft_wrap=True
+        )
+    elif run is None:  # the run made for this one task is complete
+        call(api.post, f"/v1/runs/{run_id}/close")
+    if wait:
+        task = call(follow.wait, api, task, console)
+        if task["status"] != "succeeded":
+            call(follow.explain_failure, api, task, err)
+            raise typer.Exit(1)
+
+
+TASK_COLUMNS: list[Column] = [
+    ("task", lambda t: t["id"], True),
+    ("name", lambda t: t["name"], True),
+    ("run", lambda t: t["run_id"], True),
+    ("status", lambda t: t["status"], True),
+    ("attempt", lambda t: f"{t['attempt']}/{t['max_attempts']}", False),
+    ("exit", lambda t: t.get("exit_code"), False),
+    ("created", lambda t: t["created_at"][:19], False),
+    ("reason", lambda t: follow.state(t).partition(" ")[2].strip("()"), True),
+]
 
 
 @app.command()
 def tasks(
     run: Annotated[str | None, typer.Option(help="only tasks of this run")] = None,
-    task_id: Annotated[str | None, typer.Argument(help="show one task in full")] = None,
+    task_id: Annotated[str | None, typer.Argument(help="show one task")] = None,
+    status: Annotated[str | None, typer.Option(help="only tasks in this status")] = None,
     limit: int = 100,
+    output: OutputOpt = Format.TABLE,
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
-    """List tasks, or show one task as JSON."""
+    """List tasks, newest first, or show one task (`tracectl tasks TASK_ID -o yaml`)."""
     api = client(url)
     if task_id:
-        console.print_json(json.dumps(call(api.get, f"/v1/tasks/{task_id}")))
+        print_one(call(api.get, f"/v1/tasks/{task_id}"), TASK_COLUMNS, output)
         return
-    page = call(api.get, "/v1/tasks", run_id=run, limit=limit)
-    table = Table("task", "name", "status", "attempt", "exit", "reason")
-    for task in page["items"]:
-        table.add_row(task["id"], task["name"], task["status"], str(task["attempt"]),
-                      str(task.get("exit_code") if task.get("exit_code") is not None else ""),
-                      task.get("reason") or "")
-    console.print(table)
+    page = call(api.get, "/v1/tasks", run_id=run, status=status, limit=limit, order="newest")
+    print_list(page["items"], TASK_COLUMNS, output)
 
 
 @app.command()
@@ -154,7 +186,7 @@ def cancel(task_id: str, url: UrlOpt = DEFAULT_URL) -> None:
 
 @app.command()
 def close(run_id: str, url: UrlOpt = DEFAULT_URL) -> None:
-    """Close a run: it takes no new tasks; its services stop once its other tasks end."""
+    """Close a run (the same as `tracectl runs close`)."""
     run = call(client(url).post, f"/v1/runs/{run_id}/close")
     console.print(f"run {run_id}: closed at {run['closed_at']} ({run['status']})")
 
@@ -205,18 +237,21 @@ def demo(
         console.log(f"controller at {srv.url} (store {settings.store_url})")
         api = Client(srv.url)
         run_id, task_ids = submit_pipeline(
-            api, repo, {"n_estimators": n_estimators, "max_depth": max_depth})
+            api, repo, {"n_estimators": n_estimators, "max_depth": max_depth}
+        )
         console.log(f"run {run_id}: submitted {len(task_ids)} tasks")
         wait(api, task_ids, console)
         data = api.get(f"/v1/runs/{run_id}/lineage")
         if passport_out:
-            passport_out.write_text(json.dumps(api.get(f"/v1/runs/{run_id}/passport"),
-                                               indent=2, sort_keys=True) + "\n")
+            passport_out.write_text(
+                json.dumps(api.get(f"/v1/runs/{run_id}/passport"), indent=2, sort_keys=True) + "\n"
+            )
     console.print(run_tree(data))
     checks = verify_outputs(data)
     bad = [c for c in checks if not c[2]]
-    console.print(f"verified {len(checks) - len(bad)}/{len(checks)} output hashes against the "
-                  f"archived files")
+    console.print(
+        f"verified {len(checks) - len(bad)}/{len(checks)} output hashes against the archived files"
+    )
     if as_json:
         console.print_json(json.dumps(data))
     if data["run"]["status"] != "succeeded" or bad:
@@ -261,12 +296,18 @@ def check(
     api = client(url)
     worst = 0
     for task in tasks:
-        result = call(api.post, "/v1/preflight", {"name": task.get("name", "task"),
-                                                  "spec": task.get("spec", {})})
+        result = call(
+            api.post,
+            "/v1/preflight",
+            {"name": task.get("name", "task"), "spec": task.get("spec", {})},
+        )
         for finding in result["findings"]:
             style = "red" if finding["action"] == "refuse" else "yellow"
-            console.print(f"[{style}]{finding['action']}[/] {task.get('name')}: "
-                          f"{finding['message']} -> {finding['fix']} [{finding['code']}]")
+            console.print(
+                f"[{style}]{finding['action']}[/] {escape(str(task.get('name')))}: "
+                + escape(f"{finding['message']} -> {finding['fix']} [{finding['code']}]"),
+                soft_wrap=True,
+            )
             worst = max(worst, 1 if finding["action"] == "refuse" else 0)
         if not result["findings"]:
             console.print(f"[green]ok[/] {task.get('name')}")
@@ -284,8 +325,9 @@ def passport(
     from controller.core.passport import check
 
     if check_file is not None:
-        problems = check(json.loads(check_file.read_text()),
-                         os.environ.get("TRACECTL_PASSPORT_KEY"))
+        problems = check(
+            json.loads(check_file.read_text()), os.environ.get("TRACECTL_PASSPORT_KEY")
+        )
         for problem in problems:
             err.print(f"[red]{problem}[/]")
         if problems:
@@ -333,9 +375,15 @@ def verify(
     console.print("[green]chains intact[/]")
 
 
+app.command("run")(run_pipeline)
+app.add_typer(runs_app, name="runs")
 app.add_typer(logs_app, name="logs")
-app.add_typer(lineage_app, name="trace", help="Trace artifacts: upstream, downstream, lookup, "
-              "diff, reproduce, PROV and OpenLineage export.")
+app.add_typer(
+    lineage_app,
+    name="trace",
+    help="Trace artifacts: upstream, downstream, lookup, "
+    "diff, reproduce, PROV and OpenLineage export.",
+)
 
 token_app = typer.Typer(help="API tokens (run on the controller's machine: it writes the store).")
 app.add_typer(token_app, name="token")

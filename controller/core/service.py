@@ -133,9 +133,11 @@ class ControllerService:
 
     def list_tasks(
         self, limit: int, cursor: str | None, run_id: str | None = None,
-        status: str | None = None,
+        status: str | None = None, newest_first: bool = False,
     ) -> dict[str, Any]:
-        query = select(TaskRow).order_by(TaskRow.created_at, TaskRow.id)
+        query = select(TaskRow).order_by(
+            *((TaskRow.created_at.desc(), TaskRow.id.desc()) if newest_first
+              else (TaskRow.created_at, TaskRow.id)))
         if not current().is_admin:
             query = query.where(TaskRow.team == current().team)
         if run_id:
@@ -144,7 +146,7 @@ class ControllerService:
             query = query.where(TaskRow.status == status)
         if cursor:
             query = query.where(_after_cursor(TaskRow.created_at, TaskRow.id, cursor,
-                                              newest_first=False))
+                                              newest_first=newest_first))
         with self.db.read() as session:
             rows = list(session.scalars(query.limit(limit + 1)))
             positions = lease_views.queue_positions(session, self.admitter) \
