@@ -37,6 +37,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from controller.auth.scope import Scope
 from controller.lineage.diff import diff_runs
 from controller.lineage.graph import LineageGraph
 from controller.lineage.projection import catch_up
@@ -208,7 +209,7 @@ def timed(fn: Callable[[], Any], samples: int) -> dict[str, float]:
 
 
 def bench_tracectl(db: Database, keys: dict[str, list[Any]], samples: int) -> dict[str, Any]:
-    graph = LineageGraph(db)
+    graph = LineageGraph(db, Scope.everything())
     rng = random.Random(7)
     results: dict[str, Any] = {}
 

@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import text
 
 from controller import __version__
 from controller.api import problems, routes_leases, routes_lineage, routes_logs, routes_metrics
+from controller.api.scoping import check_routes, scoped
 from controller.api.security import Authenticator, SecurityMiddleware
 from controller.config import Settings
 from controller.core.service import ControllerService
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
         description="Runs ML workflow tasks with locked GPU/volume leases, shipped logs and "
         "end-to-end lineage. Errors are RFC 7807 problem+json documents.",
         lifespan=lifespan,
+        dependencies=[Depends(scoped)],  # the caller's team, for every route (api/scoping.py)
     )
     app.state.service = svc
     problems.install(app)
@@ -209,6 +211,7 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
     app.include_router(routes_lineage.build_router(svc))
     app.include_router(routes_logs.build_router(svc, log_checks.reconciler))
     app.include_router(routes_metrics.build_router(svc))
+    check_routes(app)
     return app
 
 

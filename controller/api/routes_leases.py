@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.auth.principal import LOCAL, current
+from controller.auth.scope import Scope
 from controller.core.service import ControllerService
 from controller.errors import Conflict, Forbidden, InvalidInput, NotFound
 from controller.scheduling import lease_views
@@ -44,18 +45,18 @@ def build_router(service: ControllerService) -> APIRouter:
                 raise InvalidInput(["query", "cursor"], "not a cursor this API returned")
             after = int(cursor)
         with service.db.read() as session:
-            return lease_views.list_leases(session, state == "active", task_id, resource,
-                                           limit, after)
+            return lease_views.list_leases(session, Scope.current(), state == "active",
+                                           task_id, resource, limit, after)
 
     @router.get("/resources")
     def resources() -> dict[str, Any]:
         with service.db.read() as session:
-            return lease_views.resources(session)
+            return lease_views.resources(session, Scope.current())
 
     @router.get("/queue")
     def queue() -> dict[str, Any]:
         with service.db.read() as session:
-            return lease_views.queue(session, service.admitter)
+            return lease_views.queue(session, service.admitter, Scope.current())
 
     @router.post("/leases/{lease_id}/release")
     def release(lease_id: int, body: ReleaseRequest, role: Role = None,

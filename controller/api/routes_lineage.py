@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
+from controller.auth.scope import Scope
 from controller.core.service import ControllerService
 from controller.lineage import openlineage, prov, ui
 from controller.lineage.diff import diff_runs
@@ -37,12 +38,14 @@ def _links(svc: ControllerService, run_id: str) -> dict[str, str]:
 
 
 def build_router(svc: ControllerService) -> APIRouter:
-    graph = LineageGraph(svc.db)
+
+    def graph() -> LineageGraph:
+        return LineageGraph(svc.db, Scope.current())  # the caller's runs only
     v1 = APIRouter(prefix="/v1", tags=["lineage"])
 
     def walk(direction: Literal["upstream", "downstream"], node: str, depth: int, limit: int,
              cursor: str | None) -> dict[str, Any]:
-        return graph.walk(node, direction, depth, limit, cursor)
+        return graph().walk(node, direction, depth, limit, cursor)
 
     @v1.get("/lineage/upstream")
     def upstream(node: Node, depth: Depth = 10, limit: Limit = 100,
@@ -66,8 +69,8 @@ def build_router(svc: ControllerService) -> APIRouter:
         """Exactly one of the keys: who produced / used it."""
         if dataset and cursor:
             path, _, md5 = dataset.rpartition("@")
-            return graph.runs_using_dataset(path, md5, limit, cursor)
-        return graph.lookup(sha256=sha256, uri=uri, mlflow_run_id=mlflow_run_id, model=model,
+            return graph().runs_using_dataset(path, md5, limit, cursor)
+        return graph().lookup(sha256=sha256, uri=uri, mlflow_run_id=mlflow_run_id, model=model,
                             commit=commit, dataset=dataset, limit=limit)
 
     @v1.get("/runs/{a}/diff/{b}")
@@ -98,7 +101,7 @@ def build_router(svc: ControllerService) -> APIRouter:
 
     @v1.get("/runs/{run_id}/graph")
     def run_graph(run_id: str) -> dict[str, Any]:
-        return graph.run_graph(run_id)
+        return graph().run_graph(run_id)
 
     router = APIRouter()
     router.include_router(v1)
@@ -106,6 +109,6 @@ def build_router(svc: ControllerService) -> APIRouter:
     @router.get("/ui/runs/{run_id}", response_class=HTMLResponse, tags=["ui"])
     def run_page(run_id: str) -> HTMLResponse:
         run = svc.get_run(run_id).model_dump(mode="json")
-        return HTMLResponse(ui.render(run, graph.run_graph(run_id), _links(svc, run_id)))
+        return HTMLResponse(ui.render(run, graph().run_graph(run_id), _links(svc, run_id)))
 
     return router

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from controller import backends
+from controller.auth.scope import Scope
 from controller.core.service import ControllerService
 from controller.domain.records import Task
 from controller.errors import Conflict
@@ -59,7 +60,7 @@ def build_router(service: ControllerService,
             raise Conflict("log search needs a search-index log reader "
                            "(TRACECTL_LOG_READER=opensearch://host:port)")
         items = search(run_id=run_id, task_id=task_id, dag_id=dag_id, text=text, level=level,
-                       limit=limit)
+                       limit=limit, team=Scope.current().team)
         return {"items": items, "count": len(items)}
 
     @router.post("/tasks/{task_id}/logs/reconcile")

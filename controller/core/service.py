@@ -11,6 +11,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from controller import backends
 from controller.auth.principal import current
+from controller.auth.scope import Scope
 from controller.config import Settings
 from controller.core import views
 from controller.core.submission import Submission
@@ -80,7 +81,7 @@ class ControllerService:
     def get_run(self, run_id: str) -> Run:
         with self.db.read() as session:
             row = session.get(RunRow, run_id)
-            if row is None or not current().may_see(row.team):
+            if row is None or not Scope.current().sees(row.team):
                 raise NotFound(f"run {run_id} does not exist")
             return views.run_record(row)
 
@@ -89,8 +90,7 @@ class ControllerService:
         status: str | None = None,
     ) -> dict[str, Any]:
         query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc())
-        if not current().is_admin:
-            query = query.where(RunRow.team == current().team)
+        query = query.where(Scope.current().runs(RunRow.id))
         if pipeline:
             query = query.where(RunRow.pipeline == pipeline)
         if status:
@@ -115,7 +115,7 @@ class ControllerService:
     def get_task(self, task_id: str) -> Task:
         with self.db.read() as session:
             row = session.get(TaskRow, task_id)
-            if row is None or not current().may_see(row.team):
+            if row is None or not Scope.current().sees(row.team):
                 raise NotFound(f"task {task_id} does not exist")
             return views.task_record(row, self._queue_info(session, row))
 
@@ -138,8 +138,7 @@ class ControllerService:
         query = select(TaskRow).order_by(
             *((TaskRow.created_at.desc(), TaskRow.id.desc()) if newest_first
               else (TaskRow.created_at, TaskRow.id)))
-        if not current().is_admin:
-            query = query.where(TaskRow.team == current().team)
+        query = query.where(Scope.current().runs(TaskRow.run_id))
         if run_id:
             query = query.where(TaskRow.run_id == run_id)
         if status:
@@ -215,9 +214,7 @@ class ControllerService:
     def artifacts(self, run_id: str | None = None, task_id: str | None = None,
                   sha256: str | None = None) -> list[Artifact]:
         query = select(ArtifactRow).order_by(ArtifactRow.id)
-        if not current().is_admin:
-            query = query.join(RunRow, RunRow.id == ArtifactRow.run_id).where(
-                RunRow.team == current().team)
+        query = query.where(Scope.current().runs(ArtifactRow.run_id))
         if run_id:
             query = query.where(ArtifactRow.run_id == run_id)
         if task_id:

@@ -339,7 +339,9 @@ class Supervisor:
         key = lineage_cache.key_of_launch(launch.spec)
         catch_up(self.db)  # the cache index is a projection of the lineage event log
         with self.db.read() as session:
-            hit = lineage_cache.lookup(session, key, exclude_task=task_id)
+            mine = session.get(TaskRow, task_id)
+            hit = lineage_cache.lookup(session, key, exclude_task=task_id,
+                                       team=mine.team if mine else None)
         if hit is None:
             return False
         with self.db.write() as session:

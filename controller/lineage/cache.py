@@ -57,8 +57,13 @@ class CacheHit:
     outputs: list[dict[str, Any]]
 
 
-def lookup(session: Session, key: str, exclude_task: str | None = None) -> CacheHit | None:
-    """The newest succeeded task with KEY whose outputs are all still stored, or None."""
+def lookup(session: Session, key: str, exclude_task: str | None = None,
+           team: str | None = None) -> CacheHit | None:
+    """The newest succeeded task with KEY whose outputs are all still stored, or None.
+
+    With TEAM, only that team's tasks: a cache hit hands over another task's outputs, which
+    would let one team read another's artifacts without a grant.
+    """
     rows = session.scalars(
         select(LineageCacheRow).where(LineageCacheRow.cache_key == key)
         .order_by(LineageCacheRow.created_at.desc())
@@ -67,7 +72,7 @@ def lookup(session: Session, key: str, exclude_task: str | None = None) -> Cache
         if row.task_id == exclude_task:
             continue
         task = session.get(TaskRow, row.task_id)
-        if task is None or task.status != "succeeded":
+        if task is None or task.status != "succeeded" or team not in (None, task.team):
             continue
         artifacts = list(session.scalars(
             select(ArtifactRow).where(ArtifactRow.task_id == row.task_id).order_by(ArtifactRow.id)

@@ -5,6 +5,10 @@ Node ids: `data:<path>@<md5>`, `commit:<sha>`, `task:<id>`, `artifact:<sha256>`,
 -used-> task, task -generated-> artifact, task -registered-> model, task -serves-> service,
 task -cached-> task. Every query is indexed, and walks go level
 by level and stop once the page is full, so cost follows the answer, not the store.
+
+Every query applies the graph's `Scope` (controller/auth/scope.py) in SQL: an edge counts
+only when the run that recorded it is in scope, and a task node only when its task is, so
+a caller's walks and look-ups never reach another team's runs.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from typing import Any, Literal
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from controller.auth.scope import Scope
 from controller.errors import InvalidInput, NotFound
 from controller.lineage.projection import catch_up, data_node
 from controller.store.database import Database
 from controller.store.lineage_schema import LineageEdgeRow
-from controller.store.schema import ArtifactRow, RunRow, TaskRow
+from controller.store.schema import ArtifactRow, TaskRow
 
 Direction = Literal["upstream", "downstream"]
 NODE_KINDS = ("data", "commit", "task", "artifact", "model", "service")
@@ -56,8 +61,18 @@ def check_node(node: str) -> str:
     return node
 
 
-def _breadth_first(session: Session, node: str, direction: Direction, depth: int,
-                   after: tuple[int, str], want: int) -> list[tuple[str, int]]:
+def hidden_tasks(session: Session, scope: Scope, ids: set[str]) -> set[str]:
+    """The `task:` nodes among IDS whose task is outside SCOPE (reached by a cache edge)."""
+    tasks = [i.removeprefix("task:") for i in ids if i.startswith("task:")]
+    if scope.team is None or not tasks:
+        return set()
+    seen = set(session.scalars(select(TaskRow.id).where(TaskRow.id.in_(tasks),
+                                                        scope.runs(TaskRow.run_id))))
+    return {f"task:{t}" for t in tasks if t not in seen}
+
+
+def _breadth_first(session: Session, scope: Scope, node: str, direction: Direction,
+                   depth: int, after: tuple[int, str], want: int) -> list[tuple[str, int]]:
     """(node, depth) past AFTER in (depth, node) order, at most WANT of them.
 
     Level by level, each level one indexed IN query per chunk of the frontier; a node is
@@ -73,8 +88,10 @@ def _breadth_first(session: Session, node: str, direction: Direction, depth: int
         reached: set[str] = set()
         for start in range(0, len(frontier), _CHUNK):
             chunk = frontier[start:start + _CHUNK]
-            reached.update(session.scalars(select(there).where(here.in_(chunk)).distinct()))
+            reached.update(session.scalars(select(there).where(
+                here.in_(chunk), scope.runs(LineageEdgeRow.run_id)).distinct()))
         reached -= seen
+        reached -= hidden_tasks(session, scope, reached)
         if not reached:
             break
         seen |= reached
@@ -86,8 +103,9 @@ def _breadth_first(session: Session, node: str, direction: Direction, depth: int
 
 
 class LineageGraph:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, scope: Scope) -> None:
         self.db = db
+        self.scope = scope
 
     def refresh(self) -> None:
         catch_up(self.db)
@@ -107,7 +125,8 @@ class LineageGraph:
             after = (raw[0], raw[1])
         self.refresh()
         with self.db.read() as session:
-            rows = _breadth_first(session, node, direction, depth, after, limit + 1)
+            rows = _breadth_first(session, self.scope, node, direction, depth, after,
+                                  limit + 1)
             page = rows[:limit]
             ids = [r[0] for r in page]
             nodes = self._describe(session, ids)
@@ -117,7 +136,7 @@ class LineageGraph:
             edges = [
                 {"from": e.src, "to": e.dst, "kind": e.kind, "path": e.path or None}
                 for e in session.scalars(select(LineageEdgeRow).where(
-                    here.in_(known), there.in_(ids)))
+                    here.in_(known), there.in_(ids), self.scope.runs(LineageEdgeRow.run_id)))
             ] if ids else []
         items = [{**nodes[str(n)], "depth": d} for n, d in page]
         last = page[-1] if page else None
@@ -131,12 +150,14 @@ class LineageGraph:
         out: dict[str, dict[str, Any]] = {}
         task_ids = [i[5:] for i in ids if i.startswith("task:")]
         tasks = {t.id: t for t in session.scalars(
-            select(TaskRow).where(TaskRow.id.in_(task_ids)))} if task_ids else {}
+            select(TaskRow).where(TaskRow.id.in_(task_ids), self.scope.runs(TaskRow.run_id)))
+        } if task_ids else {}
         shas = [i[9:] for i in ids if i.startswith("artifact:")]
         artifacts: dict[str, ArtifactRow] = {}
         if shas:
-            for a in session.scalars(select(ArtifactRow).where(ArtifactRow.sha256.in_(shas))
-                                     .order_by(ArtifactRow.id)):
+            for a in session.scalars(select(ArtifactRow).where(
+                    ArtifactRow.sha256.in_(shas), self.scope.runs(ArtifactRow.run_id))
+                    .order_by(ArtifactRow.id)):
                 artifacts.setdefault(a.sha256, a)
         for node in ids:
             kind, _, ident = node.partition(":")
@@ -162,7 +183,7 @@ class LineageGraph:
         self.refresh()
         query = (select(LineageEdgeRow.run_id, LineageEdgeRow.task_id)
                  .where(LineageEdgeRow.src == data_node(path, md5),
-                        LineageEdgeRow.kind == "used"))
+                        LineageEdgeRow.kind == "used", self.scope.runs(LineageEdgeRow.run_id)))
         if cursor:
             after_run, after_task = _decode(cursor)
             query = query.where(or_(LineageEdgeRow.run_id > after_run,
@@ -183,7 +204,8 @@ class LineageGraph:
         with self.db.read() as session:
             rows = session.execute(
                 select(ArtifactRow, TaskRow).join(TaskRow, TaskRow.id == ArtifactRow.task_id)
-                .where(ArtifactRow.sha256 == sha256).order_by(ArtifactRow.id)
+                .where(ArtifactRow.sha256 == sha256, self.scope.runs(ArtifactRow.run_id))
+                .order_by(ArtifactRow.id)
             ).all()
             return [{"task_id": t.id, "task_name": t.name, "run_id": a.run_id, "path": a.path,
                      "uri": a.uri, "size": a.size, "mlflow_run_id": t.mlflow_run_id,
@@ -207,14 +229,16 @@ class LineageGraph:
                     "used_by": self._tasks_from(f"artifact:{sha}", limit)}
         if key == "uri":
             with self.db.read() as session:
-                stored = session.scalar(select(ArtifactRow.sha256).where(ArtifactRow.uri == value))
+                stored = session.scalar(select(ArtifactRow.sha256).where(
+                    ArtifactRow.uri == value, self.scope.runs(ArtifactRow.run_id)))
             if stored is None:
                 raise NotFound(f"no artifact is stored at {value}")
             return {"node": f"artifact:{stored}", "produced_by": self.producers_of(stored),
                     "used_by": self._tasks_from(f"artifact:{stored}", limit)}
         if key == "mlflow_run_id":
             with self.db.read() as session:
-                task = session.scalar(select(TaskRow).where(TaskRow.mlflow_run_id == value))
+                task = session.scalar(select(TaskRow).where(
+                    TaskRow.mlflow_run_id == value, self.scope.runs(TaskRow.run_id)))
                 if task is None:
                     raise NotFound(f"no task has MLflow run {value}")
                 return {"node": f"task:{task.id}", "task_id": task.id, "task_name": task.name,
@@ -239,7 +263,8 @@ class LineageGraph:
         with self.db.read() as session:
             rows = session.execute(
                 select(LineageEdgeRow.run_id, LineageEdgeRow.task_id, LineageEdgeRow.path)
-                .where(LineageEdgeRow.src == node).order_by(LineageEdgeRow.id).limit(limit)
+                .where(LineageEdgeRow.src == node, self.scope.runs(LineageEdgeRow.run_id))
+                .order_by(LineageEdgeRow.id).limit(limit)
             ).all()
         return [{"run_id": r, "task_id": t, "path": p or None} for r, t, p in rows]
 
@@ -248,7 +273,8 @@ class LineageGraph:
         with self.db.read() as session:
             rows = session.execute(
                 select(LineageEdgeRow.run_id, LineageEdgeRow.task_id)
-                .where(LineageEdgeRow.dst == node).order_by(LineageEdgeRow.id).limit(limit)
+                .where(LineageEdgeRow.dst == node, self.scope.runs(LineageEdgeRow.run_id))
+                .order_by(LineageEdgeRow.id).limit(limit)
             ).all()
         return [{"run_id": r, "task_id": t} for r, t in rows]
 
@@ -257,11 +283,13 @@ class LineageGraph:
         """Every node and edge of one run, for the UI, OpenLineage and PROV."""
         self.refresh()
         with self.db.read() as session:
-            if session.get(RunRow, run_id) is None:
+            if not self.scope.sees_run(session, run_id):
                 raise NotFound(f"run {run_id} does not exist")
             edges = list(session.scalars(
                 select(LineageEdgeRow).where(LineageEdgeRow.run_id == run_id)
                 .order_by(LineageEdgeRow.id)))
+            hidden = hidden_tasks(session, self.scope, {e.src for e in edges})
+            edges = [e for e in edges if e.src not in hidden]
             ids = sorted({e.src for e in edges} | {e.dst for e in edges})
             tasks = list(session.scalars(select(TaskRow).where(TaskRow.run_id == run_id)
                                          .order_by(TaskRow.created_at)))

@@ -102,11 +102,15 @@ class SearchLogReader:
 
     def search(self, run_id: str | None = None, task_id: str | None = None,
                dag_id: str | None = None, text: str | None = None, level: str | None = None,
-               limit: int = 100) -> list[dict[str, Any]]:
-        """Lines matching every given filter, newest first; ``text`` is a full-text match."""
+               limit: int = 100, team: str | None = None) -> list[dict[str, Any]]:
+        """Lines matching every given filter, newest first; ``text`` is a full-text match.
+
+        TEAM (None: every team) keeps the lines of that team's tasks only.
+        """
         filters: list[dict[str, Any]] = []
         for field, value in (("labels.run_id", run_id), ("labels.task_id", task_id),
-                             ("labels.dag_id", dag_id), ("log.level", level)):
+                             ("labels.dag_id", dag_id), ("log.level", level),
+                             ("labels.team", team)):
             if value:
                 filters.append(term(field, value))
         must = [{"match": {"message": {"query": text, "operator": "and"}}}] if text else []

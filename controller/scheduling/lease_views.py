@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from controller.auth.scope import Scope
 from controller.scheduling.admission import Admitter
 from controller.scheduling.claims import Claims
 from controller.scheduling.fair_share import admission_order
@@ -17,9 +18,11 @@ from controller.store.lease_schema import LeaseRow, ResourceRow
 from controller.store.schema import TaskRow
 
 
-def list_leases(session: Session, active_only: bool, task_id: str | None,
+def list_leases(session: Session, scope: Scope, active_only: bool, task_id: str | None,
                 resource: str | None, limit: int, after_id: int) -> dict[str, Any]:
     query = select(LeaseRow).where(LeaseRow.id > after_id).order_by(LeaseRow.id)
+    if scope.team is not None:
+        query = query.where(LeaseRow.team == scope.team)
     if active_only:
         query = query.where(LeaseRow.released_at.is_(None))
     if task_id:
@@ -59,11 +62,16 @@ def queue_positions(session: Session, admitter: Admitter) -> dict[str, int]:
     return {row.id: position for position, row in enumerate(ordered, start=1)}
 
 
-def queue(session: Session, admitter: Admitter) -> dict[str, Any]:
-    """Queued tasks in the order the admitter will consider them, with their last reason."""
+def queue(session: Session, admitter: Admitter, scope: Scope) -> dict[str, Any]:
+    """Queued tasks in the order the admitter will consider them, with their last reason.
+
+    A team sees its own tasks at their places in the whole queue; `length` counts them all.
+    """
     ordered, claims = queue_order(session, admitter)
     items = []
     for position, row in enumerate(ordered, start=1):
+        if not scope.sees(row.team):
+            continue
         want = claims[row.id]
         items.append({
             "position": position, "task_id": row.id, "run_id": row.run_id, "name": row.name,
@@ -75,16 +83,21 @@ def queue(session: Session, admitter: Admitter) -> dict[str, Any]:
                        "volumes": [{"claim": v.claim, "mode": v.mode} for v in want.volumes],
                        "cpu_milli": want.cpu_milli, "memory_bytes": want.memory_bytes},
         })
-    return {"items": items, "length": len(items)}
+    return {"items": items, "length": len(ordered)}
 
 
-def resources(session: Session) -> dict[str, Any]:
-    """Every unit with capacity, use, holders and the queued demand for it."""
+def resources(session: Session, scope: Scope) -> dict[str, Any]:
+    """Every unit with capacity, use, holders and the queued demand for it.
+
+    Another team's holder shows its team and mode, not which lease or task holds the unit.
+    """
     holders: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for lease in session.scalars(select(LeaseRow).where(LeaseRow.released_at.is_(None))
                                  .order_by(LeaseRow.id)):
+        mine = scope.sees(lease.team)
         holders[lease.resource].append({
-            "lease_id": lease.id, "task_id": lease.task_id, "team": lease.team,
+            "lease_id": lease.id if mine else None, "task_id": lease.task_id if mine else None,
+            "team": lease.team,
             "mode": lease.mode, "fencing_token": lease.fencing_token,
             "expires_at": lease.expires_at.isoformat(), "cpu_milli": lease.cpu_milli,
             "memory_bytes": lease.memory_bytes,
@@ -105,7 +118,7 @@ def resources(session: Session) -> dict[str, Any]:
             "name": unit.name, "kind": unit.kind, "pool": unit.pool, "flavor": unit.flavor,
             "gpu_index": unit.gpu_index, "access": unit.access,
             "in_inventory": unit.in_inventory, "holders": held,
-            "holder_task": unit.exclusive_holder,
+            "holder_task": _holder_task(unit, held, scope),
             "queued_demand": demand.get(unit.name, 0),
         }
         if unit.kind == "quota":
@@ -129,6 +142,13 @@ def resources(session: Session) -> dict[str, Any]:
     for pool in pools.values():
         pool["free"] = pool["capacity"] - pool["in_use"]
     return {"items": items, "gpu_pools": list(pools.values())}
+
+
+def _holder_task(unit: ResourceRow, held: list[dict[str, Any]], scope: Scope) -> str | None:
+    """The exclusive holder's task id, unless it is another team's (its holder is masked)."""
+    if scope.team is None or any(h["task_id"] == unit.exclusive_holder for h in held):
+        return unit.exclusive_holder
+    return None
 
 
 def _gpus_held(session: Session) -> dict[str, int]:
