@@ -13,7 +13,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import text
 
 from controller import __version__
-from controller.api import problems, routes_leases, routes_lineage, routes_logs, routes_metrics
+from controller.api import (
+    problems,
+    routes_leases,
+    routes_lineage,
+    routes_logs,
+    routes_metrics,
+    routes_shares,
+)
 from controller.api.scoping import check_routes, scoped
 from controller.api.security import Authenticator, SecurityMiddleware
 from controller.config import Settings
@@ -211,6 +218,7 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
     app.include_router(routes_lineage.build_router(svc))
     app.include_router(routes_logs.build_router(svc, log_checks.reconciler))
     app.include_router(routes_metrics.build_router(svc))
+    app.include_router(routes_shares.build_router(svc))
     check_routes(app)
     return app
 

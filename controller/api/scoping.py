@@ -26,6 +26,7 @@ PATH_IDS: dict[str, tuple[str, Check]] = {
     "task_id": ("task {} does not exist", Scope.sees_task),
     "sha256": ("no artifact has sha256 {}", Scope.sees_artifact),
     "lease_id": ("lease {} does not exist", Scope.sees_lease),
+    "share_id": ("share {} does not exist", Scope.sees_share),
 }
 
 

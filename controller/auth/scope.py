@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select, true
+from sqlalchemy import ColumnElement, Select, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from controller.auth.principal import Principal, current
+from controller.store.auth_schema import ArtifactGrantRow
 from controller.store.lease_schema import LeaseRow
 from controller.store.schema import ArtifactRow, RunRow, TaskRow
 
@@ -45,6 +46,15 @@ class Scope:
         """RUN_ID names a run this scope sees: the filter every lineage query applies."""
         return true() if self.team is None else run_id.in_(self.run_ids())
 
+    def usable(self) -> ColumnElement[bool]:
+        """Artifact rows a task of this scope may name as an input: its own, or granted."""
+        if self.team is None:
+            return true()
+        granted = select(ArtifactGrantRow.sha256).where(
+            ArtifactGrantRow.team == self.team, ArtifactGrantRow.revoked_at.is_(None)
+        )
+        return or_(self.runs(ArtifactRow.run_id), ArtifactRow.sha256.in_(granted))
+
     # -- one id at a time (the path of a request) ------------------------------------------
     def sees_run(self, session: Session, run_id: str) -> bool:
         row = session.get(RunRow, run_id)
@@ -70,3 +80,10 @@ class Scope:
             return True  # not an id at all: validation answers 422
         row = session.get(LeaseRow, int(lease_id))
         return row is not None and self.sees(row.team)
+
+    def sees_share(self, session: Session, share_id: str) -> bool:
+        """A grant this scope's team made or received."""
+        if not share_id.isdigit():
+            return True  # not an id at all: validation answers 422
+        row = session.get(ArtifactGrantRow, int(share_id))
+        return row is not None and (self.sees(row.owner_team) or self.sees(row.team))

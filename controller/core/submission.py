@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controller.auth.scope import Scope
 from controller.config import Settings
 from controller.core import preflight
 from controller.core.ids import new_id
@@ -107,7 +108,7 @@ class Submission:
                 select(TaskRow).where(TaskRow.run_id == run_id, TaskRow.name.in_(names)))}
             if request.name in siblings:
                 raise Conflict(f"run {run_id} already has a task named {request.name!r}")
-            resolved = self._resolve(request.spec, siblings, session)
+            resolved = self._resolve(request.spec, siblings, session, Scope(run.team))
         return self._insert(run_id, request, resolved, digest)
 
     def _insert(
@@ -161,10 +162,10 @@ class Submission:
         return preflight.check(spec, resolved, self.git_cache, self.policy)
 
     def _resolve(
-        self, spec: TaskSpec, siblings: dict[str, TaskRow], session: Session
+        self, spec: TaskSpec, siblings: dict[str, TaskRow], session: Session, scope: Scope
     ) -> dict[str, Any]:
         resolved = self._resolve_sources(spec)
-        resolved["inputs"] = self._resolve_inputs(spec, siblings, session)
+        resolved["inputs"] = self._resolve_inputs(spec, siblings, session, scope)
         findings = preflight.check(spec, resolved, self.git_cache, self.policy)
         refused = [f for f in findings if f.action == "refuse"]
         if refused:
@@ -210,15 +211,18 @@ class Submission:
         return resolved
 
     def _resolve_inputs(
-        self, spec: TaskSpec, siblings: dict[str, TaskRow], session: Session
+        self, spec: TaskSpec, siblings: dict[str, TaskRow], session: Session, scope: Scope
     ) -> list[dict[str, Any]]:
+        """Each input's artifact. SCOPE is the run's team: another team's artifact is an
+        input only through a grant (auth/grants.py), and answers like an unknown one."""
         inputs: list[dict[str, Any]] = []
         for index, item in enumerate(spec.inputs):
             loc: list[str | int] = ["spec", "inputs", index, "artifact"]
             upstream = item.upstream_task
             if upstream is None:
                 sha = item.artifact.split(":", 1)[1]
-                artifact = session.scalar(select(ArtifactRow).where(ArtifactRow.sha256 == sha))
+                artifact = session.scalar(select(ArtifactRow).where(
+                    ArtifactRow.sha256 == sha, scope.usable()).order_by(ArtifactRow.id).limit(1))
                 if artifact is None:
                     raise InvalidInput(loc, f"no stored artifact has sha256 {sha}")
                 inputs.append({"path": item.path, "sha256": sha, "uri": artifact.uri,

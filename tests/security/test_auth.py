@@ -19,13 +19,20 @@ from controller.store.schema import AuditRow
 
 @pytest.fixture
 def secured(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], Settings]]:
-    settings = Settings(home=tmp_path / "home", auth="tokens", supervisor_interval_s=0.05,
-                        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    settings = Settings(
+        home=tmp_path / "home",
+        auth="tokens",
+        supervisor_interval_s=0.05,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
     app = create_app(settings, run_supervisor=False)
     with TestClient(app) as client:
         db = app.state.service.db
-        tokens = {"red": create_token(db, "alice", "red"), "blue": create_token(db, "bob", "blue"),
-                  "admin": create_token(db, "root", "ops", role="admin")}
+        tokens = {
+            "red": create_token(db, "alice", "red"),
+            "blue": create_token(db, "bob", "blue"),
+            "admin": create_token(db, "root", "ops", role="admin"),
+        }
         yield client, tokens, settings
 
 
@@ -56,14 +63,23 @@ def test_a_team_sees_and_acts_on_its_own_runs_only(secured) -> None:  # type: ig
     client, tokens, _ = secured
     red_run = client.post("/v1/runs", json={"pipeline": "p"}, headers=auth(tokens["red"])).json()
     assert red_run["id"]
-    task = client.post(f"/v1/runs/{red_run['id']}/tasks", headers=auth(tokens["red"]),
-                       json={"name": "t", "spec": {"command": [sys.executable, "-c", "1"]}}).json()
+    task = client.post(
+        f"/v1/runs/{red_run['id']}/tasks",
+        headers=auth(tokens["red"]),
+        json={"name": "t", "spec": {"command": [sys.executable, "-c", "1"]}},
+    ).json()
     blue = auth(tokens["blue"])
     assert client.get(f"/v1/runs/{red_run['id']}", headers=blue).status_code == 404
     assert client.get(f"/v1/tasks/{task['id']}", headers=blue).status_code == 404
     assert client.post(f"/v1/tasks/{task['id']}/cancel", headers=blue).status_code == 404
-    assert client.post(f"/v1/runs/{red_run['id']}/tasks", headers=blue,
-                       json={"name": "x", "spec": {"command": ["true"]}}).status_code == 404
+    assert (
+        client.post(
+            f"/v1/runs/{red_run['id']}/tasks",
+            headers=blue,
+            json={"name": "x", "spec": {"command": ["true"]}},
+        ).status_code
+        == 404
+    )
     assert client.get("/v1/runs", headers=blue).json()["items"] == []
     assert client.get("/v1/tasks", headers=blue).json()["items"] == []
     admin_view = client.get("/v1/runs", headers=auth(tokens["admin"])).json()["items"]
@@ -80,5 +96,7 @@ def test_state_changing_calls_are_audited(secured) -> None:  # type: ignore[no-u
     with db.read() as session:
         rows = list(session.scalars(select(AuditRow).order_by(AuditRow.id)))
     assert [(r.actor, r.action, r.target, r.detail["status"]) for r in rows] == [
-        ("alice@red", "POST", "/v1/runs", 201), ("bob@blue", "POST", "/v1/runs", 422)]
+        ("alice@red", "POST", "/v1/runs", 201),
+        ("bob@blue", "POST", "/v1/runs", 422),
+    ]
     assert all(r.source and r.created_at for r in rows)

@@ -10,174 +10,20 @@ loop; a route with a path parameter `api/scoping.py` does not know fails at app 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from httpx import Response
 
-from controller.api.app import create_app
 from controller.api.scoping import check_routes
-from controller.auth.tokens import create_token
-from controller.config import Settings
+from tests.security.teams import QUERY_FILL, World
 
 # Open on purpose, and not under /v1: the kubelet's and the load balancer's probes and the
 # Prometheus scrape carry no token; they answer health and counts, never a team's records.
 PUBLIC = {"/healthz", "/readyz", "/metrics"}
 METHODS = ("get", "post", "put", "patch", "delete")
-
-
-@dataclass
-class World:
-    client: TestClient
-    tokens: dict[str, str]
-    red: dict[str, str]  # what red's records are called: run, task, sha256, commit, ...
-    fake: dict[str, str]  # the same keys, values no record has
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        params: dict[str, str],
-        token: str | None,
-        values: dict[str, str],
-    ) -> Response:
-        url = path.format(**{k: values[v] for k, v in PATH_FILL.items() if f"{{{k}}}" in path})
-        query = {k: values.get(v, v) for k, v in params.items()}
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        body = {} if method in ("post", "put", "patch") else None
-        return self.client.request(method.upper(), url, params=query, headers=headers, json=body)
-
-
-PATH_FILL = {
-    "run_id": "run",
-    "a": "run",
-    "b": "run",
-    "task_id": "task",
-    "sha256": "sha256",
-    "lease_id": "lease",
-}
-# Query parameters that name a record: one call each, with red's value (or a node of red's).
-QUERY_FILL: dict[str, list[str]] = {
-    "run_id": ["run"],
-    "task_id": ["task"],
-    "sha256": ["sha256"],
-    "uri": ["uri"],
-    "commit": ["commit"],
-    "mlflow_run_id": ["mlflow_run_id"],
-    "model": ["model"],
-    "dataset": ["dataset"],
-    "node": ["task_node", "artifact_node", "commit_node"],
-}
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def code_repo(root: Path) -> tuple[Path, str]:
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.email", "t@example.invalid")
-    git(root, "config", "user.name", "test")
-    (root / "make.py").write_text(
-        "import os\nos.makedirs('out', exist_ok=True)\n"
-        "open('out/model.txt', 'w').write('red team secret')\n"
-    )
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "first")
-    return root, git(root, "rev-parse", "HEAD")
-
-
-def red_records(client: TestClient, token: str, repo: Path) -> dict[str, str]:
-    """A finished run of red's with a task, an output artifact and a lease."""
-    red = {"Authorization": f"Bearer {token}"}
-    run = client.post("/v1/runs", json={"pipeline": "red"}, headers=red).json()["id"]
-    spec = {
-        "command": [sys.executable, "make.py"],
-        "code": {"repo": str(repo), "ref": "main"},
-        "outputs": ["out/model.txt"],
-        "resources": {"cpu": 0.1},
-    }
-    task = client.post(
-        f"/v1/runs/{run}/tasks", headers=red, json={"name": "make", "spec": spec}
-    ).json()
-    done = client.get(f"/v1/tasks/{task['id']}/wait", params={"timeout_s": 120}, headers=red).json()
-    assert done["status"] == "succeeded", done
-    artifact = client.get(f"/v1/tasks/{task['id']}/artifacts", headers=red).json()[0]
-    leases = client.get("/v1/leases", params={"state": "all"}, headers=red).json()["items"]
-    return {
-        "run": run,
-        "task": task["id"],
-        "sha256": artifact["sha256"],
-        "uri": artifact["uri"],
-        "mlflow_run_id": done.get("mlflow_run_id") or "",
-        "lease": str(leases[0]["id"]),
-    }
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    root = tmp_path_factory.mktemp("scoping")
-    settings = Settings(
-        home=root / "home",
-        auth="tokens",
-        supervisor_interval_s=0.05,
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        inventory_file=inventory(root),
-    )
-    repo, commit = code_repo(root / "code")
-    app = create_app(settings)
-    with TestClient(app) as client:
-        db = app.state.service.db
-        tokens = {
-            "red": create_token(db, "alice", "red"),
-            "blue": create_token(db, "bob", "blue"),
-            "admin": create_token(db, "root", "ops", role="admin"),
-        }
-        red = red_records(client, tokens["red"], repo)
-        red.update(
-            commit=commit,
-            model="red-model/1",
-            dataset="data/wine.csv@" + "0" * 32,
-            dataset_path="data/wine.csv",
-            dataset_md5="0" * 32,
-            task_node=f"task:{red['task']}",
-            artifact_node=f"artifact:{red['sha256']}",
-            commit_node=f"commit:{commit}",
-        )
-        fake = {
-            "run": "run_" + "0" * 26,
-            "task": "task_" + "0" * 26,
-            "sha256": "f" * 64,
-            "uri": "file:///nowhere/out/model.txt",
-            "mlflow_run_id": "0" * 32,
-            "lease": "999999",
-            "commit": "e" * 40,
-            "model": "no-model/1",
-            "dataset": "data/none.csv@" + "1" * 32,
-            "dataset_path": "data/none.csv",
-            "dataset_md5": "1" * 32,
-            "task_node": "task:task_" + "0" * 26,
-            "artifact_node": "artifact:" + "f" * 64,
-            "commit_node": "commit:" + "e" * 40,
-        }
-        yield World(client, tokens, red, fake)
-
-
-def inventory(root: Path) -> Path:
-    """A CPU quota for red, so its task holds a lease (a real `lease_id` to ask about)."""
-    path = root / "inventory.yaml"
-    path.write_text("quotas:\n  red: {cpu: 2, memory: 1Gi}\n")
-    return path
 
 
 def operations(app: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
