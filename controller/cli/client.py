@@ -62,6 +62,9 @@ class Client:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self.request("POST", path, json=body or {}, headers=headers)
 
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
     def follow_logs(self, task_id: str, after_seq: int = 0) -> Iterator[dict[str, Any]]:
         try:
             with self.http.stream(

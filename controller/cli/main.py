@@ -24,6 +24,7 @@ from controller.cli.logs_commands import logs_app
 from controller.cli.output import Column, Format, OutputOpt, print_list, print_one
 from controller.cli.run_commands import ParamOpt, runs_app
 from controller.cli.run_commands import run as run_pipeline
+from controller.cli.share_commands import share_app
 
 app = typer.Typer(
     help="tracectl: run ML workflow tasks with locked GPU/volume leases, shipped logs and "
@@ -378,6 +379,7 @@ def verify(
 app.command("run")(run_pipeline)
 app.add_typer(runs_app, name="runs")
 app.add_typer(logs_app, name="logs")
+app.add_typer(share_app, name="share")
 app.add_typer(
     lineage_app,
     name="trace",

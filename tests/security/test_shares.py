@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
+import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from controller.audit.chain import verify
+from controller.cli import main
+from controller.cli.client import Client
 from controller.store.schema import AuditRow
 from tests.security.teams import World
 
@@ -118,3 +124,24 @@ def test_a_team_shares_only_what_it_stored(world: World) -> None:
         headers=auth(world, "red"),
     )
     assert to_itself.status_code == 422 and to_itself.json()["errors"][0]["path"] == "team"
+
+
+def test_the_cli_grants_lists_and_revokes(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    def as_red(url: str) -> Client:
+        api = Client(url)
+        api.http = TestClient(world.client.app, headers=auth(world, "red"))
+        return api
+
+    monkeypatch.setattr(main, "client", as_red)
+    runner = CliRunner()
+    made = runner.invoke(
+        main.app, ["share", "grant", world.red["sha256"], "--team", "lime", "-o", "json"]
+    )
+    assert made.exit_code == 0, made.output
+    share = json.loads(made.stdout)
+    listed = runner.invoke(main.app, ["share", "list", "-o", "json"])
+    assert share["id"] in [s["id"] for s in json.loads(listed.stdout)]
+    revoked = runner.invoke(main.app, ["share", "revoke", str(share["id"]), "-o", "json"])
+    assert json.loads(revoked.stdout)["revoked_by"] == "alice@red"
+    refused = runner.invoke(main.app, ["share", "grant", UNKNOWN, "--team", "lime"])
+    assert refused.exit_code == 2 and "(fields: sha256)" in " ".join(refused.output.split())
