@@ -33,12 +33,14 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "logs": (["bench/logs.py"], ["kafka", "opensearch", "shipper"]),
     "dispatch": (["bench/dispatch.py"], ["kubernetes"]),
     "lineage": (["bench/lineage.py"], []),
+    "logs_cli": (["bench/logs_cli.py"], []),
 }
 TARGETS = {
     "leases": ">= 1,000 decisions/s, zero double grants",
     "logs": ">= 50,000 lines/s into Kafka, p95 < 2 s line -> searchable",
     "dispatch": "POST task -> Job p99 < 50 ms, >= 20x less overhead than KubernetesPodOperator",
     "lineage": "p95 < 50 ms per query, >= 10x faster than MLflow search_runs",
+    "logs_cli": "1,000,000 lines printed < 5 s, --tail 100 < 0.3 s",
 }
 
 

@@ -27,6 +27,7 @@ from controller.config import Settings
 from controller.core.service import ControllerService
 from controller.domain.records import Artifact, Run, Task
 from controller.domain.requests import RunCreate, TaskCreate
+from controller.logs import log_view
 from controller.ports import LogLine
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
@@ -193,8 +194,16 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
         after_seq: Annotated[int, Query(ge=0)] = 0,
         limit: Limit = 500,
         follow: bool = False,
+        tail: routes_logs.Tail = None,
     ) -> dict[str, Any] | StreamingResponse:
-        """A page of log lines, or with follow=true an NDJSON stream until the task ends."""
+        """A page of log lines, or with follow=true an NDJSON stream until the task ends;
+        tail=N: a page of the last N lines (follow on from its next_after_seq)."""
+        if tail is not None:
+            task = svc.get_task(task_id)
+            last = log_view.tail(svc.logs, (task.run_id, task.id, attempt), tail,
+                                 log_view.LogFilter())
+            return {"items": [_line(x) for x in last], "tail": True,
+                    "next_after_seq": last[-1].seq if last else after_seq}
         if not follow:
             lines = svc.task_logs(task_id, attempt, after_seq, limit)
             return {"items": [_line(x) for x in lines],

@@ -12,21 +12,45 @@ the task's team (a task of another team is "not found" to its caller).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 
 from controller import backends
 from controller.auth.scope import Scope
 from controller.core.service import ControllerService
 from controller.domain.records import Task
-from controller.errors import Conflict
+from controller.errors import Conflict, InvalidInput
+from controller.logs import log_view
 from controller.logs.reconcile import LogReconciler
 from controller.logs.reconcile_records import task_summary
 from controller.logs.reconcile_worker import ReconcileWorker
 
 Filter = Annotated[str | None, Query(max_length=256)]
 Attempt = Annotated[int | None, Query(ge=1, description="the latest attempt when omitted")]
+Streams = Annotated[list[Literal["stdout", "stderr", "system"]] | None,
+                    Query(description="only these streams (repeat the parameter)")]
+Grep = Annotated[str | None, Query(max_length=1000,
+                                   description="only lines whose message matches this regex")]
+Since = Annotated[datetime | None, Query(description="only lines at or after this time "
+                                                     "(ISO 8601; UTC when no offset)")]
+Tail = Annotated[int | None, Query(ge=1, le=1_000_000, description="only the last N lines")]
+
+
+def log_filter(stream: Sequence[str] | None, grep: str | None,
+               since: datetime | None) -> log_view.LogFilter:
+    """The filter of a log request; a regex that does not compile is a 422 naming `grep`."""
+    try:
+        pattern = re.compile(grep) if grep else None
+    except re.error as exc:
+        raise InvalidInput(["query", "grep"], f"not a regular expression: {exc}") from exc
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return log_view.LogFilter(streams=frozenset(stream or ()), grep=pattern, since=since)
 
 
 def log_checks(service: ControllerService) -> ReconcileWorker:
@@ -62,6 +86,19 @@ def build_router(service: ControllerService,
         items = search(run_id=run_id, task_id=task_id, dag_id=dag_id, text=text, level=level,
                        limit=limit, team=Scope.current().team)
         return {"items": items, "count": len(items)}
+
+    @router.get("/tasks/{task_id}/logs/text", response_class=StreamingResponse,
+                responses={200: {"content": {"text/plain": {}}}})
+    def log_text(task_id: str, attempt: Attempt = None, tail: Tail = None,
+                 stream: Streams = None, grep: Grep = None,
+                 since: Since = None) -> StreamingResponse:
+        """The attempt's lines as text (`out|err|sys MESSAGE` a line), streamed as it is
+        read; the filters hold together, and `tail` keeps the last N lines they let through."""
+        filt = log_filter(stream, grep, since)
+        task = service.get_task(task_id)  # 404 for a task the caller's team may not see
+        where = (task.run_id, task.id, attempt)
+        return StreamingResponse(log_view.stream(service.logs, where, filt, tail),
+                                 media_type="text/plain; charset=utf-8")
 
     @router.post("/tasks/{task_id}/logs/reconcile")
     def reconcile_logs(task_id: str, attempt: Attempt = None,

@@ -65,13 +65,15 @@ class Client:
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 
-    def follow_logs(self, task_id: str, after_seq: int = 0) -> Iterator[dict[str, Any]]:
+    def follow_logs(
+        self, task_id: str, after_seq: int = 0, attempt: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {"follow": "true", "after_seq": after_seq}
+        if attempt is not None:
+            params["attempt"] = attempt
         try:
             with self.http.stream(
-                "GET",
-                f"/v1/tasks/{task_id}/logs",
-                params={"follow": "true", "after_seq": after_seq},
-                timeout=None,
+                "GET", f"/v1/tasks/{task_id}/logs", params=params, timeout=None
             ) as response:
                 if response.status_code >= 400:
                     response.read()
@@ -83,6 +85,28 @@ class Client:
             raise ApiError(
                 0, f"cannot reach the controller at {self.http.base_url}: {exc}"
             ) from exc
+
+    def stream_text(self, path: str, params: dict[str, Any]) -> Iterator[bytes]:
+        """The body of a text answer, block by block as it arrives."""
+        query = {k: v for k, v in params.items() if v is not None}
+        try:
+            with self.http.stream("GET", path, params=query, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiError(response.status_code, _detail(response), _problem(response))
+                yield from response.iter_raw(1 << 16)
+        except httpx.TransportError as exc:
+            raise ApiError(
+                0, f"cannot reach the controller at {self.http.base_url}: {exc}"
+            ) from exc
+
+
+def _problem(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _detail(response: httpx.Response) -> str:

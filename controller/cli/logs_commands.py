@@ -4,6 +4,9 @@ reconcile its copies (`tracectl logs reconcile TASK [--repair]`)."""
 from __future__ import annotations
 
 import json
+import re
+import sys
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import httpx
@@ -36,10 +39,53 @@ logs_app = typer.Typer(
 )
 
 
-def _print_line(item: dict[str, Any]) -> None:
-    stream = item["stream"]
-    prefix = {"stderr": "[red]err[/]", "system": "[cyan]sys[/]"}.get(stream, "[dim]out[/]")
-    console.print(f"{prefix} {item['message']}", markup=True, highlight=False, soft_wrap=True)
+STREAMS = {"out": "stdout", "err": "stderr", "sys": "system"}
+SHORT = {v: k for k, v in STREAMS.items()}
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def since_time(value: str) -> datetime:
+    """`10m`, `2h`, `1d`, `30s` ago, or an ISO 8601 time (UTC when it has no offset)."""
+    match = re.fullmatch(r"(\d+)([smhd])", value.strip())
+    if match:
+        return datetime.now(UTC) - timedelta(seconds=int(match[1]) * UNITS[match[2]])
+    when = datetime.fromisoformat(value)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _write(data: str | bytes) -> None:
+    out = sys.stdout
+    if isinstance(data, str):
+        out.write(data)
+        return
+    out.flush()
+    out.buffer.write(data)
+    out.buffer.flush()
+
+
+def _follow(api: Any, task_id: str, attempt: int | None, tail: int | None, keep: Any) -> None:
+    after = 0
+    if tail is not None:
+        page = api.get(f"/v1/tasks/{task_id}/logs", tail=tail, attempt=attempt)
+        _write(
+            "".join(
+                f"{SHORT.get(x['stream'], x['stream'])} {x['message']}\n"
+                for x in page["items"]
+                if keep(x)
+            )
+        )
+        after = page["next_after_seq"]
+    for item in api.follow_logs(task_id, after, attempt):
+        if item.get("end"):
+            err.print(f"[dim]-- task {item['status']} --[/]")
+            return
+        if keep(item):
+            _write(f"{SHORT.get(item['stream'], item['stream'])} {item['message']}\n")
+
+
+def _print_text(api: Any, path: str, params: dict[str, Any]) -> None:
+    for block in api.stream_text(path, params):
+        _write(block)
 
 
 @logs_app.command("show")
@@ -48,35 +94,50 @@ def show(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="stream until the task ends")
     ] = False,
-    attempt: int | None = None,
+    tail: Annotated[int | None, typer.Option(min=1, help="only the last N lines")] = None,
+    grep: Annotated[str | None, typer.Option(help="only lines matching this regex")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="only lines since then: 10m, 2h, 1d or an ISO time")
+    ] = None,
+    stream: Annotated[
+        list[str] | None, typer.Option(help="only this stream: out, err or sys (repeatable)")
+    ] = None,
+    attempt: Annotated[int | None, typer.Option(min=1, help="the latest by default")] = None,
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
-    """Print a task's log lines."""
+    """Print a task's log lines (`out|err|sys MESSAGE`), filtered on the server."""
     # Imported here: main.py registers this app, so a top-level import would be circular.
-    from controller.cli.client import ApiError
-    from controller.cli.main import call, client, report
+    from controller.cli.main import call, client, fail
 
+    bad = sorted(set(stream or ()) - set(STREAMS))
+    if bad:
+        fail(f"--stream {bad[0]}: use out, err or sys", 2)
+    try:
+        start = since_time(since) if since else None
+        pattern = re.compile(grep) if grep else None
+    except (ValueError, re.error) as exc:
+        fail(f"{'--grep' if grep and not isinstance(exc, ValueError) else '--since'}: {exc}", 2)
+    streams = [STREAMS[s] for s in stream or ()]
     api = client(url)
     if follow:
-        try:
-            for item in api.follow_logs(task_id):
-                if item.get("end"):
-                    err.print(f"[dim]-- task {item['status']} --[/]")
-                    break
-                _print_line(item)
-        except ApiError as exc:
-            report(exc)
+
+        def keep(item: dict[str, Any]) -> bool:
+            return (
+                (not streams or item["stream"] in streams)
+                and (pattern is None or pattern.search(item["message"]) is not None)
+                and (start is None or datetime.fromisoformat(item["timestamp"]) >= start)
+            )
+
+        call(_follow, api, task_id, attempt, tail, keep)
         return
-    after = 0
-    while True:
-        page = call(
-            api.get, f"/v1/tasks/{task_id}/logs", after_seq=after, limit=1000, attempt=attempt
-        )
-        for item in page["items"]:
-            _print_line(item)
-        if not page["items"]:
-            return
-        after = page["next_after_seq"]
+    params = {
+        "attempt": attempt,
+        "tail": tail,
+        "grep": grep,
+        "stream": streams or None,
+        "since": start.isoformat() if start else None,
+    }
+    call(_print_text, api, f"/v1/tasks/{task_id}/logs/text", params)
 
 
 @logs_app.command("reconcile")

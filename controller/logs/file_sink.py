@@ -96,6 +96,12 @@ class FileLogReader:
             return []
         return sorted(int(p.stem) for p in folder.glob("*.jsonl"))
 
+    def path_of(self, run_id: str, task_id: str, attempt: int | None) -> Path | None:
+        """The file of ATTEMPT (the latest when None), or None when it has none yet."""
+        numbers = [attempt] if attempt is not None else self.attempts(run_id, task_id)[-1:]
+        paths = [log_path(self.settings, run_id, task_id, n) for n in numbers]
+        return paths[0] if paths and paths[0].exists() else None
+
     def _seek_offset(self, path: Path, after_seq: int) -> int:
         index = path.with_suffix(".idx")
         offset = 0

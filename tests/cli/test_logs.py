@@ -1,0 +1,69 @@
+"""Item 6 of issue 19: logs paged on the server and streamed, with --tail, --grep, --since
+and --stream (the speed is measured by bench/logs_cli.py, not asserted here)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.cli.conftest import Tracectl
+
+SCRIPT = """\
+import sys
+for i in range(3000):
+    if i % 10 == 0:
+        print(f'warning [{i}] slow step', file=sys.stderr)
+    else:
+        print(f'step {i} loss=0.{i % 7}')
+"""
+
+
+@pytest.fixture
+def task_id(tracectl: Tracectl, tmp_path: Path) -> str:
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"command": ["python", "-c", SCRIPT]}))
+    result = tracectl(f"submit {tmp_path / 'spec.yaml'} --name chatty --wait")
+    assert result.exit_code == 0, result.output
+    return result.stdout.split()[1]
+
+
+def test_logs_print_every_line_and_the_filters_hold(tracectl: Tracectl, task_id: str) -> None:
+    every = tracectl(f"logs {task_id}").stdout.splitlines()
+    printed = [line for line in every if not line.startswith("sys ")]
+    assert len(printed) == 3000 and printed[0] == "err warning [0] slow step"
+    assert printed[1] == "out step 1 loss=0.1"  # brackets and all: no markup is applied
+    tail = tracectl(f"logs {task_id} --tail 100").stdout.splitlines()
+    assert tail == every[-100:]
+    errors = tracectl(f"logs {task_id} --stream err").stdout.splitlines()
+    assert len(errors) == 300 and all(line.startswith("err warning") for line in errors)
+    grep = tracectl(f"logs {task_id} --grep 'loss=0\\.6$' --stream out").stdout.splitlines()
+    assert grep == [line for line in printed if line.endswith("loss=0.6")] and len(grep) > 300
+    last_two = tracectl(f"logs {task_id} --grep slow --tail 2").stdout.splitlines()
+    assert last_two == ["err warning [2980] slow step", "err warning [2990] slow step"]
+
+
+def test_since_takes_a_duration_or_a_time(tracectl: Tracectl, task_id: str) -> None:
+    assert len(tracectl(f"logs {task_id} --since 1d --stream out").stdout.splitlines()) == 2700
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert tracectl(f"logs {task_id} --since {later}").stdout == ""
+
+
+def test_follow_with_tail_prints_the_end_then_the_task_status(
+    tracectl: Tracectl, task_id: str
+) -> None:
+    result = tracectl(f"logs {task_id} --follow --tail 3")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == tracectl(f"logs {task_id} --tail 3").stdout.splitlines()
+    assert "-- task succeeded --" in result.stderr
+
+
+def test_bad_filters_are_exit_2_naming_the_option(tracectl: Tracectl, task_id: str) -> None:
+    grep = tracectl(f"logs {task_id} --grep '('")
+    assert grep.exit_code == 2 and "--grep" in grep.output
+    stream = tracectl(f"logs {task_id} --stream stdin")
+    assert stream.exit_code == 2 and "--stream stdin" in stream.output
+    since = tracectl(f"logs {task_id} --since yesterday")
+    assert since.exit_code == 2 and "--since" in since.output
+    assert tracectl("logs task_nope --tail 5").exit_code == 3
