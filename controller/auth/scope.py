@@ -78,12 +78,17 @@ class Scope:
     def sees_lease(self, session: Session, lease_id: str) -> bool:
         if not lease_id.isdigit():
             return True  # not an id at all: validation answers 422
-        row = session.get(LeaseRow, int(lease_id))
+        row = session.get(LeaseRow, int(lease_id)) if _fits(lease_id) else None
         return row is not None and self.sees(row.team)
 
     def sees_share(self, session: Session, share_id: str) -> bool:
         """A grant this scope's team made or received."""
         if not share_id.isdigit():
             return True  # not an id at all: validation answers 422
-        row = session.get(ArtifactGrantRow, int(share_id))
+        row = session.get(ArtifactGrantRow, int(share_id)) if _fits(share_id) else None
         return row is not None and (self.sees(row.owner_team) or self.sees(row.team))
+
+
+def _fits(digits: str) -> bool:
+    """A decimal id the store's 64-bit integer keys can hold (a longer one is no row's)."""
+    return int(digits) < 2**63

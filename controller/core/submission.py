@@ -59,7 +59,10 @@ class Submission:
                     select(RunRow).where(RunRow.idempotency_key == request.idempotency_key)
                 )
                 if existing is not None:
-                    self._same_request(existing.request_hash, digest, request.idempotency_key)
+                    # Keys are global: another team's run is never "the same request" (its
+                    # body carries no team), so the key answers 409 and shows nothing of it.
+                    same = existing.request_hash if existing.team == team else None
+                    self._same_request(same, digest, request.idempotency_key)
                     return existing, False
             now = datetime.now(UTC)
             row = RunRow(

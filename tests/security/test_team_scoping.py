@@ -142,3 +142,27 @@ def test_an_app_with_a_path_parameter_nobody_scopes_is_refused() -> None:
 
     with pytest.raises(RuntimeError, match="thing_id"):
         check_routes(app)
+
+
+def test_another_teams_idempotency_key_does_not_return_its_run(world: World) -> None:
+    body, key = {"pipeline": "nightly"}, {"Idempotency-Key": "nightly-2026-12-05"}
+    red = world.client.post(
+        "/v1/runs", json=body, headers={**key, "Authorization": f"Bearer {world.tokens['red']}"}
+    )
+    blue = world.client.post(
+        "/v1/runs", json=body, headers={**key, "Authorization": f"Bearer {world.tokens['blue']}"}
+    )
+    assert red.status_code == 201
+    assert blue.status_code == 409 and red.json()["id"] not in blue.text
+
+
+def test_ids_too_long_for_the_store_are_missing_not_errors(world: World) -> None:
+    blue = {"Authorization": f"Bearer {world.tokens['blue']}"}
+    huge = "9" * 30
+    assert world.client.delete(f"/v1/shares/{huge}", headers=blue).status_code == 404
+    assert (
+        world.client.post(
+            f"/v1/leases/{huge}/release", headers=blue, json={"reason": "x"}
+        ).status_code
+        == 404
+    )
