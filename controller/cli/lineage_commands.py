@@ -14,6 +14,7 @@ lineage_app = typer.Typer(
     help="Lineage graph: trace back, look up, diff, reproduce, PROV.", no_args_is_help=True
 )
 console = Console()
+err = Console(stderr=True)
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="TRACECTL_URL", help="controller base URL")]
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -88,7 +89,10 @@ def lookup(
     dataset: Annotated[str | None, typer.Option(help="DVC dataset path@md5")] = None,
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
-    """Who produced or used something, by exactly one key."""
+    """Who produced or used something, by exactly one key.
+
+    A commit or sha256 may be a unique prefix of 7 or more hex digits; an ambiguous one is an
+    error listing the candidates (exit 2), and nothing recorded is exit 3."""
     found = _call(
         url,
         "GET",
@@ -101,6 +105,10 @@ def lookup(
         dataset=dataset,
     )
     console.print_json(json.dumps(found))
+    lists = [v for v in found.values() if isinstance(v, list)]
+    if lists and not any(lists):
+        err.print(f"nothing recorded produced or used {found.get('node', 'it')}")
+        raise typer.Exit(3)
 
 
 @lineage_app.command()

@@ -40,7 +40,7 @@ DEFAULT_URL = "http://127.0.0.1:8765"
 
 
 def fail(message: str, code: int) -> NoReturn:
-    err.print(f"[red]error:[/] {message}")
+    err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
 
 

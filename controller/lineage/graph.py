@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from controller.auth.scope import Scope
 from controller.errors import InvalidInput, NotFound
+from controller.lineage import prefixes
 from controller.lineage.projection import catch_up, data_node
 from controller.store.database import Database
 from controller.store.lineage_schema import LineageEdgeRow
@@ -222,6 +223,10 @@ class LineageGraph:
             raise InvalidInput(["query"], "give exactly one of sha256, uri, mlflow_run_id, "
                                f"model, commit, dataset (got {sorted(given) or 'none'})")
         key, value = next(iter(given.items()))
+        if key in prefixes.FULL:
+            self.refresh()
+            with self.db.read() as session:
+                value = prefixes.expand(session, self.scope, key, value)
         if key == "sha256":
             sha = value.removeprefix("sha256:")
             found = self.producers_of(sha)
