@@ -197,13 +197,7 @@ def bench_tracectl(kubeconfig: str, namespace: str, tasks: int, burst: int) -> d
 
     def start(i: int) -> str:
         task_id = f"task_{prefix}{i:014d}"
-        doc = {"run_id": "run_bench", "task_id": task_id, "task_name": "train", "attempt": 1,
-               "spec": {"command": ARGV, "image": IMAGE, "env": {"EPOCHS": "3"},
-                        "resources": {"cpu": 1, "memory": "1Gi"}},
-               "resolved": {}, "inputs": [], "env": ENV,
-               "labels": {"team": "bench"}, "settings": {"cancel_grace_s": 5}}
-        launch = Launch("run_bench", task_id, "train", 1, home / task_id, home / "l.json", ENV,
-                        doc)
+        launch = Launch(bench_document(task_id, home), home / task_id)
         return str(executor.launch(launch)["name"])
 
     batch = client.BatchV1Api(executor.api)
@@ -225,12 +219,8 @@ def bench_tracectl(kubeconfig: str, namespace: str, tasks: int, burst: int) -> d
     from controller.executors import k8s_manifests
 
     def prepare_only(i: int) -> None:  # what launch() does before the Job's first byte
-        doc = {"run_id": "run_bench", "task_id": f"task_p{i}", "task_name": "train",
-               "attempt": 1, "spec": {"command": ARGV, "image": IMAGE, "env": {"EPOCHS": "3"},
-                                      "resources": {"cpu": 1, "memory": "1Gi"}},
-               "resolved": {}, "inputs": [], "env": ENV, "labels": {"team": "bench"},
-               "settings": {"cancel_grace_s": 5}}
-        name = k8s_manifests.object_name(doc["task_id"], 1)
+        doc = bench_document(f"task_p{i}", home)
+        name = k8s_manifests.object_name(doc.task_id, 1)
         k8s_manifests.to_json(k8s_manifests.job(doc, executor.cluster, name))
         executor.api.param_serialize(  # the request line and headers, as _create makes them
             "POST", JOBS, path_params={"namespace": namespace},
@@ -379,12 +369,19 @@ def bench_controller(kubeconfig: str, namespace: str, tasks: int, burst: int
 def job_manifest(cluster: Any, home: Path, name: str) -> Any:
     from controller.executors import k8s_manifests
 
-    doc = {"run_id": "run_bench", "task_id": "task_floor", "task_name": "train", "attempt": 1,
-           "spec": {"command": ARGV, "image": IMAGE, "env": {"EPOCHS": "3"},
-                    "resources": {"cpu": 1, "memory": "1Gi"}},
-           "resolved": {}, "inputs": [], "env": ENV, "labels": {"team": "bench"},
-           "settings": {"cancel_grace_s": 5}}
-    return k8s_manifests.job(doc, cluster, name)
+    return k8s_manifests.job(bench_document("task_floor", home), cluster, name)
+
+
+def bench_document(task_id: str, home: Path) -> Any:
+    """The launch document of one benchmark attempt."""
+    from controller.domain.launch import LaunchDocument, LaunchLabels, RuntimeSettings
+    from controller.domain.spec import TaskSpec
+
+    spec = TaskSpec.model_validate({"command": ARGV, "image": IMAGE, "env": {"EPOCHS": "3"},
+                                    "resources": {"cpu": 1, "memory": "1Gi"}})
+    return LaunchDocument(run_id="run_bench", task_id=task_id, task_name="train", attempt=1,
+                          spec=spec, env=ENV, labels=LaunchLabels(team="bench"),
+                          runtime=RuntimeSettings(home=home, cancel_grace_s=5))
 
 
 # -- the Airflow peer (runs in the provider's venv) ---------------------------------------

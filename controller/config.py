@@ -7,9 +7,17 @@ logs, local artifact archive, and an MLflow SQLite tracking store.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+
+from controller.domain.launch import RuntimeSettings
+
+# What a task's runtime itself reads from its environment (the S3 archive's endpoint and
+# keys): a local runner keeps them, and takes them away from the command it runs.
+RUNTIME_ENV = ("TRACECTL_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+               "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
 
 
 class Settings(BaseModel):
@@ -73,10 +81,27 @@ class Settings(BaseModel):
     def archive_dir(self) -> Path:
         return self.home / "archive"
 
-    def child_env(self) -> dict[str, str]:
-        """The settings as environment, for processes the controller starts (runners)."""
-        env = {
-            f"TRACECTL_{k.upper()}": str(v) for k, v in self.model_dump().items() if v is not None
-        }
-        env["TRACECTL_TRACKING_URI"] = self.mlflow_uri
-        return env
+    @classmethod
+    def of_runtime(cls, runtime: RuntimeSettings) -> Settings:
+        """The settings a task's runtime works with: its launch document's, the rest default."""
+        return cls.model_validate(runtime.model_dump())
+
+
+def runtime_settings(settings: Settings) -> RuntimeSettings:
+    """The part of SETTINGS a task's runtime needs (its launch document carries it)."""
+    return RuntimeSettings.model_validate(
+        settings.model_dump(include=set(RuntimeSettings.model_fields)))
+
+
+def runner_environ(environ: Mapping[str, str], withheld: Iterable[str] = ()) -> dict[str, str]:
+    """The environment a local runner starts with: the controller's, less what configures
+    the controller (TRACECTL_* but RUNTIME_ENV, KUBECONFIG) and the WITHHELD names (the
+    external systems' credentials)."""
+    drop = {*withheld, "KUBECONFIG"}
+    return {k: v for k, v in environ.items()
+            if k not in drop and (not k.startswith("TRACECTL_") or k in RUNTIME_ENV)}
+
+
+def task_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """What a task's command inherits from its runner: all but the runtime's credentials."""
+    return {k: v for k, v in environ.items() if k not in RUNTIME_ENV}

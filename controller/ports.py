@@ -8,6 +8,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from controller.domain.launch import LaunchDocument
+from controller.domain.spec import TaskSpec
+
+LAUNCH_FILE = "launch.json"  # in the attempt's workspace
+
 
 @dataclass(frozen=True)
 class LogLine:
@@ -76,16 +81,11 @@ class ArtifactStore(Protocol):
 
 @dataclass(frozen=True)
 class Launch:
-    """What an executor needs to start one attempt of a task."""
+    """What an executor needs to start one attempt of a task: its launch document (the only
+    thing the runtime reads) and where the attempt's workspace is."""
 
-    run_id: str
-    task_id: str
-    task_name: str
-    attempt: int
+    document: LaunchDocument
     workspace: Path
-    launch_file: Path
-    env: Mapping[str, str]
-    spec: Mapping[str, Any]
     # Some values exist only once the attempt's tracking run does (the env keys the launch
     # document lists under `late_env`, e.g. MLFLOW_RUN_ID). An executor whose task cannot
     # start before a later step of its own (Kubernetes: the pod waits for its launch Secret)
@@ -96,6 +96,34 @@ class Launch:
     def completed(self) -> Launch:
         """The launch with every value filled in (idempotent)."""
         return self.completion() if self.completion is not None else self
+
+    @property
+    def launch_file(self) -> Path:
+        return self.workspace / LAUNCH_FILE
+
+    @property
+    def run_id(self) -> str:
+        return self.document.run_id
+
+    @property
+    def task_id(self) -> str:
+        return self.document.task_id
+
+    @property
+    def task_name(self) -> str:
+        return self.document.task_name
+
+    @property
+    def attempt(self) -> int:
+        return self.document.attempt
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return self.document.env
+
+    @property
+    def spec(self) -> TaskSpec:
+        return self.document.spec
 
 
 @dataclass(frozen=True)

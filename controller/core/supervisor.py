@@ -20,15 +20,24 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller import backends
 from controller.audit.anchors import write_anchor
-from controller.config import Settings
+from controller.config import Settings, runtime_settings
 from controller.core import run_end
 from controller.core.service_readiness import record_readiness
+from controller.domain.launch import (
+    LATE_ENV,
+    InputArtifact,
+    LaunchDocument,
+    LaunchLabels,
+    Resolution,
+)
 from controller.domain.records import TERMINAL_TASK_STATUSES, RunStatus, TaskStatus
+from controller.domain.spec import TaskSpec
 from controller.lineage import cache as lineage_cache
 from controller.lineage import models as lineage_models
 from controller.lineage.capture import build_record
@@ -38,7 +47,7 @@ from controller.logs.file_sink import FileLogReader
 from controller.logs.reconcile_records import enqueue_check as enqueue_log_check
 from controller.logs.spool_recovery import keep_draining
 from controller.logs.status_events import status_event
-from controller.ports import Executor, ExecutorState, Launch, LogReader, Tracking
+from controller.ports import LAUNCH_FILE, Executor, ExecutorState, Launch, LogReader, Tracking
 from controller.scheduling.admission import Admission, AdmitAll, Admitter
 from controller.store.database import Database
 from controller.store.schema import (
@@ -58,8 +67,6 @@ log = logging.getLogger("tracectl.supervisor")
 ACTIVE = (TaskStatus.STARTING.value, TaskStatus.RUNNING.value)
 TERMINAL = {s.value for s in TERMINAL_TASK_STATUSES}
 DEADLINE_SLACK_S = 30.0
-# Env values that exist once the attempt's tracking run does: filled in by Launch.completed()
-LATE_ENV = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
 LAUNCH_THREADS = 128  # attempts started at once: mostly waiting (API server, MLflow), cheap
 
 
@@ -322,7 +329,7 @@ class Supervisor:
                     return
                 launch = self._launch_of(session, row)
             launch = replace(launch, completion=_Once(self._complete, launch))
-            if launch.spec["spec"].get("cache") and self._reuse_cached(
+            if launch.spec.cache and self._reuse_cached(
                     task_id, attempt, launch.completed()):
                 return
             ref = self.executor.launch(launch)
@@ -336,7 +343,7 @@ class Supervisor:
 
     def _reuse_cached(self, task_id: str, attempt: int, launch: Launch) -> bool:
         """Finish the attempt from an earlier identical task's outputs, if there is one."""
-        key = lineage_cache.key_of_launch(launch.spec)
+        key = lineage_cache.key_of_launch(launch.document)
         catch_up(self.db)  # the cache index is a projection of the lineage event log
         with self.db.read() as session:
             mine = session.get(TaskRow, task_id)
@@ -421,7 +428,7 @@ class Supervisor:
         with self._tracking_turn:
             experiment_id, run_id = self._ensure_tracking_run(launch.task_id, launch.attempt)
         env = {**launch.env, **dict(zip(LATE_ENV, (experiment_id, run_id), strict=True))}
-        done = replace(launch, env=env, spec={**launch.spec, "env": env}, completion=None)
+        done = replace(launch, document=launch.document.with_env(env), completion=None)
         self._write_launch_file(done)
         return done
 
@@ -434,22 +441,6 @@ class Supervisor:
         secrets = session.get(TaskSecretRow, row.id)
         spec = dict(row.spec)
         spec["env"] = {**spec.get("env", {}), **(secrets.env if secrets else {})}
-        inputs = []
-        for item in row.resolved.get("inputs", []):
-            if "task" in item:
-                artifact = session.scalar(
-                    select(ArtifactRow).where(ArtifactRow.task_id == item["task"],
-                                              ArtifactRow.path == item["output"])
-                )
-                if artifact is None:
-                    raise RuntimeError(f"upstream output {item['output']} is not stored")
-                inputs.append({"path": item["path"], "sha256": artifact.sha256,
-                               "uri": artifact.uri, "size": artifact.size,
-                               "produced_by_task": artifact.task_id,
-                               "produced_by_run": artifact.run_id})
-            else:
-                inputs.append(item)
-        workspace = self.workspace(row.id, row.attempt)
         env = {
             "TRACECTL_RUN_ID": run.id,
             "TRACECTL_TASK_ID": row.id,
@@ -462,25 +453,44 @@ class Supervisor:
         }
         if spec.get("models"):  # the declared model versions, which the lineage names
             env["TRACECTL_MODELS"] = json.dumps(spec["models"])
-        return Launch(
+        document = LaunchDocument(
             run_id=run.id, task_id=row.id, task_name=row.name, attempt=row.attempt,
-            workspace=workspace, launch_file=workspace / "launch.json", env=env,
-            spec={
-                "run_id": run.id, "task_id": row.id, "task_name": row.name,
-                "attempt": row.attempt, "spec": spec, "resolved": row.resolved,
-                "inputs": inputs, "env": env, "late_env": list(LATE_ENV),
-                "labels": {"dag_id": run.airflow_dag_id or "",
-                           "airflow_run_id": run.airflow_run_id or "",
-                           "pipeline": run.pipeline, "team": row.team},
-                "settings": self.settings.model_dump(mode="json"),
-            },
+            spec=TaskSpec.model_validate(spec),
+            resolved=Resolution(commit=row.resolved.get("commit"),
+                                data=row.resolved.get("data", [])),
+            inputs=self._inputs_of(session, row), env=env, late_env=list(LATE_ENV),
+            labels=LaunchLabels(dag_id=run.airflow_dag_id or "",
+                                airflow_run_id=run.airflow_run_id or "",
+                                pipeline=run.pipeline, team=row.team),
+            runtime=runtime_settings(self.settings),
         )
+        return Launch(document, self.workspace(row.id, row.attempt))
+
+    @staticmethod
+    def _inputs_of(session: Session, row: TaskRow) -> list[InputArtifact]:
+        """The resolved inputs, an upstream task's output by the artifact it stored."""
+        inputs = []
+        for item in row.resolved.get("inputs", []):
+            if "task" not in item:
+                inputs.append(InputArtifact.model_validate(item))
+                continue
+            artifact = session.scalar(
+                select(ArtifactRow).where(ArtifactRow.task_id == item["task"],
+                                          ArtifactRow.path == item["output"])
+            )
+            if artifact is None:
+                raise RuntimeError(f"upstream output {item['output']} is not stored")
+            inputs.append(InputArtifact(path=item["path"], sha256=artifact.sha256,
+                                        uri=artifact.uri, size=artifact.size,
+                                        produced_by_task=artifact.task_id,
+                                        produced_by_run=artifact.run_id))
+        return inputs
 
     @staticmethod
     def _write_launch_file(launch: Launch) -> None:
         launch.workspace.mkdir(parents=True, exist_ok=True)
         tmp = launch.launch_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(dict(launch.spec), indent=2, default=str))
+        tmp.write_text(launch.document.as_json())
         tmp.chmod(0o600)  # it carries secret env values
         tmp.replace(launch.launch_file)
 
@@ -644,11 +654,14 @@ class Supervisor:
         ))
 
     def _launch_inputs(self, row: TaskRow) -> list[dict[str, Any]]:
-        launch_file = self.workspace(row.id, row.attempt) / "launch.json"
+        launch_file = self.workspace(row.id, row.attempt) / LAUNCH_FILE
         if not launch_file.exists():
             return []
-        inputs: list[dict[str, Any]] = json.loads(launch_file.read_text()).get("inputs", [])
-        return inputs
+        try:
+            return LaunchDocument.read(launch_file).input_items()
+        except ValidationError:  # written by a controller before the typed document
+            inputs: list[dict[str, Any]] = json.loads(launch_file.read_text()).get("inputs", [])
+            return inputs
 
     def _terminate(
         self, session: Session, row: TaskRow, status: TaskStatus, reason: str | None,

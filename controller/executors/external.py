@@ -70,6 +70,10 @@ class Registry(BaseModel):
             return cls()
         return cls.model_validate(yaml.safe_load(Path(path).read_text()) or {})
 
+    def credential_env(self) -> set[str]:
+        """The controller env variables that hold the systems' credentials."""
+        return {s.auth_env for s in self.systems.values() if s.auth_env}
+
     def get(self, name: str) -> System:
         if name not in self.systems:
             raise UnknownSystem(f"external system {name!r} is not registered; known: "
@@ -95,7 +99,7 @@ def parse_call(argv: list[str]) -> tuple[str, str, str]:
 
 
 def _ref(launch: Launch) -> dict[str, Any]:
-    system, method, path = parse_call(list(launch.spec["spec"]["command"]))
+    system, method, path = parse_call(list(launch.spec.command))
     return {"kind": "external", "system": system, "method": method, "path": path,
             "key": f"{launch.task_id}/{launch.attempt}"}
 
@@ -172,8 +176,7 @@ class ExternalExecutor:
 
     def _request(self, out: _Log, launch: Launch, system: System, method: str, path: str
                  ) -> dict[str, Any]:
-        spec = launch.spec["spec"]
-        params = spec.get("params") or {}
+        params = launch.spec.params
         headers = {"Idempotency-Key": f"{launch.task_id}-{launch.attempt}",
                    "X-Tracectl-Run-Id": launch.run_id, "X-Tracectl-Task-Id": launch.task_id}
         if system.auth_header and system.auth_env:

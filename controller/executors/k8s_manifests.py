@@ -25,7 +25,8 @@ from typing import Any
 
 from kubernetes import client
 
-from controller.domain.spec import port_of
+from controller.domain.launch import LaunchDocument
+from controller.domain.spec import TaskSpec, port_of
 
 DEFAULT_IMAGE = "ghcr.io/tracectl/runtime:0.1.0"
 DEFAULT_NAMESPACE = "tracectl"
@@ -133,17 +134,17 @@ def object_name(task_id: str, attempt: int) -> str:
     return dns_name(f"tracectl-{suffix}", 55) + f"-{attempt}"
 
 
-def labels_of(launch: Mapping[str, Any], config: ClusterConfig, component: str
+def labels_of(launch: LaunchDocument, config: ClusterConfig, component: str
               ) -> dict[str, str]:
     labels = {
         NAME_LABEL: "tracectl-task",
         MANAGED_BY_LABEL: "tracectl",
         COMPONENT_LABEL: component,
-        RUN_LABEL: label_value(launch["run_id"]),
-        TASK_LABEL: label_value(launch["task_id"]),
-        ATTEMPT_LABEL: str(launch["attempt"]),
+        RUN_LABEL: label_value(launch.run_id),
+        TASK_LABEL: label_value(launch.task_id),
+        ATTEMPT_LABEL: str(launch.attempt),
     }
-    team = (launch.get("labels") or {}).get("team")
+    team = launch.labels.team
     if team:
         labels[TEAM_LABEL] = label_value(team)
     if config.queue and component == "job":
@@ -157,13 +158,12 @@ def selector_of(task_id: str, attempt: int | None = None) -> str:
 
 
 # -- pieces ---------------------------------------------------------------------------------
-def _container_env(launch: Mapping[str, Any], secret_name: str) -> list[client.V1EnvVar]:
+def _container_env(launch: LaunchDocument, secret_name: str) -> list[client.V1EnvVar]:
     """Plain values inline; secret values, and the late ones only known once the launch is
     complete (its tracking run), as secretKeyRef: the Job spec never holds them."""
-    spec = launch["spec"]
-    secret_keys = {*(spec.get("secret_env") or []), *(launch.get("late_env") or [])}
+    secret_keys = {*launch.spec.secret_env, *launch.late_env}
     env: list[client.V1EnvVar] = []
-    merged = {**(spec.get("env") or {}), **(launch.get("env") or {})}  # controller's vars win
+    merged = {**launch.spec.env, **launch.env}  # the controller's variables win
     for key in sorted(merged):
         if key == ANNOTATIONS_ENV:
             continue
@@ -177,8 +177,8 @@ def _container_env(launch: Mapping[str, Any], secret_name: str) -> list[client.V
     return env
 
 
-def _resources(spec: Mapping[str, Any]) -> client.V1ResourceRequirements:
-    res = spec.get("resources") or {}
+def _resources(spec: TaskSpec) -> client.V1ResourceRequirements:
+    res = spec.resources.model_dump()
     requests: dict[str, str] = {}
     limits: dict[str, str] = {}
     if res.get("cpu"):
@@ -197,9 +197,9 @@ def gpu_resource(resources: Mapping[str, Any]) -> str:
     return str(flavor) if flavor and "/" in str(flavor) else GPU_RESOURCE
 
 
-def _placement(spec: Mapping[str, Any]) -> tuple[dict[str, str] | None,
-                                                  list[client.V1Toleration] | None]:
-    res = spec.get("resources") or {}
+def _placement(spec: TaskSpec) -> tuple[dict[str, str] | None,
+                                          list[client.V1Toleration] | None]:
+    res = spec.resources.model_dump()
     if not res.get("gpu"):
         return None, None
     selector = {"nvidia.com/gpu.present": "true"}
@@ -211,7 +211,7 @@ def _placement(spec: Mapping[str, Any]) -> tuple[dict[str, str] | None,
     return selector, [toleration]
 
 
-def _volumes(spec: Mapping[str, Any], secret_name: str
+def _volumes(spec: TaskSpec, secret_name: str
              ) -> tuple[list[client.V1Volume], list[client.V1VolumeMount]]:
     volumes = [
         client.V1Volume(name="workspace", empty_dir=client.V1EmptyDirVolumeSource()),
@@ -223,20 +223,20 @@ def _volumes(spec: Mapping[str, Any], secret_name: str
         client.V1VolumeMount(name="workspace", mount_path=WORKSPACE),
         client.V1VolumeMount(name="launch", mount_path=LAUNCH_DIR, read_only=True),
     ]
-    for i, vol in enumerate((spec.get("resources") or {}).get("volumes") or []):
-        read_only = vol.get("mode", "rw") == "ro"
+    for i, vol in enumerate(spec.resources.volumes):
+        read_only = vol.mode == "ro"
         name = f"claim-{i}"
         volumes.append(client.V1Volume(name=name, persistent_volume_claim=(
-            client.V1PersistentVolumeClaimVolumeSource(claim_name=vol["claim"],
+            client.V1PersistentVolumeClaimVolumeSource(claim_name=vol.claim,
                                                        read_only=read_only))))
-        mounts.append(client.V1VolumeMount(name=name, mount_path=vol.get("mount_path", "/data"),
+        mounts.append(client.V1VolumeMount(name=name, mount_path=vol.mount_path,
                                            read_only=read_only))
     return volumes, mounts
 
 
-def _pod_spec(launch: Mapping[str, Any], config: ClusterConfig, secret_name: str,
+def _pod_spec(launch: LaunchDocument, config: ClusterConfig, secret_name: str,
               restart_policy: str, service_port: int | None = None) -> client.V1PodSpec:
-    spec = launch["spec"]
+    spec = launch.spec
     volumes, mounts = _volumes(spec, secret_name)
     env = _container_env(launch, secret_name)
     node_selector, tolerations = _placement(spec)
@@ -247,9 +247,9 @@ def _pod_spec(launch: Mapping[str, Any], config: ClusterConfig, secret_name: str
     )
     inline = config.prepare == "inline"
     task = client.V1Container(
-        name="task", image=spec.get("image") or config.image,
+        name="task", image=spec.image or config.image,
         command=[*PHASES, "all" if inline else "exec", LAUNCH_PATH, WORKSPACE, "--"],
-        args=list(spec["command"]),
+        args=list(spec.command),
         working_dir=f"{WORKSPACE}/src", env=env, volume_mounts=mounts,
         resources=_resources(spec),
         termination_message_policy="File",  # the exec phase writes its result there
@@ -258,12 +258,12 @@ def _pod_spec(launch: Mapping[str, Any], config: ClusterConfig, secret_name: str
         task.ports = [client.V1ContainerPort(name="http", container_port=service_port)]
         task.readiness_probe = client.V1Probe(
             tcp_socket=client.V1TCPSocketAction(port="http"), period_seconds=5)
-    grace = (launch.get("settings") or {}).get("cancel_grace_s")
+    grace = launch.runtime.cancel_grace_s
     return client.V1PodSpec(
         restart_policy=restart_policy, init_containers=None if inline else [prepare],
         containers=[task],
         # cancel deletes the Job: the kubelet sends SIGTERM, then SIGKILL after this grace
-        termination_grace_period_seconds=max(1, round(float(grace))) if grace else None,
+        termination_grace_period_seconds=max(1, round(grace)) if grace else None,
         volumes=volumes, node_selector=node_selector, tolerations=tolerations,
         automount_service_account_token=False,
         enable_service_links=False,  # task env stays what the spec says
@@ -284,16 +284,14 @@ def owner_reference(kind: str, api_version: str, name: str, uid: str
 
 
 # -- objects --------------------------------------------------------------------------------
-def launch_secret(launch: Mapping[str, Any], config: ClusterConfig, name: str,
+def launch_secret(launch: LaunchDocument, config: ClusterConfig, name: str,
                   owner: client.V1OwnerReference | None = None) -> client.V1Secret:
     """The launch document (it may carry secret env values), each secret value by key, and
     each late value (from the completed launch's env)."""
-    spec = launch["spec"]
-    env = spec.get("env") or {}
-    data = {key: str(env[key]) for key in spec.get("secret_env") or [] if key in env}
-    late = launch.get("env") or {}
-    data.update({key: str(late.get(key, "")) for key in launch.get("late_env") or []})
-    data[LAUNCH_KEY] = json.dumps(dict(launch), default=str, sort_keys=True)
+    env = launch.spec.env
+    data = {key: env[key] for key in launch.spec.secret_env if key in env}
+    data.update({key: launch.env.get(key, "") for key in launch.late_env})
+    data[LAUNCH_KEY] = launch.as_json()
     return client.V1Secret(
         metadata=client.V1ObjectMeta(name=name, labels=labels_of(launch, config, "launch"),
                                      owner_references=[owner] if owner else None),
@@ -301,15 +299,14 @@ def launch_secret(launch: Mapping[str, Any], config: ClusterConfig, name: str,
     )
 
 
-def job(launch: Mapping[str, Any], config: ClusterConfig, name: str) -> client.V1Job:
-    spec = launch["spec"]
+def job(launch: LaunchDocument, config: ClusterConfig, name: str) -> client.V1Job:
     labels = labels_of(launch, config, "job")
     pod_labels = {k: v for k, v in labels.items() if k != QUEUE_LABEL}
-    timeout = spec.get("timeout_s")
+    timeout = launch.spec.timeout_s
     return client.V1Job(
         api_version="batch/v1", kind="Job",
         metadata=client.V1ObjectMeta(name=name, labels=labels, annotations={
-            "tracectl.io/task-name": str(launch.get("task_name", ""))}),
+            "tracectl.io/task-name": launch.task_name}),
         spec=client.V1JobSpec(
             backoff_limit=0,  # tracectl retries, with leases re-granted per attempt
             active_deadline_seconds=int(timeout) if timeout else None,
@@ -325,23 +322,23 @@ def job(launch: Mapping[str, Any], config: ClusterConfig, name: str) -> client.V
     )
 
 
-def pod_annotations(launch: Mapping[str, Any]) -> dict[str, str] | None:
+def pod_annotations(launch: LaunchDocument) -> dict[str, str] | None:
     """Annotations a task asks for on its pod, through env TRACECTL_K8S_POD_ANNOTATIONS (JSON).
 
     Tests use it to tell KWOK how a simulated container ends (`tracectl.io/exit-code`).
     """
-    raw = (launch.get("env") or {}).get(ANNOTATIONS_ENV)
+    raw = launch.env.get(ANNOTATIONS_ENV)
     if not raw:
         return None
     parsed = json.loads(raw)
     return {str(k): str(v) for k, v in parsed.items()}
 
 
-def service_port(launch: Mapping[str, Any]) -> int:
-    return port_of(launch["spec"].get("env") or {}) or SERVICE_PORT
+def service_port(launch: LaunchDocument) -> int:
+    return port_of(launch.spec.env) or SERVICE_PORT
 
 
-def deployment(launch: Mapping[str, Any], config: ClusterConfig, name: str
+def deployment(launch: LaunchDocument, config: ClusterConfig, name: str
                ) -> client.V1Deployment:
     labels = labels_of(launch, config, "service")
     selector = {TASK_LABEL: labels[TASK_LABEL], ATTEMPT_LABEL: labels[ATTEMPT_LABEL],
@@ -351,7 +348,7 @@ def deployment(launch: Mapping[str, Any], config: ClusterConfig, name: str
         metadata=client.V1ObjectMeta(name=name, labels=labels),
         spec=client.V1DeploymentSpec(
             replicas=1, selector=client.V1LabelSelector(match_labels=selector),
-            progress_deadline_seconds=int(launch["spec"].get("timeout_s") or 600),
+            progress_deadline_seconds=int(launch.spec.timeout_s or 600),
             template=client.V1PodTemplateSpec(
                 metadata=client.V1ObjectMeta(labels=labels, annotations=pod_annotations(launch)),
                 spec=_pod_spec(launch, config, name, "Always", service_port(launch)),
@@ -360,7 +357,7 @@ def deployment(launch: Mapping[str, Any], config: ClusterConfig, name: str
     )
 
 
-def service(launch: Mapping[str, Any], config: ClusterConfig, name: str,
+def service(launch: LaunchDocument, config: ClusterConfig, name: str,
             owner: client.V1OwnerReference | None = None) -> client.V1Service:
     labels = labels_of(launch, config, "service")
     selector = {TASK_LABEL: labels[TASK_LABEL], ATTEMPT_LABEL: labels[ATTEMPT_LABEL],
@@ -374,7 +371,7 @@ def service(launch: Mapping[str, Any], config: ClusterConfig, name: str,
     )
 
 
-def ingress(launch: Mapping[str, Any], config: ClusterConfig, name: str, path: str,
+def ingress(launch: LaunchDocument, config: ClusterConfig, name: str, path: str,
             owner: client.V1OwnerReference | None = None) -> client.V1Ingress:
     backend = client.V1IngressBackend(service=client.V1IngressServiceBackend(
         name=name, port=client.V1ServiceBackendPort(number=80)))

@@ -26,6 +26,8 @@ from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from controller import backends
 from controller.config import Settings
+from controller.domain.launch import LaunchDocument
+from controller.domain.spec import TaskMode
 from controller.executors import k8s_manifests as manifests
 from controller.executors import k8s_status as status
 from controller.executors.k8s_logs import AttemptLog, LogCursor, follow
@@ -102,13 +104,12 @@ class KubernetesExecutor:
 
     # -- the Executor protocol ------------------------------------------------------------
     def launch(self, launch: Launch) -> dict[str, Any]:
-        doc = launch.spec
-        namespace = self.namespace_of(doc)
+        namespace = self.namespace_of(launch.document)
         self._ensure_namespace(namespace)
         self.watch_namespace(namespace)
         name = manifests.object_name(launch.task_id, launch.attempt)
         ids = {"run_id": launch.run_id, "task_id": launch.task_id, "attempt": launch.attempt}
-        if doc["spec"].get("mode") == "service":
+        if launch.spec.mode == TaskMode.SERVICE:
             ref = self._launch_service(launch, namespace, name, ids)
         else:
             ref = self._launch_job(launch, namespace, name, ids)
@@ -116,7 +117,7 @@ class KubernetesExecutor:
         return ref
 
     def find(self, launch: Launch) -> dict[str, Any] | None:
-        namespace = self.namespace_of(launch.spec)
+        namespace = self.namespace_of(launch.document)
         selector = manifests.selector_of(launch.task_id, launch.attempt)
         ids = {"run_id": launch.run_id, "task_id": launch.task_id, "attempt": launch.attempt}
         for kind, list_fn in (("job", self.batch.list_namespaced_job),
@@ -198,8 +199,8 @@ class KubernetesExecutor:
                     log.warning("cleanup of %s/%s: %s", namespace, name, exc.reason)
 
     # -- beyond the protocol --------------------------------------------------------------
-    def namespace_of(self, doc: Mapping[str, Any]) -> str:
-        return self.cluster.namespace_for((doc.get("labels") or {}).get("team") or "")
+    def namespace_of(self, doc: LaunchDocument) -> str:
+        return self.cluster.namespace_for(doc.labels.team)
 
     def watch_namespace(self, namespace: str) -> None:
         """Start (once) the informers that keep this namespace's objects in the cache."""
@@ -286,7 +287,7 @@ class KubernetesExecutor:
         uid: str = obj["metadata"]["uid"]
         owner = manifests.owner_reference(kind, api_version, name, uid)
         try:
-            doc = launch.completed().spec
+            doc = launch.completed().document
             self._create(SECRETS, namespace,
                          manifests.launch_secret(doc, self.cluster, name, owner))
         except Exception:
@@ -298,12 +299,12 @@ class KubernetesExecutor:
     def _launch_job(self, launch: Launch, namespace: str, name: str,
                     ids: dict[str, Any]) -> dict[str, Any]:
         uid, _owner = self._create_owner_with_secret(
-            "Job", launch, namespace, name, manifests.job(launch.spec, self.cluster, name))
+            "Job", launch, namespace, name, manifests.job(launch.document, self.cluster, name))
         return {"kind": "job", "namespace": namespace, "name": name, "uid": uid, **ids}
 
     def _launch_service(self, launch: Launch, namespace: str, name: str,
                         ids: dict[str, Any]) -> dict[str, Any]:
-        doc = launch.spec
+        doc = launch.document
         uid, owner = self._create_owner_with_secret(
             "Deployment", launch, namespace, name,
             manifests.deployment(doc, self.cluster, name))

@@ -22,8 +22,9 @@ from typing import Any
 
 import psutil
 
-from controller.config import Settings
+from controller.config import Settings, runner_environ
 from controller.executors import local_service
+from controller.executors.external import Registry
 from controller.ports import ExecutorState, Launch
 
 RUNNER_MODULE = "controller.runtime.runner"
@@ -53,11 +54,13 @@ class LocalExecutor:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # No credential of the controller's reaches a runner: the external systems' neither.
+        self.withheld = Registry.load(os.environ.get("TRACECTL_EXTERNAL_SYSTEMS")).credential_env()
 
     def launch(self, launch: Launch) -> dict[str, Any]:
         launch = launch.completed()  # the process reads every value when it starts
         launch.workspace.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **launch.env}
+        env = {**runner_environ(os.environ, self.withheld), **launch.env}
         service: dict[str, Any] = {}
         if local_service.is_service(launch.spec):
             port = local_service.chosen_port(launch.spec)

@@ -13,20 +13,20 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from controller.domain.spec import port_of
+from controller.domain.spec import TaskMode, TaskSpec, port_of
 from controller.loopback import HOST, free_port
 from controller.ports import ExecutorState
 
 CONNECT_TIMEOUT_S = 0.2
 
 
-def is_service(spec: Mapping[str, Any]) -> bool:
-    return (spec.get("spec") or {}).get("mode") == "service"
+def is_service(spec: TaskSpec) -> bool:
+    return spec.mode == TaskMode.SERVICE
 
 
-def chosen_port(spec: Mapping[str, Any]) -> int:
+def chosen_port(spec: TaskSpec) -> int:
     """The spec's env PORT when it sets one, else a port free on the loopback right now."""
-    return port_of((spec.get("spec") or {}).get("env") or {}) or free_port()
+    return port_of(spec.env) or free_port()
 
 
 def service_ref(port: int, ready_timeout_s: float) -> dict[str, Any]:

@@ -15,8 +15,6 @@ from typing import Any
 from controller.config import Settings
 from controller.ports import Executor, ExecutorState, Launch
 
-MODE_KEY = "mode"
-
 
 class UnroutableTask(ValueError):
     pass
@@ -39,7 +37,7 @@ class ModeRouter:
         return executor
 
     def _for_launch(self, launch: Launch) -> Executor:
-        return self._for_mode((launch.spec.get("spec") or {}).get(MODE_KEY))
+        return self._for_mode(launch.spec.mode.value)
 
     def _for_ref(self, ref: Mapping[str, Any]) -> Executor:
         return self._for_mode(ref.get("kind"))

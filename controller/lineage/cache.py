@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controller.domain.launch import LaunchDocument
 from controller.store.lineage_schema import LineageCacheRow
 from controller.store.schema import ArtifactRow, LineageEventRow, TaskRow
 
@@ -102,11 +103,10 @@ def record_hit(session: Session, task: TaskRow, hit: CacheHit) -> None:
     ))
 
 
-def key_of_launch(launch_spec: Mapping[str, Any]) -> str:
-    """The key of a launch (Launch.spec): its stored spec, resolution and resolved inputs."""
-    spec = dict(launch_spec["spec"])
-    secret = set(spec.get("secret_env", []))
+def key_of_launch(launch: LaunchDocument) -> str:
+    """The key of a launch: its stored spec, resolution and resolved inputs."""
+    spec = launch.spec.model_dump(mode="json")
     # Masked as the stored spec masks them, so this key equals the one the projection indexes.
-    spec["env"] = {k: ("***" if k in secret else v) for k, v in spec.get("env", {}).items()}
-    return cache_key(spec, launch_spec["resolved"],
-                     [(i["path"], i["sha256"]) for i in launch_spec.get("inputs", [])])
+    spec["env"] = launch.spec.public_env()
+    return cache_key(spec, launch.resolved.model_dump(mode="json"),
+                     [(i.path, i.sha256) for i in launch.inputs])

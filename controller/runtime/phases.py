@@ -27,6 +27,7 @@ from typing import Any
 
 from controller import backends
 from controller.config import Settings
+from controller.domain.launch import LaunchDocument
 from controller.runtime import code, data, environment
 from controller.runtime.outputs import OutputError, collect_outputs, place_inputs
 
@@ -39,22 +40,22 @@ def _say(message: str) -> None:
     print(f"tracectl: {message}", flush=True)
 
 
-def _settings(launch: dict[str, Any]) -> Settings:
-    return Settings.model_validate(launch["settings"])
+def _settings(launch: LaunchDocument) -> Settings:
+    return Settings.of_runtime(launch.runtime)
 
 
-def prepare(launch: dict[str, Any], workspace: Path) -> dict[str, Any]:
-    spec = launch["spec"]
+def prepare(launch: LaunchDocument, workspace: Path) -> dict[str, Any]:
+    spec = launch.spec
     src = workspace / "src"
-    commit = (launch.get("resolved") or {}).get("commit")
-    if spec.get("code") and commit:
-        _say(f"checking out {spec['code']['repo']} at {commit}")
-        code.checkout(spec["code"]["repo"], commit, src)
+    commit = launch.resolved.commit
+    if spec.code and commit:
+        _say(f"checking out {spec.code.repo} at {commit}")
+        code.checkout(spec.code.repo, commit, src)
     else:
         src.mkdir(parents=True, exist_ok=True)
     prepared: dict[str, Any] = {"environment": environment.describe()}
-    expected = {d["path"]: d for d in (launch.get("resolved") or {}).get("data", [])}
-    if spec.get("data") and expected:
+    expected = {d.path: d.model_dump() for d in launch.resolved.data}
+    if spec.data and expected:
         _say(f"dvc pull {' '.join(expected)}")
         data.pull(src, list(expected))
         remote = data.remote_url(src)
@@ -63,17 +64,17 @@ def prepare(launch: dict[str, Any], workspace: Path) -> dict[str, Any]:
             if target.is_file() and (got := data.file_md5(target)) != want["md5"]:
                 raise data.DataError(f"{path}: pulled md5 {got} != recorded {want['md5']}")
         prepared["data"] = [{**want, "remote": remote} for want in expected.values()]
-    if launch.get("inputs"):
-        _say(f"placing {len(launch['inputs'])} input artifact(s)")
-        place_inputs(backends.artifact_store(_settings(launch)), launch["inputs"], src)
+    if launch.inputs:
+        _say(f"placing {len(launch.inputs)} input artifact(s)")
+        place_inputs(backends.artifact_store(_settings(launch)), launch.input_items(), src)
     (workspace / PREPARED).write_text(json.dumps(prepared))
     return prepared
 
 
-def execute(launch: dict[str, Any], workspace: Path, argv: list[str]) -> dict[str, Any]:
-    spec = launch["spec"]
+def execute(launch: LaunchDocument, workspace: Path, argv: list[str]) -> dict[str, Any]:
+    spec = launch.spec
     src = workspace / "src"
-    params = spec.get("params", {})
+    params = spec.params
     params_file = workspace / "params.json"
     params_file.write_text(json.dumps(params, indent=2, sort_keys=True))
     env = {**os.environ, "TRACECTL_PARAMS_FILE": str(params_file),
@@ -95,7 +96,7 @@ def execute(launch: dict[str, Any], workspace: Path, argv: list[str]) -> dict[st
     if prepared_file.exists():
         result["data"] = json.loads(prepared_file.read_text()).get("data")
     store = backends.artifact_store(_settings(launch))
-    outputs = collect_outputs(store, src, spec.get("outputs", []))
+    outputs = collect_outputs(store, src, spec.outputs)
     for item in outputs:
         _say(f"output {item['path']} sha256:{item['sha256']}")
     result["outputs"] = outputs
@@ -118,13 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     phase, launch_file, workspace = args[0], Path(args[1]), Path(args[2])
-    launch = json.loads(launch_file.read_text())
+    launch = LaunchDocument.read(launch_file)
     try:
         if phase in ("prepare", "all"):
             prepare(launch, workspace)
         if phase == "prepare":
             return 0
-        command = args[4:] if args[3:4] == ["--"] else list(launch["spec"]["command"])
+        command = args[4:] if args[3:4] == ["--"] else list(launch.spec.command)
         result = execute(launch, workspace, command)
     except (code.CodeError, data.DataError, OutputError, OSError) as exc:
         _say(str(exc))

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from controller import backends
-from controller.config import Settings
+from controller.config import Settings, task_environ
+from controller.domain.launch import LaunchDocument
 from controller.ports import ArtifactStore, LogLine, LogSink
 from controller.runtime import code, data, environment, limits
 from controller.runtime.outputs import OutputError, collect_outputs, place_inputs
@@ -80,9 +81,9 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 class Runner:
     def __init__(self, launch_file: Path) -> None:
         self.launch_file = launch_file
-        self.launch: dict[str, Any] = json.loads(launch_file.read_text())
+        self.launch = LaunchDocument.read(launch_file)
         self.workspace = launch_file.parent
-        self.settings = Settings.model_validate(self.launch["settings"])
+        self.settings = Settings.of_runtime(self.launch.runtime)
         self.child: subprocess.Popen[bytes] | None = None
         self.cancelled = False
 
@@ -97,14 +98,14 @@ class Runner:
         (self.workspace / "runner.pid").write_text(str(os.getpid()))
         launch = self.launch
         labels = {
-            "run_id": launch["run_id"], "task_id": launch["task_id"],
-            "attempt": str(launch["attempt"]), "task_name": launch["task_name"],
-            **{k: v for k, v in launch.get("labels", {}).items() if v},
+            "run_id": launch.run_id, "task_id": launch.task_id,
+            "attempt": str(launch.attempt), "task_name": launch.task_name,
+            **{k: v for k, v in launch.labels.model_dump().items() if v},
         }
         sink = backends.recording_log_sink(self.settings, labels)
-        spec_env = launch["spec"].get("env", {})
-        secrets = [spec_env[k] for k in launch["spec"].get("secret_env", []) if k in spec_env]
-        writer = LineWriter(sink, launch["run_id"], launch["task_id"], launch["attempt"], secrets)
+        spec_env = launch.spec.env
+        secrets = [spec_env[k] for k in launch.spec.secret_env if k in spec_env]
+        writer = LineWriter(sink, launch.run_id, launch.task_id, launch.attempt, secrets)
         result: dict[str, Any] = {"started_at": started.isoformat()}
         try:
             result.update(self._run(writer))
@@ -123,21 +124,21 @@ class Runner:
 
     def _run(self, writer: LineWriter) -> dict[str, Any]:
         launch = self.launch
-        spec = launch["spec"]
+        spec = launch.spec
         src = self.workspace / "src"
         out: dict[str, Any] = {}
-        commit = launch.get("resolved", {}).get("commit")
-        if spec.get("code") and commit:
-            writer.write("system", f"tracectl: checking out {spec['code']['repo']} at {commit}")
-            code.checkout(spec["code"]["repo"], commit, src)
+        commit = launch.resolved.commit
+        if spec.code and commit:
+            writer.write("system", f"tracectl: checking out {spec.code.repo} at {commit}")
+            code.checkout(spec.code.repo, commit, src)
         else:
             src.mkdir(parents=True, exist_ok=True)
-        if spec.get("data"):
+        if spec.data:
             out["data"] = self._fetch_data(writer, src)
         store = backends.artifact_store(self.settings)
-        if launch.get("inputs"):
-            writer.write("system", f"tracectl: placing {len(launch['inputs'])} input artifact(s)")
-            place_inputs(store, launch["inputs"], src)
+        if launch.inputs:
+            writer.write("system", f"tracectl: placing {len(launch.inputs)} input artifact(s)")
+            place_inputs(store, launch.input_items(), src)
         out["environment"] = environment.describe()
         exit_code, reason = self._execute(writer, src)
         out.update({"exit_code": exit_code, "reason": reason})
@@ -146,7 +147,7 @@ class Runner:
         return out
 
     def _fetch_data(self, writer: LineWriter, src: Path) -> list[dict[str, Any]]:
-        expected = {d["path"]: d for d in self.launch["resolved"].get("data", [])}
+        expected = {d.path: d.model_dump() for d in self.launch.resolved.data}
         paths = list(expected)
         writer.write("system", f"tracectl: dvc pull {' '.join(paths)}")
         data.pull(src, paths)
@@ -164,42 +165,38 @@ class Runner:
     def _store_outputs(
         self, writer: LineWriter, store: ArtifactStore, src: Path
     ) -> list[dict[str, Any]]:
-        declared = self.launch["spec"].get("outputs", [])
-        outputs = collect_outputs(store, src, declared)
+        outputs = collect_outputs(store, src, self.launch.spec.outputs)
         for item in outputs:
             writer.write("system", f"tracectl: output {item['path']} sha256:{item['sha256']}")
         return outputs
 
     def _execute(self, writer: LineWriter, src: Path) -> tuple[int | None, str | None]:
-        spec = self.launch["spec"]
-        env = dict(os.environ)
-        env.update(spec.get("env", {}))
-        env.update(self.launch.get("env", {}))  # the controller's own variables win
+        spec = self.launch.spec
+        env = task_environ(os.environ)  # the runtime's own credentials stay with it
+        env.update(spec.env)
+        env.update(self.launch.env)  # the controller's own variables win
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         params_file = self.workspace / "params.json"
-        params_file.write_text(json.dumps(spec.get("params", {}), indent=2, sort_keys=True))
+        params_file.write_text(json.dumps(spec.params, indent=2, sort_keys=True))
         env["TRACECTL_PARAMS_FILE"] = str(params_file)
-        env["TRACECTL_PARAMS"] = json.dumps(spec.get("params", {}), sort_keys=True)
-        resources = spec.get("resources") or {}
-        from controller.domain.spec import Resources
-
-        memory = Resources.model_validate(resources).memory_bytes()
-        writer.write("system", f"tracectl: exec {json.dumps(spec['command'])}")
+        env["TRACECTL_PARAMS"] = json.dumps(spec.params, sort_keys=True)
+        memory = spec.resources.memory_bytes()
+        writer.write("system", f"tracectl: exec {json.dumps(spec.command)}")
         try:
             self.child = subprocess.Popen(
-                spec["command"], cwd=src, env=env, stdin=subprocess.DEVNULL,
+                spec.command, cwd=src, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                preexec_fn=limits.preexec(memory, resources.get("cpu")),
+                preexec_fn=limits.preexec(memory, spec.resources.cpu),
             )
         except OSError as exc:
-            return None, f"cannot start {spec['command'][0]!r}: {exc.strerror}"
+            return None, f"cannot start {spec.command[0]!r}: {exc.strerror}"
         pumps = [
             threading.Thread(target=writer.pump, args=("stdout", self.child.stdout), daemon=True),
             threading.Thread(target=writer.pump, args=("stderr", self.child.stderr), daemon=True),
         ]
         for pump in pumps:
             pump.start()
-        timeout = spec.get("timeout_s")
+        timeout = spec.timeout_s
         deadline = time.monotonic() + timeout if timeout else None
         reason = None
         while self.child.poll() is None:

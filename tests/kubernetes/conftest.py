@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from controller.config import Settings
+from controller.domain.launch import LaunchDocument, LaunchLabels, RuntimeSettings
+from controller.domain.spec import TaskSpec
 from controller.ports import Launch
-from tests.kubernetes.waiting import wait_for
+from tests.waiting import wait_for
 
 if TYPE_CHECKING:
     from kubernetes import client
@@ -102,19 +104,19 @@ def make_launch(tmp_path: Path, task_id: str | None = None, attempt: int = 1,
 
         env["TRACECTL_K8S_POD_ANNOTATIONS"] = json.dumps(annotations)
     workspace = tmp_path / task_id / str(attempt)
-    doc = {"run_id": "run_1", "task_id": task_id, "task_name": "train", "attempt": attempt,
-           "spec": spec, "resolved": {}, "inputs": [], "env": env, "late_env": ["MLFLOW_RUN_ID"],
-           "settings": {"cancel_grace_s": 1.0},
-           "labels": {"team": team, "pipeline": "p", "dag_id": "", "airflow_run_id": ""}}
-    launch = Launch("run_1", task_id, "train", attempt, workspace, workspace / "launch.json",
-                    env, doc)
+    doc = LaunchDocument(
+        run_id="run_1", task_id=task_id, task_name="train", attempt=attempt,
+        spec=TaskSpec.model_validate(spec), env=env, late_env=["MLFLOW_RUN_ID"],
+        runtime=RuntimeSettings(home=tmp_path / "home", cancel_grace_s=1.0),
+        labels=LaunchLabels(team=team, pipeline="p"))
+    launch = Launch(doc, workspace)
     # As the supervisor's: the tracking run's id arrives when the executor completes it.
     return replace(launch, completion=lambda: completed_launch(launch))
 
 
 def completed_launch(launch: Launch, run_id: str = "abc123") -> Launch:
     env = {**launch.env, "MLFLOW_RUN_ID": run_id}
-    return replace(launch, env=env, spec={**launch.spec, "env": env}, completion=None)
+    return replace(launch, document=launch.document.with_env(env), completion=None)
 
 
 def wait_exit(executor: KubernetesExecutor, ref: dict[str, Any], timeout: float = 60) -> Any:

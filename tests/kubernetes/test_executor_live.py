@@ -21,7 +21,7 @@ from controller.executors.k8s_manifests import PHASES
 from controller.executors.kubernetes import KubernetesExecutor
 from controller.ports import Launch
 from tests.kubernetes.conftest import cluster_config, completed_launch, make_launch, wait_exit
-from tests.kubernetes.waiting import wait_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(600)]
 
@@ -184,7 +184,7 @@ def test_queue_label_for_kueue(kubernetes: dict[str, str], namespace: str,
     from controller.executors import k8s_manifests as m
 
     cfg = cluster_config(kubernetes, namespace, queue="team-a")
-    job = m.job(make_launch(tmp_path).spec, cfg, "kueue-dry-run")
+    job = m.job(make_launch(tmp_path).document, cfg, "kueue-dry-run")
     stored = client.BatchV1Api(api).create_namespaced_job(namespace, job, dry_run="All")
     assert stored.metadata.labels["kueue.x-k8s.io/queue-name"] == "team-a"
     assert stored.spec.suspend is True  # Kueue unsuspends it on admission

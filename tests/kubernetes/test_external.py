@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from controller.config import Settings
+from controller.domain.launch import LaunchDocument, RuntimeSettings
+from controller.domain.spec import TaskMode, TaskSpec
 from controller.executors.external import ExternalExecutor, Registry
 from controller.executors.router import ModeRouter, UnroutableTask
 from controller.logs.file_sink import FileLogReader
@@ -76,8 +78,10 @@ def executor(tmp_path: Path, server: str) -> ExternalExecutor:
 
 def launch(tmp_path: Path, command: list[str], attempt: int = 1, **spec: Any) -> Launch:
     workspace = tmp_path / "ws" / str(attempt)
-    return Launch("run_1", "task_1", "label", attempt, workspace, workspace / "launch.json", {},
-                  {"spec": {"command": command, "mode": "external", **spec}})
+    doc = LaunchDocument(run_id="run_1", task_id="task_1", task_name="label", attempt=attempt,
+                         spec=TaskSpec(command=command, mode=TaskMode.EXTERNAL, **spec),
+                         runtime=RuntimeSettings(home=tmp_path / "home"))
+    return Launch(doc, workspace)
 
 
 def wait(executor: Any, ref: dict[str, Any], workspace: Path) -> ExecutorState:

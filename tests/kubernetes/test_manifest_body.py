@@ -24,7 +24,7 @@ from tests.kubernetes.conftest import make_launch
 ])
 def test_body_equals_the_clients_serialization(tmp_path: Path, spec: dict[str, object]) -> None:
     doc = make_launch(tmp_path, annotations={"tracectl.io/exit-code": "3"}, **spec)
-    doc = doc.completed().spec
+    doc = doc.completed().document
     cfg = m.ClusterConfig(namespace="ns", queue="team-a", ingress_prefix="/svc")
     owner = m.owner_reference("Job", "batch/v1", "tracectl-x-1", "uid-1")
     objects = [m.job(doc, cfg, "tracectl-x-1"), m.launch_secret(doc, cfg, "tracectl-x-1", owner),

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from controller.config import Settings
+from controller.config import Settings, runtime_settings
+from controller.domain.launch import LaunchDocument, Resolution
+from controller.domain.spec import CodeRef, TaskSpec
 from controller.runtime import phases
 
 
@@ -29,12 +31,13 @@ def test_prepare_then_exec_writes_outputs_and_the_termination_message(tmp_path: 
     git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
     commit = git(repo, "rev-parse", "HEAD")
     settings = Settings(home=tmp_path / "home")
-    launch = {"spec": {"command": [sys.executable, "train.py", "0"], "outputs": ["model.txt"],
-                       "code": {"repo": str(repo), "ref": "HEAD"}, "params": {"lr": 0.1}},
-              "resolved": {"commit": commit}, "inputs": [],
-              "settings": settings.model_dump(mode="json")}
+    launch = LaunchDocument(
+        run_id="run_1", task_id="task_1", task_name="train", attempt=1,
+        spec=TaskSpec(command=[sys.executable, "train.py", "0"], outputs=["model.txt"],
+                      code=CodeRef(repo=str(repo)), params={"lr": 0.1}),
+        resolved=Resolution(commit=commit), runtime=runtime_settings(settings))
     launch_file = tmp_path / "launch.json"
-    launch_file.write_text(json.dumps(launch))
+    launch_file.write_text(launch.as_json())
     termination = tmp_path / "termination-log"
     monkeypatch.setattr(phases, "TERMINATION_LOG", termination)
     monkeypatch.setenv("EPOCHS", "3")

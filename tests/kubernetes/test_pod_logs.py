@@ -24,7 +24,7 @@ from controller.executors import kubernetes as k8s_executor
 from controller.executors.kubernetes import KubernetesExecutor
 from controller.logs.file_sink import FileLogReader
 from tests.kubernetes.conftest import cluster_config, make_launch
-from tests.kubernetes.waiting import wait_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(300)]
 

@@ -17,7 +17,7 @@ from kubernetes import client
 from controller.api.app import create_app
 from controller.config import Settings
 from tests.kubernetes.conftest import IMAGE, controller_namespace
-from tests.kubernetes.waiting import wait_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(600)]
 TERMINAL = {"succeeded", "failed", "cancelled"}

@@ -198,7 +198,7 @@ def test_a_task_logged_through_confluent_is_indexed_once_in_order(confluent_api:
     assert confluent_api.wait(task["id"])["status"] == "succeeded"
     launch = json.loads((confluent_api.settings.workspaces / task["id"] / "1" / "launch.json")
                         .read_text())
-    assert launch["settings"]["kafka_client"] == "confluent"  # what the runner sent with
+    assert launch["runtime"]["kafka_client"] == "confluent"  # what the runner sent with
     lineage = confluent_api.client.get(f"/v1/tasks/{task['id']}/lineage").json()
     total = lineage["logs"]["lines"]  # the prints, and the runner's own lines
     assert total >= 300

@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client, config, dynamic, watch
 from kubernetes.client.rest import ApiException
 
-from tests.kubernetes.waiting import wait_for
+from tests.waiting import wait_for
 
 # The first start may build the binaries from the Go module proxy (about 20 min cold on 2 cores).
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(2700)]

@@ -1,7 +1,7 @@
-"""Polling a condition until it holds: the one wait helper of the Kubernetes tests.
+"""Polling a condition until it holds: the one wait helper of the tests.
 
-The API server and KWOK act asynchronously, so a test waits for what it needs and fails with
-the last value it saw; a wait is never an assertion on time.
+The controller, its runners and the real services act asynchronously, so a test waits for
+what it needs and fails with the last value it saw; a wait is never an assertion on time.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0,
-             every: float = 0.2) -> T:
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 90.0, every: float = 0.2
+) -> T:
     """The first truthy value of PROBE, polled every EVERY seconds for up to TIMEOUT."""
     deadline = time.monotonic() + timeout
     last: T | None = None

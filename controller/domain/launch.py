@@ -1,0 +1,94 @@
+"""The launch document: what the runtime of one attempt reads, and nothing of the controller's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.domain.spec import TaskSpec
+
+# Env values that exist once the attempt's tracking run does: filled in by Launch.completed()
+LATE_ENV = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataFile(_Doc):
+    """One DVC-tracked file as resolved at submission: its md5 is checked after the pull."""
+
+    path: str
+    md5: str
+    rev: str | None = None
+
+
+class Resolution(_Doc):
+    """What submission pinned and the runtime checks out: the commit and the DVC md5s."""
+
+    commit: str | None = None
+    data: list[DataFile] = Field(default_factory=list)
+
+
+class InputArtifact(_Doc):
+    """A stored artifact placed into the workspace before the command runs."""
+
+    path: str
+    sha256: str
+    uri: str
+    size: int | None = None
+    produced_by_task: str | None = None
+    produced_by_run: str | None = None
+
+
+class LaunchLabels(_Doc):
+    """Where the attempt comes from: labels of its log lines and of its cluster objects."""
+
+    dag_id: str = ""
+    airflow_run_id: str = ""
+    pipeline: str = ""
+    team: str = ""
+
+
+class RuntimeSettings(_Doc):
+    """The settings the runtime uses (log sink, artifact archive); no credential of the
+    controller's (its store URL, API tokens, archive keys) is one of them."""
+
+    home: Path
+    log_sink: str = "file"
+    kafka_client: str = "kafka-python"
+    archive: str = "local"
+    cancel_grace_s: float = 5.0
+
+
+class LaunchDocument(_Doc):
+    """One attempt of one task, as the supervisor hands it to an executor and its runtime
+    (written to the workspace as launch.json; on Kubernetes, the launch Secret)."""
+
+    run_id: str
+    task_id: str
+    task_name: str
+    attempt: int
+    spec: TaskSpec  # env holds the secret values too: the document is kept 0600 / in a Secret
+    resolved: Resolution = Field(default_factory=Resolution)
+    inputs: list[InputArtifact] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)  # the controller's variables (win)
+    late_env: list[str] = Field(default_factory=lambda: list(LATE_ENV))
+    labels: LaunchLabels = Field(default_factory=LaunchLabels)
+    runtime: RuntimeSettings
+
+    def with_env(self, env: dict[str, str]) -> LaunchDocument:
+        return self.model_copy(update={"env": env})
+
+    def as_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def read(cls, path: Path) -> LaunchDocument:
+        return cls.model_validate_json(path.read_text())
+
+    def input_items(self) -> list[dict[str, Any]]:
+        """The inputs as the lineage records them."""
+        return [i.model_dump(exclude_none=True) for i in self.inputs]
