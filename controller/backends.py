@@ -15,6 +15,7 @@ from controller.ports import (
     Executor,
     LogReader,
     LogSink,
+    SearchIndex,
     StatusPublisher,
     Tracking,
 )
@@ -30,6 +31,16 @@ LOG_SINKS = {
 LOG_READERS = {
     "file": "controller.logs.file_sink:FileLogReader",
     "opensearch": "controller.logs.search_reader:SearchLogReader",
+    "opensearchs": "controller.logs.search_reader:SearchLogReader",
+    "elasticsearch": "controller.logs.search_reader:SearchLogReader",
+    "elasticsearchs": "controller.logs.search_reader:SearchLogReader",
+}
+# The search index behind a search log reader: one adapter per engine (the same query DSL).
+SEARCH_INDEXES = {
+    "opensearch": "controller.logs.search_opensearch:OpenSearchIndex",
+    "opensearchs": "controller.logs.search_opensearch:OpenSearchIndex",
+    "elasticsearch": "controller.logs.search_elasticsearch:ElasticsearchIndex",
+    "elasticsearchs": "controller.logs.search_elasticsearch:ElasticsearchIndex",
 }
 ARCHIVES = {
     "local": "controller.archive.local:LocalArtifactStore",
@@ -91,6 +102,14 @@ def status_publisher(settings: Settings) -> StatusPublisher:
 def log_reader(settings: Settings) -> LogReader:
     value = settings.log_reader or "file"
     return cast(LogReader, _load(LOG_READERS, "log reader", value)(settings))
+
+
+def is_search_index(uri: str) -> bool:
+    return scheme(uri) in SEARCH_INDEXES
+
+
+def search_index(uri: str) -> SearchIndex:
+    return cast(SearchIndex, _load(SEARCH_INDEXES, "search index", uri)(uri))
 
 
 def artifact_store(settings: Settings) -> ArtifactStore:

@@ -60,6 +60,22 @@ class LogReader(Protocol):
     def summary(self, run_id: str, task_id: str, attempt: int) -> dict[str, Any]: ...
 
 
+class SearchIndex(Protocol):
+    """The calls the log path makes on a search index (OpenSearch or Elasticsearch)."""
+
+    pattern: str  # the index pattern its URI names (logs-tracectl-* by default)
+
+    def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def create(self, index: str, doc_id: str, document: dict[str, Any]) -> bool:
+        """Index DOCUMENT under DOC_ID unless that id exists; False when it did."""
+        ...
+
+    def refresh(self, index: str) -> None: ...
+
+    def delete_ids(self, index: str, ids: list[str]) -> None: ...
+
+
 @dataclass(frozen=True)
 class StoredObject:
     uri: str

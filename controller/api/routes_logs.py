@@ -1,8 +1,8 @@
 """Log routes: search across tasks, and the reconciliation of a task's log copies.
 
-GET /v1/logs/search needs a search-index log reader (``log_reader = "opensearch://..."``);
-the file reader keeps one file per attempt and cannot search across them, so the route
-answers 409 then.
+GET /v1/logs/search needs a search-index log reader (``log_reader = "opensearch://..."`` or
+``"elasticsearch://..."``); the file reader keeps one file per attempt and cannot search
+across them, so the route answers 409 then.
 
 POST /v1/tasks/{id}/logs/reconcile compares the copies of the task's log (file record,
 Kafka, index, archive; controller/logs/reconcile.py), with ``repair=true`` repairs them;
@@ -81,8 +81,8 @@ def build_router(service: ControllerService,
         """Lines matching every filter, newest first; `text` matches words of the message."""
         search = getattr(service.logs, "search", None)
         if search is None:
-            raise Conflict("log search needs a search-index log reader "
-                           "(TRACECTL_LOG_READER=opensearch://host:port)")
+            raise Conflict("log search needs a search-index log reader (TRACECTL_LOG_READER="
+                           "opensearch://host:port or elasticsearch://host:port)")
         items = search(run_id=run_id, task_id=task_id, dag_id=dag_id, text=text, level=level,
                        limit=limit, team=Scope.current().team)
         return {"items": items, "count": len(items)}

@@ -120,9 +120,7 @@ def read_index(client: Any, index: str, run_id: str, task_id: str, attempt: int)
                     {"term": {"labels.run_id": run_id}}, {"term": {"labels.task_id": task_id}},
                     {"term": {"labels.attempt": str(attempt)}},
                     {"range": {"event.sequence": {"gt": after}}}]}}}
-        hits = client.search(index=index, body=body,
-                             params={"ignore_unavailable": "true",
-                                     "allow_no_indices": "true"})["hits"]["hits"]
+        hits = client.search(index, body)["hits"]["hits"]
         for hit in hits:
             documents += 1
             streams.add(data_stream_of(hit["_index"]))

@@ -41,7 +41,7 @@ from controller.logs.log_copies import (
     read_record,
 )
 from controller.logs.reconcile_records import COPIES, MISMATCHES
-from controller.ports import ArtifactStore
+from controller.ports import ArtifactStore, SearchIndex
 from controller.store.database import Database
 from controller.store.reconcile_schema import LogReconciliationRow
 from controller.store.schema import LineageRecordRow, TaskRow, utcnow
@@ -121,9 +121,11 @@ class LogReconciler:
         # One check of a task at a time (the API and the worker write the same rows); checks
         # of other tasks mostly run side by side (striped locks: bounded, unlike one per task).
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
-        self.index_client: Any = None
+        self.index_client: SearchIndex | None = None
         self.index_pattern = ""
-        if (settings.log_reader or "").startswith(("opensearch://", "opensearchs://")):
+        from controller.backends import is_search_index
+
+        if is_search_index(settings.log_reader or ""):
             from controller.logs.search_reader import client_of
 
             self.index_client, self.index_pattern = client_of(settings.log_reader or "")

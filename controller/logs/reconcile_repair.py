@@ -153,22 +153,17 @@ def data_stream(reconciler: LogReconciler) -> str:
 
 
 def write_to_index(reconciler: LogReconciler, documents: list[dict[str, Any]]) -> None:
-    from opensearchpy.exceptions import ConflictError
-
-    stream = data_stream(reconciler)
+    client, stream = reconciler.index_client, data_stream(reconciler)
+    assert client is not None  # callers check that an index is configured
     for doc in documents:
-        try:
-            # op_type create with _id = event.id, as the indexer writes: never a second copy.
-            reconciler.index_client.create(index=stream, id=doc["event"]["id"], body=doc)
-        except ConflictError:
-            continue
-    reconciler.index_client.indices.refresh(index=stream)
+        # op_type create with _id = event.id, as the indexer writes: never a second copy.
+        client.create(stream, doc["event"]["id"], doc)
+    client.refresh(stream)
 
 
 def forget_documents(reconciler: LogReconciler, target: Attempt, seqs: list[int]) -> None:
     """Delete index documents whose message differs from the record, so that the re-shipped
     line (same _id, op_type create) can take their place."""
     ids = [f"{target.task_id}:{target.attempt}:{seq}" for seq in seqs]
-    reconciler.index_client.delete_by_query(
-        index=reconciler.index_pattern, body={"query": {"ids": {"values": ids}}},
-        params={"refresh": "true", "conflicts": "proceed"})
+    assert reconciler.index_client is not None  # callers check that an index is configured
+    reconciler.index_client.delete_ids(reconciler.index_pattern, ids)

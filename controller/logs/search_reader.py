@@ -1,9 +1,10 @@
-"""Reads task logs back from the search index (OpenSearch; Elasticsearch speaks the same DSL).
+"""Reads task logs back from the search index: OpenSearch 2 or Elasticsearch 8/9 (one DSL).
 
-``log_reader = "opensearch://host:port[/index-pattern]"`` (https with ``opensearchs://``);
-the default pattern ``logs-tracectl-*`` covers the data stream the shipper (or Logstash)
-writes. Each document is one line (kafka_sink.py); lines of a task are ordered by
-``event.sequence``, not by time (two lines may share a timestamp).
+``log_reader = "opensearch://host:port[/index-pattern]"`` or ``"elasticsearch://..."`` (https
+with ``opensearchs://``, ``elasticsearchs://``); the scheme picks the engine's client
+(controller/backends.py). The default pattern ``logs-tracectl-*`` covers the data stream the
+shipper (rsyslog or Logstash) writes. Each document is one line (kafka_sink.py); lines of a
+task are ordered by ``event.sequence``, not by time (two lines may share a timestamp).
 """
 
 from __future__ import annotations
@@ -11,25 +12,20 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlparse
-
-from opensearchpy import OpenSearch
 
 from controller.config import Settings
-from controller.ports import LogLine
+from controller.ports import LogLine, SearchIndex
 
-DEFAULT_INDEX = "logs-tracectl-*"
 PAGE = 1000
 MAX_SEARCH = 1000
 
 
-def client_of(uri: str) -> tuple[OpenSearch, str]:
-    parsed = urlparse(uri)
-    if parsed.scheme not in ("opensearch", "opensearchs") or not parsed.netloc:
-        raise ValueError(f"not an OpenSearch URI (opensearch://host:port[/index]): {uri!r}")
-    scheme = "https" if parsed.scheme == "opensearchs" else "http"
-    client = OpenSearch(hosts=[f"{scheme}://{parsed.netloc}"], timeout=30)
-    return client, parsed.path.strip("/") or DEFAULT_INDEX
+def client_of(uri: str) -> tuple[SearchIndex, str]:
+    """The engine's adapter for URI, and the index pattern it names."""
+    from controller import backends
+
+    client = backends.search_index(uri)
+    return client, client.pattern
 
 
 def line_of(source: dict[str, Any]) -> LogLine:
@@ -53,10 +49,7 @@ class SearchLogReader:
         self.client, self.index = client_of(settings.log_reader or "")
 
     def _search(self, body: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.client.search(index=self.index, body=body,
-                                                    params={"ignore_unavailable": "true",
-                                                            "allow_no_indices": "true"})
-        return result
+        return self.client.search(self.index, body)
 
     def attempts(self, run_id: str, task_id: str) -> list[int]:
         body = {"size": 0, "query": {"bool": {"filter": [term("labels.run_id", run_id),

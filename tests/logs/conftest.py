@@ -1,5 +1,6 @@
-"""Fixtures for the log pipeline tests: a controller wired to the real Kafka, OpenSearch
-(through the real shipper) and S3, plus helpers to read each of them back."""
+"""Fixtures for the log pipeline tests: a controller wired to the real Kafka, a real search
+engine (OpenSearch and Elasticsearch: ``engine`` runs each test against both) fed by the real
+shipper (rsyslog), and S3, plus helpers to read each of them back."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
-from opensearchpy import OpenSearch
 
+from controller import backends
 from controller.api import routes_logs
 from controller.api.app import create_app
 from controller.config import Settings
 from controller.core.service import ControllerService
+from controller.ports import SearchIndex
 from tests.core.conftest import Api
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,26 +45,40 @@ def ensure_up(name: str) -> None:
         service(name, "start")
 
 
+ENGINES = ["opensearch", "elasticsearch"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """The search engine under test; a test that only needs one parametrizes ``engine``."""
+    return str(request.param)
+
+
+def engine_url(stack: dict[str, str], engine: str) -> str:
+    """ENGINE's search index URI (``opensearch://host:port``, ``elasticsearch://...``)."""
+    return f"{engine}://{stack[f'TRACECTL_{engine.upper()}_URL'].split('://', 1)[1]}"
+
+
 @pytest.fixture
-def stack(kafka: dict[str, str], opensearch: dict[str, str], s3: dict[str, str],
-          shipper: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name in ("kafka", "opensearch", "shipper"):
+def stack(kafka: dict[str, str], opensearch: dict[str, str], elasticsearch: dict[str, str],
+          s3: dict[str, str], shipper: dict[str, str],
+          monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for name in ("kafka", "opensearch", "elasticsearch", "shipper"):
         ensure_up(name)
     for key in S3_ENV:
         if key in s3:
             monkeypatch.setenv(key, s3[key])  # the runner inherits the controller's environment
-    return {**kafka, **opensearch, **s3, **shipper}
+    return {**kafka, **opensearch, **elasticsearch, **s3, **shipper}
 
 
 @pytest.fixture
-def pipeline_settings(tmp_path: Path, stack: dict[str, str]) -> Settings:
+def pipeline_settings(tmp_path: Path, stack: dict[str, str], engine: str) -> Settings:
     bootstrap = stack["TRACECTL_KAFKA_BOOTSTRAP"]
-    search = stack["TRACECTL_OPENSEARCH_URL"].split("://", 1)[1]
     return Settings(
         home=tmp_path / "home", supervisor_interval_s=0.05, cancel_grace_s=1.0,
         retry_backoff_s=0.1, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         log_sink=f"kafka://{bootstrap}", status_events=f"kafka://{bootstrap}",
-        log_reader=f"opensearch://{search}",
+        log_reader=engine_url(stack, engine),
         archive=f"s3://tracectl-logs-test/{uuid.uuid4().hex[:8]}",
     )
 
@@ -78,20 +94,21 @@ def pipeline_api(pipeline_settings: Settings) -> Iterator[Api]:
 
 
 @pytest.fixture
-def search(stack: dict[str, str]) -> OpenSearch:
-    return OpenSearch(hosts=[stack["TRACECTL_OPENSEARCH_URL"]], timeout=30)
+def search(stack: dict[str, str], engine: str) -> SearchIndex:
+    """The engine's index through the controller's own adapter (the engine's own client)."""
+    return backends.search_index(engine_url(stack, engine))
 
 
-def indexed(client: OpenSearch, task_id: str) -> list[dict[str, Any]]:
+def indexed(client: SearchIndex, task_id: str) -> list[dict[str, Any]]:
     """Every document of TASK_ID in the index, in event.sequence order."""
-    client.indices.refresh(index=INDEX, params={"ignore_unavailable": "true"})
+    client.refresh(INDEX)
     body = {"query": {"term": {"labels.task_id": task_id}}, "size": 10000,
             "sort": [{"event.sequence": "asc"}]}
-    hits = client.search(index=INDEX, body=body)["hits"]["hits"]
+    hits = client.search(INDEX, body)["hits"]["hits"]
     return [{"_id": hit["_id"], **hit["_source"]} for hit in hits]
 
 
-def wait_indexed(client: OpenSearch, task_id: str, count: int,
+def wait_indexed(client: SearchIndex, task_id: str, count: int,
                  timeout: float = 120) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     docs: list[dict[str, Any]] = []

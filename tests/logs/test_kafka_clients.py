@@ -16,7 +16,6 @@ import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
-from opensearchpy import OpenSearch
 
 from controller.api.app import create_app
 from controller.config import Settings
@@ -31,7 +30,7 @@ from controller.logs.kafka_transport import (
     open_transport,
 )
 from controller.loopback import free_port
-from controller.ports import LogLine
+from controller.ports import LogLine, SearchIndex
 from tests.core.conftest import Api, python
 from tests.logs.conftest import read_topic, wait_indexed
 from tests.logs.tcp_forwarder import TcpForwarder
@@ -188,8 +187,9 @@ def confluent_api(pipeline_settings: Settings) -> Iterator[Api]:
 @pytest.mark.opensearch
 @pytest.mark.s3
 @pytest.mark.shipper
+@pytest.mark.parametrize("engine", ["opensearch"])  # the Kafka client is what varies here
 def test_a_task_logged_through_confluent_is_indexed_once_in_order(confluent_api: Api,
-                                                                   search: OpenSearch) -> None:
+                                                                   search: SearchIndex) -> None:
     """Runner -> confluent-kafka -> real shipper -> OpenSearch: the shipper reads what librdkafka
     wrote (same codec), each line once, in order."""
     run_id = confluent_api.run(pipeline="logs-confluent")

@@ -1,10 +1,10 @@
-"""The local shipper indexes the same documents the production Logstash pipeline would.
+"""rsyslog (logstash/rsyslog/tracectl.conf) indexes the documents the Logstash pipeline would.
 
 Logstash itself cannot run here (it is in no registry this machine reaches), so this test
 reads logstash/pipeline/tracectl.conf, applies the filters it declares with a small Python
 reference (json codec, date on @timestamp, event.id fallback, remove_field, document_id,
-action create) to the very records the real shipper consumed from Kafka, and compares the
-reference documents with what the shipper put in OpenSearch.
+action create) to the very records rsyslog consumed from Kafka, and compares the reference
+documents, field by field and by _id, with what rsyslog put in OpenSearch and in Elasticsearch.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from opensearchpy import OpenSearch
-from opensearchpy.exceptions import NotFoundError
 
+from controller import backends
 from controller.config import Settings
 from controller.logs.kafka_sink import KafkaLogSink
-from controller.ports import LogLine
+from controller.ports import LogLine, SearchIndex
+from tests.logs.conftest import engine_url
 
-pytestmark = [pytest.mark.kafka, pytest.mark.opensearch, pytest.mark.shipper]
+pytestmark = [pytest.mark.kafka, pytest.mark.opensearch, pytest.mark.elasticsearch,
+              pytest.mark.shipper]
 
 CONF = Path(__file__).resolve().parents[2] / "logstash" / "pipeline" / "tracectl.conf"
 TOPIC = "tracectl.logs"
@@ -146,17 +147,14 @@ def records_of(bootstrap: str, key: bytes, count: int) -> list[Any]:
         consumer.close()
 
 
-def indexed_by_id(client: OpenSearch, ids: list[str]) -> dict[str, dict[str, Any]]:
+def indexed_by_id(client: SearchIndex, ids: list[str]) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + 90
     docs: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
         body = {"query": {"ids": {"values": ids}}, "size": len(ids)}
-        try:
-            client.indices.refresh(index="logs-tracectl-default")
-            hits = client.search(index="logs-tracectl-default", body=body)["hits"]["hits"]
-        except NotFoundError:  # on a fresh stack the shipper creates the stream with its first doc
-            time.sleep(0.5)
-            continue
+        # on a fresh stack the shipper creates the stream with its first document
+        client.refresh("logs-tracectl-default")
+        hits = client.search("logs-tracectl-default", body)["hits"]["hits"]
         docs = {hit["_id"]: hit for hit in hits}
         if len(docs) == len(ids):
             break
@@ -171,12 +169,8 @@ def normal(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def test_shipper_documents_match_the_logstash_pipeline(
-    kafka: dict[str, str], opensearch: dict[str, str], shipper: dict[str, str], tmp_path: Path
-) -> None:
-    conf = pipeline()
-    bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
-    task_id = f"parity-{uuid.uuid4().hex[:10]}"
+def produce_task_lines(bootstrap: str, task_id: str, tmp_path: Path) -> list[str]:
+    """Lines of one task through the controller's own Kafka sink; returns their messages."""
     settings = Settings(home=tmp_path, log_sink=f"kafka://{bootstrap}")
     sink = KafkaLogSink(settings, {"run_id": "parity-run", "task_id": task_id, "attempt": "2",
                                    "dag_id": "dag_parity", "task_name": "parity"})
@@ -186,35 +180,64 @@ def test_shipper_documents_match_the_logstash_pipeline(
         sink.emit(LogLine("parity-run", task_id, 2, seq, "stderr" if seq == 2 else "stdout",
                           text, datetime.now(UTC)))
     sink.close()
-    # A foreign producer: no event.id, and a record that is not JSON at all.
+    return messages
+
+
+def produce_foreign(bootstrap: str, task_id: str) -> None:
+    """A foreign producer: no event.id, and a record that is not JSON at all."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     foreign = {"@timestamp": "2026-01-02T03:04:05.678Z", "message": "from elsewhere",
                "labels": {"task_id": task_id}}
     producer.send(TOPIC, key=task_id.encode(), value=json.dumps(foreign).encode())
-    producer.send(TOPIC, key=task_id.encode(), value=b"not json {")
+    producer.send(TOPIC, key=task_id.encode(), value=f"not json {{ {task_id}".encode())
     producer.flush(timeout=30)
     producer.close()
+
+
+@pytest.mark.parametrize("engine", ["opensearch", "elasticsearch"])
+def test_rsyslog_documents_match_the_logstash_pipeline(
+    kafka: dict[str, str], opensearch: dict[str, str], elasticsearch: dict[str, str],
+    shipper: dict[str, str], engine: str, tmp_path: Path
+) -> None:
+    conf = pipeline()
+    bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
+    task_id = f"parity-{uuid.uuid4().hex[:10]}"
+    messages = produce_task_lines(bootstrap, task_id, tmp_path)
+    produce_foreign(bootstrap, task_id)
 
     records = records_of(bootstrap, task_id.encode(), len(messages) + 2)
     assert len(records) == len(messages) + 2
     expected = [logstash(conf, r.topic, r.partition, r.offset, r.value) for r in records]
     assert {index for index, _, _ in expected} == {shipper["TRACECTL_SHIPPER_INDEX"]}
-    got = indexed_by_id(OpenSearch(hosts=[opensearch["TRACECTL_OPENSEARCH_URL"]]),
-                        [doc_id for _, doc_id, _ in expected])
-    assert set(got) == {doc_id for _, doc_id, _ in expected}
-
+    client = backends.search_index(engine_url({**opensearch, **elasticsearch}, engine))
     ours = expected[: len(messages)]
-    for _, doc_id, reference in ours:  # tracectl's own events: identical documents
+    got = indexed_by_id(client, [doc_id for _, doc_id, _ in ours])
+    assert set(got) == {doc_id for _, doc_id, _ in ours}
+    for _, doc_id, reference in ours:  # tracectl's own events: identical documents and ids
+        assert got[doc_id]["_index"].startswith(".ds-logs-tracectl-default-")
         assert normal(got[doc_id]["_source"]) == reference, doc_id
     assert [got[i]["_source"]["message"] for _, i, _ in ours] == messages
 
-    # Foreign records: same _id, message and tags. Known differences of the stand-in, kept
-    # visible here: it does not copy the fallback id into event.id, and stamps a record
-    # without @timestamp with the Kafka record time where Logstash's codec uses ingest time.
-    (_, foreign_id, foreign_ref), (_, raw_id, raw_ref) = expected[len(messages):]
-    assert foreign_id == f"{TOPIC}-{records[-2].partition}-{records[-2].offset}"
-    foreign_got = normal(got[foreign_id]["_source"])
-    assert foreign_got == {k: v for k, v in foreign_ref.items() if k != "event"}
-    raw_got = got[raw_id]["_source"]
-    assert raw_got["message"] == raw_ref["message"] == "not json {"
+    # Foreign records: the same documents but for the fallback id, which rsyslog cannot build
+    # from partition and offset (imkafka does not expose them): "<topic>-<hash64 of the
+    # record>", written to event.id as Logstash writes its own, and as stable across re-reads.
+    (_, _, foreign_ref), (_, _, raw_ref) = expected[len(messages):]
+    client.refresh("logs-tracectl-default")
+    body = {"query": {"bool": {"filter": [{"term": {"labels.task_id": task_id}}],
+                               "must_not": [{"exists": {"field": "event.sequence"}}]}}}
+    foreign_hits = client.search("logs-tracectl-default", body)["hits"]["hits"]
+    assert len(foreign_hits) == 1, foreign_hits
+    foreign_got = normal(foreign_hits[0]["_source"])
+    assert re.fullmatch(rf"{re.escape(TOPIC)}--?\d+", foreign_hits[0]["_id"])
+    assert foreign_got["event"] == {"id": foreign_hits[0]["_id"]}
+    strip = {k: v for k, v in foreign_ref.items() if k != "event"}
+    assert {k: v for k, v in foreign_got.items() if k != "event"} == strip
+    raw_body = {"query": {"bool": {"filter": [{"term": {"tags": "_jsonparsefailure"}},
+                                              {"term": {"message.keyword": f"not json {{ {task_id}"}}]}}}
+    raw_hits = client.search("logs-tracectl-default", raw_body)["hits"]["hits"]
+    assert len(raw_hits) == 1, "the record that is not JSON was not indexed once"
+    raw_got = raw_hits[0]["_source"]
+    assert set(raw_got) == set(raw_ref) == {"message", "tags", "@timestamp", "event"}
+    assert raw_got["message"] == raw_ref["message"] == f"not json {{ {task_id}"
     assert raw_got["tags"] == raw_ref["tags"] == ["_jsonparsefailure"]
+    assert raw_got["event"]["id"] == raw_hits[0]["_id"]

@@ -10,10 +10,10 @@ import gzip
 import hashlib
 
 import pytest
-from opensearchpy import OpenSearch
 
 from controller.archive.s3 import S3ArtifactStore
 from controller.logs.search_reader import SearchLogReader
+from controller.ports import SearchIndex
 from tests.core.conftest import Api, python
 from tests.logs.conftest import read_topic, wait_indexed
 
@@ -39,7 +39,7 @@ print("ERROR: last words", flush=True)
 
 
 def test_task_log_is_indexed_once_in_order_and_archived(pipeline_api: Api,
-                                                        search: OpenSearch) -> None:
+                                                        search: SearchIndex) -> None:
     run_id = pipeline_api.run(pipeline="logs-e2e", airflow_dag_id="dag_logs")
     task = pipeline_api.submit(run_id, "noisy", command=python(NOISY_TASK))
     done = pipeline_api.wait(task["id"])

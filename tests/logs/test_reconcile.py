@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
-from opensearchpy import OpenSearch
 
 from controller.api.app import create_app
 from controller.archive.s3 import S3ArtifactStore
@@ -27,9 +26,10 @@ from controller.logs.file_sink import FileLogReader
 from controller.logs.reconcile import LogReconciler
 from controller.logs.reconcile_records import enqueue_check
 from controller.logs.reconcile_worker import ReconcileWorker
+from controller.ports import SearchIndex
 from controller.store.database import Database
 from tests.core.conftest import Api, python
-from tests.logs.conftest import INDEX, wait_indexed
+from tests.logs.conftest import INDEX, indexed, wait_indexed
 
 pytestmark = [pytest.mark.kafka, pytest.mark.opensearch, pytest.mark.s3, pytest.mark.shipper,
               pytest.mark.timeout(600)]
@@ -183,13 +183,13 @@ def read_ranges(bootstrap: str, ranges: list[dict[str, Any]]) -> list[Any]:
 
 
 def test_deleted_index_documents_are_detected_and_repaired(
-        pipeline_api: Api, search: OpenSearch, monkeypatch: pytest.MonkeyPatch) -> None:
+        pipeline_api: Api, search: SearchIndex, monkeypatch: pytest.MonkeyPatch) -> None:
     task = run_task(pipeline_api, "deleted")
     wait_checked(pipeline_api, task["id"])
     gone = [f"{task['id']}:1:{seq}" for seq in (1, 50, task["lines"])]
-    deleted = search.delete_by_query(index=INDEX, body={"query": {"ids": {"values": gone}}},
-                                     params={"refresh": "true"})
-    assert deleted["deleted"] == 3
+    search.delete_ids(INDEX, gone)
+    left = {d["_id"] for d in indexed(search, task["id"])}
+    assert len(left) == task["lines"] - 3 and not left & set(gone)
     mismatches_before = metric(pipeline_api, "tracectl_log_reconciliation_mismatches_total")
 
     monkeypatch.setenv("TRACECTL_LOG_RECONCILE_WAIT_S", "2")  # they will not come back alone
@@ -262,7 +262,7 @@ def test_truncated_archive_is_detected_and_rewritten(pipeline_api: Api) -> None:
 
 
 def test_without_kafka_missing_lines_are_written_straight_to_the_index(
-        pipeline_settings: Settings, search: OpenSearch, monkeypatch: pytest.MonkeyPatch) -> None:
+        pipeline_settings: Settings, search: SearchIndex, monkeypatch: pytest.MonkeyPatch) -> None:
     # File sink only: nothing ships the lines, so the index lacks all of them.
     settings = pipeline_settings.model_copy(update={"log_sink": "file", "status_events": "none"})
     with TestClient(create_app(settings, service=ControllerService(settings))) as client:
