@@ -31,5 +31,11 @@ class ElasticsearchIndex:
         self.client.indices.refresh(index=index, ignore_unavailable=True)
 
     def delete_ids(self, index: str, ids: list[str]) -> None:
-        self.client.delete_by_query(index=index, query={"ids": {"values": ids}},
-                                    refresh=True, conflicts="proceed")
+        # By id in each backing index: _delete_by_query lives in the reindex module, which a
+        # node may lack (the local one does: it is not on Maven Central).
+        hits = self.search(index, {"query": {"ids": {"values": ids}}, "size": len(ids),
+                                   "_source": False})["hits"]["hits"]
+        if hits:
+            operations = [{"delete": {"_index": hit["_index"], "_id": hit["_id"]}}
+                          for hit in hits]
+            self.client.bulk(operations=operations, refresh=True)

@@ -1,9 +1,10 @@
 """What the search index holds for a task attempt, checked against what the task wrote.
 
-Fault tests run the controller with the Kafka log sink; the deploy/local shipper indexes
-``tracectl.logs`` into ``logs-tracectl-default``. A line lost anywhere on the way (runner
-spool, Kafka, shipper) is a missing sequence number; a line shipped twice under another id is
-a second document for that sequence number.
+Fault tests run the controller with the Kafka log sink; the deploy/local shipper (rsyslog)
+indexes ``tracectl.logs`` into ``logs-tracectl-default`` on each engine; the index is read
+through the controller's adapter for the engine (controller.ports.SearchIndex). A line lost
+anywhere on the way (runner spool, Kafka, shipper) is a missing sequence number; a line
+shipped twice under another id is a second document for that sequence number.
 """
 
 from __future__ import annotations
@@ -14,20 +15,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from opensearchpy import OpenSearch
+from controller.ports import SearchIndex
 
 INDEX = "logs-tracectl-*"
 PAGE = 10000
 
 
-def documents(client: OpenSearch, run_id: str) -> list[dict[str, Any]]:
+def documents(client: SearchIndex, run_id: str) -> list[dict[str, Any]]:
     """Every indexed line of RUN_ID, with its document ``_id``."""
-    client.indices.refresh(index=INDEX, params={"ignore_unavailable": "true"})
+    client.refresh(INDEX)
     body: dict[str, Any] = {"query": {"term": {"labels.run_id": run_id}}, "size": PAGE,
                             "sort": [{"event.sequence": "asc"}, {"@timestamp": "asc"}]}
     out: list[dict[str, Any]] = []
     while True:
-        hits = client.search(index=INDEX, body=body)["hits"]["hits"]
+        hits = client.search(INDEX, body)["hits"]["hits"]
         out.extend({"_id": hit["_id"], **hit["_source"]} for hit in hits)
         if len(hits) < PAGE:
             return out
@@ -45,7 +46,7 @@ def by_attempt(docs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[st
     return groups
 
 
-def wait_for_lines(client: OpenSearch, run_id: str, total: int,
+def wait_for_lines(client: SearchIndex, run_id: str, total: int,
                    timeout_s: float = 300) -> list[dict[str, Any]]:
     """The run's documents once at least TOTAL are indexed (or whatever is there at the
     deadline); then a pause, so that a duplicate still in flight would be counted too."""
@@ -97,3 +98,11 @@ def exactly_once_problems(groups: dict[tuple[str, str], list[dict[str, Any]]],
         elif [d["message"] for d in docs] != want:
             problems.append(f"{key}: indexed messages differ from the file record")
     return problems
+
+
+def engine_index(env: dict[str, str], engine: str) -> SearchIndex:
+    """ENGINE's index (opensearch, elasticsearch) from its deploy/local env lines."""
+    from controller import backends
+
+    url = env[f"TRACECTL_{engine.upper()}_URL"].split("://", 1)[1]
+    return backends.search_index(f"{engine}://{url}")

@@ -20,9 +20,15 @@ from pathlib import Path
 import httpx
 import pytest
 from mlflow.tracking import MlflowClient
-from opensearchpy import OpenSearch
 
-from tests.faults.log_index import by_attempt, exactly_once_problems, file_record, wait_for_lines
+from controller.ports import SearchIndex
+from tests.faults.log_index import (
+    by_attempt,
+    engine_index,
+    exactly_once_problems,
+    file_record,
+    wait_for_lines,
+)
 from tests.logs.conftest import ensure_up
 from tests.server_process import ServerProcess
 
@@ -115,11 +121,11 @@ def test_random_kills_lose_nothing(tmp_path: Path, tracking_uri: str, kafka: dic
     finally:
         server.stop()
     check_leases(tmp_path / "home" / "tracectl.db", ids)
-    check_index(OpenSearch(hosts=[opensearch["TRACECTL_OPENSEARCH_URL"]], timeout=30),
+    check_index(engine_index(opensearch, "opensearch"),
                 tmp_path / "home", run_id, ids)
 
 
-def check_index(client: OpenSearch, home: Path, run_id: str, ids: list[str]) -> None:
+def check_index(client: SearchIndex, home: Path, run_id: str, ids: list[str]) -> None:
     """The index holds exactly the file record: every line of every attempt, once."""
     record = file_record(home, run_id)
     assert set(record) == {(task_id, "1") for task_id in ids}

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from opensearchpy import OpenSearch
 
+from controller.ports import SearchIndex
 from tests.faults.kafka_topic import sequences_since
 from tests.faults.log_index import (
     by_attempt,
     documents,
+    engine_index,
     exactly_once_problems,
     file_record,
     wait_for_lines,
@@ -66,7 +67,7 @@ def submit(url: str, stop_files: list[Path]) -> tuple[str, list[str]]:
     return run, ids
 
 
-def wait_until_indexed(client: OpenSearch, run_id: str, ids: list[str], lines: int) -> None:
+def wait_until_indexed(client: SearchIndex, run_id: str, ids: list[str], lines: int) -> None:
     """Until each task has LINES lines in the index: the whole path works before the outage."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -107,7 +108,7 @@ def test_broker_down_a_minute_loses_no_line(tmp_path: Path, mlflow_uri: str,
     for name in ("kafka", "opensearch", "shipper"):
         ensure_up(name)
     bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
-    search = OpenSearch(hosts=[opensearch["TRACECTL_OPENSEARCH_URL"]], timeout=30)
+    search = engine_index(opensearch, "opensearch")
     home = tmp_path / "home"
     down, stop = tmp_path / "broker-down", tmp_path / "stop"
     server = ServerProcess(home, {"TRACECTL_TRACKING_URI": mlflow_uri,
@@ -124,9 +125,7 @@ def test_broker_down_a_minute_loses_no_line(tmp_path: Path, mlflow_uri: str,
             time.sleep(OUTAGE_S)
         finally:
             service("kafka", "start")  # never leave the shared broker down
-            # The stand-in shipper exits when the broker vanishes under a commit; its
-            # supervisor (here, this call) restarts it and it resumes from committed offsets.
-            ensure_up("shipper")
+            ensure_up("shipper")  # rsyslog reconnects by itself; a shipper that died restarts
         time.sleep(AFTER_S)
         stop.touch()
         tasks = wait_finished(server, ids)
