@@ -3,6 +3,7 @@
     python bench/logs.py             # both; needs deploy/local kafka, opensearch, shipper
     python bench/logs.py --lines 200000 --latency-lines 2000 --rate 200
     python bench/logs.py --skip-latency --clients confluent
+    python bench/logs.py --shippers --homemade   # and bench/logs_shipper.py's figures
 
 cpu_us_per_line: CPU time of this process (all its threads, librdkafka's included) per line:
             steadier than lines/s on a shared machine; 1e6 / it ~ lines/s one free core allows.
@@ -17,6 +18,10 @@ latency:    lines emitted at --rate lines/s to tracectl.logs; the real shipper i
             this process polls the index (no forced refresh: "searchable" means after the
             index's own 1 s refresh) every --poll-ms and records when each line first shows.
             Latency = first seen - emitted, same clock. Polling adds up to --poll-ms.
+
+shippers:   (--shippers) bench/logs_shipper.py: Kafka -> index lines/s and line -> searchable
+            latency of rsyslog into OpenSearch and into Elasticsearch (--homemade: and of the
+            Python stand-in it replaced), each with its own shipper process.
 
 Prints one JSON document with the figures, the targets, the machine and the command line.
 """
@@ -258,6 +263,14 @@ def latency(bootstrap: str, search_url: str, lines: int, rate: float, width: int
             "mean_s": round(statistics.fmean(delays), 3) if delays else None}
 
 
+def shippers(homemade: bool) -> dict[str, Any]:
+    """bench/logs_shipper.py's figures, run as its own process (its own command line)."""
+    command = [sys.executable, str(REPO / "bench" / "logs_shipper.py")]
+    out = subprocess.run(command + (["--homemade"] if homemade else []), capture_output=True,
+                         text=True, check=True, cwd=REPO)
+    return dict(json.loads(out.stdout)["shippers"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=200_000)
@@ -271,6 +284,10 @@ def main() -> int:
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--rsyslog", action="store_true",
                         help="also time rsyslog imfile -> omkafka tailing the same lines")
+    parser.add_argument("--shippers", action="store_true",
+                        help="also the shippers' figures (bench/logs_shipper.py)")
+    parser.add_argument("--homemade", action="store_true",
+                        help="with --shippers: the old Python stand-in as well")
     args = parser.parse_args()
     clients = [c for c in args.clients.split(",") if c]
     unknown = set(clients) - set(KAFKA_CLIENTS)
@@ -297,6 +314,8 @@ def main() -> int:
         search_url = service_env("opensearch")["TRACECTL_OPENSEARCH_URL"]
         result["latency"] = latency(bootstrap, search_url, args.latency_lines, args.rate,
                                     args.width, args.poll_ms, args.latency_client)
+    if args.shippers:
+        result["shippers"] = shippers(args.homemade)
     result["machine"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     result["met"] = {
         "lines_per_s": {client: figures["delivered_lines_per_s"] >= TARGET_LINES_PER_S

@@ -49,19 +49,24 @@ TARGET_P95_S = 2.0
 
 
 def service_env(name: str) -> dict[str, str]:
-    out = subprocess.run([str(REPO / "deploy" / "local" / name), "env"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [str(REPO / "deploy" / "local" / name), "env"], capture_output=True, text=True, check=True
+    )
     return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
 
 
 def document(run: str, seq: int, width: int) -> bytes:
     """One line as the controller's Kafka sink writes it (ECS fields, id task:attempt:seq)."""
-    return json.dumps({
-        "@timestamp": datetime.now(UTC).isoformat(), "message": f"{seq:08d} " + "x" * width,
-        "log": {"level": "info"}, "service": {"name": "tracectl"},
-        "labels": {"run_id": run, "task_id": run, "attempt": "1", "stream": "stdout"},
-        "event": {"id": f"{run}:1:{seq}", "sequence": seq, "dataset": "tracectl.task"},
-    }).encode()
+    return json.dumps(
+        {
+            "@timestamp": datetime.now(UTC).isoformat(),
+            "message": f"{seq:08d} " + "x" * width,
+            "log": {"level": "info"},
+            "service": {"name": "tracectl"},
+            "labels": {"run_id": run, "task_id": run, "attempt": "1", "stream": "stdout"},
+            "event": {"id": f"{run}:1:{seq}", "sequence": seq, "dataset": "tracectl.task"},
+        }
+    ).encode()
 
 
 def private_topic(bootstrap: str, topic: str) -> None:
@@ -84,30 +89,53 @@ def produce(bootstrap: str, topic: str, run: str, first: int, count: int, width:
     producer.flush(60)
 
 
-def rsyslog(engine_url: str, bootstrap: str, topic: str, stream: str,
-            work: Path) -> subprocess.Popen[bytes]:
+def rsyslog(
+    engine_url: str, bootstrap: str, topic: str, stream: str, work: Path
+) -> subprocess.Popen[bytes]:
     """rsyslogd with the project's configuration, renamed to a private topic and stream."""
     text = CONF.read_text().replace('topic="tracectl.logs"', f'topic="{topic}"')
     text = text.replace('"logs-tracectl-default"', f'"{stream}"')
     conf = work / "tracectl.conf"
     conf.write_text(text)
-    env = {**os.environ, "RSYSLOG_WORKDIR": str(work), "RSYSLOG_KAFKA_BOOTSTRAP": bootstrap,
-           "RSYSLOG_KAFKA_GROUP": f"bench-{uuid.uuid4().hex[:8]}",
-           "RSYSLOG_ES_SERVER": engine_url, "RSYSLOG_ES_USER": "", "RSYSLOG_ES_PASSWORD": ""}
-    return subprocess.Popen(["rsyslogd", "-n", "-f", str(conf), "-i", str(work / "pid")],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "RSYSLOG_WORKDIR": str(work),
+        "RSYSLOG_KAFKA_BOOTSTRAP": bootstrap,
+        "RSYSLOG_KAFKA_GROUP": f"bench-{uuid.uuid4().hex[:8]}",
+        "RSYSLOG_ES_SERVER": engine_url,
+        "RSYSLOG_ES_USER": "",
+        "RSYSLOG_ES_PASSWORD": "",
+    }
+    return subprocess.Popen(
+        ["rsyslogd", "-n", "-f", str(conf), "-i", str(work / "pid")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
-def homemade(engine_url: str, bootstrap: str, topic: str, stream: str,
-             work: Path) -> subprocess.Popen[bytes]:
+def homemade(
+    engine_url: str, bootstrap: str, topic: str, stream: str, work: Path
+) -> subprocess.Popen[bytes]:
     """The Python stand-in this project used before rsyslog (kafka-python + opensearch-py)."""
-    env = {**os.environ, "TRACECTL_KAFKA_BOOTSTRAP": bootstrap,
-           "TRACECTL_OPENSEARCH_URL": engine_url, "TRACECTL_SHIPPER_TOPIC": topic,
-           "TRACECTL_SHIPPER_INDEX": stream, "TRACECTL_SHIPPER_TEMPLATE": "",
-           "TRACECTL_SHIPPER_GROUP": f"bench-{uuid.uuid4().hex[:8]}",
-           "TRACECTL_SHIPPER_PORT": "9612", "TRACECTL_SHIPPER_INSTANCE": uuid.uuid4().hex}
-    return subprocess.Popen([sys.executable, str(HOMEMADE)], env=env, cwd=work,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "TRACECTL_KAFKA_BOOTSTRAP": bootstrap,
+        "TRACECTL_OPENSEARCH_URL": engine_url,
+        "TRACECTL_SHIPPER_TOPIC": topic,
+        "TRACECTL_SHIPPER_INDEX": stream,
+        "TRACECTL_SHIPPER_TEMPLATE": "",
+        "TRACECTL_SHIPPER_GROUP": f"bench-{uuid.uuid4().hex[:8]}",
+        "TRACECTL_SHIPPER_PORT": "9612",
+        "TRACECTL_SHIPPER_INSTANCE": uuid.uuid4().hex,
+    }
+    return subprocess.Popen(
+        [sys.executable, str(HOMEMADE)],
+        env=env,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 SHIPPERS = {"rsyslog": rsyslog, "homemade": homemade}
@@ -133,8 +161,15 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def throughput(kind: str, engine: str, urls: dict[str, str], bootstrap: str, lines: int,
-               width: int, poll_ms: int) -> dict[str, Any]:
+def throughput(
+    kind: str,
+    engine: str,
+    urls: dict[str, str],
+    bootstrap: str,
+    lines: int,
+    width: int,
+    poll_ms: int,
+) -> dict[str, Any]:
     run = f"bench{uuid.uuid4().hex[:8]}"
     topic, stream = f"bench.shipper.{run}", f"logs-tracectl-{run}-default"
     private_topic(bootstrap, topic)
@@ -151,13 +186,26 @@ def throughput(kind: str, engine: str, urls: dict[str, str], bootstrap: str, lin
         used = cpu_s(process) - cpu_before if process.poll() is None else float("nan")
         stop(process)
     done -= 1  # the warm-up line
-    return {"lines": lines, "indexed": done, "seconds": round(elapsed, 2),
-            "lines_per_s": round(done / elapsed), "cpu_s": round(used, 2),
-            "lines_per_cpu_s": round(done / used) if used == used and used > 0 else None}
+    return {
+        "lines": lines,
+        "indexed": done,
+        "seconds": round(elapsed, 2),
+        "lines_per_s": round(done / elapsed),
+        "cpu_s": round(used, 2),
+        "lines_per_cpu_s": round(done / used) if used == used and used > 0 else None,
+    }
 
 
-def started(kind: str, engine: str, urls: dict[str, str], bootstrap: str, topic: str,
-            stream: str, work: Path, width: int) -> subprocess.Popen[bytes]:
+def started(
+    kind: str,
+    engine: str,
+    urls: dict[str, str],
+    bootstrap: str,
+    topic: str,
+    stream: str,
+    work: Path,
+    width: int,
+) -> subprocess.Popen[bytes]:
     """The shipper, once a warm-up line (sequence 0) is searchable: its start-up and consumer
     group join are not part of the figures."""
     process = SHIPPERS[kind](urls[engine], bootstrap, topic, stream, work)
@@ -171,8 +219,16 @@ def started(kind: str, engine: str, urls: dict[str, str], bootstrap: str, topic:
     return process
 
 
-def latency(kind: str, engine: str, urls: dict[str, str], bootstrap: str, lines: int,
-            rate: float, width: int, poll_ms: int) -> dict[str, Any]:
+def latency(
+    kind: str,
+    engine: str,
+    urls: dict[str, str],
+    bootstrap: str,
+    lines: int,
+    rate: float,
+    width: int,
+    poll_ms: int,
+) -> dict[str, Any]:
     run = f"bench{uuid.uuid4().hex[:8]}"
     topic, stream = f"bench.shipper.{run}", f"logs-tracectl-{run}-default"
     private_topic(bootstrap, topic)
@@ -180,21 +236,38 @@ def latency(kind: str, engine: str, urls: dict[str, str], bootstrap: str, lines:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
     with tempfile.TemporaryDirectory(prefix="tracectl-bench-") as work:
         process = started(kind, engine, urls, bootstrap, topic, stream, Path(work), width)
-        emitted, seen = measure(producer, client, topic, stream, run, lines, rate, width,
-                                poll_ms)
+        emitted, seen = measure(producer, client, topic, stream, run, lines, rate, width, poll_ms)
         stop(process)
     delays = sorted(seen[s] - emitted[s] for s in seen if s in emitted)
-    pick = (lambda q: round(delays[min(len(delays) - 1, int(q * len(delays)))], 3)) \
-        if delays else (lambda q: None)
-    return {"lines": lines, "rate_lines_per_s": rate, "poll_ms": poll_ms,
-            "searchable": len(delays), "lost": lines - len(delays),
-            "p50_s": pick(0.50), "p95_s": pick(0.95), "p99_s": pick(0.99),
-            "max_s": round(delays[-1], 3) if delays else None}
+    pick = (
+        (lambda q: round(delays[min(len(delays) - 1, int(q * len(delays)))], 3))
+        if delays
+        else (lambda q: None)
+    )
+    return {
+        "lines": lines,
+        "rate_lines_per_s": rate,
+        "poll_ms": poll_ms,
+        "searchable": len(delays),
+        "lost": lines - len(delays),
+        "p50_s": pick(0.50),
+        "p95_s": pick(0.95),
+        "p99_s": pick(0.99),
+        "max_s": round(delays[-1], 3) if delays else None,
+    }
 
 
-def measure(producer: Producer, client: SearchIndex, topic: str, stream: str, run: str,
-            lines: int, rate: float, width: int,
-            poll_ms: int) -> tuple[dict[int, float], dict[int, float]]:
+def measure(
+    producer: Producer,
+    client: SearchIndex,
+    topic: str,
+    stream: str,
+    run: str,
+    lines: int,
+    rate: float,
+    width: int,
+    poll_ms: int,
+) -> tuple[dict[int, float], dict[int, float]]:
     """Produce LINES at RATE; poll the index (no refresh); when each line was sent and seen."""
     emitted: dict[int, float] = {}
     seen: dict[int, float] = {}
@@ -208,8 +281,11 @@ def measure(producer: Producer, client: SearchIndex, topic: str, stream: str, ru
             producer.produce(topic, key=run.encode(), value=document(run, seq, width))
             producer.poll(0)
         if now >= next_poll:
-            body = {"query": {"range": {"event.sequence": {"gte": 1}}}, "size": 10000,
-                    "_source": ["event.sequence"]}
+            body = {
+                "query": {"range": {"event.sequence": {"gte": 1}}},
+                "size": 10000,
+                "_source": ["event.sequence"],
+            }
             hits = client.search(stream, body)["hits"]["hits"]
             stamp = time.perf_counter()
             for hit in hits:
@@ -223,23 +299,29 @@ def measure(producer: Producer, client: SearchIndex, topic: str, stream: str, ru
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every (shipper, engine) pair's figures; the home-made shipper talks to OpenSearch only."""
     bootstrap = service_env("kafka")["TRACECTL_KAFKA_BOOTSTRAP"]
-    urls = {"opensearch": service_env("opensearch")["TRACECTL_OPENSEARCH_URL"],
-            "elasticsearch": service_env("elasticsearch")["TRACECTL_ELASTICSEARCH_URL"]}
+    urls = {
+        "opensearch": service_env("opensearch")["TRACECTL_OPENSEARCH_URL"],
+        "elasticsearch": service_env("elasticsearch")["TRACECTL_ELASTICSEARCH_URL"],
+    }
     pairs = [("rsyslog", "opensearch"), ("rsyslog", "elasticsearch")]
     if args.homemade:
         pairs.append(("homemade", "opensearch"))
     out: dict[str, Any] = {}
     for kind, engine in pairs:
         figures = out[f"{kind}->{engine}"] = {
-            "throughput": throughput(kind, engine, urls, bootstrap, args.lines, args.width,
-                                     args.poll_ms)}
-        figures["latency"] = latency(kind, engine, urls, bootstrap, args.latency_lines,
-                                     args.rate, args.width, args.poll_ms)
+            "throughput": throughput(
+                kind, engine, urls, bootstrap, args.lines, args.width, args.poll_ms
+            )
+        }
+        figures["latency"] = latency(
+            kind, engine, urls, bootstrap, args.latency_lines, args.rate, args.width, args.poll_ms
+        )
         lat = figures["latency"]["p95_s"]
         per_core = figures["throughput"]["lines_per_cpu_s"]
-        figures["met"] = {"p95_s": lat is not None and lat < TARGET_P95_S,
-                          "lines_per_cpu_s": per_core is not None
-                          and per_core >= TARGET_LINES_PER_S}
+        figures["met"] = {
+            "p95_s": lat is not None and lat < TARGET_P95_S,
+            "lines_per_cpu_s": per_core is not None and per_core >= TARGET_LINES_PER_S,
+        }
     return out
 
 
@@ -249,18 +331,23 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-lines", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=200.0, help="latency run, lines/s")
     parser.add_argument("--poll-ms", type=int, default=100)
-    parser.add_argument("--homemade", action="store_true",
-                        help="also the old Python stand-in (deploy/local/shipper.d/shipper.py)")
+    parser.add_argument(
+        "--homemade",
+        action="store_true",
+        help="also the old Python stand-in (deploy/local/shipper.d/shipper.py)",
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     arguments(parser)
     args = parser.parse_args()
-    result: dict[str, Any] = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-              "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
-              "targets": {"lines_per_cpu_s": TARGET_LINES_PER_S, "p95_s": TARGET_P95_S},
-              "shippers": run(args)}
+    result: dict[str, Any] = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "targets": {"lines_per_cpu_s": TARGET_LINES_PER_S, "p95_s": TARGET_P95_S},
+        "shippers": run(args),
+    }
     result["machine"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, indent=2))
     return 0

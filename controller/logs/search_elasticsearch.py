@@ -17,8 +17,11 @@ class ElasticsearchIndex:
         self.client = Elasticsearch(hosts=[url], request_timeout=TIMEOUT_S)
 
     def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.client.search(index=index, body=body, ignore_unavailable=True,
-                                       allow_no_indices=True))
+        return dict(
+            self.client.search(
+                index=index, body=body, ignore_unavailable=True, allow_no_indices=True
+            )
+        )
 
     def create(self, index: str, doc_id: str, document: dict[str, Any]) -> bool:
         try:
@@ -33,9 +36,9 @@ class ElasticsearchIndex:
     def delete_ids(self, index: str, ids: list[str]) -> None:
         # By id in each backing index: _delete_by_query lives in the reindex module, which a
         # node may lack (the local one does: it is not on Maven Central).
-        hits = self.search(index, {"query": {"ids": {"values": ids}}, "size": len(ids),
-                                   "_source": False})["hits"]["hits"]
+        hits = self.search(
+            index, {"query": {"ids": {"values": ids}}, "size": len(ids), "_source": False}
+        )["hits"]["hits"]
         if hits:
-            operations = [{"delete": {"_index": hit["_index"], "_id": hit["_id"]}}
-                          for hit in hits]
+            operations = [{"delete": {"_index": hit["_index"], "_id": hit["_id"]}} for hit in hits]
             self.client.bulk(operations=operations, refresh=True)

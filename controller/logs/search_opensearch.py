@@ -33,5 +33,8 @@ class OpenSearchIndex:
         self.client.indices.refresh(index=index, params={"ignore_unavailable": "true"})
 
     def delete_ids(self, index: str, ids: list[str]) -> None:
-        self.client.delete_by_query(index=index, body={"query": {"ids": {"values": ids}}},
-                                    params={"refresh": "true", "conflicts": "proceed"})
+        self.client.delete_by_query(
+            index=index,
+            body={"query": {"ids": {"values": ids}}},
+            params={"refresh": "true", "conflicts": "proceed"},
+        )

@@ -33,21 +33,29 @@ from tests.faults.test_kafka_outage import spools_left, submit, wait_finished, w
 from tests.logs.conftest import ensure_up, service
 from tests.server_process import ServerProcess
 
-pytestmark = [pytest.mark.kafka, pytest.mark.opensearch, pytest.mark.elasticsearch,
-              pytest.mark.shipper, pytest.mark.disruptive, pytest.mark.slow,
-              pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.opensearch,
+    pytest.mark.elasticsearch,
+    pytest.mark.shipper,
+    pytest.mark.disruptive,
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+]
 
 ENGINES = ["opensearch", "elasticsearch"]
 OUTAGE_S = float(os.environ.get("TRACECTL_FAULT_OUTAGE_S", "60"))
 AFTER_S = 10.0  # the tasks go on printing this long after the fault is over
 
 
-def run_through(tmp_path: Path, mlflow_uri: str, bootstrap: str, search: SearchIndex,
-                fault: Callable[[], None]) -> tuple[str, dict[tuple[str, str], list[str]]]:
+def run_through(
+    tmp_path: Path, mlflow_uri: str, bootstrap: str, search: SearchIndex, fault: Callable[[], None]
+) -> tuple[str, dict[tuple[str, str], list[str]]]:
     """Four ticking tasks; FAULT once their first lines are indexed; their file record."""
     home, stop = tmp_path / "home", tmp_path / "stop"
-    server = ServerProcess(home, {"TRACECTL_TRACKING_URI": mlflow_uri,
-                                  "TRACECTL_LOG_SINK": f"kafka://{bootstrap}"})
+    server = ServerProcess(
+        home, {"TRACECTL_TRACKING_URI": mlflow_uri, "TRACECTL_LOG_SINK": f"kafka://{bootstrap}"}
+    )
     server.start()
     try:
         run_id, ids = submit(server.url, [stop] * 4)
@@ -66,16 +74,23 @@ def run_through(tmp_path: Path, mlflow_uri: str, bootstrap: str, search: SearchI
     return run_id, record
 
 
-def exactly_once(search: SearchIndex, run_id: str,
-                 record: dict[tuple[str, str], list[str]]) -> list[str]:
+def exactly_once(
+    search: SearchIndex, run_id: str, record: dict[tuple[str, str], list[str]]
+) -> list[str]:
     docs = wait_for_lines(search, run_id, sum(len(lines) for lines in record.values()))
     return exactly_once_problems(by_attempt(docs), record)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_index_engine_down_a_minute_loses_and_doubles_no_line(
-        tmp_path: Path, mlflow_uri: str, kafka: dict[str, str], opensearch: dict[str, str],
-        elasticsearch: dict[str, str], shipper: dict[str, str], engine: str) -> None:
+    tmp_path: Path,
+    mlflow_uri: str,
+    kafka: dict[str, str],
+    opensearch: dict[str, str],
+    elasticsearch: dict[str, str],
+    shipper: dict[str, str],
+    engine: str,
+) -> None:
     for name in ("kafka", "opensearch", "elasticsearch", "shipper"):
         ensure_up(name)
     search = engine_index({**opensearch, **elasticsearch}, engine)
@@ -87,14 +102,20 @@ def test_index_engine_down_a_minute_loses_and_doubles_no_line(
         finally:
             service(engine, "start", timeout=600)  # never leave it down
 
-    run_id, record = run_through(tmp_path, mlflow_uri, kafka["TRACECTL_KAFKA_BOOTSTRAP"],
-                                 search, engine_down)
+    run_id, record = run_through(
+        tmp_path, mlflow_uri, kafka["TRACECTL_KAFKA_BOOTSTRAP"], search, engine_down
+    )
     assert exactly_once(search, run_id, record) == []
 
 
 def test_shipper_killed_mid_stream_loses_and_doubles_no_line(
-        tmp_path: Path, mlflow_uri: str, kafka: dict[str, str], opensearch: dict[str, str],
-        elasticsearch: dict[str, str], shipper: dict[str, str]) -> None:
+    tmp_path: Path,
+    mlflow_uri: str,
+    kafka: dict[str, str],
+    opensearch: dict[str, str],
+    elasticsearch: dict[str, str],
+    shipper: dict[str, str],
+) -> None:
     for name in ("kafka", "opensearch", "elasticsearch", "shipper"):
         ensure_up(name)
     engines = {e: engine_index({**opensearch, **elasticsearch}, e) for e in ENGINES}
@@ -108,7 +129,8 @@ def test_shipper_killed_mid_stream_loses_and_doubles_no_line(
         finally:
             service("shipper", "start")
 
-    run_id, record = run_through(tmp_path, mlflow_uri, kafka["TRACECTL_KAFKA_BOOTSTRAP"],
-                                 engines["opensearch"], killed)
+    run_id, record = run_through(
+        tmp_path, mlflow_uri, kafka["TRACECTL_KAFKA_BOOTSTRAP"], engines["opensearch"], killed
+    )
     for engine, search in engines.items():
         assert exactly_once(search, run_id, record) == [], engine

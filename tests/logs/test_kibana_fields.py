@@ -14,8 +14,14 @@ from controller.ports import SearchIndex
 from tests.core.conftest import Api, python
 from tests.logs.test_logstash_assets import TEMPLATE_FIELDS, saved_objects, search_source
 
-pytestmark = [pytest.mark.kafka, pytest.mark.opensearch, pytest.mark.elasticsearch,
-              pytest.mark.s3, pytest.mark.shipper, pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.opensearch,
+    pytest.mark.elasticsearch,
+    pytest.mark.s3,
+    pytest.mark.shipper,
+    pytest.mark.timeout(600),
+]
 
 KQL_FIELD = re.compile(r"([\w.@]+)\s*:")
 TASK = "import sys\nprint('a line', flush=True)\nprint('ERROR: a bad one', file=sys.stderr)\n"
@@ -32,8 +38,11 @@ def fields_of(obj: dict[str, Any]) -> set[str]:
         used.update(attributes["columns"])
         used.update(field for field, _ in attributes["sort"])
     if obj["type"] == "visualization":
-        used.update(agg["params"]["field"] for agg in json.loads(attributes["visState"])["aggs"]
-                    if "field" in agg["params"])
+        used.update(
+            agg["params"]["field"]
+            for agg in json.loads(attributes["visState"])["aggs"]
+            if "field" in agg["params"]
+        )
     if "kibanaSavedObjectMeta" in attributes:
         used.update(KQL_FIELD.findall(str(search_source(obj).get("query", {}).get("query", ""))))
     return used
@@ -72,7 +81,8 @@ def indexed_fields(search: SearchIndex, pattern: str, run_id: str, least: int) -
 
 
 def test_kibana_fields_exist_in_template_and_in_indexed_documents(
-        pipeline_api: Api, search: SearchIndex) -> None:
+    pipeline_api: Api, search: SearchIndex
+) -> None:
     used = used_by_pattern()
     assert set(used) == {"logs-tracectl-*", "logs-tracectl.status-*"} and all(used.values())
     unmapped = sorted(f for fields in used.values() for f in fields if f not in TEMPLATE_FIELDS)

@@ -232,12 +232,13 @@ def test_rsyslog_documents_match_the_logstash_pipeline(
     assert foreign_got["event"] == {"id": foreign_hits[0]["_id"]}
     strip = {k: v for k, v in foreign_ref.items() if k != "event"}
     assert {k: v for k, v in foreign_got.items() if k != "event"} == strip
+    raw_text = f"not json {{ {task_id}"
     raw_body = {"query": {"bool": {"filter": [{"term": {"tags": "_jsonparsefailure"}},
-                                              {"term": {"message.keyword": f"not json {{ {task_id}"}}]}}}
+                                              {"term": {"message.keyword": raw_text}}]}}}
     raw_hits = client.search("logs-tracectl-default", raw_body)["hits"]["hits"]
     assert len(raw_hits) == 1, "the record that is not JSON was not indexed once"
     raw_got = raw_hits[0]["_source"]
     assert set(raw_got) == set(raw_ref) == {"message", "tags", "@timestamp", "event"}
-    assert raw_got["message"] == raw_ref["message"] == f"not json {{ {task_id}"
+    assert raw_got["message"] == raw_ref["message"] == raw_text
     assert raw_got["tags"] == raw_ref["tags"] == ["_jsonparsefailure"]
     assert raw_got["event"]["id"] == raw_hits[0]["_id"]

@@ -24,8 +24,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from controller import backends
 from controller.ports import SearchIndex
 
-pytestmark = [pytest.mark.kafka, pytest.mark.opensearch, pytest.mark.elasticsearch,
-              pytest.mark.shipper]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.opensearch,
+    pytest.mark.elasticsearch,
+    pytest.mark.shipper,
+]
 
 ENGINES = ["opensearch", "elasticsearch"]
 N_EVENTS = 500
@@ -35,13 +39,20 @@ SHIPPER = Path(__file__).resolve().parents[2] / "deploy" / "local" / "shipper"
 
 
 @pytest.fixture
-def engines(kafka: dict[str, str], opensearch: dict[str, str], elasticsearch: dict[str, str],
-            shipper: dict[str, str]) -> dict[str, SearchIndex]:
+def engines(
+    kafka: dict[str, str],
+    opensearch: dict[str, str],
+    elasticsearch: dict[str, str],
+    shipper: dict[str, str],
+) -> dict[str, SearchIndex]:
     """Each engine's index through the controller's adapter for it."""
     env = {**opensearch, **elasticsearch}
-    return {name: backends.search_index(
-        f"{name}://{env[f'TRACECTL_{name.upper()}_URL'].split('://', 1)[1]}")
-        for name in ENGINES}
+    return {
+        name: backends.search_index(
+            f"{name}://{env[f'TRACECTL_{name.upper()}_URL'].split('://', 1)[1]}"
+        )
+        for name in ENGINES
+    }
 
 
 def _event(task_id: str, seq: int) -> dict[str, Any]:
@@ -115,8 +126,10 @@ def test_events_are_indexed_once_each_in_both_engines(
         assert {h["_source"]["log"]["level"] for h in hits} == {"info", "warn"}
 
     # Re-deliveries: same event ids, new content. Create refuses them (409), nothing changes.
-    duplicates = [{**_event(task_id, seq), "message": "re-delivered"}
-                  for seq in range(0, N_EVENTS, N_EVENTS // N_DUPLICATES)]
+    duplicates = [
+        {**_event(task_id, seq), "message": "re-delivered"}
+        for seq in range(0, N_EVENTS, N_EVENTS // N_DUPLICATES)
+    ]
     _produce(bootstrap, topic, task_id, duplicates)
     for name, client in engines.items():
         _wait_until_committed(bootstrap, topic, shipper[f"TRACECTL_SHIPPER_GROUP_{name.upper()}"])
@@ -137,8 +150,12 @@ def test_events_sent_while_shipper_is_down_arrive_after_restart(
 
     subprocess.run([str(SHIPPER), "stop"], check=True, capture_output=True, timeout=60)
     try:
-        _produce(bootstrap, shipper["TRACECTL_SHIPPER_TOPIC"], task_id,
-                 [_event(task_id, seq) for seq in range(50)])
+        _produce(
+            bootstrap,
+            shipper["TRACECTL_SHIPPER_TOPIC"],
+            task_id,
+            [_event(task_id, seq) for seq in range(50)],
+        )
         time.sleep(2)
         assert all(not _hits(client, index, task_id) for client in engines.values())
     finally:
@@ -156,11 +173,17 @@ def test_shipper_killed_mid_stream_loses_and_duplicates_nothing(
     bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
     index = shipper["TRACECTL_SHIPPER_INDEX"]
     task_id = f"crash-{uuid.uuid4().hex[:12]}"
-    pids = [int(Path(shipper[f"TRACECTL_SHIPPER_PIDFILE_{name.upper()}"]).read_text())
-            for name in engines]
+    pids = [
+        int(Path(shipper[f"TRACECTL_SHIPPER_PIDFILE_{name.upper()}"]).read_text())
+        for name in engines
+    ]
 
-    _produce(bootstrap, shipper["TRACECTL_SHIPPER_TOPIC"], task_id,
-             [_event(task_id, seq) for seq in range(n_events)])
+    _produce(
+        bootstrap,
+        shipper["TRACECTL_SHIPPER_TOPIC"],
+        task_id,
+        [_event(task_id, seq) for seq in range(n_events)],
+    )
     try:
         for client in engines.values():
             assert _wait_for_count(client, index, task_id, 1) > 0
