@@ -20,6 +20,11 @@ RUNTIME_ENV = ("TRACECTL_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_K
                "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
 
 
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
 class Settings(BaseModel):
     home: Path = Field(default_factory=lambda: Path(".tracectl").resolve())
     database_url: str | None = None
@@ -44,6 +49,11 @@ class Settings(BaseModel):
     oidc_jwks: str | None = None
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
+    # Task environments (docs/environments.md); <home>/envs when unset. Read from the
+    # environment even by Settings(...) so that test controllers share one cache.
+    env_cache: Path | None = Field(default_factory=lambda: _env_path("TRACECTL_ENV_CACHE"))
+    env_max_age_days: float = 30.0  # an environment unused this long is removed
+    env_max_gb: float = 20.0  # past this, the least recently used environments are removed
     host: str = "127.0.0.1"
     port: int = 8765
 
@@ -76,6 +86,10 @@ class Settings(BaseModel):
     @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def environments_dir(self) -> Path:
+        return self.env_cache or self.home / "envs"
 
     @property
     def archive_dir(self) -> Path:

@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from tests.stack_fixtures import service_fixture
+
+# Task environments are built once per key and kept across tests and sessions (uv's cache
+# holds the wheels): every test controller, in-process or not, reads this.
+os.environ.setdefault("TRACECTL_ENV_CACHE", str(Path.home() / ".cache" / "tracectl" / "envs"))
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ DEFAULT_POLICY = {
     "data.not_in_remote": "refuse",
     "image.mutable_tag": "warn",
     "params.not_serializable": "refuse",
+    "environment.unpinned": "warn",
 }
 
 
@@ -80,6 +81,19 @@ def _image_finding(spec: TaskSpec) -> Finding | None:
     return Finding("image.mutable_tag", ["spec", "image"],
                    f"image {spec.image!r} is referenced by a tag, which can move",
                    "pin it by digest: name@sha256:<digest> (docker buildx imagetools inspect)")
+
+
+def _environment_finding(resolved: dict[str, Any]) -> Finding | None:
+    env = resolved.get("environment") or {}
+    loose = env.get("unpinned") or []
+    if not loose:
+        return None
+    field = "environment" if env.get("detected") else "requirements"
+    return Finding("environment.unpinned", ["spec", "environment", field],
+                   f"{env.get('path')} does not pin {', '.join(loose)}: a later build may "
+                   "install other versions",
+                   "pin each with ==, or lock them: uv pip compile requirements.in "
+                   "-o requirements.txt (or use uv lock and a uv.lock)")
 
 
 def _code_findings(spec: TaskSpec, commit: str, cache: Path) -> list[Finding]:
@@ -166,7 +180,7 @@ def _data_findings(spec: TaskSpec, data: list[dict[str, Any]], cache: Path) -> l
 def check(spec: TaskSpec, resolved: dict[str, Any], cache: Path,
           policy: dict[str, str]) -> list[Finding]:
     findings: list[Finding] = []
-    for maybe in (_params_finding(spec), _image_finding(spec)):
+    for maybe in (_params_finding(spec), _image_finding(spec), _environment_finding(resolved)):
         if maybe:
             findings.append(maybe)
     if spec.code is not None and resolved.get("commit"):

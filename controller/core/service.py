@@ -234,7 +234,8 @@ class ControllerService:
             if record is None:
                 return {"task_id": task_id, "status": row.status, "complete": False,
                         "resolved": {k: v for k, v in row.resolved.items()
-                                     if k in ("commit", "dirty", "data", "ref", "preflight")}}
+                                     if k in ("commit", "dirty", "data", "ref", "preflight",
+                                              "environment")}}
             return {**record.record, "complete": True}
 
     def run_lineage(self, run_id: str) -> dict[str, Any]:

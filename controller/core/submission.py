@@ -24,6 +24,7 @@ from controller.domain.spec import TaskSpec
 from controller.errors import Conflict, InvalidInput, NotFound
 from controller.runtime import code as code_refs
 from controller.runtime import data as dvc_data
+from controller.runtime import env_resolve
 from controller.store.database import Database
 from controller.store.schema import (
     ArtifactRow,
@@ -211,7 +212,19 @@ class Submission:
                     raise InvalidInput(["spec", "data", "paths", index], str(exc)) from exc
                 entries.append({"path": path, "md5": md5, "rev": rev_commit})
             resolved["data"] = entries
+        resolved["environment"] = self._resolve_environment(spec, resolved.get("commit"))
         return resolved
+
+    def _resolve_environment(self, spec: TaskSpec, commit: str | None) -> dict[str, Any]:
+        """The environment declared in the spec, or detected in the repo at COMMIT."""
+        read = None
+        if spec.code is not None and commit:
+            repo = spec.code.repo
+            read = lambda path: code_refs.read_file_at(repo, commit, path, self.git_cache)  # noqa: E731
+        try:
+            return env_resolve.resolve(spec.environment, read).model_dump(mode="json")
+        except env_resolve.EnvironmentSpecError as exc:
+            raise InvalidInput(["spec", "environment", exc.field], str(exc)) from exc
 
     def _resolve_inputs(
         self, spec: TaskSpec, siblings: dict[str, TaskRow], session: Session, scope: Scope

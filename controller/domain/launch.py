@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.domain.environments import ResolvedEnvironment
 from controller.domain.spec import TaskSpec
 
 # Env values that exist once the attempt's tracking run does: filled in by Launch.completed()
@@ -26,10 +27,12 @@ class DataFile(_Doc):
 
 
 class Resolution(_Doc):
-    """What submission pinned and the runtime checks out: the commit and the DVC md5s."""
+    """What submission pinned and the runtime checks out: the commit, the DVC md5s and the
+    environment (docs/environments.md)."""
 
     commit: str | None = None
     data: list[DataFile] = Field(default_factory=list)
+    environment: ResolvedEnvironment | None = None
 
 
 class InputArtifact(_Doc):
@@ -61,6 +64,9 @@ class RuntimeSettings(_Doc):
     kafka_client: str = "kafka-python"
     archive: str = "local"
     cancel_grace_s: float = 5.0
+    env_cache: Path | None = None  # where task environments are built (<home>/envs)
+    env_max_age_days: float = 30.0
+    env_max_gb: float = 20.0
 
 
 class LaunchDocument(_Doc):

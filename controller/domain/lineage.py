@@ -23,10 +23,20 @@ class DataLineage(BaseModel):
 
 
 class EnvironmentLineage(BaseModel):
+    """The task's environment (docs/environments.md): node `env:<key>` in the lineage graph."""
+
     image: str | None = None
+    kind: str | None = Field(default=None, description="uv_lock, requirements, pyproject, "
+                             "bare or image")
+    key: str | None = Field(default=None, description="the environment cache key (sha256)")
+    path: str | None = Field(default=None, description="the lock/requirements file in the repo")
+    lock_sha256: str | None = None
+    detected: bool = False
     interpreter: str | None = None
     python_version: str | None = None
-    pip_freeze_sha256: str | None = None
+    packages: list[str] = Field(default_factory=list, description="name==version, sorted")
+    packages_uri: str | None = Field(default=None, description="the archived package list")
+    pip_freeze_sha256: str | None = Field(default=None, description="sha256 of the packages")
     env_keys: list[str] = Field(default_factory=list)
 
 

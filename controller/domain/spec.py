@@ -135,6 +135,42 @@ class InputRef(Strict):
         return self.artifact[len("task:") :].split("/", 1)[1]
 
 
+class EnvironmentSpec(Strict):
+    """Where a task's Python packages come from (docs/environments.md).
+
+    At most one source: `uv_lock`, `requirements` or `pyproject` (paths in the task's repo at
+    the resolved commit), or `image` (the Kubernetes executor's container image). With no
+    source the repo is searched for uv.lock, then requirements.txt; with none, the task gets a
+    bare interpreter of `python`.
+    """
+
+    python: str | None = Field(default=None, pattern=r"^3\.[0-9]{1,2}(\.[0-9]{1,2})?$",
+                               description="Python version, e.g. 3.11 (default: the controller's)")
+    uv_lock: RelPath | None = None
+    requirements: RelPath | None = None
+    pyproject: RelPath | None = None
+    image: str | None = Field(default=None, max_length=512)
+
+    _check_paths = field_validator("uv_lock", "requirements", "pyproject")(
+        classmethod(lambda cls, v: None if v is None else relative_path(v))
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvironmentSpec:
+        given = [name for name in ("uv_lock", "requirements", "pyproject", "image")
+                 if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one environment source, not {given}")
+        return self
+
+    def source(self) -> tuple[str, str] | None:
+        """(kind, path) of the declared file, or None."""
+        for kind in ("uv_lock", "requirements", "pyproject"):
+            if (path := getattr(self, kind)) is not None:
+                return kind, str(path)
+        return None
+
+
 def port_of(env: Mapping[str, str]) -> int | None:
     """The port in env PORT (a service listens on it); None when unset or not a port."""
     raw = env.get("PORT", "")
@@ -160,6 +196,10 @@ class TaskSpec(Strict):
         "recorded as lineage edges model -> task and given to it in TRACECTL_MODELS",
     )
     params: dict[str, JsonValue] = Field(default_factory=dict)
+    environment: EnvironmentSpec | None = Field(
+        default=None, description="the task's Python environment; detected in the repo when "
+        "absent (uv.lock, then requirements.txt, else a bare interpreter)",
+    )
     resources: Resources = Field(default_factory=Resources)
     mode: TaskMode = TaskMode.JOB
     timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
@@ -233,6 +273,11 @@ class TaskSpec(Strict):
             raise ValueError(f"secret_env names keys that are not in env: {unknown}")
         if self.data is not None and self.code is None:
             raise ValueError("data needs code: DVC paths are read from the code repository")
+        env = self.environment
+        if env is not None and env.source() is not None and self.code is None:
+            raise ValueError("environment files need code: they are read from the repository")
+        if env is not None and env.image and self.image and env.image != self.image:
+            raise ValueError("image and environment.image name different images: give one")
         return self
 
     def public_env(self) -> dict[str, str]:

@@ -246,8 +246,9 @@ def _pod_spec(launch: LaunchDocument, config: ClusterConfig, secret_name: str,
         env=env, volume_mounts=mounts[:2],
     )
     inline = config.prepare == "inline"
+    image = spec.image or (spec.environment and spec.environment.image) or config.image
     task = client.V1Container(
-        name="task", image=spec.image or config.image,
+        name="task", image=image,
         command=[*PHASES, "all" if inline else "exec", LAUNCH_PATH, WORKSPACE, "--"],
         args=list(spec.command),
         working_dir=f"{WORKSPACE}/src", env=env, volume_mounts=mounts,

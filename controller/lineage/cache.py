@@ -1,7 +1,8 @@
 """Content-hash cache: a task whose every input is identical to a succeeded one may reuse it.
 
 The key covers everything the lineage record says can change an output: the exact commit,
-the DVC md5s, the sha256 of each upstream artifact, params, image, public env and command.
+the DVC md5s, the sha256 of each upstream artifact, params, image, the environment's key
+(its lock file's bytes, Python version, platform), public env and command.
 Secret env values are never stored, so two tasks differing only in a secret share a key;
 a task whose result depends on a secret should not ask for the cache.
 """
@@ -46,6 +47,9 @@ def cache_key(
     }
     if spec.get("models"):  # only when declared: keys of tasks without models stay the same
         material["models"] = sorted(spec["models"])
+    environment = resolved.get("environment") or {}
+    if environment.get("key"):  # tasks resolved before environments keep their keys
+        material["environment"] = environment["key"]
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -16,6 +16,22 @@ from controller.domain.lineage import (
 from controller.store.schema import RunRow, TaskRow
 
 
+def _environment(spec: dict[str, Any], resolved: dict[str, Any],
+                 built: dict[str, Any]) -> EnvironmentLineage:
+    """What the runner built, else what submit resolved (a task that never started)."""
+    planned = resolved.get("environment") or {}
+    info = {**planned, **built}
+    return EnvironmentLineage(
+        image=spec.get("image") or info.get("image"), kind=info.get("kind"),
+        key=info.get("key"), path=info.get("path"), lock_sha256=info.get("lock_sha256"),
+        detected=bool(info.get("detected")), interpreter=info.get("interpreter"),
+        python_version=info.get("python_version") or info.get("python"),
+        packages=info.get("packages") or [], packages_uri=info.get("packages_uri"),
+        pip_freeze_sha256=info.get("packages_sha256") or info.get("pip_freeze_sha256"),
+        env_keys=sorted(spec.get("env", {})),
+    )
+
+
 def build_record(
     task: TaskRow,
     run: RunRow,
@@ -40,13 +56,7 @@ def build_record(
                     remote=fetched.get(d["path"], {}).get("remote"))
         for d in resolved.get("data", [])
     ]
-    env_info = result.get("environment") or {}
-    environment = EnvironmentLineage(
-        image=spec.get("image"), interpreter=env_info.get("interpreter"),
-        python_version=env_info.get("python_version"),
-        pip_freeze_sha256=env_info.get("pip_freeze_sha256"),
-        env_keys=sorted(spec.get("env", {})),
-    )
+    environment = _environment(spec, resolved, result.get("environment") or {})
     mlflow = None
     if task.mlflow_run_id and tracking_uri:
         mlflow = TrackingLineage(

@@ -41,7 +41,20 @@ def _metrics(tracking: Tracking | None, mlflow_run_id: str | None) -> dict[str, 
 
 def _environment(record: dict[str, Any]) -> dict[str, Any]:
     env = record.get("environment") or {}
-    return {k: env.get(k) for k in ("image", "python_version", "pip_freeze_sha256")}
+    return {k: env.get(k) for k in ("image", "kind", "key", "python_version", "lock_sha256")}
+
+
+def _pins(record: dict[str, Any]) -> dict[str, str]:
+    pins = ((record.get("environment") or {}).get("packages") or [])
+    return {name.lower(): version for name, _, version in (p.partition("==") for p in pins)}
+
+
+def _packages(ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
+    """The packages that differ, one by one: added (a None), removed (b None) or changed."""
+    a, b = _pins(ra), _pins(rb)
+    changes = [{"package": name, "a": a.get(name), "b": b.get(name)}
+               for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name)]
+    return {"a": len(a), "b": len(b), "same": not changes, "changes": changes}
 
 
 def diff_runs(db: Database, a: str, b: str, tracking: Tracking | None = None) -> dict[str, Any]:
@@ -64,6 +77,7 @@ def diff_runs(db: Database, a: str, b: str, tracking: Tracking | None = None) ->
             "params": _side(ra.get("params") if ra else (ta.spec.get("params") if ta else None),
                             rb.get("params") if rb else (tb.spec.get("params") if tb else None)),
             "environment": _side(_environment(ra), _environment(rb)),
+            "packages": _packages(ra, rb),
             "command": _side(ra.get("command"), rb.get("command")),
             "metrics": _side(_metrics(tracking, ta.mlflow_run_id if ta else None),
                              _metrics(tracking, tb.mlflow_run_id if tb else None)),

@@ -1,10 +1,11 @@
 """Queries over the lineage graph: walks up and down, look-ups, and which runs used what.
 
 Node ids: `data:<path>@<md5>`, `commit:<sha>`, `task:<id>`, `artifact:<sha256>`,
-`model:<name>/<version>`, `service:<task id>`. Edges: commit -code-> task, data/artifact/model
--used-> task, task -generated-> artifact, task -registered-> model, task -serves-> service,
-task -cached-> task. Every query is indexed, and walks go level
-by level and stop once the page is full, so cost follows the answer, not the store.
+`model:<name>/<version>`, `service:<task id>`, `env:<key>`. Edges: commit -code-> task,
+env -ran_in-> task, data/artifact/model -used-> task, task -generated-> artifact,
+task -registered-> model, task -serves-> service, task -cached-> task. Every query is
+indexed, and walks go level by level and stop once the page is full, so cost follows the
+answer, not the store.
 
 Every query applies the graph's `Scope` (controller/auth/scope.py) in SQL: an edge counts
 only when the run that recorded it is in scope, and a task node only when its task is, so
@@ -29,7 +30,7 @@ from controller.store.lineage_schema import LineageEdgeRow
 from controller.store.schema import ArtifactRow, TaskRow
 
 Direction = Literal["upstream", "downstream"]
-NODE_KINDS = ("data", "commit", "task", "artifact", "model", "service")
+NODE_KINDS = ("data", "commit", "task", "artifact", "model", "service", "env")
 MAX_DEPTH = 50
 _CHUNK = 500  # IN-list size: well under every backend's bound-parameter limit
 

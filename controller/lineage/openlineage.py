@@ -159,7 +159,10 @@ def _run_facets(run: RunRow, task: TaskRow, record: dict[str, Any],
     env = record.get("environment") or {}
     facets["tracectl_environment"] = _custom(
         "EnvironmentFacet", image=task.spec.get("image") or env.get("image"),
-        python_version=env.get("python_version"), pip_freeze_sha256=env.get("pip_freeze_sha256"))
+        python_version=env.get("python_version"), pip_freeze_sha256=env.get("pip_freeze_sha256"),
+        kind=env.get("kind"), key=env.get("key"), lockFile=env.get("path"),
+        lockSha256=env.get("lock_sha256"), packages=env.get("packages") or [],
+        packagesUri=env.get("packages_uri"))
     facets["tracectl_task"] = _custom("TaskFacet", run_id=run.id, task_id=task.id,
                                       task_name=task.name, attempt=task.attempt,
                                       params=task.spec.get("params", {}),

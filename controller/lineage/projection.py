@@ -73,6 +73,10 @@ def edges_of(event: Event) -> list[dict[str, Any]]:
         for data in resolved.get("data") or []:
             edges.append(_edge(data_node(data["path"], data["md5"]), task, "used", event,
                                data["path"]))
+        environment = resolved.get("environment") or {}
+        if environment.get("key"):
+            edges.append(_edge(f"env:{environment['key']}", task, "ran_in", event,
+                               environment.get("path") or environment.get("kind") or ""))
         spec = payload.get("spec") or {}
         # A declared model version is read by the task, like an input artifact.
         for uri in spec.get("models") or []:

@@ -26,6 +26,7 @@ PREFIXES = {
     "run": "urn:tracectl:run:",
     "team": "urn:tracectl:team:",
     "commit": "urn:tracectl:git:",
+    "env": "urn:tracectl:env:sha256:",
 }
 
 
@@ -73,6 +74,22 @@ def _software_agent(doc: _Doc, team: str) -> str:
     return agent
 
 
+def _environment(doc: _Doc, activity: str, env: dict[str, Any]) -> None:
+    """The environment as an entity the task used (role `environment`)."""
+    if not env.get("key"):
+        return
+    entity = f"env:{env['key']}"
+    doc.add("entity", entity, {
+        "prov:type": _s("tracectl:Environment"), "tracectl:kind": env.get("kind"),
+        "prov:label": env.get("path") or env.get("kind"),
+        "tracectl:lockSha256": env.get("lock_sha256"),
+        "tracectl:pythonVersion": env.get("python_version"),
+        "tracectl:packages": " ".join(env.get("packages") or []),
+        "prov:location": env.get("packages_uri")})
+    doc.relate("used", {"prov:activity": activity, "prov:entity": entity,
+                        "prov:role": _s("environment")})
+
+
 def run_document(db: Database, run_id: str) -> dict[str, Any]:
     with db.read() as session:
         run = session.get(RunRow, run_id)
@@ -106,6 +123,7 @@ def run_document(db: Database, run_id: str) -> dict[str, Any]:
         doc.relate("wasAssociatedWith", {"prov:activity": activity, "prov:agent": software})
         doc.relate("wasInformedBy", {"prov:informed": activity, "prov:informant": f"run:{run.id}"})
         used: list[str] = []
+        _environment(doc, activity, record.get("environment") or {})
         if code.get("commit"):
             source = f"commit:{code['commit']}"
             doc.add("entity", source, {"prov:type": _s("tracectl:GitCommit"),

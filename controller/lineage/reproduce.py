@@ -18,6 +18,7 @@ from controller.core.service import ControllerService
 from controller.domain.requests import RunCreate, TaskCreate
 from controller.domain.spec import TaskSpec
 from controller.errors import Conflict, NotFound
+from controller.lineage.reproduce_env import environment_problems, pinned_environment
 from controller.runtime import data as dvc_data
 from controller.store.schema import (
     ArtifactRow,
@@ -73,6 +74,7 @@ class Reproducer:
             spec = self._pinned_spec(task, plan)
             self._check_data(task, records.get(task.id) or {}, plan)
             self._check_inputs(task, artifacts, plan)
+            plan.problems += environment_problems(task, self.service.submission.git_cache)
             if spec is not None:
                 plan.tasks.append(TaskCreate(name=task.name, spec=spec))
         return plan
@@ -94,6 +96,8 @@ class Reproducer:
         if spec.get("data"):
             revs = {d["rev"] for d in resolved.get("data", [])}
             spec["data"] = {**spec["data"], "rev": revs.pop() if len(revs) == 1 else None}
+        if pinned := pinned_environment(resolved.get("environment") or {}):
+            spec["environment"] = pinned
         return TaskSpec.model_validate(spec)
 
     def _check_data(self, task: TaskRow, record: dict[str, Any], plan: Plan) -> None:

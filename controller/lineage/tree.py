@@ -13,6 +13,17 @@ def _status(value: str) -> str:
     return f"[{STATUS_STYLE.get(value, 'cyan')}]{value}[/]"
 
 
+def _environment(env: dict[str, Any]) -> str:
+    if env.get("image"):
+        return f"image {env['image']}"
+    if not env.get("key"):
+        return f"python {env.get('python_version')} (no environment recorded)"
+    source = env.get("path") or "bare interpreter, no packages"
+    how = "detected" if env.get("detected") else "declared"
+    return (f"[bold]env:{env['key'][:16]}…[/] {env.get('kind')} {source} ({how}), "
+            f"python {env.get('python_version')}, {len(env.get('packages') or [])} packages")
+
+
 def task_tree(parent: Tree, task: dict[str, Any]) -> None:
     record = task.get("lineage") or {}
     node = parent.add(
@@ -31,12 +42,7 @@ def task_tree(parent: Tree, task: dict[str, Any]) -> None:
     for item in record.get("inputs", []):
         node.add(f"input   {item['path']} sha256:{item['sha256'][:16]}… "
                  f"from task {item.get('produced_by_task') or '-'}")
-    env = record.get("environment") or {}
-    image = env.get("image") or (
-        f"python {env.get('python_version')} pip-freeze "
-        f"sha256:{(env.get('pip_freeze_sha256') or '')[:16]}…"
-    )
-    node.add(f"image   {image}")
+    node.add(f"env     {_environment(record.get('environment') or {})}")
     if record.get("params"):
         node.add(f"params  {record['params']}")
     mlflow = record.get("mlflow")

@@ -20,9 +20,10 @@ from typing import IO, Any
 
 from controller import backends
 from controller.config import Settings, task_environ
+from controller.domain.environments import BuiltEnvironment
 from controller.domain.launch import LaunchDocument
 from controller.ports import ArtifactStore, LogLine, LogSink
-from controller.runtime import code, data, environment, limits
+from controller.runtime import code, data, env_build, env_resolve, limits
 from controller.runtime.outputs import OutputError, collect_outputs, place_inputs
 
 KILL_GRACE_S = 5.0
@@ -86,6 +87,8 @@ class Runner:
         self.settings = Settings.of_runtime(self.launch.runtime)
         self.child: subprocess.Popen[bytes] | None = None
         self.cancelled = False
+        self.env: BuiltEnvironment | None = None
+        self._env_lock: env_build.KeyLock | None = None
 
     def _on_term(self, signum: int, _frame: object) -> None:
         self.cancelled = True
@@ -133,18 +136,55 @@ class Runner:
             code.checkout(spec.code.repo, commit, src)
         else:
             src.mkdir(parents=True, exist_ok=True)
+        store = backends.artifact_store(self.settings)
+        self.env = self._environment(writer, src)
+        out["environment"] = self._env_record(store, self.env)
         if spec.data:
             out["data"] = self._fetch_data(writer, src)
-        store = backends.artifact_store(self.settings)
         if launch.inputs:
             writer.write("system", f"tracectl: placing {len(launch.inputs)} input artifact(s)")
             place_inputs(store, launch.input_items(), src)
-        out["environment"] = environment.describe()
         exit_code, reason = self._execute(writer, src)
         out.update({"exit_code": exit_code, "reason": reason})
         if exit_code == 0 and not self.cancelled:
             out["outputs"] = self._store_outputs(writer, store, src)
         return out
+
+    def _environment(self, writer: LineWriter, src: Path) -> BuiltEnvironment:
+        """The task's environment, built or taken from the cache; held in use until exit."""
+        # A task resolved before environments existed gets a bare interpreter.
+        resolved = self.launch.resolved.environment or env_resolve.resolve(None, None)
+        if resolved.kind == "image":
+            raise SetupError("environment: an image environment needs the kubernetes executor")
+        try:
+            built, self._env_lock = env_build.acquire(
+                resolved, src, self.settings.environments_dir,
+                lambda message: writer.write("system", f"tracectl: {message}"))
+        except env_build.EnvironmentBuildError as exc:
+            for line in str(exc).splitlines():
+                writer.write("system", line)  # uv's own message, whole
+            raise SetupError(str(exc).splitlines()[0]) from exc
+        # self._env_lock stays held until the runner exits: collect() skips the environment.
+        how = "built" if built.built else "cached"
+        writer.write("system", f"tracectl: environment {resolved.node} ({resolved.kind}, "
+                     f"{how} in {built.seconds * 1000:.0f} ms): python {built.python_version}, "
+                     f"{len(built.packages)} package(s)")
+        if built.built:
+            env_build.collect(self.settings.environments_dir,
+                              self.settings.env_max_age_days * 86400,
+                              int(self.settings.env_max_gb * 2**30))
+        return built
+
+    def _env_record(self, store: ArtifactStore, env: BuiltEnvironment) -> dict[str, Any]:
+        """The environment as the lineage record keeps it; the package list is archived."""
+        listing = self.workspace / "environment-packages.txt"
+        listing.write_text("".join(f"{p}\n" for p in env.packages))
+        stored = store.put_file(listing)
+        return {**env.resolved.model_dump(mode="json"), "node": env.resolved.node,
+                "python_version": env.python_version, "packages": env.packages,
+                "packages_sha256": env.packages_sha256, "packages_uri": stored.uri,
+                "interpreter": str(Path(env.prefix) / "bin" / "python"),
+                "built": env.built, "seconds": round(env.seconds, 3)}
 
     def _fetch_data(self, writer: LineWriter, src: Path) -> list[dict[str, Any]]:
         expected = {d.path: d.model_dump() for d in self.launch.resolved.data}
@@ -175,7 +215,11 @@ class Runner:
         env = task_environ(os.environ)  # the runtime's own credentials stay with it
         env.update(spec.env)
         env.update(self.launch.env)  # the controller's own variables win
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        # The task's own environment, never the controller's: its bin/ first, as `activate` does.
+        env.pop("PYTHONHOME", None)
+        if self.env is not None:
+            env["VIRTUAL_ENV"] = self.env.prefix
+            env["PATH"] = f"{Path(self.env.prefix) / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         params_file = self.workspace / "params.json"
         params_file.write_text(json.dumps(spec.params, indent=2, sort_keys=True))
         env["TRACECTL_PARAMS_FILE"] = str(params_file)
