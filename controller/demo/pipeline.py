@@ -34,6 +34,11 @@ def task_specs(repo: Path, params: dict[str, Any]) -> list[dict[str, Any]]:
             "inputs": [{"artifact": "task:train/model/model.pkl", "path": "model.pkl"},
                        {"artifact": "task:prepare/prepared/test.csv", "path": "test.csv"}],
             "outputs": ["metrics.json"], "timeout_s": 600}},
+        # humanize is in the example's uv.lock but not in tracectl's venv: its own environment.
+        {"name": "report", "spec": {
+            "command": ["python", "report.py"], "code": code,
+            "inputs": [{"artifact": "task:evaluate/metrics.json", "path": "metrics.json"}],
+            "timeout_s": 600}},
     ]
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import git
 
 EXAMPLE_FILES = ("common.py", "prepare.py", "train.py", "evaluate.py", "make_dataset.py",
-                 "register.py", "serve.py", "smoke_test.py", "README.md", "pyproject.toml",
-                 "uv.lock")
+                 "register.py", "serve.py", "smoke_test.py", "report.py", "README.md",
+                 "pyproject.toml", "uv.lock")
 
 
 def example_dir() -> Path:

@@ -1,0 +1,145 @@
+"""Task environments: cold build and warm hit of the wine environment, per-task overhead.
+
+    python bench/environments.py [--tasks 50] [--hits 50] [--cold-uv-cache]
+
+- cold build: examples/wine's uv.lock into an empty environment cache (uv's wheel cache as
+  it is; with --cold-uv-cache an empty one too, so every wheel is downloaded from PyPI);
+- warm hit: the same key again (lock, JSON read), --hits times;
+- per-task overhead of the local executor on the embedded default: TASKS tasks, each
+  `python -c` printing time.time() first and last; from submit to the command's first line,
+  and from the command's last line to the task recorded `succeeded` (its finished_at).
+The JSON result on stdout carries the command and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from controller.cli.client import Client
+from controller.config import Settings
+from controller.domain.spec import EnvironmentSpec
+from controller.runtime import env_build, env_resolve
+from controller.server import EmbeddedServer
+
+REPO = Path(__file__).resolve().parents[1]
+WINE = REPO / "examples" / "wine"
+STAMP = "import time; print('first', time.time(), flush=True); print('last', time.time())"
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 2),
+        "p95_ms": round(p95 * 1000, 2),
+        "max_ms": round(ordered[-1] * 1000, 2),
+        "n": len(ordered),
+    }
+
+
+def wine_environment(root: Path, hits: int) -> dict[str, Any]:
+    spec = EnvironmentSpec(uv_lock="uv.lock")
+    resolved = env_resolve.resolve(spec, lambda p: (WINE / p).read_bytes())
+    started = time.perf_counter()
+    built, lock = env_build.acquire(resolved, WINE, root, lambda _m: None)
+    cold = time.perf_counter() - started
+    lock.release()
+    times = []
+    for _ in range(hits):
+        started = time.perf_counter()
+        hit, lock = env_build.acquire(resolved, WINE, root, lambda _m: None)
+        times.append(time.perf_counter() - started)
+        lock.release()
+        assert not hit.built
+    return {
+        "cold_build_s": round(cold, 2),
+        "packages": len(built.packages),
+        "python": built.python_version,
+        "warm_hit": stats(times),
+    }
+
+
+def stamps(api: Client, task_id: str) -> tuple[float, float]:
+    lines = api.get(f"/v1/tasks/{task_id}/logs", limit=1000)["items"]
+    found = {
+        line["message"].split()[0]: float(line["message"].split()[1])
+        for line in lines
+        if line["message"].startswith(("first ", "last "))
+    }
+    return found["first"], found["last"]
+
+
+def task_overhead(tasks: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="tracectl-bench-envs-") as home:
+        settings = Settings(home=Path(home), supervisor_interval_s=0.05)
+        with EmbeddedServer(settings) as srv:
+            api = Client(srv.url)
+            run = api.post("/v1/runs", {"pipeline": "bench-environments"})["id"]
+            before, after = [], []
+            for index in range(tasks):
+                submitted = time.time()
+                task = api.post(
+                    f"/v1/runs/{run}/tasks",
+                    {"name": f"t{index}", "spec": {"command": ["python", "-c", STAMP]}},
+                )["id"]
+                done = api.get(f"/v1/tasks/{task}/wait", timeout_s=60)
+                while done["status"] not in ("succeeded", "failed", "cancelled"):
+                    done = api.get(f"/v1/tasks/{task}/wait", timeout_s=60)
+                if done["status"] != "succeeded":
+                    raise AssertionError(f"task ended {done['status']}: {done['reason']}")
+                first, last = stamps(api, task)
+                finished = datetime.fromisoformat(done["finished_at"]).timestamp()
+                before.append(first - submitted)
+                after.append(finished - last)
+    return {
+        "tasks": tasks,
+        "submit_to_first_line": stats(before[1:]),
+        "exit_to_succeeded": stats(after[1:]),
+        "note": "the first task (it builds the bare environment) is left out",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=50)
+    parser.add_argument("--hits", type=int, default=50)
+    parser.add_argument("--cold-uv-cache", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tracectl-bench-envcache-") as root:
+        if args.cold_uv_cache:
+            os.environ["UV_CACHE_DIR"] = str(Path(root) / "uv-cache")
+        wine = wine_environment(Path(root) / "envs", args.hits)
+    os.environ.pop("UV_CACHE_DIR", None)
+    print(
+        json.dumps(
+            {
+                "bench": "environments",
+                "command": " ".join(["python", *sys.argv]),
+                "wine_environment": {**wine, "uv_cache": "cold" if args.cold_uv_cache else "warm"},
+                "local_executor": task_overhead(args.tasks),
+                "airflow_local_executor": "not measured (needs deploy/local/airflow's venv)",
+                "machine": {
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "load_avg_1m": round(os.getloadavg()[0], 1),
+                },
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
