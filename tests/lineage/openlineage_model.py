@@ -49,6 +49,12 @@ class EnvironmentFacet(RunFacet):
     image: str | None = attr.field(default=None)
     python_version: str | None = attr.field(default=None)
     pip_freeze_sha256: str | None = attr.field(default=None)
+    kind: str | None = attr.field(default=None)
+    key: str | None = attr.field(default=None)
+    lockFile: str | None = attr.field(default=None)
+    lockSha256: str | None = attr.field(default=None)
+    packages: list[str] = attr.field(factory=list)
+    packagesUri: str | None = attr.field(default=None)
 
     @staticmethod
     def _get_schema() -> str:
