@@ -51,12 +51,16 @@ def test_demo_lineage_is_complete_and_true(demo_run: dict[str, Any], api: Api) -
                                   "dirty": False}
         assert record["environment"]["python_version"]
         assert len(record["environment"]["pip_freeze_sha256"]) == 64
+        # the example's own uv.lock, not the controller's venv
+        assert record["environment"]["kind"] == "uv_lock"
+        assert "scikit-learn==1.9.1" in record["environment"]["packages"]
         assert record["mlflow"]["run_id"]
         assert record["logs"]["lines"] > 0
         for out in record["outputs"]:
             assert out["sha256"] == sha256(local(out["uri"]))
             assert out["produced_by_task"] == tasks[name]["id"]
 
+    assert len({tasks[n]["lineage"]["environment"]["key"] for n in tasks}) == 1
     prepare = tasks["prepare"]["lineage"]
     assert prepare["data"] == [{"path": "data/wine.csv", "md5": dvc_md5, "rev": head,
                                 "remote": str(demo_run["remote"].resolve())}]

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from controller.api.app import create_app
 from controller.config import Settings
+from controller.demo.repo import example_dir
 from controller.runtime import env_build
 from tests.core.conftest import Api, git
 
@@ -214,6 +215,26 @@ def test_a_reproduction_rebuilds_the_same_package_list(env_api: Api, tmp_path: P
     rebuilt = lineage(env_api, again)["environment"]
     assert rebuilt["packages"] == original["packages"] and rebuilt["key"] == original["key"]
     assert any(m.startswith("tracectl: building environment") for m in messages(env_api, again))
+
+
+def test_the_wine_report_runs_on_humanize_from_the_examples_own_lock(
+    api: Api, tmp_path: Path
+) -> None:
+    repo = tmp_path / "wine"
+    repo.mkdir()
+    for name in ("pyproject.toml", "uv.lock", "report.py"):
+        shutil.copy(example_dir() / name, repo / name)
+    (repo / "metrics.json").write_text('{"test_accuracy": 0.977778, "test_rows": 45}')
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "-c", "user.email=t@example.invalid", "-c", "user.name=t", "add", ".")
+    git(repo, "-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "w")
+    task = api.submit(
+        api.run(), "report", command=["python", "report.py"], code={"repo": str(repo)}
+    )
+    done = api.wait(task["id"], timeout=600)
+    assert done["status"] == "succeeded", done["reason"]
+    said = messages(api, task["id"])
+    assert any("97.8% of 45 held-out wines" in m for m in said), said
 
 
 def test_collect_removes_old_environments_but_never_one_in_use(tmp_path: Path) -> None:
