@@ -3,7 +3,7 @@
     python bench/logs.py             # both; needs deploy/local kafka, opensearch, shipper
     python bench/logs.py --lines 200000 --latency-lines 2000 --rate 200
     python bench/logs.py --skip-latency --clients confluent
-    python bench/logs.py --shippers --homemade   # and bench/logs_shipper.py's figures
+    python bench/logs.py --shippers   # and bench/logs_shipper.py's figures
 
 cpu_us_per_line: CPU time of this process (all its threads, librdkafka's included) per line:
             steadier than lines/s on a shared machine; 1e6 / it ~ lines/s one free core allows.
@@ -20,8 +20,8 @@ latency:    lines emitted at --rate lines/s to tracectl.logs; the real shipper i
             Latency = first seen - emitted, same clock. Polling adds up to --poll-ms.
 
 shippers:   (--shippers) bench/logs_shipper.py: Kafka -> index lines/s and line -> searchable
-            latency of rsyslog into OpenSearch and into Elasticsearch (--homemade: and of the
-            Python stand-in it replaced), each with its own shipper process.
+            latency of rsyslog into OpenSearch and into Elasticsearch, each with its own
+            shipper process.
 
 Prints one JSON document with the figures, the targets, the machine and the command line.
 """
@@ -263,11 +263,10 @@ def latency(bootstrap: str, search_url: str, lines: int, rate: float, width: int
             "mean_s": round(statistics.fmean(delays), 3) if delays else None}
 
 
-def shippers(homemade: bool) -> dict[str, Any]:
+def shippers() -> dict[str, Any]:
     """bench/logs_shipper.py's figures, run as its own process (its own command line)."""
     command = [sys.executable, str(REPO / "bench" / "logs_shipper.py")]
-    out = subprocess.run(command + (["--homemade"] if homemade else []), capture_output=True,
-                         text=True, check=True, cwd=REPO)
+    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
     return dict(json.loads(out.stdout)["shippers"])
 
 
@@ -286,8 +285,6 @@ def main() -> int:
                         help="also time rsyslog imfile -> omkafka tailing the same lines")
     parser.add_argument("--shippers", action="store_true",
                         help="also the shippers' figures (bench/logs_shipper.py)")
-    parser.add_argument("--homemade", action="store_true",
-                        help="with --shippers: the old Python stand-in as well")
     args = parser.parse_args()
     clients = [c for c in args.clients.split(",") if c]
     unknown = set(clients) - set(KAFKA_CLIENTS)
@@ -315,7 +312,7 @@ def main() -> int:
         result["latency"] = latency(bootstrap, search_url, args.latency_lines, args.rate,
                                     args.width, args.poll_ms, args.latency_client)
     if args.shippers:
-        result["shippers"] = shippers(args.homemade)
+        result["shippers"] = shippers()
     result["machine"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     result["met"] = {
         "lines_per_s": {client: figures["delivered_lines_per_s"] >= TARGET_LINES_PER_S

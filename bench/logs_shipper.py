@@ -1,8 +1,11 @@
 """Shipper figures: Kafka -> index throughput and line -> searchable latency, side by side.
 
     python bench/logs_shipper.py                      # rsyslog -> OpenSearch, -> Elasticsearch
-    python bench/logs_shipper.py --homemade           # and the old Python stand-in (OpenSearch)
     python bench/logs_shipper.py --lines 100000 --latency-lines 2000 --rate 200
+
+The Python stand-in rsyslog replaced (deploy/local/shipper.d/shipper.py) was measured side by
+side with it before it was removed (``--homemade`` at commit 54cf59f); that run's JSON is
+docs/bench/2026-12-05-shippers.json.
 
 Needs deploy/local kafka, opensearch, elasticsearch (and deploy/local/shipper install, for
 rsyslog and the index template). Each measurement runs its own shipper process over a private
@@ -43,7 +46,6 @@ from controller.ports import SearchIndex
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "logstash" / "rsyslog" / "tracectl.conf"
-HOMEMADE = REPO / "deploy" / "local" / "shipper.d" / "shipper.py"
 TARGET_LINES_PER_S = 50_000
 TARGET_P95_S = 2.0
 
@@ -114,31 +116,7 @@ def rsyslog(
     )
 
 
-def homemade(
-    engine_url: str, bootstrap: str, topic: str, stream: str, work: Path
-) -> subprocess.Popen[bytes]:
-    """The Python stand-in this project used before rsyslog (kafka-python + opensearch-py)."""
-    env = {
-        **os.environ,
-        "TRACECTL_KAFKA_BOOTSTRAP": bootstrap,
-        "TRACECTL_OPENSEARCH_URL": engine_url,
-        "TRACECTL_SHIPPER_TOPIC": topic,
-        "TRACECTL_SHIPPER_INDEX": stream,
-        "TRACECTL_SHIPPER_TEMPLATE": "",
-        "TRACECTL_SHIPPER_GROUP": f"bench-{uuid.uuid4().hex[:8]}",
-        "TRACECTL_SHIPPER_PORT": "9612",
-        "TRACECTL_SHIPPER_INSTANCE": uuid.uuid4().hex,
-    }
-    return subprocess.Popen(
-        [sys.executable, str(HOMEMADE)],
-        env=env,
-        cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-SHIPPERS = {"rsyslog": rsyslog, "homemade": homemade}
+SHIPPERS = {"rsyslog": rsyslog}
 
 
 def count(client: SearchIndex, stream: str) -> int:
@@ -297,15 +275,13 @@ def measure(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Every (shipper, engine) pair's figures; the home-made shipper talks to OpenSearch only."""
+    """Every (shipper, engine) pair's figures."""
     bootstrap = service_env("kafka")["TRACECTL_KAFKA_BOOTSTRAP"]
     urls = {
         "opensearch": service_env("opensearch")["TRACECTL_OPENSEARCH_URL"],
         "elasticsearch": service_env("elasticsearch")["TRACECTL_ELASTICSEARCH_URL"],
     }
     pairs = [("rsyslog", "opensearch"), ("rsyslog", "elasticsearch")]
-    if args.homemade:
-        pairs.append(("homemade", "opensearch"))
     out: dict[str, Any] = {}
     for kind, engine in pairs:
         figures = out[f"{kind}->{engine}"] = {
@@ -331,11 +307,6 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-lines", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=200.0, help="latency run, lines/s")
     parser.add_argument("--poll-ms", type=int, default=100)
-    parser.add_argument(
-        "--homemade",
-        action="store_true",
-        help="also the old Python stand-in (deploy/local/shipper.d/shipper.py)",
-    )
 
 
 def main() -> int:
