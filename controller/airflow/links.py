@@ -8,12 +8,12 @@ Base URLs come from the tracectl connection's extras: ``kibana_url``, ``mlflow_u
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.execution_time.xcom import XCom
 
 from controller.airflow.hooks import DEFAULT_CONN_ID, TracectlHook
+from controller.airflow.urls import kibana_url, lineage_url, mlflow_url
 
 XCOM_TASK_ID = "tracectl_task_id"
 XCOM_RUN_ID = "tracectl_run_id"
@@ -33,19 +33,6 @@ def _bases(operator: Any) -> dict[str, str]:
         "mlflow": str(extra.get("mlflow_url") or "").rstrip("/"),
         "ui": str(extra.get("ui_url") or settings["base_url"]).rstrip("/"),
     }
-
-
-def kibana_url(base: str, task_id: str) -> str:
-    query = quote(f'task_id:"{task_id}"', safe="")
-    return f"{base}/app/discover#/?_a=(query:(language:kuery,query:'{query}'))"
-
-
-def mlflow_url(base: str, mlflow_run_id: str) -> str:
-    return f"{base}/#/runs/{mlflow_run_id}"
-
-
-def lineage_url(base: str, task_id: str) -> str:
-    return f"{base}/v1/tasks/{task_id}/lineage"
 
 
 class TracectlLogsLink(BaseOperatorLink):  # type: ignore[misc]
