@@ -75,8 +75,13 @@ def _load(table: dict[str, str], kind: str, value: str) -> Any:
 def executor(settings: Settings) -> Executor:
     from controller.executors.router import routed
 
-    # The configured executor runs jobs; service/external modes are routed to theirs.
-    return routed(settings, _load(EXECUTORS, "executor", settings.executor)(settings))
+    # The configured executor runs jobs; service/external modes are routed to theirs. The
+    # executors that write task logs themselves get the sink factory: they import no backend.
+    def sinks(labels: dict[str, str]) -> LogSink:
+        return recording_log_sink(settings, labels)
+
+    job_executor = _load(EXECUTORS, "executor", settings.executor)(settings, log_sinks=sinks)
+    return routed(settings, job_executor, sinks)
 
 
 def log_sink(settings: Settings, labels: dict[str, str]) -> LogSink:

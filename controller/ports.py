@@ -38,6 +38,11 @@ class LogSink(Protocol):
     def close(self) -> None: ...
 
 
+# Makes the sink of one attempt's lines from its labels (run_id, task_id, attempt...): given to
+# the executors that write task logs themselves, so they never import the composition root.
+LogSinkFactory = Callable[[dict[str, str]], LogSink]
+
+
 class StatusPublisher(Protocol):
     """Where task status events (submitted, admitted, started, finished...) are published."""
 

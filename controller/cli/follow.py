@@ -8,8 +8,8 @@ from typing import Any
 from rich.console import Console
 
 from controller.cli.client import Client
+from controller.domain.records import TERMINAL as TERMINAL  # the CLI reads it here
 
-TERMINAL = {"succeeded", "failed", "cancelled"}
 TAIL_LINES = 20
 STREAMS = {"stdout": "out", "stderr": "err", "system": "sys"}
 

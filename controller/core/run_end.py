@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.domain.records import TERMINAL_TASK_STATUSES, TaskStatus
+from controller.core import transitions
+from controller.domain.events import ServiceStopping
+from controller.domain.records import TERMINAL, TaskStatus
 from controller.errors import Conflict
 from controller.store.database import Database
 from controller.store.schema import LineageEventRow, RunRow, TaskRow
@@ -29,8 +31,6 @@ if TYPE_CHECKING:
 STOPPED_REASON = "stopped: run ended"
 NEVER_STARTED_REASON = "run ended before the service started"
 SERVICE = "service"
-ACTIVE = (TaskStatus.STARTING.value, TaskStatus.RUNNING.value)
-TERMINAL = [s.value for s in TERMINAL_TASK_STATUSES]
 
 
 def refuse_if_closed(run: RunRow) -> None:
@@ -83,11 +83,9 @@ def stop_services(supervisor: Supervisor) -> int:
                 continue
             row.cancel_requested = True  # the supervisor's watch stops it like a cancel
             row.updated_at = datetime.now(UTC)
-            session.add(LineageEventRow(run_id=row.run_id, task_id=row.id,
-                                        type="service.stopping",
-                                        payload={"attempt": row.attempt, "why": "run ended"}))
-            if row.status not in ACTIVE:
-                supervisor._terminate(session, row, TaskStatus.CANCELLED, NEVER_STARTED_REASON)
+            session.add(LineageEventRow.of(ServiceStopping(attempt=row.attempt, why="run ended"),
+                                           row.run_id, row.id))
+            transitions.cancel_waiting(session, supervisor.admitter, row, NEVER_STARTED_REASON)
     supervisor.wake.set()
     return len(task_ids)
 

@@ -13,9 +13,10 @@ from controller import backends
 from controller.auth.principal import current
 from controller.auth.scope import Scope
 from controller.config import Settings
-from controller.core import views
+from controller.core import transitions, views
 from controller.core.submission import Submission
-from controller.core.supervisor import Supervisor, update_run_status
+from controller.core.supervisor import Supervisor
+from controller.domain.events import RunClosed
 from controller.domain.records import Artifact, QueueInfo, Run, Task, TaskStatus
 from controller.domain.requests import RunCreate, TaskCreate
 from controller.errors import Conflict, NotFound
@@ -165,9 +166,8 @@ class ControllerService:
             if row.status != TaskStatus.CANCELLED.value:
                 row.cancel_requested = True
                 row.updated_at = datetime.now(UTC)
-                if row.status in (TaskStatus.PENDING.value, TaskStatus.QUEUED.value):
-                    self.supervisor._terminate(session, row, TaskStatus.CANCELLED,
-                                               "cancelled on request")
+                transitions.cancel_waiting(session, self.supervisor.admitter, row,
+                                           "cancelled on request")  # if it never started
                 session.add(AuditRow(actor=current().name, action="task.cancel", target=task_id,
                                      detail={"status": row.status}))
         self._wake()
@@ -181,7 +181,7 @@ class ControllerService:
             with contextlib.suppress(Conflict):  # already ended: nothing to cancel
                 self.cancel_task(task_id)
         with self.db.write() as session:
-            update_run_status(session, run_id)
+            transitions.update_run_status(session, run_id)
         return self.get_run(run_id)
 
     def close_run(self, run_id: str) -> Run:
@@ -194,7 +194,7 @@ class ControllerService:
                 raise NotFound(f"run {run_id} does not exist")
             if row.closed_at is None:
                 row.closed_at = row.updated_at = datetime.now(UTC)
-                session.add(LineageEventRow(run_id=run_id, type="run.closed", payload={}))
+                session.add(LineageEventRow.of(RunClosed(), run_id))
                 session.add(AuditRow(actor=current().name, action="run.close", target=run_id,
                                      detail={"status": row.status}))
         self._wake()

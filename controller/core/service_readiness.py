@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from controller.domain.events import ServiceReady
 from controller.domain.records import TaskStatus
 from controller.ports import ExecutorState
 from controller.store.database import Database
@@ -30,6 +31,6 @@ def record_readiness(db: Database, task_id: str, attempt: int, ref: Mapping[str,
             return False  # finished or retried meanwhile: its reference is no longer this one
         row.executor_ref = {**(row.executor_ref or {}), "url": result["url"], "ready": True}
         row.updated_at = datetime.now(UTC)
-        session.add(LineageEventRow(run_id=row.run_id, task_id=row.id, type="service.ready",
-                                    payload={"attempt": attempt, "url": result["url"]}))
+        session.add(LineageEventRow.of(ServiceReady(attempt=attempt, url=result["url"]),
+                                       row.run_id, row.id))
     return True

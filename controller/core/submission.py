@@ -18,6 +18,7 @@ from controller.config import Settings
 from controller.core import preflight
 from controller.core.ids import new_id
 from controller.core.run_end import refuse_if_closed
+from controller.domain.events import RunCreated, TaskSubmitted
 from controller.domain.records import RunStatus, TaskStatus
 from controller.domain.requests import RunCreate, TaskCreate
 from controller.domain.spec import TaskSpec
@@ -74,7 +75,7 @@ class Submission:
                 created_at=now, updated_at=now,
             )
             session.add(row)
-            session.add(LineageEventRow(run_id=row.id, type="run.created", payload=body))
+            session.add(LineageEventRow.of(RunCreated.model_validate(body), row.id))
         return row, True
 
     @staticmethod
@@ -152,12 +153,10 @@ class Submission:
             run.status = RunStatus.RUNNING.value
             run.updated_at = now
             run.finished_at = None
-            session.add(LineageEventRow(
-                run_id=run_id, task_id=row.id, type="task.submitted",
-                payload={"name": request.name, "resolved": resolved,
-                         "spec": {k: v for k, v in stored_spec.items() if k != "env"},
-                         "env_keys": sorted(spec.env)},
-            ))
+            session.add(LineageEventRow.of(TaskSubmitted(
+                name=request.name, resolved=resolved,
+                spec={k: v for k, v in stored_spec.items() if k != "env"},
+                env_keys=sorted(spec.env)), run_id, row.id))
         return row, True
 
     def preflight(self, spec: TaskSpec) -> list[preflight.Finding]:

@@ -27,8 +27,9 @@ from sqlalchemy.orm import Session
 from controller import backends
 from controller.audit.anchors import write_anchor
 from controller.config import Settings, runtime_settings
-from controller.core import run_end
+from controller.core import run_end, transitions
 from controller.core.service_readiness import record_readiness
+from controller.domain.events import InputUsed, OutputProduced, TaskCompleted
 from controller.domain.launch import (
     LATE_ENV,
     InputArtifact,
@@ -36,7 +37,7 @@ from controller.domain.launch import (
     LaunchLabels,
     Resolution,
 )
-from controller.domain.records import TERMINAL_TASK_STATUSES, RunStatus, TaskStatus
+from controller.domain.records import ACTIVE, TERMINAL, TaskStatus
 from controller.domain.spec import TaskSpec
 from controller.lineage import cache as lineage_cache
 from controller.lineage import models as lineage_models
@@ -64,8 +65,6 @@ from controller.store.schema import (
 
 log = logging.getLogger("tracectl.supervisor")
 
-ACTIVE = (TaskStatus.STARTING.value, TaskStatus.RUNNING.value)
-TERMINAL = {s.value for s in TERMINAL_TASK_STATUSES}
 DEADLINE_SLACK_S = 30.0
 LAUNCH_THREADS = 128  # attempts started at once: mostly waiting (API server, MLflow), cheap
 
@@ -248,12 +247,11 @@ class Supervisor:
                 broken = [u for u in ups.values()
                           if u.status in (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)]
                 if broken:
-                    self._terminate(session, row, TaskStatus.CANCELLED,
-                                    f"upstream task {broken[0].name!r} {broken[0].status}")
+                    transitions.cancel_waiting(
+                        session, self.admitter, row,
+                        f"upstream task {broken[0].name!r} {broken[0].status}")
                 elif all(u.status == TaskStatus.SUCCEEDED.value for u in ups.values()):
-                    row.status = TaskStatus.QUEUED.value
-                    row.queued_at = row.updated_at = utcnow()
-                    row.reason = None
+                    transitions.promote(session, row)
 
     # -- queued -> starting -> running --------------------------------------------------
     def _admit_and_launch(self) -> None:
@@ -292,25 +290,16 @@ class Supervisor:
                 if not decision.admitted:
                     row.reason = decision.reason
                     continue
-                row.status = TaskStatus.STARTING.value
-                row.attempt += 1
-                row.reason = None
-                row.exit_code = None
                 name_for = getattr(self.executor, "name_for", None)
-                row.executor = name_for(row.spec.get("mode")) if name_for else self.executor.name
-                row.executor_ref = None
-                row.started_at = row.updated_at = utcnow()
-                row.finished_at = None
-                row.resolved = {**row.resolved, "attempt_env": decision.env,
-                                "leases": decision.leases}
+                executor = name_for(row.spec.get("mode")) if name_for else self.executor.name
                 timeout = row.spec.get("timeout_s")
-                row.deadline = (
+                deadline = (
                     utcnow() + timedelta(seconds=timeout + DEADLINE_SLACK_S) if timeout else None
                 )
-                session.add(LineageEventRow(
-                    run_id=row.run_id, task_id=row.id, type="task.admitted",
-                    payload={"attempt": row.attempt, "leases": decision.leases},
-                ))
+                if not transitions.admit(session, row, executor, decision, deadline):
+                    # changed since read (cancelled): the leases just granted go back
+                    self.admitter.release(session, row.id, "no longer queued")
+                    continue
                 admitted.append((row.id, row.attempt))
                 self._launching.add(row.id)
 
@@ -351,28 +340,17 @@ class Supervisor:
                                        team=mine.team if mine else None)
         if hit is None:
             return False
-        with self.db.write() as session:
-            row = session.get(TaskRow, task_id)
-            if row is None or row.attempt != attempt or row.status != TaskStatus.STARTING.value:
-                return True
-            lineage_cache.record_hit(session, row, hit)
         self._finish(task_id, attempt, Outcome(TaskStatus.SUCCEEDED,
                                                f"cached from run {hit.run_id}", 0,
-                                               {"outputs": hit.outputs, "exit_code": 0}))
+                                               {"outputs": hit.outputs, "exit_code": 0}),
+                     lambda session, row: lineage_cache.record_hit(session, row, hit))
         return True
 
     def _mark_running(self, task_id: str, attempt: int, ref: dict[str, Any]) -> None:
         with self.db.write() as session:
             row = session.get(TaskRow, task_id)
-            if row is None or row.attempt != attempt or row.status not in ACTIVE:
+            if row is None or not transitions.start(session, row, attempt, ref):
                 return
-            row.status = TaskStatus.RUNNING.value
-            row.executor_ref = ref
-            row.updated_at = utcnow()
-            session.add(LineageEventRow(
-                run_id=row.run_id, task_id=row.id, type="task.started",
-                payload={"attempt": attempt, "executor": row.executor, "ref": ref},
-            ))
         self.publish_status(task_id, "started")
 
     def _ensure_tracking_run(self, task_id: str, attempt: int) -> tuple[str, str]:
@@ -449,7 +427,7 @@ class Supervisor:
             "MLFLOW_TRACKING_URI": self.tracking.uri,
             "MLFLOW_RUN_ID": row.mlflow_run_id or "",
             "MLFLOW_EXPERIMENT_ID": row.mlflow_experiment_id or "",
-            **row.resolved.get("attempt_env", {}),
+            **self._admission_env(session, row),
         }
         if spec.get("models"):  # the declared model versions, which the lineage names
             env["TRACECTL_MODELS"] = json.dumps(spec["models"])
@@ -466,6 +444,13 @@ class Supervisor:
             runtime=runtime_settings(self.settings),
         )
         return Launch(document, self.workspace(row.id, row.attempt))
+
+    @staticmethod
+    def _admission_env(session: Session, row: TaskRow) -> dict[str, str]:
+        admission = transitions.admission_of(session, row.id, row.attempt)
+        if admission is None:  # admitted before the attempts table: in the task's JSON
+            return dict(row.resolved.get("attempt_env", {}))
+        return dict(admission.env)
 
     @staticmethod
     def _inputs_of(session: Session, row: TaskRow) -> list[InputArtifact]:
@@ -544,11 +529,13 @@ class Supervisor:
 
         threading.Thread(target=run, name=f"cancel-{task_id}", daemon=True).start()
 
-    def _finish(self, task_id: str, attempt: int, outcome: Outcome) -> None:
+    def _finish(self, task_id: str, attempt: int, outcome: Outcome,
+                also: Callable[[Session, TaskRow], None] | None = None) -> None:
+        """End ATTEMPT with OUTCOME (or queue the next one); ALSO writes with the end."""
         with self.db.read() as session:
             row = session.get(TaskRow, task_id)
             if row is None or row.attempt != attempt or row.status in TERMINAL:
-                return
+                return  # ended already: nothing to close or archive again
             mlflow_run_id = row.mlflow_run_id
             run_id = row.run_id
         if mlflow_run_id:
@@ -568,36 +555,32 @@ class Supervisor:
             log_summary["archive"] = {"error": str(exc)}
         with self.db.write() as session:
             row = session.get(TaskRow, task_id)
-            if row is None or row.attempt != attempt or row.status in TERMINAL:
+            if row is None or row.attempt != attempt:
                 return
-            if row.status == TaskStatus.QUEUED.value:
-                return  # already finished and requeued by another path
+            retry = (outcome.status == TaskStatus.FAILED and row.attempt < row.max_attempts
+                     and not row.cancel_requested)
+            if not self._end_attempt(session, row, outcome, retry):
+                return  # another path ended or requeued it first
+            if also is not None:
+                also(session, row)
             self._record_attempt(session, row, outcome, log_summary)
             enqueue_log_check(session, run_id, task_id, attempt, log_summary)
             session.add_all(lineage_models.model_events(run_id, task_id, models))
-            retry = (
-                outcome.status == TaskStatus.FAILED
-                and row.attempt < row.max_attempts
-                and not row.cancel_requested
-            )
-            if retry:
-                self._requeue(session, row, outcome)
-            else:
-                self._terminate(session, row, outcome.status, outcome.reason, outcome.exit_code)
         self.publish_status(task_id, "retrying" if retry else outcome.status.value,
                             lineage={"outputs": len(outcome.result.get("outputs") or []),
                                      "log_lines": log_summary.get("lines"),
                                      "log_archive": log_summary["archive"].get("uri")})
 
-    def _requeue(self, session: Session, row: TaskRow, outcome: Outcome) -> None:
-        self.admitter.release(session, row.id, f"attempt {row.attempt} failed")
+    def _end_attempt(self, session: Session, row: TaskRow, outcome: Outcome,
+                     retry: bool) -> bool:
+        if not retry:
+            return transitions.finish(session, self.admitter, row, outcome.status,
+                                      outcome.reason, outcome.exit_code)
         backoff = self.settings.retry_backoff_s * 2 ** (row.attempt - 1)
-        row.status = TaskStatus.QUEUED.value
-        row.reason = f"attempt {row.attempt} failed ({outcome.reason}); retrying"
-        row.exit_code = outcome.exit_code
-        row.not_before = utcnow() + timedelta(seconds=backoff)
-        row.queued_at = row.updated_at = utcnow()
-        row.executor_ref = None
+        return transitions.requeue(
+            session, self.admitter, row,
+            f"attempt {row.attempt} failed ({outcome.reason}); retrying", outcome.exit_code,
+            utcnow() + timedelta(seconds=backoff))
 
     def publish_status(self, task_id: str, status: str, **extra: Any) -> None:
         """Publish a status event; a publishing failure never blocks the lifecycle."""
@@ -626,17 +609,18 @@ class Supervisor:
                 task_id=row.id, sha256=item["sha256"], uri=item["uri"], path=item["path"],
                 produced_by_task=item.get("produced_by_task"),
             ))
-            session.add(LineageEventRow(run_id=row.run_id, task_id=row.id, type="input.used",
-                                        payload=item))
+            session.add(LineageEventRow.of(InputUsed.model_validate(item), row.run_id, row.id))
         for output in outcome.result.get("outputs") or []:
             session.add(ArtifactRow(
                 sha256=output["sha256"], uri=output["uri"], size=output["size"],
                 media_type=output["media_type"], path=output["path"], task_id=row.id,
                 run_id=row.run_id,
             ))
-            session.add(LineageEventRow(run_id=row.run_id, task_id=row.id,
-                                        type="output.produced", payload=output))
-        leases = self.admitter.leases_of(session, row.id) or row.resolved.get("leases", [])
+            session.add(LineageEventRow.of(OutputProduced.model_validate(output),
+                                           row.run_id, row.id))
+        admission = transitions.admission_of(session, row.id, row.attempt)
+        leases = self.admitter.leases_of(session, row.id) or (
+            admission.leases if admission is not None else row.resolved.get("leases", []))
         record = build_record(row, run, outcome.status.value, outcome.result, inputs, leases,
                               self.tracking.uri if row.mlflow_run_id else None, log_summary)
         record_json = record.model_dump(mode="json")
@@ -648,11 +632,9 @@ class Supervisor:
         else:
             existing.attempt, existing.record = row.attempt, record_json
             existing.updated_at = utcnow()
-        session.add(LineageEventRow(
-            run_id=row.run_id, task_id=row.id, type="task.completed",
-            payload={"attempt": row.attempt, "status": outcome.status.value,
-                     "exit_code": outcome.exit_code, "reason": outcome.reason},
-        ))
+        session.add(LineageEventRow.of(TaskCompleted(
+            attempt=row.attempt, status=outcome.status.value, exit_code=outcome.exit_code,
+            reason=outcome.reason), row.run_id, row.id))
 
     def _launch_inputs(self, row: TaskRow) -> list[dict[str, Any]]:
         launch_file = self.workspace(row.id, row.attempt) / LAUNCH_FILE
@@ -663,21 +645,6 @@ class Supervisor:
         except ValidationError:  # written by a controller before the typed document
             inputs: list[dict[str, Any]] = json.loads(launch_file.read_text()).get("inputs", [])
             return inputs
-
-    def _terminate(
-        self, session: Session, row: TaskRow, status: TaskStatus, reason: str | None,
-        exit_code: int | None = None,
-    ) -> None:
-        row.status = status.value
-        row.reason = reason
-        row.exit_code = exit_code
-        row.finished_at = row.updated_at = utcnow()
-        self.admitter.release(session, row.id, status.value)
-        secrets = session.get(TaskSecretRow, row.id)
-        if secrets is not None:
-            session.delete(secrets)
-        session.flush()
-        update_run_status(session, row.run_id)
 
     def _heartbeat(self) -> None:
         if time.monotonic() - self._last_heartbeat < self.settings.lease_ttl_s / 3:
@@ -702,25 +669,3 @@ class _Once:
             if self._done is None:
                 self._done = self.fn(self.launch)
             return self._done
-
-
-def update_run_status(session: Session, run_id: str) -> None:
-    run = session.get(RunRow, run_id)
-    if run is None:
-        return
-    statuses = [s for (s,) in session.execute(
-        select(TaskRow.status).where(TaskRow.run_id == run_id)
-    )]
-    if not statuses:
-        status = RunStatus.PENDING
-    elif any(s not in TERMINAL for s in statuses):
-        status = RunStatus.RUNNING
-    elif TaskStatus.FAILED.value in statuses:
-        status = RunStatus.FAILED
-    elif TaskStatus.CANCELLED.value in statuses:
-        status = RunStatus.CANCELLED
-    else:
-        status = RunStatus.SUCCEEDED
-    run.status = status.value
-    run.updated_at = utcnow()
-    run.finished_at = utcnow() if status not in (RunStatus.RUNNING, RunStatus.PENDING) else None

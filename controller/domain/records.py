@@ -26,6 +26,9 @@ class TaskStatus(StrEnum):
 
 
 TERMINAL_TASK_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+# The same sets as stored and shown (the one definition: the store, the API, the CLI, tests).
+TERMINAL = frozenset(s.value for s in TERMINAL_TASK_STATUSES)
+ACTIVE = (TaskStatus.STARTING.value, TaskStatus.RUNNING.value)  # an executor runs it
 
 
 class RunStatus(StrEnum):

@@ -35,9 +35,9 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller import backends
 from controller.config import Settings
-from controller.ports import ExecutorState, Launch, LogLine, LogSink
+from controller.logs.file_sink import file_record
+from controller.ports import ExecutorState, Launch, LogLine, LogSink, LogSinkFactory
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -108,9 +108,11 @@ class ExternalExecutor:
     name = "external"
 
     def __init__(self, settings: Settings, registry: Registry | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None,
+                 log_sinks: LogSinkFactory | None = None) -> None:
         self.settings = settings
         self.environ = os.environ if environ is None else environ
+        self.log_sinks = log_sinks or file_record(settings)
         self.registry = registry or Registry.load(self.environ.get("TRACECTL_EXTERNAL_SYSTEMS"))
         self._calls: dict[str, threading.Thread] = {}
 
@@ -158,7 +160,7 @@ class ExternalExecutor:
     def _call(self, launch: Launch, system: System, method: str, path: str) -> None:
         labels = {"run_id": launch.run_id, "task_id": launch.task_id,
                   "attempt": str(launch.attempt), "executor": "external"}
-        sink = backends.recording_log_sink(self.settings, labels)
+        sink = self.log_sinks(labels)
         out = _Log(sink, launch)
         started = datetime.now(UTC)
         try:

@@ -24,7 +24,6 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
-from controller import backends
 from controller.config import Settings
 from controller.domain.launch import LaunchDocument
 from controller.domain.spec import TaskMode
@@ -32,8 +31,8 @@ from controller.executors import k8s_manifests as manifests
 from controller.executors import k8s_status as status
 from controller.executors.k8s_logs import AttemptLog, LogCursor, follow
 from controller.executors.k8s_watch import Informer, ObjectCache
-from controller.logs.file_sink import FileLogReader
-from controller.ports import ExecutorState, Launch
+from controller.logs.file_sink import FileLogReader, file_record
+from controller.ports import ExecutorState, Launch, LogSinkFactory
 
 log = logging.getLogger("tracectl.k8s")
 CONTAINERS = (("prepare", "system"), ("task", "stdout"))
@@ -87,8 +86,10 @@ class KubernetesExecutor:
     name = "kubernetes"
 
     def __init__(self, settings: Settings, cluster: manifests.ClusterConfig | None = None,
-                 api: client.ApiClient | None = None) -> None:
+                 api: client.ApiClient | None = None,
+                 log_sinks: LogSinkFactory | None = None) -> None:
         self.settings = settings
+        self.log_sinks = log_sinks or file_record(settings)
         self.cluster = cluster or manifests.ClusterConfig.from_env()
         self.api = api or api_client(self.cluster.kubeconfig)
         self.core = client.CoreV1Api(self.api)
@@ -381,7 +382,7 @@ class KubernetesExecutor:
         labels = {"run_id": run_id, "task_id": task_id, "attempt": str(attempt),
                   "executor": "kubernetes"}
         first_seq, cursors = self._resume_point(run_id, task_id, attempt)
-        out = AttemptLog(backends.recording_log_sink(self.settings, labels), run_id, task_id,
+        out = AttemptLog(self.log_sinks(labels), run_id, task_id,
                          attempt, first_seq)
         threads = [threading.Thread(
             target=follow, daemon=True, name=f"k8s-log-{ref['name']}-{container}",

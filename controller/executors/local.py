@@ -25,7 +25,7 @@ import psutil
 from controller.config import Settings, runner_environ
 from controller.executors import local_service
 from controller.executors.external import Registry
-from controller.ports import ExecutorState, Launch
+from controller.ports import ExecutorState, Launch, LogSinkFactory
 
 RUNNER_MODULE = "controller.runtime.runner"
 SERVICE_STOP_GRACE_S = 2.0
@@ -52,8 +52,8 @@ def _reap(pid: int) -> None:
 class LocalExecutor:
     name = "local"
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, log_sinks: LogSinkFactory | None = None) -> None:
+        self.settings = settings  # the runner process writes the log itself: no sink here
         # No credential of the controller's reaches a runner: the external systems' neither.
         self.withheld = Registry.load(os.environ.get("TRACECTL_EXTERNAL_SYSTEMS")).credential_env()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import Settings
-from controller.ports import Executor, ExecutorState, Launch
+from controller.ports import Executor, ExecutorState, Launch, LogSinkFactory
 
 
 class UnroutableTask(ValueError):
@@ -69,9 +69,10 @@ class ModeRouter:
         self._for_ref(ref).cleanup(ref)
 
 
-def routed(settings: Settings, job_executor: Executor) -> ModeRouter:
+def routed(settings: Settings, job_executor: Executor,
+           log_sinks: LogSinkFactory | None = None) -> ModeRouter:
     """The configured executor for jobs and services; HTTP calls for `mode: external`."""
     from controller.executors.external import ExternalExecutor
 
     return ModeRouter({"job": job_executor, "service": job_executor,
-                       "external": ExternalExecutor(settings)})
+                       "external": ExternalExecutor(settings, log_sinks=log_sinks)})

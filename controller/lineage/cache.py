@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controller.domain.events import TaskCached
 from controller.domain.launch import LaunchDocument
 from controller.store.lineage_schema import LineageCacheRow
 from controller.store.schema import ArtifactRow, LineageEventRow, TaskRow
@@ -100,11 +101,9 @@ def _folders(artifacts: list[ArtifactRow], declared: set[str]) -> set[str]:
 
 def record_hit(session: Session, task: TaskRow, hit: CacheHit) -> None:
     """Log the reuse in the append-only event log ("cached from run R")."""
-    session.add(LineageEventRow(
-        run_id=task.run_id, task_id=task.id, type="task.cached",
-        payload={"cache_key": hit.key, "cached_from_run": hit.run_id,
-                 "cached_from_task": hit.task_id, "outputs": hit.outputs},
-    ))
+    session.add(LineageEventRow.of(TaskCached(
+        cache_key=hit.key, cached_from_run=hit.run_id, cached_from_task=hit.task_id,
+        outputs=hit.outputs), task.run_id, task.id))
 
 
 def key_of_launch(launch: LaunchDocument) -> str:

@@ -23,14 +23,13 @@ from sqlalchemy.orm import Session
 
 from controller.auth.scope import Scope
 from controller.errors import InvalidInput, NotFound
-from controller.lineage import prefixes
-from controller.lineage.projection import catch_up, data_node
+from controller.lineage import nodes, prefixes
+from controller.lineage.projection import catch_up
 from controller.store.database import Database
 from controller.store.lineage_schema import LineageEdgeRow
 from controller.store.schema import ArtifactRow, TaskRow
 
 Direction = Literal["upstream", "downstream"]
-NODE_KINDS = ("data", "commit", "task", "artifact", "model", "service", "env")
 MAX_DEPTH = 50
 _CHUNK = 500  # IN-list size: well under every backend's bound-parameter limit
 
@@ -56,21 +55,21 @@ def _decode(cursor: str) -> list[Any]:
 
 
 def check_node(node: str) -> str:
-    kind, _, ident = node.partition(":")
-    if kind not in NODE_KINDS or not ident:
+    try:
+        return str(nodes.NodeId.parse(node))
+    except ValueError:
         raise InvalidInput(["node"], f"{node!r} is not a node id: use one of "
-                           + ", ".join(f"{k}:…" for k in NODE_KINDS))
-    return node
+                           + ", ".join(f"{k}:…" for k in nodes.NodeKind)) from None
 
 
 def hidden_tasks(session: Session, scope: Scope, ids: set[str]) -> set[str]:
     """The `task:` nodes among IDS whose task is outside SCOPE (reached by a cache edge)."""
-    tasks = [i.removeprefix("task:") for i in ids if i.startswith("task:")]
+    tasks = nodes.keys_of(nodes.NodeKind.TASK, ids)
     if scope.team is None or not tasks:
         return set()
     seen = set(session.scalars(select(TaskRow.id).where(TaskRow.id.in_(tasks),
                                                         scope.runs(TaskRow.run_id))))
-    return {f"task:{t}" for t in tasks if t not in seen}
+    return {nodes.task(t) for t in tasks if t not in seen}
 
 
 def _breadth_first(session: Session, scope: Scope, node: str, direction: Direction,
@@ -150,11 +149,11 @@ class LineageGraph:
 
     def _describe(self, session: Session, ids: list[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        task_ids = [i[5:] for i in ids if i.startswith("task:")]
+        task_ids = nodes.keys_of(nodes.NodeKind.TASK, ids)
         tasks = {t.id: t for t in session.scalars(
             select(TaskRow).where(TaskRow.id.in_(task_ids), self.scope.runs(TaskRow.run_id)))
         } if task_ids else {}
-        shas = [i[9:] for i in ids if i.startswith("artifact:")]
+        shas = nodes.keys_of(nodes.NodeKind.ARTIFACT, ids)
         artifacts: dict[str, ArtifactRow] = {}
         if shas:
             for a in session.scalars(select(ArtifactRow).where(
@@ -184,7 +183,7 @@ class LineageGraph:
         """Runs (and their tasks) that read dataset version PATH@MD5, oldest run id first."""
         self.refresh()
         query = (select(LineageEdgeRow.run_id, LineageEdgeRow.task_id)
-                 .where(LineageEdgeRow.src == data_node(path, md5),
+                 .where(LineageEdgeRow.src == nodes.data(path, md5),
                         LineageEdgeRow.kind == "used", self.scope.runs(LineageEdgeRow.run_id)))
         if cursor:
             after_run, after_task = _decode(cursor)
@@ -196,7 +195,7 @@ class LineageGraph:
             rows = session.execute(query).all()
         page = rows[:limit]
         return {
-            "dataset": {"path": path, "md5": md5, "node": data_node(path, md5)},
+            "dataset": {"path": path, "md5": md5, "node": nodes.data(path, md5)},
             "items": [{"run_id": r, "task_id": t} for r, t in page],
             "next_cursor": _encode(list(page[-1])) if len(rows) > limit else None,
         }
@@ -231,33 +230,33 @@ class LineageGraph:
         if key == "sha256":
             sha = value.removeprefix("sha256:")
             found = self.producers_of(sha)
-            return {"node": f"artifact:{sha}", "produced_by": found,
-                    "used_by": self._tasks_from(f"artifact:{sha}", limit)}
+            return {"node": nodes.artifact(sha), "produced_by": found,
+                    "used_by": self._tasks_from(nodes.artifact(sha), limit)}
         if key == "uri":
             with self.db.read() as session:
                 stored = session.scalar(select(ArtifactRow.sha256).where(
                     ArtifactRow.uri == value, self.scope.runs(ArtifactRow.run_id)))
             if stored is None:
                 raise NotFound(f"no artifact is stored at {value}")
-            return {"node": f"artifact:{stored}", "produced_by": self.producers_of(stored),
-                    "used_by": self._tasks_from(f"artifact:{stored}", limit)}
+            return {"node": nodes.artifact(stored), "produced_by": self.producers_of(stored),
+                    "used_by": self._tasks_from(nodes.artifact(stored), limit)}
         if key == "mlflow_run_id":
             with self.db.read() as session:
                 task = session.scalar(select(TaskRow).where(
                     TaskRow.mlflow_run_id == value, self.scope.runs(TaskRow.run_id)))
                 if task is None:
                     raise NotFound(f"no task has MLflow run {value}")
-                return {"node": f"task:{task.id}", "task_id": task.id, "task_name": task.name,
+                return {"node": nodes.task(task.id), "task_id": task.id, "task_name": task.name,
                         "run_id": task.run_id, "status": task.status}
         if key == "model":
             name, _, version = value.rpartition("/")
             if not name or not version:
                 raise InvalidInput(["model"], f"{value!r} must read name/version")
-            node = f"model:{name}/{version}"
+            node = nodes.model(name, version)
             return {"node": node, "registered_by": self._tasks_to(node, limit),
                     "used_by": self._tasks_from(node, limit)}
         if key == "commit":
-            node = f"commit:{value}"
+            node = nodes.commit(value)
             return {"node": node, "used_by": self._tasks_from(node, limit)}
         path, _, md5 = value.rpartition("@")
         if not path or not md5:
@@ -299,7 +298,7 @@ class LineageGraph:
             ids = sorted({e.src for e in edges} | {e.dst for e in edges})
             tasks = list(session.scalars(select(TaskRow).where(TaskRow.run_id == run_id)
                                          .order_by(TaskRow.created_at)))
-            ids = sorted(set(ids) | {f"task:{t.id}" for t in tasks})
+            ids = sorted(set(ids) | {nodes.task(t.id) for t in tasks})
             nodes = self._describe(session, ids)
         return {"run_id": run_id, "nodes": [nodes[i] for i in ids],
                 "edges": [{"from": e.src, "to": e.dst, "kind": e.kind, "path": e.path or None}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from controller.domain.events import ModelRegistered
 from controller.ports import Tracking
 from controller.store.schema import LineageEventRow
 
@@ -29,7 +30,6 @@ def registered_versions(tracking: Tracking, mlflow_run_id: str | None) -> list[d
 
 def model_events(run_id: str, task_id: str,
                  versions: list[dict[str, Any]]) -> list[LineageEventRow]:
-    return [LineageEventRow(run_id=run_id, task_id=task_id, type="model.registered",
-                            payload={"name": v["name"], "version": str(v["version"]),
-                                     "source": v.get("source")})
+    return [LineageEventRow.of(ModelRegistered(name=v["name"], version=str(v["version"]),
+                                               source=v.get("source")), run_id, task_id)
             for v in versions]

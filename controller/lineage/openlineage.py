@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from sqlalchemy import select
 
 from controller import __version__
+from controller.domain.events import EventType
 from controller.errors import NotFound
 from controller.lineage.uris import repo_uri
 from controller.store.database import Database
@@ -234,17 +235,17 @@ def run_events(db: Database, run_id: str) -> list[dict[str, Any]]:
             continue
         record = records.get(task.id) or {}
         payload = row.payload or {}
-        if row.type == "task.admitted":
+        if row.type == EventType.TASK_ADMITTED:
             attempt[task.id] = int(payload.get("attempt", 1))
             leases[task.id] = list(payload.get("leases") or [])
             used[task.id], produced[task.id] = [], []
-        elif row.type == "input.used":
+        elif row.type == EventType.INPUT_USED:
             used.setdefault(task.id, []).append(payload)
-        elif row.type == "output.produced":
+        elif row.type == EventType.OUTPUT_PRODUCED:
             produced.setdefault(task.id, []).append(payload)
-        elif row.type in ("task.started", "task.completed"):
+        elif row.type in (EventType.TASK_STARTED, EventType.TASK_COMPLETED):
             number = int(payload.get("attempt") or attempt.get(task.id, 1))
-            if row.type == "task.started":
+            if row.type == EventType.TASK_STARTED:
                 kind, outputs = "START", []
                 inputs = _inputs(task, record, [])
             else:

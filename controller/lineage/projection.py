@@ -15,6 +15,9 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from controller.domain import events
+from controller.domain.events import EventType
+from controller.lineage import nodes
 from controller.lineage.cache import cache_key
 from controller.store.database import Database
 from controller.store.lineage_schema import LineageCacheRow, LineageEdgeRow
@@ -45,13 +48,6 @@ _COLUMNS = tuple(LineageEventRow.__table__.c[name]
                  for name in ("id", "run_id", "task_id", "type", "payload", "created_at"))
 
 
-def data_node(path: str, md5: str) -> str:
-    return f"data:{path}@{md5}"
-
-
-def model_node(uri: str) -> str:
-    """`model:<name>/<version>` of a registry URI `models:/<name>/<version>`."""
-    return f"model:{uri.removeprefix('models:/')}"
 
 
 def _edge(src: str, dst: str, kind: str, event: Event, path: str = "") -> dict[str, Any]:
@@ -63,37 +59,42 @@ def edges_of(event: Event) -> list[dict[str, Any]]:
     """The graph edges one event asserts (none for events that change no edge)."""
     if event.task_id is None:
         return []
-    task = f"task:{event.task_id}"
-    payload = event.payload or {}
-    if event.type == "task.submitted":
-        resolved = payload.get("resolved") or {}
-        edges = []
-        if resolved.get("commit"):
-            edges.append(_edge(f"commit:{resolved['commit']}", task, "code", event))
-        for data in resolved.get("data") or []:
-            edges.append(_edge(data_node(data["path"], data["md5"]), task, "used", event,
-                               data["path"]))
-        environment = resolved.get("environment") or {}
-        if environment.get("key"):
-            edges.append(_edge(f"env:{environment['key']}", task, "ran_in", event,
-                               environment.get("path") or environment.get("kind") or ""))
-        spec = payload.get("spec") or {}
-        # A declared model version is read by the task, like an input artifact.
-        for uri in spec.get("models") or []:
-            edges.append(_edge(model_node(uri), task, "used", event, uri))
-        if spec.get("mode") == "service":
-            edges.append(_edge(task, f"service:{event.task_id}", "serves", event))
-        return edges
-    if event.type == "input.used":
-        return [_edge(f"artifact:{payload['sha256']}", task, "used", event, payload["path"])]
-    if event.type == "output.produced":
-        return [_edge(task, f"artifact:{payload['sha256']}", "generated", event, payload["path"])]
-    if event.type == "model.registered":
-        return [_edge(task, f"model:{payload['name']}/{payload['version']}", "registered", event,
-                      str(payload.get("source") or ""))]
-    if event.type == "task.cached":
-        return [_edge(f"task:{payload['cached_from_task']}", task, "cached", event)]
+    task = nodes.task(event.task_id)
+    typed = events.parse(event.type, event.payload) if event.type in events.MODELS else None
+    match typed:
+        case events.TaskSubmitted():
+            return _submitted_edges(typed, task, event)
+        case events.InputUsed():
+            return [_edge(nodes.artifact(typed.sha256), task, "used", event, typed.path)]
+        case events.OutputProduced():
+            return [_edge(task, nodes.artifact(typed.sha256), "generated", event, typed.path)]
+        case events.ModelRegistered():
+            return [_edge(task, nodes.model(typed.name, typed.version), "registered", event,
+                          typed.source or "")]
+        case events.TaskCached():
+            return [_edge(nodes.task(typed.cached_from_task), task, "cached", event)]
     return []
+
+
+def _submitted_edges(submitted: events.TaskSubmitted, task: str, event: Event
+                     ) -> list[dict[str, Any]]:
+    resolved, spec = submitted.resolved, submitted.spec
+    edges = []
+    if resolved.get("commit"):
+        edges.append(_edge(nodes.commit(resolved["commit"]), task, "code", event))
+    for data in resolved.get("data") or []:
+        edges.append(_edge(nodes.data(data["path"], data["md5"]), task, "used", event,
+                           data["path"]))
+    environment = resolved.get("environment") or {}
+    if environment.get("key"):
+        edges.append(_edge(nodes.env(environment["key"]), task, "ran_in", event,
+                           environment.get("path") or environment.get("kind") or ""))
+    # A declared model version is read by the task, like an input artifact.
+    for uri in spec.get("models") or []:
+        edges.append(_edge(nodes.model_of_uri(uri), task, "used", event, uri))
+    if spec.get("mode") == "service":
+        edges.append(_edge(task, nodes.service(event.task_id or ""), "serves", event))
+    return edges
 
 
 def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -109,16 +110,18 @@ def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]]) -> 
 def _cache_rows(session: Session, batch: Sequence[Event]) -> list[dict[str, Any]]:
     """Cache index entries of the tasks that succeeded in BATCH, from their earlier events."""
     done = {e.task_id: e for e in batch if e.task_id is not None
-            and e.type == "task.completed" and (e.payload or {}).get("status") == "succeeded"}
+            and e.type == EventType.TASK_COMPLETED
+            and (e.payload or {}).get("status") == "succeeded"}
     if not done:
         return []
-    wanted = ("task.submitted", "input.used", "task.admitted")
+    wanted = (EventType.TASK_SUBMITTED, EventType.INPUT_USED, EventType.TASK_ADMITTED)
     history: dict[str, list[Event]] = {}
     for event in batch:
         if event.task_id in done and event.type in wanted:
             history.setdefault(event.task_id, []).append(event)
     # A task submitted before this batch began needs its earlier events from the log.
-    missing = [t for t in done if not any(e.type == "task.submitted" for e in history.get(t, []))]
+    missing = [t for t in done
+               if not any(e.type == EventType.TASK_SUBMITTED for e in history.get(t, []))]
     if missing:
         for task_id in missing:
             history.pop(task_id, None)
@@ -135,14 +138,14 @@ def _cache_rows(session: Session, batch: Sequence[Event]) -> list[dict[str, Any]
     rows = []
     for task_id, end in done.items():
         events = [e for e in history.get(task_id or "", []) if e.id < end.id]
-        submitted = next((e.payload for e in events if e.type == "task.submitted"), None)
+        submitted = next((e.payload for e in events if e.type == EventType.TASK_SUBMITTED), None)
         if submitted is None:
             continue
         # Only the inputs of the last attempt: earlier attempts logged theirs too.
-        admitted = [e.id for e in events if e.type == "task.admitted"]
+        admitted = [e.id for e in events if e.type == EventType.TASK_ADMITTED]
         last = admitted[-1] if admitted else 0
         inputs = [(e.payload["path"], e.payload["sha256"]) for e in events
-                  if e.type == "input.used" and e.id > last]
+                  if e.type == EventType.INPUT_USED and e.id > last]
         spec = {**(submitted.get("spec") or {}), "env": envs.get(task_id or "", {})}
         key = cache_key(spec, submitted.get("resolved") or {}, inputs)
         rows.append({"task_id": task_id, "run_id": end.run_id, "cache_key": key,

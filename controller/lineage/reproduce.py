@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlparse
 from sqlalchemy import select
 
 from controller.core.service import ControllerService
+from controller.domain.events import RunReproduces
 from controller.domain.requests import RunCreate, TaskCreate
 from controller.domain.spec import TaskSpec
 from controller.errors import Conflict, NotFound
@@ -151,9 +152,8 @@ class Reproducer:
             row = session.get(RunRow, new.id)
             assert row is not None
             row.reproduces = old.id
-            session.add(LineageEventRow(run_id=new.id, type="run.reproduces",
-                                        payload={"reproduces": old.id,
-                                                 "unchecked": plan.unchecked}))
+            session.add(LineageEventRow.of(
+                RunReproduces(reproduces=old.id, unchecked=plan.unchecked), new.id))
         task_ids = {}
         for request in plan.tasks:
             task, _ = self.service.submit_task(new.id, request)

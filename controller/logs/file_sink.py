@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from controller.config import Settings
-from controller.ports import LogLine
+from controller.ports import LogLine, LogSinkFactory
 
 INDEX_EVERY = 256
 
@@ -148,3 +148,8 @@ class FileLogReader:
                         count += 1
         return {"lines": count, "sha256": digest.hexdigest(), "path": str(path),
                 "checked_at": datetime.now(UTC).isoformat()}
+
+
+def file_record(settings: Settings) -> LogSinkFactory:
+    """Sinks that keep the file record only (an executor built without the configured sink)."""
+    return lambda labels: FileLogSink(settings, labels)

@@ -21,6 +21,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from controller.domain.events import LineageEvent
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -104,6 +106,24 @@ class TaskRow(Base):
     )
 
 
+class AttemptRow(Base):
+    """One attempt of a task: its admission written once when admitted (like Kueue's
+    status.admission), its outcome once when it ends."""
+
+    __tablename__ = "attempts"
+
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    executor: Mapped[str | None] = mapped_column(String(64))
+    env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # from the leases
+    leases: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    admitted_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    status: Mapped[str | None] = mapped_column(String(16))  # once ended
+    reason: Mapped[str | None] = mapped_column(Text)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
 class TaskSecretRow(Base):
     """Secret env values, kept apart from the spec so no API or lineage path can show them.
 
@@ -158,6 +178,11 @@ class LineageEventRow(Base):
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
 
+
+    @classmethod
+    def of(cls, event: LineageEvent, run_id: str, task_id: str | None = None) -> LineageEventRow:
+        """The log row of a typed event (controller/domain/events.py)."""
+        return cls(run_id=run_id, task_id=task_id, type=event.type.value, payload=event.payload())
 
 class LineageRecordRow(Base):
     """Derived view: the full lineage record of a task's latest attempt."""

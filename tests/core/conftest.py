@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from controller.api.app import create_app
 from controller.config import Settings
+from controller.domain.records import TERMINAL
 from tests.server_process import ServerProcess
-
-TERMINAL = {"succeeded", "failed", "cancelled"}
+from tests.waiting import wait_for
 
 
 class Api:
@@ -37,21 +36,18 @@ class Api:
         return dict(response.json())
 
     def wait(self, task_id: str, timeout: float = 120) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ended() -> dict[str, Any] | None:  # the API's long poll does the waiting
             task = self.client.get(f"/v1/tasks/{task_id}/wait", params={"timeout_s": 5}).json()
-            if task["status"] in TERMINAL:
-                return dict(task)
-        raise AssertionError(f"task {task_id} did not end within {timeout}s")
+            return dict(task) if task["status"] in TERMINAL else None
+
+        return wait_for(f"task {task_id} to end", ended, timeout, every=0)
 
     def wait_status(self, task_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def reached() -> dict[str, Any] | None:
             task = self.client.get(f"/v1/tasks/{task_id}").json()
-            if task["status"] == status:
-                return dict(task)
-            time.sleep(0.1)
-        raise AssertionError(f"task {task_id} never reached {status}")
+            return dict(task) if task["status"] == status else None
+
+        return wait_for(f"task {task_id} to reach {status}", reached, timeout, every=0.1)
 
     def logs(self, task_id: str, **params: Any) -> list[dict[str, Any]]:
         return list(self.client.get(f"/v1/tasks/{task_id}/logs",

@@ -23,11 +23,13 @@ from sqlalchemy import select
 from controller.api.app import create_app
 from controller.auth.tokens import create_token
 from controller.config import Settings
+from controller.domain.records import TERMINAL
 from controller.server import free_port
 from controller.store.database import Database
 from controller.store.schema import AuditRow
 from tests.core.conftest import Api, python
 from tests.server_process import ServerProcess
+from tests.waiting import wait_for
 
 # Answers GET with its task name, on the port in env PORT (the controller's contract).
 HELLO_SERVICE = """
@@ -55,14 +57,12 @@ def wait_for_file(path: Path) -> list[str]:
 
 
 def wait_ready(get: Any, task_id: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ready() -> dict[str, Any] | None:
         task = dict(get(f"/v1/tasks/{task_id}"))
-        if (task.get("executor_ref") or {}).get("ready"):
-            return task
-        assert task["status"] not in ("succeeded", "failed", "cancelled"), task
-        time.sleep(0.1)
-    raise AssertionError(f"service {task_id} never reported ready")
+        assert task["status"] not in TERMINAL, task
+        return task if (task.get("executor_ref") or {}).get("ready") else None
+
+    return wait_for(f"service {task_id} to report ready", ready, timeout, every=0.1)
 
 
 def gone(pid: int, timeout: float = 30) -> bool:

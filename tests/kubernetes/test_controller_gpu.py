@@ -18,10 +18,10 @@ from kubernetes import client
 
 from controller.api.app import create_app
 from controller.config import Settings
+from controller.domain.records import TERMINAL
 from tests.kubernetes.conftest import IMAGE, controller_namespace
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(900)]
-TERMINAL = {"succeeded", "failed", "cancelled"}
 TASKS = 20
 
 

@@ -20,6 +20,7 @@ from controller.executors.external import ExternalExecutor, Registry
 from controller.executors.router import ModeRouter, UnroutableTask
 from controller.logs.file_sink import FileLogReader
 from controller.ports import ExecutorState, Launch
+from tests.waiting import wait_for
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -85,13 +86,11 @@ def launch(tmp_path: Path, command: list[str], attempt: int = 1, **spec: Any) ->
 
 
 def wait(executor: Any, ref: dict[str, Any], workspace: Path) -> ExecutorState:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    def ended() -> ExecutorState | None:
         state: ExecutorState = executor.inspect(ref, workspace)
-        if state.phase != "running":
-            return state
-        time.sleep(0.05)
-    raise AssertionError("the external call did not end")
+        return state if state.phase != "running" else None
+
+    return wait_for("the external call to end", ended, 20, every=0.05)
 
 
 def test_post_succeeds_and_logs_the_response(executor: ExternalExecutor, tmp_path: Path) -> None:

@@ -16,11 +16,11 @@ from kubernetes import client
 
 from controller.api.app import create_app
 from controller.config import Settings
+from controller.domain.records import TERMINAL
 from tests.kubernetes.conftest import IMAGE, controller_namespace
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(600)]
-TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 def test_services_stop_when_their_run_ends(kubernetes: dict[str, str], api: client.ApiClient,

@@ -19,9 +19,9 @@ from sqlalchemy import select
 from controller.api.app import create_app
 from controller.config import Settings
 from controller.core.service import ControllerService
+from controller.domain.records import TERMINAL
 from controller.store.schema import AuditRow
 
-TERMINAL = {"succeeded", "failed", "cancelled"}
 SLEEP_1S = ["python", "-c", "import time; time.sleep(1)"]
 ONE_GPU = "gpu_pools: [{name: gpu-worker, flavor: nvidia.com/gpu, count: 1}]\n"
 

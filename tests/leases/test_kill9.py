@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from controller.domain.records import TERMINAL
 from tests.server_process import ServerProcess
 
 SLEEP_3S = [sys.executable, "-c", "import time; time.sleep(3)"]
-TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 class Server(ServerProcess):
