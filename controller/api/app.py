@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         svc.db.migrate()
+        svc.sync_inventory()  # GET /v1/resources shows the inventory before any task
         if run_supervisor:
             svc.supervisor.start()
             log_checks.start()  # log reconciliation after each attempt, in the background

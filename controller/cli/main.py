@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from controller.cli import follow
 from controller.cli.client import ApiError, Client
+from controller.cli.lease_commands import leases, resources
 from controller.cli.lineage_commands import lineage_app
 from controller.cli.logs_commands import logs_app
 from controller.cli.output import Column, Format, OutputOpt, print_list, print_one
@@ -377,6 +378,8 @@ def verify(
 
 
 app.command("run")(run_pipeline)
+app.command("leases")(leases)
+app.command("resources")(resources)
 app.add_typer(runs_app, name="runs")
 app.add_typer(logs_app, name="logs")
 app.add_typer(share_app, name="share")

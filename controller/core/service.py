@@ -70,6 +70,11 @@ class ControllerService:
                                           log_reader=self.logs)
         return self._supervisor
 
+    def sync_inventory(self) -> None:
+        """Mirror the inventory file, read at start-up, into the store."""
+        with self.db.write() as session:
+            self.admitter.sync(session)
+
     def _wake(self) -> None:
         if self._supervisor is not None:
             self._supervisor.wake.set()

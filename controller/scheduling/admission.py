@@ -29,6 +29,10 @@ class Admitter(Protocol):
 
     def leases_of(self, session: Session, task_id: str) -> list[dict[str, Any]]: ...
 
+    def sync(self, session: Session) -> None:
+        """Mirror the inventory into the store (at start-up; admission rounds do it too)."""
+        ...
+
 
 class AdmitAll:
     def admit(self, session: Session, queued: list[TaskRow]) -> dict[str, Admission]:
@@ -42,3 +46,6 @@ class AdmitAll:
 
     def leases_of(self, session: Session, task_id: str) -> list[dict[str, Any]]:
         return []
+
+    def sync(self, session: Session) -> None:
+        return None
