@@ -201,14 +201,28 @@ def test_no_secret_or_object_a_kubernetes_launch_creates_holds_a_controller_secr
                 env={"HF_TOKEN": "task-own-secret"},
                 secret_env=["HF_TOKEN"],
             )
+            # What the launch created, read while the attempt runs (cleanup deletes it after).
+            objects = wait_for("the launch Secret", lambda: launched(k8s, namespace), 120, 0.05)
             assert api.wait(task["id"], timeout=300)["status"] == "succeeded"
-            objects = cluster_objects(k8s, namespace)
     finally:
         client.CoreV1Api(k8s).delete_namespace(namespace)
     secrets = [n for n in objects if n.startswith("Secret/")]
     assert secrets, objects
     assert b"task-own-secret" in b"".join(objects[n] for n in secrets)  # the scan sees values
     assert leaks({**objects, **files_under(settings.home)}, controller_env) == []
+
+
+def launched(api: Any, namespace: str) -> dict[str, bytes] | None:
+    """The namespace's objects, once the launch Secret is among them."""
+    from kubernetes.client import ApiException
+
+    try:
+        objects = cluster_objects(api, namespace)
+    except ApiException as exc:
+        if exc.status == 404:  # the namespace is not made yet
+            return None
+        raise
+    return objects if any(n.startswith("Secret/") for n in objects) else None
 
 
 def cluster_objects(api: Any, namespace: str) -> dict[str, bytes]:
