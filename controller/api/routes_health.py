@@ -1,0 +1,34 @@
+"""/healthz and /readyz: liveness, and readiness (the store answers, the supervisor runs)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from controller import __version__
+from controller.core.service import ControllerService
+
+
+def build_router(svc: ControllerService, run_supervisor: bool) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @router.get("/readyz")
+    def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            with svc.db.read() as session:
+                session.execute(text("SELECT 1"))
+            checks["store"] = "ok"
+        except Exception as exc:
+            checks["store"] = f"error: {exc}"
+        if run_supervisor:
+            checks["supervisor"] = "ok" if svc.supervisor.alive() else "stopped"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    return router
