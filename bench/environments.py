@@ -1,13 +1,16 @@
 """Task environments: cold build and warm hit of the wine environment, per-task overhead.
 
-    python bench/environments.py [--tasks 50] [--hits 50] [--cold-uv-cache]
+    python bench/environments.py [--tasks 50] [--hits 50] [--cold-uv-cache] [--airflow]
 
 - cold build: examples/wine's uv.lock into an empty environment cache (uv's wheel cache as
   it is; with --cold-uv-cache an empty one too, so every wheel is downloaded from PyPI);
 - warm hit: the same key again (lock, JSON read), --hits times;
 - per-task overhead of the local executor on the embedded default: TASKS tasks, each
   `python -c` printing time.time() first and last; from submit to the command's first line,
-  and from the command's last line to the task recorded `succeeded` (its finished_at).
+  and from the command's last line to the task recorded `succeeded` (its finished_at);
+- with --airflow, the same command as TASKS BashOperator tasks in a row under `dag.test()` in
+  deploy/local/airflow's venv (a fresh SQLite home): per task, from the task instance's start
+  to the command's first line and from its last line to the task instance's end.
 The JSON result on stdout carries the command and the machine.
 """
 
@@ -17,7 +20,9 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -109,11 +114,58 @@ def task_overhead(tasks: int) -> dict[str, Any]:
     }
 
 
+def airflow_overhead(tasks: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [str(REPO / "deploy" / "local" / "airflow"), "env"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    venv = Path(
+        dict(line.split("=", 1) for line in out.splitlines() if "=" in line)["AIRFLOW_VENV"]
+    )
+    with tempfile.TemporaryDirectory(prefix="tracectl-bench-airflow-") as home:
+        env = {
+            **os.environ,
+            "AIRFLOW_HOME": home,
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+            "AIRFLOW__CORE__DAGS_FOLDER": home,
+            "TRACECTL_BENCH_TASKS": str(tasks),
+            "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        env.pop("VIRTUAL_ENV", None)
+        subprocess.run(
+            [str(venv / "bin" / "airflow"), "db", "migrate"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        # dag.test() serializes the DAG from its file, which must be in the DAGs folder.
+        runner = shutil.copy(REPO / "bench" / "airflow_overhead_runner.py", home)
+        done = subprocess.run(
+            [str(venv / "bin" / "python"), str(runner)],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    rows = json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1])["tasks"]
+    rows = sorted(rows, key=lambda r: int(r["task"][1:]))[1:]  # the first warms imports
+    return {
+        "tasks": tasks,
+        "start_to_first_line": stats([r["first"] - r["start"] for r in rows]),
+        "exit_to_end": stats([r["end"] - r["last"] for r in rows]),
+        "runner": "dag.test() (in-process task runs, SQLite metadata DB)",
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=50)
     parser.add_argument("--hits", type=int, default=50)
     parser.add_argument("--cold-uv-cache", action="store_true")
+    parser.add_argument("--airflow", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tracectl-bench-envcache-") as root:
         if args.cold_uv_cache:
@@ -127,7 +179,9 @@ def main() -> int:
                 "command": " ".join(["python", *sys.argv]),
                 "wine_environment": {**wine, "uv_cache": "cold" if args.cold_uv_cache else "warm"},
                 "local_executor": task_overhead(args.tasks),
-                "airflow_local_executor": "not measured (needs deploy/local/airflow's venv)",
+                "airflow": airflow_overhead(args.tasks)
+                if args.airflow
+                else "not measured (--airflow: needs deploy/local/airflow's venv)",
                 "machine": {
                     "platform": platform.platform(),
                     "cpus": os.cpu_count(),
