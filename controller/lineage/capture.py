@@ -20,6 +20,9 @@ def _environment(spec: dict[str, Any], resolved: dict[str, Any],
                  built: dict[str, Any]) -> EnvironmentLineage:
     """What the runner built, else what submit resolved (a task that never started)."""
     planned = resolved.get("environment") or {}
+    if not built.get("key") and spec.get("image"):
+        # A pod ran in its image (Kubernetes): nothing was built from the repo's lock.
+        planned = {"kind": "image", "image": spec["image"]}
     info = {**planned, **built}
     return EnvironmentLineage(
         image=spec.get("image") or info.get("image"), kind=info.get("kind"),
