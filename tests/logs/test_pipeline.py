@@ -105,6 +105,7 @@ def test_task_log_is_indexed_once_in_order_and_archived(pipeline_api: Api,
                                    params={"level": "loud"}).status_code == 422
 
 
+@pytest.mark.parametrize("engine", ["opensearch"])  # Kafka only: one engine is enough
 def test_status_events_are_published_in_order(pipeline_api: Api) -> None:
     run_id = pipeline_api.run(pipeline="logs-status")
     task = pipeline_api.submit(run_id, "quick", command=python("print('hi')"))

@@ -113,6 +113,7 @@ def test_clean_task_reconciles_ok_on_every_copy(pipeline_api: Api) -> None:
     assert metric(pipeline_api, 'tracectl_log_reconciliation_copies{copy="index",status="ok"}') >= 1
 
 
+@pytest.mark.parametrize("engine", ["opensearch"])  # no index in play: one engine is enough
 def test_pending_checks_are_found_in_the_store_after_a_restart(pipeline_api: Api) -> None:
     task = run_task(pipeline_api, "restarted")
     wait_checked(pipeline_api, task["id"])
@@ -133,6 +134,7 @@ def test_pending_checks_are_found_in_the_store_after_a_restart(pipeline_api: Api
     db.dispose()
 
 
+@pytest.mark.parametrize("engine", ["opensearch"])  # no index in play: one engine is enough
 def test_passport_offset_ranges_hold_exactly_the_task_lines(pipeline_api: Api) -> None:
     task = run_task(pipeline_api, "passport")
     wait_checked(pipeline_api, task["id"])
@@ -228,6 +230,7 @@ def test_deleted_index_documents_are_detected_and_repaired(
     assert restored[gone[0]]["labels"]["dag_id"] == "dag_reconcile"
 
 
+@pytest.mark.parametrize("engine", ["opensearch"])  # no index in play: one engine is enough
 def test_truncated_archive_is_detected_and_rewritten(pipeline_api: Api) -> None:
     task = run_task(pipeline_api, "truncated")
     wait_checked(pipeline_api, task["id"])

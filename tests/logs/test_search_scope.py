@@ -1,7 +1,7 @@
 """Log search with token auth: a team finds its own tasks' lines, never another team's.
 
-Real Kafka, real shipper, real OpenSearch, real S3 (deploy/local/*): the team is the
-`labels.team` the sink writes and the index maps as a keyword.
+Real Kafka, real shipper (rsyslog), real OpenSearch and Elasticsearch, real S3
+(deploy/local/*): the team is the `labels.team` the sink writes and the index maps as a keyword.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import uuid
 
 import pytest
 from fastapi.testclient import TestClient
-from opensearchpy import OpenSearch
 
 from controller.api.app import create_app
 from controller.auth.tokens import create_token
 from controller.config import Settings
+from controller.ports import SearchIndex
 from tests.core.conftest import python
 from tests.logs.conftest import wait_indexed
 
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.opensearch, pytest.mark.s3, pytest.
 
 
 def test_log_search_shows_a_team_its_own_lines_only(pipeline_settings: Settings,
-                                                   search: OpenSearch) -> None:
+                                                   search: SearchIndex) -> None:
     marker = f"scoped-{uuid.uuid4().hex}"
     app = create_app(pipeline_settings.model_copy(update={"auth": "tokens"}))
     with TestClient(app) as client:
