@@ -55,10 +55,10 @@ class KeyLock:
 
 
 def uv_binary() -> str:
-    """uv from PATH, else the one beside this interpreter (installed into the venv)."""
+    """The uv installed with tracectl (a dependency: beside this interpreter), else PATH's."""
     import sys
 
-    found = shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
+    found = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
     if found is None:
         raise EnvironmentBuildError(
             "environment: could not install: uv is not installed "
