@@ -113,6 +113,16 @@ def read_spec(spec_file: Path, params: list[str]) -> dict[str, Any]:
     return spec
 
 
+def _submit_in_new_run(api: Client, pipeline: str, name: str, spec: dict[str, Any],
+                       idempotency_key: str | None) -> tuple[str, dict[str, Any]]:
+    """One request makes the run and its task, so a refused task leaves no empty run; the
+    run made for a job is closed as it is made (a service's stays open until closed)."""
+    body = {"pipeline": pipeline, "tasks": [{"name": name, "spec": spec}],
+            "close": spec.get("mode") != "service"}
+    run_id = call(api.post, "/v1/runs", body, idempotency_key=idempotency_key)["id"]
+    return run_id, call(api.get, "/v1/tasks", run_id=run_id, limit=1)["items"][0]
+
+
 @app.command()
 def submit(
     spec_file: Annotated[Path, typer.Argument(help="YAML/JSON file with a TaskSpec")],
@@ -128,20 +138,17 @@ def submit(
     spec = read_spec(spec_file, param or [])
     api = client(url)
     print_warnings(api, name, spec)
-    run_id = run or call(api.post, "/v1/runs", {"pipeline": pipeline})["id"]
-    task = call(
-        api.post,
-        f"/v1/runs/{run_id}/tasks",
-        {"name": name, "spec": spec},
-        idempotency_key=idempotency_key,
-    )
+    if run is None:
+        run_id, task = _submit_in_new_run(api, pipeline, name, spec, idempotency_key)
+    else:
+        run_id = run
+        task = call(api.post, f"/v1/runs/{run}/tasks", {"name": name, "spec": spec},
+                    idempotency_key=idempotency_key)
     console.print(f"task [bold]{task['id']}[/] in run {run_id}: {task['status']}", soft_wrap=True)
     if run is None and spec.get("mode") == "service":
         console.print(
             f"the run stays open; `tracectl runs close {run_id}` stops the service", soft_wrap=True
         )
-    elif run is None:  # the run made for this one task is complete
-        call(api.post, f"/v1/runs/{run_id}/close")
     if wait:
         task = call(follow.wait, api, task, console)
         if task["status"] != "succeeded":

@@ -14,7 +14,7 @@ from controller.auth.principal import current
 from controller.auth.scope import Scope
 from controller.config import Settings
 from controller.core import transitions, views
-from controller.core.submission import Submission
+from controller.core.submission import Origin, Submission
 from controller.core.supervisor import Supervisor
 from controller.domain.events import RunClosed
 from controller.domain.records import Artifact, QueueInfo, Run, Task, TaskStatus
@@ -59,7 +59,7 @@ class ControllerService:
         self.settings = settings
         self.db = db or Database(settings.store_url)
         self.admitter = admitter or build_admitter(settings)
-        self.submission = Submission(settings, self.db)
+        self.submission = Submission(settings, self.db, self.admitter)
         self._supervisor: Supervisor | None = None
         self.logs: LogReader = backends.log_reader(settings)
 
@@ -80,9 +80,23 @@ class ControllerService:
             self._supervisor.wake.set()
 
     # -- runs ---------------------------------------------------------------------------
-    def create_run(self, request: RunCreate, team: str | None = None) -> tuple[Run, bool]:
-        row, created = self.submission.create_run(request, team or current().team)
+    def create_run(self, request: RunCreate, team: str | None = None,
+                   origin: Origin | None = None) -> tuple[Run, bool]:
+        """A run, with its tasks (request.tasks) in the same transaction."""
+        row, created = self.submission.create_run(request, team or current().team, origin)
+        if created and request.tasks:
+            for task_id in self.run_task_ids(row.id).values():
+                self.supervisor.publish_status(task_id, "submitted")
+            self._wake()
         return views.run_record(row), created
+
+    def run_task_ids(self, run_id: str) -> dict[str, str]:
+        """The run's task ids by name, in submission order."""
+        with self.db.read() as session:
+            rows = session.execute(select(TaskRow.name, TaskRow.id)
+                                   .where(TaskRow.run_id == run_id)
+                                   .order_by(TaskRow.created_at, TaskRow.id)).all()
+        return {name: task_id for name, task_id in rows}
 
     def get_run(self, run_id: str) -> Run:
         with self.db.read() as session:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -17,8 +18,9 @@ from controller.auth.scope import Scope
 from controller.config import Settings
 from controller.core import preflight
 from controller.core.ids import new_id
+from controller.core.preflight import Finding
 from controller.core.run_end import refuse_if_closed
-from controller.domain.events import RunCreated, TaskSubmitted
+from controller.domain.events import RunClosed, RunCreated, RunReproduces, TaskSubmitted
 from controller.domain.records import RunStatus, TaskStatus
 from controller.domain.requests import RunCreate, TaskCreate
 from controller.domain.spec import TaskSpec
@@ -26,6 +28,7 @@ from controller.errors import Conflict, InvalidInput, NotFound
 from controller.runtime import code as code_refs
 from controller.runtime import data as dvc_data
 from controller.runtime import env_resolve
+from controller.scheduling.admission import AdmitAll, Admitter
 from controller.store.database import Database
 from controller.store.schema import (
     ArtifactRow,
@@ -36,14 +39,30 @@ from controller.store.schema import (
 )
 
 
+@dataclass(frozen=True)
+class Origin:
+    """A run made by reproducing another: which one, and what could not be checked."""
+
+    reproduces: str
+    unchecked: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _NewTask:
+    row: TaskRow
+    secrets: dict[str, str]
+    event: LineageEventRow
+
+
 def request_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class Submission:
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: Settings, db: Database, admitter: Admitter | None = None) -> None:
         self.settings = settings
         self.db = db
+        self.admitter: Admitter = admitter or AdmitAll()
         self.git_cache = settings.home / "git-mirrors"
         self.policy = preflight.parse_policy(settings.preflight)
         self.git_hosts = {h.strip() for h in settings.git_allowed_hosts.split(",") if h.strip()}
@@ -51,32 +70,106 @@ class Submission:
                             if s.strip()}
 
     # -- runs ---------------------------------------------------------------------------
-    def create_run(self, request: RunCreate, team: str = "default") -> tuple[RunRow, bool]:
-        """Returns (run, created). A repeated idempotency key returns the first run."""
-        body = request.model_dump(exclude={"idempotency_key"})
-        digest = request_hash(body)
+    def create_run(
+        self, request: RunCreate, team: str = "default", origin: Origin | None = None
+    ) -> tuple[RunRow, bool]:
+        """Returns (run, created). A repeated idempotency key returns the first run.
+
+        The request's tasks are resolved and checked before anything is written; then the
+        run and all its tasks are one transaction, so a refused task leaves no run behind.
+        """
+        body, digest = self._run_body(request)
+        if (existing := self._existing_run(request, digest, team)) is not None:
+            return existing, False
+        run_id, now = new_id("run"), datetime.now(UTC)
+        tasks = self._prepare_tasks(run_id, team, request.tasks, now)
         with self.db.write() as session:
-            if request.idempotency_key:
-                existing = session.scalar(
-                    select(RunRow).where(RunRow.idempotency_key == request.idempotency_key)
-                )
-                if existing is not None:
-                    # Keys are global: another team's run is never "the same request" (its
-                    # body carries no team), so the key answers 409 and shows nothing of it.
-                    same = existing.request_hash if existing.team == team else None
-                    self._same_request(same, digest, request.idempotency_key)
-                    return existing, False
-            now = datetime.now(UTC)
+            if (existing := self._existing_run(request, digest, team, session)) is not None:
+                return existing, False  # a concurrent twin won the race
             row = RunRow(
-                id=new_id("run"), pipeline=request.pipeline, status=RunStatus.PENDING.value,
-                team=team, airflow_dag_id=request.airflow_dag_id,
-                airflow_run_id=request.airflow_run_id, labels=request.labels,
-                idempotency_key=request.idempotency_key, request_hash=digest,
-                created_at=now, updated_at=now,
+                id=run_id, pipeline=request.pipeline, team=team,
+                status=(RunStatus.RUNNING if tasks else RunStatus.PENDING).value,
+                airflow_dag_id=request.airflow_dag_id, airflow_run_id=request.airflow_run_id,
+                labels=request.labels, idempotency_key=request.idempotency_key,
+                request_hash=digest, reproduces=origin and origin.reproduces,
+                created_at=now, updated_at=now, closed_at=now if request.close else None,
             )
             session.add(row)
             session.add(LineageEventRow.of(RunCreated.model_validate(body), row.id))
+            if origin is not None:
+                session.add(LineageEventRow.of(RunReproduces(
+                    reproduces=origin.reproduces, unchecked=origin.unchecked), row.id))
+            session.flush()  # the run exists before rows that reference it
+            for task in tasks:
+                self._add_task(session, task)
+            if request.close:
+                session.add(LineageEventRow.of(RunClosed(), row.id))
         return row, True
+
+    @staticmethod
+    def _run_body(request: RunCreate) -> tuple[dict[str, Any], str]:
+        """The run.created payload (no task specs: their env may hold secrets) and the hash
+        of the whole request (unchanged for requests without tasks, as before they existed)."""
+        body = request.model_dump(exclude={"idempotency_key", "tasks", "close"})
+        hashed = dict(body)
+        if request.tasks or request.close:
+            hashed["tasks"] = [t.model_dump(mode="json") for t in request.tasks]
+            hashed["close"] = request.close
+            body["tasks"] = [t.name for t in request.tasks]
+        return body, request_hash(hashed)
+
+    def _existing_run(
+        self, request: RunCreate, digest: str, team: str, session: Session | None = None
+    ) -> RunRow | None:
+        if not request.idempotency_key:
+            return None
+        query = select(RunRow).where(RunRow.idempotency_key == request.idempotency_key)
+        if session is None:
+            with self.db.read() as reader:
+                existing = reader.scalar(query)
+        else:
+            existing = session.scalar(query)
+        if existing is not None:
+            # Keys are global: another team's run is never "the same request" (its body
+            # carries no team), so the key answers 409 and shows nothing of it.
+            same = existing.request_hash if existing.team == team else None
+            self._same_request(same, digest, request.idempotency_key)
+        return existing
+
+    def _prepare_tasks(
+        self, run_id: str, team: str, requests: list[TaskCreate], now: datetime
+    ) -> list[_NewTask]:
+        """Resolve every task of a new run; refuse them all (422, tasks.N.<field>) if any
+        fails. Each task's upstream siblings are the tasks before it in the list."""
+        siblings: dict[str, TaskRow] = {}
+        prepared: list[_NewTask] = []
+        problems: list[tuple[list[str | int], str]] = []
+        with self.db.read() as session:
+            for index, request in enumerate(requests):
+                try:
+                    self._batch_rules(request, siblings)
+                    resolved = self._resolve(request.spec, siblings, session, Scope(team))
+                except InvalidInput as exc:
+                    problems += [(["tasks", index, *e["loc"]], e["msg"]) for e in exc.errors]
+                    continue
+                body = request.model_dump(mode="json", exclude={"idempotency_key"})
+                # a microsecond apart: listings order a run's tasks by (created_at, id)
+                at = now + timedelta(microseconds=index)
+                task = self._task_row(run_id, team, request, resolved,
+                                      request_hash({"run_id": run_id, **body}), at)
+                siblings[request.name] = task.row
+                prepared.append(task)
+        if problems:
+            raise InvalidInput.many(problems)
+        return prepared
+
+    @staticmethod
+    def _batch_rules(request: TaskCreate, siblings: dict[str, TaskRow]) -> None:
+        if request.name in siblings:
+            raise InvalidInput(["name"], f"two tasks are named {request.name!r}")
+        if request.idempotency_key:
+            raise InvalidInput(["idempotency_key"], "tasks created with their run take the "
+                               "run's idempotency key, not their own")
 
     @staticmethod
     def _same_request(stored: str | None, digest: str, key: str) -> None:
@@ -119,13 +212,6 @@ class Submission:
     def _insert(
         self, run_id: str, request: TaskCreate, resolved: dict[str, Any], digest: str
     ) -> tuple[TaskRow, bool]:
-        spec = request.spec
-        stored_spec = spec.model_dump(mode="json")
-        stored_spec["env"] = spec.public_env()
-        if spec.code is not None:
-            stored_spec["code"]["commit"] = resolved["commit"]
-        now = datetime.now(UTC)
-        waits = any(i.upstream_task for i in spec.inputs)
         with self.db.write() as session:
             if request.idempotency_key:  # a concurrent twin may have won the race
                 existing = session.scalar(
@@ -137,36 +223,66 @@ class Submission:
             run = session.get(RunRow, run_id)
             assert run is not None
             refuse_if_closed(run)  # closed since the check above
-            row = TaskRow(
-                id=new_id("task"), run_id=run_id, name=request.name, team=run.team,
-                spec=stored_spec, resolved=resolved,
-                status=(TaskStatus.PENDING if waits else TaskStatus.QUEUED).value,
-                priority=spec.priority, attempt=0, max_attempts=spec.retries + 1,
-                idempotency_key=request.idempotency_key, request_hash=digest,
-                created_at=now, queued_at=None if waits else now, updated_at=now,
-            )
-            session.add(row)
-            secrets = {k: spec.env[k] for k in spec.secret_env}
-            if secrets:
-                session.flush()
-                session.add(TaskSecretRow(task_id=row.id, env=secrets))
+            task = self._task_row(run_id, run.team, request, resolved, digest,
+                                  datetime.now(UTC))
+            self._add_task(session, task)
             run.status = RunStatus.RUNNING.value
-            run.updated_at = now
+            run.updated_at = task.row.created_at
             run.finished_at = None
-            session.add(LineageEventRow.of(TaskSubmitted(
-                name=request.name, resolved=resolved,
-                spec={k: v for k, v in stored_spec.items() if k != "env"},
-                env_keys=sorted(spec.env)), run_id, row.id))
-        return row, True
+        return task.row, True
+
+    @staticmethod
+    def _task_row(run_id: str, team: str, request: TaskCreate, resolved: dict[str, Any],
+                  digest: str, now: datetime) -> _NewTask:
+        """The task's row, secrets and submitted event, not yet added to any session."""
+        spec = request.spec
+        stored_spec = spec.model_dump(mode="json")
+        stored_spec["env"] = spec.public_env()
+        if spec.code is not None:
+            stored_spec["code"]["commit"] = resolved["commit"]
+        waits = any(i.upstream_task for i in spec.inputs)
+        row = TaskRow(
+            id=new_id("task"), run_id=run_id, name=request.name, team=team,
+            spec=stored_spec, resolved=resolved,
+            status=(TaskStatus.PENDING if waits else TaskStatus.QUEUED).value,
+            priority=spec.priority, attempt=0, max_attempts=spec.retries + 1,
+            idempotency_key=request.idempotency_key, request_hash=digest,
+            created_at=now, queued_at=None if waits else now, updated_at=now,
+        )
+        event = LineageEventRow.of(TaskSubmitted(
+            name=request.name, resolved=resolved,
+            spec={k: v for k, v in stored_spec.items() if k != "env"},
+            env_keys=sorted(spec.env)), run_id, row.id)
+        return _NewTask(row, {k: spec.env[k] for k in spec.secret_env}, event)
+
+    @staticmethod
+    def _add_task(session: Session, task: _NewTask) -> None:
+        session.add(task.row)
+        if task.secrets:
+            session.flush()
+            session.add(TaskSecretRow(task_id=task.row.id, env=task.secrets))
+        session.add(task.event)
 
     def preflight(self, spec: TaskSpec) -> list[preflight.Finding]:
         """All findings for SPEC (refusals included), writing nothing."""
+        unfit = self._inventory_findings(spec)
         resolved = self._resolve_sources(spec)
-        return preflight.check(spec, resolved, self.git_cache, self.policy)
+        return unfit + preflight.check(spec, resolved, self.git_cache, self.policy)
+
+    def _inventory_findings(self, spec: TaskSpec) -> list[Finding]:
+        """Claims the inventory can never grant: refused, whatever the policy, since such a
+        task would otherwise wait in the queue forever."""
+        return [Finding("resources.not_in_inventory", loc, why,
+                                  "ask for what the inventory has (GET /v1/resources), or add "
+                                  "it to TRACECTL_INVENTORY_FILE", "refuse")
+                for loc, why in self.admitter.never_fits(spec.resources)]
 
     def _resolve(
         self, spec: TaskSpec, siblings: dict[str, TaskRow], session: Session, scope: Scope
     ) -> dict[str, Any]:
+        unfit = self._inventory_findings(spec)
+        if unfit:  # before any git or DVC work
+            raise InvalidInput.many([(f.loc, f.message) for f in unfit])
         resolved = self._resolve_sources(spec)
         resolved["inputs"] = self._resolve_inputs(spec, siblings, session, scope)
         findings = preflight.check(spec, resolved, self.git_cache, self.policy)

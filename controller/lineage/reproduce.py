@@ -1,8 +1,10 @@
 """Exact reproduction of a run: the same commit, DVC data, image, params and inputs.
 
-Everything is checked before anything is written: a dataset whose md5 moved or whose
-object left the DVC remote, or an input artifact no longer stored, refuses the whole
-reproduction with a Conflict naming it, and no new run appears.
+Everything is checked before anything is written: a commit no longer in the repository, a
+dataset whose md5 moved or whose object left the DVC remote, an input artifact no longer
+stored or a model version gone from the registry refuses the whole reproduction with a
+Conflict naming each (`tasks.<name>.code.commit`, ...), and no new run appears. The run and
+all its tasks are then created, closed, in one transaction.
 """
 
 from __future__ import annotations
@@ -15,15 +17,15 @@ from urllib.parse import unquote, urlparse
 from sqlalchemy import select
 
 from controller.core.service import ControllerService
-from controller.domain.events import RunReproduces
+from controller.core.submission import Origin
 from controller.domain.requests import RunCreate, TaskCreate
-from controller.domain.spec import TaskSpec
-from controller.errors import Conflict, NotFound
+from controller.domain.spec import MODEL_URI, TaskSpec
+from controller.errors import Conflict, InvalidInput, NotFound
 from controller.lineage.reproduce_env import environment_problems, pinned_environment
+from controller.runtime import code as code_refs
 from controller.runtime import data as dvc_data
 from controller.store.schema import (
     ArtifactRow,
-    LineageEventRow,
     LineageRecordRow,
     RunRow,
     TaskRow,
@@ -70,12 +72,16 @@ class Reproducer:
                      for i in t.spec.get("inputs", []) if i["artifact"].startswith("sha256:")])))}
         plan = Plan(run=run)
         if not tasks:
-            plan.problems.append({"loc": ["run", run_id], "msg": "the run has no tasks"})
+            plan.problems.append(_problem(["run", run_id], "the run has no tasks"))
         for task in tasks:
             spec = self._pinned_spec(task, plan)
+            self._check_code(task, plan)
             self._check_data(task, records.get(task.id) or {}, plan)
             self._check_inputs(task, artifacts, plan)
-            plan.problems += environment_problems(task, self.service.submission.git_cache)
+            plan.problems += [_problem(p["loc"], p["msg"]) for p in
+                              environment_problems(task, self.service.submission.git_cache)]
+            self._check_models(task, plan)
+            self._note_image(task, plan)
             if spec is not None:
                 plan.tasks.append(TaskCreate(name=task.name, spec=spec))
         return plan
@@ -83,10 +89,9 @@ class Reproducer:
     def _pinned_spec(self, task: TaskRow, plan: Plan) -> TaskSpec | None:
         spec = {k: v for k, v in task.spec.items()}
         if spec.get("secret_env"):
-            plan.problems.append({
-                "loc": ["tasks", task.name, "secret_env"],
-                "msg": f"task {task.name!r} used secret env {spec['secret_env']}; secrets are "
-                       "never stored, so it cannot be resubmitted as it ran"})
+            plan.problems.append(_problem(["tasks", task.name, "secret_env"], (
+                f"task {task.name!r} used secret env {spec['secret_env']}; secrets are "
+                "never stored, so it cannot be resubmitted as it ran")))
             return None
         resolved = task.resolved or {}
         if spec.get("labels"):  # a reproduction was not submitted by that Airflow task instance
@@ -101,6 +106,42 @@ class Reproducer:
             spec["environment"] = pinned
         return TaskSpec.model_validate(spec)
 
+    def _check_code(self, task: TaskRow, plan: Plan) -> None:
+        code = task.spec.get("code") or {}
+        commit = (task.resolved or {}).get("commit")
+        if not code or not commit:
+            return
+        try:
+            code_refs.resolve(code["repo"], commit, self.service.submission.git_cache)
+        except code_refs.CodeError as exc:
+            plan.problems.append(_problem(["tasks", task.name, "code", "commit"], (
+                f"commit {commit} of {code['repo']!r} is no longer retrievable: {exc}")))
+
+    def _check_models(self, task: TaskRow, plan: Plan) -> None:
+        for uri in task.spec.get("models") or []:
+            match = MODEL_URI.match(uri)
+            if match is None:
+                continue  # task:<name> refs are rewired to the new run's tasks
+            try:
+                found = self.service.supervisor.tracking.has_model_version(
+                    match["name"], match["version"])
+            except Exception as exc:  # a registry outage: say so, do not guess
+                plan.problems.append(_problem(["tasks", task.name, "models", uri],
+                                              f"cannot ask the model registry for {uri}: {exc}"))
+                continue
+            if not found:
+                plan.problems.append(_problem(["tasks", task.name, "models", uri],
+                                              f"model version {uri} is no longer registered"))
+
+    @staticmethod
+    def _note_image(task: TaskRow, plan: Plan) -> None:
+        image = task.spec.get("image")
+        if image and "@sha256:" not in image:
+            plan.unchecked.append(f"{task.name}: image {image} is a tag, not a digest: it may "
+                                  "have moved since the run")
+        elif image:
+            plan.unchecked.append(f"{task.name}: image {image} not checked in its registry")
+
     def _check_data(self, task: TaskRow, record: dict[str, Any], plan: Plan) -> None:
         repo = str((task.spec.get("code") or {}).get("repo", ""))
         remotes = {d["path"]: d.get("remote") for d in record.get("data", [])}
@@ -110,13 +151,13 @@ class Reproducer:
                 md5 = dvc_data.tracked_md5(repo, entry["rev"], entry["path"],
                                            self.service.submission.git_cache)
             except (dvc_data.DataError, ValueError, OSError) as exc:
-                plan.problems.append({"loc": loc, "msg": f"cannot read {entry['path']!r} at "
-                                      f"{entry['rev'][:12]}: {exc}"})
+                plan.problems.append(_problem(loc, f"cannot read {entry['path']!r} at "
+                                              f"{entry['rev'][:12]}: {exc}"))
                 continue
             if md5 != entry["md5"]:
-                plan.problems.append({"loc": loc, "msg": (
+                plan.problems.append(_problem(loc, (
                     f"{entry['path']!r} at {entry['rev'][:12]} now has md5 {md5}, "
-                    f"not the recorded {entry['md5']}")})
+                    f"not the recorded {entry['md5']}")))
                 continue
             remote = remotes.get(entry["path"])
             if not remote:
@@ -126,9 +167,9 @@ class Reproducer:
             if where is None:
                 plan.unchecked.append(f"{entry['path']}: remote {remote} not checked")
             elif not where.exists():
-                plan.problems.append({"loc": loc, "msg": (
+                plan.problems.append(_problem(loc, (
                     f"dataset {entry['path']}@{entry['md5']} is no longer retrievable: "
-                    f"the DVC remote {remote} has no object {entry['md5']}")})
+                    f"the DVC remote {remote} has no object {entry['md5']}")))
 
     def _check_inputs(self, task: TaskRow, artifacts: dict[str, ArtifactRow], plan: Plan) -> None:
         for item in task.spec.get("inputs", []):
@@ -137,8 +178,8 @@ class Reproducer:
             sha = item["artifact"].split(":", 1)[1]
             stored = artifacts.get(sha)
             if stored is None or not self.store.exists(stored.uri):
-                plan.problems.append({"loc": ["tasks", task.name, "inputs", item["path"]],
-                                      "msg": f"input artifact sha256:{sha} is no longer stored"})
+                plan.problems.append(_problem(["tasks", task.name, "inputs", item["path"]],
+                                              f"input artifact sha256:{sha} is no longer stored"))
 
     def reproduce(self, run_id: str) -> dict[str, Any]:
         plan = self.plan(run_id)
@@ -146,21 +187,20 @@ class Reproducer:
             raise Conflict(f"run {run_id} cannot be reproduced exactly: "
                            + "; ".join(p["msg"] for p in plan.problems), plan.problems)
         old = plan.run
-        new, _ = self.service.create_run(RunCreate(
-            pipeline=old.pipeline, labels={**old.labels, "tracectl.reproduces": old.id}))
-        with self.service.db.write() as session:
-            row = session.get(RunRow, new.id)
-            assert row is not None
-            row.reproduces = old.id
-            session.add(LineageEventRow.of(
-                RunReproduces(reproduces=old.id, unchecked=plan.unchecked), new.id))
-        task_ids = {}
-        for request in plan.tasks:
-            task, _ = self.service.submit_task(new.id, request)
-            task_ids[request.name] = task.id
-        self.service.close_run(new.id)  # every task of the original is in: no more
-        return {"run_id": new.id, "reproduces": old.id, "tasks": task_ids,
-                "unchecked": plan.unchecked}
+        request = RunCreate(pipeline=old.pipeline, labels={**old.labels,
+                                                           "tracectl.reproduces": old.id},
+                            tasks=plan.tasks, close=True)  # every task of the original
+        try:
+            new, _ = self.service.create_run(request, origin=Origin(old.id, plan.unchecked))
+        except InvalidInput as exc:  # changed since the plan: still nothing was created
+            raise Conflict(f"run {run_id} cannot be reproduced exactly: {exc.detail}",
+                           exc.errors) from exc
+        return {"run_id": new.id, "reproduces": old.id,
+                "tasks": self.service.run_task_ids(new.id), "unchecked": plan.unchecked}
+
+
+def _problem(loc: list[str], msg: str) -> dict[str, Any]:
+    return {"loc": loc, "path": ".".join(loc), "msg": msg}
 
 
 def compare(service: ControllerService, run_id: str) -> dict[str, Any]:

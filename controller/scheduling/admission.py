@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from controller.domain.spec import Resources
 from controller.store.schema import TaskRow
 
 
@@ -33,6 +34,10 @@ class Admitter(Protocol):
         """Mirror the inventory into the store (at start-up; admission rounds do it too)."""
         ...
 
+    def never_fits(self, resources: Resources) -> list[tuple[list[str | int], str]]:
+        """(field path, why) for each claim no admission can ever grant."""
+        ...
+
 
 class AdmitAll:
     def admit(self, session: Session, queued: list[TaskRow]) -> dict[str, Admission]:
@@ -49,3 +54,6 @@ class AdmitAll:
 
     def sync(self, session: Session) -> None:
         return None
+
+    def never_fits(self, resources: Resources) -> list[tuple[list[str | int], str]]:
+        return []

@@ -121,6 +121,38 @@ class Inventory(_Strict):
             message = f"{path} is not a valid inventory: {exc}"
             raise InvalidInput(["inventory_file"], message) from exc
 
+    def never_fits(self, resources: Resources) -> list[tuple[list[str | int], str]]:
+        """(field path, why) for each claim of RESOURCES this inventory can never grant.
+
+        Checked at submit so such a task is refused instead of queued forever; a claim that
+        fits but is held waits in the queue as before.
+        """
+        problems: list[tuple[list[str | int], str]] = []
+        if resources.gpu:
+            why = self._gpu_never_fits(resources.gpu, resources.gpu_flavor)
+            if why:
+                problems.append((["spec", "resources", "gpu"], why))
+        claims = {v.claim: v for v in self.volumes}
+        for index, volume in enumerate(resources.volumes):
+            if volume.claim not in claims:
+                have = ", ".join(f"{v.claim} ({v.access})" for v in self.volumes) or "none"
+                problems.append((["spec", "resources", "volumes", index, "claim"],
+                                 f"volume claim {volume.claim!r} is not in the inventory "
+                                 f"(it has: {have})"))
+        return problems
+
+    def _gpu_never_fits(self, count: int, flavor: str | None) -> str | None:
+        have = ", ".join(f"{p.name}: {p.count} x {p.flavor}" for p in self.gpu_pools if p.count)
+        pools = [p for p in self.gpu_pools if p.count and flavor in (None, p.flavor)]
+        if not pools:
+            return (f"no GPU of flavor {flavor or 'any'} in the inventory "
+                    f"(it has: {have or 'no GPUs'})")
+        largest = max(p.count for p in pools)
+        if count > largest:
+            return (f"{count} GPUs of flavor {flavor or 'any'} on one node: the largest pool "
+                    f"has {largest} (it has: {have})")
+        return None
+
     def units(self) -> list[Unit]:
         units = [
             Unit(gpu_unit(p.name, i), "gpu", p.name, "RWO", flavor=p.flavor, gpu_index=i)

@@ -38,6 +38,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Row, Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from controller.domain.spec import Resources
 from controller.scheduling.active_leases import read_active_leases
 from controller.scheduling.admission import Admission
 from controller.scheduling.claims import Claims, VolumeWant
@@ -126,6 +127,9 @@ class LeaseAdmitter:
         self._claims: dict[str, tuple[Any, Claims]] = {}
 
     # -- the Admitter port ----------------------------------------------------------------
+    def never_fits(self, resources: Resources) -> list[tuple[list[str | int], str]]:
+        return self.inventory.never_fits(resources)
+
     def admit(self, session: Session, queued: list[TaskRow]) -> dict[str, Admission]:
         claims = {row.id: self._claims_of(row) for row in queued}
         needs = {row.id for row in queued if self._needs_lease(row, claims[row.id])}

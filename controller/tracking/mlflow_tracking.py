@@ -95,6 +95,17 @@ class MlflowTracking:
     def metrics(self, run_id: str) -> dict[str, float]:
         return {k: float(v) for k, v in self.client.get_run(run_id).data.metrics.items()}
 
+    def has_model_version(self, name: str, version: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_model_version(name, version)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise
+        return True
+
     def iter_model_versions(self, run_id: str) -> Iterator[dict[str, str]]:
         for version in self.client.search_model_versions(f"run_id='{run_id}'"):
             yield {"name": version.name, "version": str(version.version),

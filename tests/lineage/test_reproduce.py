@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from controller.lineage.reproduce import remote_object
+from tests.core.conftest import git
 from tests.lineage.conftest import Demo
 
 
@@ -74,3 +75,58 @@ def test_a_reproduction_keeps_task_labels_but_not_the_airflow_try(demo: Demo) ->
     again = api.client.get(f"/v1/tasks/{response.json()['tasks']['hello']}").json()
     assert again["spec"]["labels"] == {"team": "ml"}
     assert api.client.get(f"/v1/tasks/{task['id']}").json()["spec"]["labels"]["team"] == "ml"
+
+
+def test_a_lost_commit_refuses_the_reproduction_before_anything_is_created(
+        demo: Demo, tmp_path: Path) -> None:
+    api = demo.api
+    repo = tmp_path / "gone"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "t@example.invalid")
+    git(repo, "config", "user.name", "test")
+    (repo / "hello.py").write_text("print('main')\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "main")
+    git(repo, "checkout", "-qb", "feature")
+    (repo / "hello.py").write_text("print('feature')\n")
+    git(repo, "commit", "-qam", "feature")
+    lost = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "main")
+    run_id = api.run("lost-commit")
+    first = api.submit(run_id, "first", command=["python", "-c", "print(1)"])
+    second = api.submit(run_id, "second", command=["python", "hello.py"],
+                        code={"repo": str(repo), "ref": "feature"},
+                        models=["models:/never-registered/1"])
+    for task in (first, second):
+        assert api.wait(task["id"])["status"] == "succeeded"
+    git(repo, "branch", "-D", "feature")
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    git(repo, "gc", "-q", "--prune=now")
+    runs_before = api.client.get("/v1/runs", params={"limit": 1000}).json()["items"]
+    tasks_before = api.client.get("/v1/tasks", params={"limit": 1000}).json()["items"]
+
+    response = api.client.post(f"/v1/runs/{run_id}/reproduce")
+
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert [e["path"] for e in problem["errors"]] == [
+        "tasks.second.code.commit", "tasks.second.models.models:/never-registered/1"]
+    assert lost in problem["detail"] and "no longer retrievable" in problem["detail"]
+    assert api.client.get("/v1/runs", params={"limit": 1000}).json()["items"] == runs_before
+    assert api.client.get("/v1/tasks", params={"limit": 1000}).json()["items"] == tasks_before
+
+
+def test_a_reproduction_is_created_closed_with_all_its_tasks(demo: Demo) -> None:
+    api = demo.api
+    run_id = api.run("closed-repro")
+    task = api.submit(run_id, "one", command=["python", "-c", "print(1)"])
+    assert api.wait(task["id"])["status"] == "succeeded"
+    made = api.client.post(f"/v1/runs/{run_id}/reproduce").json()
+    run = api.client.get(f"/v1/runs/{made['run_id']}").json()
+    assert run["closed_at"] is not None and run["reproduces"] == run_id
+    events = api.client.get(f"/v1/runs/{made['run_id']}/lineage/events").json()["items"]
+    assert [e["type"] for e in events][:4] == ["run.created", "run.reproduces",
+                                                "task.submitted", "run.closed"]
+    assert api.wait(made["tasks"]["one"])["status"] == "succeeded"
