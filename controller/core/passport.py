@@ -19,7 +19,9 @@ from typing import Any
 from sqlalchemy import select
 
 from controller.audit.chain import heads
+from controller.lineage.capture import lease_lineage
 from controller.ports import LogReader, Tracking
+from controller.scheduling import lease_views
 from controller.store.database import Database
 from controller.store.reconcile_schema import LogReconciliationRow
 from controller.store.schema import LineageRecordRow, RunRow, TaskRow
@@ -85,7 +87,8 @@ def _log_copies(rows: list[LogReconciliationRow]) -> dict[str, Any]:
 
 
 def _task_entry(task: TaskRow, record: dict[str, Any] | None, tracking: Tracking,
-                reader: LogReader, checks: list[LogReconciliationRow]) -> dict[str, Any]:
+                reader: LogReader, checks: list[LogReconciliationRow],
+                leases: list[dict[str, Any]]) -> dict[str, Any]:
     record = record or {}
     logs = {**dict(record.get("logs") or {}), **_log_copies(checks)}
     if task.attempt and record:
@@ -111,7 +114,7 @@ def _task_entry(task: TaskRow, record: dict[str, Any] | None, tracking: Tracking
         "mlflow": record.get("mlflow"),
         "model_versions": models,
         "logs": logs,
-        "leases": record.get("leases", []),
+        "leases": [lease_lineage(lease) for lease in leases],
         "inputs": record.get("inputs", []),
         "outputs": record.get("outputs", []),
         "preflight": record.get("preflight", (task.resolved or {}).get("preflight", [])),
@@ -129,6 +132,7 @@ def build_passport(db: Database, run_id: str, tracking: Tracking, reader: LogRea
         records = {r.task_id: r.record for r in session.scalars(
             select(LineageRecordRow).where(LineageRecordRow.run_id == run_id))}
         attempts = {t.id: t.attempt for t in tasks}
+        leases = lease_views.task_leases(session, list(attempts))
         checks: dict[str, list[LogReconciliationRow]] = {}
         for row in session.scalars(select(LogReconciliationRow)
                                    .where(LogReconciliationRow.run_id == run_id)
@@ -148,8 +152,8 @@ def build_passport(db: Database, run_id: str, tracking: Tracking, reader: LogRea
         "issued_at": datetime.now(UTC).isoformat(),
         "run": run_info,
         "airflow": airflow,
-        "tasks": [_task_entry(t, records.get(t.id), tracking, reader, checks.get(t.id, []))
-                  for t in tasks],
+        "tasks": [_task_entry(t, records.get(t.id), tracking, reader, checks.get(t.id, []),
+                              leases[t.id]) for t in tasks],
         "chains": chain_heads,
     }
     return seal(document, key if key is not None else os.environ.get("TRACECTL_PASSPORT_KEY"))

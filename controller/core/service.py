@@ -20,6 +20,7 @@ from controller.domain.events import RunClosed
 from controller.domain.records import Artifact, QueueInfo, Run, Task, TaskStatus
 from controller.domain.requests import RunCreate, TaskCreate
 from controller.errors import Conflict, NotFound
+from controller.lineage.capture import with_leases
 from controller.ports import LogLine, LogReader
 from controller.scheduling import lease_views
 from controller.scheduling.admission import Admitter
@@ -250,12 +251,13 @@ class ControllerService:
             if row is None:
                 raise NotFound(f"task {task_id} does not exist")
             record = session.get(LineageRecordRow, task_id)
+            leases = lease_views.task_leases(session, [task_id])[task_id]
             if record is None:
-                return {"task_id": task_id, "status": row.status, "complete": False,
-                        "resolved": {k: v for k, v in row.resolved.items()
-                                     if k in ("commit", "dirty", "data", "ref", "preflight",
-                                              "environment")}}
-            return {**record.record, "complete": True}
+                return with_leases({"task_id": task_id, "status": row.status, "complete": False,
+                                    "resolved": {k: v for k, v in row.resolved.items()
+                                                 if k in ("commit", "dirty", "data", "ref",
+                                                          "preflight", "environment")}}, leases)
+            return {**with_leases(record.record, leases), "complete": True}
 
     def run_lineage(self, run_id: str) -> dict[str, Any]:
         run = self.get_run(run_id)
@@ -263,9 +265,11 @@ class ControllerService:
             tasks = list(session.scalars(
                 select(TaskRow).where(TaskRow.run_id == run_id).order_by(TaskRow.created_at)
             ))
-            records = {r.task_id: r.record for r in session.scalars(
-                select(LineageRecordRow).where(LineageRecordRow.run_id == run_id)
-            )}
+            leases = lease_views.task_leases(session, [t.id for t in tasks])
+            records = {r.task_id: with_leases(r.record, leases[r.task_id]) for r in
+                       session.scalars(select(LineageRecordRow)
+                                       .where(LineageRecordRow.run_id == run_id))
+                       if r.task_id in leases}
             edges = [
                 {"from": f"artifact:{i.sha256}", "to": f"task:{i.task_id}", "path": i.path}
                 for i in session.scalars(

@@ -618,10 +618,8 @@ class Supervisor:
             ))
             session.add(LineageEventRow.of(OutputProduced.model_validate(output),
                                            row.run_id, row.id))
-        admission = transitions.admission_of(session, row.id, row.attempt)
-        leases = self.admitter.leases_of(session, row.id) or (
-            admission.leases if admission is not None else row.resolved.get("leases", []))
-        record = build_record(row, run, outcome.status.value, outcome.result, inputs, leases,
+        # leases are not copied into the record: views read them from the leases table
+        record = build_record(row, run, outcome.status.value, outcome.result, inputs,
                               self.tracking.uri if row.mlflow_run_id else None, log_summary)
         record_json = record.model_dump(mode="json")
         record_json["reason"] = outcome.reason

@@ -76,7 +76,9 @@ class LineageRecord(BaseModel):
     mlflow: TrackingLineage | None = None
     inputs: list[ArtifactLineage] = Field(default_factory=list)
     outputs: list[ArtifactLineage] = Field(default_factory=list)
-    leases: list[LeaseLineage] = Field(default_factory=list)
+    leases: list[LeaseLineage] = Field(
+        default_factory=list, description="filled when the record is read, from the leases "
+        "table (the one place a lease's release is written); not stored with the record")
     preflight: list[dict[str, Any]] = Field(default_factory=list)
     logs: dict[str, Any] = Field(default_factory=dict)
     executor: dict[str, Any] = Field(default_factory=dict)

@@ -35,13 +35,25 @@ def _environment(spec: dict[str, Any], resolved: dict[str, Any],
     )
 
 
+def lease_lineage(lease: dict[str, Any]) -> dict[str, Any]:
+    """A lease as records show it, from its `lease_record()` (the leases table)."""
+    return LeaseLineage(
+        resource=lease["resource"], fencing_token=lease["fencing_token"],
+        detail={k: v for k, v in lease.items() if k not in {"resource", "fencing_token"}},
+    ).model_dump(mode="json")
+
+
+def with_leases(record: dict[str, Any], leases: list[dict[str, Any]]) -> dict[str, Any]:
+    """RECORD with its leases as the leases table holds them now (not stored in it)."""
+    return {**record, "leases": [lease_lineage(lease) for lease in leases]}
+
+
 def build_record(
     task: TaskRow,
     run: RunRow,
     status: str,
     result: dict[str, Any],
     inputs: list[dict[str, Any]],
-    leases: list[dict[str, Any]],
     tracking_uri: str | None,
     log_summary: dict[str, Any],
 ) -> LineageRecord:
@@ -81,12 +93,6 @@ def build_record(
             ArtifactLineage(path=o["path"], sha256=o["sha256"], size=o["size"], uri=o["uri"],
                             produced_by_task=task.id, produced_by_run=run.id)
             for o in result.get("outputs") or []
-        ],
-        leases=[
-            LeaseLineage(resource=lease["resource"], fencing_token=lease["fencing_token"],
-                         detail={k: v for k, v in lease.items()
-                                 if k not in {"resource", "fencing_token"}})
-            for lease in leases
         ],
         logs=log_summary,
         preflight=resolved.get("preflight", []),

@@ -24,6 +24,7 @@ from controller import __version__
 from controller.domain.events import EventType
 from controller.errors import NotFound
 from controller.lineage.uris import repo_uri
+from controller.scheduling import lease_views
 from controller.store.database import Database
 from controller.store.schema import LineageEventRow, LineageRecordRow, RunRow, TaskRow
 
@@ -224,6 +225,7 @@ def run_events(db: Database, run_id: str) -> list[dict[str, Any]]:
         log_rows = list(session.scalars(
             select(LineageEventRow).where(LineageEventRow.run_id == run_id)
             .order_by(LineageEventRow.id)))
+        held = lease_views.task_leases(session, list(tasks))
     events: list[dict[str, Any]] = []
     attempt: dict[str, int] = {}
     leases: dict[str, list[dict[str, Any]]] = {}
@@ -237,7 +239,9 @@ def run_events(db: Database, run_id: str) -> list[dict[str, Any]]:
         payload = row.payload or {}
         if row.type == EventType.TASK_ADMITTED:
             attempt[task.id] = int(payload.get("attempt", 1))
-            leases[task.id] = list(payload.get("leases") or [])
+            # from the leases table, as every view reads them (the event's copy is the grant)
+            leases[task.id] = [lease for lease in held.get(task.id, [])
+                               if lease["attempt"] == attempt[task.id]]
             used[task.id], produced[task.id] = [], []
         elif row.type == EventType.INPUT_USED:
             used.setdefault(task.id, []).append(payload)

@@ -35,6 +35,20 @@ def list_leases(session: Session, scope: Scope, active_only: bool, task_id: str 
     return {"items": items, "next_cursor": str(items[-1]["id"]) if more and items else None}
 
 
+def task_leases(session: Session, task_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every lease of each task (all attempts, in grant order) as `GET /v1/leases` shows it.
+
+    The one read of leases for every other view (task and run lineage, passport,
+    OpenLineage facets): a lease's release is written to its row only, so a copy taken at
+    grant or at the task's end would show it held forever.
+    """
+    found: dict[str, list[dict[str, Any]]] = {task_id: [] for task_id in task_ids}
+    query = select(LeaseRow).where(LeaseRow.task_id.in_(task_ids)).order_by(LeaseRow.id)
+    for row in session.scalars(query.execution_options(populate_existing=True)):
+        found[row.task_id].append(lease_record(row))
+    return found
+
+
 def queued_rows(session: Session) -> list[TaskRow]:
     return list(session.scalars(
         select(TaskRow).where(TaskRow.status == "queued")
