@@ -90,10 +90,12 @@ def cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
 def test_a_refused_tracectl_submit_leaves_no_run(server: ServerProcess, tmp_path: Path) -> None:
     before = server.get("/v1/runs", limit=1000)["items"]
     spec = tmp_path / "bad.yaml"
-    spec.write_text(f"command: [python, -c, 'print(1)']\ncode: {{repo: {tmp_path / 'nope'}}}\n")
+    # preflight (which submit asks first) passes it; only the submission resolves inputs
+    spec.write_text("command: [python, -c, 'print(1)']\n"
+                    "inputs: [{artifact: 'task:nobody/out.txt', path: in.txt}]\n")
     result = cli(server, "submit", str(spec), "--name", "bad")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "tasks.0.spec.code.repo" in result.stderr
+    assert "tasks.0.spec.inputs.0.artifact" in result.stderr
     assert server.get("/v1/runs", limit=1000)["items"] == before
     good = tmp_path / "good.yaml"
     good.write_text("command: [python, -c, 'print(1)']\n")

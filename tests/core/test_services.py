@@ -301,7 +301,7 @@ def test_tracectl_submit_closes_the_run_it_made_for_a_job_but_not_for_a_service(
         made[name] = result.stdout.split(" in run ")[1].split(":")[0]
     assert server.get(f"/v1/runs/{made['job']}")["closed_at"] is not None
     assert server.get(f"/v1/runs/{made['service']}")["closed_at"] is None
-    assert f"`tracectl close {made['service']}` stops the service" in said["service"]
+    assert f"`tracectl runs close {made['service']}` stops the service" in said["service"]
     service = server.get("/v1/tasks", run_id=made["service"])["items"][0]
     wait_running(server, service["id"])
     assert cli(server, "close", made["service"]).returncode == 0
