@@ -28,7 +28,7 @@ from typing import Any
 from controller import backends
 from controller.config import Settings
 from controller.domain.launch import LaunchDocument
-from controller.runtime import code, data, environment
+from controller.runtime import code, data, data_revs, environment
 from controller.runtime.outputs import OutputError, collect_outputs, place_inputs
 
 TERMINATION_LOG = Path(os.environ.get("TRACECTL_TERMINATION_LOG", "/dev/termination-log"))
@@ -54,16 +54,10 @@ def prepare(launch: LaunchDocument, workspace: Path) -> dict[str, Any]:
     else:
         src.mkdir(parents=True, exist_ok=True)
     prepared: dict[str, Any] = {"environment": environment.describe()}
-    expected = {d.path: d.model_dump() for d in launch.resolved.data}
-    if spec.data and expected:
-        _say(f"dvc pull {' '.join(expected)}")
-        data.pull(src, list(expected))
-        remote = data.remote_url(src)
-        for path, want in expected.items():
-            target = src / path
-            if target.is_file() and (got := data.file_md5(target)) != want["md5"]:
-                raise data.DataError(f"{path}: pulled md5 {got} != recorded {want['md5']}")
-        prepared["data"] = [{**want, "remote": remote} for want in expected.values()]
+    if spec.data and spec.code and launch.resolved.data:
+        prepared["data"] = data_revs.fetch(
+            spec.code.repo, commit, [d.model_dump() for d in launch.resolved.data], src,
+            workspace / "data-revs", _say)
     if launch.inputs:
         _say(f"placing {len(launch.inputs)} input artifact(s)")
         place_inputs(backends.artifact_store(_settings(launch)), launch.input_items(), src)

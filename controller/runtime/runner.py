@@ -23,7 +23,7 @@ from controller.config import Settings, task_environ
 from controller.domain.environments import BuiltEnvironment
 from controller.domain.launch import LaunchDocument
 from controller.ports import ArtifactStore, LogLine, LogSink
-from controller.runtime import code, data, env_build, env_resolve, limits
+from controller.runtime import code, data, data_revs, env_build, env_resolve, limits
 from controller.runtime.outputs import OutputError, collect_outputs, place_inputs
 
 KILL_GRACE_S = 5.0
@@ -187,20 +187,12 @@ class Runner:
                 "built": env.built, "seconds": round(env.seconds, 3)}
 
     def _fetch_data(self, writer: LineWriter, src: Path) -> list[dict[str, Any]]:
-        expected = {d.path: d.model_dump() for d in self.launch.resolved.data}
-        paths = list(expected)
-        writer.write("system", f"tracectl: dvc pull {' '.join(paths)}")
-        data.pull(src, paths)
-        remote = data.remote_url(src)
-        fetched = []
-        for path, want in expected.items():
-            target = src / path
-            if target.is_file():
-                got = data.file_md5(target)
-                if got != want["md5"]:
-                    raise data.DataError(f"{path}: pulled md5 {got} != recorded {want['md5']}")
-            fetched.append({**want, "remote": remote})
-        return fetched
+        launch = self.launch
+        assert launch.spec.code is not None  # submission resolves data through the code repo
+        return data_revs.fetch(
+            launch.spec.code.repo, launch.resolved.commit,
+            [d.model_dump() for d in launch.resolved.data], src, self.workspace / "data-revs",
+            lambda message: writer.write("system", f"tracectl: {message}"))
 
     def _store_outputs(
         self, writer: LineWriter, store: ArtifactStore, src: Path
