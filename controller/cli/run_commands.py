@@ -101,6 +101,25 @@ def runs_close(run_id: str, url: UrlOpt = DEFAULT_URL) -> None:
     console.print(f"run {run_id}: closed at {run['closed_at']} ({run['status']})", highlight=False)
 
 
+def _input_tasks(task: PipelineTask) -> set[str]:
+    return {
+        i.get("artifact", "").removeprefix("task:").split("/")[0]
+        for i in task.spec.get("inputs") or []
+    }
+
+
+def first_batch(pipeline: Pipeline) -> list[PipelineTask]:
+    """The tasks created with the run, in one transaction: those with no upstream, and those
+    whose every upstream is in the batch and feeds them a `task:` input (the controller holds
+    them until it is there). A refusal of any of them leaves no run behind."""
+    batch: dict[str, PipelineTask] = {}
+    for task in pipeline.tasks:
+        inputs = _input_tasks(task)
+        if not task.stop and all(name in batch and name in inputs for name in task.after):
+            batch[task.name] = task
+    return list(batch.values())
+
+
 class PipelineRun:
     """Submits a pipeline's tasks as their upstreams allow and follows them to the end."""
 
@@ -118,10 +137,7 @@ class PipelineRun:
         """True: submit now; False: wait; None: never (an upstream did not succeed)."""
         ups = [self.tasks.get(n) for n in task.after]
         # the controller itself waits for task: inputs; hold back only other upstreams
-        inputs = {
-            i.get("artifact", "").removeprefix("task:").split("/")[0]
-            for i in task.spec.get("inputs") or []
-        }
+        inputs = _input_tasks(task)
         for name, up in zip(task.after, ups, strict=True):
             if name in self.skipped or (up and up["status"] in ("failed", "cancelled")):
                 return None
@@ -240,7 +256,8 @@ def run(
     for task in pipeline.tasks:
         if not task.stop:
             main.print_warnings(api, task.name, task.spec)
-    run_id = main.call(api.post, "/v1/runs", {"pipeline": pipeline.name})["id"]
+    first = [{"name": t.name, "spec": t.spec} for t in first_batch(pipeline)]
+    run_id = main.call(api.post, "/v1/runs", {"pipeline": pipeline.name, "tasks": first})["id"]
     console.print(
         f"run [bold]{run_id}[/] of {pipeline.name}: {len(pipeline.tasks)} tasks, "
         f"params {pipeline.params}",
@@ -248,6 +265,8 @@ def run(
         soft_wrap=True,
     )
     flow = PipelineRun(api, pipeline, run_id)
+    for made in main.call(api.get, "/v1/tasks", run_id=run_id, limit=1000)["items"]:
+        flow.tasks[made["name"]] = made
     main.call(flow.submit_ready)
     if not wait:
         for made in flow.tasks.values():

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from tests.cli.conftest import Tracectl, git
+from tests.server_process import ServerProcess
 
 PIPELINE = """\
 pipeline: greet
@@ -138,3 +139,16 @@ def test_run_of_a_failing_pipeline_skips_what_depends_on_the_failure(
     assert result.exit_code == 1, result.output
     assert "task write failed" in result.stderr and "no disk" in result.stderr
     assert "tracectl logs task_" in result.stderr
+
+
+def test_a_refused_pipeline_task_leaves_no_run(
+    tracectl: Tracectl, controller: ServerProcess, tmp_path: Path
+) -> None:
+    spec = tmp_path / "wrong-input.yaml"
+    spec.write_text(PIPELINE.replace("task:write/out/words.txt", "task:write/out/nope.txt"))
+    before = controller.get("/v1/runs", limit=1000)["items"]
+    result = tracectl(f"run {spec}")
+    assert result.exit_code == 2, result.output
+    assert "tasks.1.spec.inputs.0.artifact" in result.output
+    assert "declares no output 'out/nope.txt'" in result.output
+    assert controller.get("/v1/runs", limit=1000)["items"] == before
