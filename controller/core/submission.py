@@ -272,9 +272,9 @@ class Submission:
     def _inventory_findings(self, spec: TaskSpec) -> list[Finding]:
         """Claims the inventory can never grant: refused, whatever the policy, since such a
         task would otherwise wait in the queue forever."""
-        return [Finding("resources.not_in_inventory", loc, why,
-                                  "ask for what the inventory has (GET /v1/resources), or add "
-                                  "it to TRACECTL_INVENTORY_FILE", "refuse")
+        fix = "ask for what the inventory has (GET /v1/resources), or add it to " \
+            "TRACECTL_INVENTORY_FILE"
+        return [Finding("resources.not_in_inventory", loc, why, fix, "refuse")
                 for loc, why in self.admitter.never_fits(spec.resources)]
 
     def _resolve(
