@@ -154,15 +154,17 @@ def throughput(
     client = backends.search_index(f"{engine}://{urls[engine].split('://', 1)[1]}")
     with tempfile.TemporaryDirectory(prefix="tracectl-bench-") as work:
         process = started(kind, engine, urls, bootstrap, topic, stream, Path(work), width)
-        cpu_before, start = cpu_s(process), time.perf_counter()
-        produce(bootstrap, topic, run, 1, lines, width)
-        done, deadline = 0, start + 600
-        while done < lines + 1 and time.perf_counter() < deadline and process.poll() is None:
-            time.sleep(poll_ms / 1000)
-            done = count(client, stream)
-        elapsed = time.perf_counter() - start
-        used = cpu_s(process) - cpu_before if process.poll() is None else float("nan")
-        stop(process)
+        try:
+            cpu_before, start = cpu_s(process), time.perf_counter()
+            produce(bootstrap, topic, run, 1, lines, width)
+            done, deadline = 0, start + 600
+            while done < lines + 1 and time.perf_counter() < deadline and process.poll() is None:
+                time.sleep(poll_ms / 1000)
+                done = count(client, stream)
+            elapsed = time.perf_counter() - start
+            used = cpu_s(process) - cpu_before if process.poll() is None else float("nan")
+        finally:
+            stop(process)
     done -= 1  # the warm-up line
     return {
         "lines": lines,
@@ -188,12 +190,16 @@ def started(
     group join are not part of the figures."""
     process = SHIPPERS[kind](urls[engine], bootstrap, topic, stream, work)
     client = backends.search_index(f"{engine}://{urls[engine].split('://', 1)[1]}")
-    produce(bootstrap, topic, topic.rsplit(".", 1)[-1], 0, 1, width)
-    deadline = time.perf_counter() + 120
-    while count(client, stream) < 1:
-        if process.poll() is not None or time.perf_counter() > deadline:
-            raise RuntimeError(f"{kind} -> {engine} shipped nothing within 120 s")
-        time.sleep(0.2)
+    try:
+        produce(bootstrap, topic, topic.rsplit(".", 1)[-1], 0, 1, width)
+        deadline = time.perf_counter() + 120
+        while count(client, stream) < 1:
+            if process.poll() is not None or time.perf_counter() > deadline:
+                raise RuntimeError(f"{kind} -> {engine} shipped nothing within 120 s")
+            time.sleep(0.2)
+    except BaseException:
+        stop(process)  # never leave a shipper behind
+        raise
     return process
 
 
@@ -214,8 +220,12 @@ def latency(
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
     with tempfile.TemporaryDirectory(prefix="tracectl-bench-") as work:
         process = started(kind, engine, urls, bootstrap, topic, stream, Path(work), width)
-        emitted, seen = measure(producer, client, topic, stream, run, lines, rate, width, poll_ms)
-        stop(process)
+        try:
+            emitted, seen = measure(
+                producer, client, topic, stream, run, lines, rate, width, poll_ms
+            )
+        finally:
+            stop(process)
     delays = sorted(seen[s] - emitted[s] for s in seen if s in emitted)
     pick = (
         (lambda q: round(delays[min(len(delays) - 1, int(q * len(delays)))], 3))
