@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 
 from controller import __version__
 from controller.api import (
+    contract,
     problems,
     routes_health,
     routes_leases,
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
     )
     app.state.service = svc
     problems.install(app)
+    contract.install(app)
     app.add_middleware(SecurityMiddleware, authenticator=Authenticator(settings, svc.db),
                        db=svc.db)
     app.include_router(routes_health.build_router(svc, run_supervisor))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from controller.errors import TracectlError
 
@@ -30,14 +32,26 @@ def problem_body(status: int, title: str, detail: str, instance: str,
 
 
 def problem(status: int, title: str, detail: str, request: Request,
-            errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+            errors: list[dict[str, Any]] | None = None,
+            headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(problem_body(status, title, detail, request.url.path, errors),
-                        status_code=status, media_type=PROBLEM)
+                        status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def _path(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc if p not in ("body",)]
     return ".".join(parts)
+
+
+def allowed(request: Request) -> str:
+    """Every method of every route at the request's path (RFC 9110 15.5.6): Starlette's own
+    Allow names only the first route's, and GET and POST /v1/runs are two routes."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 def install(app: FastAPI) -> None:
@@ -56,4 +70,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), str(exc.detail), request)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed(request)
+        return problem(exc.status_code, str(exc.detail), str(exc.detail), request,
+                       headers=headers)

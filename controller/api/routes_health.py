@@ -7,17 +7,19 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from controller import __version__
+from controller.api import responses as out
 from controller.core.service import ControllerService
 
 
 def build_router(svc: ControllerService, run_supervisor: bool) -> APIRouter:
     router = APIRouter(tags=["health"])
 
-    @router.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    @router.get("/healthz", response_model=out.Health)
+    def healthz() -> out.Health:
+        return out.Health(status="ok", version=__version__)
 
-    @router.get("/readyz")
+    @router.get("/readyz", response_model=out.Readiness,
+                responses={503: {"model": out.Readiness, "description": "not ready"}})
     def readyz() -> JSONResponse:
         checks: dict[str, str] = {}
         try:

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.api import responses as out
+from controller.api.contract import errors
 from controller.auth.principal import LOCAL, current
 from controller.auth.scope import Scope
 from controller.core.service import ControllerService
@@ -32,7 +34,7 @@ class ReleaseRequest(BaseModel):
 def build_router(service: ControllerService) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["leases"])
 
-    @router.get("/leases")
+    @router.get("/leases", response_model=out.LeasePage)
     def list_leases(
         state: Literal["active", "all"] = "active", task_id: str | None = None,
         resource: str | None = None, limit: Limit = 100,
@@ -48,17 +50,18 @@ def build_router(service: ControllerService) -> APIRouter:
             return lease_views.list_leases(session, Scope.current(), state == "active",
                                            task_id, resource, limit, after)
 
-    @router.get("/resources")
+    @router.get("/resources", response_model=out.Resources)
     def resources() -> dict[str, Any]:
         with service.db.read() as session:
             return lease_views.resources(session, Scope.current())
 
-    @router.get("/queue")
+    @router.get("/queue", response_model=out.Queue)
     def queue() -> dict[str, Any]:
         with service.db.read() as session:
             return lease_views.queue(session, service.admitter, Scope.current())
 
-    @router.post("/leases/{lease_id}/release")
+    @router.post("/leases/{lease_id}/release", response_model=out.Lease,
+                 responses=errors(403, 404, 409))
     def release(lease_id: int, body: ReleaseRequest, role: Role = None,
                 actor: Actor = None) -> dict[str, Any]:
         """Admin force-release, recorded in the audit log.

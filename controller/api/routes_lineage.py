@@ -8,6 +8,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
+from controller.api import responses as out
+from controller.api.contract import errors
 from controller.auth.scope import Scope
 from controller.core.service import ControllerService
 from controller.lineage import openlineage, prov, ui
@@ -16,10 +18,11 @@ from controller.lineage.graph import LineageGraph
 from controller.lineage.reproduce import Reproducer, compare
 from controller.store.schema import TaskRow
 
+NODE_PATTERN = "^(data|commit|task|artifact|model|service):.+$"  # graph.check_node's rule
 Depth = Annotated[int, Query(ge=1, le=50, description="how many edges away at most")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 Cursor = Annotated[str | None, Query(max_length=1024, description="next_cursor of a page")]
-Node = Annotated[str, Query(min_length=3, max_length=700,
+Node = Annotated[str, Query(min_length=3, max_length=700, pattern=NODE_PATTERN,
                             description="data:<path>@<md5>, task:<id>, artifact:<sha256>, "
                             "model:<name>/<version>, commit:<sha>, service:<task id>")]
 
@@ -47,24 +50,27 @@ def build_router(svc: ControllerService) -> APIRouter:
              cursor: str | None) -> dict[str, Any]:
         return graph().walk(node, direction, depth, limit, cursor)
 
-    @v1.get("/lineage/upstream")
+    @v1.get("/lineage/upstream", response_model=out.Walk)
     def upstream(node: Node, depth: Depth = 10, limit: Limit = 100,
                  cursor: Cursor = None) -> dict[str, Any]:
         """What NODE came from, nearest first."""
         return walk("upstream", node, depth, limit, cursor)
 
-    @v1.get("/lineage/downstream")
+    @v1.get("/lineage/downstream", response_model=out.Walk)
     def downstream(node: Node, depth: Depth = 10, limit: Limit = 100,
                    cursor: Cursor = None) -> dict[str, Any]:
         """What was made from NODE, nearest first."""
         return walk("downstream", node, depth, limit, cursor)
 
-    @v1.get("/lineage/lookup")
+    @v1.get("/lineage/lookup", response_model=out.Lookup, response_model_exclude_unset=True,
+            responses=errors(404))
     def lookup(sha256: str | None = None, uri: str | None = None,
                mlflow_run_id: str | None = None,
-               model: Annotated[str | None, Query(description="name/version")] = None,
+               model: Annotated[str | None, Query(description="name/version",
+                                                  pattern="^.+/[^/]+$")] = None,
                commit: str | None = None,
-               dataset: Annotated[str | None, Query(description="path@md5")] = None,
+               dataset: Annotated[str | None, Query(description="path@md5",
+                                                    pattern="^.+@[^@]+$")] = None,
                limit: Limit = 100, cursor: Cursor = None) -> dict[str, Any]:
         """Exactly one of the keys: who produced / used it."""
         if dataset and cursor:
@@ -73,12 +79,13 @@ def build_router(svc: ControllerService) -> APIRouter:
         return graph().lookup(sha256=sha256, uri=uri, mlflow_run_id=mlflow_run_id, model=model,
                             commit=commit, dataset=dataset, limit=limit)
 
-    @v1.get("/runs/{a}/diff/{b}")
+    @v1.get("/runs/{a}/diff/{b}", response_model=out.RunDiff, responses=errors(404))
     def diff(a: str, b: str) -> dict[str, Any]:
         """Code, data, params, environment, metrics and outputs of two runs side by side."""
         return diff_runs(svc.db, a, b, svc.supervisor.tracking)
 
-    @v1.post("/runs/{run_id}/reproduce", status_code=201)
+    @v1.post("/runs/{run_id}/reproduce", status_code=201, response_model=out.Reproduction,
+             responses=errors(404, 409))
     def reproduce(run_id: str) -> dict[str, Any]:
         """A new run of the same tasks pinned to the recorded commit, data, image and params.
 
@@ -86,27 +93,30 @@ def build_router(svc: ControllerService) -> APIRouter:
         """
         return Reproducer(svc).reproduce(run_id)
 
-    @v1.get("/runs/{run_id}/reproduction")
+    @v1.get("/runs/{run_id}/reproduction", response_model=out.ReproductionComparison,
+            responses=errors(404, 409))
     def reproduction(run_id: str) -> dict[str, Any]:
         """A reproduction's outputs against its original's, by sha256 per (task, path)."""
         return compare(svc, run_id)
 
-    @v1.get("/runs/{run_id}/openlineage")
+    @v1.get("/runs/{run_id}/openlineage", response_model=out.RunEvents, responses=errors(404))
     def run_openlineage(run_id: str) -> dict[str, Any]:
         return {"items": openlineage.run_events(svc.db, run_id)}
 
-    @v1.get("/runs/{run_id}/prov")
+    @v1.get("/runs/{run_id}/prov", response_model=out.ProvDocument,
+            response_model_exclude_unset=True, responses=errors(404))
     def run_prov(run_id: str) -> dict[str, Any]:
         return prov.run_document(svc.db, run_id)
 
-    @v1.get("/runs/{run_id}/graph")
+    @v1.get("/runs/{run_id}/graph", response_model=out.RunGraph, responses=errors(404))
     def run_graph(run_id: str) -> dict[str, Any]:
         return graph().run_graph(run_id)
 
     router = APIRouter()
     router.include_router(v1)
 
-    @router.get("/ui/runs/{run_id}", response_class=HTMLResponse, tags=["ui"])
+    @router.get("/ui/runs/{run_id}", response_class=HTMLResponse, tags=["ui"],
+                responses=errors(404))
     def run_page(run_id: str) -> HTMLResponse:
         run = svc.get_run(run_id).model_dump(mode="json")
         return HTMLResponse(ui.render(run, graph().run_graph(run_id), _links(svc, run_id)))

@@ -21,6 +21,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from controller import backends
+from controller.api import responses as out
+from controller.api.contract import errors
 from controller.auth.scope import Scope
 from controller.core.service import ControllerService
 from controller.domain.records import Task
@@ -71,7 +73,7 @@ def build_router(service: ControllerService,
     router = APIRouter(prefix="/v1", tags=["logs"])
     checks = reconciler or log_checks(service).reconciler
 
-    @router.get("/logs/search")
+    @router.get("/logs/search", response_model=out.LogSearch, responses=errors(409))
     def search_logs(
         run_id: Filter = None, task_id: Filter = None, dag_id: Filter = None,
         text: Annotated[str | None, Query(max_length=1000)] = None,
@@ -88,7 +90,8 @@ def build_router(service: ControllerService,
         return {"items": items, "count": len(items)}
 
     @router.get("/tasks/{task_id}/logs/text", response_class=StreamingResponse,
-                responses={200: {"content": {"text/plain": {}}}})
+                responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+                           **errors(404)})
     def log_text(task_id: str, attempt: Attempt = None, tail: Tail = None,
                  stream: Streams = None, grep: Grep = None,
                  since: Since = None) -> StreamingResponse:
@@ -100,7 +103,8 @@ def build_router(service: ControllerService,
         return StreamingResponse(log_view.stream(service.logs, where, filt, tail),
                                  media_type="text/plain; charset=utf-8")
 
-    @router.post("/tasks/{task_id}/logs/reconcile")
+    @router.post("/tasks/{task_id}/logs/reconcile", response_model=out.LogCheck,
+                 responses=errors(404, 409))
     def reconcile_logs(task_id: str, attempt: Attempt = None,
                              repair: bool = False) -> dict[str, Any]:
         """Compare the copies of the attempt's log now (waiting a bounded time for the index
@@ -113,7 +117,8 @@ def build_router(service: ControllerService,
         return {"task_id": task_id, "attempt": copies[0]["attempt"] if copies else attempt,
                 "copies": copies}
 
-    @router.get("/tasks/{task_id}/logs/reconciliation")
+    @router.get("/tasks/{task_id}/logs/reconciliation", response_model=out.LogReconciliation,
+                responses=errors(404))
     def log_reconciliation(task_id: str, attempt: Attempt = None) -> dict[str, Any]:
         """The stored result of the last check of the attempt (empty when never checked)."""
         task = service.get_task(task_id)

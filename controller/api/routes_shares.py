@@ -6,6 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Response
 
+from controller.api.contract import errors
 from controller.auth import grants
 from controller.auth.grants import Share, ShareCreate
 from controller.auth.principal import current
@@ -16,7 +17,8 @@ from controller.core.service import ControllerService
 def build_router(service: ControllerService) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["shares"])
 
-    @router.post("/shares", response_model=Share, status_code=201)
+    @router.post("/shares", response_model=Share, status_code=201,
+                 responses={200: {"model": Share, "description": "the same grant, made before"}})
     def create_share(body: ShareCreate, response: Response) -> Share:
         """Grant a team the use of an artifact the caller's team stored (audited)."""
         share, created = grants.grant(service.db, current(), body)
@@ -29,7 +31,7 @@ def build_router(service: ControllerService) -> APIRouter:
         """Grants the caller's team made or received, newest first."""
         return grants.shares(service.db, Scope.current(), state == "active")
 
-    @router.delete("/shares/{share_id}", response_model=Share)
+    @router.delete("/shares/{share_id}", response_model=Share, responses=errors(403, 404))
     def revoke_share(share_id: int) -> Share:
         """Revoke a grant (the team that made it, or an admin); audited."""
         return grants.revoke(service.db, current(), share_id)

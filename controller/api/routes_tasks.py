@@ -11,18 +11,22 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from controller.api import responses as out
 from controller.api import routes_logs
+from controller.api.contract import errors
 from controller.api.params import Cursor, Limit
 from controller.core.service import ControllerService
 from controller.domain.records import Artifact, Task
 from controller.logs import log_view
 from controller.ports import LogLine
 
+NDJSON = "application/x-ndjson"
+
 
 def build_router(svc: ControllerService) -> APIRouter:
     v1 = APIRouter(prefix="/v1")
 
-    @v1.get("/tasks", tags=["tasks"])
+    @v1.get("/tasks", response_model=out.TaskPage, tags=["tasks"])
     def list_tasks(
         limit: Limit = 50,
         cursor: Cursor = None,
@@ -33,29 +37,36 @@ def build_router(svc: ControllerService) -> APIRouter:
         """Tasks in submission order, or with order=newest the latest first."""
         return svc.list_tasks(limit, cursor, run_id, status, newest_first=order == "newest")
 
-    @v1.get("/tasks/{task_id}", response_model=Task, tags=["tasks"])
+    @v1.get("/tasks/{task_id}", response_model=Task, tags=["tasks"], responses=errors(404))
     def get_task(task_id: str) -> Task:
         return routes_logs.with_log_check(svc, svc.get_task(task_id))
 
-    @v1.get("/tasks/{task_id}/wait", response_model=Task, tags=["tasks"])
+    @v1.get("/tasks/{task_id}/wait", response_model=Task, tags=["tasks"],
+            responses=errors(404))
     def wait_task(task_id: str, timeout_s: Annotated[float, Query(ge=0, le=300)] = 30.0) -> Task:
         """Long poll: returns when the task ends or after timeout_s, whichever is first."""
         return svc.wait_task(task_id, timeout_s)
 
-    @v1.post("/tasks/{task_id}/cancel", response_model=Task, tags=["tasks"])
+    @v1.post("/tasks/{task_id}/cancel", response_model=Task, tags=["tasks"],
+             responses=errors(404, 409))
     def cancel_task(task_id: str) -> Task:
         return svc.cancel_task(task_id)
 
-    @v1.get("/tasks/{task_id}/lineage", tags=["lineage"])
+    @v1.get("/tasks/{task_id}/lineage", response_model=out.TaskLineage, tags=["lineage"],
+            responses=errors(404))
     def task_lineage(task_id: str) -> dict[str, Any]:
         return svc.task_lineage(task_id)
 
-    @v1.get("/tasks/{task_id}/artifacts", response_model=list[Artifact], tags=["artifacts"])
+    @v1.get("/tasks/{task_id}/artifacts", response_model=list[Artifact], tags=["artifacts"],
+            responses=errors(404))
     def task_artifacts(task_id: str) -> list[Artifact]:
         svc.get_task(task_id)
         return svc.artifacts(task_id=task_id)
 
-    @v1.get("/tasks/{task_id}/logs", tags=["logs"], response_model=None)
+    @v1.get("/tasks/{task_id}/logs", tags=["logs"], response_model=out.LogPage,
+            responses={200: {"content": {NDJSON: {"schema": {"type": "string"}}},
+                             "description": "with follow=true: one JSON line per log line, "
+                             "then {\"end\": true, \"status\": …}"}, **errors(404)})
     def task_logs(
         task_id: str,
         request: Request,
@@ -85,10 +96,11 @@ def build_router(svc: ControllerService) -> APIRouter:
             }
         svc.get_task(task_id)
         return StreamingResponse(
-            _follow(svc, task_id, attempt, after_seq), media_type="application/x-ndjson"
+            _follow(svc, task_id, attempt, after_seq), media_type=NDJSON
         )
 
-    @v1.get("/artifacts/{sha256}", response_model=list[Artifact], tags=["artifacts"])
+    @v1.get("/artifacts/{sha256}", response_model=list[Artifact], tags=["artifacts"],
+            responses=errors(404))
     def artifact(sha256: str) -> list[Artifact]:
         from controller.errors import NotFound
 

@@ -8,7 +8,14 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 JsonValue = Any
 _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
@@ -19,9 +26,17 @@ _TASK_REF = re.compile(r"^task:[A-Za-z0-9][A-Za-z0-9_.-]*/.+$")
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/\x00]+)/(?P<version>[1-9][0-9]*)$")
 
 MAX_ARGV_ITEMS = 256
+PORT = "^([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
 MAX_ARG_CHARS = 8192
 MAX_PARAMS_BYTES = 256 * 1024
 MAX_ENV_VALUE_CHARS = 32 * 1024
+
+
+def json_number(value: Any) -> Any:
+    """A number as JSON has it: "2" and true are not numbers (pydantic's lax mode takes them)."""
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON number, not a string or a boolean")
+    return value
 
 
 class Strict(BaseModel):
@@ -43,7 +58,10 @@ def relative_path(value: str) -> str:
     return normalized
 
 
-RelPath = Annotated[str, Field(min_length=1, max_length=1024)]
+# relative_path's rules as a pattern: not absolute, no '..' part, not '.' alone, no NUL
+REL_PATH = r"^(?!/)(?!(.*/)?\.\.(/|$))(?!(\.?/)*\.?$)[^\u0000]+$"
+RelPath = Annotated[str, Field(min_length=1, max_length=1024,
+                               json_schema_extra={"pattern": REL_PATH})]
 
 
 class TaskMode(StrEnum):
@@ -81,10 +99,14 @@ class VolumeClaim(Strict):
 
 class Resources(Strict):
     cpu: float | None = Field(default=None, gt=0, le=512)
-    memory: str | None = Field(default=None, description="bytes with a unit, e.g. 512Mi, 2Gi")
+    memory: str | None = Field(default=None, description="bytes with a unit, e.g. 512Mi, 2Gi",
+                               json_schema_extra={"pattern": _MEMORY.pattern})
     gpu: int = Field(default=0, ge=0, le=64)
     gpu_flavor: str | None = Field(default=None, max_length=128)
     volumes: list[VolumeClaim] = Field(default_factory=list, max_length=32)
+
+    _numbers = field_validator("cpu", "gpu", mode="before")(
+        classmethod(lambda cls, v: json_number(v)))
 
     @field_validator("memory")
     @classmethod
@@ -110,7 +132,8 @@ class InputRef(Strict):
     (an output of an earlier task of the same run; the task waits for it).
     """
 
-    artifact: str = Field(max_length=2048)
+    artifact: str = Field(max_length=2048, json_schema_extra={
+        "pattern": f"({_SHA256.pattern})|({_TASK_REF.pattern})"})
     path: RelPath
 
     @field_validator("artifact")
@@ -181,8 +204,18 @@ class TaskSpec(Strict):
     """Everything needed to run one task and to reproduce it later."""
 
     image: str | None = Field(default=None, max_length=512)
-    command: list[str] = Field(min_length=1, max_length=MAX_ARGV_ITEMS)
-    env: dict[str, str] = Field(default_factory=dict, max_length=256)
+    command: list[str] = Field(
+        min_length=1, max_length=MAX_ARGV_ITEMS,
+        # the rules of _command, stated in the schema too (OpenAPI 3.1 is JSON Schema 2020-12)
+        json_schema_extra={"prefixItems": [{"type": "string", "minLength": 1}],
+                           "items": {"type": "string", "maxLength": MAX_ARG_CHARS,
+                                     "pattern": "^[^\\u0000]*$"}})
+    env: dict[str, str] = Field(default_factory=dict, max_length=256, json_schema_extra={
+        # _env's rules, stated in the schema too
+        "propertyNames": {"pattern": "^(?!TRACECTL_)[A-Za-z_][A-Za-z0-9_]*$"},
+        "additionalProperties": {"type": "string", "maxLength": MAX_ENV_VALUE_CHARS,
+                                 "pattern": "^[^\\u0000]*$"},
+        "properties": {"PORT": {"type": "string", "pattern": PORT}}})
     secret_env: list[str] = Field(
         default_factory=list, description="env keys whose values are secret: never stored"
     )
@@ -192,6 +225,7 @@ class TaskSpec(Strict):
     outputs: list[RelPath] = Field(default_factory=list, max_length=256)
     models: list[str] = Field(
         default_factory=list, max_length=64,
+        json_schema_extra={"items": {"type": "string", "pattern": MODEL_URI.pattern}},
         description="registered model versions the task reads, as 'models:/<name>/<version>': "
         "recorded as lineage edges model -> task and given to it in TRACECTL_MODELS",
     )
@@ -205,7 +239,7 @@ class TaskSpec(Strict):
     timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     retries: int = Field(default=0, ge=0, le=20)
     priority: int = Field(default=0, ge=-1000, le=1000)
-    cache: bool = Field(
+    cache: StrictBool = Field(
         default=False,
         description="reuse the outputs of an earlier task with the same inputs, code, "
         "params and image instead of running (recorded as 'cached from run R')",
@@ -216,6 +250,9 @@ class TaskSpec(Strict):
         "airflow_task_id, airflow_try_number and airflow_map_index (the task instance that "
         "submitted it: the parent of its OpenLineage runs)",
     )
+
+    _numbers = field_validator("timeout_s", "retries", "priority", mode="before")(
+        classmethod(lambda cls, v: json_number(v)))
 
     @field_validator("command")
     @classmethod

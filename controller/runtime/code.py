@@ -59,7 +59,11 @@ def open_repo(repo: str, cache: Path) -> tuple[git.Repo, bool]:
     """
     if _is_local(repo):
         path = Path(repo).expanduser()
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except OSError as exc:  # a name over the file system's limit (ENAMETOOLONG)
+            raise CodeError(f"git repository {repo!r} cannot be read: {exc.strerror}") from exc
+        if not exists:
             raise CodeError(f"git repository {repo!r} does not exist")
         try:
             return git.Repo(path), True
