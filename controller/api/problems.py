@@ -43,6 +43,14 @@ def _path(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts)
 
 
+def _msg(error: Mapping[str, Any]) -> str:
+    """Pydantic's message; a pattern mismatch also says what was given (it names no value)."""
+    given = error.get("input")
+    if error["type"] == "string_pattern_mismatch" and isinstance(given, str) and len(given) < 200:
+        return f"{error['msg']} (got {given!r})"
+    return str(error["msg"])
+
+
 def allowed(request: Request) -> str:
     """Every method of every route at the request's path (RFC 9110 15.5.6): Starlette's own
     Allow names only the first route's, and GET and POST /v1/runs are two routes."""
@@ -62,7 +70,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"loc": list(e["loc"]), "path": _path(e["loc"]), "msg": e["msg"], "type": e["type"]}
+            {"loc": list(e["loc"]), "path": _path(e["loc"]), "msg": _msg(e), "type": e["type"]}
             for e in exc.errors()
         ]
         detail = "; ".join(f"{e['path']}: {e['msg']}" for e in errors[:5])
