@@ -200,6 +200,9 @@ def port_of(env: Mapping[str, str]) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 65536 else None
 
 
+ARG = {"type": "string", "maxLength": MAX_ARG_CHARS, "pattern": "^[^\\u0000]*$"}
+
+
 class TaskSpec(Strict):
     """Everything needed to run one task and to reproduce it later."""
 
@@ -207,9 +210,7 @@ class TaskSpec(Strict):
     command: list[str] = Field(
         min_length=1, max_length=MAX_ARGV_ITEMS,
         # the rules of _command, stated in the schema too (OpenAPI 3.1 is JSON Schema 2020-12)
-        json_schema_extra={"prefixItems": [{"type": "string", "minLength": 1}],
-                           "items": {"type": "string", "maxLength": MAX_ARG_CHARS,
-                                     "pattern": "^[^\\u0000]*$"}})
+        json_schema_extra={"prefixItems": [{**ARG, "minLength": 1}], "items": ARG})
     env: dict[str, str] = Field(default_factory=dict, max_length=256, json_schema_extra={
         # _env's rules, stated in the schema too
         "propertyNames": {"pattern": "^(?!TRACECTL_)[A-Za-z_][A-Za-z0-9_]*$"},
