@@ -200,7 +200,8 @@ def port_of(env: Mapping[str, str]) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 65536 else None
 
 
-ARG = {"type": "string", "maxLength": MAX_ARG_CHARS, "pattern": "^[^\\u0000]*$"}
+ARG: dict[str, JsonValue] = {"type": "string", "maxLength": MAX_ARG_CHARS,
+                             "pattern": "^[^\\u0000]*$"}
 
 
 class TaskSpec(Strict):

@@ -18,8 +18,9 @@ HOME = Path(__file__).parent / ".fuzz-home"
 # A 422 of schema-valid input is allowed only for rules no schema can state: checks against
 # the world (the controller's own InvalidInput, without a pydantic `type`: a repository that
 # does not exist, an opaque cursor it did not issue, a look-up naming none of its keys) and a
-# task spec's cross-field rules (secret_env names keys of env; data needs code: path "spec").
-CROSS_FIELD = {"spec"}
+# task spec's cross-field rules (path "spec": secret_env names keys of env, data needs code;
+# "spec.environment": at most one environment source).
+CROSS_FIELD = {"spec", "spec.environment"}
 
 
 def _app():  # type: ignore[no-untyped-def]
