@@ -130,7 +130,7 @@ class LineageGraph:
                                   limit + 1)
             page = rows[:limit]
             ids = [r[0] for r in page]
-            nodes = self._describe(session, ids)
+            described = self._describe(session, ids)
             known = set(ids) | {node}
             # Edges among the page and the start node, found from the side the walk came
             # from (indexed), both ends then checked against the page.
@@ -139,7 +139,7 @@ class LineageGraph:
                 for e in session.scalars(select(LineageEdgeRow).where(
                     here.in_(known), there.in_(ids), self.scope.runs(LineageEdgeRow.run_id)))
             ] if ids else []
-        items = [{**nodes[str(n)], "depth": d} for n, d in page]
+        items = [{**described[str(n)], "depth": d} for n, d in page]
         last = page[-1] if page else None
         return {
             "node": node, "direction": direction, "depth": depth, "items": items,
@@ -299,7 +299,7 @@ class LineageGraph:
             tasks = list(session.scalars(select(TaskRow).where(TaskRow.run_id == run_id)
                                          .order_by(TaskRow.created_at)))
             ids = sorted(set(ids) | {nodes.task(t.id) for t in tasks})
-            nodes = self._describe(session, ids)
-        return {"run_id": run_id, "nodes": [nodes[i] for i in ids],
+            described = self._describe(session, ids)  # not `nodes`: the module of node ids
+        return {"run_id": run_id, "nodes": [described[i] for i in ids],
                 "edges": [{"from": e.src, "to": e.dst, "kind": e.kind, "path": e.path or None}
                           for e in edges]}
