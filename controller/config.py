@@ -54,6 +54,7 @@ class Settings(BaseModel):
     env_cache: Path | None = Field(default_factory=lambda: _env_path("TRACECTL_ENV_CACHE"))
     env_max_age_days: float = 30.0  # an environment unused this long is removed
     env_max_gb: float = 20.0  # past this, the least recently used environments are removed
+    passport_key: str | None = None  # HMAC key sealing run passports (docs/traceability.md)
     host: str = "127.0.0.1"
     port: int = 8765
 

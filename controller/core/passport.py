@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -156,4 +155,4 @@ def build_passport(db: Database, run_id: str, tracking: Tracking, reader: LogRea
                               leases[t.id]) for t in tasks],
         "chains": chain_heads,
     }
-    return seal(document, key if key is not None else os.environ.get("TRACECTL_PASSPORT_KEY"))
+    return seal(document, key)

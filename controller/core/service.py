@@ -311,7 +311,8 @@ class ControllerService:
         from controller.core.passport import build_passport
 
         self.get_run(run_id)
-        document = build_passport(self.db, run_id, self.supervisor.tracking, self.logs)
+        document = build_passport(self.db, run_id, self.supervisor.tracking, self.logs,
+                                  self.settings.passport_key)
         if document is None:
             raise NotFound(f"run {run_id} does not exist")
         return document

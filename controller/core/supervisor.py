@@ -1,8 +1,8 @@
 """The task lifecycle engine: admit, launch, watch, finish, retry, cancel, reconcile.
 
-Every transition is written to the store (compare-and-set on status and attempt) before
-the executor is asked to act, so a controller killed between any two steps finds, on
-restart, a record of what it was about to do and completes it.
+Every transition is written to the store (controller/core/transitions.py: a compare-and-set
+on id, attempt and status) before the executor is asked to act, so a controller killed
+between any two steps finds, on restart, a record of what it was about to do and completes it.
 """
 
 from __future__ import annotations

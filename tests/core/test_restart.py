@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 
 import httpx
 import psutil
 
+from controller.domain.records import TERMINAL
 from tests.server_process import ServerProcess
+from tests.waiting import wait_for
 
 SLEEPER = ("import time, pathlib\nprint('started', flush=True)\ntime.sleep(4)\n"
            "pathlib.Path('done.txt').write_text('ok')\nprint('finished', flush=True)\n")
@@ -26,23 +27,20 @@ def submit(url: str) -> str:
 
 
 def wait_running(url: str, task_id: str) -> dict[str, object]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    def running() -> dict[str, object] | None:
         task = httpx.get(f"{url}/v1/tasks/{task_id}").json()
-        if task["status"] == "running":
-            return dict(task)
-        time.sleep(0.1)
-    raise AssertionError("task never ran")
+        return dict(task) if task["status"] == "running" else None
+
+    return wait_for(f"task {task_id} to run", running, 60, every=0.1)
 
 
 def wait_end(url: str, task_id: str) -> dict[str, object]:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    def ended() -> dict[str, object] | None:  # the API's long poll does the waiting
         task = httpx.get(f"{url}/v1/tasks/{task_id}/wait", params={"timeout_s": 5},
                          timeout=10).json()
-        if task["status"] in ("succeeded", "failed", "cancelled"):
-            return dict(task)
-    raise AssertionError("task never ended")
+        return dict(task) if task["status"] in TERMINAL else None
+
+    return wait_for(f"task {task_id} to end", ended, 90, every=0)
 
 
 def test_task_survives_controller_kill_and_is_adopted(server: ServerProcess) -> None:

@@ -66,15 +66,13 @@ def wait_ready(get: Any, task_id: str, timeout: float = 90) -> dict[str, Any]:
 
 
 def gone(pid: int, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ended() -> bool:
         try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return True
-        time.sleep(0.1)
-    return False
+
+    return wait_for(f"process {pid} to end", ended, timeout, every=0.1)
 
 
 @contextmanager
@@ -249,13 +247,12 @@ def wait_running(server: ServerProcess, task_id: str, timeout: float = 90) -> No
 
 
 def wait_end(server: ServerProcess, task_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ended() -> dict[str, Any] | None:  # the API's long poll does the waiting
         task = httpx.get(f"{server.url}/v1/tasks/{task_id}/wait", params={"timeout_s": 5},
                          timeout=15).json()
-        if task["status"] in ("succeeded", "failed", "cancelled"):
-            return dict(task)
-    raise AssertionError(f"task {task_id} never ended")
+        return dict(task) if task["status"] in TERMINAL else None
+
+    return wait_for(f"task {task_id} to end", ended, timeout, every=0)
 
 
 def test_a_service_is_adopted_with_its_url_after_a_restart_then_stopped_at_run_end(
