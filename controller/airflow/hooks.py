@@ -2,11 +2,14 @@
 
 The connection (type ``tracectl``, default id ``tracectl_default``) gives the base URL in
 ``host`` (with scheme, or ``schema`` = http|https, and ``port``) and an optional bearer token in
-``password``. Extras: ``timeout_s``, ``retries``, ``backoff_s`` and the link bases ``kibana_url``,
-``mlflow_url``, ``ui_url`` (see links.py).
+``password``. Extras: ``timeout_s``, ``retry_for_s``, ``retries``, ``backoff_s``,
+``max_backoff_s`` and the link bases ``kibana_url``, ``mlflow_url``, ``ui_url`` (see links.py).
 
-Connect errors, timeouts and 5xx answers are retried with exponential backoff; 4xx answers
-raise :class:`TracectlApiError` at once with the server's problem+json detail.
+Connect errors, timeouts and 5xx answers are retried with exponential backoff and jitter for
+``retry_for_s`` seconds (300: a controller restart or a short outage does not fail the Airflow
+task) and at least ``retries`` times; 4xx answers raise :class:`TracectlApiError` at once with
+the server's problem+json detail. Every POST is safe to repeat (idempotency keys, or a cancel
+or close that is a no-op the second time).
 
 This module imports nothing from the rest of ``controller``: it runs inside Airflow's venv.
 """
@@ -14,6 +17,7 @@ This module imports nothing from the rest of ``controller``: it runs inside Airf
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +28,7 @@ from airflow.sdk import BaseHook
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 DEFAULT_CONN_ID = "tracectl_default"
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+DEFAULT_RETRY_FOR_S = 300.0
 
 
 class TracectlApiError(RuntimeError):
@@ -78,10 +83,16 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
         retries: int | None = None,
         backoff_s: float | None = None,
         timeout_s: float | None = None,
+        retry_for_s: float | None = None,
     ) -> None:
         super().__init__()
         self.tracectl_conn_id = tracectl_conn_id
-        self._overrides = {"retries": retries, "backoff_s": backoff_s, "timeout_s": timeout_s}
+        self._overrides = {
+            "retries": retries,
+            "backoff_s": backoff_s,
+            "timeout_s": timeout_s,
+            "retry_for_s": retry_for_s,
+        }
         self._settings: dict[str, Any] | None = None
 
     # -- connection -----------------------------------------------------------------------
@@ -125,6 +136,8 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
             "timeout_s": float(extra.get("timeout_s", 30.0)),
             "retries": int(extra.get("retries", 5)),
             "backoff_s": float(extra.get("backoff_s", 0.5)),
+            "max_backoff_s": float(extra.get("max_backoff_s", 30.0)),
+            "retry_for_s": float(extra.get("retry_for_s", DEFAULT_RETRY_FOR_S)),
             "extra": extra,
         }
         values.update({k: v for k, v in self._overrides.items() if v is not None})
@@ -142,8 +155,25 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
             headers["Idempotency-Key"] = idempotency_key
         return headers
 
-    def _delay(self, attempt: int) -> float:
-        return float(min(self.settings["backoff_s"] * (2**attempt), 30.0))
+    def _retry_in(self, attempt: int, started: float) -> float | None:
+        """Seconds to wait before try ATTEMPT + 2, or None to give up: exponential backoff
+        with equal jitter (retrying clients spread out when a controller comes back), never
+        past ``retry_for_s``, and always at least ``retries`` retries."""
+        left = started + float(self.settings["retry_for_s"]) - time.monotonic()
+        if attempt >= int(self.settings["retries"]) and left <= 0:
+            return None
+        ceiling = min(self.settings["backoff_s"] * 2**attempt, self.settings["max_backoff_s"])
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+        return float(delay if attempt < int(self.settings["retries"]) else min(delay, left))
+
+    def _unreachable(
+        self, method: str, url: str, tries: int, started: float, exc: Exception
+    ) -> ConnectionError:
+        spent = time.monotonic() - started
+        return ConnectionError(
+            f"{method} {url}: controller unreachable after {tries} tries in {spent:.0f}s "
+            f"(connection extra retry_for_s={self.settings['retry_for_s']:g}): {exc}"
+        )
 
     # -- sync transport -------------------------------------------------------------------
     def request(
@@ -159,60 +189,71 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
         """One API call, retried on connect errors, timeouts and 5xx; returns the JSON body."""
         url = f"{self.base_url}{path}"
         timeout = timeout_s if timeout_s is not None else self.settings["timeout_s"]
-        retries = int(self.settings["retries"])
-        for attempt in range(retries + 1):
+        started, attempt = time.monotonic(), 0
+        while True:
             try:
                 with httpx.Client(timeout=timeout) as client:
                     response = client.request(
-                        method, url, json=json, params=params,
+                        method,
+                        url,
+                        json=json,
+                        params=params,
                         headers=self._headers(idempotency_key),
                     )
             except (httpx.TransportError, httpx.TimeoutException) as exc:
-                if attempt >= retries:
-                    raise ConnectionError(
-                        f"{method} {url}: controller unreachable after {retries + 1} tries: {exc}"
-                    ) from exc
-                self.log.warning("%s %s: %s; retrying", method, url, exc)
-                time.sleep(self._delay(attempt))
+                delay = self._retry_in(attempt, started)
+                if delay is None:
+                    raise self._unreachable(method, url, attempt + 1, started, exc) from exc
+                self.log.warning("%s %s: %s; retrying in %.1fs", method, url, exc, delay)
+                time.sleep(delay)
+                attempt += 1
                 continue
-            if response.status_code in RETRYABLE_STATUS and attempt < retries:
-                self.log.warning("%s %s -> %s; retrying", method, url, response.status_code)
-                time.sleep(self._delay(attempt))
+            delay = self._retry_in(attempt, started)
+            if response.status_code in RETRYABLE_STATUS and delay is not None:
+                self.log.warning(
+                    "%s %s -> %s; retrying in %.1fs", method, url, response.status_code, delay
+                )
+                time.sleep(delay)
+                attempt += 1
                 continue
             if response.status_code >= 400:
                 raise TracectlApiError(method, url, response.status_code, _problem(response))
             return response.json()
-        raise AssertionError("unreachable")
 
     # -- async transport (trigger) --------------------------------------------------------
     async def arequest(
-        self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
     ) -> Any:
         await self.aload()
         url = f"{self.base_url}{path}"
         timeout = timeout_s if timeout_s is not None else self.settings["timeout_s"]
-        retries = int(self.settings["retries"])
-        for attempt in range(retries + 1):
+        started, attempt = time.monotonic(), 0
+        while True:
             try:
                 async with httpx.AsyncClient(timeout=timeout) as client:
                     response = await client.request(
                         method, url, params=params, headers=self._headers()
                     )
             except (httpx.TransportError, httpx.TimeoutException) as exc:
-                if attempt >= retries:
-                    raise ConnectionError(
-                        f"{method} {url}: controller unreachable after {retries + 1} tries: {exc}"
-                    ) from exc
-                await asyncio.sleep(self._delay(attempt))
+                delay = self._retry_in(attempt, started)
+                if delay is None:
+                    raise self._unreachable(method, url, attempt + 1, started, exc) from exc
+                await asyncio.sleep(delay)
+                attempt += 1
                 continue
-            if response.status_code in RETRYABLE_STATUS and attempt < retries:
-                await asyncio.sleep(self._delay(attempt))
+            delay = self._retry_in(attempt, started)
+            if response.status_code in RETRYABLE_STATUS and delay is not None:
+                await asyncio.sleep(delay)
+                attempt += 1
                 continue
             if response.status_code >= 400:
                 raise TracectlApiError(method, url, response.status_code, _problem(response))
             return response.json()
-        raise AssertionError("unreachable")
 
     # -- API ------------------------------------------------------------------------------
     def test_connection(self) -> tuple[bool, str]:
@@ -227,8 +268,13 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
     ) -> dict[str, Any]:
         """The tracectl Run of one DAG run: created once, returned again on every later call."""
         key = run_key(dag_id, run_id)
-        body = {"pipeline": pipeline, "airflow_dag_id": dag_id, "airflow_run_id": run_id,
-                "labels": dict(labels or {}), "idempotency_key": key}
+        body = {
+            "pipeline": pipeline,
+            "airflow_dag_id": dag_id,
+            "airflow_run_id": run_id,
+            "labels": dict(labels or {}),
+            "idempotency_key": key,
+        }
         try:
             run: dict[str, Any] = self.request("POST", "/v1/runs", json=body, idempotency_key=key)
             return run
@@ -289,7 +335,9 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
 
     def wait_task(self, task_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
         task: dict[str, Any] = self.request(
-            "GET", f"/v1/tasks/{task_id}/wait", params={"timeout_s": timeout_s},
+            "GET",
+            f"/v1/tasks/{task_id}/wait",
+            params={"timeout_s": timeout_s},
             timeout_s=timeout_s + 30.0,
         )
         return task
@@ -297,7 +345,9 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
     async def await_task(self, task_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
         """One long poll of /wait (async): the task when it ends, or as it is at the timeout."""
         task: dict[str, Any] = await self.arequest(
-            "GET", f"/v1/tasks/{task_id}/wait", params={"timeout_s": timeout_s},
+            "GET",
+            f"/v1/tasks/{task_id}/wait",
+            params={"timeout_s": timeout_s},
             timeout_s=timeout_s + 30.0,
         )
         return task
@@ -318,8 +368,19 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
         lineage: dict[str, Any] = self.request("GET", f"/v1/tasks/{task_id}/lineage")
         return lineage
 
-    def task_logs(self, task_id: str, after_seq: int = 0, limit: int = 500) -> dict[str, Any]:
+    def task_logs(
+        self, task_id: str, after_seq: int = 0, limit: int = 500, attempt: int | None = None
+    ) -> dict[str, Any]:
+        """A page of the task's log lines after AFTER_SEQ (of ATTEMPT, default the latest)."""
+        params: dict[str, Any] = {"after_seq": after_seq, "limit": limit}
+        if attempt is not None:
+            params["attempt"] = attempt
+        page: dict[str, Any] = self.request("GET", f"/v1/tasks/{task_id}/logs", params=params)
+        return page
+
+    def task_log_tail(self, task_id: str, lines: int) -> dict[str, Any]:
+        """The last LINES log lines of the task's latest attempt."""
         page: dict[str, Any] = self.request(
-            "GET", f"/v1/tasks/{task_id}/logs", params={"after_seq": after_seq, "limit": limit}
+            "GET", f"/v1/tasks/{task_id}/logs", params={"tail": lines}
         )
         return page

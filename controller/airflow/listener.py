@@ -92,16 +92,22 @@ def _pushed_task_id(ti: Any) -> str | None:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.scalars(XComModel.get_many(
-            run_id=ti.run_id, key=XCOM_TASK_ID, dag_ids=ti.dag_id, task_ids=ti.task_id,
-            map_indexes=ti.map_index)).first()
+        row = session.scalars(
+            XComModel.get_many(
+                run_id=ti.run_id,
+                key=XCOM_TASK_ID,
+                dag_ids=ti.dag_id,
+                task_ids=ti.task_id,
+                map_indexes=ti.map_index,
+            )
+        ).first()
         value = XComModel.deserialize_value(row) if row is not None else None
     return str(value) if value else None
 
 
 def cancel(task_id: str, conn_id: str) -> None:
     """Cancel tracectl task TASK_ID; one that already ended (409) is left as it is."""
-    hook = TracectlHook(conn_id, retries=2, timeout_s=10.0)
+    hook = TracectlHook(conn_id, retries=2, timeout_s=10.0, retry_for_s=0)
     try:
         task = hook.cancel_task(task_id)
     except TracectlApiError as exc:
@@ -109,8 +115,12 @@ def cancel(task_id: str, conn_id: str) -> None:
             raise
         log.info("tracectl task %s had already ended", task_id)
         return
-    log.info("cancelled tracectl task %s (%s): its deferred Airflow task was set to an end "
-             "state by a user", task_id, task.get("status"))
+    log.info(
+        "cancelled tracectl task %s (%s): its deferred Airflow task was set to an end "
+        "state by a user",
+        task_id,
+        task.get("status"),
+    )
 
 
 def _describe(ti: Any) -> str:

@@ -39,6 +39,7 @@ from controller.airflow.links import (
     TracectlLogsLink,
     TracectlMlflowLink,
 )
+from controller.airflow.tasklog import TaskLogWriter
 from controller.airflow.triggers import TracectlTaskTrigger
 
 _RETRY_NAME = re.compile(r"^(?P<base>.+)\.try(?P<n>[0-9]+)$")
@@ -55,8 +56,9 @@ def attempt_of(name: str, base: str) -> int | None:
     return None
 
 
-def latest_attempt(tasks: Sequence[Mapping[str, Any]], base: str,
-                   status: str | None = None) -> Mapping[str, Any] | None:
+def latest_attempt(
+    tasks: Sequence[Mapping[str, Any]], base: str, status: str | None = None
+) -> Mapping[str, Any] | None:
     found = [(attempt_of(t["name"], base), t) for t in tasks]
     ranked = [
         (n, t) for n, t in found if n is not None and (status is None or t["status"] == status)
@@ -67,8 +69,11 @@ def latest_attempt(tasks: Sequence[Mapping[str, Any]], base: str,
 def task_instance_labels(task_id: str, try_number: int, map_index: int) -> dict[str, str]:
     """The task labels naming the task instance's try that submits a tracectl task: the
     controller derives its OpenLineage runs' parent from them as Airflow's provider does."""
-    return {"airflow_task_id": str(task_id), "airflow_try_number": str(try_number),
-            "airflow_map_index": str(map_index)}
+    return {
+        "airflow_task_id": str(task_id),
+        "airflow_try_number": str(try_number),
+        "airflow_map_index": str(map_index),
+    }
 
 
 def _flat(items: Any) -> list[str]:
@@ -87,12 +92,16 @@ def dag_run_date(context: Mapping[str, Any]) -> str | None:
     lets the controller derive the same OpenLineage parent run id.
     """
     dag_run = context.get("dag_run")
-    when: Any = (context.get("logical_date") or getattr(dag_run, "logical_date", None)
-                 or getattr(dag_run, "run_after", None))
+    when: Any = (
+        context.get("logical_date")
+        or getattr(dag_run, "logical_date", None)
+        or getattr(dag_run, "run_after", None)
+    )
     return str(when.isoformat()) if isinstance(when, datetime) else None
 
 
 WAIT_BEFORE_DEFER_S = 20.0
+LOG_POLL_S = 2.0  # how often a worker that awaits a task copies its new log lines
 XCOM_MODEL_VERSIONS = "model_versions"
 
 
@@ -118,15 +127,33 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
     :param tracectl_conn_id: the tracectl connection
     :param deferrable: wait in the triggerer (True) or in the worker (False)
     :param poll_timeout_s: length of one long poll of /wait
+    :param log_tail_lines: on resume after deferring, the last lines of the task's log
+        written into the Airflow task log (awaited in the worker, every line is streamed)
+    :param retry_for_s: how long a call keeps retrying while the controller is unreachable
+        or answers 5xx (default: the connection extra ``retry_for_s``, else 300 s)
     """
 
     template_fields: Sequence[str] = (
-        "command", "image", "env", "code", "data", "inputs", "outputs", "models", "task_params",
-        "task_resources", "pipeline",
+        "command",
+        "image",
+        "env",
+        "code",
+        "data",
+        "inputs",
+        "outputs",
+        "models",
+        "task_params",
+        "task_resources",
+        "pipeline",
     )
     template_fields_renderers = {
-        "command": "json", "env": "json", "code": "json", "data": "json", "inputs": "json",
-        "task_params": "json", "task_resources": "json",
+        "command": "json",
+        "env": "json",
+        "code": "json",
+        "data": "json",
+        "inputs": "json",
+        "task_params": "json",
+        "task_resources": "json",
     }
     ui_color = "#d8ecf3"
     operator_extra_links = (TracectlLogsLink(), TracectlMlflowLink(), TracectlLineageLink())
@@ -153,6 +180,8 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         tracectl_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = True,
         poll_timeout_s: float = 30.0,
+        retry_for_s: float | None = None,
+        log_tail_lines: int = 100,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -175,12 +204,14 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         self.tracectl_conn_id = tracectl_conn_id
         self.deferrable = deferrable
         self.poll_timeout_s = poll_timeout_s
+        self.retry_for_s = retry_for_s
+        self.log_tail_lines = log_tail_lines
         self._tracectl_task_id: str | None = None
 
     # -- spec -----------------------------------------------------------------------------
     @property
     def hook(self) -> TracectlHook:
-        return TracectlHook(self.tracectl_conn_id)
+        return TracectlHook(self.tracectl_conn_id, retry_for_s=self.retry_for_s)
 
     def build_spec(self, siblings: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
         """The TaskSpec sent to the controller, from the rendered fields."""
@@ -219,7 +250,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         artifact = str(item.get("artifact", ""))
         if not artifact.startswith("task:") or "/" not in artifact:
             return item
-        name, rest = artifact[len("task:"):].split("/", 1)
+        name, rest = artifact[len("task:") :].split("/", 1)
         best = latest_attempt(siblings, name, status="succeeded")
         if best is not None and best["name"] != name:
             item["artifact"] = f"task:{best['name']}/{rest}"
@@ -237,7 +268,8 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         # With the date, what Airflow's OpenLineage provider derives the DAG run's OpenLineage
         # runId from; the controller computes the same id for its events' parent facet.
         labels["airflow_clear_number"] = str(
-            getattr(context.get("dag_run"), "clear_number", 0) or 0)
+            getattr(context.get("dag_run"), "clear_number", 0) or 0
+        )
         try:
             from airflow.providers.openlineage.conf import namespace
         except ImportError:  # no provider: nothing in Airflow emits; its default name then
@@ -255,15 +287,17 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         try_number = int(getattr(ti, "try_number", 1) or 1)
         hook = self.hook
         pipeline = _PIPELINE_SAFE.sub("_", self.pipeline or dag_id)
-        run = hook.ensure_run(pipeline=pipeline, dag_id=dag_id, run_id=run_id,
-                              labels=self._run_labels(context))
+        run = hook.ensure_run(
+            pipeline=pipeline, dag_id=dag_id, run_id=run_id, labels=self._run_labels(context)
+        )
         base = ti.task_id if map_index < 0 else f"{ti.task_id}.{map_index}"
         siblings = hook.list_tasks(run["id"])
         previous = latest_attempt(siblings, base)
         if previous is not None and previous["status"] not in ("failed", "cancelled"):
             task = dict(previous)
-            self.log.info("reattaching to tracectl task %s (%s, %s)", task["id"], task["name"],
-                          task["status"])
+            self.log.info(
+                "reattaching to tracectl task %s (%s, %s)", task["id"], task["name"], task["status"]
+            )
         else:
             number = 1 if previous is None else (attempt_of(previous["name"], base) or 1) + 1
             name = base if number == 1 else f"{base}.try{number}"
@@ -279,27 +313,43 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         return self._wait(context, hook, task)
 
     def _wait(self, context: Any, hook: TracectlHook, task: dict[str, Any]) -> Any:
-        if task["status"] in TERMINAL:
-            return self._finish(context, task)
+        lines = TaskLogWriter(hook, task["id"], self.log)
         if self.deferrable:
             # A short task is awaited here rather than deferred: Airflow 3 can fail a task
             # whose trigger fires before the worker that deferred it has been reaped.
-            task = hook.wait_task(task["id"], WAIT_BEFORE_DEFER_S)
+            task = self._await(hook, task, lines, time.monotonic() + WAIT_BEFORE_DEFER_S)
             if task["status"] in TERMINAL:
                 return self._finish(context, task)
             self.defer(
-                trigger=TracectlTaskTrigger(task["id"], self.tracectl_conn_id, self.poll_timeout_s),
+                trigger=TracectlTaskTrigger(
+                    task["id"], self.tracectl_conn_id, self.poll_timeout_s, self.retry_for_s
+                ),
                 method_name="execute_complete",
             )
+        return self._finish(context, self._await(hook, task, lines, None))
+
+    def _await(
+        self, hook: TracectlHook, task: dict[str, Any], lines: TaskLogWriter, until: float | None
+    ) -> dict[str, Any]:
+        """Wait in the worker until the task ends (or UNTIL, a monotonic time), writing its
+        new log lines into the Airflow task log every LOG_POLL_S."""
+        lines.follow(task.get("attempt"))
         while task["status"] not in TERMINAL:
-            task = hook.wait_task(task["id"], self.poll_timeout_s)
-        return self._finish(context, task)
+            left = LOG_POLL_S if until is None else min(LOG_POLL_S, until - time.monotonic())
+            if left <= 0:
+                break
+            task = hook.wait_task(task["id"], left)
+            lines.follow(task.get("attempt"))
+        return task
 
     def execute_complete(self, context: Any, event: Mapping[str, Any]) -> Any:
+        task_id = str(event.get("task_id") or event.get("task", {}).get("id"))
+        lines = TaskLogWriter(self.hook, task_id, self.log)
         if event.get("status") != "terminal":
             raise AirflowException(
-                f"lost track of tracectl task {event.get('task_id')}: {event.get('message')}"
+                f"lost track of tracectl task {task_id}: {event.get('message')}; logs: {lines.url}"
             )
+        lines.tail(self.log_tail_lines)  # ended while deferred: no worker streamed its lines
         return self._finish(context, dict(event["task"]))
 
     def _finish(self, context: Any, task: Mapping[str, Any]) -> Any:
@@ -327,10 +377,14 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
 
     def _registered_versions(self, task_id: str) -> list[str]:
         """``models:/<name>/<version>`` of the registry versions the task registered."""
-        found = self.hook.request("GET", "/v1/lineage/downstream",
-                                  params={"node": f"task:{task_id}", "depth": 1})
-        return [f"models:/{item['id'].removeprefix('model:')}"
-                for item in found["items"] if item["kind"] == "model"]
+        found = self.hook.request(
+            "GET", "/v1/lineage/downstream", params={"node": f"task:{task_id}", "depth": 1}
+        )
+        return [
+            f"models:/{item['id'].removeprefix('model:')}"
+            for item in found["items"]
+            if item["kind"] == "model"
+        ]
 
     def on_kill(self) -> None:
         if self._tracectl_task_id:
@@ -400,8 +454,14 @@ class TracectlStopServiceOperator(BaseOperator):  # type: ignore[misc]
     ui_color = "#f3e3d8"
     operator_extra_links = (TracectlLogsLink(), TracectlLineageLink())
 
-    def __init__(self, *, service_task_id: str, stop_timeout_s: float = 60.0,
-                 tracectl_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        service_task_id: str,
+        stop_timeout_s: float = 60.0,
+        tracectl_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.service_task_id = service_task_id
         self.stop_timeout_s = stop_timeout_s
@@ -424,12 +484,17 @@ class TracectlStopServiceOperator(BaseOperator):  # type: ignore[misc]
         while task["status"] not in TERMINAL and time.monotonic() < deadline:
             task = hook.wait_task(task_id, min(10.0, max(1.0, deadline - time.monotonic())))
         if task["status"] not in TERMINAL:
-            self.log.warning("service %s still %s after %gs: cancelling it", task_id,
-                             task["status"], self.stop_timeout_s)
+            self.log.warning(
+                "service %s still %s after %gs: cancelling it",
+                task_id,
+                task["status"],
+                self.stop_timeout_s,
+            )
             hook.cancel_task(task_id)
             task = hook.wait_task(task_id, 30.0)
-        ti.xcom_push(key="service_status",
-                     value={"status": task["status"], "reason": task.get("reason")})
+        ti.xcom_push(
+            key="service_status", value={"status": task["status"], "reason": task.get("reason")}
+        )
         if task["status"] not in TERMINAL:
             raise AirflowException(f"tracectl service {task_id} is still {task['status']}")
         self.log.info("service %s %s: %s", task_id, task["status"], task.get("reason"))

@@ -24,22 +24,31 @@ class TracectlTaskTrigger(BaseTrigger):  # type: ignore[misc]
 
     # Not ``task_id``: the triggerer sets that attribute to the Airflow task's id.
     def __init__(
-        self, tracectl_task_id: str, conn_id: str = DEFAULT_CONN_ID, poll_timeout_s: float = 30.0
+        self,
+        tracectl_task_id: str,
+        conn_id: str = DEFAULT_CONN_ID,
+        poll_timeout_s: float = 30.0,
+        retry_for_s: float | None = None,
     ) -> None:
         super().__init__()
         self.tracectl_task_id = tracectl_task_id
         self.conn_id = conn_id
         self.poll_timeout_s = poll_timeout_s
+        self.retry_for_s = retry_for_s
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             "controller.airflow.triggers.TracectlTaskTrigger",
-            {"tracectl_task_id": self.tracectl_task_id, "conn_id": self.conn_id,
-             "poll_timeout_s": self.poll_timeout_s},
+            {
+                "tracectl_task_id": self.tracectl_task_id,
+                "conn_id": self.conn_id,
+                "poll_timeout_s": self.poll_timeout_s,
+                "retry_for_s": self.retry_for_s,
+            },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = TracectlHook(self.conn_id)
+        hook = TracectlHook(self.conn_id, retry_for_s=self.retry_for_s)
         started = time.monotonic()
         try:
             while True:
@@ -65,7 +74,7 @@ class TracectlTaskTrigger(BaseTrigger):  # type: ignore[misc]
         cancel), and not after the trigger fired. The worker-side ``on_kill`` of the operator
         never runs for a deferred task: no worker holds it.
         """
-        hook = TracectlHook(self.conn_id, retries=2, timeout_s=10.0)
+        hook = TracectlHook(self.conn_id, retries=2, timeout_s=10.0, retry_for_s=0)
         try:
             task = await hook.acancel_task(self.tracectl_task_id)
         except TracectlApiError as exc:
@@ -73,5 +82,4 @@ class TracectlTaskTrigger(BaseTrigger):  # type: ignore[misc]
                 raise
             self.log.info("tracectl task %s had already ended", self.tracectl_task_id)
             return
-        self.log.info("cancelled tracectl task %s (%s)", self.tracectl_task_id,
-                      task.get("status"))
+        self.log.info("cancelled tracectl task %s (%s)", self.tracectl_task_id, task.get("status"))

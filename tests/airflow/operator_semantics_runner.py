@@ -130,14 +130,16 @@ def main() -> int:
     server.server_close()
     os.environ["AIRFLOW_CONN_DOWN"] = json.dumps(
         {"conn_type": "tracectl", "host": f"http://127.0.0.1:{port}",
-         "extra": {"backoff_s": 0.05, "retries": 2}})
+         "extra": {"backoff_s": 0.05, "retries": 2, "retry_for_s": 0}})
     try:
         TracectlHook("down").request("GET", "/healthz")
         out["down"] = None
     except ConnectionError as exc:
         out["down"] = str(exc)
     try:
-        TracectlHook().submit_task("run_missing", name="x", spec={"command": []},
+        real = TracectlHook().ensure_run(pipeline="semantics", dag_id="semantics",
+                                         run_id="manual__invalid")
+        TracectlHook().submit_task(real["id"], name="x", spec={"command": []},
                                    idempotency_key="k")
         out["invalid"] = None
     except TracectlApiError as exc:
