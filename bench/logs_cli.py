@@ -4,10 +4,10 @@
     python bench/logs_cli.py --lines 200000 --repeat 5 --baseline
 
 A real controller (`tracectl server`, embedded default: file log record) runs one short task;
-its attempt's log is then replaced with LINES lines written by the file sink itself
-(`FileLogSink.emit`, as the runner writes them: one JSON line each plus the seek index), so
-that a million-line log takes seconds to make instead of the minutes a task printing it
-would. Each command is `.venv/bin/tracectl logs TASK ...` in a subprocess with stdout to a
+its attempt's log is then replaced with LINES lines in the file sink's own format (its
+`encode` and seek index, what `FileLogSink.emit` writes for a runner), so that a million-line
+log takes seconds to make instead of the minutes a task printing it would. Each command is
+`.venv/bin/tracectl logs TASK ...` in a subprocess with stdout to a
 file (the line count is checked); wall seconds include the CLI's own start, which is also
 timed alone (`tracectl --help`). `--baseline` also times reading the same log through the
 paged JSON API the CLI used before (1,000 lines a page), for comparison.
@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,12 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from controller.config import Settings  # noqa: E402
-from controller.logs.file_sink import FileLogSink, log_path  # noqa: E402
+from controller.logs.file_sink import INDEX_EVERY, encode, log_path  # noqa: E402
 from controller.ports import LogLine  # noqa: E402
 from tests.server_process import ServerProcess  # noqa: E402
 
@@ -60,24 +62,43 @@ def write_log(home: Path, run_id: str, task_id: str, lines: int) -> float:
     path.unlink()
     path.with_suffix(".idx").unlink(missing_ok=True)
     started = time.perf_counter()
-    sink = FileLogSink(settings, {"run_id": run_id, "task_id": task_id, "attempt": "1"})
     now = datetime.now(UTC)
-    for seq in range(1, lines + 1):
-        stream = "stderr" if seq % 50 == 0 else "stdout"
-        message = f"epoch {seq // 1000} step {seq} loss=0.{seq % 9973:04d} lr=3e-4"
-        sink.emit(LogLine(run_id, task_id, 1, seq, stream, message, now))
-    sink.close()
+    with path.open("wb") as log, path.with_suffix(".idx").open("w") as index:
+        for seq in range(1, lines + 1):
+            stream = "stderr" if seq % 50 == 0 else "stdout"
+            message = f"epoch {seq // 1000} step {seq} loss=0.{seq % 9973:04d} lr=3e-4"
+            if seq % INDEX_EVERY == 0:  # the seek index FileLogSink.emit keeps
+                index.write(f"{seq} {log.tell()}\n")
+            log.write(encode(LogLine(run_id, task_id, 1, seq, stream, message, now)))
     return time.perf_counter() - started
 
 
-def timed(args: list[str], env: dict[str, str], out: Path) -> tuple[float, int]:
-    """Wall seconds of one command line, and the lines it printed."""
+def cpu(proc: psutil.Process | None = None) -> float:
+    """CPU seconds used so far by PROC, or by this process's finished children."""
+    if proc is not None:
+        times = proc.cpu_times()
+        return float(times.user + times.system)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(
+    args: list[str], env: dict[str, str], out: Path, server: psutil.Process
+) -> dict[str, float]:
+    """Wall and CPU seconds (the CLI's, the server's) of one command line; lines printed."""
+    before = (cpu(), cpu(server))
     with out.open("wb") as handle:
         started = time.perf_counter()
         subprocess.run(args, env=env, stdout=handle, check=True)
         seconds = time.perf_counter() - started
     with out.open("rb") as handle:
-        return seconds, sum(1 for _ in handle)
+        lines = sum(1 for _ in handle)
+    return {
+        "wall": seconds,
+        "cli_cpu": cpu() - before[0],
+        "server_cpu": cpu(server) - before[1],
+        "lines": lines,
+    }
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -118,13 +139,16 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "cli_start": None,
         }
         results: dict[str, Any] = {}
+        server = psutil.Process(srv.proc.pid) if srv.proc else psutil.Process()
         for name, extra in cases.items():
             line = [TRACECTL, "--help"] if extra is None else [TRACECTL, "logs", task_id, *extra]
-            runs = [timed(line, env, out) for _ in range(args.repeat)]
+            runs = [timed(line, env, out, server) for _ in range(args.repeat)]
             results[name] = {
                 "command": " ".join(["tracectl", *line[1:]]).replace(task_id, "TASK"),
-                "lines": runs[0][1],
-                **summary([r[0] for r in runs]),
+                "lines": int(runs[0]["lines"]),
+                **summary([r["wall"] for r in runs]),
+                "cli_cpu_s": round(statistics.median(r["cli_cpu"] for r in runs), 3),
+                "server_cpu_s": round(statistics.median(r["server_cpu"] for r in runs), 3),
             }
         request = []
         for _ in range(args.repeat):

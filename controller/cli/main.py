@@ -33,8 +33,23 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(log_path=False)  # status lines without rich's file:line on the right
 err = Console(stderr=True)
+
+
+def print_tree(tree: Any) -> None:
+    """A lineage tree on a console as wide as its longest line: hashes are never wrapped."""
+    Console(width=10_000).print(tree)
+
+
+def metrics_of(api: Client, run_id: str) -> dict[str, dict[str, float]]:
+    """Each task's MLflow metrics ({} when the tracking server cannot say)."""
+    from controller.lineage.tree import task_metrics
+
+    try:
+        return task_metrics(api.get(f"/v1/runs/{run_id}/diff/{run_id}"))
+    except ApiError:
+        return {}
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="TRACECTL_URL", help="controller base URL")]
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -217,7 +232,7 @@ def lineage(
     if as_json:
         console.print_json(json.dumps(data))
     else:
-        console.print(run_tree(data))
+        print_tree(run_tree(data, metrics_of(api, target)))
 
 
 @app.command()
@@ -251,11 +266,12 @@ def demo(
         console.log(f"run {run_id}: submitted {len(task_ids)} tasks")
         wait(api, task_ids, console)
         data = api.get(f"/v1/runs/{run_id}/lineage")
+        metrics = metrics_of(api, run_id)
         if passport_out:
             passport_out.write_text(
                 json.dumps(api.get(f"/v1/runs/{run_id}/passport"), indent=2, sort_keys=True) + "\n"
             )
-    console.print(run_tree(data))
+    print_tree(run_tree(data, metrics))
     checks = verify_outputs(data)
     bad = [c for c in checks if not c[2]]
     console.print(

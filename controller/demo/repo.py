@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,10 @@ def example_dir() -> Path:
 def build_demo_repo(root: Path) -> tuple[Path, Path]:
     """Create ROOT/repo (git + DVC) and ROOT/dvc-remote; return their paths."""
     from dvc.repo import Repo as DvcRepo
+
+    # DVC's advice ("You can now commit the changes to git", "To track the changes with git,
+    # run: ...") is for a person at a DVC prompt; this function commits everything itself.
+    logging.getLogger("dvc").setLevel(logging.WARNING)
 
     repo_path, remote = root / "repo", root / "dvc-remote"
     if repo_path.exists():

@@ -24,7 +24,11 @@ def _environment(env: dict[str, Any]) -> str:
             f"python {env.get('python_version')}, {len(env.get('packages') or [])} packages")
 
 
-def task_tree(parent: Tree, task: dict[str, Any]) -> None:
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def task_tree(parent: Tree, task: dict[str, Any], metrics: dict[str, float] | None = None) -> None:
     record = task.get("lineage") or {}
     node = parent.add(
         f"[bold]task {task['name']}[/] {_status(task['status'])} "
@@ -40,7 +44,7 @@ def task_tree(parent: Tree, task: dict[str, Any]) -> None:
         node.add(f"data    {data['path']} md5 [bold]{data['md5']}[/] "
                  f"rev {data['rev'][:12]} remote {data.get('remote') or '-'}")
     for item in record.get("inputs", []):
-        node.add(f"input   {item['path']} sha256:{item['sha256'][:16]}… "
+        node.add(f"input   {item['path']} sha256:{item['sha256']} "
                  f"from task {item.get('produced_by_task') or '-'}")
     node.add(f"env     {_environment(record.get('environment') or {})}")
     if record.get("params"):
@@ -49,6 +53,9 @@ def task_tree(parent: Tree, task: dict[str, Any]) -> None:
     if mlflow:
         node.add(f"mlflow  run [bold]{mlflow['run_id']}[/] (experiment {mlflow['experiment_id']}, "
                  f"{mlflow['tracking_uri']})")
+    if metrics:
+        node.add("metrics " + " ".join(f"{k}=[bold]{_number(v)}[/]"
+                                       for k, v in sorted(metrics.items())))
     for lease in record.get("leases", []):
         node.add(f"lease   {lease['resource']} fencing token {lease['fencing_token']}")
     logs = record.get("logs") or {}
@@ -60,9 +67,20 @@ def task_tree(parent: Tree, task: dict[str, Any]) -> None:
             outputs.add(f"{out['path']} sha256:[bold]{out['sha256']}[/] ({out['size']} bytes)")
 
 
-def run_tree(lineage: dict[str, Any]) -> Tree:
+def run_tree(lineage: dict[str, Any],
+             metrics: dict[str, dict[str, float]] | None = None) -> Tree:
+    """The run's tree; METRICS (task name -> its MLflow metrics) adds each task's key figures.
+
+    Print it on a console wide enough for its longest line (`wide_console`): a wrapped
+    sha256 cannot be copied."""
     run = lineage["run"]
     tree = Tree(f"[bold]run {run['id']}[/] pipeline {run['pipeline']} {_status(run['status'])}")
     for task in lineage["tasks"]:
-        task_tree(tree, task)
+        task_tree(tree, task, (metrics or {}).get(task["name"]))
     return tree
+
+
+def task_metrics(diff: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Task name -> metrics, from a run's diff with itself (GET /v1/runs/{id}/diff/{id})."""
+    return {name: entry["metrics"]["a"] for name, entry in diff.get("tasks", {}).items()
+            if (entry.get("metrics") or {}).get("a")}

@@ -6,6 +6,7 @@ The task's own code logs into that run through MLFLOW_RUN_ID / MLFLOW_TRACKING_U
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,6 +39,9 @@ class MlflowTracking:
             if self._client is None:
                 from mlflow.tracking import MlflowClient
 
+                # "Creating initial MLflow database tables..." is MLflow's news, not the
+                # user's: a new SQLite store says it at INFO on the console of `tracectl demo`.
+                logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
                 self._client = MlflowClient(tracking_uri=self.uri)
             return self._client
 
