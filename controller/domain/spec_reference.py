@@ -48,6 +48,11 @@ HELP = {
     "TaskSpec.timeout_s": "seconds before the command is stopped (SIGTERM, then SIGKILL)",
     "TaskSpec.retries": "further attempts after a failure",
     "TaskSpec.priority": "higher is admitted first among waiting tasks",
+    "EnvironmentSpec.uv_lock": "a uv lock file (its pyproject.toml beside it): exactly its "
+                               "packages",
+    "EnvironmentSpec.requirements": "a requirements file, installed with `uv pip install -r`",
+    "EnvironmentSpec.pyproject": "the dependencies a pyproject.toml lists",
+    "EnvironmentSpec.image": "a container image (Kubernetes executor only)",
     "CodeRef.ref": "branch, tag or commit; resolved to a commit at submit",
     "DataRef.paths": "paths with a `.dvc` file in the repository",
     "InputRef.path": "where the artifact is placed, relative to the working directory",

@@ -22,6 +22,8 @@ from controller.ports import LogLine, LogReader
 PAGE = 5000
 BLOCK = 1 << 20
 SHORT = {"stdout": "out", "stderr": "err", "system": "sys"}
+SHORT_B = {k.encode(): v.encode() for k, v in SHORT.items()}
+STREAM, MESSAGE = b'"stream": "', b'"message": "'  # as file_sink.encode writes them
 
 
 class LogFilter(BaseModel):
@@ -51,8 +53,8 @@ def _path(reader: LogReader, where: tuple[str, str, int | None]) -> Path | None:
     return path_of(*where) if path_of is not None else None
 
 
-def text(line: LogLine) -> str:
-    return f"{SHORT.get(line.stream, line.stream)} {line.message}\n"
+def text(line: LogLine) -> bytes:
+    return f"{SHORT.get(line.stream, line.stream)} {line.message}\n".encode()
 
 
 def _records(raw_lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
@@ -95,24 +97,44 @@ def _backwards(path: Path) -> Iterator[bytes]:
                     yield raw + b"\n"
 
 
-def _chunks(lines: Iterable[str], size: int = 1 << 16) -> Iterator[bytes]:
-    buffer: list[str] = []
+def _chunks(lines: Iterable[bytes], size: int = 1 << 16) -> Iterator[bytes]:
+    buffer: list[bytes] = []
     held = 0
     for line in lines:
         buffer.append(line)
         held += len(line)
         if held >= size:
-            yield "".join(buffer).encode()
+            yield b"".join(buffer)
             buffer, held = [], 0
     if buffer:
-        yield "".join(buffer).encode()
+        yield b"".join(buffer)
 
 
-def _file_text(path: Path, filt: LogFilter) -> Iterator[str]:
+def _plain(raw: bytes) -> bytes | None:
+    """`out MESSAGE\\n` straight from a record file_sink.encode wrote, or None when its
+    message has escapes (then json.loads reads it)."""
+    start = raw.find(MESSAGE)
+    if start < 0 or raw.find(b"\\", start) >= 0 or not raw.endswith(b'"}\n'):
+        return None
+    stream = raw.find(STREAM)
+    kind = raw[stream + len(STREAM):raw.find(b'"', stream + len(STREAM))]
+    return SHORT_B.get(kind, kind) + b" " + raw[start + len(MESSAGE):-3] + b"\n"
+
+
+def _file_text(path: Path, filt: LogFilter) -> Iterator[bytes]:
+    everything = not (filt.streams or filt.grep or filt.since)
     with path.open("rb") as handle:
-        for record in _records(handle):
-            if _keep(record, filt):
-                yield f"{SHORT.get(record['stream'], record['stream'])} {record['message']}\n"
+        for raw in handle:  # the hot loop of a big log: bytes in, bytes out where it can
+            if not raw.endswith(b"\n"):
+                return  # a line still being written
+            fast = _plain(raw) if everything else None
+            if fast is not None:
+                yield fast
+                continue
+            record = json.loads(raw)
+            if everything or _keep(record, filt):
+                stream = SHORT.get(record["stream"], record["stream"])
+                yield f"{stream} {record['message']}\n".encode()
 
 
 def _paged(reader: LogReader, where: tuple[str, str, int | None]) -> Iterator[LogLine]:
