@@ -13,6 +13,7 @@ from controller.config import Settings
 from controller.ports import (
     ArtifactStore,
     Executor,
+    LineageSink,
     LogReader,
     LogSink,
     SearchIndex,
@@ -50,6 +51,11 @@ ARCHIVES = {
 STATUS_PUBLISHERS = {
     "none": "controller.logs.status_events:NoStatusEvents",
     "kafka": "controller.logs.kafka_status:KafkaStatusPublisher",
+}
+OPENLINEAGE_SINKS = {
+    "http": "controller.emit.http_sink:HttpLineageSink",
+    "https": "controller.emit.http_sink:HttpLineageSink",
+    "kafka": "controller.emit.kafka_sink:KafkaLineageSink",
 }
 TRACKING = {
     "mlflow": "controller.tracking.mlflow_tracking:MlflowTracking",
@@ -123,3 +129,11 @@ def artifact_store(settings: Settings) -> ArtifactStore:
 
 def tracking(settings: Settings) -> Tracking:
     return cast(Tracking, _load(TRACKING, "tracking", "mlflow")(settings))
+
+
+def openlineage_sink(settings: Settings) -> LineageSink | None:
+    """Where OpenLineage events are sent (TRACECTL_OPENLINEAGE_URL / _KAFKA_TOPIC), or None."""
+    target = settings.openlineage_target
+    if target == "none":
+        return None
+    return cast(LineageSink, _load(OPENLINEAGE_SINKS, "OpenLineage", target)(settings))

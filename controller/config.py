@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, Field
 
@@ -57,6 +58,11 @@ class Settings(BaseModel):
     passport_key: str | None = None  # HMAC key sealing run passports (docs/traceability.md)
     host: str = "127.0.0.1"
     port: int = 8765
+    # OpenLineage emission (docs/lineage.md): an HTTP endpoint, or a Kafka topic (a name, with
+    # the brokers of the kafka:// log sink or status events, or kafka://host:port/topic)
+    openlineage_url: str | None = None
+    openlineage_api_key: str | None = None  # sent as Authorization: Bearer <key>
+    openlineage_kafka_topic: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -79,6 +85,21 @@ class Settings(BaseModel):
     @property
     def mlflow_uri(self) -> str:
         return self.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def openlineage_target(self) -> str:
+        """Where OpenLineage events go: the URL, the Kafka topic's URI, or "none"."""
+        if self.openlineage_url:
+            return self.openlineage_url
+        topic = self.openlineage_kafka_topic
+        if not topic or topic.startswith("kafka://"):
+            return topic or "none"
+        brokers = [urlparse(u).netloc for u in (self.log_sink, self.status_events)
+                   if u.startswith("kafka://")]
+        if not brokers:
+            raise ValueError(f"TRACECTL_OPENLINEAGE_KAFKA_TOPIC={topic} names no brokers: "
+                             f"give kafka://host:port/{topic}")
+        return f"kafka://{brokers[0]}/{topic}"
 
     @property
     def workspaces(self) -> Path:

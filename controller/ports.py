@@ -197,3 +197,18 @@ class Tracking(Protocol):
     def has_model_version(self, name: str, version: str) -> bool:
         """Whether the registry still holds model NAME at VERSION."""
         ...
+
+class LineageSink(Protocol):
+    """Where OpenLineage events go (an HTTP endpoint, a Kafka topic), through a disk spool.
+
+    ``put`` queues one event durably and returns False when the spool is full (the caller
+    keeps it and offers it again); delivery happens in ``put`` order, in the background.
+    """
+
+    def put(self, run_id: str, event: bytes) -> bool: ...
+
+    def flush(self, timeout_s: float) -> bool: ...
+
+    def close(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...

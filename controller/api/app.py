@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from controller import __version__
+from controller import __version__, backends
 from controller.api import (
     contract,
     problems,
@@ -24,6 +24,12 @@ from controller.api.scoping import check_routes, scoped
 from controller.api.security import Authenticator, SecurityMiddleware
 from controller.config import Settings
 from controller.core.service import ControllerService
+from controller.lineage.emission import Emission, cursor_file
+
+
+def _emission(settings: Settings, svc: ControllerService) -> Emission | None:
+    sink = backends.openlineage_sink(settings)
+    return None if sink is None else Emission(svc.db, sink, cursor_file(settings.home))
 
 
 def create_app(settings: Settings | None = None, service: ControllerService | None = None,
@@ -36,10 +42,15 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         svc.db.migrate()
         svc.sync_inventory()  # GET /v1/resources shows the inventory before any task
+        emission = _emission(settings, svc) if run_supervisor else None
         if run_supervisor:
             svc.supervisor.start()
             log_checks.start()  # log reconciliation after each attempt, in the background
+        if emission is not None:
+            emission.start()  # OpenLineage events to TRACECTL_OPENLINEAGE_URL / _KAFKA_TOPIC
         yield
+        if emission is not None:
+            emission.stop()
         if run_supervisor:
             log_checks.stop()
             svc.supervisor.stop()

@@ -215,6 +215,11 @@ def _event_time(at: datetime) -> str:
 
 def run_events(db: Database, run_id: str) -> list[dict[str, Any]]:
     """Every OpenLineage RunEvent of RUN_ID, in the order the log recorded them."""
+    return [event for _row_id, event in keyed_events(db, run_id)]
+
+
+def keyed_events(db: Database, run_id: str) -> list[tuple[int, dict[str, Any]]]:
+    """run_events, each with the id of the lineage log row it stands for (emission.py)."""
     with db.read() as session:
         run = session.get(RunRow, run_id)
         if run is None:
@@ -226,7 +231,7 @@ def run_events(db: Database, run_id: str) -> list[dict[str, Any]]:
             select(LineageEventRow).where(LineageEventRow.run_id == run_id)
             .order_by(LineageEventRow.id)))
         held = lease_views.task_leases(session, list(tasks))
-    events: list[dict[str, Any]] = []
+    events: list[tuple[int, dict[str, Any]]] = []
     attempt: dict[str, int] = {}
     leases: dict[str, list[dict[str, Any]]] = {}
     used: dict[str, list[dict[str, Any]]] = {}
@@ -261,14 +266,14 @@ def run_events(db: Database, run_id: str) -> list[dict[str, Any]]:
                 facets["errorMessage"] = _facet(SCHEMAS["errorMessage"],
                                                 message=str(payload["reason"]),
                                                 programmingLanguage="python")
-            events.append({
+            events.append((row.id, {
                 "eventType": kind,
                 "eventTime": _event_time(row.created_at),
                 "producer": PRODUCER, "schemaURL": SPEC,
                 "run": {"runId": run_uuid(task.id, number), "facets": facets},
                 "job": _job(run, task, record),
                 "inputs": inputs, "outputs": outputs,
-            })
+            }))
     return events
 
 

@@ -1,0 +1,1 @@
+"""Adapters that deliver OpenLineage events: an HTTP endpoint, a Kafka topic."""

@@ -1,0 +1,130 @@
+"""Automatic OpenLineage emission: the lineage event log, in order, to a LineageSink.
+
+A background thread reads the lineage event log (`lineage_events`) after a cursor, turns
+each `task.started` / `task.completed` row into the RunEvent `GET /v1/runs/{id}/openlineage`
+shows for it, and puts it into the sink (HTTP or Kafka; each spools on disk and retries). The
+cursor (the id of the last row handed to the sink) is a file beside the sink's spool, written
+after each event: a restart resumes after it, so nothing is lost and nothing is put twice
+unless the process dies between the two writes. Rows are read once they are SETTLE_S old,
+so a transaction that took a lower id and committed later is not skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from controller.domain.events import EventType
+from controller.lineage.openlineage import keyed_events
+from controller.ports import LineageSink
+from controller.store.database import Database
+from controller.store.schema import LineageEventRow, utcnow
+
+log = logging.getLogger("tracectl.lineage.emission")
+
+EMITTED = (EventType.TASK_STARTED, EventType.TASK_COMPLETED)  # the rows that are RunEvents
+BATCH = 500
+POLL_S = 0.5
+SETTLE_S = 1.0
+
+
+class Cursor:
+    """The id of the last lineage log row handed to the sink, kept in a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = path.read_text().strip() if path.exists() else ""
+        self.value = int(text) if text.isdigit() else 0
+
+    def advance(self, value: int) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(str(value))
+        tmp.replace(self.path)
+        self.value = value
+
+
+class Emission:
+    """Hands each new RunEvent of the lineage log to SINK, in log order."""
+
+    def __init__(
+        self,
+        db: Database,
+        sink: LineageSink,
+        cursor_file: Path,
+        poll_s: float = POLL_S,
+        settle_s: float = SETTLE_S,
+    ) -> None:
+        self.db = db
+        self.sink = sink
+        self.cursor = Cursor(cursor_file)
+        self.poll_s = poll_s
+        self.settle_s = settle_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="openlineage-emission", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.sink.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.step()
+            except Exception:  # the store may be briefly unavailable; the next round retries
+                log.exception("OpenLineage emission round failed")
+                busy = False
+            if not busy:
+                self._stop.wait(self.poll_s)
+
+    def _rows(self) -> list[tuple[int, str, str]]:
+        settled = utcnow() - timedelta(seconds=self.settle_s)
+        with self.db.read() as session:
+            return [
+                (r.id, r.run_id, r.type)
+                for r in session.execute(
+                    select(LineageEventRow.id, LineageEventRow.run_id, LineageEventRow.type)
+                    .where(
+                        LineageEventRow.id > self.cursor.value,
+                        LineageEventRow.created_at <= settled,
+                    )
+                    .order_by(LineageEventRow.id)
+                    .limit(BATCH)
+                )
+            ]
+
+    def step(self) -> bool:
+        """One round: put every settled new event; True when it did anything."""
+        rows = self._rows()
+        events: dict[str, dict[int, dict[str, Any]]] = {}
+        for row_id, run_id, kind in rows:
+            if kind not in EMITTED:
+                continue
+            if run_id not in events:
+                events[run_id] = dict(keyed_events(self.db, run_id))
+            event = events[run_id].get(row_id)
+            if event is None:
+                continue
+            if not self.sink.put(run_id, json.dumps(event).encode()):
+                return False  # the spool is full: offered again next round
+            self.cursor.advance(row_id)
+        if rows and rows[-1][0] > self.cursor.value:
+            self.cursor.advance(rows[-1][0])
+        return bool(rows)
+
+
+def cursor_file(home: Path) -> Path:
+    return home / "spool" / "openlineage.cursor"
