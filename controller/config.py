@@ -56,6 +56,11 @@ class Settings(BaseModel):
     env_max_age_days: float = 30.0  # an environment unused this long is removed
     env_max_gb: float = 20.0  # past this, the least recently used environments are removed
     passport_key: str | None = None  # HMAC key sealing run passports (docs/traceability.md)
+    # links out of the web console (docs/console.md); a link whose base is unset is not shown
+    mlflow_ui_url: str | None = None  # the MLflow UI; default: the tracking URI when http(s)
+    git_commit_url: str = "{repo}/commit/{commit}"  # {repo}: the https URL without .git
+    airflow_ui_url: str | None = None
+    kibana_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8765
     # OpenLineage emission (docs/lineage.md): an HTTP endpoint, or a Kafka topic (a name, with

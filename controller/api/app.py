@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from controller import __version__, backends
 from controller.api import (
@@ -23,6 +24,8 @@ from controller.api import (
 from controller.api.scoping import check_routes, scoped
 from controller.api.security import Authenticator, SecurityMiddleware
 from controller.config import Settings
+from controller.console import apidocs
+from controller.console import routes as console_routes
 from controller.core.service import ControllerService
 from controller.lineage.emission import Emission, cursor_file
 
@@ -62,12 +65,15 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
         "end-to-end lineage. Errors are RFC 7807 problem+json documents.",
         lifespan=lifespan,
         dependencies=[Depends(scoped)],  # the caller's team, for every route (api/scoping.py)
+        docs_url=None,  # served offline by apidocs.install
+        redoc_url=None,
     )
     app.state.service = svc
     problems.install(app)
     contract.install(app)
-    app.add_middleware(SecurityMiddleware, authenticator=Authenticator(settings, svc.db),
-                       db=svc.db)
+    authenticator = Authenticator(settings, svc.db)
+    app.add_middleware(SecurityMiddleware, authenticator=authenticator, db=svc.db)
+    apidocs.install(app)
     app.include_router(routes_health.build_router(svc, run_supervisor))
     app.include_router(routes_runs.build_router(svc))
     app.include_router(routes_tasks.build_router(svc))
@@ -77,6 +83,8 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
     app.include_router(routes_logs.build_router(svc, log_checks.reconciler))
     app.include_router(routes_metrics.build_router(svc))
     app.include_router(routes_shares.build_router(svc))
+    app.include_router(console_routes.build_router(svc, authenticator))
+    app.mount("/ui/static", StaticFiles(directory=console_routes.STATIC), name="console-static")
     check_routes(app)
     return app
 

@@ -1,22 +1,19 @@
-"""Lineage graph, look-ups, diff, reproduction, OpenLineage, PROV-JSON and the run page."""
+"""Lineage graph, look-ups, diff, reproduction, OpenLineage, and PROV-JSON."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse
-from sqlalchemy import select
 
 from controller.api import responses as out
 from controller.api.contract import errors
 from controller.auth.scope import Scope
 from controller.core.service import ControllerService
-from controller.lineage import openlineage, prov, ui
+from controller.lineage import openlineage, prov
 from controller.lineage.diff import diff_runs
 from controller.lineage.graph import LineageGraph
 from controller.lineage.reproduce import Reproducer, compare
-from controller.store.schema import TaskRow
 
 NODE_PATTERN = "^(data|commit|task|artifact|model|service):.+$"  # graph.check_node's rule
 Depth = Annotated[int, Query(ge=1, le=50, description="how many edges away at most")]
@@ -25,19 +22,6 @@ Cursor = Annotated[str | None, Query(max_length=1024, description="next_cursor o
 Node = Annotated[str, Query(min_length=3, max_length=700, pattern=NODE_PATTERN,
                             description="data:<path>@<md5>, task:<id>, artifact:<sha256>, "
                             "model:<name>/<version>, commit:<sha>, service:<task id>")]
-
-
-def _links(svc: ControllerService, run_id: str) -> dict[str, str]:
-    links: dict[str, str] = {}
-    uri = svc.settings.mlflow_uri
-    if uri.startswith(("http://", "https://")):
-        links["mlflow"] = uri
-    with svc.db.read() as session:
-        spec = session.scalar(select(TaskRow.spec).where(TaskRow.run_id == run_id).limit(1))
-    repo = ((spec or {}).get("code") or {}).get("repo", "")
-    if repo.startswith("https://"):
-        links["git"] = repo.removesuffix(".git") + "/commit/{commit}"
-    return links
 
 
 def build_router(svc: ControllerService) -> APIRouter:
@@ -112,13 +96,4 @@ def build_router(svc: ControllerService) -> APIRouter:
     def run_graph(run_id: str) -> dict[str, Any]:
         return graph().run_graph(run_id)
 
-    router = APIRouter()
-    router.include_router(v1)
-
-    @router.get("/ui/runs/{run_id}", response_class=HTMLResponse, tags=["ui"],
-                responses=errors(404))
-    def run_page(run_id: str) -> HTMLResponse:
-        run = svc.get_run(run_id).model_dump(mode="json")
-        return HTMLResponse(ui.render(run, graph().run_graph(run_id), _links(svc, run_id)))
-
-    return router
+    return v1

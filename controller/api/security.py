@@ -8,6 +8,8 @@ what, when and from where.
 from __future__ import annotations
 
 import json
+from http.cookies import SimpleCookie
+from urllib.parse import urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +24,12 @@ from controller.store.schema import AuditRow
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 MAX_BODY_BYTES = 1024 * 1024
 PROTECTED = ("/v1", "/ui")
+# The console's login form and its own script and style are open: the way in needs them.
+OPEN = ("/ui/login", "/ui/static/")
+# The console keeps the token of a browser login in this cookie; it counts under /ui only
+# (the pages and their own data routes, all read-only), so no cross-site form can use it to
+# change state through /v1.
+COOKIE = "tracectl_token"
 
 
 class Authenticator:
@@ -67,7 +75,13 @@ class SecurityMiddleware:
             await _problem(scope, send, 413, "Request too large",
                            f"request bodies are limited to {MAX_BODY_BYTES} bytes")
             return
-        principal = self.auth.authenticate(headers.get("authorization"))
+        principal = self.auth.authenticate(_authorization(scope["path"], headers))
+        if principal is None and scope["path"].startswith(OPEN):
+            await self.app(scope, receive, send)
+            return
+        if principal is None and scope["path"].startswith("/ui") and scope["method"] == "GET":
+            await _to_login(scope, send)
+            return
         if principal is None:
             await _problem(scope, send, 401, "Unauthorized",
                            "a valid bearer token is required (Authorization: Bearer <token>)",
@@ -95,6 +109,26 @@ class SecurityMiddleware:
                 detail={"status": status, "role": principal.role,
                         "query": scope.get("query_string", b"").decode()[:512]},
             ))
+
+
+def _authorization(path: str, headers: dict[str, str]) -> str | None:
+    """The Authorization header, else under /ui the console's login cookie as a bearer."""
+    given = headers.get("authorization")
+    if given or not path.startswith("/ui"):
+        return given
+    cookie = SimpleCookie()
+    cookie.load(headers.get("cookie", ""))
+    token = cookie.get(COOKIE)
+    return f"Bearer {token.value}" if token else None
+
+
+async def _to_login(scope: Scope, send: Send) -> None:
+    query = scope.get("query_string", b"").decode()
+    target = scope["path"] + (f"?{query}" if query else "")
+    location = "/ui/login?" + urlencode({"next": target})
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _problem(scope: Scope, send: Send, status: int, title: str, detail: str,

@@ -1,10 +1,10 @@
-"""A run's lineage graph as one self-contained HTML page (inline SVG, no scripts, no CDN)."""
+"""A run's lineage graph as inline SVG plus a table of its nodes (the console's run page)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from html import escape
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 COLUMN_W, ROW_H, NODE_W, NODE_H, PAD = 260, 74, 220, 50, 24
@@ -38,35 +38,35 @@ def _links(node: dict[str, Any], links: dict[str, str]) -> list[tuple[str, str]]
     ident = node["id"].split(":", 1)[1]
     out = []
     if kind == "task":
-        out.append(("logs", f"/v1/tasks/{ident}/logs"))
+        out.append(("task page", f"/ui/tasks/{ident}"))
         out.append(("lineage", f"/v1/tasks/{ident}/lineage"))
         if node.get("mlflow_run_id") and links.get("mlflow"):
             out.append(("MLflow run", f"{links['mlflow'].rstrip('/')}/#/experiments/"
                                       f"{node.get('mlflow_experiment_id') or 0}/runs/"
                                       f"{node['mlflow_run_id']}"))
     elif kind == "commit":
-        out.append(("tasks that ran it", f"/v1/lineage/lookup?commit={ident}"))
+        out.append(("tasks that ran it", f"/ui/lookup?q={ident}"))
         if links.get("git"):
             out.append(("commit", links["git"].replace("{commit}", ident)))
     elif kind == "artifact":
-        out.append(("producers", f"/v1/lineage/lookup?sha256={ident}"))
+        out.append(("producers", f"/ui/lookup?q={ident}"))
     elif kind == "model":
-        out.append(("registered by / used by", f"/v1/lineage/lookup?model={quote(ident)}"))
+        out.append(("registered by / used by", f"/ui/lookup?q={quote(ident)}"))
     elif kind == "data":
-        out.append(("runs using it", f"/v1/lineage/lookup?dataset={quote(ident)}"))
+        out.append(("runs using it", f"/ui/lookup?q={quote(ident)}"))
     return out
 
 
-def render(run: dict[str, Any], graph: dict[str, Any], links: dict[str, str]) -> str:
-    """RUN (the run record), GRAPH (LineageGraph.run_graph), LINKS: base URLs for buttons."""
-    every = {n["id"]: n for n in graph["nodes"]}
-    # Commits feed every task of a run: drawn, their edges would cross the whole picture,
-    # so they head the page instead (and stay in the table below).
-    commits = sorted(n for n in every if every[n]["kind"] == "commit")
-    nodes = {k: v for k, v in every.items() if v["kind"] != "commit"}
-    pairs = [(e["from"], e["to"]) for e in graph["edges"]
-             if e["from"] in nodes and e["to"] in nodes]
-    layer = _layers(list(nodes), pairs)
+class Parts(NamedTuple):
+    """The pieces of a run's lineage view: code commits, the graph, the table of nodes."""
+
+    commits: str
+    graph: str
+    table: str
+
+
+def _svg(run_id: str, nodes: dict[str, Any], pairs: list[tuple[str, str]],
+         layer: dict[str, int]) -> str:
     columns: dict[int, list[str]] = defaultdict(list)
     for node in sorted(nodes, key=lambda n: (nodes[n]["kind"], nodes[n].get("label", n))):
         columns[layer[node]].append(node)
@@ -76,7 +76,7 @@ def render(run: dict[str, Any], graph: dict[str, Any], links: dict[str, str]) ->
     height = PAD * 2 + max((len(m) for m in columns.values()), default=1) * ROW_H
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
            f'width="100%" style="max-width:{width}px" '
-           f'role="img" aria-label="lineage graph of run {escape(run["id"])}">',
+           f'role="img" aria-label="lineage graph of run {escape(run_id)}">',
            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
            'markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z" fill="#777"/></marker>'
            '</defs>']
@@ -86,23 +86,39 @@ def render(run: dict[str, Any], graph: dict[str, Any], links: dict[str, str]) ->
                    f'{y1 + NODE_H / 2} {x2 - 30},{y2 + NODE_H / 2} {x2},{y2 + NODE_H / 2}" '
                    'fill="none" stroke="#999" marker-end="url(#arrow)"/>')
     for node_id, (x, y) in pos.items():
-        node = nodes[node_id]
-        kind = node["kind"]
-        label = str(node.get("label") or node_id)
-        sub = {"task": node.get("status", ""), "artifact": node_id[9:21] + "…",
-               "data": "md5 " + str(node.get("md5", ""))[:10] + "…",
-               }.get(kind, "")
-        href = f'#{escape(quote(node_id, safe=""))}'
-        svg.append(
-            f'<a href="{href}"><g class="node node-{kind}" data-node="{escape(node_id)}">'
-            f'<title>{escape(node_id)}</title>'
-            f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="8" '
-            f'fill="{COLORS.get(kind, "#555")}"/>'
-            f'<text x="{x + 10}" y="{y + 20}" fill="#fff" font-size="13" font-weight="bold">'
-            f'{escape(kind)}: {escape(label[:26])}</text>'
-            f'<text x="{x + 10}" y="{y + 38}" fill="#eee" font-size="11">{escape(sub)}</text>'
-            '</g></a>')
+        svg.append(_node(node_id, nodes[node_id], x, y))
     svg.append("</svg>")
+    return "".join(svg)
+
+
+def _node(node_id: str, node: dict[str, Any], x: int, y: int) -> str:
+    kind = node["kind"]
+    label = str(node.get("label") or node_id)
+    sub = {"task": node.get("status", ""), "artifact": node_id[9:21] + "…",
+           "data": "md5 " + str(node.get("md5", ""))[:10] + "…",
+           }.get(kind, "")
+    href = f'#{escape(quote(node_id, safe=""))}'
+    return (
+        f'<a href="{href}"><g class="node node-{kind}" data-node="{escape(node_id)}">'
+        f'<title>{escape(node_id)}</title>'
+        f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="8" '
+        f'fill="{COLORS.get(kind, "#555")}"/>'
+        f'<text x="{x + 10}" y="{y + 20}" fill="#fff" font-size="13" font-weight="bold">'
+        f'{escape(kind)}: {escape(label[:26])}</text>'
+        f'<text x="{x + 10}" y="{y + 38}" fill="#eee" font-size="11">{escape(sub)}</text>'
+        '</g></a>')
+
+
+def parts(run: dict[str, Any], graph: dict[str, Any], links: dict[str, str]) -> Parts:
+    """RUN (the run record), GRAPH (LineageGraph.run_graph), LINKS: base URLs for buttons."""
+    every = {n["id"]: n for n in graph["nodes"]}
+    # Commits feed every task of a run: drawn, their edges would cross the whole picture,
+    # so they head the page instead (and stay in the table below).
+    commits = sorted(n for n in every if every[n]["kind"] == "commit")
+    nodes = {k: v for k, v in every.items() if v["kind"] != "commit"}
+    pairs = [(e["from"], e["to"]) for e in graph["edges"]
+             if e["from"] in nodes and e["to"] in nodes]
+    layer = _layers(list(nodes), pairs)
     rows = []
     for node_id in commits + sorted(nodes, key=lambda n: (layer[n], n)):
         node = every[node_id]
@@ -111,25 +127,9 @@ def render(run: dict[str, Any], graph: dict[str, Any], links: dict[str, str]) ->
         rows.append(f'<tr id="{escape(quote(node_id, safe=""))}"><td>{escape(node["kind"])}</td>'
                     f'<td>{escape(str(node.get("label", "")))}</td>'
                     f'<td><code>{escape(node_id)}</code></td><td>{anchors}</td></tr>')
-    title = f"run {run['id']} · {run['pipeline']}"
-    return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f"<title>{escape(title)}</title><style>"
-        "body{font-family:system-ui,sans-serif;margin:24px;color:#222}"
-        "table{border-collapse:collapse;font-size:13px}td{border-bottom:1px solid #ddd;"
-        "padding:4px 10px}code{font-size:11px}.graph{overflow:auto;border:1px solid #ddd;"
-        "border-radius:8px;margin:12px 0}"
-        "</style></head><body>"
-        f"<h1>{escape(title)}</h1>"
-        f"<p>status <b>{escape(run['status'])}</b>"
-        + (f" · reproduces <a href=\"/ui/runs/{escape(run['reproduces'])}\">"
-           f"{escape(run['reproduces'])}</a>" if run.get("reproduces") else "")
-        + f" · <a href=\"/v1/runs/{escape(run['id'])}/openlineage\">OpenLineage</a>"
-        f" · <a href=\"/v1/runs/{escape(run['id'])}/prov\">PROV-JSON</a></p>"
-        + "".join(f"<p>code commit <code>{escape(c[7:])}</code> "
-                  + " ".join(f'<a href="{escape(u)}">{escape(t)}</a>'
-                             for t, u in _links(every[c], links)) + "</p>" for c in commits)
-        + f'<div class="graph">{"".join(svg)}</div>'
-        "<table><tr><th>kind</th><th>name</th><th>node</th><th>links</th></tr>"
-        + "".join(rows) + "</table></body></html>"
-    )
+    heads = "".join(f"<p>code commit <code>{escape(c[7:])}</code> "
+                    + " ".join(f'<a href="{escape(u)}">{escape(t)}</a>'
+                               for t, u in _links(every[c], links)) + "</p>" for c in commits)
+    table = ('<table class="nodes"><tr><th>kind</th><th>name</th><th>node</th><th>links</th>'
+             "</tr>" + "".join(rows) + "</table>")
+    return Parts(heads, _svg(run["id"], nodes, pairs, layer), table)

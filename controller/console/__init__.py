@@ -1,0 +1,1 @@
+"""The web console: server-rendered pages under /ui over the controller's own store."""
