@@ -82,11 +82,8 @@ def _visible(graph: LineageGraph, answer: Answer) -> Answer:
     run_ids = sorted({str(r["run_id"]) for r in rows if r.get("run_id")})
     scope = Scope.current()
     with graph.db.read() as session:
-        teams = dict(
-            session.execute(select(RunRow.id, RunRow.team).where(RunRow.id.in_(run_ids)))
-            .tuples()
-            .all()
-        )
+        found = session.execute(select(RunRow.id, RunRow.team).where(RunRow.id.in_(run_ids)))
+        teams = {str(row[0]): str(row[1]) for row in found}
     seen = {r for r in run_ids if scope.sees(teams.get(r, ""))}
     return answer.model_copy(
         update={
