@@ -35,6 +35,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "lineage": (["bench/lineage.py"], []),
     "logs_cli": (["bench/logs_cli.py"], []),
     "environments": (["bench/environments.py"], []),
+    "console": (["bench/console.py"], []),
 }
 TARGETS = {
     "leases": ">= 1,000 decisions/s, zero double grants",
@@ -43,6 +44,8 @@ TARGETS = {
     "lineage": "p95 < 50 ms per query, >= 10x faster than MLflow search_runs",
     "logs_cli": "1,000,000 lines printed < 5 s, --tail 100 < 0.3 s",
     "environments": "warm hit < 50 ms; per-task overhead >= 5x below Airflow's LocalExecutor",
+    "console": "runs list over 100,000 runs p95 < 300 ms server time; a 1,000,000-line log "
+               "paged without loading it whole",
 }
 
 

@@ -25,17 +25,26 @@ class TaskView(BaseModel):
     links: list[out.Link]
 
     @property
-    def environment(self) -> dict[str, Any]:
+    def environment(self) -> dict[str, str]:
+        """The recorded environment as text: a package list shows as its length."""
         env = self.record.environment.model_dump(exclude_none=True) if self.record else {}
         if self.task.spec.image and "image" not in env:
             env["image"] = self.task.spec.image
-        return {k: v for k, v in env.items() if v not in ([], "")}
+        if env.get("packages"):
+            env["packages"] = f"{len(env['packages'])} pinned"
+        return {k: _text(v) for k, v in env.items() if v not in ([], "", False)}
 
     @property
     def failure(self) -> str | None:
         if self.task.status.value in ("failed", "cancelled"):
             return self.task.reason or f"exit code {self.task.exit_code}"
         return None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return "yes" if value is True else str(value)
 
 
 class RunView(BaseModel):

@@ -67,7 +67,14 @@ class RunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
-    __table_args__ = (Index("ix_runs_created", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_runs_created", "created_at", "id"),
+        # the console's filtered runs list, newest first (migration 0015)
+        Index("ix_runs_status_created", "status", "created_at", "id"),
+        Index("ix_runs_pipeline_created", "pipeline", "created_at", "id"),
+        Index("ix_runs_team_created", "team", "created_at", "id"),
+        Index("ix_runs_dag_created", "airflow_dag_id", "created_at", "id"),
+    )
 
 
 class TaskRow(Base):
