@@ -71,9 +71,9 @@ class RunRow(Base):
         Index("ix_runs_created", "created_at", "id"),
         # the console's filtered runs list, newest first (migration 0015)
         Index("ix_runs_status_created", "status", "created_at", "id"),
-        Index("ix_runs_pipeline_created", "pipeline", "created_at", "id"),
-        Index("ix_runs_team_created", "team", "created_at", "id"),
-        Index("ix_runs_dag_created", "airflow_dag_id", "created_at", "id"),
+        Index("ix_runs_pipeline_created", "pipeline", "created_at", "id", "status"),
+        Index("ix_runs_team_created", "team", "created_at", "id", "status"),
+        Index("ix_runs_dag_created", "airflow_dag_id", "created_at", "id", "status"),
     )
 
 
