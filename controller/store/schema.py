@@ -69,7 +69,7 @@ class RunRow(Base):
 
     __table_args__ = (
         Index("ix_runs_created", "created_at", "id"),
-        # the console's filtered runs list, newest first (migration 0015)
+        # the console's filtered runs list, newest first (migration 0016)
         Index("ix_runs_status_created", "status", "created_at", "id"),
         Index("ix_runs_pipeline_created", "pipeline", "created_at", "id", "status"),
         Index("ix_runs_team_created", "team", "created_at", "id", "status"),

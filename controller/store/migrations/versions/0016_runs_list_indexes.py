@@ -5,16 +5,16 @@ first; with only the one-column indexes the store read every matching run and so
 (100,000 runs: ~100 ms a page), with these it reads the page's rows in order, and counts
 the runs per status from the index alone.
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
