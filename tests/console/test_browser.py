@@ -19,7 +19,7 @@ sys.exit(3)
 """
 SLOW = """
 import sys, time
-for i in range(60):
+for i in range(120):
     print(f"INFO tick {i}", flush=True)
     if i % 10 == 9:
         print(f"ERROR late tick {i}", file=sys.stderr, flush=True)
@@ -135,9 +135,9 @@ def test_log_lines_arrive_while_the_task_runs_and_filter_live(
     )
     seen = len(texts(browser, "#log-lines .line"))
     until(browser, lambda b: len(texts(b, "#log-lines .line")) > seen, timeout=60)
-    until(browser, lambda b: "ended" in b.find_element(By.ID, "log-state").text, timeout=60)
-    assert texts(browser, "#log-lines .line")[-1].endswith("late tick 59")
-    assert len(texts(browser, "#log-lines .line")) == 6
+    until(browser, lambda b: "ended" in b.find_element(By.ID, "log-state").text, timeout=120)
+    assert texts(browser, "#log-lines .line")[-1].endswith("late tick 119")
+    assert len(texts(browser, "#log-lines .line")) == 12
 
     Select(browser.find_element(By.NAME, "level")).select_by_visible_text("any")
     browser.find_element(By.NAME, "line").send_keys("50")

@@ -9,7 +9,7 @@
   var state = document.getElementById("log-state");
   var more = document.getElementById("log-more");
   var follow = document.getElementById("log-follow");
-  var after = 0, source = null, shown = 0;
+  var after = 0, source = null, shown = 0, generation = 0, typing = null;
 
   function params(extra) {
     var p = new URLSearchParams();
@@ -40,10 +40,12 @@
 
   function page() {
     stop();
+    var mine = generation;
     return fetch("/ui/tasks/" + task + "/lines?" + params({after_seq: after, limit: 500}),
                  {credentials: "same-origin"})
       .then(function (r) { return r.json(); })
       .then(function (data) {
+        if (mine !== generation) return;  // the view restarted meanwhile: a stale page
         data.items.forEach(add);
         var moved = data.next_after_seq !== after;
         after = data.next_after_seq;
@@ -75,13 +77,14 @@
   function stop() { if (source) { source.close(); source = null; } }
 
   function restart(from) {
+    generation += 1;
+    clearTimeout(typing);  // a pending filter change is part of this restart
     out.textContent = "";
     shown = 0;
     after = from;
     page();
   }
 
-  var typing = null;
   function changed(e) {
     if (e.target.name === "line") return;
     if (e.target.id === "log-follow") { if (follow.checked) live(); else stop(); return; }
