@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from controller.domain.spec import TaskSpec
 
@@ -29,5 +29,5 @@ class RunCreate(BaseModel):
         default_factory=list, max_length=256,
         description="tasks created with the run in one transaction: if any is refused, "
         "neither the run nor any task is created (422 naming tasks.N.<field>)")
-    close: bool = Field(default=False, description="close the run as it is created: it takes "
+    close: StrictBool = Field(default=False, description="close the run as it is created: it takes "
                         "no tasks beyond those in `tasks`")
