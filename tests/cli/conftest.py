@@ -21,12 +21,16 @@ def controller(
     tmp_path_factory: pytest.TempPathFactory, mlflow_uri: str
 ) -> Iterator[ServerProcess]:
     """One controller for a test module (each test makes runs of its own)."""
+    home = tmp_path_factory.mktemp("cli")
+    inventory = home / "inventory.yaml"  # one exclusive volume: a task can wait for it
+    inventory.write_text("volumes:\n  - {claim: scratch, access: RWO}\n")
     srv = ServerProcess(
-        tmp_path_factory.mktemp("cli") / "home",
+        home / "home",
         {
             "TRACECTL_TRACKING_URI": mlflow_uri,
             "TRACECTL_SUPERVISOR_INTERVAL_S": "0.05",
             "TRACECTL_RETRY_BACKOFF_S": "0.1",
+            "TRACECTL_INVENTORY_FILE": str(inventory),
         },
     )
     srv.start()
