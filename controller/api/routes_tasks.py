@@ -43,9 +43,12 @@ def build_router(svc: ControllerService) -> APIRouter:
 
     @v1.get("/tasks/{task_id}/wait", response_model=Task, tags=["tasks"],
             responses=errors(404))
-    def wait_task(task_id: str, timeout_s: Annotated[float, Query(ge=0, le=300)] = 30.0) -> Task:
-        """Long poll: returns when the task ends or after timeout_s, whichever is first."""
-        return svc.wait_task(task_id, timeout_s)
+    async def wait_task(
+        task_id: str, timeout_s: Annotated[float, Query(ge=0, le=300)] = 30.0
+    ) -> Task:
+        """Long poll: returns when the task ends or after timeout_s, whichever is first
+        (async: a waiter holds no thread)."""
+        return await svc.await_task(task_id, timeout_s)
 
     @v1.post("/tasks/{task_id}/cancel", response_model=Task, tags=["tasks"],
              responses=errors(404, 409))

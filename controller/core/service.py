@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -228,6 +230,16 @@ class ControllerService:
         while not task.status.terminal and time.monotonic() < deadline:
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
             task = self.get_task(task_id)
+        return task
+
+    async def await_task(self, task_id: str, timeout_s: float) -> Task:
+        """wait_task holding no thread while it waits: each read of the store runs in a
+        worker thread, the pauses between reads on the event loop (many waiters, few threads)."""
+        deadline = time.monotonic() + timeout_s
+        task = await asyncio.to_thread(self.get_task, task_id)
+        while not task.status.terminal and (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(0.2, left))
+            task = await asyncio.to_thread(self.get_task, task_id)
         return task
 
     # -- artifacts and lineage ----------------------------------------------------------
