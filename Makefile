@@ -11,6 +11,7 @@ test:
 
 lint: setup
 	.venv/bin/ruff check controller tests $$(ls -d bench dags 2>/dev/null)
+	.venv/bin/ruff format --check controller tests examples $$(ls -d bench dags 2>/dev/null)
 	.venv/bin/mypy
 
 stack-up:

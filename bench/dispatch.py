@@ -55,8 +55,12 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 ARGV = ["python", "train.py", "--epochs", "3"]
-ENV = {"EPOCHS": "3", "MLFLOW_TRACKING_URI": "http://mlflow:5000", "MLFLOW_RUN_ID": "abc123",
-       "TRACECTL_FENCING_TOKEN": "42"}
+ENV = {
+    "EPOCHS": "3",
+    "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+    "MLFLOW_RUN_ID": "abc123",
+    "TRACECTL_FENCING_TOKEN": "42",
+}
 IMAGE = "registry.invalid/tracectl/task:1"
 DEFAULT_PEER = Path.home() / ".cache/tracectl/bench-kpo/venv/bin/python"
 UNIQUE = itertools.count(1)  # every start gets a new task: a reused name would be adopted
@@ -81,12 +85,19 @@ class Seen:
         from kubernetes.watch.watch import iter_resp_lines
 
         list_fn, namespace, selector = self._args
-        version = json.loads(list_fn(namespace, label_selector=selector,
-                                     _preload_content=False).data)["metadata"]["resourceVersion"]
+        version = json.loads(
+            list_fn(namespace, label_selector=selector, _preload_content=False).data
+        )["metadata"]["resourceVersion"]
         while not self._stop:
-            response = list_fn(namespace, label_selector=selector, watch=True,
-                               resource_version=version, timeout_seconds=300,
-                               allow_watch_bookmarks=True, _preload_content=False)
+            response = list_fn(
+                namespace,
+                label_selector=selector,
+                watch=True,
+                resource_version=version,
+                timeout_seconds=300,
+                allow_watch_bookmarks=True,
+                _preload_content=False,
+            )
             self.ready.set()
             for line in iter_resp_lines(response):
                 now = CLOCK()
@@ -105,8 +116,7 @@ class Seen:
             return self.at[name]
 
 
-def run_load(start: Callable[[int], str], seen: Seen, tasks: int, submitters: int
-             ) -> list[float]:
+def run_load(start: Callable[[int], str], seen: Seen, tasks: int, submitters: int) -> list[float]:
     """`tasks` starts per submitter; returns the latencies in ms (call -> seen)."""
     latencies: list[float] = []
     lock = threading.Lock()
@@ -155,8 +165,14 @@ def summary(latencies: list[float]) -> dict[str, Any]:
     def pct(p: float) -> float:
         return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))], 2)
 
-    return {"n": len(ordered), "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
-            "max_ms": round(ordered[-1], 2), "mean_ms": round(statistics.fmean(ordered), 2)}
+    return {
+        "n": len(ordered),
+        "p50_ms": pct(50),
+        "p90_ms": pct(90),
+        "p99_ms": pct(99),
+        "max_ms": round(ordered[-1], 2),
+        "mean_ms": round(statistics.fmean(ordered), 2),
+    }
 
 
 def api_client(kubeconfig: str) -> Any:
@@ -172,8 +188,9 @@ def ensure_namespace(api: Any, name: str) -> None:
     from kubernetes import client
 
     try:
-        client.CoreV1Api(api).create_namespace(client.V1Namespace(
-            metadata=client.V1ObjectMeta(name=name)))
+        client.CoreV1Api(api).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+        )
     except client.ApiException as exc:
         if exc.status != 409:
             raise
@@ -190,8 +207,9 @@ def bench_tracectl(kubeconfig: str, namespace: str, tasks: int, burst: int) -> d
     from controller.ports import Launch
 
     home = Path(tempfile.mkdtemp(prefix="tracectl-bench-"))
-    cluster = ClusterConfig(namespace=namespace, kubeconfig=kubeconfig, queue="bench",
-                            follow_logs=False)
+    cluster = ClusterConfig(
+        namespace=namespace, kubeconfig=kubeconfig, queue="bench", follow_logs=False
+    )
     executor = KubernetesExecutor(Settings(home=home), cluster, api_client(kubeconfig))
     prefix = uuid.uuid4().hex[:8]
 
@@ -207,13 +225,15 @@ def bench_tracectl(kubeconfig: str, namespace: str, tasks: int, burst: int) -> d
     concurrent = run_load(start, seen, max(1, tasks * 2 // burst) or 1, burst)
     executor.close()
     # The floor: the same Job body, built once, POSTed alone (no Secret, no building).
-    body = executor.api.sanitize_for_serialization(
-        job_manifest(executor.cluster, home, "floor"))
+    body = executor.api.sanitize_for_serialization(job_manifest(executor.cluster, home, "floor"))
 
     def post_only(i: int) -> str:
         name = f"floor-{prefix}-{i}"
-        batch.create_namespaced_job(namespace, {**body, "metadata": {
-            **body["metadata"], "name": name}}, _preload_content=False)
+        batch.create_namespaced_job(
+            namespace,
+            {**body, "metadata": {**body["metadata"], "name": name}},
+            _preload_content=False,
+        )
         return name
 
     from controller.executors import k8s_manifests
@@ -223,33 +243,42 @@ def bench_tracectl(kubeconfig: str, namespace: str, tasks: int, burst: int) -> d
         name = k8s_manifests.object_name(doc.task_id, 1)
         k8s_manifests.to_json(k8s_manifests.job(doc, executor.cluster, name))
         executor.api.param_serialize(  # the request line and headers, as _create makes them
-            "POST", JOBS, path_params={"namespace": namespace},
+            "POST",
+            JOBS,
+            path_params={"namespace": namespace},
             header_params={"Content-Type": "application/json", "Accept": "application/json"},
-            auth_settings=["BearerToken"])
+            auth_settings=["BearerToken"],
+        )
 
-    return {"side": "tracectl", "path": "KubernetesExecutor.launch -> Job ADDED (watch)",
-            "single": summary(single), "concurrent": summary(concurrent),
-            "client_overhead": client_overhead(prepare_only),
-            "floor_post_only": {"single": summary(run_load(post_only, seen, tasks, 1)),
-                                "concurrent": summary(run_load(
-                                    post_only, seen, max(1, tasks * 2 // burst), burst))}}
+    return {
+        "side": "tracectl",
+        "path": "KubernetesExecutor.launch -> Job ADDED (watch)",
+        "single": summary(single),
+        "concurrent": summary(concurrent),
+        "client_overhead": client_overhead(prepare_only),
+        "floor_post_only": {
+            "single": summary(run_load(post_only, seen, tasks, 1)),
+            "concurrent": summary(run_load(post_only, seen, max(1, tasks * 2 // burst), burst)),
+        },
+    }
 
 
 # -- the controller path: POST /v1/runs/{id}/tasks -> Job ADDED ----------------------------
-STAGES = [("post", "api_in", "request reaches the handler"),
-          ("api_in", "committed", "validate + insert the task (store commit)"),
-          ("committed", "api_out", "handler returns (status event, read back)"),
-          ("api_out", "response", "response serialized and received"),
-          ("committed", "picked", "supervisor wakes up, admits (store commit), launch thread"),
-          ("picked", "create", "launch document read from the store"),
-          ("create", "watched", "Job created in the API server and seen by a watch"),
-          ("create", "tracking", "Job created, then the MLflow run of the attempt"),
-          ("tracking", "created", "launch file and launch Secret written"),
-          ("created", "running", "RUNNING + Job reference committed")]
+STAGES = [
+    ("post", "api_in", "request reaches the handler"),
+    ("api_in", "committed", "validate + insert the task (store commit)"),
+    ("committed", "api_out", "handler returns (status event, read back)"),
+    ("api_out", "response", "response serialized and received"),
+    ("committed", "picked", "supervisor wakes up, admits (store commit), launch thread"),
+    ("picked", "create", "launch document read from the store"),
+    ("create", "watched", "Job created in the API server and seen by a watch"),
+    ("create", "tracking", "Job created, then the MLflow run of the attempt"),
+    ("tracking", "created", "launch file and launch Secret written"),
+    ("created", "running", "RUNNING + Job reference committed"),
+]
 
 
-def bench_controller(kubeconfig: str, namespace: str, tasks: int, burst: int
-                     ) -> dict[str, Any]:
+def bench_controller(kubeconfig: str, namespace: str, tasks: int, burst: int) -> dict[str, Any]:
     """A real controller (bench/dispatch_path.py serve) in its own process; submitters POST
     tasks over HTTP; latency = POST sent -> the Job ADDED in this process's watch."""
     import httpx
@@ -262,15 +291,31 @@ def bench_controller(kubeconfig: str, namespace: str, tasks: int, burst: int
 
     home = Path(tempfile.mkdtemp(prefix="tracectl-bench-ctl-"))
     port, stamps_file = free_port(), home / "stamps.json"
-    env = {**os.environ, "KUBECONFIG": kubeconfig, "TRACECTL_K8S_NAMESPACE": namespace,
-           "TRACECTL_K8S_QUEUE": "bench", "TRACECTL_K8S_FOLLOW_LOGS": "0"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": kubeconfig,
+        "TRACECTL_K8S_NAMESPACE": namespace,
+        "TRACECTL_K8S_QUEUE": "bench",
+        "TRACECTL_K8S_FOLLOW_LOGS": "0",
+    }
     server = subprocess.Popen(
-        [sys.executable, str(REPO / "bench/dispatch_path.py"), "serve", "--home", str(home),
-         "--port", str(port), "--stamps", str(stamps_file)], env=env,
-        stdout=(home / "server.log").open("wb"), stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            str(REPO / "bench/dispatch_path.py"),
+            "serve",
+            "--home",
+            str(home),
+            "--port",
+            str(port),
+            "--stamps",
+            str(stamps_file),
+        ],
+        env=env,
+        stdout=(home / "server.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
-    http = httpx.Client(base_url=url, timeout=60,
-                        limits=httpx.Limits(max_connections=burst + 4))
+    http = httpx.Client(base_url=url, timeout=60, limits=httpx.Limits(max_connections=burst + 4))
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -296,10 +341,18 @@ def bench_controller(kubeconfig: str, namespace: str, tasks: int, burst: int
             if not hasattr(runs, "id"):
                 runs.id = new_run()
             t0 = CLOCK()
-            answer = http.post(f"/v1/runs/{runs.id}/tasks", json={
-                "name": f"train-{i}", "spec": {
-                    "command": ARGV, "image": IMAGE, "env": {"EPOCHS": "3"},
-                    "resources": {"cpu": 1, "memory": "1Gi"}}})
+            answer = http.post(
+                f"/v1/runs/{runs.id}/tasks",
+                json={
+                    "name": f"train-{i}",
+                    "spec": {
+                        "command": ARGV,
+                        "image": IMAGE,
+                        "env": {"EPOCHS": "3"},
+                        "resources": {"cpu": 1, "memory": "1Gi"},
+                    },
+                },
+            )
             t1 = CLOCK()
             answer.raise_for_status()
             task_id = str(answer.json()["id"])
@@ -307,16 +360,21 @@ def bench_controller(kubeconfig: str, namespace: str, tasks: int, burst: int
                 client_stamps[task_id] = {"post": t0, "response": t1}
             return object_name(task_id, 1)
 
-        seen = Seen(client.BatchV1Api(api_client(kubeconfig)).list_namespaced_job, namespace,
-                    MANAGED_SELECTOR)
+        seen = Seen(
+            client.BatchV1Api(api_client(kubeconfig)).list_namespaced_job,
+            namespace,
+            MANAGED_SELECTOR,
+        )
         start(0)  # warm: namespace, informers, connection pools, MLflow experiment
         warm_id = next(iter(client_stamps))
         seen.wait(object_name(warm_id, 1))
         while http.get(f"/v1/tasks/{warm_id}").json()["status"] != "running":
             time.sleep(0.05)  # its MLflow run (first import, experiment) comes after the Job
         loads = {}
-        for load, (count, submitters) in (("single", (tasks, 1)),
-                                          ("concurrent", (max(1, tasks * 2 // burst), burst))):
+        for load, (count, submitters) in (
+            ("single", (tasks, 1)),
+            ("concurrent", (max(1, tasks * 2 // burst), burst)),
+        ):
             before = set(client_stamps)
             latencies = run_load(start, seen, count, submitters)
             loads[load] = (latencies, set(client_stamps) - before)
@@ -344,11 +402,14 @@ def bench_controller(kubeconfig: str, namespace: str, tasks: int, burst: int
         except subprocess.TimeoutExpired:
             server.kill()
     server_stamps = json.loads(stamps_file.read_text()) if stamps_file.exists() else {}
-    result: dict[str, Any] = {"side": "tracectl controller",
-                              "path": "POST /v1/runs/{id}/tasks -> Job ADDED (watch)"}
+    result: dict[str, Any] = {
+        "side": "tracectl controller",
+        "path": "POST /v1/runs/{id}/tasks -> Job ADDED (watch)",
+    }
     if "_cpu_s" in server_stamps:  # load-independent: what one dispatch costs the controller
         result["controller_cpu_ms_per_task"] = round(
-            server_stamps.pop("_cpu_s") * 1000 / max(1, len(client_stamps)), 2)
+            server_stamps.pop("_cpu_s") * 1000 / max(1, len(client_stamps)), 2
+        )
     for load, (latencies, ids) in loads.items():
         rows = []
         for task_id in ids:
@@ -360,9 +421,14 @@ def bench_controller(kubeconfig: str, namespace: str, tasks: int, burst: int
         result[load] = {
             "end_to_end": summary(latencies),
             "api_only": summary([(r["response"] - r["post"]) * 1000 for r in rows]),
-            "stages": {f"{a} -> {b}": {"what": what, **summary(
-                [(r[b] - r[a]) * 1000 for r in rows if a in r and b in r])}
-                for a, b, what in STAGES}}
+            "stages": {
+                f"{a} -> {b}": {
+                    "what": what,
+                    **summary([(r[b] - r[a]) * 1000 for r in rows if a in r and b in r]),
+                }
+                for a, b, what in STAGES
+            },
+        }
     return result
 
 
@@ -377,11 +443,24 @@ def bench_document(task_id: str, home: Path) -> Any:
     from controller.domain.launch import LaunchDocument, LaunchLabels, RuntimeSettings
     from controller.domain.spec import TaskSpec
 
-    spec = TaskSpec.model_validate({"command": ARGV, "image": IMAGE, "env": {"EPOCHS": "3"},
-                                    "resources": {"cpu": 1, "memory": "1Gi"}})
-    return LaunchDocument(run_id="run_bench", task_id=task_id, task_name="train", attempt=1,
-                          spec=spec, env=ENV, labels=LaunchLabels(team="bench"),
-                          runtime=RuntimeSettings(home=home, cancel_grace_s=5))
+    spec = TaskSpec.model_validate(
+        {
+            "command": ARGV,
+            "image": IMAGE,
+            "env": {"EPOCHS": "3"},
+            "resources": {"cpu": 1, "memory": "1Gi"},
+        }
+    )
+    return LaunchDocument(
+        run_id="run_bench",
+        task_id=task_id,
+        task_name="train",
+        attempt=1,
+        spec=spec,
+        env=ENV,
+        labels=LaunchLabels(team="bench"),
+        runtime=RuntimeSettings(home=home, cancel_grace_s=5),
+    )
 
 
 # -- the Airflow peer (runs in the provider's venv) ---------------------------------------
@@ -398,15 +477,23 @@ def bench_peer(kubeconfig: str, namespace: str, tasks: int, burst: int) -> dict[
 
     def operator(i: int) -> Any:
         return KubernetesPodOperator(
-            task_id=f"train_{i}", name=f"kpo-{prefix}-{i}", namespace=namespace,
-            image=IMAGE, cmds=ARGV[:1], arguments=ARGV[1:],
+            task_id=f"train_{i}",
+            name=f"kpo-{prefix}-{i}",
+            namespace=namespace,
+            image=IMAGE,
+            cmds=ARGV[:1],
+            arguments=ARGV[1:],
             env_vars={**ENV, "EPOCHS": "3"},
             container_resources=k8s.V1ResourceRequirements(
-                requests={"cpu": "1", "memory": "1Gi"}, limits={"cpu": "1", "memory": "1Gi"}),
+                requests={"cpu": "1", "memory": "1Gi"}, limits={"cpu": "1", "memory": "1Gi"}
+            ),
             labels={"tracectl.io/bench": "kpo"},
             node_selector={"tracectl.io/bench": "no-such-node"},
-            config_file=kubeconfig, in_cluster=False, random_name_suffix=True,
-            reattach_on_restart=False, get_logs=False,
+            config_file=kubeconfig,
+            in_cluster=False,
+            random_name_suffix=True,
+            reattach_on_restart=False,
+            get_logs=False,
         )
 
     def start_cold(i: int) -> str:
@@ -433,41 +520,57 @@ def bench_peer(kubeconfig: str, namespace: str, tasks: int, burst: int) -> dict[
     core = client.CoreV1Api(api_client(kubeconfig))
     seen = Seen(core.list_namespaced_pod, namespace, selector)
     start_warm(0)
-    result: dict[str, Any] = {"side": "airflow KubernetesPodOperator",
-                              "path": "KPO(...) + build_pod_request_obj + "
-                                      "pod_manager.create_pod -> Pod ADDED (watch)",
-                              "client_overhead": {"cold": client_overhead(prepare_cold),
-                                                  "warm": client_overhead(prepare_warm)}}
+    result: dict[str, Any] = {
+        "side": "airflow KubernetesPodOperator",
+        "path": "KPO(...) + build_pod_request_obj + pod_manager.create_pod -> Pod ADDED (watch)",
+        "client_overhead": {
+            "cold": client_overhead(prepare_cold),
+            "warm": client_overhead(prepare_warm),
+        },
+    }
     for label, start in (("cold", start_cold), ("warm", start_warm)):
-        result[label] = {"single": summary(run_load(start, seen, tasks, 1)),
-                         "concurrent": summary(run_load(start, seen,
-                                                        max(1, tasks * 2 // burst), burst))}
+        result[label] = {
+            "single": summary(run_load(start, seen, tasks, 1)),
+            "concurrent": summary(run_load(start, seen, max(1, tasks * 2 // burst), burst)),
+        }
     from importlib.metadata import version
 
-    result["versions"] = {"apache-airflow-providers-cncf-kubernetes":
-                          version("apache-airflow-providers-cncf-kubernetes"),
-                          "apache-airflow": version("apache-airflow"),
-                          "kubernetes": version("kubernetes")}
+    result["versions"] = {
+        "apache-airflow-providers-cncf-kubernetes": version(
+            "apache-airflow-providers-cncf-kubernetes"
+        ),
+        "apache-airflow": version("apache-airflow"),
+        "kubernetes": version("kubernetes"),
+    }
     return result
 
 
 def kubeconfig_from_stack() -> str:
     if os.environ.get("KUBECONFIG"):
         return os.environ["KUBECONFIG"]
-    out = subprocess.run([str(REPO / "deploy/local/kubernetes"), "env"], capture_output=True,
-                         text=True, check=True).stdout
-    return next(line.split("=", 1)[1] for line in out.splitlines()
-                if line.startswith("KUBECONFIG="))
+    out = subprocess.run(
+        [str(REPO / "deploy/local/kubernetes"), "env"], capture_output=True, text=True, check=True
+    ).stdout
+    return next(
+        line.split("=", 1)[1] for line in out.splitlines() if line.startswith("KUBECONFIG=")
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100, help="starts by the single submitter")
     parser.add_argument("--burst", type=int, default=50, help="concurrent submitters")
-    parser.add_argument("--peer-python", default=str(DEFAULT_PEER),
-                        help="python of the venv with apache-airflow-providers-cncf-kubernetes")
-    parser.add_argument("--side", choices=["both", "tracectl", "peer", "controller"],
-                        default="both", help="controller: only the POST -> Job path")
+    parser.add_argument(
+        "--peer-python",
+        default=str(DEFAULT_PEER),
+        help="python of the venv with apache-airflow-providers-cncf-kubernetes",
+    )
+    parser.add_argument(
+        "--side",
+        choices=["both", "tracectl", "peer", "controller"],
+        default="both",
+        help="controller: only the POST -> Job path",
+    )
     parser.add_argument("--namespace", default=f"bench-{uuid.uuid4().hex[:6]}")
     parser.add_argument("--keep", action="store_true", help="keep the namespace")
     args = parser.parse_args()
@@ -483,52 +586,84 @@ def main() -> int:
     ensure_namespace(api, args.namespace)
     try:
         if args.side == "controller":
-            print(json.dumps(bench_controller(kubeconfig, args.namespace, args.tasks,
-                                              args.burst), indent=2))
+            print(
+                json.dumps(
+                    bench_controller(kubeconfig, args.namespace, args.tasks, args.burst), indent=2
+                )
+            )
             return 0
         ours = bench_tracectl(kubeconfig, args.namespace, args.tasks, args.burst)
-        report: dict[str, Any] = {"command": " ".join([sys.executable, *sys.argv]),
-                                  "machine": {"cpus": os.cpu_count(),
-                                              "python": platform.python_version()},
-                                  "concurrent_submitters": args.burst, "tracectl": ours}
+        report: dict[str, Any] = {
+            "command": " ".join([sys.executable, *sys.argv]),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "concurrent_submitters": args.burst,
+            "tracectl": ours,
+        }
         if args.side == "both":
             out = subprocess.run(
-                [args.peer_python, __file__, "--side", "peer", "--namespace", args.namespace,
-                 "--tasks", str(args.tasks), "--burst", str(args.burst)],
-                capture_output=True, text=True, env={**os.environ, "KUBECONFIG": kubeconfig},
-                check=False)
+                [
+                    args.peer_python,
+                    __file__,
+                    "--side",
+                    "peer",
+                    "--namespace",
+                    args.namespace,
+                    "--tasks",
+                    str(args.tasks),
+                    "--burst",
+                    str(args.burst),
+                ],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "KUBECONFIG": kubeconfig},
+                check=False,
+            )
             if out.returncode != 0:
                 raise SystemExit(f"the peer failed:\n{out.stderr[-3000:]}")
             peer = json.loads(out.stdout.strip().splitlines()[-1])
             report["peer"] = peer
             report["ratio_peer_over_tracectl"] = {
-                f"{mode}_{load}_p50": round(peer[mode][load]["p50_ms"] /
-                                            ours[load]["p50_ms"], 2)
-                for mode in ("cold", "warm") for load in ("single", "concurrent")}
-            report["ratio_peer_over_tracectl"].update({
-                f"{mode}_{load}_p99": round(peer[mode][load]["p99_ms"] /
-                                            ours[load]["p99_ms"], 2)
-                for mode in ("cold", "warm") for load in ("single", "concurrent")})
+                f"{mode}_{load}_p50": round(peer[mode][load]["p50_ms"] / ours[load]["p50_ms"], 2)
+                for mode in ("cold", "warm")
+                for load in ("single", "concurrent")
+            }
+            report["ratio_peer_over_tracectl"].update(
+                {
+                    f"{mode}_{load}_p99": round(
+                        peer[mode][load]["p99_ms"] / ours[load]["p99_ms"], 2
+                    )
+                    for mode in ("cold", "warm")
+                    for load in ("single", "concurrent")
+                }
+            )
             # The whole controller path (HTTP, store, supervisor, MLflow run, Job) against
             # the peer's operator -> Pod path.
-            report["controller"] = ctl = bench_controller(kubeconfig, args.namespace,
-                                                          args.tasks, args.burst)
+            report["controller"] = ctl = bench_controller(
+                kubeconfig, args.namespace, args.tasks, args.burst
+            )
             report["ratio_peer_over_controller"] = {
-                f"{mode}_{load}_{p}": round(peer[mode][load][f"{p}_ms"] /
-                                            ctl[load]["end_to_end"][f"{p}_ms"], 2)
-                for mode in ("cold", "warm") for load in ("single", "concurrent")
-                for p in ("p50", "p99")}
+                f"{mode}_{load}_{p}": round(
+                    peer[mode][load][f"{p}_ms"] / ctl[load]["end_to_end"][f"{p}_ms"], 2
+                )
+                for mode in ("cold", "warm")
+                for load in ("single", "concurrent")
+                for p in ("p50", "p99")
+            }
         if args.side == "both":
             report["ratio_client_overhead_peer_over_tracectl"] = {
-                f"{mode}_p50": round(peer["client_overhead"][mode]["p50_ms"] /
-                                     ours["client_overhead"]["p50_ms"], 1)
-                for mode in ("cold", "warm")}
-        report["targets"] = {"p99_under_50ms": {
-            load: ours[load]["p99_ms"] < 50 for load in ("single", "concurrent")}}
+                f"{mode}_p50": round(
+                    peer["client_overhead"][mode]["p50_ms"] / ours["client_overhead"]["p50_ms"], 1
+                )
+                for mode in ("cold", "warm")
+            }
+        report["targets"] = {
+            "p99_under_50ms": {load: ours[load]["p99_ms"] < 50 for load in ("single", "concurrent")}
+        }
         if "controller" in report:
             report["targets"]["controller_p99_under_50ms"] = {
                 load: report["controller"][load]["end_to_end"]["p99_ms"] < 50
-                for load in ("single", "single_settled", "concurrent")}
+                for load in ("single", "single_settled", "concurrent")
+            }
         print(json.dumps(report, indent=2))
     finally:
         if not args.keep:

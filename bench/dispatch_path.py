@@ -44,8 +44,7 @@ def _stamp(task_id: str, what: str) -> None:
         STAMPS[task_id].setdefault(what, now)
 
 
-def _wrap(owner: Any, name: str, before: str | None, after: str | None,
-          task_of: Any) -> None:
+def _wrap(owner: Any, name: str, before: str | None, after: str | None, task_of: Any) -> None:
     """Stamp BEFORE / AFTER around OWNER.NAME; TASK_OF(args, result) names the task."""
     real = getattr(owner, name)
 
@@ -98,8 +97,11 @@ def serve(home: Path, port: int, stamps: Path) -> None:
 
     instrument()
     settings = Settings.from_env(home=home, executor="kubernetes", port=port)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
+        )
+    )
     settle_collector()  # as `tracectl server` does
     try:
         server.run()

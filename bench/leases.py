@@ -87,8 +87,9 @@ def random_claims(rng: random.Random) -> dict[str, Any]:
     if rng.random() < 0.5:
         volumes.append({"claim": f"rwo-{rng.randrange(4)}", "mode": "rw"})
     if rng.random() < 0.5:
-        volumes.append({"claim": f"rwx-{rng.randrange(2)}",
-                        "mode": "rw" if rng.random() < 0.2 else "ro"})
+        volumes.append(
+            {"claim": f"rwx-{rng.randrange(2)}", "mode": "rw" if rng.random() < 0.2 else "ro"}
+        )
     gpu = rng.choice([0, 1, 1, 2, 4]) if volumes else rng.choice([1, 1, 2, 4])
     return {"gpu": gpu, "volumes": volumes}
 
@@ -133,8 +134,16 @@ def _drop(admin: Any, name: str) -> None:
             time.sleep(1)
 
 
-def contend(url: str, name: str, seconds: float, batch: int, hold_s: float, seed: int,
-            db: Database | None = None, start_at: float = 0.0) -> Result:
+def contend(
+    url: str,
+    name: str,
+    seconds: float,
+    batch: int,
+    hold_s: float,
+    seed: int,
+    db: Database | None = None,
+    start_at: float = 0.0,
+) -> Result:
     """One contender: admission rounds until `seconds` have passed.
 
     A granted task "runs" for its lease TTL (`hold_s`, jittered per contender); the first
@@ -168,15 +177,20 @@ def contend(url: str, name: str, seconds: float, batch: int, hold_s: float, seed
                         session.execute(insert(TaskRow), new_tasks)
                     # as the supervisor does: read the queue, then the admitter's round
                     # (which takes the round lock) in the same transaction
-                    rows = list(session.scalars(
-                        select(TaskRow).where(TaskRow.id.in_(list(queued) + added))
-                        .order_by(TaskRow.priority.desc(), TaskRow.queued_at, TaskRow.id)))
+                    rows = list(
+                        session.scalars(
+                            select(TaskRow)
+                            .where(TaskRow.id.in_(list(queued) + added))
+                            .order_by(TaskRow.priority.desc(), TaskRow.queued_at, TaskRow.id)
+                        )
+                    )
                     admitter.reclaim_expired(session, _finished)
                     decisions = admitter.admit(session, rows)
                     granted = [row.id for row in rows if decisions[row.id].admitted]
                     if granted:  # as the supervisor does: the admitted task starts
-                        session.execute(update(TaskRow).where(TaskRow.id.in_(granted))
-                                        .values(status="running"))
+                        session.execute(
+                            update(TaskRow).where(TaskRow.id.in_(granted)).values(status="running")
+                        )
                     decided = len(rows)
             except Exception as exc:  # a contender that fails is reported, not hidden
                 result.errors.append(f"{name}: {type(exc).__name__}: {exc}")
@@ -203,18 +217,34 @@ def contend(url: str, name: str, seconds: float, batch: int, hold_s: float, seed
 
 def _new_task(task_id: str, rng: random.Random) -> dict[str, Any]:
     now = datetime.now(UTC)
-    return {"id": task_id, "run_id": "bench", "name": task_id,
-            "team": f"team-{rng.randrange(3)}",
-            "spec": {"command": ["true"], "resources": random_claims(rng)}, "resolved": {},
-            "status": "queued", "queued_at": now, "created_at": now, "updated_at": now}
+    return {
+        "id": task_id,
+        "run_id": "bench",
+        "name": task_id,
+        "team": f"team-{rng.randrange(3)}",
+        "spec": {"command": ["true"], "resources": random_claims(rng)},
+        "resolved": {},
+        "status": "queued",
+        "queued_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _finished(_task_id: str) -> bool:
     return False  # past its hold time, a bench task has finished
 
 
-def _contend_many(url: str, names: list[str], seconds: float, batch: int, hold_s: float,
-                  share_engine: bool, start_at: float, barrier: Any = None) -> Result:
+def _contend_many(
+    url: str,
+    names: list[str],
+    seconds: float,
+    batch: int,
+    hold_s: float,
+    share_engine: bool,
+    start_at: float,
+    barrier: Any = None,
+) -> Result:
     """A process of contenders (threads); on PostgreSQL they share one engine (pool)."""
     shared = Database(url) if share_engine else None
     if barrier is not None:  # every process has imported everything: start together
@@ -223,8 +253,9 @@ def _contend_many(url: str, names: list[str], seconds: float, batch: int, hold_s
     results = [Result() for _ in names]
 
     def run_one(i: int) -> None:
-        results[i] = contend(url, names[i], seconds, batch, hold_s, seed=hash(names[i]),
-                             db=shared, start_at=start_at)
+        results[i] = contend(
+            url, names[i], seconds, batch, hold_s, seed=hash(names[i]), db=shared, start_at=start_at
+        )
 
     threads = [threading.Thread(target=run_one, args=(i,)) for i in range(len(names))]
     for t in threads:
@@ -252,16 +283,21 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             with self.db.read() as session:
-                rows = session.execute(select(LeaseRow.resource, LeaseRow.is_exclusive)
-                                       .where(LeaseRow.released_at.is_(None))).all()
+                rows = session.execute(
+                    select(LeaseRow.resource, LeaseRow.is_exclusive).where(
+                        LeaseRow.released_at.is_(None)
+                    )
+                ).all()
             exclusive: dict[str, int] = defaultdict(int)
             shared: dict[str, int] = defaultdict(int)
             for resource, is_exclusive in rows:
                 (exclusive if is_exclusive else shared)[resource] += 1
             for resource, count in exclusive.items():
                 if count > 1 or shared.get(resource):
-                    self.violations.append(f"{resource}: {count} exclusive, "
-                                           f"{shared.get(resource, 0)} shared at one instant")
+                    self.violations.append(
+                        f"{resource}: {count} exclusive, "
+                        f"{shared.get(resource, 0)} shared at one instant"
+                    )
             self.samples += 1
             time.sleep(0.005)
         self.db.dispose()
@@ -278,9 +314,15 @@ def double_grants(url: str) -> list[str]:
     by_unit: dict[str, list[tuple[datetime, datetime, bool, str]]] = defaultdict(list)
     db = Database(url)
     with db.read() as session:
-        for resource, exclusive, start, end, task in session.execute(select(
-                LeaseRow.resource, LeaseRow.is_exclusive, LeaseRow.granted_at,
-                LeaseRow.released_at, LeaseRow.task_id)):
+        for resource, exclusive, start, end, task in session.execute(
+            select(
+                LeaseRow.resource,
+                LeaseRow.is_exclusive,
+                LeaseRow.granted_at,
+                LeaseRow.released_at,
+                LeaseRow.task_id,
+            )
+        ):
             by_unit[resource].append((start, end or far, bool(exclusive), task))
     db.dispose()
     found = []
@@ -296,8 +338,15 @@ def double_grants(url: str) -> list[str]:
     return found
 
 
-def run(url: str, contenders: int, seconds: float, processes: int, batch: int = 4,
-        hold_s: float = 0.005, threads_in_parent: int = 0) -> dict[str, Any]:
+def run(
+    url: str,
+    contenders: int,
+    seconds: float,
+    processes: int,
+    batch: int = 4,
+    hold_s: float = 0.005,
+    threads_in_parent: int = 0,
+) -> dict[str, Any]:
     """`contenders` spread over `processes` OS processes plus `threads_in_parent` threads."""
     prepare(url)
     share = not url.startswith("sqlite")
@@ -310,16 +359,19 @@ def run(url: str, contenders: int, seconds: float, processes: int, batch: int = 
     sampler.start()
     total = Result()
     spawn = get_context("spawn")
-    with spawn.Manager() as manager, ProcessPoolExecutor(
-            max_workers=max(1, len(groups)), mp_context=spawn) as pool:
+    with (
+        spawn.Manager() as manager,
+        ProcessPoolExecutor(max_workers=max(1, len(groups)), mp_context=spawn) as pool,
+    ):
         barrier = manager.Barrier(len(groups) + 1)
-        futures = [pool.submit(_contend_many, url, g, seconds, batch, hold_s, share, 0.0,
-                               barrier) for g in groups]
+        futures = [
+            pool.submit(_contend_many, url, g, seconds, batch, hold_s, share, 0.0, barrier)
+            for g in groups
+        ]
         barrier.wait(timeout=900)
         start_at = time.time() + START_DELAY_S
         if parent_names:
-            total.merge(_contend_many(url, parent_names, seconds, batch, hold_s, share,
-                                      start_at))
+            total.merge(_contend_many(url, parent_names, seconds, batch, hold_s, share, start_at))
         for f in futures:
             total.merge(f.result())
         # rounds begun before the deadline may end after it: rates use the real span
@@ -329,15 +381,20 @@ def run(url: str, contenders: int, seconds: float, processes: int, batch: int = 
     overlaps = double_grants(url)
     db = Database(url)
     with db.read() as session:
-        tokens = [t for (t,) in session.execute(select(LeaseRow.fencing_token)
-                                                .order_by(LeaseRow.id))]
+        tokens = [
+            t for (t,) in session.execute(select(LeaseRow.fencing_token).order_by(LeaseRow.id))
+        ]
         counter = session.scalar(select(LeaseCounterRow.value))
     db.dispose()
     return {
         "backend": "sqlite" if url.startswith("sqlite") else "postgresql",
-        "contenders": contenders, "processes": len(groups) + (1 if parent_names else 0),
-        "seconds": seconds, "batch": batch,
-        "decisions": total.decisions, "grants": total.grants, "rounds": total.rounds,
+        "contenders": contenders,
+        "processes": len(groups) + (1 if parent_names else 0),
+        "seconds": seconds,
+        "batch": batch,
+        "decisions": total.decisions,
+        "grants": total.grants,
+        "rounds": total.rounds,
         "decisions_per_s": round(total.decisions / span, 1),
         "grants_per_s": round(total.grants / span, 1),
         "rounds_per_s": round(total.rounds / span, 1),
@@ -350,7 +407,8 @@ def run(url: str, contenders: int, seconds: float, processes: int, batch: int = 
         "double_grant_examples": (overlaps + sampler.violations)[:5],
         "sampler_reads": sampler.samples,
         "tokens_monotonic": tokens == sorted(tokens) and (not tokens or counter == max(tokens)),
-        "errors": len(total.errors), "error_examples": total.errors[:5],
+        "errors": len(total.errors),
+        "error_examples": total.errors[:5],
         "span_s": round(span, 2),
     }
 
@@ -364,9 +422,13 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 def machine() -> dict[str, Any]:
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-            "load_avg": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -389,8 +451,15 @@ def main(argv: list[str] | None = None) -> None:
             procs = min(args.processes, n) if n > 1 else 0
 
             def one(url: str, n: int = n, procs: int = procs) -> dict[str, Any]:
-                return run(url, n, args.seconds, procs, args.batch, args.hold_ms / 1000,
-                           threads_in_parent=1 if n == 1 else 0)
+                return run(
+                    url,
+                    n,
+                    args.seconds,
+                    procs,
+                    args.batch,
+                    args.hold_ms / 1000,
+                    threads_in_parent=1 if n == 1 else 0,
+                )
 
             if backend == "sqlite":
                 tmp = Path(args.sqlite_dir or tempfile.mkdtemp(prefix="bench-leases-"))
@@ -402,8 +471,17 @@ def main(argv: list[str] | None = None) -> None:
                     runs.append(one(url))
             print(json.dumps(runs[-1]), file=sys.stderr)
     redacted = [a if "://" not in a else a.split("://")[0] + "://…" for a in sys.argv]
-    print(json.dumps({"command": " ".join(["python", *redacted]), "machine": machine(),
-                      "at": datetime.now(UTC).isoformat(), "runs": runs}, indent=2))
+    print(
+        json.dumps(
+            {
+                "command": " ".join(["python", *redacted]),
+                "machine": machine(),
+                "at": datetime.now(UTC).isoformat(),
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,6 @@ TARGET_LINES_PER_S = 50_000
 TARGET_P95_S = 2.0
 
 
-
 def drop_topic(bootstrap: str, topic: str) -> None:
     """A run's private topic, deleted once measured."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
@@ -69,8 +68,9 @@ def drop_topic(bootstrap: str, topic: str) -> None:
 
 
 def service_env(name: str) -> dict[str, str]:
-    out = subprocess.run([str(REPO / "deploy" / "local" / name), "env"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [str(REPO / "deploy" / "local" / name), "env"], capture_output=True, text=True, check=True
+    )
     return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
 
 
@@ -83,10 +83,10 @@ def throughput(bootstrap: str, lines: int, width: int, client: str) -> dict[str,
     topic = f"tracectl.bench.{uuid.uuid4().hex[:8]}"
     task_id = f"bench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="tracectl-bench-") as home:
-        settings = Settings(home=Path(home), log_sink=f"kafka://{bootstrap}/{topic}",
-                            kafka_client=client)
-        sink = KafkaLogSink(settings, {"run_id": "bench-run", "task_id": task_id,
-                                       "attempt": "1"})
+        settings = Settings(
+            home=Path(home), log_sink=f"kafka://{bootstrap}/{topic}", kafka_client=client
+        )
+        sink = KafkaLogSink(settings, {"run_id": "bench-run", "task_id": task_id, "attempt": "1"})
         sink.emit(line(task_id, 0, width))  # connect + create the topic outside the timing
         sink.flush()
         batch = [line(task_id, seq, width) for seq in range(1, lines + 1)]
@@ -99,13 +99,18 @@ def throughput(bootstrap: str, lines: int, width: int, client: str) -> dict[str,
         cpu = time.process_time() - cpu_start
         stats = sink.stats()
     drop_topic(bootstrap, topic)
-    return {"client": client, "lines": lines, "message_bytes": width,
-            "accepted_s": round(accepted, 3),
-            "delivered_s": round(delivered, 3),
-            "accepted_lines_per_s": round(lines / accepted),
-            "delivered_lines_per_s": round(lines / delivered),
-            "sent": stats["sent"] - 1, "dropped": stats["dropped"],
-            "cpu_us_per_line": round(cpu / lines * 1e6, 2)}
+    return {
+        "client": client,
+        "lines": lines,
+        "message_bytes": width,
+        "accepted_s": round(accepted, 3),
+        "delivered_s": round(delivered, 3),
+        "accepted_lines_per_s": round(lines / accepted),
+        "delivered_lines_per_s": round(lines / delivered),
+        "sent": stats["sent"] - 1,
+        "dropped": stats["dropped"],
+        "cpu_us_per_line": round(cpu / lines * 1e6, 2),
+    }
 
 
 def raw_kafka_python(bootstrap: str, topic: str, lines: int, payload: bytes) -> float:
@@ -154,9 +159,13 @@ def raw_producer(bootstrap: str, lines: int, width: int, client: str) -> dict[st
     elapsed = loop(bootstrap, topic, lines, payload)
     cpu = time.process_time() - cpu_start  # includes the connect and warm-up record
     drop_topic(bootstrap, topic)
-    return {"client": client, "lines": lines, "delivered_s": round(elapsed, 3),
-            "delivered_lines_per_s": round(lines / elapsed),
-            "cpu_us_per_line": round(cpu / lines * 1e6, 2)}
+    return {
+        "client": client,
+        "lines": lines,
+        "delivered_s": round(elapsed, 3),
+        "delivered_lines_per_s": round(lines / elapsed),
+        "cpu_us_per_line": round(cpu / lines * 1e6, 2),
+    }
 
 
 RSYSLOG_CONF = """
@@ -182,8 +191,9 @@ def rsyslog_tail(bootstrap: str, lines: int, width: int) -> dict[str, Any]:
     topic = f"tracectl.bench.{uuid.uuid4().hex[:8]}"
     task_id = f"tail-{uuid.uuid4().hex[:8]}"
     ensure_topic(bootstrap, topic)
-    encoder = EventEncoder({"run_id": "bench-run", "task_id": task_id, "attempt": "1"},
-                           context_of({}))
+    encoder = EventEncoder(
+        {"run_id": "bench-run", "task_id": task_id, "attempt": "1"}, context_of({})
+    )
     with tempfile.TemporaryDirectory(prefix="tracectl-rsyslog-") as tmp:
         work = Path(tmp)
         source = work / "task.jsonl"
@@ -191,13 +201,19 @@ def rsyslog_tail(bootstrap: str, lines: int, width: int) -> dict[str, Any]:
             for seq in range(1, lines + 1):
                 handle.write(encoder.encode(line(task_id, seq, width)) + b"\n")
         conf = work / "rsyslog.conf"
-        conf.write_text(RSYSLOG_CONF.format(work=work, bootstrap=bootstrap, topic=topic,
-                                            key=task_id, file=source))
+        conf.write_text(
+            RSYSLOG_CONF.format(
+                work=work, bootstrap=bootstrap, topic=topic, key=task_id, file=source
+            )
+        )
         probe = KafkaConsumer(bootstrap_servers=bootstrap)
         parts = [TopicPartition(topic, p) for p in range(3)]
         start = time.perf_counter()
-        daemon = subprocess.Popen([rsyslogd, "-n", "-f", str(conf), "-i", str(work / "pid")],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        daemon = subprocess.Popen(
+            [rsyslogd, "-n", "-f", str(conf), "-i", str(work / "pid")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             total = 0
             deadline = start + 300
@@ -210,10 +226,14 @@ def rsyslog_tail(bootstrap: str, lines: int, width: int) -> dict[str, Any]:
             daemon.wait(timeout=30)
             probe.close()
     drop_topic(bootstrap, topic)
-    return {"lines": lines, "delivered": total, "delivered_s": round(elapsed, 3),
-            "delivered_lines_per_s": round(total / elapsed),
-            "note": "pre-written file; includes rsyslogd start-up; the writer's cost is the "
-                    "task's file record, paid anyway"}
+    return {
+        "lines": lines,
+        "delivered": total,
+        "delivered_s": round(elapsed, 3),
+        "delivered_lines_per_s": round(total / elapsed),
+        "note": "pre-written file; includes rsyslogd start-up; the writer's cost is the "
+        "task's file record, paid anyway",
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -221,15 +241,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def latency(bootstrap: str, search_url: str, lines: int, rate: float, width: int,
-            poll_ms: int, kafka_client: str) -> dict[str, Any]:
+def latency(
+    bootstrap: str,
+    search_url: str,
+    lines: int,
+    rate: float,
+    width: int,
+    poll_ms: int,
+    kafka_client: str,
+) -> dict[str, Any]:
     task_id = f"latency-{uuid.uuid4().hex[:8]}"
     client = OpenSearch(hosts=[search_url], timeout=30)
     with tempfile.TemporaryDirectory(prefix="tracectl-bench-") as home:
-        settings = Settings(home=Path(home), log_sink=f"kafka://{bootstrap}",
-                            kafka_client=kafka_client)
-        sink = KafkaLogSink(settings, {"run_id": "bench-run", "task_id": task_id,
-                                       "attempt": "1"})
+        settings = Settings(
+            home=Path(home), log_sink=f"kafka://{bootstrap}", kafka_client=kafka_client
+        )
+        sink = KafkaLogSink(settings, {"run_id": "bench-run", "task_id": task_id, "attempt": "1"})
         emitted: dict[int, float] = {}
         seen: dict[int, float] = {}
         next_poll = time.perf_counter()
@@ -243,8 +270,11 @@ def latency(bootstrap: str, search_url: str, lines: int, rate: float, width: int
                 emitted[seq] = time.perf_counter()
                 sink.emit(line(task_id, seq, width))
             if now >= next_poll:
-                body = {"query": {"term": {"labels.task_id": task_id}}, "size": 10000,
-                        "_source": ["event.sequence"]}
+                body = {
+                    "query": {"term": {"labels.task_id": task_id}},
+                    "size": 10000,
+                    "_source": ["event.sequence"],
+                }
                 hits = client.search(index="logs-tracectl-*", body=body)["hits"]["hits"]
                 stamp = time.perf_counter()
                 for hit in hits:
@@ -253,14 +283,19 @@ def latency(bootstrap: str, search_url: str, lines: int, rate: float, width: int
             time.sleep(0.001)
         sink.close()
     delays = [seen[s] - emitted[s] for s in seen if s in emitted]
-    return {"client": kafka_client, "lines": lines, "rate_lines_per_s": rate,
-            "poll_ms": poll_ms,
-            "searchable": len(delays), "lost": lines - len(delays),
-            "p50_s": round(percentile(delays, 0.50), 3) if delays else None,
-            "p95_s": round(percentile(delays, 0.95), 3) if delays else None,
-            "p99_s": round(percentile(delays, 0.99), 3) if delays else None,
-            "max_s": round(max(delays), 3) if delays else None,
-            "mean_s": round(statistics.fmean(delays), 3) if delays else None}
+    return {
+        "client": kafka_client,
+        "lines": lines,
+        "rate_lines_per_s": rate,
+        "poll_ms": poll_ms,
+        "searchable": len(delays),
+        "lost": lines - len(delays),
+        "p50_s": round(percentile(delays, 0.50), 3) if delays else None,
+        "p95_s": round(percentile(delays, 0.95), 3) if delays else None,
+        "p99_s": round(percentile(delays, 0.99), 3) if delays else None,
+        "max_s": round(max(delays), 3) if delays else None,
+        "mean_s": round(statistics.fmean(delays), 3) if delays else None,
+    }
 
 
 def shippers() -> dict[str, Any]:
@@ -274,17 +309,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--width", type=int, default=100, help="message bytes")
-    parser.add_argument("--clients", default=",".join(KAFKA_CLIENTS),
-                        help="Kafka clients to time, comma-separated")
+    parser.add_argument(
+        "--clients", default=",".join(KAFKA_CLIENTS), help="Kafka clients to time, comma-separated"
+    )
     parser.add_argument("--latency-lines", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=200.0, help="latency run, lines/s")
     parser.add_argument("--poll-ms", type=int, default=100)
     parser.add_argument("--latency-client", default="kafka-python", choices=KAFKA_CLIENTS)
     parser.add_argument("--skip-latency", action="store_true")
-    parser.add_argument("--rsyslog", action="store_true",
-                        help="also time rsyslog imfile -> omkafka tailing the same lines")
-    parser.add_argument("--shippers", action="store_true",
-                        help="also the shippers' figures (bench/logs_shipper.py)")
+    parser.add_argument(
+        "--rsyslog",
+        action="store_true",
+        help="also time rsyslog imfile -> omkafka tailing the same lines",
+    )
+    parser.add_argument(
+        "--shippers", action="store_true", help="also the shippers' figures (bench/logs_shipper.py)"
+    )
     args = parser.parse_args()
     clients = [c for c in args.clients.split(",") if c]
     unknown = set(clients) - set(KAFKA_CLIENTS)
@@ -293,34 +333,51 @@ def main() -> int:
     bootstrap = service_env("kafka")["TRACECTL_KAFKA_BOOTSTRAP"]
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
-                    "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+            "python": platform.python_version(),
+        },
         "targets": {"lines_per_s": TARGET_LINES_PER_S, "p95_s": TARGET_P95_S},
-        "throughput": {}, "baseline_raw": {},
+        "throughput": {},
+        "baseline_raw": {},
     }
     for client in clients:
-        sink = result["throughput"][client] = throughput(bootstrap, args.lines, args.width,
-                                                          client)
-        raw = result["baseline_raw"][client] = raw_producer(bootstrap, args.lines,
-                                                            args.width, client)
-        sink["ratio_to_raw"] = round(sink["delivered_lines_per_s"]
-                                     / raw["delivered_lines_per_s"], 2)
+        sink = result["throughput"][client] = throughput(bootstrap, args.lines, args.width, client)
+        raw = result["baseline_raw"][client] = raw_producer(
+            bootstrap, args.lines, args.width, client
+        )
+        sink["ratio_to_raw"] = round(
+            sink["delivered_lines_per_s"] / raw["delivered_lines_per_s"], 2
+        )
     if args.rsyslog:
         result["file_tailing_rsyslog"] = rsyslog_tail(bootstrap, args.lines, args.width)
     if not args.skip_latency:
         search_url = service_env("opensearch")["TRACECTL_OPENSEARCH_URL"]
-        result["latency"] = latency(bootstrap, search_url, args.latency_lines, args.rate,
-                                    args.width, args.poll_ms, args.latency_client)
+        result["latency"] = latency(
+            bootstrap,
+            search_url,
+            args.latency_lines,
+            args.rate,
+            args.width,
+            args.poll_ms,
+            args.latency_client,
+        )
     if args.shippers:
         result["shippers"] = shippers()
     result["machine"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     result["met"] = {
-        "lines_per_s": {client: figures["delivered_lines_per_s"] >= TARGET_LINES_PER_S
-                        for client, figures in result["throughput"].items()},
+        "lines_per_s": {
+            client: figures["delivered_lines_per_s"] >= TARGET_LINES_PER_S
+            for client, figures in result["throughput"].items()
+        },
         # None: not measured (--skip-latency)
-        "p95_s": (None if "latency" not in result else
-                  result["latency"].get("p95_s") is not None
-                  and result["latency"]["p95_s"] < TARGET_P95_S),
+        "p95_s": (
+            None
+            if "latency" not in result
+            else result["latency"].get("p95_s") is not None
+            and result["latency"]["p95_s"] < TARGET_P95_S
+        ),
     }
     print(json.dumps(result, indent=2))
     return 0

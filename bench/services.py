@@ -59,8 +59,10 @@ def answers(url: str) -> bool:
 def one_round(api: Client) -> tuple[float, float]:
     started = time.perf_counter()
     run = api.post("/v1/runs", {"pipeline": "bench-services"})["id"]
-    task = api.post(f"/v1/runs/{run}/tasks", {"name": "serve", "spec": {
-        "command": [sys.executable, "-c", SERVICE], "mode": "service"}})["id"]
+    task = api.post(
+        f"/v1/runs/{run}/tasks",
+        {"name": "serve", "spec": {"command": [sys.executable, "-c", SERVICE], "mode": "service"}},
+    )["id"]
 
     def url() -> str | None:
         ref = api.get(f"/v1/tasks/{task}").get("executor_ref") or {}
@@ -70,8 +72,13 @@ def one_round(api: Client) -> tuple[float, float]:
     ready_s = time.perf_counter() - started
     closing = time.perf_counter()
     api.post(f"/v1/runs/{run}/close")
-    done = poll(lambda: t if (t := api.get(f"/v1/tasks/{task}"))["status"] in
-                ("succeeded", "failed", "cancelled") else None)
+    done = poll(
+        lambda: (
+            t
+            if (t := api.get(f"/v1/tasks/{task}"))["status"] in ("succeeded", "failed", "cancelled")
+            else None
+        )
+    )
     if (done["status"], done["reason"]) != ("succeeded", "stopped: run ended"):
         raise AssertionError(f"service ended {done['status']}: {done['reason']}")
     return ready_s, time.perf_counter() - closing
@@ -79,8 +86,10 @@ def one_round(api: Client) -> tuple[float, float]:
 
 def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
-    return {"p50_ms": round(statistics.median(ordered) * 1000, 1),
-            "max_ms": round(ordered[-1] * 1000, 1)}
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 1),
+        "max_ms": round(ordered[-1] * 1000, 1),
+    }
 
 
 def main() -> int:
@@ -92,13 +101,23 @@ def main() -> int:
         with EmbeddedServer(settings) as srv:
             api = Client(srv.url)
             rounds = [one_round(api) for _ in range(args.services)]
-    print(json.dumps({
-        "bench": "services", "command": " ".join(sys.argv), "services": args.services,
-        "submit_to_url_answers": summary([r[0] for r in rounds]),
-        "close_to_stopped": summary([r[1] for r in rounds]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version()},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "bench": "services",
+                "command": " ".join(sys.argv),
+                "services": args.services,
+                "submit_to_url_answers": summary([r[0] for r in rounds]),
+                "close_to_stopped": summary([r[1] for r in rounds]),
+                "machine": {
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                },
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

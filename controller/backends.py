@@ -106,8 +106,9 @@ def recording_log_sink(settings: Settings, labels: dict[str, str]) -> LogSink:
 
 
 def status_publisher(settings: Settings) -> StatusPublisher:
-    return cast(StatusPublisher,
-                _load(STATUS_PUBLISHERS, "status events", settings.status_events)(settings))
+    return cast(
+        StatusPublisher, _load(STATUS_PUBLISHERS, "status events", settings.status_events)(settings)
+    )
 
 
 def log_reader(settings: Settings) -> LogReader:

@@ -17,8 +17,13 @@ from controller.domain.launch import RuntimeSettings
 
 # What a task's runtime itself reads from its environment (the S3 archive's endpoint and
 # keys): a local runner keeps them, and takes them away from the command it runs.
-RUNTIME_ENV = ("TRACECTL_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-               "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
+RUNTIME_ENV = (
+    "TRACECTL_S3_ENDPOINT",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+)
 
 
 def _env_path(name: str) -> Path | None:
@@ -99,11 +104,16 @@ class Settings(BaseModel):
         topic = self.openlineage_kafka_topic
         if not topic or topic.startswith("kafka://"):
             return topic or "none"
-        brokers = [urlparse(u).netloc for u in (self.log_sink, self.status_events)
-                   if u.startswith("kafka://")]
+        brokers = [
+            urlparse(u).netloc
+            for u in (self.log_sink, self.status_events)
+            if u.startswith("kafka://")
+        ]
         if not brokers:
-            raise ValueError(f"TRACECTL_OPENLINEAGE_KAFKA_TOPIC={topic} names no brokers: "
-                             f"give kafka://host:port/{topic}")
+            raise ValueError(
+                f"TRACECTL_OPENLINEAGE_KAFKA_TOPIC={topic} names no brokers: "
+                f"give kafka://host:port/{topic}"
+            )
         return f"kafka://{brokers[0]}/{topic}"
 
     @property
@@ -131,7 +141,8 @@ class Settings(BaseModel):
 def runtime_settings(settings: Settings) -> RuntimeSettings:
     """The part of SETTINGS a task's runtime needs (its launch document carries it)."""
     return RuntimeSettings.model_validate(
-        settings.model_dump(include=set(RuntimeSettings.model_fields)))
+        settings.model_dump(include=set(RuntimeSettings.model_fields))
+    )
 
 
 def runner_environ(environ: Mapping[str, str], withheld: Iterable[str] = ()) -> dict[str, str]:
@@ -139,8 +150,11 @@ def runner_environ(environ: Mapping[str, str], withheld: Iterable[str] = ()) -> 
     the controller (TRACECTL_* but RUNTIME_ENV, KUBECONFIG) and the WITHHELD names (the
     external systems' credentials)."""
     drop = {*withheld, "KUBECONFIG"}
-    return {k: v for k, v in environ.items()
-            if k not in drop and (not k.startswith("TRACECTL_") or k in RUNTIME_ENV)}
+    return {
+        k: v
+        for k, v in environ.items()
+        if k not in drop and (not k.startswith("TRACECTL_") or k in RUNTIME_ENV)
+    }
 
 
 def task_environ(environ: Mapping[str, str]) -> dict[str, str]:

@@ -35,7 +35,6 @@ class InvalidInput(TracectlError):
         path = ".".join(str(p) for p in loc)
         super().__init__(f"{path}: {message}", [{"loc": loc, "path": path, "msg": message}])
 
-
     @classmethod
     def many(cls, problems: list[tuple[list[str | int], str]]) -> InvalidInput:
         first = cls(*problems[0])

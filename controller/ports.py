@@ -198,6 +198,7 @@ class Tracking(Protocol):
         """Whether the registry still holds model NAME at VERSION."""
         ...
 
+
 class LineageSink(Protocol):
     """Where OpenLineage events go (an HTTP endpoint, a Kafka topic), through a disk spool.
 

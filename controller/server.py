@@ -17,8 +17,7 @@ from controller.loopback import free_port
 def serve(settings: Settings) -> None:
     app = create_app(settings)
     settle_collector()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
-                access_log=False)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
 
 
 def settle_collector() -> None:
@@ -40,8 +39,13 @@ class EmbeddedServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings.model_copy(update={"host": "127.0.0.1", "port": free_port()})
-        config = uvicorn.Config(create_app(self.settings), host="127.0.0.1",
-                                port=self.settings.port, log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            create_app(self.settings),
+            host="127.0.0.1",
+            port=self.settings.port,
+            log_level="warning",
+            access_log=False,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="tracectl-api", daemon=True)
 
@@ -58,7 +62,11 @@ class EmbeddedServer:
             time.sleep(0.05)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=60)

@@ -28,9 +28,20 @@ class ServerProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         with (self.home.parent / "server.log").open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "controller.cli.main", "server", "--home",
-                 str(self.home), "--port", str(self.port)], env=self.env, stdout=log,
-                stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "controller.cli.main",
+                    "server",
+                    "--home",
+                    str(self.home),
+                    "--port",
+                    str(self.port),
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:

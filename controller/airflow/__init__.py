@@ -30,8 +30,11 @@ def get_provider_info() -> dict[str, Any]:
         "logs, lineage).",
         "versions": [__version__],
         "integrations": [
-            {"integration-name": "tracectl", "tags": ["software"],
-             "external-doc-url": "https://github.com/tracectl/tracectl/blob/main/docs/airflow.md"},
+            {
+                "integration-name": "tracectl",
+                "tags": ["software"],
+                "external-doc-url": "https://github.com/tracectl/tracectl/blob/main/docs/airflow.md",
+            },
         ],
         "operators": [
             {"integration-name": "tracectl", "python-modules": ["controller.airflow.operators"]},
@@ -43,8 +46,10 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "tracectl", "python-modules": ["controller.airflow.triggers"]},
         ],
         "connection-types": [
-            {"hook-class-name": "controller.airflow.hooks.TracectlHook",
-             "connection-type": "tracectl"},
+            {
+                "hook-class-name": "controller.airflow.hooks.TracectlHook",
+                "connection-type": "tracectl",
+            },
         ],
         "extra-links": [
             "controller.airflow.links.TracectlLogsLink",

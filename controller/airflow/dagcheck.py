@@ -21,8 +21,10 @@ def check(folder: Path) -> tuple[list[str], list[str]]:
         from airflow.models.dagbag import DagBag
 
     bag: Any = DagBag(dag_folder=str(folder), safe_mode=False)
-    problems = [f"{path}: {error.strip().splitlines()[-1] if error.strip() else error}"
-                for path, error in sorted(bag.import_errors.items())]
+    problems = [
+        f"{path}: {error.strip().splitlines()[-1] if error.strip() else error}"
+        for path, error in sorted(bag.import_errors.items())
+    ]
     for path, error in sorted(bag.import_errors.items()):
         print(f"--- import error in {path}:\n{error}", file=sys.stderr)
     lines = []
@@ -38,8 +40,10 @@ def check(folder: Path) -> tuple[list[str], list[str]]:
         except Exception as exc:
             problems.append(f"{dag_id}: {exc}")
             continue
-        lines.append(f"ok {dag_id}: {len(dag.tasks)} tasks, {len(dag.params)} params "
-                     f"({Path(dag.fileloc).name})")
+        lines.append(
+            f"ok {dag_id}: {len(dag.tasks)} tasks, {len(dag.params)} params "
+            f"({Path(dag.fileloc).name})"
+        )
     return problems, lines
 
 

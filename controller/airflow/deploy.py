@@ -24,9 +24,13 @@ def _files(root: Path) -> set[Path]:
     found = set()
     for path in root.rglob("*"):
         rel = path.relative_to(root)
-        if path.is_file() and not SKIP_PARTS.intersection(rel.parts) and path.suffix in (
-            ".py", ".sql", ".yaml", ".yml", ".json", ".md", ".airflowignore", ""
-        ) and path.name != COMMIT_MARKER:
+        if (
+            path.is_file()
+            and not SKIP_PARTS.intersection(rel.parts)
+            and path.suffix
+            in (".py", ".sql", ".yaml", ".yml", ".json", ".md", ".airflowignore", "")
+            and path.name != COMMIT_MARKER
+        ):
             found.add(rel)
     return found
 
@@ -73,8 +77,10 @@ def sync(src: Path, dest: Path, commit: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m controller.airflow.deploy",
-                                     description="Publish a DAGs folder with a commit marker.")
+    parser = argparse.ArgumentParser(
+        prog="python -m controller.airflow.deploy",
+        description="Publish a DAGs folder with a commit marker.",
+    )
     parser.add_argument("src", type=Path)
     parser.add_argument("dest", type=Path)
     parser.add_argument("--commit", required=True, help="the commit the DAGs come from")

@@ -51,24 +51,78 @@ from typing import Any
 TEMPLATE_NAME = "dag.py.j2"
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-TASK_KEYS = frozenset({
-    "command", "image", "env", "secret_env", "code", "data", "inputs", "outputs", "params",
-    "resources", "timeout_s", "retries", "priority", "mode", "depends_on", "airflow", "stop",
-    "models",
-})
+TASK_KEYS = frozenset(
+    {
+        "command",
+        "image",
+        "env",
+        "secret_env",
+        "code",
+        "data",
+        "inputs",
+        "outputs",
+        "params",
+        "resources",
+        "timeout_s",
+        "retries",
+        "priority",
+        "mode",
+        "depends_on",
+        "airflow",
+        "stop",
+        "models",
+    }
+)
 STOP_TASK_KEYS = frozenset({"stop", "depends_on", "airflow"})
-TOP_KEYS = frozenset({
-    "pipeline", "description", "schedule", "start_date", "tags", "connection", "defaults",
-    "params", "tasks", "max_active_runs",
-})
-PARAM_KEYWORDS = frozenset({
-    "default", "type", "description", "title", "minimum", "maximum", "exclusiveMinimum",
-    "exclusiveMaximum", "minLength", "maxLength", "pattern", "enum", "items", "format",
-    "multipleOf", "minItems", "maxItems", "const", "examples",
-})
+TOP_KEYS = frozenset(
+    {
+        "pipeline",
+        "description",
+        "schedule",
+        "start_date",
+        "tags",
+        "connection",
+        "defaults",
+        "params",
+        "tasks",
+        "max_active_runs",
+    }
+)
+PARAM_KEYWORDS = frozenset(
+    {
+        "default",
+        "type",
+        "description",
+        "title",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "enum",
+        "items",
+        "format",
+        "multipleOf",
+        "minItems",
+        "maxItems",
+        "const",
+        "examples",
+    }
+)
 MODEL_URI, TASK_REF = "models:/", "task:"
-AIRFLOW_KEYS = frozenset({"retries", "retry_delay_s", "execution_timeout_s", "pool",
-                          "trigger_rule", "deferrable", "poll_timeout_s"})
+AIRFLOW_KEYS = frozenset(
+    {
+        "retries",
+        "retry_delay_s",
+        "execution_timeout_s",
+        "pool",
+        "trigger_rule",
+        "deferrable",
+        "poll_timeout_s",
+    }
+)
 
 
 class SpecError(ValueError):
@@ -164,20 +218,27 @@ def _check_models(at: str, models: Any) -> None:
         raise SpecError(f"{at}: models must be a list of strings")
     for i, item in enumerate(models):
         if not (item.startswith((MODEL_URI, TASK_REF)) or "{{" in item):
-            raise SpecError(f"{at}: models[{i}] {item!r} is none of {MODEL_URI}<name>/<version>, "
-                            f"{TASK_REF}<task> (the versions that task registered) or a template")
+            raise SpecError(
+                f"{at}: models[{i}] {item!r} is none of {MODEL_URI}<name>/<version>, "
+                f"{TASK_REF}<task> (the versions that task registered) or a template"
+            )
 
 
 def _model_refs(models: list[str]) -> str | list[str]:
     """The operator's ``models``: ``task:X`` becomes the XCom of versions X registered."""
-    refs = [f"{{{{ ti.xcom_pull(task_ids='{m[len(TASK_REF):]}', key='model_versions') }}}}"
-            if m.startswith(TASK_REF) else m for m in models]
+    refs = [
+        f"{{{{ ti.xcom_pull(task_ids='{m[len(TASK_REF) :]}', key='model_versions') }}}}"
+        if m.startswith(TASK_REF)
+        else m
+        for m in models
+    ]
     # one template alone renders to the list itself (render_template_as_native_obj)
     return refs[0] if len(refs) == 1 and "{{" in refs[0] else refs
 
 
-def _check_stop_task(at: str, task: dict[str, Any], tasks: dict[str, Any],
-                     defaults: dict[str, Any]) -> None:
+def _check_stop_task(
+    at: str, task: dict[str, Any], tasks: dict[str, Any], defaults: dict[str, Any]
+) -> None:
     bad = sorted(set(task) - STOP_TASK_KEYS)
     if bad:
         raise SpecError(f"{at}: a stop task takes only {sorted(STOP_TASK_KEYS)}; not {bad}")
@@ -199,8 +260,8 @@ def upstreams(name: str, task: dict[str, Any]) -> list[str]:
     for item in task.get("inputs") or []:
         artifact = str((item or {}).get("artifact", ""))
         if artifact.startswith(TASK_REF):
-            deps.append(artifact[len(TASK_REF):].split("/", 1)[0])
-    deps.extend(m[len(TASK_REF):] for m in task.get("models") or [] if m.startswith(TASK_REF))
+            deps.append(artifact[len(TASK_REF) :].split("/", 1)[0])
+    deps.extend(m[len(TASK_REF) :] for m in task.get("models") or [] if m.startswith(TASK_REF))
     deps.extend(str(d) for d in task.get("depends_on") or [])
     return list(dict.fromkeys(d for d in deps if d != name))
 
@@ -227,10 +288,19 @@ def _merged(defaults: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
 
 def _operator_kwargs(name: str, task: dict[str, Any], connection: str | None) -> dict[str, Any]:
     mapping = {
-        "command": "command", "image": "image", "env": "env", "secret_env": "secret_env",
-        "code": "code", "data": "data", "inputs": "inputs", "outputs": "outputs",
-        "params": "task_params", "resources": "task_resources", "timeout_s": "task_timeout_s",
-        "retries": "task_retries", "priority": "task_priority",
+        "command": "command",
+        "image": "image",
+        "env": "env",
+        "secret_env": "secret_env",
+        "code": "code",
+        "data": "data",
+        "inputs": "inputs",
+        "outputs": "outputs",
+        "params": "task_params",
+        "resources": "task_resources",
+        "timeout_s": "task_timeout_s",
+        "retries": "task_retries",
+        "priority": "task_priority",
     }
     kwargs: dict[str, Any] = {"task_id": name}
     if task.get("stop"):
@@ -264,15 +334,17 @@ def context(spec: dict[str, Any]) -> dict[str, Any]:
             if key in airflow:
                 timedeltas[key.removesuffix("_s")] = float(airflow.pop(key))
         kwargs.update(airflow)
-        tasks.append({
-            "name": name,
-            "var": name.replace("-", "_"),
-            "operator": _operator_of(task),
-            "teardown_of": str(task["stop"]).replace("-", "_") if task.get("stop") else None,
-            "kwargs": [(k, py(v)) for k, v in kwargs.items()],
-            "timedeltas": sorted(timedeltas.items()),
-            "upstreams": [d.replace("-", "_") for d in upstreams(name, task)],
-        })
+        tasks.append(
+            {
+                "name": name,
+                "var": name.replace("-", "_"),
+                "operator": _operator_of(task),
+                "teardown_of": str(task["stop"]).replace("-", "_") if task.get("stop") else None,
+                "kwargs": [(k, py(v)) for k, v in kwargs.items()],
+                "timedeltas": sorted(timedeltas.items()),
+                "upstreams": [d.replace("-", "_") for d in upstreams(name, task)],
+            }
+        )
     params = []
     for key, param in (spec.get("params") or {}).items():
         schema = {k: v for k, v in param.items() if k != "default"}
@@ -300,20 +372,23 @@ def render(spec_path: str | Path, template_dir: str | Path | None = None) -> str
     spec = load(spec_path)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir or default_template_dir())),
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,  # noqa: S701
-        trim_blocks=True, lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     env.filters["indent_py"] = indent
-    source = env.get_template(TEMPLATE_NAME).render(
-        spec_file=Path(spec_path).name, **context(spec)
-    )
+    source = env.get_template(TEMPLATE_NAME).render(spec_file=Path(spec_path).name, **context(spec))
     compile(source, f"<rendered {spec_path}>", "exec")  # never hand out a broken DAG file
     return source
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m controller.airflow.render",
-                                     description="Render a tracectl pipeline spec to a DAG.")
+    parser = argparse.ArgumentParser(
+        prog="python -m controller.airflow.render",
+        description="Render a tracectl pipeline spec to a DAG.",
+    )
     parser.add_argument("spec", type=Path)
     parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     args = parser.parse_args(argv)

@@ -35,8 +35,11 @@ def _emission(settings: Settings, svc: ControllerService) -> Emission | None:
     return None if sink is None else Emission(svc.db, sink, cursor_file(settings.home))
 
 
-def create_app(settings: Settings | None = None, service: ControllerService | None = None,
-               run_supervisor: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    service: ControllerService | None = None,
+    run_supervisor: bool = True,
+) -> FastAPI:
     settings = settings or Settings.from_env()
     svc = service or ControllerService(settings)
     log_checks = routes_logs.log_checks(svc)
@@ -87,4 +90,3 @@ def create_app(settings: Settings | None = None, service: ControllerService | No
     app.mount("/ui/static", StaticFiles(directory=console_routes.STATIC), name="console-static")
     check_routes(app)
     return app
-

@@ -16,8 +16,9 @@ from controller.errors import TracectlError
 PROBLEM = "application/problem+json"
 
 
-def problem_body(status: int, title: str, detail: str, instance: str,
-                 errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def problem_body(
+    status: int, title: str, detail: str, instance: str, errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The RFC 7807 document, shared by the handlers here and the ASGI middleware."""
     body: dict[str, Any] = {
         "type": f"https://tracectl.dev/problems/{status}",
@@ -31,11 +32,20 @@ def problem_body(status: int, title: str, detail: str, instance: str,
     return body
 
 
-def problem(status: int, title: str, detail: str, request: Request,
-            errors: list[dict[str, Any]] | None = None,
-            headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(problem_body(status, title, detail, request.url.path, errors),
-                        status_code=status, media_type=PROBLEM, headers=headers)
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    request: Request,
+    errors: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        problem_body(status, title, detail, request.url.path, errors),
+        status_code=status,
+        media_type=PROBLEM,
+        headers=headers,
+    )
 
 
 def _path(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -81,5 +91,4 @@ def install(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = allowed(request)
-        return problem(exc.status_code, str(exc.detail), str(exc.detail), request,
-                       headers=headers)
+        return problem(exc.status_code, str(exc.detail), str(exc.detail), request, headers=headers)

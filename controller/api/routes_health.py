@@ -18,8 +18,11 @@ def build_router(svc: ControllerService, run_supervisor: bool) -> APIRouter:
     def healthz() -> out.Health:
         return out.Health(status="ok", version=__version__)
 
-    @router.get("/readyz", response_model=out.Readiness,
-                responses={503: {"model": out.Readiness, "description": "not ready"}})
+    @router.get(
+        "/readyz",
+        response_model=out.Readiness,
+        responses={503: {"model": out.Readiness, "description": "not ready"}},
+    )
     def readyz() -> JSONResponse:
         checks: dict[str, str] = {}
         try:

@@ -36,8 +36,10 @@ def build_router(service: ControllerService) -> APIRouter:
 
     @router.get("/leases", response_model=out.LeasePage)
     def list_leases(
-        state: Literal["active", "all"] = "active", task_id: str | None = None,
-        resource: str | None = None, limit: Limit = 100,
+        state: Literal["active", "all"] = "active",
+        task_id: str | None = None,
+        resource: str | None = None,
+        limit: Limit = 100,
         cursor: Annotated[str | None, Query(max_length=32)] = None,
     ) -> dict[str, Any]:
         """Leases by id; `cursor` is the `next_cursor` of the previous page."""
@@ -47,8 +49,9 @@ def build_router(service: ControllerService) -> APIRouter:
                 raise InvalidInput(["query", "cursor"], "not a cursor this API returned")
             after = int(cursor)
         with service.db.read() as session:
-            return lease_views.list_leases(session, Scope.current(), state == "active",
-                                           task_id, resource, limit, after)
+            return lease_views.list_leases(
+                session, Scope.current(), state == "active", task_id, resource, limit, after
+            )
 
     @router.get("/resources", response_model=out.Resources)
     def resources() -> dict[str, Any]:
@@ -60,10 +63,12 @@ def build_router(service: ControllerService) -> APIRouter:
         with service.db.read() as session:
             return lease_views.queue(session, service.admitter, Scope.current())
 
-    @router.post("/leases/{lease_id}/release", response_model=out.Lease,
-                 responses=errors(403, 404, 409))
-    def release(lease_id: int, body: ReleaseRequest, role: Role = None,
-                actor: Actor = None) -> dict[str, Any]:
+    @router.post(
+        "/leases/{lease_id}/release", response_model=out.Lease, responses=errors(403, 404, 409)
+    )
+    def release(
+        lease_id: int, body: ReleaseRequest, role: Role = None, actor: Actor = None
+    ) -> dict[str, Any]:
         """Admin force-release, recorded in the audit log.
 
         Needs an admin caller (an admin token when auth is on) and, as a deliberate
@@ -71,8 +76,10 @@ def build_router(service: ControllerService) -> APIRouter:
         """
         principal = current()
         if not principal.is_admin or role != "admin":
-            raise Forbidden("force-releasing a lease needs the admin role "
-                            "(an admin token and the header X-Tracectl-Role: admin)")
+            raise Forbidden(
+                "force-releasing a lease needs the admin role "
+                "(an admin token and the header X-Tracectl-Role: admin)"
+            )
         actor = actor if principal is LOCAL else f"{principal.name}@{principal.team}"
         try:
             with service.db.write() as session:

@@ -30,20 +30,25 @@ def build_router(service: ControllerService) -> APIRouter:
     @router.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:
         with service.db.read() as session:
-            tasks = session.execute(select(TaskRow.status, func.count())
-                                    .group_by(TaskRow.status)).all()
+            tasks = session.execute(
+                select(TaskRow.status, func.count()).group_by(TaskRow.status)
+            ).all()
             checks = counts(session)
         out = ["# HELP tracectl_tasks Tasks by status.", "# TYPE tracectl_tasks gauge"]
         out += [f'tracectl_tasks{{status="{label(s)}"}} {n}' for s, n in sorted(tasks)]
-        out += ["# HELP tracectl_log_reconciliation_mismatches_total Log copies found missing, "
-                "extra or corrupt, over all checks.",
-                "# TYPE tracectl_log_reconciliation_mismatches_total counter",
-                f"tracectl_log_reconciliation_mismatches_total {checks['mismatches_total']}",
-                "# HELP tracectl_log_reconciliation_copies Latest check of each task attempt's "
-                "log copies, by copy and status.",
-                "# TYPE tracectl_log_reconciliation_copies gauge"]
-        out += [f'tracectl_log_reconciliation_copies{{copy="{label(c)}",status="{label(s)}"}} {n}'
-                for c, s, n in sorted(checks["copies"])]
+        out += [
+            "# HELP tracectl_log_reconciliation_mismatches_total Log copies found missing, "
+            "extra or corrupt, over all checks.",
+            "# TYPE tracectl_log_reconciliation_mismatches_total counter",
+            f"tracectl_log_reconciliation_mismatches_total {checks['mismatches_total']}",
+            "# HELP tracectl_log_reconciliation_copies Latest check of each task attempt's "
+            "log copies, by copy and status.",
+            "# TYPE tracectl_log_reconciliation_copies gauge",
+        ]
+        out += [
+            f'tracectl_log_reconciliation_copies{{copy="{label(c)}",status="{label(s)}"}} {n}'
+            for c, s, n in sorted(checks["copies"])
+        ]
         return PlainTextResponse("\n".join(out) + "\n", media_type=CONTENT_TYPE)
 
     return router

@@ -18,9 +18,16 @@ from controller.domain.requests import RunCreate, TaskCreate
 def build_router(svc: ControllerService) -> APIRouter:
     v1 = APIRouter(prefix="/v1")
 
-    @v1.post("/runs", response_model=Run, status_code=201, tags=["runs"],
-             responses={200: {"model": Run, "description": "the run this Idempotency-Key "
-                              "created before"}, **errors(409)})
+    @v1.post(
+        "/runs",
+        response_model=Run,
+        status_code=201,
+        tags=["runs"],
+        responses={
+            200: {"model": Run, "description": "the run this Idempotency-Key created before"},
+            **errors(409),
+        },
+    )
     def create_run(body: RunCreate, response: Response, idempotency_key: IdemKey = None) -> Run:
         if idempotency_key:
             body = body.model_copy(update={"idempotency_key": idempotency_key})
@@ -52,9 +59,16 @@ def build_router(svc: ControllerService) -> APIRouter:
         stopped (recorded as succeeded, "stopped: run ended") once its other tasks end."""
         return svc.close_run(run_id)
 
-    @v1.post("/runs/{run_id}/tasks", response_model=Task, status_code=201, tags=["tasks"],
-             responses={200: {"model": Task, "description": "the task this Idempotency-Key "
-                              "submitted before"}, **errors(404, 409)})
+    @v1.post(
+        "/runs/{run_id}/tasks",
+        response_model=Task,
+        status_code=201,
+        tags=["tasks"],
+        responses={
+            200: {"model": Task, "description": "the task this Idempotency-Key submitted before"},
+            **errors(404, 409),
+        },
+    )
     def submit_task(
         run_id: str, body: TaskCreate, response: Response, idempotency_key: IdemKey = None
     ) -> Task:
@@ -65,13 +79,21 @@ def build_router(svc: ControllerService) -> APIRouter:
             response.status_code = 200
         return task
 
-    @v1.get("/runs/{run_id}/lineage", response_model=out.RunLineage, tags=["lineage"],
-            responses=errors(404))
+    @v1.get(
+        "/runs/{run_id}/lineage",
+        response_model=out.RunLineage,
+        tags=["lineage"],
+        responses=errors(404),
+    )
     def run_lineage(run_id: str) -> dict[str, Any]:
         return svc.run_lineage(run_id)
 
-    @v1.get("/runs/{run_id}/lineage/events", response_model=out.LineageEventPage,
-            tags=["lineage"], responses=errors(404))
+    @v1.get(
+        "/runs/{run_id}/lineage/events",
+        response_model=out.LineageEventPage,
+        tags=["lineage"],
+        responses=errors(404),
+    )
     def run_lineage_events(
         run_id: str, after_id: Annotated[int, Query(ge=0)] = 0, limit: Limit = 500
     ) -> dict[str, Any]:
@@ -89,14 +111,23 @@ def build_router(svc: ControllerService) -> APIRouter:
             "refused": any(f.action == "refuse" for f in findings),
         }
 
-    @v1.get("/runs/{run_id}/passport", response_model=out.Passport, tags=["lineage"],
-            response_model_exclude_unset=True, responses=errors(404))
+    @v1.get(
+        "/runs/{run_id}/passport",
+        response_model=out.Passport,
+        tags=["lineage"],
+        response_model_exclude_unset=True,
+        responses=errors(404),
+    )
     def run_passport(run_id: str) -> dict[str, Any]:
         """Every identity the run touched, sealed with a content hash (see docs)."""
         return svc.passport(run_id)
 
-    @v1.get("/runs/{run_id}/artifacts", response_model=list[Artifact], tags=["artifacts"],
-            responses=errors(404))
+    @v1.get(
+        "/runs/{run_id}/artifacts",
+        response_model=list[Artifact],
+        tags=["artifacts"],
+        responses=errors(404),
+    )
     def run_artifacts(run_id: str) -> list[Artifact]:
         svc.get_run(run_id)
         return svc.artifacts(run_id=run_id)

@@ -17,8 +17,12 @@ from controller.core.service import ControllerService
 def build_router(service: ControllerService) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["shares"])
 
-    @router.post("/shares", response_model=Share, status_code=201,
-                 responses={200: {"model": Share, "description": "the same grant, made before"}})
+    @router.post(
+        "/shares",
+        response_model=Share,
+        status_code=201,
+        responses={200: {"model": Share, "description": "the same grant, made before"}},
+    )
     def create_share(body: ShareCreate, response: Response) -> Share:
         """Grant a team the use of an artifact the caller's team stored (audited)."""
         share, created = grants.grant(service.db, current(), body)

@@ -41,8 +41,7 @@ def build_router(svc: ControllerService) -> APIRouter:
     def get_task(task_id: str) -> Task:
         return routes_logs.with_log_check(svc, svc.get_task(task_id))
 
-    @v1.get("/tasks/{task_id}/wait", response_model=Task, tags=["tasks"],
-            responses=errors(404))
+    @v1.get("/tasks/{task_id}/wait", response_model=Task, tags=["tasks"], responses=errors(404))
     async def wait_task(
         task_id: str, timeout_s: Annotated[float, Query(ge=0, le=300)] = 30.0
     ) -> Task:
@@ -50,26 +49,44 @@ def build_router(svc: ControllerService) -> APIRouter:
         (async: a waiter holds no thread)."""
         return await svc.await_task(task_id, timeout_s)
 
-    @v1.post("/tasks/{task_id}/cancel", response_model=Task, tags=["tasks"],
-             responses=errors(404, 409))
+    @v1.post(
+        "/tasks/{task_id}/cancel", response_model=Task, tags=["tasks"], responses=errors(404, 409)
+    )
     def cancel_task(task_id: str) -> Task:
         return svc.cancel_task(task_id)
 
-    @v1.get("/tasks/{task_id}/lineage", response_model=out.TaskLineage, tags=["lineage"],
-            responses=errors(404))
+    @v1.get(
+        "/tasks/{task_id}/lineage",
+        response_model=out.TaskLineage,
+        tags=["lineage"],
+        responses=errors(404),
+    )
     def task_lineage(task_id: str) -> dict[str, Any]:
         return svc.task_lineage(task_id)
 
-    @v1.get("/tasks/{task_id}/artifacts", response_model=list[Artifact], tags=["artifacts"],
-            responses=errors(404))
+    @v1.get(
+        "/tasks/{task_id}/artifacts",
+        response_model=list[Artifact],
+        tags=["artifacts"],
+        responses=errors(404),
+    )
     def task_artifacts(task_id: str) -> list[Artifact]:
         svc.get_task(task_id)
         return svc.artifacts(task_id=task_id)
 
-    @v1.get("/tasks/{task_id}/logs", tags=["logs"], response_model=out.LogPage,
-            responses={200: {"content": {NDJSON: {"schema": {"type": "string"}}},
-                             "description": "with follow=true: one JSON line per log line, "
-                             "then {\"end\": true, \"status\": …}"}, **errors(404)})
+    @v1.get(
+        "/tasks/{task_id}/logs",
+        tags=["logs"],
+        response_model=out.LogPage,
+        responses={
+            200: {
+                "content": {NDJSON: {"schema": {"type": "string"}}},
+                "description": "with follow=true: one JSON line per log line, "
+                'then {"end": true, "status": …}',
+            },
+            **errors(404),
+        },
+    )
     def task_logs(
         task_id: str,
         request: Request,
@@ -98,12 +115,14 @@ def build_router(svc: ControllerService) -> APIRouter:
                 "next_after_seq": lines[-1].seq if lines else after_seq,
             }
         svc.get_task(task_id)
-        return StreamingResponse(
-            _follow(svc, task_id, attempt, after_seq), media_type=NDJSON
-        )
+        return StreamingResponse(_follow(svc, task_id, attempt, after_seq), media_type=NDJSON)
 
-    @v1.get("/artifacts/{sha256}", response_model=list[Artifact], tags=["artifacts"],
-            responses=errors(404))
+    @v1.get(
+        "/artifacts/{sha256}",
+        response_model=list[Artifact],
+        tags=["artifacts"],
+        responses=errors(404),
+    )
     def artifact(sha256: str) -> list[Artifact]:
         from controller.errors import NotFound
 

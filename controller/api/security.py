@@ -40,8 +40,9 @@ class Authenticator:
         if "oidc" in self.modes:
             if not (settings.oidc_jwks and settings.oidc_issuer and settings.oidc_audience):
                 raise ValueError("auth=oidc needs TRACECTL_OIDC_JWKS, _ISSUER and _AUDIENCE")
-            self.oidc = OidcVerifier(settings.oidc_jwks, settings.oidc_issuer,
-                                     settings.oidc_audience)
+            self.oidc = OidcVerifier(
+                settings.oidc_jwks, settings.oidc_issuer, settings.oidc_audience
+            )
 
     @property
     def enabled(self) -> bool:
@@ -72,8 +73,13 @@ class SecurityMiddleware:
             return
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         if int(headers.get("content-length") or 0) > MAX_BODY_BYTES:
-            await _problem(scope, send, 413, "Request too large",
-                           f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+            await _problem(
+                scope,
+                send,
+                413,
+                "Request too large",
+                f"request bodies are limited to {MAX_BODY_BYTES} bytes",
+            )
             return
         principal = self.auth.authenticate(_authorization(scope["path"], headers))
         if principal is None and scope["path"].startswith(OPEN):
@@ -83,9 +89,14 @@ class SecurityMiddleware:
             await _to_login(scope, send)
             return
         if principal is None:
-            await _problem(scope, send, 401, "Unauthorized",
-                           "a valid bearer token is required (Authorization: Bearer <token>)",
-                           [(b"www-authenticate", b'Bearer realm="tracectl"')])
+            await _problem(
+                scope,
+                send,
+                401,
+                "Unauthorized",
+                "a valid bearer token is required (Authorization: Bearer <token>)",
+                [(b"www-authenticate", b'Bearer realm="tracectl"')],
+            )
             return
         set_current(principal)
         status: dict[str, int] = {}
@@ -103,12 +114,19 @@ class SecurityMiddleware:
         client = scope.get("client")
         source = f"{client[0]}:{client[1]}" if client else None
         with self.db.write() as session:
-            session.add(AuditRow(
-                actor=f"{principal.name}@{principal.team}", action=scope["method"],
-                target=scope["path"], source=source,
-                detail={"status": status, "role": principal.role,
-                        "query": scope.get("query_string", b"").decode()[:512]},
-            ))
+            session.add(
+                AuditRow(
+                    actor=f"{principal.name}@{principal.team}",
+                    action=scope["method"],
+                    target=scope["path"],
+                    source=source,
+                    detail={
+                        "status": status,
+                        "role": principal.role,
+                        "query": scope.get("query_string", b"").decode()[:512],
+                    },
+                )
+            )
 
 
 def _authorization(path: str, headers: dict[str, str]) -> str | None:
@@ -126,15 +144,34 @@ async def _to_login(scope: Scope, send: Send) -> None:
     query = scope.get("query_string", b"").decode()
     target = scope["path"] + (f"?{query}" if query else "")
     location = "/ui/login?" + urlencode({"next": target})
-    await send({"type": "http.response.start", "status": 303,
-                "headers": [(b"location", location.encode()), (b"content-length", b"0")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 303,
+            "headers": [(b"location", location.encode()), (b"content-length", b"0")],
+        }
+    )
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _problem(scope: Scope, send: Send, status: int, title: str, detail: str,
-                   extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _problem(
+    scope: Scope,
+    send: Send,
+    status: int,
+    title: str,
+    detail: str,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     payload = json.dumps(problem_body(status, title, detail, scope["path"])).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", PROBLEM.encode()),
-        (b"content-length", str(len(payload)).encode()), *(extra_headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM.encode()),
+                (b"content-length", str(len(payload)).encode()),
+                *(extra_headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})

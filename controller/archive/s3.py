@@ -45,10 +45,13 @@ def client_from_env() -> Minio:
     if not endpoint:
         raise S3ConfigError("TRACECTL_S3_ENDPOINT is not set (e.g. http://127.0.0.1:9000)")
     url = urlparse(endpoint)
-    return Minio(url.netloc, access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
-                 secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
-                 secure=url.scheme == "https",
-                 region=os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+    return Minio(
+        url.netloc,
+        access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
+        secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        secure=url.scheme == "https",
+        region=os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+    )
 
 
 def retrying(what: str, call: Callable[[], T]) -> T:
@@ -60,8 +63,9 @@ def retrying(what: str, call: Callable[[], T]) -> T:
         except (HTTPError, OSError) as exc:
             if attempt == ATTEMPTS:
                 raise
-            log.warning("S3 %s failed (%s); retry %d/%d in %.1fs", what, exc, attempt,
-                        ATTEMPTS - 1, delay)
+            log.warning(
+                "S3 %s failed (%s); retry %d/%d in %.1fs", what, exc, attempt, ATTEMPTS - 1, delay
+            )
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
     raise AssertionError("unreachable")
@@ -71,8 +75,7 @@ class S3ArtifactStore:
     def __init__(self, settings: Settings, client: Minio | None = None) -> None:
         parsed = urlparse(settings.archive)
         if parsed.scheme != "s3" or not parsed.netloc:
-            raise S3ConfigError(f"not an S3 archive URI (s3://bucket/prefix): "
-                                f"{settings.archive!r}")
+            raise S3ConfigError(f"not an S3 archive URI (s3://bucket/prefix): {settings.archive!r}")
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
         self.client = client or client_from_env()
@@ -110,8 +113,10 @@ class S3ArtifactStore:
         if key is None and self._stored_sha(name) == sha:
             return StoredObject(uri=uri, sha256=sha, size=path.stat().st_size)
         # fput_object switches to multipart above its part size; a retry re-uploads whole.
-        retrying(f"put {uri}", lambda: self.client.fput_object(
-            self.bucket, name, str(path), metadata={SHA_META: sha}))
+        retrying(
+            f"put {uri}",
+            lambda: self.client.fput_object(self.bucket, name, str(path), metadata={SHA_META: sha}),
+        )
         return StoredObject(uri=uri, sha256=sha, size=path.stat().st_size)
 
     def _stored_sha(self, name: str) -> str | None:

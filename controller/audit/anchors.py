@@ -36,8 +36,9 @@ def write_anchor(db: Database, store: ArtifactStore) -> str:
     with db.write() as session:
         state = session.get(ControllerStateRow, STATE_KEY)
         if state is None:
-            state = ControllerStateRow(key=STATE_KEY, value={"uris": []},
-                                       updated_at=datetime.now(UTC))
+            state = ControllerStateRow(
+                key=STATE_KEY, value={"uris": []}, updated_at=datetime.now(UTC)
+            )
             session.add(state)
         state.value = {"uris": [*state.value.get("uris", []), uri]}
         state.updated_at = datetime.now(UTC)
@@ -66,6 +67,8 @@ def check_anchors(session: Session, store: ArtifactStore) -> list[str]:
             if row is None:
                 problems.append(f"{chain} entry {head['seq']} anchored at {anchor['at']} is gone")
             elif row.hash != head["hash"]:
-                problems.append(f"{chain} entry {head['seq']} differs from its anchor of "
-                                f"{anchor['at']} (the chain was rewritten)")
+                problems.append(
+                    f"{chain} entry {head['seq']} differs from its anchor of "
+                    f"{anchor['at']} (the chain was rewritten)"
+                )
     return problems

@@ -43,9 +43,7 @@ def content_hash(prev_hash: str, row: Any, fields: tuple[str, ...]) -> str:
 
 
 def _head(session: Session, chain: str) -> ChainHeadRow:
-    head = session.scalar(
-        select(ChainHeadRow).where(ChainHeadRow.chain == chain).with_for_update()
-    )
+    head = session.scalar(select(ChainHeadRow).where(ChainHeadRow.chain == chain).with_for_update())
     if head is None:
         head = ChainHeadRow(chain=chain, seq=0, hash=GENESIS, updated_at=datetime.now(UTC))
         session.add(head)
@@ -89,24 +87,42 @@ def verify(session: Session) -> tuple[dict[str, int], list[Finding]]:
         for row in rows:
             count += 1
             if row.chain_seq != expected_seq:
-                findings.append(Finding(chain, expected_seq,
-                                        f"entries {expected_seq}..{row.chain_seq - 1} deleted"))
+                findings.append(
+                    Finding(
+                        chain, expected_seq, f"entries {expected_seq}..{row.chain_seq - 1} deleted"
+                    )
+                )
             if row.prev_hash != expected_prev:
-                findings.append(Finding(chain, row.chain_seq,
-                                        "link to the previous entry broken (entry deleted "
-                                        "or edited before it)"))
+                findings.append(
+                    Finding(
+                        chain,
+                        row.chain_seq,
+                        "link to the previous entry broken (entry deleted or edited before it)",
+                    )
+                )
             if content_hash(row.prev_hash, row, fields) != row.hash:
-                findings.append(Finding(chain, row.chain_seq, "content edited after it was "
-                                        "written (hash mismatch)"))
+                findings.append(
+                    Finding(
+                        chain, row.chain_seq, "content edited after it was written (hash mismatch)"
+                    )
+                )
             expected_prev, expected_seq = row.hash, row.chain_seq + 1
         head = session.get(ChainHeadRow, chain)
         if head is not None and (head.seq != expected_seq - 1 or head.hash != expected_prev):
-            findings.append(Finding(chain, head.seq, f"last entries deleted: head is at "
-                                    f"{head.seq}, the table ends at {expected_seq - 1}"))
+            findings.append(
+                Finding(
+                    chain,
+                    head.seq,
+                    f"last entries deleted: head is at "
+                    f"{head.seq}, the table ends at {expected_seq - 1}",
+                )
+            )
         checked[chain] = count
     return checked, findings
 
 
 def heads(session: Session) -> dict[str, dict[str, Any]]:
-    return {h.chain: {"seq": h.seq, "hash": h.hash, "at": h.updated_at.isoformat()}
-            for h in session.scalars(select(ChainHeadRow))}
+    return {
+        h.chain: {"seq": h.seq, "hash": h.hash, "at": h.updated_at.isoformat()}
+        for h in session.scalars(select(ChainHeadRow))
+    }

@@ -10,8 +10,14 @@ from controller.auth.principal import ADMIN, MEMBER, Principal
 
 
 class OidcVerifier:
-    def __init__(self, jwks: str, issuer: str, audience: str, team_claim: str = "team",
-                 admin_group: str = "tracectl-admins") -> None:
+    def __init__(
+        self,
+        jwks: str,
+        issuer: str,
+        audience: str,
+        team_claim: str = "team",
+        admin_group: str = "tracectl-admins",
+    ) -> None:
         import jwt
 
         self.issuer, self.audience = issuer, audience
@@ -32,9 +38,14 @@ class OidcVerifier:
             else:
                 kid = jwt.get_unverified_header(token).get("kid")
                 key = next(k.key for k in self._keys.keys if kid is None or k.key_id == kid)
-            claims = jwt.decode(token, key, algorithms=["RS256", "ES256"],
-                                audience=self.audience, issuer=self.issuer,
-                                options={"require": ["exp", "iss", "aud", "sub"]})
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=["RS256", "ES256"],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
         except (jwt.PyJWTError, StopIteration, KeyError, ValueError):
             return None
         team = claims.get(self.team_claim)

@@ -26,8 +26,15 @@ def create_token(db: Database, name: str, team: str, role: str = MEMBER) -> str:
         raise InvalidInput(["role"], f"role must be {ADMIN!r} or {MEMBER!r}, not {role!r}")
     token = PREFIX + secrets.token_urlsafe(32)
     with db.write() as session:
-        session.add(ApiTokenRow(name=name, team=team, role=role, token_hash=token_hash(token),
-                                created_at=datetime.now(UTC)))
+        session.add(
+            ApiTokenRow(
+                name=name,
+                team=team,
+                role=role,
+                token_hash=token_hash(token),
+                created_at=datetime.now(UTC),
+            )
+        )
     return token
 
 
@@ -45,8 +52,13 @@ def verify_token(db: Database, token: str) -> Principal | None:
 
 def revoke_token(db: Database, name: str) -> int:
     with db.write() as session:
-        rows = list(session.scalars(select(ApiTokenRow).where(ApiTokenRow.name == name,
-                                                              ApiTokenRow.revoked_at.is_(None))))
+        rows = list(
+            session.scalars(
+                select(ApiTokenRow).where(
+                    ApiTokenRow.name == name, ApiTokenRow.revoked_at.is_(None)
+                )
+            )
+        )
         for row in rows:
             row.revoked_at = datetime.now(UTC)
         return len(rows)

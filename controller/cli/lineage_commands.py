@@ -125,8 +125,13 @@ def diff(a: str, b: str, as_json: JsonOpt = False, url: UrlOpt = DEFAULT_URL) ->
                 continue
             if aspect == "packages":
                 for change in side["changes"]:
-                    table.add_row(name, f"package {change['package']}", str(change["a"]),
-                                  str(change["b"]), "[red]no[/]")
+                    table.add_row(
+                        name,
+                        f"package {change['package']}",
+                        str(change["a"]),
+                        str(change["b"]),
+                        "[red]no[/]",
+                    )
                 continue
             if aspect == "outputs":
                 for path, out in side.items():

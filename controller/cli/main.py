@@ -51,6 +51,7 @@ def metrics_of(api: Client, run_id: str) -> dict[str, dict[str, float]]:
     except ApiError:
         return {}
 
+
 UrlOpt = Annotated[str, typer.Option("--url", envvar="TRACECTL_URL", help="controller base URL")]
 DEFAULT_URL = "http://127.0.0.1:8765"
 
@@ -128,12 +129,16 @@ def read_spec(spec_file: Path, params: list[str]) -> dict[str, Any]:
     return spec
 
 
-def _submit_in_new_run(api: Client, pipeline: str, name: str, spec: dict[str, Any],
-                       idempotency_key: str | None) -> tuple[str, dict[str, Any]]:
+def _submit_in_new_run(
+    api: Client, pipeline: str, name: str, spec: dict[str, Any], idempotency_key: str | None
+) -> tuple[str, dict[str, Any]]:
     """One request makes the run and its task, so a refused task leaves no empty run; the
     run made for a job is closed as it is made (a service's stays open until closed)."""
-    body = {"pipeline": pipeline, "tasks": [{"name": name, "spec": spec}],
-            "close": spec.get("mode") != "service"}
+    body = {
+        "pipeline": pipeline,
+        "tasks": [{"name": name, "spec": spec}],
+        "close": spec.get("mode") != "service",
+    }
     run_id = call(api.post, "/v1/runs", body, idempotency_key=idempotency_key)["id"]
     return run_id, call(api.get, "/v1/tasks", run_id=run_id, limit=1)["items"][0]
 
@@ -157,8 +162,12 @@ def submit(
         run_id, task = _submit_in_new_run(api, pipeline, name, spec, idempotency_key)
     else:
         run_id = run
-        task = call(api.post, f"/v1/runs/{run}/tasks", {"name": name, "spec": spec},
-                    idempotency_key=idempotency_key)
+        task = call(
+            api.post,
+            f"/v1/runs/{run}/tasks",
+            {"name": name, "spec": spec},
+            idempotency_key=idempotency_key,
+        )
     console.print(f"task [bold]{task['id']}[/] in run {run_id}: {task['status']}", soft_wrap=True)
     if run is None and spec.get("mode") == "service":
         console.print(

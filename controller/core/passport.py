@@ -62,32 +62,48 @@ def _log_copies(rows: list[LogReconciliationRow]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     kafka = by_copy.get("kafka")
     if kafka is not None:
-        out["kafka"] = {"log_ranges": (kafka.detail or {}).get("ranges", []),
-                        "status_event_ranges": (kafka.detail or {}).get("status_events", [])}
+        out["kafka"] = {
+            "log_ranges": (kafka.detail or {}).get("ranges", []),
+            "status_event_ranges": (kafka.detail or {}).get("status_events", []),
+        }
     index = by_copy.get("index")
     if index is not None and index.status not in ("n/a", "pending"):
-        out["index"] = {"data_streams": (index.detail or {}).get("data_streams", []),
-                        "documents": (index.detail or {}).get("documents")}
+        out["index"] = {
+            "data_streams": (index.detail or {}).get("data_streams", []),
+            "documents": (index.detail or {}).get("documents"),
+        }
     if rows:
         out["reconciliation"] = {
             "attempt": rows[0].attempt,
-            "copies": {r.copy: {"status": r.status, "lines": r.lines, "checksum": r.checksum,
-                                "summary": (r.detail or {}).get("summary", r.status),
-                                "checked_at": r.checked_at.isoformat() if r.checked_at else None,
-                                "repaired_at": (r.repaired_at.isoformat() if r.repaired_at
-                                                else None)}
-                       for r in rows}}
+            "copies": {
+                r.copy: {
+                    "status": r.status,
+                    "lines": r.lines,
+                    "checksum": r.checksum,
+                    "summary": (r.detail or {}).get("summary", r.status),
+                    "checked_at": r.checked_at.isoformat() if r.checked_at else None,
+                    "repaired_at": (r.repaired_at.isoformat() if r.repaired_at else None),
+                }
+                for r in rows
+            },
+        }
         archive = by_copy.get("archive")
         if archive is not None and (archive.detail or {}).get("previous_sha256"):
             out["reconciliation"]["archive_rewritten"] = {
                 "sha256": archive.detail.get("sha256"),
-                "previous_sha256": archive.detail["previous_sha256"]}
+                "previous_sha256": archive.detail["previous_sha256"],
+            }
     return out
 
 
-def _task_entry(task: TaskRow, record: dict[str, Any] | None, tracking: Tracking,
-                reader: LogReader, checks: list[LogReconciliationRow],
-                leases: list[dict[str, Any]]) -> dict[str, Any]:
+def _task_entry(
+    task: TaskRow,
+    record: dict[str, Any] | None,
+    tracking: Tracking,
+    reader: LogReader,
+    checks: list[LogReconciliationRow],
+    leases: list[dict[str, Any]],
+) -> dict[str, Any]:
     record = record or {}
     logs = {**dict(record.get("logs") or {}), **_log_copies(checks)}
     if task.attempt and record:
@@ -102,8 +118,12 @@ def _task_entry(task: TaskRow, record: dict[str, Any] | None, tracking: Tracking
         except Exception as exc:
             models = [{"error": str(exc)}]
     return {
-        "task_id": task.id, "name": task.name, "status": task.status,
-        "attempts": task.attempt, "exit_code": task.exit_code, "reason": task.reason,
+        "task_id": task.id,
+        "name": task.name,
+        "status": task.status,
+        "attempts": task.attempt,
+        "exit_code": task.exit_code,
+        "reason": task.reason,
         "executor": record.get("executor") or {"kind": task.executor, **(task.executor_ref or {})},
         "image": (record.get("environment") or {}).get("image") or task.spec.get("image"),
         "environment": record.get("environment"),
@@ -120,39 +140,60 @@ def _task_entry(task: TaskRow, record: dict[str, Any] | None, tracking: Tracking
     }
 
 
-def build_passport(db: Database, run_id: str, tracking: Tracking, reader: LogReader,
-                   key: str | None = None) -> dict[str, Any] | None:
+def build_passport(
+    db: Database, run_id: str, tracking: Tracking, reader: LogReader, key: str | None = None
+) -> dict[str, Any] | None:
     with db.read() as session:
         run = session.get(RunRow, run_id)
         if run is None:
             return None
-        tasks = list(session.scalars(
-            select(TaskRow).where(TaskRow.run_id == run_id).order_by(TaskRow.created_at)))
-        records = {r.task_id: r.record for r in session.scalars(
-            select(LineageRecordRow).where(LineageRecordRow.run_id == run_id))}
+        tasks = list(
+            session.scalars(
+                select(TaskRow).where(TaskRow.run_id == run_id).order_by(TaskRow.created_at)
+            )
+        )
+        records = {
+            r.task_id: r.record
+            for r in session.scalars(
+                select(LineageRecordRow).where(LineageRecordRow.run_id == run_id)
+            )
+        }
         attempts = {t.id: t.attempt for t in tasks}
         leases = lease_views.task_leases(session, list(attempts))
         checks: dict[str, list[LogReconciliationRow]] = {}
-        for row in session.scalars(select(LogReconciliationRow)
-                                   .where(LogReconciliationRow.run_id == run_id)
-                                   .order_by(LogReconciliationRow.id)):
+        for row in session.scalars(
+            select(LogReconciliationRow)
+            .where(LogReconciliationRow.run_id == run_id)
+            .order_by(LogReconciliationRow.id)
+        ):
             if row.attempt == attempts.get(row.task_id):
                 checks.setdefault(row.task_id, []).append(row)
         chain_heads = heads(session)
-        run_info = {"id": run.id, "pipeline": run.pipeline, "status": run.status,
-                    "team": run.team, "labels": run.labels, "reproduces": run.reproduces,
-                    "created_at": run.created_at.isoformat(),
-                    "finished_at": run.finished_at.isoformat() if run.finished_at else None}
-        airflow = {"dag_id": run.airflow_dag_id, "run_id": run.airflow_run_id,
-                   "dag_commit": (run.labels or {}).get("dag_commit")}
+        run_info = {
+            "id": run.id,
+            "pipeline": run.pipeline,
+            "status": run.status,
+            "team": run.team,
+            "labels": run.labels,
+            "reproduces": run.reproduces,
+            "created_at": run.created_at.isoformat(),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        }
+        airflow = {
+            "dag_id": run.airflow_dag_id,
+            "run_id": run.airflow_run_id,
+            "dag_commit": (run.labels or {}).get("dag_commit"),
+        }
     document: dict[str, Any] = {
         "passport_version": 1,
         "correlation_id": run_id,
         "issued_at": datetime.now(UTC).isoformat(),
         "run": run_info,
         "airflow": airflow,
-        "tasks": [_task_entry(t, records.get(t.id), tracking, reader, checks.get(t.id, []),
-                              leases[t.id]) for t in tasks],
+        "tasks": [
+            _task_entry(t, records.get(t.id), tracking, reader, checks.get(t.id, []), leases[t.id])
+            for t in tasks
+        ],
         "chains": chain_heads,
     }
     return seal(document, key)

@@ -47,8 +47,10 @@ def parse_policy(text: str) -> dict[str, str]:
     for item in filter(None, (p.strip() for p in text.split(","))):
         key, _, action = item.partition("=")
         if key not in DEFAULT_POLICY or action not in ("warn", "refuse", "ignore"):
-            raise ValueError(f"bad preflight policy item {item!r}: use <check>=warn|refuse|ignore "
-                             f"with a check among {sorted(DEFAULT_POLICY)}")
+            raise ValueError(
+                f"bad preflight policy item {item!r}: use <check>=warn|refuse|ignore "
+                f"with a check among {sorted(DEFAULT_POLICY)}"
+            )
         policy[key] = action
     return policy
 
@@ -70,17 +72,23 @@ def _params_finding(spec: TaskSpec) -> Finding | None:
         ok = False
     if ok:
         return None
-    return Finding("params.not_serializable", ["spec", "params"],
-                   "params hold values that are not plain JSON (NaN, Infinity or non-string keys)",
-                   "use finite numbers, strings, lists and objects only")
+    return Finding(
+        "params.not_serializable",
+        ["spec", "params"],
+        "params hold values that are not plain JSON (NaN, Infinity or non-string keys)",
+        "use finite numbers, strings, lists and objects only",
+    )
 
 
 def _image_finding(spec: TaskSpec) -> Finding | None:
     if spec.image is None or "@sha256:" in spec.image:
         return None
-    return Finding("image.mutable_tag", ["spec", "image"],
-                   f"image {spec.image!r} is referenced by a tag, which can move",
-                   "pin it by digest: name@sha256:<digest> (docker buildx imagetools inspect)")
+    return Finding(
+        "image.mutable_tag",
+        ["spec", "image"],
+        f"image {spec.image!r} is referenced by a tag, which can move",
+        "pin it by digest: name@sha256:<digest> (docker buildx imagetools inspect)",
+    )
 
 
 def _environment_finding(resolved: dict[str, Any]) -> Finding | None:
@@ -89,11 +97,14 @@ def _environment_finding(resolved: dict[str, Any]) -> Finding | None:
     if not loose:
         return None
     field = "environment" if env.get("detected") else "requirements"
-    return Finding("environment.unpinned", ["spec", "environment", field],
-                   f"{env.get('path')} does not pin {', '.join(loose)}: a later build may "
-                   "install other versions",
-                   "pin each with ==, or lock them: uv pip compile requirements.in "
-                   "-o requirements.txt (or use uv lock and a uv.lock)")
+    return Finding(
+        "environment.unpinned",
+        ["spec", "environment", field],
+        f"{env.get('path')} does not pin {', '.join(loose)}: a later build may "
+        "install other versions",
+        "pin each with ==, or lock them: uv pip compile requirements.in "
+        "-o requirements.txt (or use uv lock and a uv.lock)",
+    )
 
 
 def _code_findings(spec: TaskSpec, commit: str, cache: Path) -> list[Finding]:
@@ -113,16 +124,24 @@ def _code_findings(spec: TaskSpec, commit: str, cache: Path) -> list[Finding]:
             continue
     if not contained:
         where = "has no remote" if not repo.remotes else "is on no remote branch"
-        findings.append(Finding(
-            "code.unpushed", ["spec", "code", "ref"],
-            f"commit {commit[:12]} of {spec.code.repo} {where}: nobody else can fetch it",
-            "git push the branch that holds it (and use the remote URL as code.repo)"))
+        findings.append(
+            Finding(
+                "code.unpushed",
+                ["spec", "code", "ref"],
+                f"commit {commit[:12]} of {spec.code.repo} {where}: nobody else can fetch it",
+                "git push the branch that holds it (and use the remote URL as code.repo)",
+            )
+        )
     if not repo.bare and repo.is_dirty(untracked_files=False):
-        findings.append(Finding(
-            "code.dirty", ["spec", "code", "repo"],
-            f"{spec.code.repo} has uncommitted changes; the task runs commit {commit[:12]}, "
-            "not your working tree",
-            "commit (or stash) the changes and submit again"))
+        findings.append(
+            Finding(
+                "code.dirty",
+                ["spec", "code", "repo"],
+                f"{spec.code.repo} has uncommitted changes; the task runs commit {commit[:12]}, "
+                "not your working tree",
+                "commit (or stash) the changes and submit again",
+            )
+        )
     return findings
 
 
@@ -152,8 +171,11 @@ def _object_present(url: str, options: dict[str, Any], md5: str, base: Path) -> 
     if url.startswith("s3://"):
         import s3fs
 
-        fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": options.get("endpointurl")}
-                               if options.get("endpointurl") else None)
+        fs = s3fs.S3FileSystem(
+            client_kwargs={"endpoint_url": options.get("endpointurl")}
+            if options.get("endpointurl")
+            else None
+        )
         return bool(fs.exists(f"{url.removeprefix('s3://').rstrip('/')}/{key}"))
     return True  # other remote kinds are not checked here; dvc pull reports them at run time
 
@@ -166,19 +188,29 @@ def _data_findings(spec: TaskSpec, data: list[dict[str, Any]], cache: Path) -> l
         base = Path(spec.code.repo) if "://" not in spec.code.repo else cache
         loc: list[str | int] = ["spec", "data", "paths", index]
         if url is None:
-            findings.append(Finding("data.not_in_remote", loc,
-                                    f"{item['path']}: the repository has no default DVC remote",
-                                    "dvc remote add -d <name> <url>, then dvc push"))
+            findings.append(
+                Finding(
+                    "data.not_in_remote",
+                    loc,
+                    f"{item['path']}: the repository has no default DVC remote",
+                    "dvc remote add -d <name> <url>, then dvc push",
+                )
+            )
         elif not _object_present(url, options, item["md5"], base):
-            findings.append(Finding(
-                "data.not_in_remote", loc,
-                f"{item['path']} (md5 {item['md5']}) is not in the DVC remote {url}",
-                f"dvc push {item['path']}"))
+            findings.append(
+                Finding(
+                    "data.not_in_remote",
+                    loc,
+                    f"{item['path']} (md5 {item['md5']}) is not in the DVC remote {url}",
+                    f"dvc push {item['path']}",
+                )
+            )
     return findings
 
 
-def check(spec: TaskSpec, resolved: dict[str, Any], cache: Path,
-          policy: dict[str, str]) -> list[Finding]:
+def check(
+    spec: TaskSpec, resolved: dict[str, Any], cache: Path, policy: dict[str, str]
+) -> list[Finding]:
     findings: list[Finding] = []
     for maybe in (_params_finding(spec), _image_finding(spec), _environment_finding(resolved)):
         if maybe:
@@ -187,8 +219,11 @@ def check(spec: TaskSpec, resolved: dict[str, Any], cache: Path,
         findings += _code_findings(spec, resolved["commit"], cache)
     if spec.data is not None and resolved.get("data"):
         findings += _data_findings(spec, resolved["data"], cache)
-    return [Finding(f.code, f.loc, f.message, f.fix, policy.get(f.code, "warn"))
-            for f in findings if policy.get(f.code, "warn") != "ignore"]
+    return [
+        Finding(f.code, f.loc, f.message, f.fix, policy.get(f.code, "warn"))
+        for f in findings
+        if policy.get(f.code, "warn") != "ignore"
+    ]
 
 
 def load_pipeline(path: Path) -> list[dict[str, Any]]:

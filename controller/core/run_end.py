@@ -36,8 +36,10 @@ SERVICE = "service"
 def refuse_if_closed(run: RunRow) -> None:
     """A closed run takes no new tasks: its services may already be stopping."""
     if run.closed_at is not None:
-        raise Conflict(f"run {run.id} was closed at {run.closed_at.isoformat()}; it takes no "
-                       "new tasks (submit them to a new run)")
+        raise Conflict(
+            f"run {run.id} was closed at {run.closed_at.isoformat()}; it takes no "
+            "new tasks (submit them to a new run)"
+        )
 
 
 def is_service(row: TaskRow) -> bool:
@@ -47,8 +49,11 @@ def is_service(row: TaskRow) -> bool:
 def _ended(session: Session, run_ids: set[str] | None = None) -> dict[str, list[TaskRow]]:
     """The closed runs (of RUN_IDS, or all) with nothing left to run but services: their
     unfinished services, by run."""
-    query = (select(TaskRow).join(RunRow, RunRow.id == TaskRow.run_id)
-             .where(RunRow.closed_at.is_not(None), TaskRow.status.not_in(TERMINAL)))
+    query = (
+        select(TaskRow)
+        .join(RunRow, RunRow.id == TaskRow.run_id)
+        .where(RunRow.closed_at.is_not(None), TaskRow.status.not_in(TERMINAL))
+    )
     if run_ids is not None:
         query = query.where(RunRow.id.in_(run_ids))
     by_run: dict[str, list[TaskRow]] = defaultdict(list)
@@ -60,8 +65,9 @@ def _ended(session: Session, run_ids: set[str] | None = None) -> dict[str, list[
 def _services_to_stop(db: Database) -> list[str]:
     """Ids of the unfinished services of closed runs that have nothing else left to run."""
     with db.read() as session:
-        return [row.id for rows in _ended(session).values() for row in rows
-                if not row.cancel_requested]
+        return [
+            row.id for rows in _ended(session).values() for row in rows if not row.cancel_requested
+        ]
 
 
 def ended_runs(session: Session, run_ids: set[str]) -> set[str]:
@@ -83,8 +89,11 @@ def stop_services(supervisor: Supervisor) -> int:
                 continue
             row.cancel_requested = True  # the supervisor's watch stops it like a cancel
             row.updated_at = datetime.now(UTC)
-            session.add(LineageEventRow.of(ServiceStopping(attempt=row.attempt, why="run ended"),
-                                           row.run_id, row.id))
+            session.add(
+                LineageEventRow.of(
+                    ServiceStopping(attempt=row.attempt, why="run ended"), row.run_id, row.id
+                )
+            )
             transitions.cancel_waiting(session, supervisor.admitter, row, NEVER_STARTED_REASON)
     supervisor.wake.set()
     return len(task_ids)

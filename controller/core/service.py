@@ -40,8 +40,11 @@ from controller.store.schema import (
 
 
 def _after_cursor(
-    created_at: InstrumentedAttribute[datetime], row_id: InstrumentedAttribute[str],
-    cursor: str, *, newest_first: bool,
+    created_at: InstrumentedAttribute[datetime],
+    row_id: InstrumentedAttribute[str],
+    cursor: str,
+    *,
+    newest_first: bool,
 ) -> ColumnElement[bool]:
     """The rows past CURSOR in a keyset page ordered by (created_at, id).
 
@@ -69,8 +72,9 @@ class ControllerService:
     @property
     def supervisor(self) -> Supervisor:
         if self._supervisor is None:
-            self._supervisor = Supervisor(self.settings, self.db, admitter=self.admitter,
-                                          log_reader=self.logs)
+            self._supervisor = Supervisor(
+                self.settings, self.db, admitter=self.admitter, log_reader=self.logs
+            )
         return self._supervisor
 
     def sync_inventory(self) -> None:
@@ -83,8 +87,9 @@ class ControllerService:
             self._supervisor.wake.set()
 
     # -- runs ---------------------------------------------------------------------------
-    def create_run(self, request: RunCreate, team: str | None = None,
-                   origin: Origin | None = None) -> tuple[Run, bool]:
+    def create_run(
+        self, request: RunCreate, team: str | None = None, origin: Origin | None = None
+    ) -> tuple[Run, bool]:
         """A run, with its tasks (request.tasks) in the same transaction."""
         row, created = self.submission.create_run(request, team or current().team, origin)
         if created and request.tasks:
@@ -96,9 +101,11 @@ class ControllerService:
     def run_task_ids(self, run_id: str) -> dict[str, str]:
         """The run's task ids by name, in submission order."""
         with self.db.read() as session:
-            rows = session.execute(select(TaskRow.name, TaskRow.id)
-                                   .where(TaskRow.run_id == run_id)
-                                   .order_by(TaskRow.created_at, TaskRow.id)).all()
+            rows = session.execute(
+                select(TaskRow.name, TaskRow.id)
+                .where(TaskRow.run_id == run_id)
+                .order_by(TaskRow.created_at, TaskRow.id)
+            ).all()
         return {name: task_id for name, task_id in rows}
 
     def get_run(self, run_id: str) -> Run:
@@ -109,7 +116,10 @@ class ControllerService:
             return views.run_record(row)
 
     def list_runs(
-        self, limit: int, cursor: str | None, pipeline: str | None = None,
+        self,
+        limit: int,
+        cursor: str | None,
+        pipeline: str | None = None,
         status: str | None = None,
     ) -> dict[str, Any]:
         query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc())
@@ -119,8 +129,9 @@ class ControllerService:
         if status:
             query = query.where(RunRow.status == status)
         if cursor:
-            query = query.where(_after_cursor(RunRow.created_at, RunRow.id, cursor,
-                                              newest_first=True))
+            query = query.where(
+                _after_cursor(RunRow.created_at, RunRow.id, cursor, newest_first=True)
+            )
         with self.db.read() as session:
             rows = list(session.scalars(query.limit(limit + 1)))
             items = [views.run_record(r) for r in rows]
@@ -142,8 +153,9 @@ class ControllerService:
                 raise NotFound(f"task {task_id} does not exist")
             return views.task_record(row, self._queue_info(session, row))
 
-    def _queue_info(self, session: Session, row: TaskRow,
-                    positions: dict[str, int] | None = None) -> QueueInfo | None:
+    def _queue_info(
+        self, session: Session, row: TaskRow, positions: dict[str, int] | None = None
+    ) -> QueueInfo | None:
         if row.status == TaskStatus.PENDING.value:
             return QueueInfo(position=None, reason=row.reason or "waiting for upstream tasks")
         if row.status != TaskStatus.QUEUED.value:
@@ -151,30 +163,40 @@ class ControllerService:
         # the admitter's order (priority, fair share, FIFO), the same as GET /v1/queue
         if positions is None:
             positions = lease_views.queue_positions(session, self.admitter)
-        return QueueInfo(position=positions.get(row.id),
-                         reason=row.reason or "waiting to start")
+        return QueueInfo(position=positions.get(row.id), reason=row.reason or "waiting to start")
 
     def list_tasks(
-        self, limit: int, cursor: str | None, run_id: str | None = None,
-        status: str | None = None, newest_first: bool = False,
+        self,
+        limit: int,
+        cursor: str | None,
+        run_id: str | None = None,
+        status: str | None = None,
+        newest_first: bool = False,
     ) -> dict[str, Any]:
         query = select(TaskRow).order_by(
-            *((TaskRow.created_at.desc(), TaskRow.id.desc()) if newest_first
-              else (TaskRow.created_at, TaskRow.id)))
+            *(
+                (TaskRow.created_at.desc(), TaskRow.id.desc())
+                if newest_first
+                else (TaskRow.created_at, TaskRow.id)
+            )
+        )
         query = query.where(Scope.current().runs(TaskRow.run_id))
         if run_id:
             query = query.where(TaskRow.run_id == run_id)
         if status:
             query = query.where(TaskRow.status == status)
         if cursor:
-            query = query.where(_after_cursor(TaskRow.created_at, TaskRow.id, cursor,
-                                              newest_first=newest_first))
+            query = query.where(
+                _after_cursor(TaskRow.created_at, TaskRow.id, cursor, newest_first=newest_first)
+            )
         with self.db.read() as session:
             rows = list(session.scalars(query.limit(limit + 1)))
-            positions = lease_views.queue_positions(session, self.admitter) \
-                if any(r.status == TaskStatus.QUEUED.value for r in rows) else {}
-            items = [views.task_record(r, self._queue_info(session, r, positions))
-                     for r in rows]
+            positions = (
+                lease_views.queue_positions(session, self.admitter)
+                if any(r.status == TaskStatus.QUEUED.value for r in rows)
+                else {}
+            )
+            items = [views.task_record(r, self._queue_info(session, r, positions)) for r in rows]
         return views.page(items, limit, lambda t: views.encode_cursor(t.created_at, t.id))
 
     def cancel_task(self, task_id: str) -> Task:
@@ -188,10 +210,17 @@ class ControllerService:
             if row.status != TaskStatus.CANCELLED.value:
                 row.cancel_requested = True
                 row.updated_at = datetime.now(UTC)
-                transitions.cancel_waiting(session, self.supervisor.admitter, row,
-                                           "cancelled on request")  # if it never started
-                session.add(AuditRow(actor=current().name, action="task.cancel", target=task_id,
-                                     detail={"status": row.status}))
+                transitions.cancel_waiting(
+                    session, self.supervisor.admitter, row, "cancelled on request"
+                )  # if it never started
+                session.add(
+                    AuditRow(
+                        actor=current().name,
+                        action="task.cancel",
+                        target=task_id,
+                        detail={"status": row.status},
+                    )
+                )
         self._wake()
         return self.get_task(task_id)
 
@@ -217,8 +246,14 @@ class ControllerService:
             if row.closed_at is None:
                 row.closed_at = row.updated_at = datetime.now(UTC)
                 session.add(LineageEventRow.of(RunClosed(), run_id))
-                session.add(AuditRow(actor=current().name, action="run.close", target=run_id,
-                                     detail={"status": row.status}))
+                session.add(
+                    AuditRow(
+                        actor=current().name,
+                        action="run.close",
+                        target=run_id,
+                        detail={"status": row.status},
+                    )
+                )
         self._wake()
         return self.get_run(run_id)
 
@@ -243,8 +278,9 @@ class ControllerService:
         return task
 
     # -- artifacts and lineage ----------------------------------------------------------
-    def artifacts(self, run_id: str | None = None, task_id: str | None = None,
-                  sha256: str | None = None) -> list[Artifact]:
+    def artifacts(
+        self, run_id: str | None = None, task_id: str | None = None, sha256: str | None = None
+    ) -> list[Artifact]:
         query = select(ArtifactRow).order_by(ArtifactRow.id)
         query = query.where(Scope.current().runs(ArtifactRow.run_id))
         if run_id:
@@ -265,23 +301,37 @@ class ControllerService:
             record = session.get(LineageRecordRow, task_id)
             leases = lease_views.task_leases(session, [task_id])[task_id]
             if record is None:
-                return with_leases({"task_id": task_id, "status": row.status, "complete": False,
-                                    "resolved": {k: v for k, v in row.resolved.items()
-                                                 if k in ("commit", "dirty", "data", "ref",
-                                                          "preflight", "environment")}}, leases)
+                return with_leases(
+                    {
+                        "task_id": task_id,
+                        "status": row.status,
+                        "complete": False,
+                        "resolved": {
+                            k: v
+                            for k, v in row.resolved.items()
+                            if k in ("commit", "dirty", "data", "ref", "preflight", "environment")
+                        },
+                    },
+                    leases,
+                )
             return {**with_leases(record.record, leases), "complete": True}
 
     def run_lineage(self, run_id: str) -> dict[str, Any]:
         run = self.get_run(run_id)
         with self.db.read() as session:
-            tasks = list(session.scalars(
-                select(TaskRow).where(TaskRow.run_id == run_id).order_by(TaskRow.created_at)
-            ))
+            tasks = list(
+                session.scalars(
+                    select(TaskRow).where(TaskRow.run_id == run_id).order_by(TaskRow.created_at)
+                )
+            )
             leases = lease_views.task_leases(session, [t.id for t in tasks])
-            records = {r.task_id: with_leases(r.record, leases[r.task_id]) for r in
-                       session.scalars(select(LineageRecordRow)
-                                       .where(LineageRecordRow.run_id == run_id))
-                       if r.task_id in leases}
+            records = {
+                r.task_id: with_leases(r.record, leases[r.task_id])
+                for r in session.scalars(
+                    select(LineageRecordRow).where(LineageRecordRow.run_id == run_id)
+                )
+                if r.task_id in leases
+            }
             edges = [
                 {"from": f"artifact:{i.sha256}", "to": f"task:{i.task_id}", "path": i.path}
                 for i in session.scalars(
@@ -291,16 +341,31 @@ class ControllerService:
         for task in tasks:
             record = records.get(task.id) or {}
             for data in record.get("data", []):
-                edges.append({"from": f"data:{data['path']}@{data['md5']}",
-                              "to": f"task:{task.id}", "path": data["path"]})
+                edges.append(
+                    {
+                        "from": f"data:{data['path']}@{data['md5']}",
+                        "to": f"task:{task.id}",
+                        "path": data["path"],
+                    }
+                )
             for out in record.get("outputs", []):
-                edges.append({"from": f"task:{task.id}", "to": f"artifact:{out['sha256']}",
-                              "path": out["path"]})
+                edges.append(
+                    {
+                        "from": f"task:{task.id}",
+                        "to": f"artifact:{out['sha256']}",
+                        "path": out["path"],
+                    }
+                )
         return {
             "run": run.model_dump(mode="json"),
             "tasks": [
-                {"id": t.id, "name": t.name, "status": t.status, "reason": t.reason,
-                 "lineage": records.get(t.id)}
+                {
+                    "id": t.id,
+                    "name": t.name,
+                    "status": t.status,
+                    "reason": t.reason,
+                    "lineage": records.get(t.id),
+                }
                 for t in tasks
             ],
             "edges": edges,
@@ -312,25 +377,36 @@ class ControllerService:
         self.get_run(run_id)
         with self.db.read() as session:
             rows = session.scalars(
-                select(LineageEventRow).where(LineageEventRow.run_id == run_id,
-                                              LineageEventRow.id > after_id)
-                .order_by(LineageEventRow.id).limit(limit)
+                select(LineageEventRow)
+                .where(LineageEventRow.run_id == run_id, LineageEventRow.id > after_id)
+                .order_by(LineageEventRow.id)
+                .limit(limit)
             )
-            return [{"id": r.id, "task_id": r.task_id, "type": r.type, "payload": r.payload,
-                     "created_at": r.created_at.isoformat()} for r in rows]
+            return [
+                {
+                    "id": r.id,
+                    "task_id": r.task_id,
+                    "type": r.type,
+                    "payload": r.payload,
+                    "created_at": r.created_at.isoformat(),
+                }
+                for r in rows
+            ]
 
     def passport(self, run_id: str) -> dict[str, Any]:
         from controller.core.passport import build_passport
 
         self.get_run(run_id)
-        document = build_passport(self.db, run_id, self.supervisor.tracking, self.logs,
-                                  self.settings.passport_key)
+        document = build_passport(
+            self.db, run_id, self.supervisor.tracking, self.logs, self.settings.passport_key
+        )
         if document is None:
             raise NotFound(f"run {run_id} does not exist")
         return document
 
     # -- logs ---------------------------------------------------------------------------
-    def task_logs(self, task_id: str, attempt: int | None, after_seq: int,
-                  limit: int) -> list[LogLine]:
+    def task_logs(
+        self, task_id: str, attempt: int | None, after_seq: int, limit: int
+    ) -> list[LogLine]:
         task = self.get_task(task_id)
         return self.logs.read(task.run_id, task.id, attempt, after_seq, limit)

@@ -19,8 +19,9 @@ from controller.store.database import Database
 from controller.store.schema import LineageEventRow, TaskRow
 
 
-def record_readiness(db: Database, task_id: str, attempt: int, ref: Mapping[str, Any],
-                     state: ExecutorState) -> bool:
+def record_readiness(
+    db: Database, task_id: str, attempt: int, ref: Mapping[str, Any], state: ExecutorState
+) -> bool:
     """Write the URL of an attempt that has just become ready; True when it was written."""
     result = state.result or {}
     if not result.get("ready") or not result.get("url") or ref.get("ready"):
@@ -31,6 +32,7 @@ def record_readiness(db: Database, task_id: str, attempt: int, ref: Mapping[str,
             return False  # finished or retried meanwhile: its reference is no longer this one
         row.executor_ref = {**(row.executor_ref or {}), "url": result["url"], "ready": True}
         row.updated_at = datetime.now(UTC)
-        session.add(LineageEventRow.of(ServiceReady(attempt=attempt, url=result["url"]),
-                                       row.run_id, row.id))
+        session.add(
+            LineageEventRow.of(ServiceReady(attempt=attempt, url=result["url"]), row.run_id, row.id)
+        )
     return True

@@ -66,8 +66,7 @@ class Submission:
         self.git_cache = settings.home / "git-mirrors"
         self.policy = preflight.parse_policy(settings.preflight)
         self.git_hosts = {h.strip() for h in settings.git_allowed_hosts.split(",") if h.strip()}
-        self.git_schemes = {s.strip() for s in settings.git_allowed_schemes.split(",")
-                            if s.strip()}
+        self.git_schemes = {s.strip() for s in settings.git_allowed_schemes.split(",") if s.strip()}
 
     # -- runs ---------------------------------------------------------------------------
     def create_run(
@@ -87,18 +86,29 @@ class Submission:
             if (existing := self._existing_run(request, digest, team, session)) is not None:
                 return existing, False  # a concurrent twin won the race
             row = RunRow(
-                id=run_id, pipeline=request.pipeline, team=team,
+                id=run_id,
+                pipeline=request.pipeline,
+                team=team,
                 status=(RunStatus.RUNNING if tasks else RunStatus.PENDING).value,
-                airflow_dag_id=request.airflow_dag_id, airflow_run_id=request.airflow_run_id,
-                labels=request.labels, idempotency_key=request.idempotency_key,
-                request_hash=digest, reproduces=origin and origin.reproduces,
-                created_at=now, updated_at=now, closed_at=now if request.close else None,
+                airflow_dag_id=request.airflow_dag_id,
+                airflow_run_id=request.airflow_run_id,
+                labels=request.labels,
+                idempotency_key=request.idempotency_key,
+                request_hash=digest,
+                reproduces=origin and origin.reproduces,
+                created_at=now,
+                updated_at=now,
+                closed_at=now if request.close else None,
             )
             session.add(row)
             session.add(LineageEventRow.of(RunCreated.model_validate(body), row.id))
             if origin is not None:
-                session.add(LineageEventRow.of(RunReproduces(
-                    reproduces=origin.reproduces, unchecked=origin.unchecked), row.id))
+                session.add(
+                    LineageEventRow.of(
+                        RunReproduces(reproduces=origin.reproduces, unchecked=origin.unchecked),
+                        row.id,
+                    )
+                )
             session.flush()  # the run exists before rows that reference it
             for task in tasks:
                 self._add_task(session, task)
@@ -155,8 +165,9 @@ class Submission:
                 body = request.model_dump(mode="json", exclude={"idempotency_key"})
                 # a microsecond apart: listings order a run's tasks by (created_at, id)
                 at = now + timedelta(microseconds=index)
-                task = self._task_row(run_id, team, request, resolved,
-                                      request_hash({"run_id": run_id, **body}), at)
+                task = self._task_row(
+                    run_id, team, request, resolved, request_hash({"run_id": run_id, **body}), at
+                )
                 siblings[request.name] = task.row
                 prepared.append(task)
         if problems:
@@ -168,8 +179,10 @@ class Submission:
         if request.name in siblings:
             raise InvalidInput(["name"], f"two tasks are named {request.name!r}")
         if request.idempotency_key:
-            raise InvalidInput(["idempotency_key"], "tasks created with their run take the "
-                               "run's idempotency key, not their own")
+            raise InvalidInput(
+                ["idempotency_key"],
+                "tasks created with their run take the run's idempotency key, not their own",
+            )
 
     @staticmethod
     def _same_request(stored: str | None, digest: str, key: str) -> None:
@@ -200,10 +213,15 @@ class Submission:
             refuse_if_closed(run)
             # Only the siblings this request names (itself, its upstream tasks): a run with
             # many tasks does not load them all on every submit.
-            names = {request.name} | {i.upstream_task for i in request.spec.inputs
-                                      if i.upstream_task}
-            siblings = {t.name: t for t in session.scalars(
-                select(TaskRow).where(TaskRow.run_id == run_id, TaskRow.name.in_(names)))}
+            names = {request.name} | {
+                i.upstream_task for i in request.spec.inputs if i.upstream_task
+            }
+            siblings = {
+                t.name: t
+                for t in session.scalars(
+                    select(TaskRow).where(TaskRow.run_id == run_id, TaskRow.name.in_(names))
+                )
+            }
             if request.name in siblings:
                 raise Conflict(f"run {run_id} already has a task named {request.name!r}")
             resolved = self._resolve(request.spec, siblings, session, Scope(run.team))
@@ -223,8 +241,7 @@ class Submission:
             run = session.get(RunRow, run_id)
             assert run is not None
             refuse_if_closed(run)  # closed since the check above
-            task = self._task_row(run_id, run.team, request, resolved, digest,
-                                  datetime.now(UTC))
+            task = self._task_row(run_id, run.team, request, resolved, digest, datetime.now(UTC))
             self._add_task(session, task)
             run.status = RunStatus.RUNNING.value
             run.updated_at = task.row.created_at
@@ -232,8 +249,14 @@ class Submission:
         return task.row, True
 
     @staticmethod
-    def _task_row(run_id: str, team: str, request: TaskCreate, resolved: dict[str, Any],
-                  digest: str, now: datetime) -> _NewTask:
+    def _task_row(
+        run_id: str,
+        team: str,
+        request: TaskCreate,
+        resolved: dict[str, Any],
+        digest: str,
+        now: datetime,
+    ) -> _NewTask:
         """The task's row, secrets and submitted event, not yet added to any session."""
         spec = request.spec
         stored_spec = spec.model_dump(mode="json")
@@ -242,17 +265,32 @@ class Submission:
             stored_spec["code"]["commit"] = resolved["commit"]
         waits = any(i.upstream_task for i in spec.inputs)
         row = TaskRow(
-            id=new_id("task"), run_id=run_id, name=request.name, team=team,
-            spec=stored_spec, resolved=resolved,
+            id=new_id("task"),
+            run_id=run_id,
+            name=request.name,
+            team=team,
+            spec=stored_spec,
+            resolved=resolved,
             status=(TaskStatus.PENDING if waits else TaskStatus.QUEUED).value,
-            priority=spec.priority, attempt=0, max_attempts=spec.retries + 1,
-            idempotency_key=request.idempotency_key, request_hash=digest,
-            created_at=now, queued_at=None if waits else now, updated_at=now,
+            priority=spec.priority,
+            attempt=0,
+            max_attempts=spec.retries + 1,
+            idempotency_key=request.idempotency_key,
+            request_hash=digest,
+            created_at=now,
+            queued_at=None if waits else now,
+            updated_at=now,
         )
-        event = LineageEventRow.of(TaskSubmitted(
-            name=request.name, resolved=resolved,
-            spec={k: v for k, v in stored_spec.items() if k != "env"},
-            env_keys=sorted(spec.env)), run_id, row.id)
+        event = LineageEventRow.of(
+            TaskSubmitted(
+                name=request.name,
+                resolved=resolved,
+                spec={k: v for k, v in stored_spec.items() if k != "env"},
+                env_keys=sorted(spec.env),
+            ),
+            run_id,
+            row.id,
+        )
         return _NewTask(row, {k: spec.env[k] for k in spec.secret_env}, event)
 
     @staticmethod
@@ -272,10 +310,14 @@ class Submission:
     def _inventory_findings(self, spec: TaskSpec) -> list[Finding]:
         """Claims the inventory can never grant: refused, whatever the policy, since such a
         task would otherwise wait in the queue forever."""
-        fix = "ask for what the inventory has (GET /v1/resources), or add it to " \
+        fix = (
+            "ask for what the inventory has (GET /v1/resources), or add it to "
             "TRACECTL_INVENTORY_FILE"
-        return [Finding("resources.not_in_inventory", loc, why, fix, "refuse")
-                for loc, why in self.admitter.never_fits(spec.resources)]
+        )
+        return [
+            Finding("resources.not_in_inventory", loc, why, fix, "refuse")
+            for loc, why in self.admitter.never_fits(spec.resources)
+        ]
 
     def _resolve(
         self, spec: TaskSpec, siblings: dict[str, TaskRow], session: Session, scope: Scope
@@ -289,7 +331,8 @@ class Submission:
         refused = [f for f in findings if f.action == "refuse"]
         if refused:
             raise InvalidInput.many(
-                [(f.loc, f"{f.message} (fix: {f.fix}) [{f.code}]") for f in refused])
+                [(f.loc, f"{f.message} (fix: {f.fix}) [{f.code}]") for f in refused]
+            )
         resolved["preflight"] = [f.as_dict() for f in findings]
         return resolved
 
@@ -352,12 +395,22 @@ class Submission:
             upstream = item.upstream_task
             if upstream is None:
                 sha = item.artifact.split(":", 1)[1]
-                artifact = session.scalar(select(ArtifactRow).where(
-                    ArtifactRow.sha256 == sha, scope.usable()).order_by(ArtifactRow.id).limit(1))
+                artifact = session.scalar(
+                    select(ArtifactRow)
+                    .where(ArtifactRow.sha256 == sha, scope.usable())
+                    .order_by(ArtifactRow.id)
+                    .limit(1)
+                )
                 if artifact is None:
                     raise InvalidInput(loc, f"no stored artifact has sha256 {sha}")
-                inputs.append({"path": item.path, "sha256": sha, "uri": artifact.uri,
-                               "produced_by_task": artifact.task_id})
+                inputs.append(
+                    {
+                        "path": item.path,
+                        "sha256": sha,
+                        "uri": artifact.uri,
+                        "produced_by_task": artifact.task_id,
+                    }
+                )
                 continue
             producer = siblings.get(upstream)
             if producer is None:

@@ -109,24 +109,37 @@ class Supervisor:
         # An MLflow SQLite store takes one writer: its lazy table creation races, and parallel
         # writers lock each other out. A tracking server takes parallel launches.
         self._tracking_turn: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if self.tracking.uri.startswith("sqlite")
-            else contextlib.nullcontext())
+            threading.Lock() if self.tracking.uri.startswith("sqlite") else contextlib.nullcontext()
+        )
         self._threads: list[threading.Thread] = []
 
     # -- loop ---------------------------------------------------------------------------
     def start(self) -> None:
         # Runners that died, or gave up while Kafka was away, leave spools behind; ship them,
         # now and while this controller runs.
-        threading.Thread(target=keep_draining, args=(self.settings, self._stop),
-                         name="tracectl-spool-recovery", daemon=True).start()
+        threading.Thread(
+            target=keep_draining,
+            args=(self.settings, self._stop),
+            name="tracectl-spool-recovery",
+            daemon=True,
+        ).start()
         self.reconcile()
         # Two loops: admission answers each submit at once, and never waits behind the
         # inspection of every active attempt, which keeps its own pace on its own thread.
         self._threads = [
-            threading.Thread(target=self._loop, args=(self.admit, self._wait_for_work),
-                             name="tracectl-supervisor", daemon=True),
-            threading.Thread(target=self._loop, args=(self.watch, self._stop.wait),
-                             name="tracectl-watch", daemon=True)]
+            threading.Thread(
+                target=self._loop,
+                args=(self.admit, self._wait_for_work),
+                name="tracectl-supervisor",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._loop,
+                args=(self.watch, self._stop.wait),
+                name="tracectl-watch",
+                daemon=True,
+            ),
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -189,7 +202,8 @@ class Supervisor:
         adopted = relaunched = 0
         with self.db.read() as session:
             starting = [
-                r.id for r in session.scalars(
+                r.id
+                for r in session.scalars(
                     select(TaskRow).where(TaskRow.status == TaskStatus.STARTING.value)
                 )
             ]
@@ -201,8 +215,12 @@ class Supervisor:
             state = session.get(ControllerStateRow, "last_start") or ControllerStateRow(
                 key="last_start", value={}
             )
-            state.value = {"at": utcnow().isoformat(), "pid": os.getpid(),
-                           "adopted": adopted, "relaunched": relaunched}
+            state.value = {
+                "at": utcnow().isoformat(),
+                "pid": os.getpid(),
+                "adopted": adopted,
+                "relaunched": relaunched,
+            }
             state.updated_at = utcnow()
             session.merge(state)
         self.tick()
@@ -229,27 +247,36 @@ class Supervisor:
     def _has(self, status: TaskStatus) -> bool:
         """Whether any task has STATUS: a read, so that an idle round takes no write lock."""
         with self.db.read() as session:
-            return session.scalar(
-                select(TaskRow.id).where(TaskRow.status == status.value).limit(1)) is not None
+            return (
+                session.scalar(select(TaskRow.id).where(TaskRow.status == status.value).limit(1))
+                is not None
+            )
 
     def _promote_pending(self) -> None:
         if not self._has(TaskStatus.PENDING):
             return
         with self.db.write() as session:
-            pending = list(session.scalars(
-                select(TaskRow).where(TaskRow.status == TaskStatus.PENDING.value)
-            ))
+            pending = list(
+                session.scalars(select(TaskRow).where(TaskRow.status == TaskStatus.PENDING.value))
+            )
             for row in pending:
                 upstream_ids = {i["task"] for i in row.resolved.get("inputs", []) if "task" in i}
-                ups = {u.id: u for u in session.scalars(
-                    select(TaskRow).where(TaskRow.id.in_(upstream_ids))
-                )}
-                broken = [u for u in ups.values()
-                          if u.status in (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)]
+                ups = {
+                    u.id: u
+                    for u in session.scalars(select(TaskRow).where(TaskRow.id.in_(upstream_ids)))
+                }
+                broken = [
+                    u
+                    for u in ups.values()
+                    if u.status in (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)
+                ]
                 if broken:
                     transitions.cancel_waiting(
-                        session, self.admitter, row,
-                        f"upstream task {broken[0].name!r} {broken[0].status}")
+                        session,
+                        self.admitter,
+                        row,
+                        f"upstream task {broken[0].name!r} {broken[0].status}",
+                    )
                 elif all(u.status == TaskStatus.SUCCEEDED.value for u in ups.values()):
                     transitions.promote(session, row)
 
@@ -272,11 +299,13 @@ class Supervisor:
         flight before the commit, or the watch loop would take a STARTING attempt without
         a reference for a launch cut short."""
         with self.db.write() as session:
-            queued = list(session.scalars(
-                select(TaskRow)
-                .where(TaskRow.status == TaskStatus.QUEUED.value)
-                .order_by(TaskRow.priority.desc(), TaskRow.queued_at, TaskRow.id)
-            ))
+            queued = list(
+                session.scalars(
+                    select(TaskRow)
+                    .where(TaskRow.status == TaskStatus.QUEUED.value)
+                    .order_by(TaskRow.priority.desc(), TaskRow.queued_at, TaskRow.id)
+                )
+            )
             ready = [r for r in queued if r.not_before is None or r.not_before <= utcnow()]
             ended = run_end.ended_runs(session, {r.run_id for r in ready if run_end.is_service(r)})
             if ended:  # the inspection loop just finished their last jobs: no service starts
@@ -318,15 +347,15 @@ class Supervisor:
                     return
                 launch = self._launch_of(session, row)
             launch = replace(launch, completion=_Once(self._complete, launch))
-            if launch.spec.cache and self._reuse_cached(
-                    task_id, attempt, launch.completed()):
+            if launch.spec.cache and self._reuse_cached(task_id, attempt, launch.completed()):
                 return
             ref = self.executor.launch(launch)
             launch.completed()  # an executor that never needed it: the run and file exist
         except Exception as exc:
             log.exception("launch of %s attempt %s failed", task_id, attempt)
-            self._finish(task_id, attempt, Outcome(TaskStatus.FAILED,
-                                                   f"launch failed: {exc}", None, {}))
+            self._finish(
+                task_id, attempt, Outcome(TaskStatus.FAILED, f"launch failed: {exc}", None, {})
+            )
             return
         self._mark_running(task_id, attempt, ref)
 
@@ -336,14 +365,22 @@ class Supervisor:
         catch_up(self.db)  # the cache index is a projection of the lineage event log
         with self.db.read() as session:
             mine = session.get(TaskRow, task_id)
-            hit = lineage_cache.lookup(session, key, exclude_task=task_id,
-                                       team=mine.team if mine else None)
+            hit = lineage_cache.lookup(
+                session, key, exclude_task=task_id, team=mine.team if mine else None
+            )
         if hit is None:
             return False
-        self._finish(task_id, attempt, Outcome(TaskStatus.SUCCEEDED,
-                                               f"cached from run {hit.run_id}", 0,
-                                               {"outputs": hit.outputs, "exit_code": 0}),
-                     lambda session, row: lineage_cache.record_hit(session, row, hit))
+        self._finish(
+            task_id,
+            attempt,
+            Outcome(
+                TaskStatus.SUCCEEDED,
+                f"cached from run {hit.run_id}",
+                0,
+                {"outputs": hit.outputs, "exit_code": 0},
+            ),
+            lambda session, row: lineage_cache.record_hit(session, row, hit),
+        )
         return True
 
     def _mark_running(self, task_id: str, attempt: int, ref: dict[str, Any]) -> None:
@@ -385,8 +422,12 @@ class Supervisor:
             experiment = run.pipeline
             params = spec.get("params", {})
             datasets = [
-                {"name": d["path"], "digest": d["md5"], "context": "input",
-                 "source": f"dvc://{spec['code']['repo']}@{d['rev']}/{d['path']}"}
+                {
+                    "name": d["path"],
+                    "digest": d["md5"],
+                    "context": "input",
+                    "source": f"dvc://{spec['code']['repo']}@{d['rev']}/{d['path']}",
+                }
                 for d in resolved.get("data", [])
             ]
         experiment_id, mlflow_run_id = self.tracking.start_run(
@@ -432,15 +473,25 @@ class Supervisor:
         if spec.get("models"):  # the declared model versions, which the lineage names
             env["TRACECTL_MODELS"] = json.dumps(spec["models"])
         document = LaunchDocument(
-            run_id=run.id, task_id=row.id, task_name=row.name, attempt=row.attempt,
+            run_id=run.id,
+            task_id=row.id,
+            task_name=row.name,
+            attempt=row.attempt,
             spec=TaskSpec.model_validate(spec),
-            resolved=Resolution(commit=row.resolved.get("commit"),
-                                data=row.resolved.get("data", []),
-                                environment=row.resolved.get("environment")),
-            inputs=self._inputs_of(session, row), env=env, late_env=list(LATE_ENV),
-            labels=LaunchLabels(dag_id=run.airflow_dag_id or "",
-                                airflow_run_id=run.airflow_run_id or "",
-                                pipeline=run.pipeline, team=row.team),
+            resolved=Resolution(
+                commit=row.resolved.get("commit"),
+                data=row.resolved.get("data", []),
+                environment=row.resolved.get("environment"),
+            ),
+            inputs=self._inputs_of(session, row),
+            env=env,
+            late_env=list(LATE_ENV),
+            labels=LaunchLabels(
+                dag_id=run.airflow_dag_id or "",
+                airflow_run_id=run.airflow_run_id or "",
+                pipeline=run.pipeline,
+                team=row.team,
+            ),
             runtime=runtime_settings(self.settings),
         )
         return Launch(document, self.workspace(row.id, row.attempt))
@@ -461,15 +512,22 @@ class Supervisor:
                 inputs.append(InputArtifact.model_validate(item))
                 continue
             artifact = session.scalar(
-                select(ArtifactRow).where(ArtifactRow.task_id == item["task"],
-                                          ArtifactRow.path == item["output"])
+                select(ArtifactRow).where(
+                    ArtifactRow.task_id == item["task"], ArtifactRow.path == item["output"]
+                )
             )
             if artifact is None:
                 raise RuntimeError(f"upstream output {item['output']} is not stored")
-            inputs.append(InputArtifact(path=item["path"], sha256=artifact.sha256,
-                                        uri=artifact.uri, size=artifact.size,
-                                        produced_by_task=artifact.task_id,
-                                        produced_by_run=artifact.run_id))
+            inputs.append(
+                InputArtifact(
+                    path=item["path"],
+                    sha256=artifact.sha256,
+                    uri=artifact.uri,
+                    size=artifact.size,
+                    produced_by_task=artifact.task_id,
+                    produced_by_run=artifact.run_id,
+                )
+            )
         return inputs
 
     @staticmethod
@@ -486,9 +544,16 @@ class Supervisor:
         ended = False
         with self.db.read() as session:  # the columns it needs: not each spec, every round
             active: list[tuple[str, int, dict[str, Any] | None, bool, datetime | None]] = list(
-                session.execute(select(TaskRow.id, TaskRow.attempt, TaskRow.executor_ref,
-                                       TaskRow.cancel_requested, TaskRow.deadline)
-                                .where(TaskRow.status.in_(ACTIVE))))
+                session.execute(
+                    select(
+                        TaskRow.id,
+                        TaskRow.attempt,
+                        TaskRow.executor_ref,
+                        TaskRow.cancel_requested,
+                        TaskRow.deadline,
+                    ).where(TaskRow.status.in_(ACTIVE))
+                )
+            )
         for task_id, attempt, ref, cancel, deadline in active:
             if ref is None:
                 if task_id not in self._launching:  # not in flight: this launch was cut off
@@ -529,8 +594,13 @@ class Supervisor:
 
         threading.Thread(target=run, name=f"cancel-{task_id}", daemon=True).start()
 
-    def _finish(self, task_id: str, attempt: int, outcome: Outcome,
-                also: Callable[[Session, TaskRow], None] | None = None) -> None:
+    def _finish(
+        self,
+        task_id: str,
+        attempt: int,
+        outcome: Outcome,
+        also: Callable[[Session, TaskRow], None] | None = None,
+    ) -> None:
         """End ATTEMPT with OUTCOME (or queue the next one); ALSO writes with the end."""
         with self.db.read() as session:
             row = session.get(TaskRow, task_id)
@@ -544,12 +614,16 @@ class Supervisor:
                     self.tracking.finish_run(mlflow_run_id, outcome.status.value)
             except Exception:
                 log.warning("could not close MLflow run %s", mlflow_run_id, exc_info=True)
-        models = (lineage_models.registered_versions(self.tracking, mlflow_run_id)
-                  if outcome.status == TaskStatus.SUCCEEDED else [])
+        models = (
+            lineage_models.registered_versions(self.tracking, mlflow_run_id)
+            if outcome.status == TaskStatus.SUCCEEDED
+            else []
+        )
         log_summary = self.log_record.summary(run_id, task_id, attempt)
         try:
-            log_summary["archive"] = archive_task_log(self.settings, self.store, run_id,
-                                                      task_id, attempt)
+            log_summary["archive"] = archive_task_log(
+                self.settings, self.store, run_id, task_id, attempt
+            )
         except Exception as exc:
             log.warning("archiving the log of %s failed", task_id, exc_info=True)
             log_summary["archive"] = {"error": str(exc)}
@@ -557,8 +631,11 @@ class Supervisor:
             row = session.get(TaskRow, task_id)
             if row is None or row.attempt != attempt:
                 return
-            retry = (outcome.status == TaskStatus.FAILED and row.attempt < row.max_attempts
-                     and not row.cancel_requested)
+            retry = (
+                outcome.status == TaskStatus.FAILED
+                and row.attempt < row.max_attempts
+                and not row.cancel_requested
+            )
             if not self._end_attempt(session, row, outcome, retry):
                 return  # another path ended or requeued it first
             if also is not None:
@@ -566,21 +643,30 @@ class Supervisor:
             self._record_attempt(session, row, outcome, log_summary)
             enqueue_log_check(session, run_id, task_id, attempt, log_summary)
             session.add_all(lineage_models.model_events(run_id, task_id, models))
-        self.publish_status(task_id, "retrying" if retry else outcome.status.value,
-                            lineage={"outputs": len(outcome.result.get("outputs") or []),
-                                     "log_lines": log_summary.get("lines"),
-                                     "log_archive": log_summary["archive"].get("uri")})
+        self.publish_status(
+            task_id,
+            "retrying" if retry else outcome.status.value,
+            lineage={
+                "outputs": len(outcome.result.get("outputs") or []),
+                "log_lines": log_summary.get("lines"),
+                "log_archive": log_summary["archive"].get("uri"),
+            },
+        )
 
-    def _end_attempt(self, session: Session, row: TaskRow, outcome: Outcome,
-                     retry: bool) -> bool:
+    def _end_attempt(self, session: Session, row: TaskRow, outcome: Outcome, retry: bool) -> bool:
         if not retry:
-            return transitions.finish(session, self.admitter, row, outcome.status,
-                                      outcome.reason, outcome.exit_code)
+            return transitions.finish(
+                session, self.admitter, row, outcome.status, outcome.reason, outcome.exit_code
+            )
         backoff = self.settings.retry_backoff_s * 2 ** (row.attempt - 1)
         return transitions.requeue(
-            session, self.admitter, row,
-            f"attempt {row.attempt} failed ({outcome.reason}); retrying", outcome.exit_code,
-            utcnow() + timedelta(seconds=backoff))
+            session,
+            self.admitter,
+            row,
+            f"attempt {row.attempt} failed ({outcome.reason}); retrying",
+            outcome.exit_code,
+            utcnow() + timedelta(seconds=backoff),
+        )
 
     def publish_status(self, task_id: str, status: str, **extra: Any) -> None:
         """Publish a status event; a publishing failure never blocks the lifecycle."""
@@ -605,34 +691,65 @@ class Supervisor:
         row.finished_at = utcnow()
         inputs = self._launch_inputs(row)
         for item in inputs:
-            session.add(TaskInputRow(
-                task_id=row.id, sha256=item["sha256"], uri=item["uri"], path=item["path"],
-                produced_by_task=item.get("produced_by_task"),
-            ))
+            session.add(
+                TaskInputRow(
+                    task_id=row.id,
+                    sha256=item["sha256"],
+                    uri=item["uri"],
+                    path=item["path"],
+                    produced_by_task=item.get("produced_by_task"),
+                )
+            )
             session.add(LineageEventRow.of(InputUsed.model_validate(item), row.run_id, row.id))
         for output in outcome.result.get("outputs") or []:
-            session.add(ArtifactRow(
-                sha256=output["sha256"], uri=output["uri"], size=output["size"],
-                media_type=output["media_type"], path=output["path"], task_id=row.id,
-                run_id=row.run_id,
-            ))
-            session.add(LineageEventRow.of(OutputProduced.model_validate(output),
-                                           row.run_id, row.id))
+            session.add(
+                ArtifactRow(
+                    sha256=output["sha256"],
+                    uri=output["uri"],
+                    size=output["size"],
+                    media_type=output["media_type"],
+                    path=output["path"],
+                    task_id=row.id,
+                    run_id=row.run_id,
+                )
+            )
+            session.add(
+                LineageEventRow.of(OutputProduced.model_validate(output), row.run_id, row.id)
+            )
         # leases are not copied into the record: views read them from the leases table
-        record = build_record(row, run, outcome.status.value, outcome.result, inputs,
-                              self.tracking.uri if row.mlflow_run_id else None, log_summary)
+        record = build_record(
+            row,
+            run,
+            outcome.status.value,
+            outcome.result,
+            inputs,
+            self.tracking.uri if row.mlflow_run_id else None,
+            log_summary,
+        )
         record_json = record.model_dump(mode="json")
         record_json["reason"] = outcome.reason
         existing = session.get(LineageRecordRow, row.id)
         if existing is None:
-            session.add(LineageRecordRow(task_id=row.id, run_id=row.run_id,
-                                         attempt=row.attempt, record=record_json))
+            session.add(
+                LineageRecordRow(
+                    task_id=row.id, run_id=row.run_id, attempt=row.attempt, record=record_json
+                )
+            )
         else:
             existing.attempt, existing.record = row.attempt, record_json
             existing.updated_at = utcnow()
-        session.add(LineageEventRow.of(TaskCompleted(
-            attempt=row.attempt, status=outcome.status.value, exit_code=outcome.exit_code,
-            reason=outcome.reason), row.run_id, row.id))
+        session.add(
+            LineageEventRow.of(
+                TaskCompleted(
+                    attempt=row.attempt,
+                    status=outcome.status.value,
+                    exit_code=outcome.exit_code,
+                    reason=outcome.reason,
+                ),
+                row.run_id,
+                row.id,
+            )
+        )
 
     def _launch_inputs(self, row: TaskRow) -> list[dict[str, Any]]:
         launch_file = self.workspace(row.id, row.attempt) / LAUNCH_FILE

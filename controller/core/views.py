@@ -19,11 +19,22 @@ def run_record(row: RunRow) -> Run:
 
 def task_record(row: TaskRow, queue: QueueInfo | None = None) -> Task:
     return Task(
-        id=row.id, run_id=row.run_id, name=row.name, spec=TaskSpec.model_validate(row.spec),
-        status=TaskStatus(row.status), reason=row.reason, attempt=row.attempt,
-        max_attempts=row.max_attempts, exit_code=row.exit_code, mlflow_run_id=row.mlflow_run_id,
-        executor=row.executor, executor_ref=row.executor_ref, queue=queue,
-        created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
+        id=row.id,
+        run_id=row.run_id,
+        name=row.name,
+        spec=TaskSpec.model_validate(row.spec),
+        status=TaskStatus(row.status),
+        reason=row.reason,
+        attempt=row.attempt,
+        max_attempts=row.max_attempts,
+        exit_code=row.exit_code,
+        mlflow_run_id=row.mlflow_run_id,
+        executor=row.executor,
+        executor_ref=row.executor_ref,
+        queue=queue,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
     )
 
 

@@ -17,41 +17,73 @@ PIPELINE = "wine-classifier"
 def task_specs(repo: Path, params: dict[str, Any]) -> list[dict[str, Any]]:
     code = {"repo": str(repo), "ref": "main"}
     return [
-        {"name": "prepare", "spec": {
-            "command": ["python", "prepare.py"], "code": code,
-            "data": {"paths": ["data/wine.csv"]},
-            "params": {"test_size": params.get("test_size", 0.25),
-                       "seed": params.get("seed", 42)},
-            "outputs": ["prepared/train.csv", "prepared/test.csv"], "timeout_s": 600}},
-        {"name": "train", "spec": {
-            "command": ["python", "train.py"], "code": code,
-            "inputs": [{"artifact": "task:prepare/prepared/train.csv", "path": "train.csv"}],
-            "params": {"n_estimators": params.get("n_estimators", 50),
-                       "max_depth": params.get("max_depth", 5), "seed": params.get("seed", 42)},
-            "outputs": ["model/model.pkl"], "timeout_s": 600}},
-        {"name": "evaluate", "spec": {
-            "command": ["python", "evaluate.py"], "code": code,
-            "inputs": [{"artifact": "task:train/model/model.pkl", "path": "model.pkl"},
-                       {"artifact": "task:prepare/prepared/test.csv", "path": "test.csv"}],
-            "outputs": ["metrics.json"], "timeout_s": 600}},
+        {
+            "name": "prepare",
+            "spec": {
+                "command": ["python", "prepare.py"],
+                "code": code,
+                "data": {"paths": ["data/wine.csv"]},
+                "params": {
+                    "test_size": params.get("test_size", 0.25),
+                    "seed": params.get("seed", 42),
+                },
+                "outputs": ["prepared/train.csv", "prepared/test.csv"],
+                "timeout_s": 600,
+            },
+        },
+        {
+            "name": "train",
+            "spec": {
+                "command": ["python", "train.py"],
+                "code": code,
+                "inputs": [{"artifact": "task:prepare/prepared/train.csv", "path": "train.csv"}],
+                "params": {
+                    "n_estimators": params.get("n_estimators", 50),
+                    "max_depth": params.get("max_depth", 5),
+                    "seed": params.get("seed", 42),
+                },
+                "outputs": ["model/model.pkl"],
+                "timeout_s": 600,
+            },
+        },
+        {
+            "name": "evaluate",
+            "spec": {
+                "command": ["python", "evaluate.py"],
+                "code": code,
+                "inputs": [
+                    {"artifact": "task:train/model/model.pkl", "path": "model.pkl"},
+                    {"artifact": "task:prepare/prepared/test.csv", "path": "test.csv"},
+                ],
+                "outputs": ["metrics.json"],
+                "timeout_s": 600,
+            },
+        },
     ]
 
 
 def demo_specs(repo: Path, params: dict[str, Any]) -> list[dict[str, Any]]:
     """The pipeline plus `report`, whose package (humanize) is in the example's uv.lock but
     not in tracectl's venv: it runs only because each task gets its repo's environment."""
-    report = {"name": "report", "spec": {
-        "command": ["python", "report.py"], "code": {"repo": str(repo), "ref": "main"},
-        "inputs": [{"artifact": "task:evaluate/metrics.json", "path": "metrics.json"}],
-        "timeout_s": 600}}
+    report = {
+        "name": "report",
+        "spec": {
+            "command": ["python", "report.py"],
+            "code": {"repo": str(repo), "ref": "main"},
+            "inputs": [{"artifact": "task:evaluate/metrics.json", "path": "metrics.json"}],
+            "timeout_s": 600,
+        },
+    }
     return [*task_specs(repo, params), report]
 
 
-def submit(client: Client, repo: Path, params: dict[str, Any],
-           labels: dict[str, str] | None = None) -> tuple[str, list[str]]:
+def submit(
+    client: Client, repo: Path, params: dict[str, Any], labels: dict[str, str] | None = None
+) -> tuple[str, list[str]]:
     run = client.post("/v1/runs", {"pipeline": PIPELINE, "labels": labels or {}})
-    task_ids = [client.post(f"/v1/runs/{run['id']}/tasks", body)["id"]
-                for body in demo_specs(repo, params)]
+    task_ids = [
+        client.post(f"/v1/runs/{run['id']}/tasks", body)["id"] for body in demo_specs(repo, params)
+    ]
     client.post(f"/v1/runs/{run['id']}/close")  # the whole pipeline is in: no more tasks
     return run["id"], task_ids
 
@@ -65,8 +97,10 @@ def wait(client: Client, task_ids: list[str], console: Console, timeout_s: float
             for task in tasks:
                 if shown.get(task["id"]) != task["status"]:
                     shown[task["id"]] = task["status"]
-                    console.log(f"task {task['name']:<9} {task['status']}"
-                                + (f" ({task['reason']})" if task.get("reason") else ""))
+                    console.log(
+                        f"task {task['name']:<9} {task['status']}"
+                        + (f" ({task['reason']})" if task.get("reason") else "")
+                    )
             done = sum(t["status"] in ("succeeded", "failed", "cancelled") for t in tasks)
             status.update(f"running the pipeline… {done}/{len(tasks)} tasks done")
             if done == len(tasks):

@@ -10,9 +10,20 @@ from pathlib import Path
 
 import git
 
-EXAMPLE_FILES = ("common.py", "prepare.py", "train.py", "evaluate.py", "make_dataset.py",
-                 "register.py", "serve.py", "smoke_test.py", "report.py", "README.md",
-                 "pyproject.toml", "uv.lock")
+EXAMPLE_FILES = (
+    "common.py",
+    "prepare.py",
+    "train.py",
+    "evaluate.py",
+    "make_dataset.py",
+    "register.py",
+    "serve.py",
+    "smoke_test.py",
+    "report.py",
+    "README.md",
+    "pyproject.toml",
+    "uv.lock",
+)
 
 
 def example_dir() -> Path:
@@ -39,8 +50,12 @@ def build_demo_repo(root: Path) -> tuple[Path, Path]:
     source = example_dir()
     for name in EXAMPLE_FILES:
         shutil.copy2(source / name, repo_path / name)
-    subprocess.run([sys.executable, "make_dataset.py", "data/wine.csv"], cwd=repo_path,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "make_dataset.py", "data/wine.csv"],
+        cwd=repo_path,
+        check=True,
+        capture_output=True,
+    )
     repository = git.Repo.init(repo_path, initial_branch="main")
     with repository.config_writer() as config:
         config.set_value("user", "name", "tracectl demo")

@@ -26,8 +26,9 @@ class EnvironmentLineage(BaseModel):
     """The task's environment (docs/environments.md): node `env:<key>` in the lineage graph."""
 
     image: str | None = None
-    kind: str | None = Field(default=None, description="uv_lock, requirements, pyproject, "
-                             "bare or image")
+    kind: str | None = Field(
+        default=None, description="uv_lock, requirements, pyproject, bare or image"
+    )
     key: str | None = Field(default=None, description="the environment cache key (sha256)")
     path: str | None = Field(default=None, description="the lock/requirements file in the repo")
     lock_sha256: str | None = None
@@ -77,8 +78,10 @@ class LineageRecord(BaseModel):
     inputs: list[ArtifactLineage] = Field(default_factory=list)
     outputs: list[ArtifactLineage] = Field(default_factory=list)
     leases: list[LeaseLineage] = Field(
-        default_factory=list, description="filled when the record is read, from the leases "
-        "table (the one place a lease's release is written); not stored with the record")
+        default_factory=list,
+        description="filled when the record is read, from the leases "
+        "table (the one place a lease's release is written); not stored with the record",
+    )
     preflight: list[dict[str, Any]] = Field(default_factory=list)
     logs: dict[str, Any] = Field(default_factory=dict)
     executor: dict[str, Any] = Field(default_factory=dict)

@@ -55,8 +55,10 @@ class Run(Record):
     updated_at: datetime
     finished_at: datetime | None = None
     closed_at: datetime | None = Field(
-        default=None, description="when the run was closed: it takes no new tasks, and its "
-        "services stop once its other tasks have ended")
+        default=None,
+        description="when the run was closed: it takes no new tasks, and its "
+        "services stop once its other tasks have ended",
+    )
 
 
 class QueueInfo(Record):
@@ -82,8 +84,10 @@ class Task(Record):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     log_reconciliation: dict[str, Any] | None = Field(
-        default=None, description="the latest log check of its last attempt (ok, mismatch, "
-        "pending or error) and each copy's state; details: GET /v1/tasks/{id}/logs/reconciliation")
+        default=None,
+        description="the latest log check of its last attempt (ok, mismatch, "
+        "pending or error) and each copy's state; details: GET /v1/tasks/{id}/logs/reconciliation",
+    )
 
 
 class Artifact(Record):

@@ -26,8 +26,12 @@ class RunCreate(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict, max_length=64)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
     tasks: list[TaskCreate] = Field(
-        default_factory=list, max_length=256,
+        default_factory=list,
+        max_length=256,
         description="tasks created with the run in one transaction: if any is refused, "
-        "neither the run nor any task is created (422 naming tasks.N.<field>)")
-    close: StrictBool = Field(default=False, description="close the run as it is created: it takes "
-                        "no tasks beyond those in `tasks`")
+        "neither the run nor any task is created (422 naming tasks.N.<field>)",
+    )
+    close: StrictBool = Field(
+        default=False,
+        description="close the run as it is created: it takes no tasks beyond those in `tasks`",
+    )

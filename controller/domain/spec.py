@@ -60,8 +60,9 @@ def relative_path(value: str) -> str:
 
 # relative_path's rules as a pattern: not absolute, no '..' part, not '.' alone, no NUL
 REL_PATH = r"^(?!/)(?!(.*/)?\.\.(/|$))(?!(\.?/)*\.?$)[^\u0000]+$"
-RelPath = Annotated[str, Field(min_length=1, max_length=1024,
-                               json_schema_extra={"pattern": REL_PATH})]
+RelPath = Annotated[
+    str, Field(min_length=1, max_length=1024, json_schema_extra={"pattern": REL_PATH})
+]
 
 
 class TaskMode(StrEnum):
@@ -99,14 +100,18 @@ class VolumeClaim(Strict):
 
 class Resources(Strict):
     cpu: float | None = Field(default=None, gt=0, le=512)
-    memory: str | None = Field(default=None, description="bytes with a unit, e.g. 512Mi, 2Gi",
-                               json_schema_extra={"pattern": _MEMORY.pattern})
+    memory: str | None = Field(
+        default=None,
+        description="bytes with a unit, e.g. 512Mi, 2Gi",
+        json_schema_extra={"pattern": _MEMORY.pattern},
+    )
     gpu: int = Field(default=0, ge=0, le=64)
     gpu_flavor: str | None = Field(default=None, max_length=128)
     volumes: list[VolumeClaim] = Field(default_factory=list, max_length=32)
 
     _numbers = field_validator("cpu", "gpu", mode="before")(
-        classmethod(lambda cls, v: json_number(v)))
+        classmethod(lambda cls, v: json_number(v))
+    )
 
     @field_validator("memory")
     @classmethod
@@ -118,8 +123,16 @@ class Resources(Strict):
     def memory_bytes(self) -> int | None:
         if self.memory is None:
             return None
-        units = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-                 "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+        units = {
+            "K": 10**3,
+            "M": 10**6,
+            "G": 10**9,
+            "T": 10**12,
+            "Ki": 2**10,
+            "Mi": 2**20,
+            "Gi": 2**30,
+            "Ti": 2**40,
+        }
         match = re.match(r"^([0-9.]+)([A-Za-z]*)$", self.memory)
         assert match is not None
         return int(float(match.group(1)) * units.get(match.group(2), 1))
@@ -132,8 +145,9 @@ class InputRef(Strict):
     (an output of an earlier task of the same run; the task waits for it).
     """
 
-    artifact: str = Field(max_length=2048, json_schema_extra={
-        "pattern": f"({_SHA256.pattern})|({_TASK_REF.pattern})"})
+    artifact: str = Field(
+        max_length=2048, json_schema_extra={"pattern": f"({_SHA256.pattern})|({_TASK_REF.pattern})"}
+    )
     path: RelPath
 
     @field_validator("artifact")
@@ -167,8 +181,11 @@ class EnvironmentSpec(Strict):
     bare interpreter of `python`.
     """
 
-    python: str | None = Field(default=None, pattern=r"^3\.[0-9]{1,2}(\.[0-9]{1,2})?$",
-                               description="Python version, e.g. 3.11 (default: the controller's)")
+    python: str | None = Field(
+        default=None,
+        pattern=r"^3\.[0-9]{1,2}(\.[0-9]{1,2})?$",
+        description="Python version, e.g. 3.11 (default: the controller's)",
+    )
     uv_lock: RelPath | None = None
     requirements: RelPath | None = None
     pyproject: RelPath | None = None
@@ -180,8 +197,11 @@ class EnvironmentSpec(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> EnvironmentSpec:
-        given = [name for name in ("uv_lock", "requirements", "pyproject", "image")
-                 if getattr(self, name) is not None]
+        given = [
+            name
+            for name in ("uv_lock", "requirements", "pyproject", "image")
+            if getattr(self, name) is not None
+        ]
         if len(given) > 1:
             raise ValueError(f"give at most one environment source, not {given}")
         return self
@@ -200,8 +220,11 @@ def port_of(env: Mapping[str, str]) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 65536 else None
 
 
-ARG: dict[str, JsonValue] = {"type": "string", "maxLength": MAX_ARG_CHARS,
-                             "pattern": "^[^\\u0000]*$"}
+ARG: dict[str, JsonValue] = {
+    "type": "string",
+    "maxLength": MAX_ARG_CHARS,
+    "pattern": "^[^\\u0000]*$",
+}
 
 
 class TaskSpec(Strict):
@@ -209,15 +232,25 @@ class TaskSpec(Strict):
 
     image: str | None = Field(default=None, max_length=512)
     command: list[str] = Field(
-        min_length=1, max_length=MAX_ARGV_ITEMS,
+        min_length=1,
+        max_length=MAX_ARGV_ITEMS,
         # the rules of _command, stated in the schema too (OpenAPI 3.1 is JSON Schema 2020-12)
-        json_schema_extra={"prefixItems": [{**ARG, "minLength": 1}], "items": ARG})
-    env: dict[str, str] = Field(default_factory=dict, max_length=256, json_schema_extra={
-        # _env's rules, stated in the schema too
-        "propertyNames": {"pattern": "^(?!TRACECTL_)[A-Za-z_][A-Za-z0-9_]*$"},
-        "additionalProperties": {"type": "string", "maxLength": MAX_ENV_VALUE_CHARS,
-                                 "pattern": "^[^\\u0000]*$"},
-        "properties": {"PORT": {"type": "string", "pattern": PORT}}})
+        json_schema_extra={"prefixItems": [{**ARG, "minLength": 1}], "items": ARG},
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=256,
+        json_schema_extra={
+            # _env's rules, stated in the schema too
+            "propertyNames": {"pattern": "^(?!TRACECTL_)[A-Za-z_][A-Za-z0-9_]*$"},
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": MAX_ENV_VALUE_CHARS,
+                "pattern": "^[^\\u0000]*$",
+            },
+            "properties": {"PORT": {"type": "string", "pattern": PORT}},
+        },
+    )
     secret_env: list[str] = Field(
         default_factory=list, description="env keys whose values are secret: never stored"
     )
@@ -226,14 +259,16 @@ class TaskSpec(Strict):
     inputs: list[InputRef] = Field(default_factory=list, max_length=256)
     outputs: list[RelPath] = Field(default_factory=list, max_length=256)
     models: list[str] = Field(
-        default_factory=list, max_length=64,
+        default_factory=list,
+        max_length=64,
         json_schema_extra={"items": {"type": "string", "pattern": MODEL_URI.pattern}},
         description="registered model versions the task reads, as 'models:/<name>/<version>': "
         "recorded as lineage edges model -> task and given to it in TRACECTL_MODELS",
     )
     params: dict[str, JsonValue] = Field(default_factory=dict)
     environment: EnvironmentSpec | None = Field(
-        default=None, description="the task's Python environment; detected in the repo when "
+        default=None,
+        description="the task's Python environment; detected in the repo when "
         "absent (uv.lock, then requirements.txt, else a bare interpreter)",
     )
     resources: Resources = Field(default_factory=Resources)
@@ -247,14 +282,16 @@ class TaskSpec(Strict):
         "params and image instead of running (recorded as 'cached from run R')",
     )
     labels: dict[str, str] = Field(
-        default_factory=dict, max_length=64,
+        default_factory=dict,
+        max_length=64,
         description="tags of this task, not part of its cache key; the Airflow operator sets "
         "airflow_task_id, airflow_try_number and airflow_map_index (the task instance that "
         "submitted it: the parent of its OpenLineage runs)",
     )
 
     _numbers = field_validator("timeout_s", "retries", "priority", mode="before")(
-        classmethod(lambda cls, v: json_number(v)))
+        classmethod(lambda cls, v: json_number(v))
+    )
 
     @field_validator("command")
     @classmethod
@@ -279,8 +316,10 @@ class TaskSpec(Strict):
             if len(val) > MAX_ENV_VALUE_CHARS:
                 raise ValueError(f"env value of {key!r} is over {MAX_ENV_VALUE_CHARS} characters")
         if "PORT" in value and port_of(value) is None:
-            raise ValueError(f"env PORT={value['PORT']!r} must be a TCP port number (1-65535): "
-                             "the port a service listens on")
+            raise ValueError(
+                f"env PORT={value['PORT']!r} must be a TCP port number (1-65535): "
+                "the port a service listens on"
+            )
         return value
 
     @field_validator("models")

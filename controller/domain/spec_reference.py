@@ -49,7 +49,7 @@ HELP = {
     "TaskSpec.retries": "further attempts after a failure",
     "TaskSpec.priority": "higher is admitted first among waiting tasks",
     "EnvironmentSpec.uv_lock": "a uv lock file (its pyproject.toml beside it): exactly its "
-                               "packages",
+    "packages",
     "EnvironmentSpec.requirements": "a requirements file, installed with `uv pip install -r`",
     "EnvironmentSpec.pyproject": "the dependencies a pyproject.toml lists",
     "EnvironmentSpec.image": "a container image (Kubernetes executor only)",

@@ -76,8 +76,10 @@ class Registry(BaseModel):
 
     def get(self, name: str) -> System:
         if name not in self.systems:
-            raise UnknownSystem(f"external system {name!r} is not registered; known: "
-                                f"{sorted(self.systems)} (TRACECTL_EXTERNAL_SYSTEMS)")
+            raise UnknownSystem(
+                f"external system {name!r} is not registered; known: "
+                f"{sorted(self.systems)} (TRACECTL_EXTERNAL_SYSTEMS)"
+            )
         return self.systems[name]
 
 
@@ -87,8 +89,17 @@ class _Log:
 
     def write(self, stream: str, message: str) -> None:
         self.seq += 1
-        self.sink.emit(LogLine(self.launch.run_id, self.launch.task_id, self.launch.attempt,
-                               self.seq, stream, message, datetime.now(UTC)))
+        self.sink.emit(
+            LogLine(
+                self.launch.run_id,
+                self.launch.task_id,
+                self.launch.attempt,
+                self.seq,
+                stream,
+                message,
+                datetime.now(UTC),
+            )
+        )
 
 
 def parse_call(argv: list[str]) -> tuple[str, str, str]:
@@ -100,16 +111,25 @@ def parse_call(argv: list[str]) -> tuple[str, str, str]:
 
 def _ref(launch: Launch) -> dict[str, Any]:
     system, method, path = parse_call(list(launch.spec.command))
-    return {"kind": "external", "system": system, "method": method, "path": path,
-            "key": f"{launch.task_id}/{launch.attempt}"}
+    return {
+        "kind": "external",
+        "system": system,
+        "method": method,
+        "path": path,
+        "key": f"{launch.task_id}/{launch.attempt}",
+    }
 
 
 class ExternalExecutor:
     name = "external"
 
-    def __init__(self, settings: Settings, registry: Registry | None = None,
-                 environ: Mapping[str, str] | None = None,
-                 log_sinks: LogSinkFactory | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry | None = None,
+        environ: Mapping[str, str] | None = None,
+        log_sinks: LogSinkFactory | None = None,
+    ) -> None:
         self.settings = settings
         self.environ = os.environ if environ is None else environ
         self.log_sinks = log_sinks or file_record(settings)
@@ -121,9 +141,12 @@ class ExternalExecutor:
         ref = _ref(launch)
         system = self.registry.get(ref["system"])
         launch.workspace.mkdir(parents=True, exist_ok=True)
-        thread = threading.Thread(target=self._call,
-                                  args=(launch, system, ref["method"], ref["path"]),
-                                  name=f"external-{ref['key']}", daemon=True)
+        thread = threading.Thread(
+            target=self._call,
+            args=(launch, system, ref["method"], ref["path"]),
+            name=f"external-{ref['key']}",
+            daemon=True,
+        )
         self._calls[ref["key"]] = thread
         thread.start()
         return ref
@@ -144,9 +167,12 @@ class ExternalExecutor:
             return ExecutorState("running")
         if result_file.exists():
             return self.inspect(ref, workspace)
-        return ExecutorState("missing", reason="the call to external system "
-                             f"{ref.get('system')!r} was in flight when the controller stopped; "
-                             "its outcome is unknown")
+        return ExecutorState(
+            "missing",
+            reason="the call to external system "
+            f"{ref.get('system')!r} was in flight when the controller stopped; "
+            "its outcome is unknown",
+        )
 
     def cancel(self, ref: Mapping[str, Any], grace_s: float) -> None:
         thread = self._calls.get(str(ref.get("key")))
@@ -158,8 +184,12 @@ class ExternalExecutor:
 
     # -- the call -------------------------------------------------------------------------
     def _call(self, launch: Launch, system: System, method: str, path: str) -> None:
-        labels = {"run_id": launch.run_id, "task_id": launch.task_id,
-                  "attempt": str(launch.attempt), "executor": "external"}
+        labels = {
+            "run_id": launch.run_id,
+            "task_id": launch.task_id,
+            "attempt": str(launch.attempt),
+            "executor": "external",
+        }
         sink = self.log_sinks(labels)
         out = _Log(sink, launch)
         started = datetime.now(UTC)
@@ -170,26 +200,35 @@ class ExternalExecutor:
             result = {"exit_code": None, "reason": f"external call failed: {exc!r}"}
         finally:
             sink.close()
-        result.update(started_at=started.isoformat(), finished_at=datetime.now(UTC).isoformat(),
-                      log_lines=out.seq)
+        result.update(
+            started_at=started.isoformat(),
+            finished_at=datetime.now(UTC).isoformat(),
+            log_lines=out.seq,
+        )
         tmp = launch.workspace / "result.tmp"
         tmp.write_text(json.dumps(result, indent=2, default=str))
         tmp.replace(launch.workspace / "result.json")
 
-    def _request(self, out: _Log, launch: Launch, system: System, method: str, path: str
-                 ) -> dict[str, Any]:
+    def _request(
+        self, out: _Log, launch: Launch, system: System, method: str, path: str
+    ) -> dict[str, Any]:
         params = launch.spec.params
-        headers = {"Idempotency-Key": f"{launch.task_id}-{launch.attempt}",
-                   "X-Tracectl-Run-Id": launch.run_id, "X-Tracectl-Task-Id": launch.task_id}
+        headers = {
+            "Idempotency-Key": f"{launch.task_id}-{launch.attempt}",
+            "X-Tracectl-Run-Id": launch.run_id,
+            "X-Tracectl-Task-Id": launch.task_id,
+        }
         if system.auth_header and system.auth_env:
             secret = self.environ.get(system.auth_env)
             if not secret:
-                raise UnknownSystem(f"{system.auth_env} is not set: the credential for "
-                                    f"{system.base_url} is missing")
+                raise UnknownSystem(
+                    f"{system.auth_env} is not set: the credential for {system.base_url} is missing"
+                )
             headers[system.auth_header] = secret
         url = system.base_url.rstrip("/") + "/" + path.lstrip("/")
-        body_kw: dict[str, Any] = ({"params": params} if method in ("GET", "DELETE")
-                                   else {"json": params})
+        body_kw: dict[str, Any] = (
+            {"params": params} if method in ("GET", "DELETE") else {"json": params}
+        )
         tries = system.retries + 1
         with httpx.Client(timeout=system.timeout_s) as http:
             for attempt in range(1, tries + 1):
@@ -199,11 +238,15 @@ class ExternalExecutor:
                 except httpx.HTTPError as exc:
                     out.write("system", f"tracectl: {type(exc).__name__}: {exc}")
                     if attempt == tries:
-                        return {"exit_code": None, "reason": f"{method} {url} failed after "
-                                f"{tries} tries: {type(exc).__name__}"}
+                        return {
+                            "exit_code": None,
+                            "reason": f"{method} {url} failed after "
+                            f"{tries} tries: {type(exc).__name__}",
+                        }
                 else:
-                    out.write("system", f"tracectl: HTTP {response.status_code} "
-                              f"{response.reason_phrase}")
+                    out.write(
+                        "system", f"tracectl: HTTP {response.status_code} {response.reason_phrase}"
+                    )
                     for line in response.text.splitlines()[:MAX_BODY_LINES]:
                         out.write("stdout", line)
                     if response.status_code not in RETRY_STATUSES or attempt == tries:
@@ -214,8 +257,7 @@ class ExternalExecutor:
     @staticmethod
     def _result(response: httpx.Response, method: str, url: str) -> dict[str, Any]:
         ok = response.is_success
-        result: dict[str, Any] = {"exit_code": 0 if ok else 1, "http_status":
-                                  response.status_code}
+        result: dict[str, Any] = {"exit_code": 0 if ok else 1, "http_status": response.status_code}
         if not ok:
             result["reason"] = f"{method} {url} answered HTTP {response.status_code}"
         return result

@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from controller.ports import LogLine, LogSink
 
 log = logging.getLogger("tracectl.k8s.logs")
-_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d) ?(.*)$",
-                    re.DOTALL)
+_STAMP = re.compile(
+    r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d) ?(.*)$", re.DOTALL
+)
 RECONNECT_MAX_S = 30.0
 
 
@@ -86,8 +87,9 @@ def new_lines(cursor: LogCursor, raw_lines: Iterable[str]) -> Iterator[tuple[int
 class AttemptLog:
     """One sink per attempt; lines of all its containers get one seq order."""
 
-    def __init__(self, sink: LogSink, run_id: str, task_id: str, attempt: int,
-                 first_seq: int = 0) -> None:
+    def __init__(
+        self, sink: LogSink, run_id: str, task_id: str, attempt: int, first_seq: int = 0
+    ) -> None:
         self.sink = sink
         self.ids = (run_id, task_id, attempt)
         self.seq = first_seq
@@ -108,8 +110,14 @@ class AttemptLog:
 Opener = Callable[[str | None], Iterable[str]]  # sinceTime -> the raw lines of one connection
 
 
-def follow(opener: Opener, cursor: LogCursor, out: AttemptLog, stream: str,
-           ended: Callable[[], bool], stop: threading.Event) -> None:
+def follow(
+    opener: Opener,
+    cursor: LogCursor,
+    out: AttemptLog,
+    stream: str,
+    ended: Callable[[], bool],
+    stop: threading.Event,
+) -> None:
     """Deliver a container's lines until it ended and a connection read it to the end."""
     delay = 0.5
     reported = False
@@ -123,8 +131,9 @@ def follow(opener: Opener, cursor: LogCursor, out: AttemptLog, stream: str,
                 return  # a whole read after the container ended: nothing more can come
         except Exception as exc:  # the stream broke or the endpoint refused: reconnect
             if not reported:
-                out.write("system", f"tracectl: pod log stream unavailable ({_short(exc)}); "
-                          "retrying")
+                out.write(
+                    "system", f"tracectl: pod log stream unavailable ({_short(exc)}); retrying"
+                )
                 reported = True
             if finished_before:
                 return

@@ -91,8 +91,9 @@ class ClusterConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClusterConfig:
         env = os.environ if environ is None else environ
         mapping = {}
-        for pair in filter(None, (p.strip() for p in env.get("TRACECTL_K8S_NAMESPACES", "")
-                                  .split(","))):
+        for pair in filter(
+            None, (p.strip() for p in env.get("TRACECTL_K8S_NAMESPACES", "").split(","))
+        ):
             team, _, namespace = pair.partition("=")
             mapping[team.strip()] = namespace.strip()
         return cls(
@@ -134,8 +135,7 @@ def object_name(task_id: str, attempt: int) -> str:
     return dns_name(f"tracectl-{suffix}", 55) + f"-{attempt}"
 
 
-def labels_of(launch: LaunchDocument, config: ClusterConfig, component: str
-              ) -> dict[str, str]:
+def labels_of(launch: LaunchDocument, config: ClusterConfig, component: str) -> dict[str, str]:
     labels = {
         NAME_LABEL: "tracectl-task",
         MANAGED_BY_LABEL: "tracectl",
@@ -169,8 +169,9 @@ def _container_env(launch: LaunchDocument, secret_name: str) -> list[client.V1En
             continue
         if key in secret_keys:
             ref = client.V1SecretKeySelector(name=secret_name, key=key)
-            env.append(client.V1EnvVar(name=key, value_from=client.V1EnvVarSource(
-                secret_key_ref=ref)))
+            env.append(
+                client.V1EnvVar(name=key, value_from=client.V1EnvVarSource(secret_key_ref=ref))
+            )
         else:
             env.append(client.V1EnvVar(name=key, value=str(merged[key])))
     env.append(client.V1EnvVar(name="TRACECTL_WORKSPACE", value=WORKSPACE))
@@ -197,8 +198,7 @@ def gpu_resource(resources: Mapping[str, Any]) -> str:
     return str(flavor) if flavor and "/" in str(flavor) else GPU_RESOURCE
 
 
-def _placement(spec: TaskSpec) -> tuple[dict[str, str] | None,
-                                          list[client.V1Toleration] | None]:
+def _placement(spec: TaskSpec) -> tuple[dict[str, str] | None, list[client.V1Toleration] | None]:
     res = spec.resources.model_dump()
     if not res.get("gpu"):
         return None, None
@@ -206,18 +206,23 @@ def _placement(spec: TaskSpec) -> tuple[dict[str, str] | None,
     flavor = res.get("gpu_flavor")
     if flavor and "/" not in str(flavor):
         selector["nvidia.com/gpu.product"] = str(flavor)  # a product name, e.g. A100-SXM4-80GB
-    toleration = client.V1Toleration(key=gpu_resource(res), operator="Exists",
-                                     effect="NoSchedule")
+    toleration = client.V1Toleration(key=gpu_resource(res), operator="Exists", effect="NoSchedule")
     return selector, [toleration]
 
 
-def _volumes(spec: TaskSpec, secret_name: str
-             ) -> tuple[list[client.V1Volume], list[client.V1VolumeMount]]:
+def _volumes(
+    spec: TaskSpec, secret_name: str
+) -> tuple[list[client.V1Volume], list[client.V1VolumeMount]]:
     volumes = [
         client.V1Volume(name="workspace", empty_dir=client.V1EmptyDirVolumeSource()),
-        client.V1Volume(name="launch", secret=client.V1SecretVolumeSource(
-            secret_name=secret_name, items=[client.V1KeyToPath(key=LAUNCH_KEY, path=LAUNCH_KEY)],
-            default_mode=0o400)),
+        client.V1Volume(
+            name="launch",
+            secret=client.V1SecretVolumeSource(
+                secret_name=secret_name,
+                items=[client.V1KeyToPath(key=LAUNCH_KEY, path=LAUNCH_KEY)],
+                default_mode=0o400,
+            ),
+        ),
     ]
     mounts = [
         client.V1VolumeMount(name="workspace", mount_path=WORKSPACE),
@@ -226,46 +231,68 @@ def _volumes(spec: TaskSpec, secret_name: str
     for i, vol in enumerate(spec.resources.volumes):
         read_only = vol.mode == "ro"
         name = f"claim-{i}"
-        volumes.append(client.V1Volume(name=name, persistent_volume_claim=(
-            client.V1PersistentVolumeClaimVolumeSource(claim_name=vol.claim,
-                                                       read_only=read_only))))
-        mounts.append(client.V1VolumeMount(name=name, mount_path=vol.mount_path,
-                                           read_only=read_only))
+        volumes.append(
+            client.V1Volume(
+                name=name,
+                persistent_volume_claim=(
+                    client.V1PersistentVolumeClaimVolumeSource(
+                        claim_name=vol.claim, read_only=read_only
+                    )
+                ),
+            )
+        )
+        mounts.append(
+            client.V1VolumeMount(name=name, mount_path=vol.mount_path, read_only=read_only)
+        )
     return volumes, mounts
 
 
-def _pod_spec(launch: LaunchDocument, config: ClusterConfig, secret_name: str,
-              restart_policy: str, service_port: int | None = None) -> client.V1PodSpec:
+def _pod_spec(
+    launch: LaunchDocument,
+    config: ClusterConfig,
+    secret_name: str,
+    restart_policy: str,
+    service_port: int | None = None,
+) -> client.V1PodSpec:
     spec = launch.spec
     volumes, mounts = _volumes(spec, secret_name)
     env = _container_env(launch, secret_name)
     node_selector, tolerations = _placement(spec)
     prepare = client.V1Container(
-        name="prepare", image=config.image,
+        name="prepare",
+        image=config.image,
         command=[*PHASES, "prepare", LAUNCH_PATH, WORKSPACE],
-        env=env, volume_mounts=mounts[:2],
+        env=env,
+        volume_mounts=mounts[:2],
     )
     inline = config.prepare == "inline"
     image = spec.image or (spec.environment and spec.environment.image) or config.image
     task = client.V1Container(
-        name="task", image=image,
+        name="task",
+        image=image,
         command=[*PHASES, "all" if inline else "exec", LAUNCH_PATH, WORKSPACE, "--"],
         args=list(spec.command),
-        working_dir=f"{WORKSPACE}/src", env=env, volume_mounts=mounts,
+        working_dir=f"{WORKSPACE}/src",
+        env=env,
+        volume_mounts=mounts,
         resources=_resources(spec),
         termination_message_policy="File",  # the exec phase writes its result there
     )
     if service_port is not None:
         task.ports = [client.V1ContainerPort(name="http", container_port=service_port)]
         task.readiness_probe = client.V1Probe(
-            tcp_socket=client.V1TCPSocketAction(port="http"), period_seconds=5)
+            tcp_socket=client.V1TCPSocketAction(port="http"), period_seconds=5
+        )
     grace = launch.runtime.cancel_grace_s
     return client.V1PodSpec(
-        restart_policy=restart_policy, init_containers=None if inline else [prepare],
+        restart_policy=restart_policy,
+        init_containers=None if inline else [prepare],
         containers=[task],
         # cancel deletes the Job: the kubelet sends SIGTERM, then SIGKILL after this grace
         termination_grace_period_seconds=max(1, round(grace)) if grace else None,
-        volumes=volumes, node_selector=node_selector, tolerations=tolerations,
+        volumes=volumes,
+        node_selector=node_selector,
+        tolerations=tolerations,
         automount_service_account_token=False,
         enable_service_links=False,  # task env stays what the spec says
     )
@@ -278,15 +305,24 @@ def to_json(obj: Any) -> bytes:
     return body
 
 
-def owner_reference(kind: str, api_version: str, name: str, uid: str
-                    ) -> client.V1OwnerReference:
-    return client.V1OwnerReference(api_version=api_version, kind=kind, name=name, uid=uid,
-                                   controller=True, block_owner_deletion=True)
+def owner_reference(kind: str, api_version: str, name: str, uid: str) -> client.V1OwnerReference:
+    return client.V1OwnerReference(
+        api_version=api_version,
+        kind=kind,
+        name=name,
+        uid=uid,
+        controller=True,
+        block_owner_deletion=True,
+    )
 
 
 # -- objects --------------------------------------------------------------------------------
-def launch_secret(launch: LaunchDocument, config: ClusterConfig, name: str,
-                  owner: client.V1OwnerReference | None = None) -> client.V1Secret:
+def launch_secret(
+    launch: LaunchDocument,
+    config: ClusterConfig,
+    name: str,
+    owner: client.V1OwnerReference | None = None,
+) -> client.V1Secret:
     """The launch document (it may carry secret env values), each secret value by key, and
     each late value (from the completed launch's env)."""
     env = launch.spec.env
@@ -294,9 +330,14 @@ def launch_secret(launch: LaunchDocument, config: ClusterConfig, name: str,
     data.update({key: launch.env.get(key, "") for key in launch.late_env})
     data[LAUNCH_KEY] = launch.as_json()
     return client.V1Secret(
-        metadata=client.V1ObjectMeta(name=name, labels=labels_of(launch, config, "launch"),
-                                     owner_references=[owner] if owner else None),
-        type="Opaque", string_data=data, immutable=True,
+        metadata=client.V1ObjectMeta(
+            name=name,
+            labels=labels_of(launch, config, "launch"),
+            owner_references=[owner] if owner else None,
+        ),
+        type="Opaque",
+        string_data=data,
+        immutable=True,
     )
 
 
@@ -305,9 +346,11 @@ def job(launch: LaunchDocument, config: ClusterConfig, name: str) -> client.V1Jo
     pod_labels = {k: v for k, v in labels.items() if k != QUEUE_LABEL}
     timeout = launch.spec.timeout_s
     return client.V1Job(
-        api_version="batch/v1", kind="Job",
-        metadata=client.V1ObjectMeta(name=name, labels=labels, annotations={
-            "tracectl.io/task-name": launch.task_name}),
+        api_version="batch/v1",
+        kind="Job",
+        metadata=client.V1ObjectMeta(
+            name=name, labels=labels, annotations={"tracectl.io/task-name": launch.task_name}
+        ),
         spec=client.V1JobSpec(
             backoff_limit=0,  # tracectl retries, with leases re-granted per attempt
             active_deadline_seconds=int(timeout) if timeout else None,
@@ -315,8 +358,9 @@ def job(launch: LaunchDocument, config: ClusterConfig, name: str) -> client.V1Jo
             # With Kueue the Job starts suspended and Kueue unsuspends it on admission.
             suspend=True if config.queue else None,
             template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels=pod_labels,
-                                             annotations=pod_annotations(launch)),
+                metadata=client.V1ObjectMeta(
+                    labels=pod_labels, annotations=pod_annotations(launch)
+                ),
                 spec=_pod_spec(launch, config, name, "Never"),
             ),
         ),
@@ -339,16 +383,20 @@ def service_port(launch: LaunchDocument) -> int:
     return port_of(launch.spec.env) or SERVICE_PORT
 
 
-def deployment(launch: LaunchDocument, config: ClusterConfig, name: str
-               ) -> client.V1Deployment:
+def deployment(launch: LaunchDocument, config: ClusterConfig, name: str) -> client.V1Deployment:
     labels = labels_of(launch, config, "service")
-    selector = {TASK_LABEL: labels[TASK_LABEL], ATTEMPT_LABEL: labels[ATTEMPT_LABEL],
-                MANAGED_BY_LABEL: "tracectl"}
+    selector = {
+        TASK_LABEL: labels[TASK_LABEL],
+        ATTEMPT_LABEL: labels[ATTEMPT_LABEL],
+        MANAGED_BY_LABEL: "tracectl",
+    }
     return client.V1Deployment(
-        api_version="apps/v1", kind="Deployment",
+        api_version="apps/v1",
+        kind="Deployment",
         metadata=client.V1ObjectMeta(name=name, labels=labels),
         spec=client.V1DeploymentSpec(
-            replicas=1, selector=client.V1LabelSelector(match_labels=selector),
+            replicas=1,
+            selector=client.V1LabelSelector(match_labels=selector),
             progress_deadline_seconds=int(launch.spec.timeout_s or 600),
             template=client.V1PodTemplateSpec(
                 metadata=client.V1ObjectMeta(labels=labels, annotations=pod_annotations(launch)),
@@ -358,30 +406,62 @@ def deployment(launch: LaunchDocument, config: ClusterConfig, name: str
     )
 
 
-def service(launch: LaunchDocument, config: ClusterConfig, name: str,
-            owner: client.V1OwnerReference | None = None) -> client.V1Service:
+def service(
+    launch: LaunchDocument,
+    config: ClusterConfig,
+    name: str,
+    owner: client.V1OwnerReference | None = None,
+) -> client.V1Service:
     labels = labels_of(launch, config, "service")
-    selector = {TASK_LABEL: labels[TASK_LABEL], ATTEMPT_LABEL: labels[ATTEMPT_LABEL],
-                MANAGED_BY_LABEL: "tracectl"}
+    selector = {
+        TASK_LABEL: labels[TASK_LABEL],
+        ATTEMPT_LABEL: labels[ATTEMPT_LABEL],
+        MANAGED_BY_LABEL: "tracectl",
+    }
     return client.V1Service(
-        api_version="v1", kind="Service",
-        metadata=client.V1ObjectMeta(name=name, labels=labels,
-                                     owner_references=[owner] if owner else None),
-        spec=client.V1ServiceSpec(selector=selector, ports=[client.V1ServicePort(
-            name="http", port=80, target_port="http")]),
+        api_version="v1",
+        kind="Service",
+        metadata=client.V1ObjectMeta(
+            name=name, labels=labels, owner_references=[owner] if owner else None
+        ),
+        spec=client.V1ServiceSpec(
+            selector=selector,
+            ports=[client.V1ServicePort(name="http", port=80, target_port="http")],
+        ),
     )
 
 
-def ingress(launch: LaunchDocument, config: ClusterConfig, name: str, path: str,
-            owner: client.V1OwnerReference | None = None) -> client.V1Ingress:
-    backend = client.V1IngressBackend(service=client.V1IngressServiceBackend(
-        name=name, port=client.V1ServiceBackendPort(number=80)))
+def ingress(
+    launch: LaunchDocument,
+    config: ClusterConfig,
+    name: str,
+    path: str,
+    owner: client.V1OwnerReference | None = None,
+) -> client.V1Ingress:
+    backend = client.V1IngressBackend(
+        service=client.V1IngressServiceBackend(
+            name=name, port=client.V1ServiceBackendPort(number=80)
+        )
+    )
     return client.V1Ingress(
-        api_version="networking.k8s.io/v1", kind="Ingress",
-        metadata=client.V1ObjectMeta(name=name, labels=labels_of(launch, config, "service"),
-                                     owner_references=[owner] if owner else None),
-        spec=client.V1IngressSpec(rules=[client.V1IngressRule(http=client.V1HTTPIngressRuleValue(
-            paths=[client.V1HTTPIngressPath(path=path, path_type="Prefix", backend=backend)]))]),
+        api_version="networking.k8s.io/v1",
+        kind="Ingress",
+        metadata=client.V1ObjectMeta(
+            name=name,
+            labels=labels_of(launch, config, "service"),
+            owner_references=[owner] if owner else None,
+        ),
+        spec=client.V1IngressSpec(
+            rules=[
+                client.V1IngressRule(
+                    http=client.V1HTTPIngressRuleValue(
+                        paths=[
+                            client.V1HTTPIngressPath(path=path, path_type="Prefix", backend=backend)
+                        ]
+                    )
+                )
+            ]
+        ),
     )
 
 
@@ -390,5 +470,6 @@ def service_url(name: str, namespace: str) -> str:
 
 
 def namespace(name: str) -> client.V1Namespace:
-    return client.V1Namespace(metadata=client.V1ObjectMeta(
-        name=name, labels={MANAGED_BY_LABEL: "tracectl"}))
+    return client.V1Namespace(
+        metadata=client.V1ObjectMeta(name=name, labels={MANAGED_BY_LABEL: "tracectl"})
+    )

@@ -21,8 +21,11 @@ Obj = Mapping[str, Any]
 
 
 def _conditions(obj: Obj) -> dict[str, Obj]:
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []
-            if c.get("status") == "True"}
+    return {
+        c["type"]: c
+        for c in (obj.get("status") or {}).get("conditions") or []
+        if c.get("status") == "True"
+    }
 
 
 def _time(value: str | None) -> datetime | None:
@@ -52,8 +55,10 @@ def termination_result(pods: Iterable[Obj]) -> dict[str, Any]:
 def container_failure(pods: Iterable[Obj]) -> tuple[int | None, str | None]:
     """Exit code and a sentence for the first container that ended badly."""
     for pod in pods:
-        for key, role in (("initContainerStatuses", "init container"),
-                          ("containerStatuses", "container")):
+        for key, role in (
+            ("initContainerStatuses", "init container"),
+            ("containerStatuses", "container"),
+        ):
             for status in _statuses(pod, key):
                 term = (status.get("state") or {}).get("terminated") or {}
                 code = term.get("exitCode")
@@ -62,24 +67,30 @@ def container_failure(pods: Iterable[Obj]) -> tuple[int | None, str | None]:
                 name = status.get("name")
                 why = term.get("reason") or "Error"
                 if why == "OOMKilled":
-                    return code, (f"{role} {name} was killed for running out of memory "
-                                  f"(OOMKilled, exit code {code}): raise resources.memory")
-                detail = f": {term['message'][:300]}" if term.get("message") and \
-                    not term["message"].startswith("{") else ""
+                    return code, (
+                        f"{role} {name} was killed for running out of memory "
+                        f"(OOMKilled, exit code {code}): raise resources.memory"
+                    )
+                detail = (
+                    f": {term['message'][:300]}"
+                    if term.get("message") and not term["message"].startswith("{")
+                    else ""
+                )
                 return code, f"{role} {name} exited with code {code} ({why}){detail}"
     return None, None
 
 
-def pending_problem(pods: Iterable[Obj], now: datetime, unschedulable_grace_s: float
-                    ) -> str | None:
+def pending_problem(pods: Iterable[Obj], now: datetime, unschedulable_grace_s: float) -> str | None:
     """A reason to give up on a pod that has not started, or None while it may still start."""
     for pod in pods:
         for key in ("initContainerStatuses", "containerStatuses"):
             for status in _statuses(pod, key):
                 waiting = (status.get("state") or {}).get("waiting") or {}
                 if waiting.get("reason") in IMAGE_ERRORS:
-                    return (f"image {status.get('image')!r} cannot be pulled "
-                            f"({waiting['reason']}): {waiting.get('message', '')}".rstrip(": "))
+                    return (
+                        f"image {status.get('image')!r} cannot be pulled "
+                        f"({waiting['reason']}): {waiting.get('message', '')}".rstrip(": ")
+                    )
         for cond in (pod.get("status") or {}).get("conditions") or []:
             if cond.get("type") != "PodScheduled" or cond.get("status") != "False":
                 continue
@@ -91,8 +102,9 @@ def pending_problem(pods: Iterable[Obj], now: datetime, unschedulable_grace_s: f
     return None
 
 
-def job_state(job: Obj, pods: Sequence[Obj], now: datetime, unschedulable_grace_s: float
-              ) -> ExecutorState:
+def job_state(
+    job: Obj, pods: Sequence[Obj], now: datetime, unschedulable_grace_s: float
+) -> ExecutorState:
     conditions = _conditions(job)
     spec = job.get("spec") or {}
     result = termination_result(pods)
@@ -103,8 +115,10 @@ def job_state(job: Obj, pods: Sequence[Obj], now: datetime, unschedulable_grace_
         code, why = container_failure(pods)
         reason = failed.get("reason")
         if reason == "DeadlineExceeded":
-            why = (f"timed out: the Job ran past activeDeadlineSeconds="
-                   f"{spec.get('activeDeadlineSeconds')} and Kubernetes stopped it")
+            why = (
+                f"timed out: the Job ran past activeDeadlineSeconds="
+                f"{spec.get('activeDeadlineSeconds')} and Kubernetes stopped it"
+            )
         elif why is None:
             why = f"the Job failed ({reason}): {failed.get('message', '')}".rstrip(": ")
         return ExecutorState("exited", code, why, result)
@@ -116,21 +130,29 @@ def job_state(job: Obj, pods: Sequence[Obj], now: datetime, unschedulable_grace_
     return ExecutorState("running")
 
 
-def deployment_state(deployment: Obj, pods: Sequence[Obj], url: str, now: datetime,
-                     unschedulable_grace_s: float) -> ExecutorState:
+def deployment_state(
+    deployment: Obj, pods: Sequence[Obj], url: str, now: datetime, unschedulable_grace_s: float
+) -> ExecutorState:
     """A service runs until stopped; `result` carries its URL and whether it is ready."""
     conditions = (deployment.get("status") or {}).get("conditions") or []
     by_type = {c["type"]: c for c in conditions}
     progressing = by_type.get("Progressing") or {}
-    if progressing.get("status") == "False" and \
-            progressing.get("reason") == "ProgressDeadlineExceeded":
+    if (
+        progressing.get("status") == "False"
+        and progressing.get("reason") == "ProgressDeadlineExceeded"
+    ):
         problem = pending_problem(pods, now, 0) or progressing.get("message")
-        return ExecutorState("exited", None, f"service never became available: {problem}",
-                             {"url": url, "ready": False})
+        return ExecutorState(
+            "exited",
+            None,
+            f"service never became available: {problem}",
+            {"url": url, "ready": False},
+        )
     problem = pending_problem(pods, now, unschedulable_grace_s)
     if problem:
-        return ExecutorState("exited", None, f"service cannot start: {problem}",
-                             {"url": url, "ready": False})
+        return ExecutorState(
+            "exited", None, f"service cannot start: {problem}", {"url": url, "ready": False}
+        )
     available = (by_type.get("Available") or {}).get("status") == "True"
     ready = int((deployment.get("status") or {}).get("readyReplicas") or 0) > 0
     return ExecutorState("running", result={"url": url, "ready": available and ready})

@@ -47,11 +47,15 @@ class ObjectCache:
             bucket = self._buckets.get((kind, namespace), {})
             if not labels:
                 return list(bucket.values())
-            names = min((self._labels.get((kind, namespace, k, v), set())
-                         for k, v in labels.items()), key=len)
-            return [obj for name in sorted(names)
-                    if all(_labels_of(obj := bucket[name]).get(k) == v
-                           for k, v in labels.items())]
+            names = min(
+                (self._labels.get((kind, namespace, k, v), set()) for k, v in labels.items()),
+                key=len,
+            )
+            return [
+                obj
+                for name in sorted(names)
+                if all(_labels_of(obj := bucket[name]).get(k) == v for k, v in labels.items())
+            ]
 
     def put(self, kind: str, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -101,8 +105,15 @@ def _labels_of(obj: dict[str, Any]) -> dict[str, str]:
 class Informer(threading.Thread):
     """Keeps the cache's view of one kind in one namespace current."""
 
-    def __init__(self, cache: ObjectCache, kind: str, namespace: str, list_fn: ListFn,
-                 selector: str, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        cache: ObjectCache,
+        kind: str,
+        namespace: str,
+        list_fn: ListFn,
+        selector: str,
+        stop: threading.Event,
+    ) -> None:
         super().__init__(name=f"k8s-watch-{kind}-{namespace}", daemon=True)
         self.cache, self.kind, self.namespace = cache, kind, namespace
         self.list_fn, self.selector, self.stop = list_fn, selector, stop
@@ -117,8 +128,9 @@ class Informer(threading.Thread):
                 while not self.stop.is_set():
                     version = self._watch(version)
             except Gone:
-                log.info("watch of %s in %s expired (410): listing again", self.kind,
-                         self.namespace)
+                log.info(
+                    "watch of %s in %s expired (410): listing again", self.kind, self.namespace
+                )
             except Exception:
                 if self.stop.is_set():
                     return
@@ -138,8 +150,12 @@ class Informer(threading.Thread):
                 response.close()
 
     def _list(self) -> str:
-        response = self.list_fn(self.namespace, label_selector=self.selector,
-                                _preload_content=False, _request_timeout=60)
+        response = self.list_fn(
+            self.namespace,
+            label_selector=self.selector,
+            _preload_content=False,
+            _request_timeout=60,
+        )
         body = json.loads(response.data)
         self.cache.replace(self.kind, self.namespace, body.get("items") or [])
         self.relists += 1
@@ -149,9 +165,14 @@ class Informer(threading.Thread):
     def _watch(self, version: str) -> str:
         """Apply events from VERSION until the server closes the watch; return the last one."""
         response = self.list_fn(
-            self.namespace, label_selector=self.selector, watch=True, resource_version=version,
-            allow_watch_bookmarks=True, timeout_seconds=WATCH_TIMEOUT_S,
-            _preload_content=False, _request_timeout=WATCH_TIMEOUT_S + 30,
+            self.namespace,
+            label_selector=self.selector,
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_TIMEOUT_S,
+            _preload_content=False,
+            _request_timeout=WATCH_TIMEOUT_S + 30,
         )
         self._response = response
         try:

@@ -51,14 +51,17 @@ def api_client(kubeconfig: str | None) -> client.ApiClient:
     cfg = client.Configuration()
     if kubeconfig:
         config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, client_configuration=cfg)
+            config_file=kubeconfig, client_configuration=cfg
+        )
     else:
         try:
             config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=cfg)
+                client_configuration=cfg
+            )
         except config.ConfigException:
             config.load_kube_config(  # type: ignore[no-untyped-call]
-                client_configuration=cfg)
+                client_configuration=cfg
+            )
     cfg.connection_pool_maxsize = 64  # concurrent launches and watches share one pool
     return client.ApiClient(cfg)
 
@@ -85,9 +88,13 @@ def _now() -> datetime:
 class KubernetesExecutor:
     name = "kubernetes"
 
-    def __init__(self, settings: Settings, cluster: manifests.ClusterConfig | None = None,
-                 api: client.ApiClient | None = None,
-                 log_sinks: LogSinkFactory | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        cluster: manifests.ClusterConfig | None = None,
+        api: client.ApiClient | None = None,
+        log_sinks: LogSinkFactory | None = None,
+    ) -> None:
         self.settings = settings
         self.log_sinks = log_sinks or file_record(settings)
         self.cluster = cluster or manifests.ClusterConfig.from_env()
@@ -121,11 +128,14 @@ class KubernetesExecutor:
         namespace = self.namespace_of(launch.document)
         selector = manifests.selector_of(launch.task_id, launch.attempt)
         ids = {"run_id": launch.run_id, "task_id": launch.task_id, "attempt": launch.attempt}
-        for kind, list_fn in (("job", self.batch.list_namespaced_job),
-                              ("service", self.apps.list_namespaced_deployment)):
+        for kind, list_fn in (
+            ("job", self.batch.list_namespaced_job),
+            ("service", self.apps.list_namespaced_deployment),
+        ):
             try:
-                items = _raw(list_fn(namespace, label_selector=selector,
-                                     _preload_content=False))["items"]
+                items = _raw(list_fn(namespace, label_selector=selector, _preload_content=False))[
+                    "items"
+                ]
             except ApiException as exc:
                 if exc.status == 404:
                     continue  # the namespace itself is gone
@@ -138,8 +148,13 @@ class KubernetesExecutor:
                     # cut off before its launch Secret: launching again adopts the object
                     # (409) and creates the Secret its pods wait for
                     return None
-                ref = {"kind": kind, "namespace": namespace, "name": meta["name"],
-                       "uid": meta["uid"], **ids}
+                ref = {
+                    "kind": kind,
+                    "namespace": namespace,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    **ids,
+                }
                 if kind == "service":
                     ref["url"] = manifests.service_url(meta["name"], namespace)
                 self.watch_namespace(namespace)
@@ -154,11 +169,19 @@ class KubernetesExecutor:
             return self._inspect_service(ref)
         job = self._current("job", namespace, name, self.batch.read_namespaced_job)
         if job is None or (ref.get("uid") and job["metadata"]["uid"] != ref["uid"]):
-            return ExecutorState("missing", reason=f"the Job {namespace}/{name} no longer "
-                                 "exists (deleted outside tracectl, or its namespace was)")
-        finished = bool({"Complete", "Failed", "FailureTarget"} &
-                        {c["type"] for c in (job.get("status") or {}).get("conditions") or []
-                         if c.get("status") == "True"})
+            return ExecutorState(
+                "missing",
+                reason=f"the Job {namespace}/{name} no longer "
+                "exists (deleted outside tracectl, or its namespace was)",
+            )
+        finished = bool(
+            {"Complete", "Failed", "FailureTarget"}
+            & {
+                c["type"]
+                for c in (job.get("status") or {}).get("conditions") or []
+                if c.get("status") == "True"
+            }
+        )
         pods = self._pods(namespace, name, fresh=finished)
         state = status.job_state(job, pods, _now(), self.cluster.unschedulable_grace_s)
         if state.phase == "running":
@@ -169,8 +192,11 @@ class KubernetesExecutor:
         """Delete the Job (or Deployment) in the foreground: pods get SIGTERM, and SIGKILL
         after their terminationGracePeriodSeconds (the controller's cancel grace)."""
         namespace, name = ref["namespace"], ref["name"]
-        delete = (self.apps.delete_namespaced_deployment if ref.get("kind") == "service"
-                  else self.batch.delete_namespaced_job)
+        delete = (
+            self.apps.delete_namespaced_deployment
+            if ref.get("kind") == "service"
+            else self.batch.delete_namespaced_job
+        )
         kind = "deployment" if ref.get("kind") == "service" else "job"
         options = client.V1DeleteOptions(propagation_policy="Foreground")
         try:
@@ -178,8 +204,9 @@ class KubernetesExecutor:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-        self.cache.wait(lambda: self.cache.get(kind, namespace, name) is None,
-                        grace_s + CANCEL_WAIT_S)
+        self.cache.wait(
+            lambda: self.cache.get(kind, namespace, name) is None, grace_s + CANCEL_WAIT_S
+        )
 
     def cleanup(self, ref: Mapping[str, Any]) -> None:
         """The attempt ended: stop following its logs and drop its Secret at once (the Job
@@ -193,8 +220,9 @@ class KubernetesExecutor:
             deletes.insert(0, self.apps.delete_namespaced_deployment)
         for delete in deletes:
             try:
-                delete(name, namespace,
-                       body=client.V1DeleteOptions(propagation_policy="Foreground"))
+                delete(
+                    name, namespace, body=client.V1DeleteOptions(propagation_policy="Foreground")
+                )
             except ApiException as exc:
                 if exc.status != 404:
                     log.warning("cleanup of %s/%s: %s", namespace, name, exc.reason)
@@ -206,13 +234,16 @@ class KubernetesExecutor:
     def watch_namespace(self, namespace: str) -> None:
         """Start (once) the informers that keep this namespace's objects in the cache."""
         with self._lock:
-            for kind, list_fn in (("job", self.batch.list_namespaced_job),
-                                  ("pod", self.core.list_namespaced_pod),
-                                  ("deployment", self.apps.list_namespaced_deployment)):
+            for kind, list_fn in (
+                ("job", self.batch.list_namespaced_job),
+                ("pod", self.core.list_namespaced_pod),
+                ("deployment", self.apps.list_namespaced_deployment),
+            ):
                 if (kind, namespace) in self._informers:
                     continue
-                informer = Informer(self.cache, kind, namespace, list_fn,
-                                    manifests.MANAGED_SELECTOR, self._stop)
+                informer = Informer(
+                    self.cache, kind, namespace, list_fn, manifests.MANAGED_SELECTOR, self._stop
+                )
                 self._informers[(kind, namespace)] = informer
                 informer.start()
 
@@ -244,8 +275,7 @@ class KubernetesExecutor:
             return
         if self.cluster.create_namespaces:
             try:
-                self.core.create_namespace(manifests.namespace(namespace),
-                                           _preload_content=False)
+                self.core.create_namespace(manifests.namespace(namespace), _preload_content=False)
             except ApiException as exc:
                 # 409: it exists; 403: namespaces are an administrator's job (see the docs)
                 if exc.status not in (403, 409):
@@ -257,31 +287,46 @@ class KubernetesExecutor:
         (a repeated launch adopts it). The body is serialized once, by pydantic, and sent as
         is: the generated client would walk it twice more (sanitize, then json.dumps)."""
         method, url, headers, _body, _post = self.api.param_serialize(
-            "POST", path, path_params={"namespace": namespace},
+            "POST",
+            path,
+            path_params={"namespace": namespace},
             header_params={"Content-Type": "application/json", "Accept": "application/json"},
-            auth_settings=["BearerToken"])
+            auth_settings=["BearerToken"],
+        )
         response = self.api.rest_client.pool_manager.request(
-            method, url, body=manifests.to_json(body), headers=headers,
-            timeout=CREATE_TIMEOUT_S)
+            method, url, body=manifests.to_json(body), headers=headers, timeout=CREATE_TIMEOUT_S
+        )
         if response.status == 409:
             return None
         if not 200 <= response.status <= 299:
-            raise ApiException(status=response.status, reason=response.reason,
-                               body=response.data.decode("utf-8", "replace"))
+            raise ApiException(
+                status=response.status,
+                reason=response.reason,
+                body=response.data.decode("utf-8", "replace"),
+            )
         created: dict[str, Any] = json.loads(response.data)
         return created
 
-    def _create_owner_with_secret(self, kind: str, launch: Launch, namespace: str,
-                                  name: str, body: Any) -> tuple[str, Any]:
+    def _create_owner_with_secret(
+        self, kind: str, launch: Launch, namespace: str, name: str, body: Any
+    ) -> tuple[str, Any]:
         """Create the attempt's owning object (Job or Deployment), or adopt it after a
         repeated launch (409), then complete the launch and create its launch Secret owned
         by the object. No pod starts before the Secret exists (it mounts it), so the
         tracking run is made after the object, off the dispatch path. (uid, owner ref)."""
         api_version, create, read, delete = {
-            "Job": ("batch/v1", JOBS, self.batch.read_namespaced_job,
-                    self.batch.delete_namespaced_job),
-            "Deployment": ("apps/v1", DEPLOYMENTS, self.apps.read_namespaced_deployment,
-                           self.apps.delete_namespaced_deployment),
+            "Job": (
+                "batch/v1",
+                JOBS,
+                self.batch.read_namespaced_job,
+                self.batch.delete_namespaced_job,
+            ),
+            "Deployment": (
+                "apps/v1",
+                DEPLOYMENTS,
+                self.apps.read_namespaced_deployment,
+                self.apps.delete_namespaced_deployment,
+            ),
         }[kind]
         created = self._create(create, namespace, body)
         obj = created or _raw(read(name, namespace, _preload_content=False))
@@ -289,34 +334,44 @@ class KubernetesExecutor:
         owner = manifests.owner_reference(kind, api_version, name, uid)
         try:
             doc = launch.completed().document
-            self._create(SECRETS, namespace,
-                         manifests.launch_secret(doc, self.cluster, name, owner))
+            self._create(
+                SECRETS, namespace, manifests.launch_secret(doc, self.cluster, name, owner)
+            )
         except Exception:
             if created is not None:  # without its launch document it would never start
                 self._delete_quietly(delete, name, namespace)
             raise
         return uid, owner
 
-    def _launch_job(self, launch: Launch, namespace: str, name: str,
-                    ids: dict[str, Any]) -> dict[str, Any]:
+    def _launch_job(
+        self, launch: Launch, namespace: str, name: str, ids: dict[str, Any]
+    ) -> dict[str, Any]:
         uid, _owner = self._create_owner_with_secret(
-            "Job", launch, namespace, name, manifests.job(launch.document, self.cluster, name))
+            "Job", launch, namespace, name, manifests.job(launch.document, self.cluster, name)
+        )
         return {"kind": "job", "namespace": namespace, "name": name, "uid": uid, **ids}
 
-    def _launch_service(self, launch: Launch, namespace: str, name: str,
-                        ids: dict[str, Any]) -> dict[str, Any]:
+    def _launch_service(
+        self, launch: Launch, namespace: str, name: str, ids: dict[str, Any]
+    ) -> dict[str, Any]:
         doc = launch.document
         uid, owner = self._create_owner_with_secret(
-            "Deployment", launch, namespace, name,
-            manifests.deployment(doc, self.cluster, name))
-        self._create(SERVICES, namespace,
-                     manifests.service(doc, self.cluster, name, owner))
-        ref = {"kind": "service", "namespace": namespace, "name": name, "uid": uid,
-               "url": manifests.service_url(name, namespace), **ids}
+            "Deployment", launch, namespace, name, manifests.deployment(doc, self.cluster, name)
+        )
+        self._create(SERVICES, namespace, manifests.service(doc, self.cluster, name, owner))
+        ref = {
+            "kind": "service",
+            "namespace": namespace,
+            "name": name,
+            "uid": uid,
+            "url": manifests.service_url(name, namespace),
+            **ids,
+        }
         if self.cluster.ingress_prefix:
             path = f"{self.cluster.ingress_prefix.rstrip('/')}/{name}"
-            self._create(INGRESSES, namespace,
-                         manifests.ingress(doc, self.cluster, name, path, owner))
+            self._create(
+                INGRESSES, namespace, manifests.ingress(doc, self.cluster, name, path, owner)
+            )
             ref["ingress_path"] = path
         return ref
 
@@ -328,13 +383,13 @@ class KubernetesExecutor:
             log.warning("could not delete %s/%s after a failed launch", namespace, name)
 
     # -- status ---------------------------------------------------------------------------
-    def _current(self, kind: str, namespace: str, name: str, read: Any
-                 ) -> dict[str, Any] | None:
+    def _current(self, kind: str, namespace: str, name: str, read: Any) -> dict[str, Any] | None:
         obj = self.cache.get(kind, namespace, name)
         return obj if obj is not None else _read(read, namespace, name)
 
-    def _pods(self, namespace: str, owner_name: str, fresh: bool,
-              labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    def _pods(
+        self, namespace: str, owner_name: str, fresh: bool, labels: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
         want = labels or {"job-name": owner_name}
         if not fresh:
             pods = self.cache.select("pod", namespace, want)
@@ -342,24 +397,32 @@ class KubernetesExecutor:
             if pods or (informer is not None and informer.synced.is_set()):
                 return pods  # a synced watch is the truth: no pod yet (suspended, pending)
         selector = ",".join(f"{k}={v}" for k, v in want.items())
-        items: list[dict[str, Any]] = _raw(self.core.list_namespaced_pod(
-            namespace, label_selector=selector, _preload_content=False))["items"]
+        items: list[dict[str, Any]] = _raw(
+            self.core.list_namespaced_pod(
+                namespace, label_selector=selector, _preload_content=False
+            )
+        )["items"]
         return items
 
     def _service_pod_labels(self, ref: Mapping[str, Any]) -> dict[str, str]:
-        return {manifests.TASK_LABEL: manifests.label_value(ref["task_id"]),
-                manifests.ATTEMPT_LABEL: str(ref["attempt"])}
+        return {
+            manifests.TASK_LABEL: manifests.label_value(ref["task_id"]),
+            manifests.ATTEMPT_LABEL: str(ref["attempt"]),
+        }
 
     def _inspect_service(self, ref: Mapping[str, Any]) -> ExecutorState:
         namespace, name = ref["namespace"], ref["name"]
         dep = self._current("deployment", namespace, name, self.apps.read_namespaced_deployment)
         if dep is None or dep["metadata"].get("deletionTimestamp") is not None:
-            return ExecutorState("missing", reason=f"the service {namespace}/{name} was "
-                                 "stopped (its Deployment is gone)",
-                                 result={"url": ref.get("url"), "ready": False})
+            return ExecutorState(
+                "missing",
+                reason=f"the service {namespace}/{name} was stopped (its Deployment is gone)",
+                result={"url": ref.get("url"), "ready": False},
+            )
         pods = self._pods(namespace, name, fresh=False, labels=self._service_pod_labels(ref))
-        state = status.deployment_state(dep, pods, str(ref.get("url")), _now(),
-                                        self.cluster.unschedulable_grace_s)
+        state = status.deployment_state(
+            dep, pods, str(ref.get("url")), _now(), self.cluster.unschedulable_grace_s
+        )
         if state.phase == "running":
             self._ensure_follower(ref)
         return state
@@ -374,29 +437,48 @@ class KubernetesExecutor:
                 return
             stop = threading.Event()
             self._followers[key] = stop
-        threading.Thread(target=self._follow_attempt, args=(dict(ref), stop),
-                         name=f"k8s-logs-{ref['name']}", daemon=True).start()
+        threading.Thread(
+            target=self._follow_attempt,
+            args=(dict(ref), stop),
+            name=f"k8s-logs-{ref['name']}",
+            daemon=True,
+        ).start()
 
     def _follow_attempt(self, ref: dict[str, Any], stop: threading.Event) -> None:
         run_id, task_id, attempt = ref["run_id"], ref["task_id"], int(ref["attempt"])
-        labels = {"run_id": run_id, "task_id": task_id, "attempt": str(attempt),
-                  "executor": "kubernetes"}
+        labels = {
+            "run_id": run_id,
+            "task_id": task_id,
+            "attempt": str(attempt),
+            "executor": "kubernetes",
+        }
         first_seq, cursors = self._resume_point(run_id, task_id, attempt)
-        out = AttemptLog(self.log_sinks(labels), run_id, task_id,
-                         attempt, first_seq)
-        threads = [threading.Thread(
-            target=follow, daemon=True, name=f"k8s-log-{ref['name']}-{container}",
-            args=(self._opener(ref, container, stop), cursors[stream], out, stream,
-                  lambda c=container: self._container_ended(ref, c), stop))
-            for container, stream in CONTAINERS]
+        out = AttemptLog(self.log_sinks(labels), run_id, task_id, attempt, first_seq)
+        threads = [
+            threading.Thread(
+                target=follow,
+                daemon=True,
+                name=f"k8s-log-{ref['name']}-{container}",
+                args=(
+                    self._opener(ref, container, stop),
+                    cursors[stream],
+                    out,
+                    stream,
+                    lambda c=container: self._container_ended(ref, c),
+                    stop,
+                ),
+            )
+            for container, stream in CONTAINERS
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         out.close()
 
-    def _resume_point(self, run_id: str, task_id: str, attempt: int
-                      ) -> tuple[int, dict[str, LogCursor]]:
+    def _resume_point(
+        self, run_id: str, task_id: str, attempt: int
+    ) -> tuple[int, dict[str, LogCursor]]:
         """After a controller restart: go on from the lines the file record already has."""
         cursors = {stream: LogCursor() for _c, stream in CONTAINERS}
         reader = FileLogReader(self.settings)
@@ -416,15 +498,20 @@ class KubernetesExecutor:
             return self.cache.select("pod", ref["namespace"], self._service_pod_labels(ref))
         return self.cache.select("pod", ref["namespace"], {"job-name": ref["name"]})
 
-    def _container_state(self, ref: Mapping[str, Any], container: str
-                         ) -> tuple[str | None, dict[str, Any]]:
+    def _container_state(
+        self, ref: Mapping[str, Any], container: str
+    ) -> tuple[str | None, dict[str, Any]]:
         """(pod name, state) of the newest pod of the attempt that has the container."""
-        pods = sorted(self._task_pods(ref),
-                      key=lambda p: str(p["metadata"].get("creationTimestamp")), reverse=True)
+        pods = sorted(
+            self._task_pods(ref),
+            key=lambda p: str(p["metadata"].get("creationTimestamp")),
+            reverse=True,
+        )
         for pod in pods:
             status_ = pod.get("status") or {}
-            for item in (status_.get("initContainerStatuses") or []) + \
-                    (status_.get("containerStatuses") or []):
+            for item in (status_.get("initContainerStatuses") or []) + (
+                status_.get("containerStatuses") or []
+            ):
                 if item.get("name") == container:
                     return pod["metadata"]["name"], item.get("state") or {}
         return None, {}
@@ -452,29 +539,43 @@ class KubernetesExecutor:
                 self.cache.wait(lambda: stop.is_set(), 1.0)
             if pod is None or stop.is_set():
                 return []
-            response = pod_log_stream(self.api, ref["namespace"], pod, container, since,
-                                      self.cluster.log_idle_s)
+            response = pod_log_stream(
+                self.api, ref["namespace"], pod, container, since, self.cluster.log_idle_s
+            )
             return _until_quiet(iter_resp_lines(response))  # type: ignore[no-untyped-call]
 
         return open_stream
 
 
-def pod_log_stream(api: client.ApiClient, namespace: str, pod: str, container: str,
-                   since: str | None, idle_s: float) -> Any:
+def pod_log_stream(
+    api: client.ApiClient,
+    namespace: str,
+    pod: str,
+    container: str,
+    since: str | None,
+    idle_s: float,
+) -> Any:
     """GET pods/log with follow and timestamps, from SINCE (RFC 3339, second precision).
 
     The generated client has no `sinceTime` parameter (only sinceSeconds, relative to the
     server's clock), so the request is built here with the client's own auth and pool."""
-    query: list[tuple[str, Any]] = [("container", container), ("follow", "true"),
-                                    ("timestamps", "true")]
+    query: list[tuple[str, Any]] = [
+        ("container", container),
+        ("follow", "true"),
+        ("timestamps", "true"),
+    ]
     if since:
         query.append(("sinceTime", since))
     method, url, headers, body, post = api.param_serialize(
-        "GET", "/api/v1/namespaces/{namespace}/pods/{name}/log",
-        path_params={"namespace": namespace, "name": pod}, query_params=query,
+        "GET",
+        "/api/v1/namespaces/{namespace}/pods/{name}/log",
+        path_params={"namespace": namespace, "name": pod},
+        query_params=query,
         # the body is plain text either way; the API server negotiates its error bodies
         # against Accept, and answers 406 to text/plain alone (as the generated client sends)
-        header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+        header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )
     response = api.call_api(method, url, headers, body, post, _request_timeout=(10, idle_s))
     if not 200 <= response.status <= 299:
         response.read()  # type: ignore[no-untyped-call]

@@ -69,8 +69,12 @@ class LocalExecutor:
         with (launch.workspace / "runner.out").open("ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", RUNNER_MODULE, str(launch.launch_file)],
-                cwd=launch.workspace, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=launch.workspace,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         return {**self._ref(proc.pid), **service}
 

@@ -55,7 +55,9 @@ def readiness(ref: Mapping[str, Any]) -> ExecutorState:
     limit = float(ref["ready_timeout_s"])
     if waited > limit:
         return ExecutorState(
-            "exited", reason=f"the service did not accept connections on {HOST}:{port} within "
+            "exited",
+            reason=f"the service did not accept connections on {HOST}:{port} within "
             f"{limit:g}s (it must listen on the port in env PORT)",
-            result={"url": url_of(port), "ready": False})
+            result={"url": url_of(port), "ready": False},
+        )
     return ExecutorState("running", result={"url": url_of(port), "ready": False})

@@ -32,8 +32,9 @@ class ModeRouter:
     def _for_mode(self, mode: str | None) -> Executor:
         executor = self.executors.get(mode or "job")
         if executor is None:
-            raise UnroutableTask(f"no executor handles mode {mode!r}; configured: "
-                                 f"{sorted(self.executors)}")
+            raise UnroutableTask(
+                f"no executor handles mode {mode!r}; configured: {sorted(self.executors)}"
+            )
         return executor
 
     def _for_launch(self, launch: Launch) -> Executor:
@@ -69,10 +70,16 @@ class ModeRouter:
         self._for_ref(ref).cleanup(ref)
 
 
-def routed(settings: Settings, job_executor: Executor,
-           log_sinks: LogSinkFactory | None = None) -> ModeRouter:
+def routed(
+    settings: Settings, job_executor: Executor, log_sinks: LogSinkFactory | None = None
+) -> ModeRouter:
     """The configured executor for jobs and services; HTTP calls for `mode: external`."""
     from controller.executors.external import ExternalExecutor
 
-    return ModeRouter({"job": job_executor, "service": job_executor,
-                       "external": ExternalExecutor(settings, log_sinks=log_sinks)})
+    return ModeRouter(
+        {
+            "job": job_executor,
+            "service": job_executor,
+            "external": ExternalExecutor(settings, log_sinks=log_sinks),
+        }
+    )

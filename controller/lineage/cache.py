@@ -63,15 +63,17 @@ class CacheHit:
     outputs: list[dict[str, Any]]
 
 
-def lookup(session: Session, key: str, exclude_task: str | None = None,
-           team: str | None = None) -> CacheHit | None:
+def lookup(
+    session: Session, key: str, exclude_task: str | None = None, team: str | None = None
+) -> CacheHit | None:
     """The newest succeeded task with KEY whose outputs are all still stored, or None.
 
     With TEAM, only that team's tasks: a cache hit hands over another task's outputs, which
     would let one team read another's artifacts without a grant.
     """
     rows = session.scalars(
-        select(LineageCacheRow).where(LineageCacheRow.cache_key == key)
+        select(LineageCacheRow)
+        .where(LineageCacheRow.cache_key == key)
         .order_by(LineageCacheRow.created_at.desc())
     )
     for row in rows:
@@ -80,30 +82,53 @@ def lookup(session: Session, key: str, exclude_task: str | None = None,
         task = session.get(TaskRow, row.task_id)
         if task is None or task.status != "succeeded" or team not in (None, task.team):
             continue
-        artifacts = list(session.scalars(
-            select(ArtifactRow).where(ArtifactRow.task_id == row.task_id).order_by(ArtifactRow.id)
-        ))
+        artifacts = list(
+            session.scalars(
+                select(ArtifactRow)
+                .where(ArtifactRow.task_id == row.task_id)
+                .order_by(ArtifactRow.id)
+            )
+        )
         declared = set(task.spec.get("outputs", []))
         if not declared <= {a.path for a in artifacts} | _folders(artifacts, declared):
             continue
-        return CacheHit(key=key, run_id=row.run_id, task_id=row.task_id, outputs=[
-            {"path": a.path, "sha256": a.sha256, "uri": a.uri, "size": a.size,
-             "media_type": a.media_type} for a in artifacts
-        ])
+        return CacheHit(
+            key=key,
+            run_id=row.run_id,
+            task_id=row.task_id,
+            outputs=[
+                {
+                    "path": a.path,
+                    "sha256": a.sha256,
+                    "uri": a.uri,
+                    "size": a.size,
+                    "media_type": a.media_type,
+                }
+                for a in artifacts
+            ],
+        )
     return None
 
 
 def _folders(artifacts: list[ArtifactRow], declared: set[str]) -> set[str]:
     """Declared folder outputs count as present when some artifact lies under them."""
-    return {d for d in declared
-            if any(a.path.startswith(d.rstrip("/") + "/") for a in artifacts)}
+    return {d for d in declared if any(a.path.startswith(d.rstrip("/") + "/") for a in artifacts)}
 
 
 def record_hit(session: Session, task: TaskRow, hit: CacheHit) -> None:
     """Log the reuse in the append-only event log ("cached from run R")."""
-    session.add(LineageEventRow.of(TaskCached(
-        cache_key=hit.key, cached_from_run=hit.run_id, cached_from_task=hit.task_id,
-        outputs=hit.outputs), task.run_id, task.id))
+    session.add(
+        LineageEventRow.of(
+            TaskCached(
+                cache_key=hit.key,
+                cached_from_run=hit.run_id,
+                cached_from_task=hit.task_id,
+                outputs=hit.outputs,
+            ),
+            task.run_id,
+            task.id,
+        )
+    )
 
 
 def key_of_launch(launch: LaunchDocument) -> str:
@@ -111,5 +136,6 @@ def key_of_launch(launch: LaunchDocument) -> str:
     spec = launch.spec.model_dump(mode="json")
     # Masked as the stored spec masks them, so this key equals the one the projection indexes.
     spec["env"] = launch.spec.public_env()
-    return cache_key(spec, launch.resolved.model_dump(mode="json"),
-                     [(i.path, i.sha256) for i in launch.inputs])
+    return cache_key(
+        spec, launch.resolved.model_dump(mode="json"), [(i.path, i.sha256) for i in launch.inputs]
+    )

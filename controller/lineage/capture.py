@@ -16,8 +16,9 @@ from controller.domain.lineage import (
 from controller.store.schema import RunRow, TaskRow
 
 
-def _environment(spec: dict[str, Any], resolved: dict[str, Any],
-                 built: dict[str, Any]) -> EnvironmentLineage:
+def _environment(
+    spec: dict[str, Any], resolved: dict[str, Any], built: dict[str, Any]
+) -> EnvironmentLineage:
     """What the runner built, else what submit resolved (a task that never started)."""
     planned = resolved.get("environment") or {}
     if not built.get("key") and spec.get("image"):
@@ -25,11 +26,16 @@ def _environment(spec: dict[str, Any], resolved: dict[str, Any],
         planned = {"kind": "image", "image": spec["image"]}
     info = {**planned, **built}
     return EnvironmentLineage(
-        image=spec.get("image") or info.get("image"), kind=info.get("kind"),
-        key=info.get("key"), path=info.get("path"), lock_sha256=info.get("lock_sha256"),
-        detected=bool(info.get("detected")), interpreter=info.get("interpreter"),
+        image=spec.get("image") or info.get("image"),
+        kind=info.get("kind"),
+        key=info.get("key"),
+        path=info.get("path"),
+        lock_sha256=info.get("lock_sha256"),
+        detected=bool(info.get("detected")),
+        interpreter=info.get("interpreter"),
         python_version=info.get("python_version") or info.get("python"),
-        packages=info.get("packages") or [], packages_uri=info.get("packages_uri"),
+        packages=info.get("packages") or [],
+        packages_uri=info.get("packages_uri"),
         pip_freeze_sha256=info.get("packages_sha256") or info.get("pip_freeze_sha256"),
         env_keys=sorted(spec.get("env", {})),
     )
@@ -38,7 +44,8 @@ def _environment(spec: dict[str, Any], resolved: dict[str, Any],
 def lease_lineage(lease: dict[str, Any]) -> dict[str, Any]:
     """A lease as records show it, from its `lease_record()` (the leases table)."""
     return LeaseLineage(
-        resource=lease["resource"], fencing_token=lease["fencing_token"],
+        resource=lease["resource"],
+        fencing_token=lease["fencing_token"],
         detail={k: v for k, v in lease.items() if k not in {"resource", "fencing_token"}},
     ).model_dump(mode="json")
 
@@ -62,40 +69,67 @@ def build_record(
     code = None
     if spec.get("code") and resolved.get("commit"):
         code = CodeLineage(
-            repo=spec["code"]["repo"], ref=spec["code"]["ref"],
-            commit=resolved["commit"], dirty=bool(resolved.get("dirty")),
+            repo=spec["code"]["repo"],
+            ref=spec["code"]["ref"],
+            commit=resolved["commit"],
+            dirty=bool(resolved.get("dirty")),
         )
     fetched = {d["path"]: d for d in result.get("data") or []}
     data = [
-        DataLineage(path=d["path"], md5=d["md5"], rev=d["rev"],
-                    remote=fetched.get(d["path"], {}).get("remote"))
+        DataLineage(
+            path=d["path"],
+            md5=d["md5"],
+            rev=d["rev"],
+            remote=fetched.get(d["path"], {}).get("remote"),
+        )
         for d in resolved.get("data", [])
     ]
     environment = _environment(spec, resolved, result.get("environment") or {})
     mlflow = None
     if task.mlflow_run_id and tracking_uri:
         mlflow = TrackingLineage(
-            tracking_uri=tracking_uri, experiment_id=task.mlflow_experiment_id or "",
+            tracking_uri=tracking_uri,
+            experiment_id=task.mlflow_experiment_id or "",
             run_id=task.mlflow_run_id,
         )
     return LineageRecord(
-        run_id=run.id, task_id=task.id, task_name=task.name, attempt=task.attempt,
-        status=status, exit_code=result.get("exit_code"), code=code, data=data,
-        environment=environment, params=spec.get("params", {}), command=spec["command"],
+        run_id=run.id,
+        task_id=task.id,
+        task_name=task.name,
+        attempt=task.attempt,
+        status=status,
+        exit_code=result.get("exit_code"),
+        code=code,
+        data=data,
+        environment=environment,
+        params=spec.get("params", {}),
+        command=spec["command"],
         mlflow=mlflow,
         inputs=[
-            ArtifactLineage(path=i["path"], sha256=i["sha256"], size=i.get("size", 0),
-                            uri=i["uri"], produced_by_task=i.get("produced_by_task"),
-                            produced_by_run=i.get("produced_by_run"))
+            ArtifactLineage(
+                path=i["path"],
+                sha256=i["sha256"],
+                size=i.get("size", 0),
+                uri=i["uri"],
+                produced_by_task=i.get("produced_by_task"),
+                produced_by_run=i.get("produced_by_run"),
+            )
             for i in inputs
         ],
         outputs=[
-            ArtifactLineage(path=o["path"], sha256=o["sha256"], size=o["size"], uri=o["uri"],
-                            produced_by_task=task.id, produced_by_run=run.id)
+            ArtifactLineage(
+                path=o["path"],
+                sha256=o["sha256"],
+                size=o["size"],
+                uri=o["uri"],
+                produced_by_task=task.id,
+                produced_by_run=run.id,
+            )
             for o in result.get("outputs") or []
         ],
         logs=log_summary,
         preflight=resolved.get("preflight", []),
         executor={"kind": task.executor, **(task.executor_ref or {})},
-        started_at=task.started_at, finished_at=task.finished_at,
+        started_at=task.started_at,
+        finished_at=task.finished_at,
     )

@@ -24,8 +24,12 @@ def _tasks(db: Database, run_id: str) -> dict[str, tuple[TaskRow, dict[str, Any]
         if session.get(RunRow, run_id) is None:
             raise NotFound(f"run {run_id} does not exist")
         tasks = list(session.scalars(select(TaskRow).where(TaskRow.run_id == run_id)))
-        records = {r.task_id: r.record for r in session.scalars(
-            select(LineageRecordRow).where(LineageRecordRow.run_id == run_id))}
+        records = {
+            r.task_id: r.record
+            for r in session.scalars(
+                select(LineageRecordRow).where(LineageRecordRow.run_id == run_id)
+            )
+        }
     return {t.name: (t, records.get(t.id) or {}) for t in tasks}
 
 
@@ -45,15 +49,18 @@ def _environment(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pins(record: dict[str, Any]) -> dict[str, str]:
-    pins = ((record.get("environment") or {}).get("packages") or [])
+    pins = (record.get("environment") or {}).get("packages") or []
     return {name.lower(): version for name, _, version in (p.partition("==") for p in pins)}
 
 
 def _packages(ra: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
     """The packages that differ, one by one: added (a None), removed (b None) or changed."""
     a, b = _pins(ra), _pins(rb)
-    changes = [{"package": name, "a": a.get(name), "b": b.get(name)}
-               for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name)]
+    changes = [
+        {"package": name, "a": a.get(name), "b": b.get(name)}
+        for name in sorted(set(a) | set(b))
+        if a.get(name) != b.get(name)
+    ]
     return {"a": len(a), "b": len(b), "same": not changes, "changes": changes}
 
 
@@ -65,27 +72,40 @@ def diff_runs(db: Database, a: str, b: str, tracking: Tracking | None = None) ->
         tb, rb = right.get(name, (None, {}))
         outs_a = {o["path"]: o["sha256"] for o in ra.get("outputs", [])}
         outs_b = {o["path"]: o["sha256"] for o in rb.get("outputs", [])}
-        outputs = {p: _side(outs_a.get(p), outs_b.get(p))
-                   for p in sorted(set(outs_a) | set(outs_b))}
+        outputs = {
+            p: _side(outs_a.get(p), outs_b.get(p)) for p in sorted(set(outs_a) | set(outs_b))
+        }
         code_a, code_b = ra.get("code") or {}, rb.get("code") or {}
         entry: dict[str, Any] = {
             "present": _side(ta is not None, tb is not None),
             "status": _side(ta.status if ta else None, tb.status if tb else None),
             "code": _side(code_a.get("commit"), code_b.get("commit")),
-            "data": _side({d["path"]: d["md5"] for d in ra.get("data", [])},
-                          {d["path"]: d["md5"] for d in rb.get("data", [])}),
-            "params": _side(ra.get("params") if ra else (ta.spec.get("params") if ta else None),
-                            rb.get("params") if rb else (tb.spec.get("params") if tb else None)),
+            "data": _side(
+                {d["path"]: d["md5"] for d in ra.get("data", [])},
+                {d["path"]: d["md5"] for d in rb.get("data", [])},
+            ),
+            "params": _side(
+                ra.get("params") if ra else (ta.spec.get("params") if ta else None),
+                rb.get("params") if rb else (tb.spec.get("params") if tb else None),
+            ),
             "environment": _side(_environment(ra), _environment(rb)),
             "packages": _packages(ra, rb),
             "command": _side(ra.get("command"), rb.get("command")),
-            "metrics": _side(_metrics(tracking, ta.mlflow_run_id if ta else None),
-                             _metrics(tracking, tb.mlflow_run_id if tb else None)),
+            "metrics": _side(
+                _metrics(tracking, ta.mlflow_run_id if ta else None),
+                _metrics(tracking, tb.mlflow_run_id if tb else None),
+            ),
             "outputs": outputs,
         }
-        entry["same"] = all(v["same"] for k, v in entry.items() if k not in ("outputs", "metrics")
-                            ) and all(o["same"] for o in outputs.values())
+        entry["same"] = all(
+            v["same"] for k, v in entry.items() if k not in ("outputs", "metrics")
+        ) and all(o["same"] for o in outputs.values())
         tasks[name] = entry
-    return {"a": a, "b": b, "tasks": tasks,
-            "identical_outputs": all(all(o["same"] for o in t["outputs"].values())
-                                     for t in tasks.values())}
+    return {
+        "a": a,
+        "b": b,
+        "tasks": tasks,
+        "identical_outputs": all(
+            all(o["same"] for o in t["outputs"].values()) for t in tasks.values()
+        ),
+    }

@@ -28,8 +28,14 @@ def registered_versions(tracking: Tracking, mlflow_run_id: str | None) -> list[d
         return []
 
 
-def model_events(run_id: str, task_id: str,
-                 versions: list[dict[str, Any]]) -> list[LineageEventRow]:
-    return [LineageEventRow.of(ModelRegistered(name=v["name"], version=str(v["version"]),
-                                               source=v.get("source")), run_id, task_id)
-            for v in versions]
+def model_events(
+    run_id: str, task_id: str, versions: list[dict[str, Any]]
+) -> list[LineageEventRow]:
+    return [
+        LineageEventRow.of(
+            ModelRegistered(name=v["name"], version=str(v["version"]), source=v.get("source")),
+            run_id,
+            task_id,
+        )
+        for v in versions
+    ]

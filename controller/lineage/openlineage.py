@@ -35,8 +35,9 @@ SPEC = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 FACETS = "https://openlineage.io/spec/facets"
 SCHEMAS = {
     "parent": f"{FACETS}/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet",
-    "sourceCodeLocation":
-        f"{FACETS}/1-1-0/SourceCodeLocationJobFacet.json#/$defs/SourceCodeLocationJobFacet",
+    "sourceCodeLocation": (
+        f"{FACETS}/1-1-0/SourceCodeLocationJobFacet.json#/$defs/SourceCodeLocationJobFacet"
+    ),
     "version": f"{FACETS}/1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet",
     "errorMessage": f"{FACETS}/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet",
 }
@@ -68,16 +69,23 @@ def static_uuid7(instant: datetime, data: bytes) -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-def airflow_dag_run_uuid(namespace: str, dag_id: str, logical_date: datetime,
-                         clear_number: int) -> str:
+def airflow_dag_run_uuid(
+    namespace: str, dag_id: str, logical_date: datetime, clear_number: int
+) -> str:
     """The runId Airflow's OpenLineage provider gives a DAG run
     (`OpenLineageAdapter.build_dag_run_id`: uuid7 of the logical date — `run_after` when the
     run has none — and "<namespace>.<dag_id>.<clear_number>")."""
     return str(static_uuid7(logical_date, f"{namespace}.{dag_id}.{clear_number}".encode()))
 
 
-def airflow_task_instance_uuid(namespace: str, dag_id: str, task_id: str, try_number: int,
-                              logical_date: datetime, map_index: int) -> str:
+def airflow_task_instance_uuid(
+    namespace: str,
+    dag_id: str,
+    task_id: str,
+    try_number: int,
+    logical_date: datetime,
+    map_index: int,
+) -> str:
     """The runId Airflow's OpenLineage provider gives a task instance's try
     (`build_task_instance_ol_run_id`: uuid7 of the DAG run's date and
     "<namespace>.<dag_id>.<task_id>.<try_number>.<map_index>")."""
@@ -85,8 +93,9 @@ def airflow_task_instance_uuid(namespace: str, dag_id: str, task_id: str, try_nu
     return str(static_uuid7(logical_date, data))
 
 
-def airflow_parent(dag_id: str | None, labels: Mapping[str, str],
-                   task_labels: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+def airflow_parent(
+    dag_id: str | None, labels: Mapping[str, str], task_labels: Mapping[str, str] | None = None
+) -> dict[str, Any] | None:
     """The Airflow run above a task as OpenLineage parent, named as Airflow's provider names it.
 
     From the run labels the operator sets (`airflow_logical_date`, `airflow_clear_number`,
@@ -100,17 +109,27 @@ def airflow_parent(dag_id: str | None, labels: Mapping[str, str],
         return None
     namespace = labels.get("airflow_openlineage_namespace") or AIRFLOW_NAMESPACE
     date = datetime.fromisoformat(logical_date)
-    dag_run = {"run": {"runId": airflow_dag_run_uuid(
-                   namespace, dag_id, date, int(labels.get("airflow_clear_number") or 0))},
-               "job": {"namespace": namespace, "name": dag_id}}
+    dag_run = {
+        "run": {
+            "runId": airflow_dag_run_uuid(
+                namespace, dag_id, date, int(labels.get("airflow_clear_number") or 0)
+            )
+        },
+        "job": {"namespace": namespace, "name": dag_id},
+    }
     task = task_labels or {}
     task_id, try_number = task.get("airflow_task_id"), task.get("airflow_try_number")
     if not (task_id and try_number):
         return _facet(SCHEMAS["parent"], **dag_run)
-    run_id = airflow_task_instance_uuid(namespace, dag_id, task_id, int(try_number), date,
-                                        int(task.get("airflow_map_index") or -1))
-    return _facet(SCHEMAS["parent"], run={"runId": run_id},
-                  job={"namespace": namespace, "name": f"{dag_id}.{task_id}"}, root=dag_run)
+    run_id = airflow_task_instance_uuid(
+        namespace, dag_id, task_id, int(try_number), date, int(task.get("airflow_map_index") or -1)
+    )
+    return _facet(
+        SCHEMAS["parent"],
+        run={"runId": run_id},
+        job={"namespace": namespace, "name": f"{dag_id}.{task_id}"},
+        root=dag_run,
+    )
 
 
 def _facet(schema: str, **fields: Any) -> dict[str, Any]:
@@ -133,11 +152,16 @@ def _dataset_of_uri(uri: str) -> tuple[str, str]:
 
 def _artifact(item: dict[str, Any]) -> dict[str, Any]:
     namespace, name = _dataset_of_uri(item["uri"])
-    return {"namespace": namespace, "name": name, "facets": {
-        "version": _facet(SCHEMAS["version"], datasetVersion=item["sha256"]),
-        "tracectl_artifact": _custom("ArtifactFacet", path=item["path"], sha256=item["sha256"],
-                                     size=item.get("size")),
-    }}
+    return {
+        "namespace": namespace,
+        "name": name,
+        "facets": {
+            "version": _facet(SCHEMAS["version"], datasetVersion=item["sha256"]),
+            "tracectl_artifact": _custom(
+                "ArtifactFacet", path=item["path"], sha256=item["sha256"], size=item.get("size")
+            ),
+        },
+    }
 
 
 def _job(run: RunRow, task: TaskRow, record: dict[str, Any]) -> dict[str, Any]:
@@ -146,42 +170,66 @@ def _job(run: RunRow, task: TaskRow, record: dict[str, Any]) -> dict[str, Any]:
     if code or task.spec.get("code"):
         repo = repo_uri(code.get("repo") or task.spec["code"]["repo"])
         facets["sourceCodeLocation"] = _facet(
-            SCHEMAS["sourceCodeLocation"], type="git", url=repo, repoUrl=repo,
+            SCHEMAS["sourceCodeLocation"],
+            type="git",
+            url=repo,
+            repoUrl=repo,
             version=code.get("commit") or (task.resolved or {}).get("commit"),
-            branch=code.get("ref") or task.spec["code"].get("ref"))
+            branch=code.get("ref") or task.spec["code"].get("ref"),
+        )
     return {"namespace": NAMESPACE, "name": f"{run.pipeline}.{task.name}", "facets": facets}
 
 
-def _run_facets(run: RunRow, task: TaskRow, record: dict[str, Any],
-                leases: list[dict[str, Any]]) -> dict[str, Any]:
+def _run_facets(
+    run: RunRow, task: TaskRow, record: dict[str, Any], leases: list[dict[str, Any]]
+) -> dict[str, Any]:
     facets: dict[str, Any] = {}
     parent = airflow_parent(run.airflow_dag_id, run.labels or {}, task.spec.get("labels"))
     if parent is not None:
         facets["parent"] = parent
     env = record.get("environment") or {}
     facets["tracectl_environment"] = _custom(
-        "EnvironmentFacet", image=task.spec.get("image") or env.get("image"),
-        python_version=env.get("python_version"), pip_freeze_sha256=env.get("pip_freeze_sha256"),
-        kind=env.get("kind"), key=env.get("key"), lockFile=env.get("path"),
-        lockSha256=env.get("lock_sha256"), packages=env.get("packages") or [],
-        packagesUri=env.get("packages_uri"))
-    facets["tracectl_task"] = _custom("TaskFacet", run_id=run.id, task_id=task.id,
-                                      task_name=task.name, attempt=task.attempt,
-                                      params=task.spec.get("params", {}),
-                                      airflow_dag_id=run.airflow_dag_id,
-                                      airflow_run_id=run.airflow_run_id)
+        "EnvironmentFacet",
+        image=task.spec.get("image") or env.get("image"),
+        python_version=env.get("python_version"),
+        pip_freeze_sha256=env.get("pip_freeze_sha256"),
+        kind=env.get("kind"),
+        key=env.get("key"),
+        lockFile=env.get("path"),
+        lockSha256=env.get("lock_sha256"),
+        packages=env.get("packages") or [],
+        packagesUri=env.get("packages_uri"),
+    )
+    facets["tracectl_task"] = _custom(
+        "TaskFacet",
+        run_id=run.id,
+        task_id=task.id,
+        task_name=task.name,
+        attempt=task.attempt,
+        params=task.spec.get("params", {}),
+        airflow_dag_id=run.airflow_dag_id,
+        airflow_run_id=run.airflow_run_id,
+    )
     mlflow = record.get("mlflow")
     if mlflow:
-        facets["mlflow"] = _custom("MlflowRunFacet", trackingUri=mlflow["tracking_uri"],
-                                   experimentId=mlflow["experiment_id"], runId=mlflow["run_id"])
+        facets["mlflow"] = _custom(
+            "MlflowRunFacet",
+            trackingUri=mlflow["tracking_uri"],
+            experimentId=mlflow["experiment_id"],
+            runId=mlflow["run_id"],
+        )
     if leases:
         facets["tracectl_leases"] = _custom("LeasesFacet", leases=leases)
     logs = record.get("logs") or {}
     if logs:
         archive = logs.get("archive") or {}
-        facets["tracectl_logs"] = _custom("LogsFacet", lines=logs.get("lines"),
-                                          sha256=logs.get("sha256"), archiveUri=archive.get("uri"),
-                                          api=f"/v1/tasks/{task.id}/logs")
+        facets["tracectl_logs"] = _custom(
+            "LogsFacet",
+            lines=logs.get("lines"),
+            sha256=logs.get("sha256"),
+            archiveUri=archive.get("uri"),
+            api=f"/v1/tasks/{task.id}/logs",
+        )
     return facets
 
 
@@ -189,22 +237,33 @@ def _inputs(task: TaskRow, record: dict[str, Any], used: list[dict[str, Any]]) -
     repo = (task.spec.get("code") or {}).get("repo", "")
     remotes = {d["path"]: d.get("remote") for d in record.get("data", [])}
     datasets = [
-        {"namespace": f"dvc://{repo}", "name": d["path"], "facets": {
-            "version": _facet(SCHEMAS["version"], datasetVersion=d["md5"]),
-            "dvc": _custom("DvcDatasetFacet", md5=d["md5"], rev=d["rev"],
-                           remote=remotes.get(d["path"])),
-        }}
+        {
+            "namespace": f"dvc://{repo}",
+            "name": d["path"],
+            "facets": {
+                "version": _facet(SCHEMAS["version"], datasetVersion=d["md5"]),
+                "dvc": _custom(
+                    "DvcDatasetFacet", md5=d["md5"], rev=d["rev"], remote=remotes.get(d["path"])
+                ),
+            },
+        }
         for d in (task.resolved or {}).get("data", [])
     ]
-    return datasets + [_model(uri) for uri in task.spec.get("models") or []] + [
-        _artifact(i) for i in used]
+    return (
+        datasets
+        + [_model(uri) for uri in task.spec.get("models") or []]
+        + [_artifact(i) for i in used]
+    )
 
 
 def _model(uri: str) -> dict[str, Any]:
     """A registered model version the task declared (`models:/<name>/<version>`)."""
     version = uri.rsplit("/", 1)[-1]
-    return {"namespace": "mlflow", "name": uri,
-            "facets": {"version": _facet(SCHEMAS["version"], datasetVersion=version)}}
+    return {
+        "namespace": "mlflow",
+        "name": uri,
+        "facets": {"version": _facet(SCHEMAS["version"], datasetVersion=version)},
+    }
 
 
 def _event_time(at: datetime) -> str:
@@ -225,11 +284,19 @@ def keyed_events(db: Database, run_id: str) -> list[tuple[int, dict[str, Any]]]:
         if run is None:
             raise NotFound(f"run {run_id} does not exist")
         tasks = {t.id: t for t in session.scalars(select(TaskRow).where(TaskRow.run_id == run_id))}
-        records = {r.task_id: r.record for r in session.scalars(
-            select(LineageRecordRow).where(LineageRecordRow.run_id == run_id))}
-        log_rows = list(session.scalars(
-            select(LineageEventRow).where(LineageEventRow.run_id == run_id)
-            .order_by(LineageEventRow.id)))
+        records = {
+            r.task_id: r.record
+            for r in session.scalars(
+                select(LineageRecordRow).where(LineageRecordRow.run_id == run_id)
+            )
+        }
+        log_rows = list(
+            session.scalars(
+                select(LineageEventRow)
+                .where(LineageEventRow.run_id == run_id)
+                .order_by(LineageEventRow.id)
+            )
+        )
         held = lease_views.task_leases(session, list(tasks))
     events: list[tuple[int, dict[str, Any]]] = []
     attempt: dict[str, int] = {}
@@ -245,8 +312,9 @@ def keyed_events(db: Database, run_id: str) -> list[tuple[int, dict[str, Any]]]:
         if row.type == EventType.TASK_ADMITTED:
             attempt[task.id] = int(payload.get("attempt", 1))
             # from the leases table, as every view reads them (the event's copy is the grant)
-            leases[task.id] = [lease for lease in held.get(task.id, [])
-                               if lease["attempt"] == attempt[task.id]]
+            leases[task.id] = [
+                lease for lease in held.get(task.id, []) if lease["attempt"] == attempt[task.id]
+            ]
             used[task.id], produced[task.id] = [], []
         elif row.type == EventType.INPUT_USED:
             used.setdefault(task.id, []).append(payload)
@@ -263,17 +331,26 @@ def keyed_events(db: Database, run_id: str) -> list[tuple[int, dict[str, Any]]]:
                 outputs = [_artifact(o) for o in produced.get(task.id, [])]
             facets = _run_facets(run, task, record, leases.get(task.id, []))
             if kind == "FAIL" and payload.get("reason"):
-                facets["errorMessage"] = _facet(SCHEMAS["errorMessage"],
-                                                message=str(payload["reason"]),
-                                                programmingLanguage="python")
-            events.append((row.id, {
-                "eventType": kind,
-                "eventTime": _event_time(row.created_at),
-                "producer": PRODUCER, "schemaURL": SPEC,
-                "run": {"runId": run_uuid(task.id, number), "facets": facets},
-                "job": _job(run, task, record),
-                "inputs": inputs, "outputs": outputs,
-            }))
+                facets["errorMessage"] = _facet(
+                    SCHEMAS["errorMessage"],
+                    message=str(payload["reason"]),
+                    programmingLanguage="python",
+                )
+            events.append(
+                (
+                    row.id,
+                    {
+                        "eventType": kind,
+                        "eventTime": _event_time(row.created_at),
+                        "producer": PRODUCER,
+                        "schemaURL": SPEC,
+                        "run": {"runId": run_uuid(task.id, number), "facets": facets},
+                        "job": _job(run, task, record),
+                        "inputs": inputs,
+                        "outputs": outputs,
+                    },
+                )
+            )
     return events
 
 
@@ -323,8 +400,9 @@ def build_emitter(target: str | None) -> Emitter | None:
     if parsed.scheme == "kafka":
         topic = parsed.path.lstrip("/") or "openlineage"
         return KafkaEmitter(parsed.netloc, topic)
-    raise ValueError(f"OpenLineage target {target!r}: use http(s)://…, kafka://host:port/topic "
-                     "or none")
+    raise ValueError(
+        f"OpenLineage target {target!r}: use http(s)://…, kafka://host:port/topic or none"
+    )
 
 
 def emit_run(db: Database, run_id: str, emitter: Emitter) -> int:

@@ -62,14 +62,34 @@ class Reproducer:
             run = session.get(RunRow, run_id)
             if run is None:
                 raise NotFound(f"run {run_id} does not exist")
-            tasks = list(session.scalars(select(TaskRow).where(TaskRow.run_id == run_id)
-                                         .order_by(TaskRow.created_at, TaskRow.id)))
-            records = {r.task_id: r.record for r in session.scalars(
-                select(LineageRecordRow).where(LineageRecordRow.run_id == run_id))}
-            artifacts = {a.sha256: a for a in session.scalars(
-                select(ArtifactRow).where(ArtifactRow.sha256.in_(
-                    [i["artifact"].split(":", 1)[1] for t in tasks
-                     for i in t.spec.get("inputs", []) if i["artifact"].startswith("sha256:")])))}
+            tasks = list(
+                session.scalars(
+                    select(TaskRow)
+                    .where(TaskRow.run_id == run_id)
+                    .order_by(TaskRow.created_at, TaskRow.id)
+                )
+            )
+            records = {
+                r.task_id: r.record
+                for r in session.scalars(
+                    select(LineageRecordRow).where(LineageRecordRow.run_id == run_id)
+                )
+            }
+            artifacts = {
+                a.sha256: a
+                for a in session.scalars(
+                    select(ArtifactRow).where(
+                        ArtifactRow.sha256.in_(
+                            [
+                                i["artifact"].split(":", 1)[1]
+                                for t in tasks
+                                for i in t.spec.get("inputs", [])
+                                if i["artifact"].startswith("sha256:")
+                            ]
+                        )
+                    )
+                )
+            }
         plan = Plan(run=run)
         if not tasks:
             plan.problems.append(_problem(["run", run_id], "the run has no tasks"))
@@ -78,8 +98,10 @@ class Reproducer:
             self._check_code(task, plan)
             self._check_data(task, records.get(task.id) or {}, plan)
             self._check_inputs(task, artifacts, plan)
-            plan.problems += [_problem(p["loc"], p["msg"]) for p in
-                              environment_problems(task, self.service.submission.git_cache)]
+            plan.problems += [
+                _problem(p["loc"], p["msg"])
+                for p in environment_problems(task, self.service.submission.git_cache)
+            ]
             self._check_models(task, plan)
             self._note_image(task, plan)
             if spec is not None:
@@ -89,14 +111,21 @@ class Reproducer:
     def _pinned_spec(self, task: TaskRow, plan: Plan) -> TaskSpec | None:
         spec = {k: v for k, v in task.spec.items()}
         if spec.get("secret_env"):
-            plan.problems.append(_problem(["tasks", task.name, "secret_env"], (
-                f"task {task.name!r} used secret env {spec['secret_env']}; secrets are "
-                "never stored, so it cannot be resubmitted as it ran")))
+            plan.problems.append(
+                _problem(
+                    ["tasks", task.name, "secret_env"],
+                    (
+                        f"task {task.name!r} used secret env {spec['secret_env']}; secrets are "
+                        "never stored, so it cannot be resubmitted as it ran"
+                    ),
+                )
+            )
             return None
         resolved = task.resolved or {}
         if spec.get("labels"):  # a reproduction was not submitted by that Airflow task instance
-            spec["labels"] = {k: v for k, v in spec["labels"].items()
-                              if not k.startswith("airflow_")}
+            spec["labels"] = {
+                k: v for k, v in spec["labels"].items() if not k.startswith("airflow_")
+            }
         if spec.get("code"):
             spec["code"] = {**spec["code"], "commit": resolved.get("commit")}
         if spec.get("data"):
@@ -114,8 +143,12 @@ class Reproducer:
         try:
             code_refs.resolve(code["repo"], commit, self.service.submission.git_cache)
         except code_refs.CodeError as exc:
-            plan.problems.append(_problem(["tasks", task.name, "code", "commit"], (
-                f"commit {commit} of {code['repo']!r} is no longer retrievable: {exc}")))
+            plan.problems.append(
+                _problem(
+                    ["tasks", task.name, "code", "commit"],
+                    (f"commit {commit} of {code['repo']!r} is no longer retrievable: {exc}"),
+                )
+            )
 
     def _check_models(self, task: TaskRow, plan: Plan) -> None:
         for uri in task.spec.get("models") or []:
@@ -124,21 +157,32 @@ class Reproducer:
                 continue  # task:<name> refs are rewired to the new run's tasks
             try:
                 found = self.service.supervisor.tracking.has_model_version(
-                    match["name"], match["version"])
+                    match["name"], match["version"]
+                )
             except Exception as exc:  # a registry outage: say so, do not guess
-                plan.problems.append(_problem(["tasks", task.name, "models", uri],
-                                              f"cannot ask the model registry for {uri}: {exc}"))
+                plan.problems.append(
+                    _problem(
+                        ["tasks", task.name, "models", uri],
+                        f"cannot ask the model registry for {uri}: {exc}",
+                    )
+                )
                 continue
             if not found:
-                plan.problems.append(_problem(["tasks", task.name, "models", uri],
-                                              f"model version {uri} is no longer registered"))
+                plan.problems.append(
+                    _problem(
+                        ["tasks", task.name, "models", uri],
+                        f"model version {uri} is no longer registered",
+                    )
+                )
 
     @staticmethod
     def _note_image(task: TaskRow, plan: Plan) -> None:
         image = task.spec.get("image")
         if image and "@sha256:" not in image:
-            plan.unchecked.append(f"{task.name}: image {image} is a tag, not a digest: it may "
-                                  "have moved since the run")
+            plan.unchecked.append(
+                f"{task.name}: image {image} is a tag, not a digest: it may "
+                "have moved since the run"
+            )
         elif image:
             plan.unchecked.append(f"{task.name}: image {image} not checked in its registry")
 
@@ -148,16 +192,24 @@ class Reproducer:
         for entry in (task.resolved or {}).get("data", []):
             loc = ["tasks", task.name, "data", entry["path"]]
             try:
-                md5 = dvc_data.tracked_md5(repo, entry["rev"], entry["path"],
-                                           self.service.submission.git_cache)
+                md5 = dvc_data.tracked_md5(
+                    repo, entry["rev"], entry["path"], self.service.submission.git_cache
+                )
             except (dvc_data.DataError, ValueError, OSError) as exc:
-                plan.problems.append(_problem(loc, f"cannot read {entry['path']!r} at "
-                                              f"{entry['rev'][:12]}: {exc}"))
+                plan.problems.append(
+                    _problem(loc, f"cannot read {entry['path']!r} at {entry['rev'][:12]}: {exc}")
+                )
                 continue
             if md5 != entry["md5"]:
-                plan.problems.append(_problem(loc, (
-                    f"{entry['path']!r} at {entry['rev'][:12]} now has md5 {md5}, "
-                    f"not the recorded {entry['md5']}")))
+                plan.problems.append(
+                    _problem(
+                        loc,
+                        (
+                            f"{entry['path']!r} at {entry['rev'][:12]} now has md5 {md5}, "
+                            f"not the recorded {entry['md5']}"
+                        ),
+                    )
+                )
                 continue
             remote = remotes.get(entry["path"])
             if not remote:
@@ -167,9 +219,15 @@ class Reproducer:
             if where is None:
                 plan.unchecked.append(f"{entry['path']}: remote {remote} not checked")
             elif not where.exists():
-                plan.problems.append(_problem(loc, (
-                    f"dataset {entry['path']}@{entry['md5']} is no longer retrievable: "
-                    f"the DVC remote {remote} has no object {entry['md5']}")))
+                plan.problems.append(
+                    _problem(
+                        loc,
+                        (
+                            f"dataset {entry['path']}@{entry['md5']} is no longer retrievable: "
+                            f"the DVC remote {remote} has no object {entry['md5']}"
+                        ),
+                    )
+                )
 
     def _check_inputs(self, task: TaskRow, artifacts: dict[str, ArtifactRow], plan: Plan) -> None:
         for item in task.spec.get("inputs", []):
@@ -178,25 +236,40 @@ class Reproducer:
             sha = item["artifact"].split(":", 1)[1]
             stored = artifacts.get(sha)
             if stored is None or not self.store.exists(stored.uri):
-                plan.problems.append(_problem(["tasks", task.name, "inputs", item["path"]],
-                                              f"input artifact sha256:{sha} is no longer stored"))
+                plan.problems.append(
+                    _problem(
+                        ["tasks", task.name, "inputs", item["path"]],
+                        f"input artifact sha256:{sha} is no longer stored",
+                    )
+                )
 
     def reproduce(self, run_id: str) -> dict[str, Any]:
         plan = self.plan(run_id)
         if plan.problems:
-            raise Conflict(f"run {run_id} cannot be reproduced exactly: "
-                           + "; ".join(p["msg"] for p in plan.problems), plan.problems)
+            raise Conflict(
+                f"run {run_id} cannot be reproduced exactly: "
+                + "; ".join(p["msg"] for p in plan.problems),
+                plan.problems,
+            )
         old = plan.run
-        request = RunCreate(pipeline=old.pipeline, labels={**old.labels,
-                                                           "tracectl.reproduces": old.id},
-                            tasks=plan.tasks, close=True)  # every task of the original
+        request = RunCreate(
+            pipeline=old.pipeline,
+            labels={**old.labels, "tracectl.reproduces": old.id},
+            tasks=plan.tasks,
+            close=True,
+        )  # every task of the original
         try:
             new, _ = self.service.create_run(request, origin=Origin(old.id, plan.unchecked))
         except InvalidInput as exc:  # changed since the plan: still nothing was created
-            raise Conflict(f"run {run_id} cannot be reproduced exactly: {exc.detail}",
-                           exc.errors) from exc
-        return {"run_id": new.id, "reproduces": old.id,
-                "tasks": self.service.run_task_ids(new.id), "unchecked": plan.unchecked}
+            raise Conflict(
+                f"run {run_id} cannot be reproduced exactly: {exc.detail}", exc.errors
+            ) from exc
+        return {
+            "run_id": new.id,
+            "reproduces": old.id,
+            "tasks": self.service.run_task_ids(new.id),
+            "unchecked": plan.unchecked,
+        }
 
 
 def _problem(loc: list[str], msg: str) -> dict[str, Any]:
@@ -213,8 +286,9 @@ def compare(service: ControllerService, run_id: str) -> dict[str, Any]:
             raise Conflict(f"run {run_id} is not a reproduction of another run")
         original = run.reproduces
         rows = session.execute(
-            select(TaskRow.run_id, TaskRow.name, TaskRow.status, ArtifactRow.path,
-                   ArtifactRow.sha256)
+            select(
+                TaskRow.run_id, TaskRow.name, TaskRow.status, ArtifactRow.path, ArtifactRow.sha256
+            )
             .join(ArtifactRow, ArtifactRow.task_id == TaskRow.id, isouter=True)
             .where(TaskRow.run_id.in_([run_id, original]))
         ).all()
@@ -225,10 +299,18 @@ def compare(service: ControllerService, run_id: str) -> dict[str, Any]:
         statuses.setdefault(name, {})[side] = status
         if path is not None:
             outputs.setdefault((name, path), {"original": None, "reproduced": None})[side] = sha
-    items = [{"task": t, "path": p, **s, "identical": s["original"] == s["reproduced"]}
-             for (t, p), s in sorted(outputs.items())]
-    finished = all(s.get("reproduced") in ("succeeded", "failed", "cancelled")
-                   for s in statuses.values())
-    return {"run_id": run_id, "reproduces": original, "finished": finished,
-            "identical": finished and bool(items) and all(i["identical"] for i in items),
-            "tasks": statuses, "outputs": items}
+    items = [
+        {"task": t, "path": p, **s, "identical": s["original"] == s["reproduced"]}
+        for (t, p), s in sorted(outputs.items())
+    ]
+    finished = all(
+        s.get("reproduced") in ("succeeded", "failed", "cancelled") for s in statuses.values()
+    )
+    return {
+        "run_id": run_id,
+        "reproduces": original,
+        "finished": finished,
+        "identical": finished and bool(items) and all(i["identical"] for i in items),
+        "tasks": statuses,
+        "outputs": items,
+    }

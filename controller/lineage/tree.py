@@ -20,8 +20,10 @@ def _environment(env: dict[str, Any]) -> str:
         return f"python {env.get('python_version')} (no environment recorded)"
     source = env.get("path") or "bare interpreter, no packages"
     how = "detected" if env.get("detected") else "declared"
-    return (f"[bold]env:{env['key'][:16]}…[/] {env.get('kind')} {source} ({how}), "
-            f"python {env.get('python_version')}, {len(env.get('packages') or [])} packages")
+    return (
+        f"[bold]env:{env['key'][:16]}…[/] {env.get('kind')} {source} ({how}), "
+        f"python {env.get('python_version')}, {len(env.get('packages') or [])} packages"
+    )
 
 
 def _number(value: float) -> str:
@@ -38,24 +40,33 @@ def task_tree(parent: Tree, task: dict[str, Any], metrics: dict[str, float] | No
     )
     code = record.get("code")
     if code:
-        node.add(f"code    {code['repo']} @ [bold]{code['commit']}[/] "
-                 f"(ref {code['ref']}{', DIRTY' if code['dirty'] else ', clean'})")
+        node.add(
+            f"code    {code['repo']} @ [bold]{code['commit']}[/] "
+            f"(ref {code['ref']}{', DIRTY' if code['dirty'] else ', clean'})"
+        )
     for data in record.get("data", []):
-        node.add(f"data    {data['path']} md5 [bold]{data['md5']}[/] "
-                 f"rev {data['rev'][:12]} remote {data.get('remote') or '-'}")
+        node.add(
+            f"data    {data['path']} md5 [bold]{data['md5']}[/] "
+            f"rev {data['rev'][:12]} remote {data.get('remote') or '-'}"
+        )
     for item in record.get("inputs", []):
-        node.add(f"input   {item['path']} sha256:{item['sha256']} "
-                 f"from task {item.get('produced_by_task') or '-'}")
+        node.add(
+            f"input   {item['path']} sha256:{item['sha256']} "
+            f"from task {item.get('produced_by_task') or '-'}"
+        )
     node.add(f"env     {_environment(record.get('environment') or {})}")
     if record.get("params"):
         node.add(f"params  {record['params']}")
     mlflow = record.get("mlflow")
     if mlflow:
-        node.add(f"mlflow  run [bold]{mlflow['run_id']}[/] (experiment {mlflow['experiment_id']}, "
-                 f"{mlflow['tracking_uri']})")
+        node.add(
+            f"mlflow  run [bold]{mlflow['run_id']}[/] (experiment {mlflow['experiment_id']}, "
+            f"{mlflow['tracking_uri']})"
+        )
     if metrics:
-        node.add("metrics " + " ".join(f"{k}=[bold]{_number(v)}[/]"
-                                       for k, v in sorted(metrics.items())))
+        node.add(
+            "metrics " + " ".join(f"{k}=[bold]{_number(v)}[/]" for k, v in sorted(metrics.items()))
+        )
     for lease in record.get("leases", []):
         node.add(f"lease   {lease['resource']} fencing token {lease['fencing_token']}")
     logs = record.get("logs") or {}
@@ -67,8 +78,7 @@ def task_tree(parent: Tree, task: dict[str, Any], metrics: dict[str, float] | No
             outputs.add(f"{out['path']} sha256:[bold]{out['sha256']}[/] ({out['size']} bytes)")
 
 
-def run_tree(lineage: dict[str, Any],
-             metrics: dict[str, dict[str, float]] | None = None) -> Tree:
+def run_tree(lineage: dict[str, Any], metrics: dict[str, dict[str, float]] | None = None) -> Tree:
     """The run's tree; METRICS (task name -> its MLflow metrics) adds each task's key figures.
 
     Print it on a console wide enough for its longest line (`wide_console`): a wrapped
@@ -82,5 +92,8 @@ def run_tree(lineage: dict[str, Any],
 
 def task_metrics(diff: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Task name -> metrics, from a run's diff with itself (GET /v1/runs/{id}/diff/{id})."""
-    return {name: entry["metrics"]["a"] for name, entry in diff.get("tasks", {}).items()
-            if (entry.get("metrics") or {}).get("a")}
+    return {
+        name: entry["metrics"]["a"]
+        for name, entry in diff.get("tasks", {}).items()
+        if (entry.get("metrics") or {}).get("a")
+    }

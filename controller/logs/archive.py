@@ -25,8 +25,9 @@ def archive_key(run_id: str, task_id: str, attempt: int) -> str:
     return f"logs/{run_id}/{task_id}/{attempt}.log.gz"
 
 
-def archive_task_log(settings: Settings, store: ArtifactStore, run_id: str, task_id: str,
-                     attempt: int) -> dict[str, Any]:
+def archive_task_log(
+    settings: Settings, store: ArtifactStore, run_id: str, task_id: str, attempt: int
+) -> dict[str, Any]:
     """Write logs/<run>/<task>/<attempt>.log.gz; return its URI, checksums and line count."""
     source = log_path(settings, run_id, task_id, attempt)
     content = hashlib.sha256()
@@ -41,14 +42,20 @@ def archive_task_log(settings: Settings, store: ArtifactStore, run_id: str, task
                         if not raw.endswith(b"\n"):
                             break
                         line = decode(raw, run_id, task_id, attempt)
-                        text = (f"{line.timestamp.isoformat()} {line.stream} "
-                                f"{line.message}\n").encode()
+                        text = (
+                            f"{line.timestamp.isoformat()} {line.stream} {line.message}\n"
+                        ).encode()
                         out.write(text)
                         content.update(line.message.encode() + b"\n")
                         lines += 1
         stored = store.put_file(packed, key=archive_key(run_id, task_id, attempt))
-    return {"uri": stored.uri, "sha256": stored.sha256, "size": stored.size, "lines": lines,
-            "content_sha256": content.hexdigest()}
+    return {
+        "uri": stored.uri,
+        "sha256": stored.sha256,
+        "size": stored.size,
+        "lines": lines,
+        "content_sha256": content.hexdigest(),
+    }
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,18 @@ def status_ranges_path(settings: Settings, task_id: str) -> Path:
 
 
 def _entry(item: Delivered) -> str:
-    return json.dumps({"topic": item.topic, "partition": item.partition,
-                       "first_offset": item.first_offset, "last_offset": item.last_offset,
-                       "records": item.records}) + "\n"
+    return (
+        json.dumps(
+            {
+                "topic": item.topic,
+                "partition": item.partition,
+                "first_offset": item.first_offset,
+                "last_offset": item.last_offset,
+                "records": item.records,
+            }
+        )
+        + "\n"
+    )
 
 
 def append_ranges(path: Path, delivered: Sequence[Delivered]) -> None:
@@ -90,16 +99,24 @@ def read_ranges(path: Path) -> list[dict[str, Any]]:
             item = json.loads(raw)
         except ValueError:
             continue  # a line cut by a crash mid-write
-        spans.append({"topic": str(item["topic"]), "partition": int(item["partition"]),
-                      "first_offset": int(item["first_offset"]),
-                      "last_offset": int(item["last_offset"]), "records": int(item["records"])})
+        spans.append(
+            {
+                "topic": str(item["topic"]),
+                "partition": int(item["partition"]),
+                "first_offset": int(item["first_offset"]),
+                "last_offset": int(item["last_offset"]),
+                "records": int(item["records"]),
+            }
+        )
     spans.sort(key=lambda s: (s["topic"], s["partition"], s["first_offset"]))
     merged: list[dict[str, Any]] = []
     for span in spans:
         last = merged[-1] if merged else None
-        if (last is not None and (last["topic"], last["partition"]) ==
-                (span["topic"], span["partition"])
-                and span["first_offset"] <= last["last_offset"] + MERGE_GAP):
+        if (
+            last is not None
+            and (last["topic"], last["partition"]) == (span["topic"], span["partition"])
+            and span["first_offset"] <= last["last_offset"] + MERGE_GAP
+        ):
             last["last_offset"] = max(last["last_offset"], span["last_offset"])
             last["records"] += span["records"]
         else:

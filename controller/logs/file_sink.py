@@ -146,8 +146,12 @@ class FileLogReader:
                         digest.update(decode(raw, run_id, task_id, attempt).message.encode())
                         digest.update(b"\n")
                         count += 1
-        return {"lines": count, "sha256": digest.hexdigest(), "path": str(path),
-                "checked_at": datetime.now(UTC).isoformat()}
+        return {
+            "lines": count,
+            "sha256": digest.hexdigest(),
+            "path": str(path),
+            "checked_at": datetime.now(UTC).isoformat(),
+        }
 
 
 def file_record(settings: Settings) -> LogSinkFactory:

@@ -62,8 +62,9 @@ class KafkaPythonTransport:
 
     def send(self, records: Sequence[tuple[bytes, bytes]]) -> list[Delivered]:
         send, topic, partition_of = self._producer.send, self.topic, self._partition
-        futures = [send(topic, key=key, value=value, partition=partition_of(key))
-                   for key, value in records]
+        futures = [
+            send(topic, key=key, value=value, partition=partition_of(key)) for key, value in records
+        ]
         self._producer.flush(timeout=CHUNK_TIMEOUT_S)
         acked = RangeCollector(topic)
         for (key, _), future in zip(records, futures, strict=True):

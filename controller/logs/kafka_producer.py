@@ -45,9 +45,16 @@ def parse_uri(uri: str, default_topic: str) -> tuple[str, str]:
 class SpooledProducer:
     """Sends ``(key, value)`` records through a spool to one Kafka topic, in order."""
 
-    def __init__(self, bootstrap: str, topic: str, spool_dir: Path, max_spool_bytes: int,
-                 client_id: str, client: str = DEFAULT_CLIENT,
-                 on_delivered: DeliveryHook | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        spool_dir: Path,
+        max_spool_bytes: int,
+        client_id: str,
+        client: str = DEFAULT_CLIENT,
+        on_delivered: DeliveryHook | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.client_id = client_id
@@ -62,8 +69,7 @@ class SpooledProducer:
         self._wake = threading.Condition()
         self._waiting = False
         self._closing = False
-        self._thread = threading.Thread(target=self._run, name=f"{client_id}-sender",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{client_id}-sender", daemon=True)
         self._thread.start()
 
     # -- caller side --------------------------------------------------------------------
@@ -95,16 +101,25 @@ class SpooledProducer:
             self._transport.close(5)
             self._transport = None
         if not delivered:
-            log.error("%s: %d bytes of records not delivered to Kafka topic %s; kept in %s",
-                      self.client_id, self.spool.pending_bytes, self.topic, self.spool.folder)
+            log.error(
+                "%s: %d bytes of records not delivered to Kafka topic %s; kept in %s",
+                self.client_id,
+                self.spool.pending_bytes,
+                self.topic,
+                self.spool.folder,
+            )
         self.spool.close()
         return delivered
 
     def stats(self) -> dict[str, Any]:
-        return {"client": self.client, "sent": self.sent,
-                "spooled_bytes": self.spool.pending_bytes,
-                "dropped": self.spool.dropped, "outages": self.outages,
-                "last_error": self.last_error}
+        return {
+            "client": self.client,
+            "sent": self.sent,
+            "spooled_bytes": self.spool.pending_bytes,
+            "dropped": self.spool.dropped,
+            "outages": self.outages,
+            "last_error": self.last_error,
+        }
 
     # -- sender thread ------------------------------------------------------------------
     def _connect(self) -> KafkaTransport | None:
@@ -158,7 +173,11 @@ class SpooledProducer:
             self.spool.rewind()
             self._drop_transport()
             self.outages += 1
-            log.warning("%s: Kafka unreachable (%s); %d bytes spooled", self.client_id,
-                        self.last_error, self.spool.pending_bytes)
+            log.warning(
+                "%s: Kafka unreachable (%s); %d bytes spooled",
+                self.client_id,
+                self.last_error,
+                self.spool.pending_bytes,
+            )
             with self._wake:
                 self._wake.wait(RECONNECT_S)

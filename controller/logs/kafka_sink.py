@@ -31,20 +31,43 @@ DATASET = "tracectl.task"
 SERVICE = "tracectl"
 SPOOL_MAX_BYTES = 256 << 20
 CLOSE_TIMEOUT_S = 30.0
-LABELS = ("run_id", "task_id", "task_name", "attempt", "dag_id", "airflow_run_id", "pipeline",
-          "team")
+LABELS = (
+    "run_id",
+    "task_id",
+    "task_name",
+    "attempt",
+    "dag_id",
+    "airflow_run_id",
+    "pipeline",
+    "team",
+)
 
 # Matched against the upper-cased head of the line: twice as fast as re.IGNORECASE.
 _LEVEL = re.compile(r"\b(CRITICAL|FATAL|ERROR|WARNING|WARN|INFO|DEBUG|TRACE)\b")
-_LEVELS = {"critical": "critical", "fatal": "critical", "error": "error", "warning": "warn",
-           "warn": "warn", "info": "info", "debug": "debug", "trace": "trace"}
+_LEVELS = {
+    "critical": "critical",
+    "fatal": "critical",
+    "error": "error",
+    "warning": "warn",
+    "warn": "warn",
+    "info": "info",
+    "debug": "debug",
+    "trace": "trace",
+}
 
 
 def level_of(stream: str, message: str) -> str:
     head = message[:64].upper()
     # Most lines hold no level word, and these `in` tests cost a quarter of the regex.
-    if ("INFO" in head or "ERROR" in head or "WARN" in head or "DEBUG" in head
-            or "CRITICAL" in head or "FATAL" in head or "TRACE" in head):
+    if (
+        "INFO" in head
+        or "ERROR" in head
+        or "WARN" in head
+        or "DEBUG" in head
+        or "CRITICAL" in head
+        or "FATAL" in head
+        or "TRACE" in head
+    ):
         match = _LEVEL.search(head)
         if match:
             return _LEVELS[match.group(1).lower()]
@@ -57,26 +80,36 @@ def event_of(line: LogLine, labels: dict[str, str], context: dict[str, Any]) -> 
         "@timestamp": line.timestamp.isoformat(),
         "message": line.message,
         "log": {"level": level_of(line.stream, line.message)},
-        "event": {"id": f"{line.task_id}:{line.attempt}:{line.seq}", "sequence": line.seq,
-                  "dataset": DATASET, "kind": "event"},
-        "labels": {**labels, "run_id": line.run_id, "task_id": line.task_id,
-                   "attempt": str(line.attempt), "stream": line.stream},
+        "event": {
+            "id": f"{line.task_id}:{line.attempt}:{line.seq}",
+            "sequence": line.seq,
+            "dataset": DATASET,
+            "kind": "event",
+        },
+        "labels": {
+            **labels,
+            "run_id": line.run_id,
+            "task_id": line.task_id,
+            "attempt": str(line.attempt),
+            "stream": line.stream,
+        },
         **context,
     }
 
 
 def context_of(labels: dict[str, str]) -> dict[str, Any]:
     """ECS service/host/container/orchestrator fields, from the labels the runner knows."""
-    context: dict[str, Any] = {"service": {"name": SERVICE},
-                               "host": {"name": socket.gethostname()}}
+    context: dict[str, Any] = {"service": {"name": SERVICE}, "host": {"name": socket.gethostname()}}
     if labels.get("container_id") or labels.get("container_name"):
-        context["container"] = {k: labels[f"container_{k}"] for k in ("id", "name")
-                                if labels.get(f"container_{k}")}
+        context["container"] = {
+            k: labels[f"container_{k}"] for k in ("id", "name") if labels.get(f"container_{k}")
+        }
     if labels.get("namespace") or labels.get("pod_name"):
-        context["orchestrator"] = {"type": "kubernetes",
-                                   "namespace": labels.get("namespace", ""),
-                                   "resource": {"type": "pod",
-                                                "name": labels.get("pod_name", "")}}
+        context["orchestrator"] = {
+            "type": "kubernetes",
+            "namespace": labels.get("namespace", ""),
+            "resource": {"type": "pod", "name": labels.get("pod_name", "")},
+        }
     return context
 
 
@@ -93,8 +126,13 @@ class EventEncoder:
         key = (line.run_id, line.task_id, line.attempt, line.stream)
         parts = self._cache.get(key)
         if parts is None:
-            labels = {**self.labels, "run_id": line.run_id, "task_id": line.task_id,
-                      "attempt": str(line.attempt), "stream": line.stream}
+            labels = {
+                **self.labels,
+                "run_id": line.run_id,
+                "task_id": line.task_id,
+                "attempt": str(line.attempt),
+                "stream": line.stream,
+            }
             tail = json.dumps({"labels": labels, **self.context}, ensure_ascii=False)[1:]
             id_prefix = json.dumps(f"{line.task_id}:{line.attempt}:")[:-1]
             parts = self._cache[key] = (id_prefix, tail)
@@ -113,9 +151,13 @@ class EventEncoder:
 
 
 class KafkaLogSink:
-    def __init__(self, settings: Settings, labels: dict[str, str],
-                 spool_max_bytes: int = SPOOL_MAX_BYTES,
-                 on_delivered: DeliveryHook | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        labels: dict[str, str],
+        spool_max_bytes: int = SPOOL_MAX_BYTES,
+        on_delivered: DeliveryHook | None = None,
+    ) -> None:
         """ON_DELIVERED: called from the sender thread after each acknowledged chunk of lines
         with where they landed (``Delivered``: topic, key = task id, partition, first/last
         offset, record count); lines are sent in sequence order."""
@@ -126,11 +168,16 @@ class KafkaLogSink:
         self.key = task_id.encode()
         self._encoder = EventEncoder(self.labels, self.context)
         self.producer = SpooledProducer(
-            bootstrap, topic, settings.home / "spool" / "logs" / run_id / task_id / attempt,
-            spool_max_bytes, client_id=f"tracectl-logs-{task_id}", client=settings.kafka_client,
+            bootstrap,
+            topic,
+            settings.home / "spool" / "logs" / run_id / task_id / attempt,
+            spool_max_bytes,
+            client_id=f"tracectl-logs-{task_id}",
+            client=settings.kafka_client,
             # By default the ranges go beside the file record, for reconciliation.
-            on_delivered=on_delivered or LogDeliveries(
-                log_ranges_path(settings, run_id, task_id, int(attempt))))
+            on_delivered=on_delivered
+            or LogDeliveries(log_ranges_path(settings, run_id, task_id, int(attempt))),
+        )
         self._closed = False
 
     def emit(self, line: LogLine) -> None:

@@ -25,10 +25,15 @@ class KafkaStatusPublisher:
 
     def __init__(self, settings: Settings) -> None:
         bootstrap, topic = parse_uri(settings.status_events, DEFAULT_TOPIC)
-        self.producer = SpooledProducer(bootstrap, topic, settings.home / "spool" / "status",
-                                        SPOOL_MAX_BYTES, client_id="tracectl-status",
-                                        client=settings.kafka_client,
-                                        on_delivered=StatusDeliveries(settings))
+        self.producer = SpooledProducer(
+            bootstrap,
+            topic,
+            settings.home / "spool" / "status",
+            SPOOL_MAX_BYTES,
+            client_id="tracectl-status",
+            client=settings.kafka_client,
+            on_delivered=StatusDeliveries(settings),
+        )
 
     def publish(self, event: Mapping[str, Any]) -> None:
         key = str(event.get("labels", {}).get("task_id", "")).encode()

@@ -73,13 +73,15 @@ def compression() -> str | None:
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int = TOPIC_PARTITIONS) -> None:
     """Create TOPIC with PARTITIONS unless it exists (broker auto-creation would give 1)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="tracectl-admin",
-                             bootstrap_timeout_ms=CONNECT_TIMEOUT_MS,
-                             request_timeout_ms=10000)
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap.split(","),
+        client_id="tracectl-admin",
+        bootstrap_timeout_ms=CONNECT_TIMEOUT_MS,
+        request_timeout_ms=10000,
+    )
     try:
         if topic not in admin.list_topics():
-            admin.create_topics([NewTopic(topic, num_partitions=partitions,
-                                          replication_factor=1)])
+            admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
     except TopicAlreadyExistsError:
         pass
     finally:
@@ -103,8 +105,10 @@ class RangeCollector:
             span[2] += 1
 
     def ranges(self) -> list[Delivered]:
-        return [Delivered(self.topic, key, partition, first, last, count)
-                for (key, partition), (first, last, count) in self._ranges.items()]
+        return [
+            Delivered(self.topic, key, partition, first, last, count)
+            for (key, partition), (first, last, count) in self._ranges.items()
+        ]
 
 
 def open_transport(client: str, bootstrap: str, topic: str, client_id: str) -> KafkaTransport:

@@ -55,8 +55,13 @@ def read_record(settings: Settings, run_id: str, task_id: str, attempt: int) -> 
     return LogCopy(lines, {"path": str(path)})
 
 
-def read_kafka(bootstrap: str, ranges: list[dict[str, Any]], task_id: str,
-               attempt: int, timeout_s: float = KAFKA_READ_TIMEOUT_S) -> LogCopy:
+def read_kafka(
+    bootstrap: str,
+    ranges: list[dict[str, Any]],
+    task_id: str,
+    attempt: int,
+    timeout_s: float = KAFKA_READ_TIMEOUT_S,
+) -> LogCopy:
     """The task attempt's records inside RANGES (other tasks share the partitions)."""
     from kafka import KafkaConsumer, TopicPartition
 
@@ -64,8 +69,12 @@ def read_kafka(bootstrap: str, ranges: list[dict[str, Any]], task_id: str,
     duplicates = records = 0
     damages: list[str] = []
     key, prefix = task_id.encode(), f"{task_id}:{attempt}:"
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
-                             group_id=None, client_id="tracectl-reconcile")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","),
+        enable_auto_commit=False,
+        group_id=None,
+        client_id="tracectl-reconcile",
+    )
     deadline = time.monotonic() + timeout_s
     try:
         for span in ranges:  # one at a time: two ranges may share a partition
@@ -90,12 +99,17 @@ def read_kafka(bootstrap: str, ranges: list[dict[str, Any]], task_id: str,
                                 damages.append(f"two records of line {seq} differ")
                         lines[seq] = message
             if consumer.position(tp) <= last:  # not a verdict on the copy: an error
-                raise TimeoutError(f"could not read {tp.topic}/{tp.partition} up to offset "
-                                   f"{last} within {timeout_s:.0f}s")
+                raise TimeoutError(
+                    f"could not read {tp.topic}/{tp.partition} up to offset "
+                    f"{last} within {timeout_s:.0f}s"
+                )
     finally:
         consumer.close()
-    return LogCopy(lines, {"ranges": ranges, "records": records, "duplicates": duplicates},
-                   "; ".join(damages[:3]) or None)
+    return LogCopy(
+        lines,
+        {"ranges": ranges, "records": records, "duplicates": duplicates},
+        "; ".join(damages[:3]) or None,
+    )
 
 
 def data_stream_of(backing_index: str) -> str:
@@ -114,12 +128,21 @@ def read_index(client: Any, index: str, run_id: str, task_id: str, attempt: int)
     documents = 0
     after = 0
     while True:
-        body = {"size": INDEX_PAGE, "sort": [{"event.sequence": "asc"}],
-                "_source": ["message", "event.sequence", "event.id"],
-                "query": {"bool": {"filter": [
-                    {"term": {"labels.run_id": run_id}}, {"term": {"labels.task_id": task_id}},
-                    {"term": {"labels.attempt": str(attempt)}},
-                    {"range": {"event.sequence": {"gt": after}}}]}}}
+        body = {
+            "size": INDEX_PAGE,
+            "sort": [{"event.sequence": "asc"}],
+            "_source": ["message", "event.sequence", "event.id"],
+            "query": {
+                "bool": {
+                    "filter": [
+                        {"term": {"labels.run_id": run_id}},
+                        {"term": {"labels.task_id": task_id}},
+                        {"term": {"labels.attempt": str(attempt)}},
+                        {"range": {"event.sequence": {"gt": after}}},
+                    ]
+                }
+            },
+        }
         hits = client.search(index, body)["hits"]["hits"]
         for hit in hits:
             documents += 1
@@ -130,8 +153,14 @@ def read_index(client: Any, index: str, run_id: str, task_id: str, attempt: int)
         if len(hits) < INDEX_PAGE:
             break
         after = max(int(h["_source"]["event"]["sequence"]) for h in hits)
-    return LogCopy(lines, {"data_streams": sorted(streams), "documents": documents,
-                           "duplicates": documents - len(lines)})
+    return LogCopy(
+        lines,
+        {
+            "data_streams": sorted(streams),
+            "documents": documents,
+            "duplicates": documents - len(lines),
+        },
+    )
 
 
 def read_archive_copy(store: ArtifactStore, uri: str, sha256: str | None) -> LogCopy:
@@ -144,5 +173,6 @@ def read_archive_copy(store: ArtifactStore, uri: str, sha256: str | None) -> Log
         damage = f"object sha256 {actual[:12]}… is not the recorded {sha256[:12]}…"
     if unpacked.error:
         damage = f"{damage + '; ' if damage else ''}gzip: {unpacked.error}"
-    return LogCopy(lines, {"uri": uri, "sha256": sha256, "object_sha256": actual,
-                           "size": len(data)}, damage)
+    return LogCopy(
+        lines, {"uri": uri, "sha256": sha256, "object_sha256": actual, "size": len(data)}, damage
+    )

@@ -117,8 +117,8 @@ def _plain(raw: bytes) -> bytes | None:
     if start < 0 or raw.find(b"\\", start) >= 0 or not raw.endswith(b'"}\n'):
         return None
     stream = raw.find(STREAM)
-    kind = raw[stream + len(STREAM):raw.find(b'"', stream + len(STREAM))]
-    return SHORT_B.get(kind, kind) + b" " + raw[start + len(MESSAGE):-3] + b"\n"
+    kind = raw[stream + len(STREAM) : raw.find(b'"', stream + len(STREAM))]
+    return SHORT_B.get(kind, kind) + b" " + raw[start + len(MESSAGE) : -3] + b"\n"
 
 
 def _file_text(path: Path, filt: LogFilter) -> Iterator[bytes]:

@@ -89,15 +89,16 @@ def compare(name: str, reference: dict[int, str], copy: LogCopy) -> CopyResult:
     """COPY against the record's lines."""
     missing = sorted(reference.keys() - copy.lines.keys())
     extra = sorted(copy.lines.keys() - reference.keys())
-    differing = sorted(s for s in reference.keys() & copy.lines.keys()
-                       if reference[s] != copy.lines[s])
-    status = (CORRUPT if copy.damage or differing else
-              MISSING if missing else EXTRA if extra else OK)
+    differing = sorted(
+        s for s in reference.keys() & copy.lines.keys() if reference[s] != copy.lines[s]
+    )
+    status = CORRUPT if copy.damage or differing else MISSING if missing else EXTRA if extra else OK
     detail = dict(copy.detail)
     if copy.damage:
         detail["damage"] = copy.damage
-    return CopyResult(name, status, len(copy.lines), checksum(copy.lines), missing, extra,
-                      differing, detail)
+    return CopyResult(
+        name, status, len(copy.lines), checksum(copy.lines), missing, extra, differing, detail
+    )
 
 
 @dataclass
@@ -147,9 +148,15 @@ class LogReconciler:
             number = attempt or task.attempt
             if number < 1:
                 raise NotFound(f"task {task_id} has not run yet: it has no log to check")
-            rows = {r.copy: r for r in session.scalars(select(LogReconciliationRow).where(
-                LogReconciliationRow.task_id == task_id,
-                LogReconciliationRow.attempt == number))}
+            rows = {
+                r.copy: r
+                for r in session.scalars(
+                    select(LogReconciliationRow).where(
+                        LogReconciliationRow.task_id == task_id,
+                        LogReconciliationRow.attempt == number,
+                    )
+                )
+            }
             lineage = session.get(LineageRecordRow, task_id)
             recorded: dict[str, Any] = {}
             if lineage is not None and lineage.attempt == number:
@@ -158,15 +165,19 @@ class LogReconciler:
                 recorded = dict(rows["record"].detail["recorded"])
             if "archive" in rows and rows["archive"].detail.get("sha256"):
                 # A repaired archive has a new object hash: compare with that one.
-                recorded["archive"] = {**(recorded.get("archive") or {}),
-                                       "uri": rows["archive"].detail.get("uri"),
-                                       "sha256": rows["archive"].detail["sha256"]}
+                recorded["archive"] = {
+                    **(recorded.get("archive") or {}),
+                    "uri": rows["archive"].detail.get("uri"),
+                    "sha256": rows["archive"].detail["sha256"],
+                }
             index = rows.get("index")
-            return Attempt(task.run_id, task_id, number, recorded,
-                           index.status if index is not None else None)
+            return Attempt(
+                task.run_id, task_id, number, recorded, index.status if index is not None else None
+            )
 
-    def check(self, task_id: str, attempt: int | None = None,
-              repair: bool = False) -> list[dict[str, Any]]:
+    def check(
+        self, task_id: str, attempt: int | None = None, repair: bool = False
+    ) -> list[dict[str, Any]]:
         """Check one attempt (the latest by default), store and return the result rows."""
         with self._locks[zlib.crc32(task_id.encode()) % LOCK_STRIPES]:
             target = self.attempt_of(task_id, attempt)
@@ -180,38 +191,45 @@ class LogReconciler:
                 repaired = repair_attempt(self, target, reference, results)
                 target = self.attempt_of(task_id, target.attempt) if repaired else target
                 if "archive" in repaired:
-                    target.recorded["archive"] = {**(target.recorded.get("archive") or {}),
-                                                  **repaired["archive"]}
+                    target.recorded["archive"] = {
+                        **(target.recorded.get("archive") or {}),
+                        **repaired["archive"],
+                    }
                 results, reference = self._check_all(target, index_wait_s())
                 for name, facts in repaired.items():
                     results[name].detail.update(facts)
             self._save(target, results, set(repaired))
         return self.results(task_id, target.attempt)
 
-    def _check_all(self, target: Attempt,
-                   index_wait: float) -> tuple[dict[str, CopyResult], dict[int, str]]:
+    def _check_all(
+        self, target: Attempt, index_wait: float
+    ) -> tuple[dict[str, CopyResult], dict[int, str]]:
         record = read_record(self.settings, target.run_id, target.task_id, target.attempt)
         results: dict[str, CopyResult] = {}
         if record is None:
-            results["record"] = CopyResult("record", MISSING, 0, None,
-                                           detail={"damage": "the file record is gone"})
+            results["record"] = CopyResult(
+                "record", MISSING, 0, None, detail={"damage": "the file record is gone"}
+            )
             reference: dict[int, str] = {}
         else:
             reference = record.lines
             results["record"] = self._check_record(target, record)
         archive_copy: LogCopy | None = None
-        results["archive"], archive_copy = self._guard("archive", lambda: self._check_archive(
-            target, reference))
+        results["archive"], archive_copy = self._guard(
+            "archive", lambda: self._check_archive(target, reference)
+        )
         if record is None and archive_copy is not None:
             reference = archive_copy.lines  # the record is gone: the archive stands in
         results["kafka"], _ = self._guard("kafka", lambda: self._check_kafka(target, reference))
-        results["index"], _ = self._guard("index", lambda: self._check_index(
-            target, reference, index_wait))
+        results["index"], _ = self._guard(
+            "index", lambda: self._check_index(target, reference, index_wait)
+        )
         return {name: results[name] for name in COPIES}, reference
 
     @staticmethod
-    def _guard(name: str, call: Callable[[], tuple[CopyResult, LogCopy | None]]
-               ) -> tuple[CopyResult, LogCopy | None]:
+    def _guard(
+        name: str, call: Callable[[], tuple[CopyResult, LogCopy | None]]
+    ) -> tuple[CopyResult, LogCopy | None]:
         try:
             return call()
         except Exception as exc:  # a backend down is a result, not a crash of the check
@@ -225,42 +243,52 @@ class LogReconciler:
         if expected.get("sha256") and expected["sha256"] != result.checksum:
             # The file changed after the attempt ended (its summary went into the lineage).
             result.status = CORRUPT
-            result.detail["damage"] = (f"{result.lines} lines now, {expected.get('lines')} "
-                                       "when the attempt ended (checksum differs)")
+            result.detail["damage"] = (
+                f"{result.lines} lines now, {expected.get('lines')} "
+                "when the attempt ended (checksum differs)"
+            )
         return result
 
-    def _check_archive(self, target: Attempt, reference: dict[int, str]
-                       ) -> tuple[CopyResult, LogCopy | None]:
+    def _check_archive(
+        self, target: Attempt, reference: dict[int, str]
+    ) -> tuple[CopyResult, LogCopy | None]:
         archive = target.recorded.get("archive") or {}
         if not archive.get("uri"):
             reason = archive.get("error") or "no archive object was recorded"
-            return CopyResult("archive", MISSING, 0, None, sorted(reference),
-                              detail={"damage": reason}), None
+            return CopyResult(
+                "archive", MISSING, 0, None, sorted(reference), detail={"damage": reason}
+            ), None
         copy = read_archive_copy(self.store, str(archive["uri"]), archive.get("sha256"))
         return compare("archive", reference or copy.lines, copy), copy
 
-    def _check_kafka(self, target: Attempt, reference: dict[int, str]
-                     ) -> tuple[CopyResult, LogCopy | None]:
+    def _check_kafka(
+        self, target: Attempt, reference: dict[int, str]
+    ) -> tuple[CopyResult, LogCopy | None]:
         bootstrap = self.kafka_bootstrap
         status_ranges = read_ranges(status_ranges_path(self.settings, target.task_id))
         if bootstrap is None:
             return CopyResult("kafka", NA, detail={"status_events": status_ranges}), None
         path = log_ranges_path(self.settings, target.run_id, target.task_id, target.attempt)
         ranges = read_ranges(path)
-        copy = (read_kafka(bootstrap, ranges, target.task_id, target.attempt) if ranges
-                else LogCopy({}, {"ranges": [], "note": f"no delivery recorded in {path}"}))
+        copy = (
+            read_kafka(bootstrap, ranges, target.task_id, target.attempt)
+            if ranges
+            else LogCopy({}, {"ranges": [], "note": f"no delivery recorded in {path}"})
+        )
         result = compare("kafka", reference, copy)
         result.detail["status_events"] = status_ranges
         return result, copy
 
-    def _check_index(self, target: Attempt, reference: dict[int, str],
-                     wait_s: float) -> tuple[CopyResult, LogCopy | None]:
+    def _check_index(
+        self, target: Attempt, reference: dict[int, str], wait_s: float
+    ) -> tuple[CopyResult, LogCopy | None]:
         if self.index_client is None:
             return CopyResult("index", NA), None
         deadline = time.monotonic() + wait_s
         while True:
-            copy = read_index(self.index_client, self.index_pattern, target.run_id,
-                              target.task_id, target.attempt)
+            copy = read_index(
+                self.index_client, self.index_pattern, target.run_id, target.task_id, target.attempt
+            )
             result = compare("index", reference, copy)
             # Lines may still be on their way (Kafka -> shipper -> refresh): look again.
             if result.status != MISSING or time.monotonic() >= deadline:
@@ -268,26 +296,43 @@ class LogReconciler:
             time.sleep(1.0)
 
     # -- the store ----------------------------------------------------------------------
-    def _save(self, target: Attempt, results: dict[str, CopyResult],
-              repaired: set[str]) -> None:
+    def _save(self, target: Attempt, results: dict[str, CopyResult], repaired: set[str]) -> None:
         checked = utcnow()
         with self.db.write() as session:
-            rows = {r.copy: r for r in session.scalars(select(LogReconciliationRow).where(
-                LogReconciliationRow.task_id == target.task_id,
-                LogReconciliationRow.attempt == target.attempt))}
+            rows = {
+                r.copy: r
+                for r in session.scalars(
+                    select(LogReconciliationRow).where(
+                        LogReconciliationRow.task_id == target.task_id,
+                        LogReconciliationRow.attempt == target.attempt,
+                    )
+                )
+            }
             for name, result in results.items():
                 row = rows.get(name)
                 if row is None:
-                    row = LogReconciliationRow(task_id=target.task_id, run_id=target.run_id,
-                                               attempt=target.attempt, copy=name, mismatches=0,
-                                               detail={})
+                    row = LogReconciliationRow(
+                        task_id=target.task_id,
+                        run_id=target.run_id,
+                        attempt=target.attempt,
+                        copy=name,
+                        mismatches=0,
+                        detail={},
+                    )
                     session.add(row)
-                kept = {k: v for k, v in (row.detail or {}).items()
-                        if k in ("previous_sha256", "repairs")}
-                detail = {**kept, **result.detail, "summary": result.describe(),
-                          "missing_seqs": result.missing[:SAMPLE],
-                          "extra_seqs": result.extra[:SAMPLE],
-                          "differing_seqs": result.differing[:SAMPLE]}
+                kept = {
+                    k: v
+                    for k, v in (row.detail or {}).items()
+                    if k in ("previous_sha256", "repairs")
+                }
+                detail = {
+                    **kept,
+                    **result.detail,
+                    "summary": result.describe(),
+                    "missing_seqs": result.missing[:SAMPLE],
+                    "extra_seqs": result.extra[:SAMPLE],
+                    "differing_seqs": result.differing[:SAMPLE],
+                }
                 if name == "archive":
                     archive = target.recorded.get("archive") or {}
                     detail.setdefault("uri", archive.get("uri"))
@@ -308,25 +353,38 @@ class LogReconciler:
     def mark_failed(self, task_id: str, attempt: int) -> None:
         """A check that crashed: its rows leave the queue (the API can check again)."""
         with self.db.write() as session:
-            for row in session.scalars(select(LogReconciliationRow).where(
+            for row in session.scalars(
+                select(LogReconciliationRow).where(
                     LogReconciliationRow.task_id == task_id,
                     LogReconciliationRow.attempt == attempt,
-                    LogReconciliationRow.status == "pending")):
+                    LogReconciliationRow.status == "pending",
+                )
+            ):
                 row.status = ERROR
                 row.checked_at = utcnow()
 
     def results(self, task_id: str, attempt: int) -> list[dict[str, Any]]:
         with self.db.read() as session:
-            rows = session.scalars(select(LogReconciliationRow).where(
-                LogReconciliationRow.task_id == task_id,
-                LogReconciliationRow.attempt == attempt))
+            rows = session.scalars(
+                select(LogReconciliationRow).where(
+                    LogReconciliationRow.task_id == task_id, LogReconciliationRow.attempt == attempt
+                )
+            )
             return sorted((row_view(r) for r in rows), key=lambda v: COPIES.index(v["copy"]))
 
 
 def row_view(row: LogReconciliationRow) -> dict[str, Any]:
-    return {"copy": row.copy, "attempt": row.attempt, "status": row.status,
-            "summary": (row.detail or {}).get("summary", row.status), "lines": row.lines,
-            "checksum": row.checksum, "missing": row.missing, "extra": row.extra,
-            "mismatches": row.mismatches, "detail": row.detail,
-            "checked_at": row.checked_at.isoformat() if row.checked_at else None,
-            "repaired_at": row.repaired_at.isoformat() if row.repaired_at else None}
+    return {
+        "copy": row.copy,
+        "attempt": row.attempt,
+        "status": row.status,
+        "summary": (row.detail or {}).get("summary", row.status),
+        "lines": row.lines,
+        "checksum": row.checksum,
+        "missing": row.missing,
+        "extra": row.extra,
+        "mismatches": row.mismatches,
+        "detail": row.detail,
+        "checked_at": row.checked_at.isoformat() if row.checked_at else None,
+        "repaired_at": row.repaired_at.isoformat() if row.repaired_at else None,
+    }

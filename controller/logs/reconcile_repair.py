@@ -33,8 +33,12 @@ SEND_TIMEOUT_S = 60.0
 DEFAULT_STREAM = "logs-tracectl-default"
 
 
-def repair_attempt(reconciler: LogReconciler, target: Attempt, reference: dict[int, str],
-                   results: dict[str, CopyResult]) -> dict[str, dict[str, Any]]:
+def repair_attempt(
+    reconciler: LogReconciler,
+    target: Attempt,
+    reference: dict[int, str],
+    results: dict[str, CopyResult],
+) -> dict[str, dict[str, Any]]:
     """Repair what RESULTS found wrong; return, per copy repaired, what was done."""
     repaired: dict[str, dict[str, Any]] = {}
     archive = results["archive"]
@@ -58,27 +62,49 @@ def repair_attempt(reconciler: LogReconciler, target: Attempt, reference: dict[i
     return repaired
 
 
-def rewrite_archive(reconciler: LogReconciler, target: Attempt,
-                    result: CopyResult) -> dict[str, Any]:
-    stored = archive_task_log(reconciler.settings, reconciler.store, target.run_id,
-                              target.task_id, target.attempt)
+def rewrite_archive(
+    reconciler: LogReconciler, target: Attempt, result: CopyResult
+) -> dict[str, Any]:
+    stored = archive_task_log(
+        reconciler.settings, reconciler.store, target.run_id, target.task_id, target.attempt
+    )
     previous = result.detail.get("object_sha256") or result.detail.get("sha256")
-    log.warning("rewrote the archive of %s attempt %d from the file record (was %s, now %s)",
-                target.task_id, target.attempt, previous, stored["sha256"])
-    return {"uri": stored["uri"], "sha256": stored["sha256"], "previous_sha256": previous,
-            "rewritten_from": "record"}
+    log.warning(
+        "rewrote the archive of %s attempt %d from the file record (was %s, now %s)",
+        target.task_id,
+        target.attempt,
+        previous,
+        stored["sha256"],
+    )
+    return {
+        "uri": stored["uri"],
+        "sha256": stored["sha256"],
+        "previous_sha256": previous,
+        "rewritten_from": "record",
+    }
 
 
-def source_lines(reconciler: LogReconciler, target: Attempt, seqs: list[int],
-                 source: str) -> list[LogLine]:
+def source_lines(
+    reconciler: LogReconciler, target: Attempt, seqs: list[int], source: str
+) -> list[LogLine]:
     """The lines numbered SEQS with their timestamp and stream, from SOURCE."""
     wanted = set(seqs)
     if source == "archive":
         uri = str((target.recorded.get("archive") or {}).get("uri"))
         unpacked = read_archive(reconciler.store.open_bytes(uri))
-        return [LogLine(target.run_id, target.task_id, target.attempt, seq, line.stream,
-                        line.message, datetime.fromisoformat(line.timestamp))
-                for seq, line in enumerate(unpacked.lines, start=1) if seq in wanted]
+        return [
+            LogLine(
+                target.run_id,
+                target.task_id,
+                target.attempt,
+                seq,
+                line.stream,
+                line.message,
+                datetime.fromisoformat(line.timestamp),
+            )
+            for seq, line in enumerate(unpacked.lines, start=1)
+            if seq in wanted
+        ]
     reader = FileLogReader(reconciler.settings)
     lines = reader.read(target.run_id, target.task_id, target.attempt, 0, 1 << 62)
     return [line for line in lines if line.seq in wanted]
@@ -89,16 +115,22 @@ def event_labels(reconciler: LogReconciler, target: Attempt) -> dict[str, str]:
     with reconciler.db.read() as session:
         task = session.get(TaskRow, target.task_id)
         run = session.get(RunRow, target.run_id)
-        values = {"run_id": target.run_id, "task_id": target.task_id,
-                  "task_name": task.name if task else "", "attempt": str(target.attempt),
-                  "dag_id": (run.airflow_dag_id if run else None) or "",
-                  "airflow_run_id": (run.airflow_run_id if run else None) or "",
-                  "pipeline": run.pipeline if run else "", "team": task.team if task else ""}
+        values = {
+            "run_id": target.run_id,
+            "task_id": target.task_id,
+            "task_name": task.name if task else "",
+            "attempt": str(target.attempt),
+            "dag_id": (run.airflow_dag_id if run else None) or "",
+            "airflow_run_id": (run.airflow_run_id if run else None) or "",
+            "pipeline": run.pipeline if run else "",
+            "team": task.team if task else "",
+        }
     return {k: values[k] for k in LABELS if values.get(k)}
 
 
-def events(reconciler: LogReconciler, target: Attempt,
-           lines: Iterable[LogLine]) -> list[dict[str, Any]]:
+def events(
+    reconciler: LogReconciler, target: Attempt, lines: Iterable[LogLine]
+) -> list[dict[str, Any]]:
     labels = event_labels(reconciler, target)
     context = context_of(labels)
     return [event_of(line, labels, context) for line in lines]
@@ -111,8 +143,10 @@ def ship(reconciler: LogReconciler, target: Attempt, lines: list[LogLine]) -> st
     if bootstrap is not None:
         delivered = send_to_kafka(bootstrap, reconciler.settings.log_sink, target, documents)
         # The re-sent records are part of the Kafka copy from now on.
-        append_ranges(log_ranges_path(reconciler.settings, target.run_id, target.task_id,
-                                      target.attempt), delivered)
+        append_ranges(
+            log_ranges_path(reconciler.settings, target.run_id, target.task_id, target.attempt),
+            delivered,
+        )
         return "kafka"
     if reconciler.index_client is not None:
         write_to_index(reconciler, documents)
@@ -120,8 +154,9 @@ def ship(reconciler: LogReconciler, target: Attempt, lines: list[LogLine]) -> st
     return "nowhere"
 
 
-def send_to_kafka(bootstrap: str, uri: str, target: Attempt,
-                  documents: list[dict[str, Any]]) -> list[Delivered]:
+def send_to_kafka(
+    bootstrap: str, uri: str, target: Attempt, documents: list[dict[str, Any]]
+) -> list[Delivered]:
     import json
 
     from kafka import KafkaProducer
@@ -131,12 +166,17 @@ def send_to_kafka(bootstrap: str, uri: str, target: Attempt,
     topic = parse_uri(uri, DEFAULT_TOPIC)[1]
     key = target.task_id.encode()
     # The default partitioner is murmur2 of the key, as the sink's: the same partition.
-    producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all",
-                             client_id="tracectl-reconcile-repair", linger_ms=5)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap.split(","),
+        acks="all",
+        client_id="tracectl-reconcile-repair",
+        linger_ms=5,
+    )
     try:
-        futures = [producer.send(topic, key=key,
-                                 value=json.dumps(doc, ensure_ascii=False).encode())
-                   for doc in documents]
+        futures = [
+            producer.send(topic, key=key, value=json.dumps(doc, ensure_ascii=False).encode())
+            for doc in documents
+        ]
         producer.flush(timeout=SEND_TIMEOUT_S)
         collector = RangeCollector(topic)
         for future in futures:

@@ -30,8 +30,9 @@ class ReconcileWorker:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="tracectl-log-reconcile",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="tracectl-log-reconcile", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

@@ -32,9 +32,12 @@ def line_of(source: dict[str, Any]) -> LogLine:
     labels = source.get("labels", {})
     event = source.get("event", {})
     return LogLine(
-        run_id=str(labels.get("run_id", "")), task_id=str(labels.get("task_id", "")),
-        attempt=int(labels.get("attempt", 0)), seq=int(event.get("sequence", 0)),
-        stream=str(labels.get("stream", "")), message=str(source.get("message", "")),
+        run_id=str(labels.get("run_id", "")),
+        task_id=str(labels.get("task_id", "")),
+        attempt=int(labels.get("attempt", 0)),
+        seq=int(event.get("sequence", 0)),
+        stream=str(labels.get("stream", "")),
+        message=str(source.get("message", "")),
         timestamp=datetime.fromisoformat(str(source["@timestamp"]).replace("Z", "+00:00")),
         labels={k: str(v) for k, v in labels.items()},
     )
@@ -52,9 +55,13 @@ class SearchLogReader:
         return self.client.search(self.index, body)
 
     def attempts(self, run_id: str, task_id: str) -> list[int]:
-        body = {"size": 0, "query": {"bool": {"filter": [term("labels.run_id", run_id),
-                                                         term("labels.task_id", task_id)]}},
-                "aggs": {"attempts": {"terms": {"field": "labels.attempt", "size": 100}}}}
+        body = {
+            "size": 0,
+            "query": {
+                "bool": {"filter": [term("labels.run_id", run_id), term("labels.task_id", task_id)]}
+            },
+            "aggs": {"attempts": {"terms": {"field": "labels.attempt", "size": 100}}},
+        }
         buckets = self._search(body).get("aggregations", {}).get("attempts", {})
         return sorted(int(b["key"]) for b in buckets.get("buckets", []))
 
@@ -68,11 +75,16 @@ class SearchLogReader:
             attempt = known[-1]
         body = {
             "size": limit,
-            "query": {"bool": {"filter": [
-                term("labels.run_id", run_id), term("labels.task_id", task_id),
-                term("labels.attempt", str(attempt)),
-                {"range": {"event.sequence": {"gt": after_seq}}},
-            ]}},
+            "query": {
+                "bool": {
+                    "filter": [
+                        term("labels.run_id", run_id),
+                        term("labels.task_id", task_id),
+                        term("labels.attempt", str(attempt)),
+                        {"range": {"event.sequence": {"gt": after_seq}}},
+                    ]
+                }
+            },
             "sort": [{"event.sequence": "asc"}],
         }
         return [line_of(hit["_source"]) for hit in self._search(body)["hits"]["hits"]]
@@ -90,33 +102,59 @@ class SearchLogReader:
             if len(page) < PAGE:
                 break
             after = page[-1].seq
-        return {"lines": count, "sha256": digest.hexdigest(), "index": self.index,
-                "checked_at": datetime.now(UTC).isoformat()}
+        return {
+            "lines": count,
+            "sha256": digest.hexdigest(),
+            "index": self.index,
+            "checked_at": datetime.now(UTC).isoformat(),
+        }
 
-    def search(self, run_id: str | None = None, task_id: str | None = None,
-               dag_id: str | None = None, text: str | None = None, level: str | None = None,
-               limit: int = 100, team: str | None = None) -> list[dict[str, Any]]:
+    def search(
+        self,
+        run_id: str | None = None,
+        task_id: str | None = None,
+        dag_id: str | None = None,
+        text: str | None = None,
+        level: str | None = None,
+        limit: int = 100,
+        team: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Lines matching every given filter, newest first; ``text`` is a full-text match.
 
         TEAM (None: every team) keeps the lines of that team's tasks only.
         """
         filters: list[dict[str, Any]] = []
-        for field, value in (("labels.run_id", run_id), ("labels.task_id", task_id),
-                             ("labels.dag_id", dag_id), ("log.level", level),
-                             ("labels.team", team)):
+        for field, value in (
+            ("labels.run_id", run_id),
+            ("labels.task_id", task_id),
+            ("labels.dag_id", dag_id),
+            ("log.level", level),
+            ("labels.team", team),
+        ):
             if value:
                 filters.append(term(field, value))
         must = [{"match": {"message": {"query": text, "operator": "and"}}}] if text else []
-        body = {"size": max(1, min(limit, MAX_SEARCH)),
-                "query": {"bool": {"filter": filters, "must": must}},
-                "sort": [{"@timestamp": "desc"}, {"event.sequence": "desc"}]}
+        body = {
+            "size": max(1, min(limit, MAX_SEARCH)),
+            "query": {"bool": {"filter": filters, "must": must}},
+            "sort": [{"@timestamp": "desc"}, {"event.sequence": "desc"}],
+        }
         out = []
         for hit in self._search(body)["hits"]["hits"]:
             source = hit["_source"]
             line = line_of(source)
-            out.append({"id": hit["_id"], "timestamp": line.timestamp.isoformat(),
-                        "run_id": line.run_id, "task_id": line.task_id,
-                        "attempt": line.attempt, "seq": line.seq, "stream": line.stream,
-                        "level": source.get("log", {}).get("level"),
-                        "message": line.message, "labels": dict(line.labels)})
+            out.append(
+                {
+                    "id": hit["_id"],
+                    "timestamp": line.timestamp.isoformat(),
+                    "run_id": line.run_id,
+                    "task_id": line.task_id,
+                    "attempt": line.attempt,
+                    "seq": line.seq,
+                    "stream": line.stream,
+                    "level": source.get("log", {}).get("level"),
+                    "message": line.message,
+                    "labels": dict(line.labels),
+                }
+            )
         return out

@@ -62,8 +62,10 @@ class Spool:
         self._writer: IO[bytes] = self._seg_path(self._write_seg).open("ab", WRITE_BUFFER_BYTES)
         self._write_size = self._seg_path(self._write_seg).stat().st_size
         # Bytes not yet acknowledged, the quantity the bound applies to.
-        self.pending_bytes = sum(self._seg_path(s).stat().st_size for s in segments
-                                 if s >= self._ack[0]) - self._ack[1]
+        self.pending_bytes = (
+            sum(self._seg_path(s).stat().st_size for s in segments if s >= self._ack[0])
+            - self._ack[1]
+        )
 
     # -- layout -------------------------------------------------------------------------
     def _seg_path(self, number: int) -> Path:
@@ -87,8 +89,11 @@ class Spool:
         with self.lock:
             if self.pending_bytes + len(record) > self.max_bytes:
                 if self.dropped == 0:
-                    log.error("spool %s is full (%d bytes): records are dropped until Kafka "
-                              "drains it", self.folder, self.max_bytes)
+                    log.error(
+                        "spool %s is full (%d bytes): records are dropped until Kafka drains it",
+                        self.folder,
+                        self.max_bytes,
+                    )
                 self.dropped += 1
                 return False
             if self._write_size >= self.segment_bytes:

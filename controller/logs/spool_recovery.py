@@ -54,10 +54,15 @@ def drain_orphans(settings: Settings, timeout_s: float = 30.0) -> list[dict[str,
     reports = []
     for folder in orphan_spools(settings):
         try:
-            producer = SpooledProducer(bootstrap, topic, folder, SPOOL_MAX_BYTES,
-                                       client_id=f"tracectl-spool-recovery-{folder.parent.name}",
-                                       client=settings.kafka_client,
-                                       on_delivered=_ranges_hook(settings, folder))
+            producer = SpooledProducer(
+                bootstrap,
+                topic,
+                folder,
+                SPOOL_MAX_BYTES,
+                client_id=f"tracectl-spool-recovery-{folder.parent.name}",
+                client=settings.kafka_client,
+                on_delivered=_ranges_hook(settings, folder),
+            )
         except SpoolBusy:
             continue  # its runner is alive and sending
         delivered = producer.close(timeout_s)
@@ -67,8 +72,9 @@ def drain_orphans(settings: Settings, timeout_s: float = 30.0) -> list[dict[str,
     return reports
 
 
-def keep_draining(settings: Settings, stop: threading.Event,
-                  interval_s: float = DRAIN_INTERVAL_S) -> None:
+def keep_draining(
+    settings: Settings, stop: threading.Event, interval_s: float = DRAIN_INTERVAL_S
+) -> None:
     """``drain_orphans`` now, then every INTERVAL_S until STOP is set."""
     while True:
         try:

@@ -13,13 +13,28 @@ def status_event(task: Any, run: Any, status: str, **extra: Any) -> dict[str, An
     """The event for TASK reaching STATUS: stable id so consumers can drop duplicates."""
     return {
         "@timestamp": datetime.now(UTC).isoformat(),
-        "event": {"id": f"{task.id}:{task.attempt}:{status}", "kind": "state",
-                  "dataset": "tracectl.status", "action": status, **_duration(task, status)},
-        "labels": {"run_id": task.run_id, "task_id": task.id, "task_name": task.name,
-                   "attempt": task.attempt, "dag_id": run.airflow_dag_id,
-                   "airflow_run_id": run.airflow_run_id, "pipeline": run.pipeline},
-        "task": {"status": status, "reason": task.reason, "exit_code": task.exit_code,
-                 "mlflow_run_id": task.mlflow_run_id},
+        "event": {
+            "id": f"{task.id}:{task.attempt}:{status}",
+            "kind": "state",
+            "dataset": "tracectl.status",
+            "action": status,
+            **_duration(task, status),
+        },
+        "labels": {
+            "run_id": task.run_id,
+            "task_id": task.id,
+            "task_name": task.name,
+            "attempt": task.attempt,
+            "dag_id": run.airflow_dag_id,
+            "airflow_run_id": run.airflow_run_id,
+            "pipeline": run.pipeline,
+        },
+        "task": {
+            "status": status,
+            "reason": task.reason,
+            "exit_code": task.exit_code,
+            "mlflow_run_id": task.mlflow_run_id,
+        },
         **extra,
     }
 

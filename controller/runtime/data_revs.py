@@ -10,8 +10,14 @@ from typing import Any
 from controller.runtime import code, data
 
 
-def fetch(repo: str, code_commit: str | None, entries: list[dict[str, Any]], src: Path,
-          scratch: Path, say: Callable[[str], None]) -> list[dict[str, Any]]:
+def fetch(
+    repo: str,
+    code_commit: str | None,
+    entries: list[dict[str, Any]],
+    src: Path,
+    scratch: Path,
+    say: Callable[[str], None],
+) -> list[dict[str, Any]]:
     """Pull each entry (path, md5, rev) into SRC as DVC recorded it at its rev; return the
     entries with the DVC remote they came from.
 
@@ -43,8 +49,10 @@ def fetch(repo: str, code_commit: str | None, entries: list[dict[str, Any]], src
 
 def _check(target: Path, entry: dict[str, Any]) -> None:
     if target.is_file() and (got := data.file_md5(target)) != entry["md5"]:
-        raise data.DataError(f"{entry['path']}: pulled md5 {got} != recorded {entry['md5']} "
-                             f"(rev {str(entry.get('rev'))[:12]})")
+        raise data.DataError(
+            f"{entry['path']}: pulled md5 {got} != recorded {entry['md5']} "
+            f"(rev {str(entry.get('rev'))[:12]})"
+        )
 
 
 def _place(source: Path, dest: Path) -> None:

@@ -43,9 +43,13 @@ def collect_outputs(store: ArtifactStore, root: Path, declared: list[str]) -> li
             confined(root, str(path.relative_to(root)))
             stored = store.put_file(path)
             media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            outputs.append({
-                "path": str(path.relative_to(root)),
-                "sha256": stored.sha256, "size": stored.size,
-                "uri": stored.uri, "media_type": media_type,
-            })
+            outputs.append(
+                {
+                    "path": str(path.relative_to(root)),
+                    "sha256": stored.sha256,
+                    "size": stored.size,
+                    "uri": stored.uri,
+                    "media_type": media_type,
+                }
+            )
     return outputs

@@ -56,8 +56,13 @@ def prepare(launch: LaunchDocument, workspace: Path) -> dict[str, Any]:
     prepared: dict[str, Any] = {"environment": environment.describe()}
     if spec.data and spec.code and launch.resolved.data:
         prepared["data"] = data_revs.fetch(
-            spec.code.repo, commit, [d.model_dump() for d in launch.resolved.data], src,
-            workspace / "data-revs", _say)
+            spec.code.repo,
+            commit,
+            [d.model_dump() for d in launch.resolved.data],
+            src,
+            workspace / "data-revs",
+            _say,
+        )
     if launch.inputs:
         _say(f"placing {len(launch.inputs)} input artifact(s)")
         place_inputs(backends.artifact_store(_settings(launch)), launch.input_items(), src)
@@ -71,8 +76,11 @@ def execute(launch: LaunchDocument, workspace: Path, argv: list[str]) -> dict[st
     params = spec.params
     params_file = workspace / "params.json"
     params_file.write_text(json.dumps(params, indent=2, sort_keys=True))
-    env = {**os.environ, "TRACECTL_PARAMS_FILE": str(params_file),
-           "TRACECTL_PARAMS": json.dumps(params, sort_keys=True)}
+    env = {
+        **os.environ,
+        "TRACECTL_PARAMS_FILE": str(params_file),
+        "TRACECTL_PARAMS": json.dumps(params, sort_keys=True),
+    }
     _say(f"exec {json.dumps(argv)}")
     child = subprocess.Popen(argv, cwd=src, env=env, stdin=subprocess.DEVNULL)
 
@@ -83,8 +91,11 @@ def execute(launch: LaunchDocument, workspace: Path, argv: list[str]) -> dict[st
     exit_code = child.wait()
     result: dict[str, Any] = {"exit_code": exit_code}
     if exit_code != 0:
-        result["reason"] = (f"killed by signal {signal.Signals(-exit_code).name}"
-                            if exit_code < 0 else f"exited with code {exit_code}")
+        result["reason"] = (
+            f"killed by signal {signal.Signals(-exit_code).name}"
+            if exit_code < 0
+            else f"exited with code {exit_code}"
+        )
         return result
     prepared_file = workspace / PREPARED
     if prepared_file.exists():

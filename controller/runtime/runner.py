@@ -44,8 +44,14 @@ class LineWriter:
     (with a marker) so one runaway print cannot swamp the sink.
     """
 
-    def __init__(self, sink: LogSink, run_id: str, task_id: str, attempt: int,
-                 secrets: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        sink: LogSink,
+        run_id: str,
+        task_id: str,
+        attempt: int,
+        secrets: list[str] | None = None,
+    ) -> None:
         self.sink = sink
         self.ids = (run_id, task_id, attempt)
         self.seq = 0
@@ -101,8 +107,10 @@ class Runner:
         (self.workspace / "runner.pid").write_text(str(os.getpid()))
         launch = self.launch
         labels = {
-            "run_id": launch.run_id, "task_id": launch.task_id,
-            "attempt": str(launch.attempt), "task_name": launch.task_name,
+            "run_id": launch.run_id,
+            "task_id": launch.task_id,
+            "attempt": str(launch.attempt),
+            "task_name": launch.task_name,
             **{k: v for k, v in launch.labels.model_dump().items() if v},
         }
         sink = backends.recording_log_sink(self.settings, labels)
@@ -158,21 +166,29 @@ class Runner:
             raise SetupError("environment: an image environment needs the kubernetes executor")
         try:
             built, self._env_lock = env_build.acquire(
-                resolved, src, self.settings.environments_dir,
-                lambda message: writer.write("system", f"tracectl: {message}"))
+                resolved,
+                src,
+                self.settings.environments_dir,
+                lambda message: writer.write("system", f"tracectl: {message}"),
+            )
         except env_build.EnvironmentBuildError as exc:
             for line in str(exc).splitlines():
                 writer.write("system", line)  # uv's own message, whole
             raise SetupError(str(exc).splitlines()[0]) from exc
         # self._env_lock stays held until the runner exits: collect() skips the environment.
         how = "built" if built.built else "cached"
-        writer.write("system", f"tracectl: environment {resolved.node} ({resolved.kind}, "
-                     f"{how} in {built.seconds * 1000:.0f} ms): python {built.python_version}, "
-                     f"{len(built.packages)} package(s)")
+        writer.write(
+            "system",
+            f"tracectl: environment {resolved.node} ({resolved.kind}, "
+            f"{how} in {built.seconds * 1000:.0f} ms): python {built.python_version}, "
+            f"{len(built.packages)} package(s)",
+        )
         if built.built:
-            env_build.collect(self.settings.environments_dir,
-                              self.settings.env_max_age_days * 86400,
-                              int(self.settings.env_max_gb * 2**30))
+            env_build.collect(
+                self.settings.environments_dir,
+                self.settings.env_max_age_days * 86400,
+                int(self.settings.env_max_gb * 2**30),
+            )
         return built
 
     def _env_record(self, store: ArtifactStore, env: BuiltEnvironment) -> dict[str, Any]:
@@ -180,19 +196,29 @@ class Runner:
         listing = self.workspace / "environment-packages.txt"
         listing.write_text("".join(f"{p}\n" for p in env.packages))
         stored = store.put_file(listing)
-        return {**env.resolved.model_dump(mode="json"), "node": env.resolved.node,
-                "python_version": env.python_version, "packages": env.packages,
-                "packages_sha256": env.packages_sha256, "packages_uri": stored.uri,
-                "interpreter": str(Path(env.prefix) / "bin" / "python"),
-                "built": env.built, "seconds": round(env.seconds, 3)}
+        return {
+            **env.resolved.model_dump(mode="json"),
+            "node": env.resolved.node,
+            "python_version": env.python_version,
+            "packages": env.packages,
+            "packages_sha256": env.packages_sha256,
+            "packages_uri": stored.uri,
+            "interpreter": str(Path(env.prefix) / "bin" / "python"),
+            "built": env.built,
+            "seconds": round(env.seconds, 3),
+        }
 
     def _fetch_data(self, writer: LineWriter, src: Path) -> list[dict[str, Any]]:
         launch = self.launch
         assert launch.spec.code is not None  # submission resolves data through the code repo
         return data_revs.fetch(
-            launch.spec.code.repo, launch.resolved.commit,
-            [d.model_dump() for d in launch.resolved.data], src, self.workspace / "data-revs",
-            lambda message: writer.write("system", f"tracectl: {message}"))
+            launch.spec.code.repo,
+            launch.resolved.commit,
+            [d.model_dump() for d in launch.resolved.data],
+            src,
+            self.workspace / "data-revs",
+            lambda message: writer.write("system", f"tracectl: {message}"),
+        )
 
     def _store_outputs(
         self, writer: LineWriter, store: ArtifactStore, src: Path
@@ -220,8 +246,12 @@ class Runner:
         writer.write("system", f"tracectl: exec {json.dumps(spec.command)}")
         try:
             self.child = subprocess.Popen(
-                spec.command, cwd=src, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                spec.command,
+                cwd=src,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 preexec_fn=limits.preexec(memory, spec.resources.cpu),
             )
         except OSError as exc:

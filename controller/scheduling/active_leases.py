@@ -18,9 +18,15 @@ from sqlalchemy.orm import Session
 from controller.store.lease_schema import LeaseRow
 
 _leases = cast(Table, LeaseRow.__table__)
-_ACTIVE = (select(_leases.c.id, _leases.c.task_id, _leases.c.team, _leases.c.kind,
-                  _leases.c.cpu_milli, _leases.c.memory_bytes, _leases.c.expires_at)
-           .where(_leases.c.released_at.is_(None)))
+_ACTIVE = select(
+    _leases.c.id,
+    _leases.c.task_id,
+    _leases.c.team,
+    _leases.c.kind,
+    _leases.c.cpu_milli,
+    _leases.c.memory_bytes,
+    _leases.c.expires_at,
+).where(_leases.c.released_at.is_(None))
 
 
 @dataclass

@@ -28,8 +28,9 @@ def admission_order(
         for row in level:
             by_team.setdefault(row.team, deque()).append(row)
         while by_team:
-            team = min(by_team, key=lambda t: (load.get(t, 0), waited[by_team[t][0].id],
-                                               by_team[t][0].id))
+            team = min(
+                by_team, key=lambda t: (load.get(t, 0), waited[by_team[t][0].id], by_team[t][0].id)
+            )
             row = by_team[team].popleft()
             if not by_team[team]:
                 del by_team[team]

@@ -35,14 +35,24 @@ _unit = _units.c.name == bindparam("unit")
 _free = _units.c.exclusive_holder.is_(None)
 # Prepared once and run as executemany (one parameter set per unit): the statement text is
 # the same every round, so SQLAlchemy's and the driver's caches keep it compiled/prepared.
-_TAKE_EXCLUSIVE = (update(_units).where(_unit, _free, _units.c.shared_holders == 0)
-                   .values(exclusive_holder=bindparam("holder")))
-_ADD_SHARED = (update(_units).where(_unit, _free)
-               .values(shared_holders=_units.c.shared_holders + bindparam("n")))
-_DROP_EXCLUSIVE = (update(_units).where(_unit, _units.c.exclusive_holder == bindparam("holder"))
-                   .values(exclusive_holder=None))
-_DROP_SHARED = (update(_units).where(_unit)
-                .values(shared_holders=_units.c.shared_holders - bindparam("n")))
+_TAKE_EXCLUSIVE = (
+    update(_units)
+    .where(_unit, _free, _units.c.shared_holders == 0)
+    .values(exclusive_holder=bindparam("holder"))
+)
+_ADD_SHARED = (
+    update(_units)
+    .where(_unit, _free)
+    .values(shared_holders=_units.c.shared_holders + bindparam("n"))
+)
+_DROP_EXCLUSIVE = (
+    update(_units)
+    .where(_unit, _units.c.exclusive_holder == bindparam("holder"))
+    .values(exclusive_holder=None)
+)
+_DROP_SHARED = (
+    update(_units).where(_unit).values(shared_holders=_units.c.shared_holders - bindparam("n"))
+)
 
 
 class LeaseRace(RuntimeError):
@@ -60,8 +70,16 @@ class GrantBatch:
             self.exclusive[unit] = task_id
         else:
             self.shared[unit] = self.shared.get(unit, 0) + 1
-        self.leases.append({"task_id": task_id, "resource": unit, "is_exclusive": exclusive,
-                            "cpu_milli": None, "memory_bytes": None, **values})
+        self.leases.append(
+            {
+                "task_id": task_id,
+                "resource": unit,
+                "is_exclusive": exclusive,
+                "cpu_milli": None,
+                "memory_bytes": None,
+                **values,
+            }
+        )
 
     def write(self, session: Session) -> None:
         """Apply the batch; fills in each lease's `id` (the INSERT's RETURNING)."""
@@ -69,8 +87,9 @@ class GrantBatch:
             return
         conn = session.connection()
         if self.exclusive:
-            _cas(conn, _TAKE_EXCLUSIVE, [{"unit": u, "holder": t}
-                                         for u, t in self.exclusive.items()])
+            _cas(
+                conn, _TAKE_EXCLUSIVE, [{"unit": u, "holder": t} for u, t in self.exclusive.items()]
+            )
         if self.shared:
             _cas(conn, _ADD_SHARED, [{"unit": u, "n": n} for u, n in self.shared.items()])
         # one (task, unit) pair per lease in a round: the key to match RETURNING rows by,

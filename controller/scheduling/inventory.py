@@ -136,32 +136,45 @@ class Inventory(_Strict):
         for index, volume in enumerate(resources.volumes):
             if volume.claim not in claims:
                 have = ", ".join(f"{v.claim} ({v.access})" for v in self.volumes) or "none"
-                problems.append((["spec", "resources", "volumes", index, "claim"],
-                                 f"volume claim {volume.claim!r} is not in the inventory "
-                                 f"(it has: {have})"))
+                problems.append(
+                    (
+                        ["spec", "resources", "volumes", index, "claim"],
+                        f"volume claim {volume.claim!r} is not in the inventory (it has: {have})",
+                    )
+                )
         return problems
 
     def _gpu_never_fits(self, count: int, flavor: str | None) -> str | None:
         have = ", ".join(f"{p.name}: {p.count} x {p.flavor}" for p in self.gpu_pools if p.count)
         pools = [p for p in self.gpu_pools if p.count and flavor in (None, p.flavor)]
         if not pools:
-            return (f"no GPU of flavor {flavor or 'any'} in the inventory "
-                    f"(it has: {have or 'no GPUs'})")
+            return (
+                f"no GPU of flavor {flavor or 'any'} in the inventory (it has: {have or 'no GPUs'})"
+            )
         largest = max(p.count for p in pools)
         if count > largest:
-            return (f"{count} GPUs of flavor {flavor or 'any'} on one node: the largest pool "
-                    f"has {largest} (it has: {have})")
+            return (
+                f"{count} GPUs of flavor {flavor or 'any'} on one node: the largest pool "
+                f"has {largest} (it has: {have})"
+            )
         return None
 
     def units(self) -> list[Unit]:
         units = [
             Unit(gpu_unit(p.name, i), "gpu", p.name, "RWO", flavor=p.flavor, gpu_index=i)
-            for p in self.gpu_pools for i in range(p.count)
+            for p in self.gpu_pools
+            for i in range(p.count)
         ]
         units += [Unit(volume_unit(v.claim), "volume", v.claim, v.access) for v in self.volumes]
         units += [
-            Unit(quota_unit(team), "quota", team, "quota", cpu_milli=q.cpu_milli,
-                 memory_bytes=q.memory_bytes)
+            Unit(
+                quota_unit(team),
+                "quota",
+                team,
+                "quota",
+                cpu_milli=q.cpu_milli,
+                memory_bytes=q.memory_bytes,
+            )
             for team, q in self.quotas.items()
         ]
         return units
@@ -179,25 +192,53 @@ def mirror(session: Session, inventory: Inventory, now: datetime) -> dict[str, R
     existing = _read_units(session)
     wanted = {u.name: u for u in inventory.units()}
     missing = [u for name, u in wanted.items() if name not in existing]
-    changed = [u for name, u in wanted.items()
-               if name in existing and _static(existing[name]) != _wanted_static(u)]
+    changed = [
+        u
+        for name, u in wanted.items()
+        if name in existing and _static(existing[name]) != _wanted_static(u)
+    ]
     gone = [name for name, row in existing.items() if name not in wanted and row.in_inventory]
     if not (missing or changed or gone):
         return existing
     conn = session.connection()
     if missing:
-        conn.execute(insert(_units), [
-            {"name": u.name, "kind": u.kind, "pool": u.pool, "flavor": u.flavor,
-             "gpu_index": u.gpu_index, "access": u.access, "cpu_milli": u.cpu_milli,
-             "memory_bytes": u.memory_bytes, "in_inventory": True, "exclusive_holder": None,
-             "shared_holders": 0, "updated_at": now} for u in missing])
+        conn.execute(
+            insert(_units),
+            [
+                {
+                    "name": u.name,
+                    "kind": u.kind,
+                    "pool": u.pool,
+                    "flavor": u.flavor,
+                    "gpu_index": u.gpu_index,
+                    "access": u.access,
+                    "cpu_milli": u.cpu_milli,
+                    "memory_bytes": u.memory_bytes,
+                    "in_inventory": True,
+                    "exclusive_holder": None,
+                    "shared_holders": 0,
+                    "updated_at": now,
+                }
+                for u in missing
+            ],
+        )
     for unit in changed:
-        conn.execute(update(_units).where(_units.c.name == unit.name).values(
-            flavor=unit.flavor, access=unit.access, cpu_milli=unit.cpu_milli,
-            memory_bytes=unit.memory_bytes, in_inventory=True, updated_at=now))
+        conn.execute(
+            update(_units)
+            .where(_units.c.name == unit.name)
+            .values(
+                flavor=unit.flavor,
+                access=unit.access,
+                cpu_milli=unit.cpu_milli,
+                memory_bytes=unit.memory_bytes,
+                in_inventory=True,
+                updated_at=now,
+            )
+        )
     if gone:
-        conn.execute(update(_units).where(_units.c.name.in_(gone))
-                     .values(in_inventory=False, updated_at=now))
+        conn.execute(
+            update(_units).where(_units.c.name.in_(gone)).values(in_inventory=False, updated_at=now)
+        )
     return _read_units(session)
 
 

@@ -18,8 +18,15 @@ from controller.store.lease_schema import LeaseRow, ResourceRow
 from controller.store.schema import TaskRow
 
 
-def list_leases(session: Session, scope: Scope, active_only: bool, task_id: str | None,
-                resource: str | None, limit: int, after_id: int) -> dict[str, Any]:
+def list_leases(
+    session: Session,
+    scope: Scope,
+    active_only: bool,
+    task_id: str | None,
+    resource: str | None,
+    limit: int,
+    after_id: int,
+) -> dict[str, Any]:
     query = select(LeaseRow).where(LeaseRow.id > after_id).order_by(LeaseRow.id)
     if scope.team is not None:
         query = query.where(LeaseRow.team == scope.team)
@@ -50,10 +57,13 @@ def task_leases(session: Session, task_ids: list[str]) -> dict[str, list[dict[st
 
 
 def queued_rows(session: Session) -> list[TaskRow]:
-    return list(session.scalars(
-        select(TaskRow).where(TaskRow.status == "queued")
-        .order_by(TaskRow.priority.desc(), TaskRow.queued_at, TaskRow.id)
-    ))
+    return list(
+        session.scalars(
+            select(TaskRow)
+            .where(TaskRow.status == "queued")
+            .order_by(TaskRow.priority.desc(), TaskRow.queued_at, TaskRow.id)
+        )
+    )
 
 
 def queue_order(session: Session, admitter: Admitter) -> tuple[list[TaskRow], dict[str, Claims]]:
@@ -87,16 +97,26 @@ def queue(session: Session, admitter: Admitter, scope: Scope) -> dict[str, Any]:
         if not scope.sees(row.team):
             continue
         want = claims[row.id]
-        items.append({
-            "position": position, "task_id": row.id, "run_id": row.run_id, "name": row.name,
-            "team": row.team, "priority": row.priority,
-            "queued_at": row.queued_at.isoformat() if row.queued_at else None,
-            "not_before": row.not_before.isoformat() if row.not_before else None,
-            "reason": row.reason or "waiting for the next admission round",
-            "claims": {"gpu": want.gpu, "gpu_flavor": want.gpu_flavor,
-                       "volumes": [{"claim": v.claim, "mode": v.mode} for v in want.volumes],
-                       "cpu_milli": want.cpu_milli, "memory_bytes": want.memory_bytes},
-        })
+        items.append(
+            {
+                "position": position,
+                "task_id": row.id,
+                "run_id": row.run_id,
+                "name": row.name,
+                "team": row.team,
+                "priority": row.priority,
+                "queued_at": row.queued_at.isoformat() if row.queued_at else None,
+                "not_before": row.not_before.isoformat() if row.not_before else None,
+                "reason": row.reason or "waiting for the next admission round",
+                "claims": {
+                    "gpu": want.gpu,
+                    "gpu_flavor": want.gpu_flavor,
+                    "volumes": [{"claim": v.claim, "mode": v.mode} for v in want.volumes],
+                    "cpu_milli": want.cpu_milli,
+                    "memory_bytes": want.memory_bytes,
+                },
+            }
+        )
     return {"items": items, "length": len(ordered)}
 
 
@@ -106,16 +126,22 @@ def resources(session: Session, scope: Scope) -> dict[str, Any]:
     Another team's holder shows its team and mode, not which lease or task holds the unit.
     """
     holders: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for lease in session.scalars(select(LeaseRow).where(LeaseRow.released_at.is_(None))
-                                 .order_by(LeaseRow.id)):
+    for lease in session.scalars(
+        select(LeaseRow).where(LeaseRow.released_at.is_(None)).order_by(LeaseRow.id)
+    ):
         mine = scope.sees(lease.team)
-        holders[lease.resource].append({
-            "lease_id": lease.id if mine else None, "task_id": lease.task_id if mine else None,
-            "team": lease.team,
-            "mode": lease.mode, "fencing_token": lease.fencing_token,
-            "expires_at": lease.expires_at.isoformat(), "cpu_milli": lease.cpu_milli,
-            "memory_bytes": lease.memory_bytes,
-        })
+        holders[lease.resource].append(
+            {
+                "lease_id": lease.id if mine else None,
+                "task_id": lease.task_id if mine else None,
+                "team": lease.team,
+                "mode": lease.mode,
+                "fencing_token": lease.fencing_token,
+                "expires_at": lease.expires_at.isoformat(),
+                "cpu_milli": lease.cpu_milli,
+                "memory_bytes": lease.memory_bytes,
+            }
+        )
     queued = [(r, Claims.of_spec(r.spec)) for r in queued_rows(session)]
     demand: dict[str, int] = defaultdict(int)
     for row, want in queued:
@@ -129,24 +155,38 @@ def resources(session: Session, scope: Scope) -> dict[str, Any]:
     for unit in units:
         held = holders.get(unit.name, [])
         item: dict[str, Any] = {
-            "name": unit.name, "kind": unit.kind, "pool": unit.pool, "flavor": unit.flavor,
-            "gpu_index": unit.gpu_index, "access": unit.access,
-            "in_inventory": unit.in_inventory, "holders": held,
+            "name": unit.name,
+            "kind": unit.kind,
+            "pool": unit.pool,
+            "flavor": unit.flavor,
+            "gpu_index": unit.gpu_index,
+            "access": unit.access,
+            "in_inventory": unit.in_inventory,
+            "holders": held,
             "holder_task": _holder_task(unit, held, scope),
             "queued_demand": demand.get(unit.name, 0),
         }
         if unit.kind == "quota":
             item["capacity"] = {"cpu_milli": unit.cpu_milli, "memory_bytes": unit.memory_bytes}
-            item["in_use"] = {"cpu_milli": sum(h["cpu_milli"] or 0 for h in held),
-                              "memory_bytes": sum(h["memory_bytes"] or 0 for h in held)}
+            item["in_use"] = {
+                "cpu_milli": sum(h["cpu_milli"] or 0 for h in held),
+                "memory_bytes": sum(h["memory_bytes"] or 0 for h in held),
+            }
         else:
             item["capacity"] = 1 if unit.access == "RWO" else None  # RWX: readers unbounded
             item["in_use"] = 1 if unit.exclusive_holder else unit.shared_holders
         items.append(item)
         if unit.kind == "gpu" and unit.in_inventory:
-            pool = pools.setdefault(unit.pool, {"pool": unit.pool, "flavor": unit.flavor,
-                                                "capacity": 0, "in_use": 0,
-                                                "queued_demand": 0})
+            pool = pools.setdefault(
+                unit.pool,
+                {
+                    "pool": unit.pool,
+                    "flavor": unit.flavor,
+                    "capacity": 0,
+                    "in_use": 0,
+                    "queued_demand": 0,
+                },
+            )
             pool["capacity"] += 1
             pool["in_use"] += 1 if unit.exclusive_holder else 0
     for _row, want in queued:
@@ -167,9 +207,10 @@ def _holder_task(unit: ResourceRow, held: list[dict[str, Any]], scope: Scope) ->
 
 def _gpus_held(session: Session) -> dict[str, int]:
     rows = session.execute(
-        select(LeaseRow.team, func.count()).where(LeaseRow.released_at.is_(None),
-                                                  LeaseRow.kind == "gpu")
-        .group_by(LeaseRow.team)).all()
+        select(LeaseRow.team, func.count())
+        .where(LeaseRow.released_at.is_(None), LeaseRow.kind == "gpu")
+        .group_by(LeaseRow.team)
+    ).all()
     return {team: int(count) for team, count in rows}
 
 

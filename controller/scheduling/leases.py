@@ -58,13 +58,14 @@ __all__ = ["LeaseAdmitter", "LeaseRace", "end_leases", "force_release", "lock_ro
 # Built once: a round runs these every time, and a statement object that is reused keeps
 # its cache key, so SQLAlchemy neither rebuilds nor re-keys it per round.
 _counter = cast(Table, LeaseCounterRow.__table__)
-_LOCK_ROUND = (select(_counter.c.value).where(_counter.c.name == FENCING_COUNTER)
-               .with_for_update())
-_SET_COUNTER = (update(_counter).where(_counter.c.name == FENCING_COUNTER)
-                .values(value=bindparam("token")))
+_LOCK_ROUND = select(_counter.c.value).where(_counter.c.name == FENCING_COUNTER).with_for_update()
+_SET_COUNTER = (
+    update(_counter).where(_counter.c.name == FENCING_COUNTER).values(value=bindparam("token"))
+)
 _leases = cast(Table, LeaseRow.__table__)
-_EXPIRED = (select(_leases.c.id, _leases.c.task_id)
-            .where(_leases.c.released_at.is_(None), _leases.c.expires_at < bindparam("now")))
+_EXPIRED = select(_leases.c.id, _leases.c.task_id).where(
+    _leases.c.released_at.is_(None), _leases.c.expires_at < bindparam("now")
+)
 
 
 @dataclass
@@ -84,8 +85,17 @@ class _Unit:
 
     @classmethod
     def of(cls, row: Row[Any]) -> _Unit:
-        return cls(row.name, row.kind, row.pool, row.flavor, row.gpu_index, row.access,
-                   bool(row.in_inventory), row.exclusive_holder, int(row.shared_holders))
+        return cls(
+            row.name,
+            row.kind,
+            row.pool,
+            row.flavor,
+            row.gpu_index,
+            row.access,
+            bool(row.in_inventory),
+            row.exclusive_holder,
+            int(row.shared_holders),
+        )
 
     def free_for(self, exclusive: bool) -> bool:
         if not self.usable or self.exclusive_holder is not None:
@@ -133,22 +143,26 @@ class LeaseAdmitter:
     def admit(self, session: Session, queued: list[TaskRow]) -> dict[str, Admission]:
         claims = {row.id: self._claims_of(row) for row in queued}
         needs = {row.id for row in queued if self._needs_lease(row, claims[row.id])}
-        idle_env = {"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "void"} \
-            if self._has_gpus else {}
-        decisions = {row.id: Admission(True, env=dict(idle_env))
-                     for row in queued if row.id not in needs}
+        idle_env = (
+            {"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "void"} if self._has_gpus else {}
+        )
+        decisions = {
+            row.id: Admission(True, env=dict(idle_env)) for row in queued if row.id not in needs
+        }
         if not needs:
             return decisions
         token = issued = lock_round(session)
         now = self.clock()  # read under the lock: stamps follow the commit order
         active = read_active_leases(session, now)
-        if active.expired and self._reclaim(session, active.expired,
-                                            self._holders_alive(session, active.expired)):
+        if active.expired and self._reclaim(
+            session, active.expired, self._holders_alive(session, active.expired)
+        ):
             active = read_active_leases(session, now)  # rare: an expired holder is gone
         units = {name: _Unit.of(row) for name, row in mirror(session, self.inventory, now).items()}
         gpu_pools = _gpu_pools(units.values())
-        order = admission_order([r for r in queued if r.id in needs], active.gpus_by_team,
-                                lambda r: claims[r.id].gpu)
+        order = admission_order(
+            [r for r in queued if r.id in needs], active.gpus_by_team, lambda r: claims[r.id].gpu
+        )
         batch = GrantBatch()
         granted: list[tuple[TaskRow, _Plan, int, slice]] = []  # row, plan, token, its leases
         for row in order:
@@ -177,8 +191,11 @@ class LeaseAdmitter:
     def release(self, session: Session, task_id: str, reason: str) -> None:
         # Most tasks hold nothing: they need not queue for the round lock. A lease granted
         # to a task after its terminal transition is reclaimed on expiry (holder gone).
-        if session.scalar(select(LeaseRow.id).where(LeaseRow.task_id == task_id,
-                                                    LeaseRow.released_at.is_(None)).limit(1)):
+        if session.scalar(
+            select(LeaseRow.id)
+            .where(LeaseRow.task_id == task_id, LeaseRow.released_at.is_(None))
+            .limit(1)
+        ):
             end_leases(session, LeaseRow.task_id == task_id, reason, self.clock)
 
     def heartbeat(self, session: Session, task_ids: list[str]) -> None:
@@ -190,19 +207,23 @@ class LeaseAdmitter:
             session.execute(
                 update(LeaseRow)
                 .where(LeaseRow.task_id.in_(chunk), LeaseRow.released_at.is_(None))
-                .values(expires_at=expires).execution_options(synchronize_session=False)
+                .values(expires_at=expires)
+                .execution_options(synchronize_session=False)
             )
 
     def leases_of(self, session: Session, task_id: str) -> list[dict[str, Any]]:
         """The leases of the task's latest admission (released or not), for lineage."""
-        latest = session.scalar(select(func.max(LeaseRow.fencing_token))
-                                .where(LeaseRow.task_id == task_id))
+        latest = session.scalar(
+            select(func.max(LeaseRow.fencing_token)).where(LeaseRow.task_id == task_id)
+        )
         if latest is None:
             return []
-        rows = session.scalars(select(LeaseRow).where(LeaseRow.task_id == task_id,
-                                                      LeaseRow.fencing_token == latest)
-                               .order_by(LeaseRow.id)
-                               .execution_options(populate_existing=True))
+        rows = session.scalars(
+            select(LeaseRow)
+            .where(LeaseRow.task_id == task_id, LeaseRow.fencing_token == latest)
+            .order_by(LeaseRow.id)
+            .execution_options(populate_existing=True)
+        )
         return [lease_record(r) for r in rows]
 
     # -- maintenance ----------------------------------------------------------------------
@@ -212,16 +233,22 @@ class LeaseAdmitter:
 
     def reclaim_expired(self, session: Session, is_holder_alive: HolderCheck) -> list[int]:
         """Release expired leases whose holder is confirmed gone; return their ids."""
-        expired: list[Row[Any]] = list(session.connection().execute(_EXPIRED,
-                                                                     {"now": self.clock()}))
-        return self._reclaim(session, [(int(r.id), str(r.task_id)) for r in expired],
-                             is_holder_alive)
+        expired: list[Row[Any]] = list(
+            session.connection().execute(_EXPIRED, {"now": self.clock()})
+        )
+        return self._reclaim(
+            session, [(int(r.id), str(r.task_id)) for r in expired], is_holder_alive
+        )
 
-    def _reclaim(self, session: Session, expired: list[tuple[int, str]],
-                 is_holder_alive: HolderCheck) -> list[int]:
+    def _reclaim(
+        self, session: Session, expired: list[tuple[int, str]], is_holder_alive: HolderCheck
+    ) -> list[int]:
         alive: dict[str, bool] = {}
-        gone = [lease_id for lease_id, task_id in expired
-                if not alive.setdefault(task_id, is_holder_alive(task_id))]
+        gone = [
+            lease_id
+            for lease_id, task_id in expired
+            if not alive.setdefault(task_id, is_holder_alive(task_id))
+        ]
         if not gone:
             return []
         ended = end_leases(session, _leases.c.id.in_(gone), "expired; holder gone", self.clock)
@@ -234,8 +261,9 @@ class LeaseAdmitter:
             return self._holder_check(session)
         statuses: dict[str, str] = {}
         for chunk in _chunks(sorted({task_id for _id, task_id in expired})):
-            rows: list[tuple[str, str]] = list(session.execute(
-                select(TaskRow.id, TaskRow.status).where(TaskRow.id.in_(chunk))))
+            rows: list[tuple[str, str]] = list(
+                session.execute(select(TaskRow.id, TaskRow.status).where(TaskRow.id.in_(chunk)))
+            )
             statuses.update(rows)
         return lambda task_id: statuses.get(task_id) in HOLDING_STATUSES
 
@@ -255,9 +283,14 @@ class LeaseAdmitter:
             return True
         return row.team in self._quotas and (want.cpu_milli or want.memory_bytes) is not None
 
-    def _plan(self, row: TaskRow, want: Claims, units: dict[str, _Unit],
-              gpu_pools: dict[str, list[_Unit]],
-              quota_used: dict[str, list[int]]) -> _Plan | _Blocked:
+    def _plan(
+        self,
+        row: TaskRow,
+        want: Claims,
+        units: dict[str, _Unit],
+        gpu_pools: dict[str, list[_Unit]],
+        quota_used: dict[str, list[int]],
+    ) -> _Plan | _Blocked:
         plan = _Plan()
         waits: list[str] = []
         never: list[str] = []
@@ -273,28 +306,47 @@ class LeaseAdmitter:
             if unit.free_for(exclusive):
                 plan.volumes.append((unit, vol, exclusive))
                 continue
-            waits.append(f"waiting for volume {vol.claim} ({vol.mode}, {unit.access}): "
-                         + _held_by(unit))
+            waits.append(
+                f"waiting for volume {vol.claim} ({vol.mode}, {unit.access}): " + _held_by(unit)
+            )
             reserve.append((unit, "rw" if exclusive else "ro"))
         quota_wait = self._plan_quota(row.team, want, quota_used, plan, never)
         if never:
             return _Blocked("cannot ever start: " + "; ".join(never))
         if waits:
-            return _Blocked("; ".join(waits + ([quota_wait] if quota_wait else [])),
-                            reserve + [(u, "rw") for u in plan.gpus]
-                            + [(u, "rw" if ex else "ro") for u, _v, ex in plan.volumes])
+            return _Blocked(
+                "; ".join(waits + ([quota_wait] if quota_wait else [])),
+                reserve
+                + [(u, "rw") for u in plan.gpus]
+                + [(u, "rw" if ex else "ro") for u, _v, ex in plan.volumes],
+            )
         if quota_wait:
             return _Blocked(quota_wait)  # quota is per team: it reserves nothing shared
         return plan
 
-    def _plan_gpus(self, want: Claims, gpu_pools: dict[str, list[_Unit]], plan: _Plan,
-                   waits: list[str], never: list[str], reserve: list[tuple[_Unit, str]]) -> None:
-        pools = gpu_pools if want.gpu_flavor is None else {
-            p: matching for p, us in gpu_pools.items()
-            if (matching := [u for u in us if u.flavor == want.gpu_flavor])}
+    def _plan_gpus(
+        self,
+        want: Claims,
+        gpu_pools: dict[str, list[_Unit]],
+        plan: _Plan,
+        waits: list[str],
+        never: list[str],
+        reserve: list[tuple[_Unit, str]],
+    ) -> None:
+        pools = (
+            gpu_pools
+            if want.gpu_flavor is None
+            else {
+                p: matching
+                for p, us in gpu_pools.items()
+                if (matching := [u for u in us if u.flavor == want.gpu_flavor])
+            }
+        )
         if not pools:
-            never.append(f"no gpu of flavor {want.gpu_flavor or 'any'} in the inventory"
-                         + ("" if self._has_gpus else " (set TRACECTL_INVENTORY_FILE)"))
+            never.append(
+                f"no gpu of flavor {want.gpu_flavor or 'any'} in the inventory"
+                + ("" if self._has_gpus else " (set TRACECTL_INVENTORY_FILE)")
+            )
             return
         fitting = {p: us for p, us in pools.items() if len(us) >= want.gpu}
         if not fitting:
@@ -303,19 +355,23 @@ class LeaseAdmitter:
             return
         free = {p: [u for u in us if u.free_for(True)] for p, us in fitting.items()}
         # best fit: the pool with the fewest free GPUs that still fit keeps big holes open
-        fits = sorted((p for p in fitting if len(free[p]) >= want.gpu),
-                      key=lambda p: (len(free[p]), p))
+        fits = sorted(
+            (p for p in fitting if len(free[p]) >= want.gpu), key=lambda p: (len(free[p]), p)
+        )
         if fits:
             plan.gpus = free[fits[0]][: want.gpu]
             return
         best = max(fitting, key=lambda p: (len(free[p]), p))
         reserved = sum(1 for u in fitting[best] if u.reserved and u.exclusive_holder is None)
-        waits.append(f"waiting for {want.describe_gpu()}: {len(free[best])} free"
-                     + (f", {reserved} reserved for earlier tasks" if reserved else ""))
+        waits.append(
+            f"waiting for {want.describe_gpu()}: {len(free[best])} free"
+            + (f", {reserved} reserved for earlier tasks" if reserved else "")
+        )
         reserve.extend((u, "rw") for u in free[best])
 
-    def _plan_quota(self, team: str, want: Claims, used: dict[str, list[int]], plan: _Plan,
-                    never: list[str]) -> str | None:
+    def _plan_quota(
+        self, team: str, want: Claims, used: dict[str, list[int]], plan: _Plan, never: list[str]
+    ) -> str | None:
         if team not in self._quotas or (want.cpu_milli or want.memory_bytes) is None:
             return None
         cap_cpu, cap_mem = self._quotas[team]
@@ -335,30 +391,46 @@ class LeaseAdmitter:
         plan.quota = quota_unit(team)
         return f"waiting for team {team} quota: " + ", ".join(parts) if over else None
 
-    def _add_leases(self, batch: GrantBatch, row: TaskRow, want: Claims, plan: _Plan,
-                    token: int, now: datetime) -> None:
-        common = {"team": row.team, "attempt": row.attempt + 1, "fencing_token": token,
-                  "granted_at": now, "expires_at": now + self.ttl}
+    def _add_leases(
+        self, batch: GrantBatch, row: TaskRow, want: Claims, plan: _Plan, token: int, now: datetime
+    ) -> None:
+        common = {
+            "team": row.team,
+            "attempt": row.attempt + 1,
+            "fencing_token": token,
+            "granted_at": now,
+            "expires_at": now + self.ttl,
+        }
         for unit in plan.gpus:
             batch.add_lease(row.id, unit.name, True, kind="gpu", mode="rw", **common)
         for unit, vol, exclusive in plan.volumes:
-            batch.add_lease(row.id, unit.name, exclusive, kind="volume", mode=vol.mode,
-                            **common)
+            batch.add_lease(row.id, unit.name, exclusive, kind="volume", mode=vol.mode, **common)
         if plan.quota:
-            batch.add_lease(row.id, plan.quota, False, kind="quota", mode="ro",
-                            cpu_milli=want.cpu_milli, memory_bytes=want.memory_bytes, **common)
+            batch.add_lease(
+                row.id,
+                plan.quota,
+                False,
+                kind="quota",
+                mode="ro",
+                cpu_milli=want.cpu_milli,
+                memory_bytes=want.memory_bytes,
+                **common,
+            )
 
     def _admission(self, plan: _Plan, token: int, leases: list[dict[str, Any]]) -> Admission:
         records = [lease_record_of(x) for x in leases]
         devices = ",".join(str(u.gpu_index) for u in plan.gpus)
         env = {
             "TRACECTL_FENCING_TOKEN": str(token),
-            "TRACECTL_LEASES": json.dumps([{k: r[k] for k in ("id", "resource", "mode",
-                                                                "fencing_token")}
-                                           for r in records]),
-            "TRACECTL_VOLUMES": json.dumps([{"claim": v.claim, "mode": v.mode,
-                                             "mount_path": v.mount_path}
-                                            for _u, v, _e in plan.volumes]),
+            "TRACECTL_LEASES": json.dumps(
+                [{k: r[k] for k in ("id", "resource", "mode", "fencing_token")} for r in records]
+            ),
+            "TRACECTL_VOLUMES": json.dumps(
+                [
+                    {"claim": v.claim, "mode": v.mode, "mount_path": v.mount_path}
+                    for _u, v, _e in plan.volumes
+                ]
+            ),
         }
         if plan.gpus or self._has_gpus:
             env["CUDA_VISIBLE_DEVICES"] = devices
@@ -368,8 +440,9 @@ class LeaseAdmitter:
         return Admission(True, env=env, leases=records)
 
     @staticmethod
-    def _commit_plan(row: TaskRow, want: Claims, plan: _Plan,
-                     quota_used: dict[str, list[int]]) -> None:
+    def _commit_plan(
+        row: TaskRow, want: Claims, plan: _Plan, quota_used: dict[str, list[int]]
+    ) -> None:
         for unit in plan.gpus:
             unit.exclusive_holder = row.id
         for unit, _vol, exclusive in plan.volumes:
@@ -400,8 +473,9 @@ def lock_round(session: Session) -> int:
     return int(value)
 
 
-def end_leases(session: Session, which: ColumnElement[bool], reason: str,
-               clock: Clock) -> list[tuple[int, str, str, bool]]:
+def end_leases(
+    session: Session, which: ColumnElement[bool], reason: str, clock: Clock
+) -> list[tuple[int, str, str, bool]]:
     """Release the active leases `which` selects and give their units back.
 
     The UPDATE ... RETURNING names only the leases this statement really ended, so two
@@ -410,10 +484,10 @@ def end_leases(session: Session, which: ColumnElement[bool], reason: str,
     """
     lock_round(session)
     rows = session.connection().execute(  # Core: no ORM objects to keep in step
-        update(_leases).where(which, _leases.c.released_at.is_(None))
+        update(_leases)
+        .where(which, _leases.c.released_at.is_(None))
         .values(released_at=clock(), release_reason=reason)  # read under the lock
-        .returning(_leases.c.id, _leases.c.task_id, _leases.c.resource,
-                   _leases.c.is_exclusive)
+        .returning(_leases.c.id, _leases.c.task_id, _leases.c.resource, _leases.c.is_exclusive)
     )
     ended = [(int(r[0]), str(r[1]), str(r[2]), bool(r[3])) for r in rows]
     if ended:
@@ -423,11 +497,19 @@ def end_leases(session: Session, which: ColumnElement[bool], reason: str,
 
 def lease_record(row: LeaseRow) -> dict[str, Any]:
     return {
-        "id": row.id, "task_id": row.task_id, "team": row.team, "attempt": row.attempt,
-        "resource": row.resource, "kind": row.kind, "mode": row.mode,
-        "exclusive": row.is_exclusive, "fencing_token": row.fencing_token,
-        "cpu_milli": row.cpu_milli, "memory_bytes": row.memory_bytes,
-        "granted_at": row.granted_at.isoformat(), "expires_at": row.expires_at.isoformat(),
+        "id": row.id,
+        "task_id": row.task_id,
+        "team": row.team,
+        "attempt": row.attempt,
+        "resource": row.resource,
+        "kind": row.kind,
+        "mode": row.mode,
+        "exclusive": row.is_exclusive,
+        "fencing_token": row.fencing_token,
+        "cpu_milli": row.cpu_milli,
+        "memory_bytes": row.memory_bytes,
+        "granted_at": row.granted_at.isoformat(),
+        "expires_at": row.expires_at.isoformat(),
         "released_at": row.released_at.isoformat() if row.released_at else None,
         "release_reason": row.release_reason,
     }
@@ -436,14 +518,21 @@ def lease_record(row: LeaseRow) -> dict[str, Any]:
 def lease_record_of(values: dict[str, Any]) -> dict[str, Any]:
     """lease_record() of a lease just granted, from the values it was inserted with."""
     return {
-        "id": values["id"], "task_id": values["task_id"], "team": values["team"],
-        "attempt": values["attempt"], "resource": values["resource"], "kind": values["kind"],
-        "mode": values["mode"], "exclusive": values["is_exclusive"],
-        "fencing_token": values["fencing_token"], "cpu_milli": values["cpu_milli"],
+        "id": values["id"],
+        "task_id": values["task_id"],
+        "team": values["team"],
+        "attempt": values["attempt"],
+        "resource": values["resource"],
+        "kind": values["kind"],
+        "mode": values["mode"],
+        "exclusive": values["is_exclusive"],
+        "fencing_token": values["fencing_token"],
+        "cpu_milli": values["cpu_milli"],
         "memory_bytes": values["memory_bytes"],
         "granted_at": values["granted_at"].isoformat(),
         "expires_at": values["expires_at"].isoformat(),
-        "released_at": None, "release_reason": None,
+        "released_at": None,
+        "release_reason": None,
     }
 
 
@@ -496,11 +585,12 @@ def _bytes(value: int) -> str:
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
     for i in range(0, len(items), _CHUNK):
-        yield items[i: i + _CHUNK]
+        yield items[i : i + _CHUNK]
 
 
-def force_release(session: Session, lease_id: int, reason: str, actor: str,
-                  clock: Clock = utcnow) -> LeaseRow | None:
+def force_release(
+    session: Session, lease_id: int, reason: str, actor: str, clock: Clock = utcnow
+) -> LeaseRow | None:
     """An operator takes a lease back (its holder keeps running, now without it).
 
     Returns None when the lease does not exist; raises LeaseAlreadyReleased when it ended.
@@ -511,14 +601,24 @@ def force_release(session: Session, lease_id: int, reason: str, actor: str,
         if lease is None:
             return None
         raise LeaseAlreadyReleased(lease)
-    lease = session.scalar(select(LeaseRow).where(LeaseRow.id == lease_id)
-                           .execution_options(populate_existing=True))
+    lease = session.scalar(
+        select(LeaseRow).where(LeaseRow.id == lease_id).execution_options(populate_existing=True)
+    )
     assert lease is not None
-    session.add(AuditRow(actor=actor, action="lease.force_release", target=f"lease:{lease_id}",
-                         detail={"reason": reason, "task_id": lease.task_id,
-                                 "resource": lease.resource,
-                                 "fencing_token": lease.fencing_token},
-                         created_at=lease.released_at))
+    session.add(
+        AuditRow(
+            actor=actor,
+            action="lease.force_release",
+            target=f"lease:{lease_id}",
+            detail={
+                "reason": reason,
+                "task_id": lease.task_id,
+                "resource": lease.resource,
+                "fencing_token": lease.fencing_token,
+            },
+            created_at=lease.released_at,
+        )
+    )
     return lease
 
 

@@ -59,7 +59,8 @@ class Database:
         # which under a burst of writers starves some of them for seconds. In this process
         # they queue on a lock instead and start the moment the previous writer commits.
         self._write_turn: AbstractContextManager[Any] = (
-            threading.RLock() if self.is_sqlite else nullcontext())
+            threading.RLock() if self.is_sqlite else nullcontext()
+        )
         self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
 

@@ -57,8 +57,9 @@ class ResourceRow(Base):
 
     __table_args__ = (
         CheckConstraint("shared_holders >= 0", name="ck_resources_shared_nonneg"),
-        CheckConstraint("exclusive_holder IS NULL OR shared_holders = 0",
-                        name="ck_resources_exclusive_alone"),
+        CheckConstraint(
+            "exclusive_holder IS NULL OR shared_holders = 0", name="ck_resources_exclusive_alone"
+        ),
     )
 
 
@@ -67,8 +68,7 @@ class LeaseRow(Base):
 
     __tablename__ = "leases"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     task_id: Mapped[str] = mapped_column(String(40), index=True)
     team: Mapped[str] = mapped_column(String(128))
     attempt: Mapped[int] = mapped_column(Integer)
@@ -85,10 +85,14 @@ class LeaseRow(Base):
     release_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        Index("uq_leases_one_exclusive", "resource", unique=True,
-              sqlite_where=ACTIVE_EXCLUSIVE, postgresql_where=ACTIVE_EXCLUSIVE),
-        Index("ix_leases_active_task", "task_id",
-              sqlite_where=ACTIVE, postgresql_where=ACTIVE),
+        Index(
+            "uq_leases_one_exclusive",
+            "resource",
+            unique=True,
+            sqlite_where=ACTIVE_EXCLUSIVE,
+            postgresql_where=ACTIVE_EXCLUSIVE,
+        ),
+        Index("ix_leases_active_task", "task_id", sqlite_where=ACTIVE, postgresql_where=ACTIVE),
     )
 
 

@@ -185,11 +185,11 @@ class LineageEventRow(Base):
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
 
-
     @classmethod
     def of(cls, event: LineageEvent, run_id: str, task_id: str | None = None) -> LineageEventRow:
         """The log row of a typed event (controller/domain/events.py)."""
         return cls(run_id=run_id, task_id=task_id, type=event.type.value, payload=event.payload())
+
 
 class LineageRecordRow(Base):
     """Derived view: the full lineage record of a task's latest attempt."""

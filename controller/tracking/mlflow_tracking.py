@@ -83,7 +83,9 @@ class MlflowTracking:
         inputs = [
             DatasetInput(
                 dataset=Dataset(
-                    name=item["name"], digest=item["digest"][:36], source_type="dvc",
+                    name=item["name"],
+                    digest=item["digest"][:36],
+                    source_type="dvc",
                     source=json.dumps({"uri": item["source"], "md5": item["digest"]}),
                 ),
                 tags=[InputTag(key="mlflow.data.context", value=item.get("context", "input"))],
@@ -112,5 +114,8 @@ class MlflowTracking:
 
     def iter_model_versions(self, run_id: str) -> Iterator[dict[str, str]]:
         for version in self.client.search_model_versions(f"run_id='{run_id}'"):
-            yield {"name": version.name, "version": str(version.version),
-                   "source": str(version.source)}
+            yield {
+                "name": version.name,
+                "version": str(version.version),
+                "source": str(version.source),
+            }

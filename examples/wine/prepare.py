@@ -7,7 +7,10 @@ from common import params, read_csv, write_csv
 p = params()
 header, features, target = read_csv("data/wine.csv")
 x_train, x_test, y_train, y_test = train_test_split(
-    features, target, test_size=p.get("test_size", 0.25), random_state=p.get("seed", 42),
+    features,
+    target,
+    test_size=p.get("test_size", 0.25),
+    random_state=p.get("seed", 42),
     stratify=target,
 )
 write_csv("prepared/train.csv", header, x_train, y_train)

@@ -39,13 +39,21 @@ try:
 except MlflowException as exc:  # registered by an earlier run: add a version to it
     if exc.error_code != "RESOURCE_ALREADY_EXISTS":
         raise
-tags = {"sha256": sha256, "test_accuracy": str(accuracy),
-        "trained_by_mlflow_run": str(p.get("train_mlflow_run_id") or ""),
-        "tracectl_task_id": os.environ.get("TRACECTL_TASK_ID", "")}
+tags = {
+    "sha256": sha256,
+    "test_accuracy": str(accuracy),
+    "trained_by_mlflow_run": str(p.get("train_mlflow_run_id") or ""),
+    "tracectl_task_id": os.environ.get("TRACECTL_TASK_ID", ""),
+}
 version = client.create_model_version(name, source=source, run_id=run_id, tags=tags)
-registered = {"name": name, "version": str(version.version),
-              "uri": f"models:/{name}/{version.version}", "sha256": sha256, "source": source,
-              "test_accuracy": accuracy}
+registered = {
+    "name": name,
+    "version": str(version.version),
+    "uri": f"models:/{name}/{version.version}",
+    "sha256": sha256,
+    "source": source,
+    "test_accuracy": accuracy,
+}
 with open("registered_model.json", "w") as handle:
     json.dump(registered, handle, indent=2, sort_keys=True)
     handle.write("\n")

@@ -11,5 +11,7 @@ import humanize
 with open("metrics.json") as handle:
     metrics = json.load(handle)
 accuracy = humanize.intcomma(round(metrics["test_accuracy"] * 100, 1))
-print(f"the classifier labels {accuracy}% of {humanize.apnumber(metrics['test_rows'])} "
-      f"held-out wines correctly (humanize {humanize.__version__})")
+print(
+    f"the classifier labels {accuracy}% of {humanize.apnumber(metrics['test_rows'])} "
+    f"held-out wines correctly (humanize {humanize.__version__})"
+)

@@ -42,8 +42,13 @@ if hashlib.sha256(blob).hexdigest() != registered["sha256"]:
     sys.exit(f"{registered['uri']} does not hold the model that was registered")
 model = pickle.loads(blob)  # the registry's copy of our own artifact, checked by sha256 above
 n_features = int(model.n_features_in_)
-health = {"status": "ok", "model": registered["name"], "version": registered["version"],
-          "sha256": registered["sha256"], "features": n_features}
+health = {
+    "status": "ok",
+    "model": registered["name"],
+    "version": registered["version"],
+    "sha256": registered["sha256"],
+    "features": n_features,
+}
 
 
 class Handler(BaseHTTPRequestHandler):

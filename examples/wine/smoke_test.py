@@ -21,16 +21,19 @@ with open("registered_model.json") as handle:
 
 def call(path: str, body: dict | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{url}{path}", data=data,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}{path}", data=data, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.load(response)
 
 
 health = call("/health")
 if (health.get("model"), health.get("version")) != (registered["name"], registered["version"]):
-    sys.exit(f"service at {url} serves {health.get('model')}/{health.get('version')}, "
-             f"expected {registered['name']}/{registered['version']}")
+    sys.exit(
+        f"service at {url} serves {health.get('model')}/{health.get('version')}, "
+        f"expected {registered['name']}/{registered['version']}"
+    )
 _, features, target = read_csv("test.csv")
 answer = call("/predict", {"instances": features.tolist()})["predictions"]
 with open("model.pkl", "rb") as handle:
@@ -41,8 +44,13 @@ if answer != expected:
 accuracy = sum(int(a == t) for a, t in zip(answer, target, strict=True)) / len(target)
 if accuracy < float(p.get("min_accuracy", 0.0)):
     sys.exit(f"service accuracy {accuracy:.4f} < min_accuracy {p['min_accuracy']}")
-result = {"service": url, "model": health["model"], "version": health["version"],
-          "rows": len(answer), "accuracy": round(accuracy, 6)}
+result = {
+    "service": url,
+    "model": health["model"],
+    "version": health["version"],
+    "rows": len(answer),
+    "accuracy": round(accuracy, 6),
+}
 with open("smoke_test.json", "w") as handle:
     json.dump(result, handle, indent=2, sort_keys=True)
     handle.write("\n")

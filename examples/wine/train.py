@@ -12,8 +12,10 @@ from common import params, read_csv
 p = params()
 _, features, target = read_csv("train.csv")
 model = RandomForestClassifier(
-    n_estimators=int(p.get("n_estimators", 50)), max_depth=p.get("max_depth"),
-    random_state=int(p.get("seed", 42)), n_jobs=1,
+    n_estimators=int(p.get("n_estimators", 50)),
+    max_depth=p.get("max_depth"),
+    random_state=int(p.get("seed", 42)),
+    n_jobs=1,
 )
 model.fit(features, target)
 train_accuracy = accuracy_score(target, model.predict(features))

@@ -30,16 +30,22 @@ RUNNER = Path(__file__).with_name("dag_test_runner.py")
 
 
 def script_env(name: str) -> dict[str, str]:
-    out = subprocess.run([str(DEPLOY_LOCAL / name), "env"], capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = subprocess.run(
+        [str(DEPLOY_LOCAL / name), "env"], capture_output=True, text=True, check=True, timeout=60
+    )
     return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
 
 
 @pytest.fixture(scope="session")
 def airflow_python() -> Path:
     started = time.monotonic()
-    out = subprocess.run([str(DEPLOY_LOCAL / "airflow"), "install"], capture_output=True,
-                         text=True, check=False, timeout=1800)
+    out = subprocess.run(
+        [str(DEPLOY_LOCAL / "airflow"), "install"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+    )
     if out.returncode != 0:
         pytest.fail(f"deploy/local/airflow install failed:\n{out.stderr[-3000:]}")
     print(f"deploy/local/airflow install: {time.monotonic() - started:.1f}s")
@@ -66,8 +72,11 @@ class Controller:
         return response.json()
 
     def runs_of(self, dag_id: str) -> list[dict[str, Any]]:
-        return [r for r in self.get("/v1/runs", limit=1000)["items"]
-                if r.get("airflow_dag_id") == dag_id]
+        return [
+            r
+            for r in self.get("/v1/runs", limit=1000)["items"]
+            if r.get("airflow_dag_id") == dag_id
+        ]
 
 
 @pytest.fixture(scope="session")
@@ -76,9 +85,20 @@ def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]
     port = free_port()
     log = (home / "server.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli.main", "server", "--home", str(home),
-         "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=home,
+        [
+            sys.executable,
+            "-m",
+            "controller.cli.main",
+            "server",
+            "--home",
+            str(home),
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=home,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -115,26 +135,43 @@ def airflow_home(airflow_python: Path, tmp_path_factory: pytest.TempPathFactory)
     }
     env.pop("VIRTUAL_ENV", None)
     started = time.monotonic()
-    out = subprocess.run([str(airflow_python.parent / "airflow"), "db", "migrate"], env=env,
-                         capture_output=True, text=True, check=False, timeout=600)
+    out = subprocess.run(
+        [str(airflow_python.parent / "airflow"), "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
     if out.returncode != 0:
         pytest.fail(f"airflow db migrate failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     print(f"airflow db migrate (fresh SQLite): {time.monotonic() - started:.1f}s")
     return env
 
 
-def dag_test(airflow_python: Path, env: dict[str, str], dag_file: Path, dag_id: str,
-             conf: dict[str, Any], extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+def dag_test(
+    airflow_python: Path,
+    env: dict[str, str],
+    dag_file: Path,
+    dag_id: str,
+    conf: dict[str, Any],
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Run DAG_ID from DAG_FILE with dag.test() in Airflow's venv; return the runner's JSON."""
     out = subprocess.run(
         [str(airflow_python), str(RUNNER), str(dag_file), dag_id, json.dumps(conf)],
-        env={**env, **(extra_env or {})}, capture_output=True, text=True, check=False,
+        env={**env, **(extra_env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
         timeout=900,
     )
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
-        pytest.fail(f"dag.test() failed (exit {out.returncode}):\n{out.stdout[-4000:]}\n"
-                    f"{out.stderr[-4000:]}")
+        pytest.fail(
+            f"dag.test() failed (exit {out.returncode}):\n{out.stdout[-4000:]}\n"
+            f"{out.stderr[-4000:]}"
+        )
     result: dict[str, Any] = json.loads(lines[-1])
     result["log"] = out.stdout + out.stderr
     return result

@@ -21,8 +21,11 @@ def main() -> int:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    dag = next(v for v in vars(module).values()
-               if getattr(v, "dag_id", None) == dag_id and hasattr(v, "test"))
+    dag = next(
+        v
+        for v in vars(module).values()
+        if getattr(v, "dag_id", None) == dag_id and hasattr(v, "test")
+    )
     try:
         dag_run = dag.test(run_conf=conf)
     except Exception as exc:
@@ -34,17 +37,23 @@ def main() -> int:
     tasks = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     xcoms: dict[str, dict[str, object]] = {}
     with create_session() as session:
-        rows = session.query(XComModel).filter(
-            XComModel.dag_id == dag_id, XComModel.run_id == dag_run.run_id
-        ).all()
+        rows = (
+            session.query(XComModel)
+            .filter(XComModel.dag_id == dag_id, XComModel.run_id == dag_run.run_id)
+            .all()
+        )
         for row in rows:
             value = row.value
             if isinstance(value, (str, bytes)):
                 with contextlib.suppress(ValueError):
                     value = json.loads(value)
             xcoms.setdefault(row.task_id, {})[row.key] = value
-    print(json.dumps({"state": str(dag_run.state), "run_id": dag_run.run_id, "tasks": tasks,
-                      "xcoms": xcoms}, default=str))
+    print(
+        json.dumps(
+            {"state": str(dag_run.state), "run_id": dag_run.run_id, "tasks": tasks, "xcoms": xcoms},
+            default=str,
+        )
+    )
     return 0
 
 

@@ -29,8 +29,10 @@ class FakeTI:
 
 
 PUSHED: dict[str, dict[str, Any]] = {}  # task id -> the XComs its last try pushed
-SERVER = ("import http.server, os; http.server.ThreadingHTTPServer(('127.0.0.1', "
-          "int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler).serve_forever()")
+SERVER = (
+    "import http.server, os; http.server.ThreadingHTTPServer(('127.0.0.1', "
+    "int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler).serve_forever()"
+)
 
 
 def run_try(op: Any, try_number: int) -> dict[str, Any]:
@@ -54,8 +56,12 @@ def trigger_on_kill(url: str) -> dict[str, Any]:
 
     hook = TracectlHook()
     run = hook.ensure_run(pipeline="semantics", dag_id="semantics", run_id="manual__kill")
-    task = hook.submit_task(run["id"], name="sleeper", idempotency_key="semantics:sleeper",
-                            spec={"command": ["python", "-c", "import time; time.sleep(600)"]})
+    task = hook.submit_task(
+        run["id"],
+        name="sleeper",
+        idempotency_key="semantics:sleeper",
+        spec={"command": ["python", "-c", "import time; time.sleep(600)"]},
+    )
     while task["status"] not in ("running", "failed", "cancelled", "succeeded"):
         task = hook.wait_task(task["id"], 1.0)
     trigger = TracectlTaskTrigger(task["id"], poll_timeout_s=5)
@@ -102,19 +108,28 @@ def main() -> int:
     os.environ["AIRFLOW_CONN_TRACECTL_DEFAULT"] = json.dumps({"conn_type": "tracectl", "host": url})
     out: dict[str, Any] = {}
 
-    ok = TracectlTaskOperator(task_id="ok_step", command=["python", "-c", "print('hi')"],
-                              deferrable=False, poll_timeout_s=5)
+    ok = TracectlTaskOperator(
+        task_id="ok_step",
+        command=["python", "-c", "print('hi')"],
+        deferrable=False,
+        poll_timeout_s=5,
+    )
     out["ok"] = [run_try(ok, 1), run_try(ok, 2)]
-    bad = TracectlTaskOperator(task_id="bad_step",
-                               command=["python", "-c", "import sys; sys.exit(3)"],
-                               deferrable=False, poll_timeout_s=5)
+    bad = TracectlTaskOperator(
+        task_id="bad_step",
+        command=["python", "-c", "import sys; sys.exit(3)"],
+        deferrable=False,
+        poll_timeout_s=5,
+    )
     out["bad"] = [run_try(bad, 1), run_try(bad, 2), run_try(bad, 2)]
 
-    quitter = TracectlServiceOperator(task_id="quitter", command=["python", "-c", "print(1)"],
-                                      ready_timeout_s=120)
+    quitter = TracectlServiceOperator(
+        task_id="quitter", command=["python", "-c", "print(1)"], ready_timeout_s=120
+    )
     out["quitter"] = run_try(quitter, 1)
-    service = TracectlServiceOperator(task_id="serve", command=["python", "-c", SERVER],
-                                      ready_timeout_s=120)
+    service = TracectlServiceOperator(
+        task_id="serve", command=["python", "-c", SERVER], ready_timeout_s=120
+    )
     out["service"] = run_try(service, 1)
     stop = TracectlStopServiceOperator(task_id="stop", service_task_id="serve")
     out["stop"] = run_try(stop, 1)
@@ -123,24 +138,32 @@ def main() -> int:
     server, calls = flaky_server()
     port = server.server_address[1]
     os.environ["AIRFLOW_CONN_FLAKY"] = json.dumps(
-        {"conn_type": "tracectl", "host": f"http://127.0.0.1:{port}",
-         "extra": {"backoff_s": 0.05, "retries": 3}})
+        {
+            "conn_type": "tracectl",
+            "host": f"http://127.0.0.1:{port}",
+            "extra": {"backoff_s": 0.05, "retries": 3},
+        }
+    )
     out["flaky"] = {"ok": TracectlHook("flaky").test_connection(), "calls": len(calls)}
     server.shutdown()
     server.server_close()
     os.environ["AIRFLOW_CONN_DOWN"] = json.dumps(
-        {"conn_type": "tracectl", "host": f"http://127.0.0.1:{port}",
-         "extra": {"backoff_s": 0.05, "retries": 2, "retry_for_s": 0}})
+        {
+            "conn_type": "tracectl",
+            "host": f"http://127.0.0.1:{port}",
+            "extra": {"backoff_s": 0.05, "retries": 2, "retry_for_s": 0},
+        }
+    )
     try:
         TracectlHook("down").request("GET", "/healthz")
         out["down"] = None
     except ConnectionError as exc:
         out["down"] = str(exc)
     try:
-        real = TracectlHook().ensure_run(pipeline="semantics", dag_id="semantics",
-                                         run_id="manual__invalid")
-        TracectlHook().submit_task(real["id"], name="x", spec={"command": []},
-                                   idempotency_key="k")
+        real = TracectlHook().ensure_run(
+            pipeline="semantics", dag_id="semantics", run_id="manual__invalid"
+        )
+        TracectlHook().submit_task(real["id"], name="x", spec={"command": []}, idempotency_key="k")
         out["invalid"] = None
     except TracectlApiError as exc:
         out["invalid"] = {"status": exc.status, "message": str(exc)}

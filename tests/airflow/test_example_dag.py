@@ -20,39 +20,67 @@ DAG_FILE = DAGS / "example_pipeline.py"
 
 
 def conn_env(controller: Controller) -> dict[str, str]:
-    return {"AIRFLOW_CONN_TRACECTL_DEFAULT": json.dumps(
-        {"conn_type": "tracectl", "host": controller.url,
-         "extra": {"mlflow_url": "http://mlflow.invalid:5000",
-                   "kibana_url": "http://kibana.invalid:5601"}})}
+    return {
+        "AIRFLOW_CONN_TRACECTL_DEFAULT": json.dumps(
+            {
+                "conn_type": "tracectl",
+                "host": controller.url,
+                "extra": {
+                    "mlflow_url": "http://mlflow.invalid:5000",
+                    "kibana_url": "http://kibana.invalid:5601",
+                },
+            }
+        )
+    }
 
 
 JOBS = ("prepare", "train", "evaluate", "register", "smoke_test")
-OUTPUTS = {"prepare": {"prepared/train.csv", "prepared/test.csv"}, "train": {"model/model.pkl"},
-           "evaluate": {"metrics.json"}, "register": {"registered_model.json"},
-           "smoke_test": {"smoke_test.json"}}
+OUTPUTS = {
+    "prepare": {"prepared/train.csv", "prepared/test.csv"},
+    "train": {"model/model.pkl"},
+    "evaluate": {"metrics.json"},
+    "register": {"registered_model.json"},
+    "smoke_test": {"smoke_test.json"},
+}
 
 
 def log_text(controller: Controller, task_id: str) -> str:
-    return "\n".join(line["message"] for line in
-                     controller.get(f"/v1/tasks/{task_id}/logs", limit=1000)["items"])
+    return "\n".join(
+        line["message"] for line in controller.get(f"/v1/tasks/{task_id}/logs", limit=1000)["items"]
+    )
 
 
 @pytest.mark.timeout(1200)
-def test_example_dag_end_to_end(airflow_python: Path, airflow_home: dict[str, str],
-                                controller: Controller, demo_repo: Path, tmp_path: Path) -> None:
+def test_example_dag_end_to_end(
+    airflow_python: Path,
+    airflow_home: dict[str, str],
+    controller: Controller,
+    demo_repo: Path,
+    tmp_path: Path,
+) -> None:
     # run the DAG as the deploy job publishes it: with the commit marker next to it
     commit = "c0ffee" + "0" * 34
     sync(DAGS, tmp_path / "deployed", commit)
     started = time.monotonic()
-    result = dag_test(airflow_python, airflow_home, tmp_path / "deployed" / DAG_FILE.name,
-                      "example_pipeline",
-                      {"git_repo": str(demo_repo), "n_estimators": 20, "max_depth": 4,
-                       "model_name": "wine-e2e", "min_accuracy": 0.7},
-                      conn_env(controller))
+    result = dag_test(
+        airflow_python,
+        airflow_home,
+        tmp_path / "deployed" / DAG_FILE.name,
+        "example_pipeline",
+        {
+            "git_repo": str(demo_repo),
+            "n_estimators": 20,
+            "max_depth": 4,
+            "model_name": "wine-e2e",
+            "min_accuracy": 0.7,
+        },
+        conn_env(controller),
+    )
     print(f"dag.test() of example_pipeline: {time.monotonic() - started:.1f}s")
     assert result.get("state") == "success", result.get("log", "")[-4000:]
     assert result["tasks"] == dict.fromkeys(
-        ("prepare", "train", "evaluate", "register", "serve", "smoke_test", "stop"), "success")
+        ("prepare", "train", "evaluate", "register", "serve", "smoke_test", "stop"), "success"
+    )
 
     xcoms: dict[str, dict[str, Any]] = result["xcoms"]
     run_ids = {xcoms[t]["tracectl_run_id"] for t in (*JOBS, "serve")}
@@ -66,7 +94,8 @@ def test_example_dag_end_to_end(airflow_python: Path, airflow_home: dict[str, st
         assert {a["path"] for a in x["artifacts"]} == OUTPUTS[name]
         assert all(len(a["sha256"]) == 64 and a["uri"] for a in x["artifacts"])
         assert x["_link_TracectlLineageLink"] == (
-            f"{controller.url}/v1/tasks/{x['tracectl_task_id']}/lineage")
+            f"{controller.url}/v1/tasks/{x['tracectl_task_id']}/lineage"
+        )
         assert x["_link_TracectlMlflowLink"].endswith(f"/#/runs/{x['mlflow_run_id']}")
         assert x["tracectl_task_id"] in x["_link_TracectlLogsLink"]
 
@@ -77,8 +106,12 @@ def test_example_dag_end_to_end(airflow_python: Path, airflow_home: dict[str, st
     labels = dict(run["labels"])
     logical_date = datetime.fromisoformat(labels.pop("airflow_logical_date"))
     assert logical_date.tzinfo is not None
-    assert labels == {"source": "airflow", "dag_commit": commit, "airflow_clear_number": "0",
-                      "airflow_openlineage_namespace": "default"}
+    assert labels == {
+        "source": "airflow",
+        "dag_commit": commit,
+        "airflow_clear_number": "0",
+        "airflow_openlineage_namespace": "default",
+    }
     lineage = controller.get(f"/v1/runs/{run_id}/lineage")
     tasks = {t["name"]: t for t in lineage["tasks"]}
     assert set(tasks) == {*JOBS, "serve"}
@@ -89,8 +122,11 @@ def test_example_dag_end_to_end(airflow_python: Path, airflow_home: dict[str, st
     assert tasks["prepare"]["lineage"]["data"][0]["path"] == "data/wine.csv"
     # the model train wrote is the one evaluate read
     model = xcoms["train"]["artifacts"][0]["sha256"]
-    assert {"from": f"artifact:{model}", "to": f"task:{xcoms['evaluate']['tracectl_task_id']}",
-            "path": "model.pkl"} in lineage["edges"]
+    assert {
+        "from": f"artifact:{model}",
+        "to": f"task:{xcoms['evaluate']['tracectl_task_id']}",
+        "path": "model.pkl",
+    } in lineage["edges"]
 
     # register: a model version in the controller's MLflow registry, made from train's model
     from mlflow.tracking import MlflowClient
@@ -111,8 +147,10 @@ def test_example_dag_end_to_end(airflow_python: Path, airflow_home: dict[str, st
     assert xcoms["serve"]["service_url"].startswith("http://127.0.0.1:")
     service = controller.get(f"/v1/tasks/{serve_id}")
     assert (service["status"], service["reason"]) == ("succeeded", "stopped: run ended")
-    assert xcoms["stop"]["service_status"] == {"status": "succeeded",
-                                               "reason": "stopped: run ended"}
+    assert xcoms["stop"]["service_status"] == {
+        "status": "succeeded",
+        "reason": "stopped: run ended",
+    }
     served = log_text(controller, serve_id)
     assert "GET /health -> 200" in served and "POST /predict -> 200" in served, served
     smoke = tasks["smoke_test"]["lineage"]
@@ -124,17 +162,24 @@ def test_example_dag_end_to_end(airflow_python: Path, airflow_home: dict[str, st
     # model_versions); serve declared it in its spec's models and runs as service:<serve id>
     assert xcoms["register"]["model_versions"] == ["models:/wine-e2e/1"]
     assert service["spec"]["models"] == ["models:/wine-e2e/1"]
-    graph = {(e["from"], e["to"], e["kind"])
-             for e in controller.get(f"/v1/runs/{run_id}/graph")["edges"]}
-    assert {(f"task:{register_id}", "model:wine-e2e/1", "registered"),
-            ("model:wine-e2e/1", f"task:{serve_id}", "used"),
-            (f"task:{serve_id}", f"service:{serve_id}", "serves")} <= graph
-    up = {n["id"]: n["depth"] for n in controller.get(
-        "/v1/lineage/upstream", node=f"task:{serve_id}", depth=5)["items"]}
+    graph = {
+        (e["from"], e["to"], e["kind"]) for e in controller.get(f"/v1/runs/{run_id}/graph")["edges"]
+    }
+    assert {
+        (f"task:{register_id}", "model:wine-e2e/1", "registered"),
+        ("model:wine-e2e/1", f"task:{serve_id}", "used"),
+        (f"task:{serve_id}", f"service:{serve_id}", "serves"),
+    } <= graph
+    up = {
+        n["id"]: n["depth"]
+        for n in controller.get("/v1/lineage/upstream", node=f"task:{serve_id}", depth=5)["items"]
+    }
     assert up["model:wine-e2e/1"] == 1 and up[f"task:{register_id}"] == 2
     assert f"artifact:{model}" in up  # through register to the model file train wrote
-    down = {n["id"]: n["depth"] for n in controller.get(
-        "/v1/lineage/downstream", node="model:wine-e2e/1", depth=5)["items"]}
+    down = {
+        n["id"]: n["depth"]
+        for n in controller.get("/v1/lineage/downstream", node="model:wine-e2e/1", depth=5)["items"]
+    }
     assert down[f"task:{serve_id}"] == 1 and down[f"service:{serve_id}"] == 2
     assert found_used(controller, "wine-e2e/1") == [serve_id]
 
@@ -158,16 +203,27 @@ def wrong_service_repo(demo_repo: Path, dest: Path) -> Path:
 
 @pytest.mark.timeout(1200)
 def test_a_failed_smoke_test_still_stops_the_service(
-        airflow_python: Path, airflow_home: dict[str, str], controller: Controller,
-        demo_repo: Path, tmp_path: Path) -> None:
+    airflow_python: Path,
+    airflow_home: dict[str, str],
+    controller: Controller,
+    demo_repo: Path,
+    tmp_path: Path,
+) -> None:
     repo = wrong_service_repo(demo_repo, tmp_path / "repo")
-    result = dag_test(airflow_python, airflow_home, DAG_FILE, "example_pipeline",
-                      {"git_repo": str(repo), "n_estimators": 10, "model_name": "wine-wrong"},
-                      conn_env(controller))
+    result = dag_test(
+        airflow_python,
+        airflow_home,
+        DAG_FILE,
+        "example_pipeline",
+        {"git_repo": str(repo), "n_estimators": 10, "model_name": "wine-wrong"},
+        conn_env(controller),
+    )
     assert result.get("state") == "failed", result.get("log", "")[-4000:]
-    assert result["tasks"] == {**dict.fromkeys(("prepare", "train", "evaluate", "register",
-                                                "serve"), "success"),
-                               "smoke_test": "failed", "stop": "success"}
+    assert result["tasks"] == {
+        **dict.fromkeys(("prepare", "train", "evaluate", "register", "serve"), "success"),
+        "smoke_test": "failed",
+        "stop": "success",
+    }
     xcoms = result["xcoms"]
     smoke = controller.get(f"/v1/tasks/{xcoms['smoke_test']['tracectl_task_id']}")
     assert smoke["status"] == "failed" and smoke["exit_code"] == 1, smoke
@@ -177,18 +233,26 @@ def test_a_failed_smoke_test_still_stops_the_service(
     assert xcoms["stop"]["service_status"]["reason"] == "stopped: run ended"
 
 
-@pytest.mark.parametrize(("conf", "param", "words"), [
-    ({"n_estimators": 0}, "n_estimators", "minimum"),
-    ({"gpu_flavor": "tpu-v9"}, "gpu_flavor", "enum"),
-    ({"max_depth": "deep"}, "max_depth", "type"),
-])
+@pytest.mark.parametrize(
+    ("conf", "param", "words"),
+    [
+        ({"n_estimators": 0}, "n_estimators", "minimum"),
+        ({"gpu_flavor": "tpu-v9"}, "gpu_flavor", "enum"),
+        ({"max_depth": "deep"}, "max_depth", "type"),
+    ],
+)
 def test_bad_params_rejected_before_anything_runs(
-    airflow_python: Path, airflow_home: dict[str, str], controller: Controller,
-    conf: dict[str, Any], param: str, words: str,
+    airflow_python: Path,
+    airflow_home: dict[str, str],
+    controller: Controller,
+    conf: dict[str, Any],
+    param: str,
+    words: str,
 ) -> None:
     before = len(controller.runs_of("example_pipeline"))
-    result = dag_test(airflow_python, airflow_home, DAG_FILE, "example_pipeline", conf,
-                      conn_env(controller))
+    result = dag_test(
+        airflow_python, airflow_home, DAG_FILE, "example_pipeline", conf, conn_env(controller)
+    )
     assert result.get("error") == "ParamValidationError", result
     assert param in result["message"]
     print(f"{param}: {result['message']}")

@@ -30,17 +30,36 @@ def gitlab_ci_local() -> Path:
         if shutil.which("npm") is None:
             pytest.fail("npm is needed to install gitlab-ci-local (apt-get install nodejs npm)")
         prefix.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
-                        f"gitlab-ci-local@{GCL_VERSION}"], check=True, capture_output=True,
-                       timeout=600)
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(prefix),
+                f"gitlab-ci-local@{GCL_VERSION}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
     if shutil.which("rsync") is None:
         pytest.fail("gitlab-ci-local needs rsync (apt-get install rsync)")
     return binary
 
 
 def snapshot(dest: Path) -> str:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, check=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         source = REPO / name
         if source.is_file():
@@ -50,8 +69,9 @@ def snapshot(dest: Path) -> str:
     subprocess.run([*git, "init", "-q", "-b", "main"], cwd=dest, check=True)
     subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
     subprocess.run([*git, "commit", "-qm", "snapshot"], cwd=dest, check=True)
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=dest, capture_output=True,
-                          text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=dest, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @pytest.mark.timeout(1800)
@@ -62,12 +82,25 @@ def test_render_dag_check_and_deploy_jobs(tmp_path: Path) -> None:
     sha = snapshot(project)
     started = time.monotonic()
     out = subprocess.run(
-        [str(binary), "--force-shell-executor", "--shell-isolation", "--no-artifacts-to-source",
-         "--variable", f"AIRFLOW_DAGS_DIR={deployed}",
-         "--variable", f"TRACECTL_CACHE={CACHE}",
-         "--variable", f"UV_CACHE_DIR={Path.home() / '.cache' / 'uv'}",
-         "--needs", "deploy"],
-        cwd=project, capture_output=True, text=True, check=False, timeout=1700,
+        [
+            str(binary),
+            "--force-shell-executor",
+            "--shell-isolation",
+            "--no-artifacts-to-source",
+            "--variable",
+            f"AIRFLOW_DAGS_DIR={deployed}",
+            "--variable",
+            f"TRACECTL_CACHE={CACHE}",
+            "--variable",
+            f"UV_CACHE_DIR={Path.home() / '.cache' / 'uv'}",
+            "--needs",
+            "deploy",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1700,
     )
     log = out.stdout + out.stderr
     print(f"gitlab-ci-local render+dag-check+deploy: {time.monotonic() - started:.1f}s")
@@ -81,9 +114,11 @@ def test_render_dag_check_and_deploy_jobs(tmp_path: Path) -> None:
     files = sorted(p.relative_to(deployed).as_posix() for p in deployed.rglob("*") if p.is_file())
     assert files == [COMMIT_MARKER, "example_pipeline.py", "rendered_example.py"]
     assert (deployed / "example_pipeline.py").read_bytes() == (
-        REPO / "dags" / "example_pipeline.py").read_bytes()
+        REPO / "dags" / "example_pipeline.py"
+    ).read_bytes()
     assert (deployed / "rendered_example.py").read_text() == render(
-        REPO / "templates" / "pipeline" / "example.yaml")
+        REPO / "templates" / "pipeline" / "example.yaml"
+    )
     assert (deployed / COMMIT_MARKER).read_text().split()[0] == sha
     assert read_commit(deployed / "example_pipeline.py") == sha
 

@@ -28,11 +28,17 @@ TASKS = ("prepare", "train", "evaluate", "register", "serve", "smoke_test", "sto
 class AirflowApi:
     def __init__(self, env: dict[str, str]) -> None:
         self.url = env["AIRFLOW_API_URL"]
-        token = httpx.post(env["AIRFLOW_TOKEN_URL"], timeout=30, json={
-            "username": env["AIRFLOW_USERNAME"], "password": env["AIRFLOW_PASSWORD"]})
+        token = httpx.post(
+            env["AIRFLOW_TOKEN_URL"],
+            timeout=30,
+            json={"username": env["AIRFLOW_USERNAME"], "password": env["AIRFLOW_PASSWORD"]},
+        )
         assert token.status_code == 201, token.text
-        self.http = httpx.Client(base_url=f"{self.url}/api/v2", timeout=30, headers={
-            "Authorization": f"Bearer {token.json()['access_token']}"})
+        self.http = httpx.Client(
+            base_url=f"{self.url}/api/v2",
+            timeout=30,
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        )
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return self.http.request(method, path, **kwargs)
@@ -43,8 +49,11 @@ class AirflowApi:
         return response.json()
 
     def xcom(self, run_id: str, task_id: str, key: str) -> Any:
-        body = self.ok("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}"
-                              f"/xcomEntries/{key}", params={"deserialize": "true"})
+        body = self.ok(
+            "GET",
+            f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+            params={"deserialize": "true"},
+        )
         value = body["value"]
         if isinstance(value, str):
             with contextlib.suppress(ValueError):
@@ -56,9 +65,16 @@ class AirflowApi:
 def api(airflow: dict[str, str], controller: Controller) -> Iterator[AirflowApi]:
     client = AirflowApi(airflow)
     client.call("DELETE", "/connections/tracectl_default")
-    client.ok("POST", "/connections", json={
-        "connection_id": "tracectl_default", "conn_type": "tracectl", "host": controller.url,
-        "extra": json.dumps({"mlflow_url": "http://mlflow.invalid:5000"})})
+    client.ok(
+        "POST",
+        "/connections",
+        json={
+            "connection_id": "tracectl_default",
+            "conn_type": "tracectl",
+            "host": controller.url,
+            "extra": json.dumps({"mlflow_url": "http://mlflow.invalid:5000"}),
+        },
+    )
     deadline = time.monotonic() + 180  # the DAG processor parses dags/ on its own schedule
     while client.call("GET", f"/dags/{DAG_ID}").status_code != 200:
         assert time.monotonic() < deadline, f"{DAG_ID} was not parsed within 180s"
@@ -73,12 +89,18 @@ def api(airflow: dict[str, str], controller: Controller) -> Iterator[AirflowApi]
 
 
 @pytest.mark.timeout(1200)
-def test_trigger_over_rest_runs_the_pipeline(api: AirflowApi, controller: Controller,
-                                             demo_repo: Path) -> None:
+def test_trigger_over_rest_runs_the_pipeline(
+    api: AirflowApi, controller: Controller, demo_repo: Path
+) -> None:
     started = time.monotonic()
-    run = api.ok("POST", f"/dags/{DAG_ID}/dagRuns", json={
-        "logical_date": None,
-        "conf": {"git_repo": str(demo_repo), "n_estimators": 15, "max_depth": 3}})
+    run = api.ok(
+        "POST",
+        f"/dags/{DAG_ID}/dagRuns",
+        json={
+            "logical_date": None,
+            "conf": {"git_repo": str(demo_repo), "n_estimators": 15, "max_depth": 3},
+        },
+    )
     run_id = run["dag_run_id"]
     deadline = time.monotonic() + 1000
     while run["state"] not in ("success", "failed"):
@@ -118,16 +140,22 @@ def test_trigger_over_rest_runs_the_pipeline(api: AirflowApi, controller: Contro
 
     # the service: started, answered the smoke test, stopped when stop closed the run
     assert api.xcom(run_id, "serve", "service_url").startswith("http://127.0.0.1:")
-    assert api.xcom(run_id, "stop", "service_status") == {"status": "succeeded",
-                                                          "reason": "stopped: run ended"}
+    assert api.xcom(run_id, "stop", "service_status") == {
+        "status": "succeeded",
+        "reason": "stopped: run ended",
+    }
     assert (by_name["serve"]["status"], by_name["serve"]["reason"]) == (
-        "succeeded", "stopped: run ended")
+        "succeeded",
+        "stopped: run ended",
+    )
     model = controller.get("/v1/lineage/lookup", model="wine-classifier/1")
-    assert model["registered_by"] == [{"run_id": tracectl_run["id"],
-                                       "task_id": task_ids["register"]}]
+    assert model["registered_by"] == [
+        {"run_id": tracectl_run["id"], "task_id": task_ids["register"]}
+    ]
     downstream = controller.get("/v1/lineage/downstream", node=f"task:{task_ids['register']}")
     assert {"model:wine-classifier/1", f"service:{task_ids['serve']}"} <= {
-        n["id"] for n in downstream["items"]}
+        n["id"] for n in downstream["items"]
+    }
 
 
 def slow_repo(demo_repo: Path, dest: Path) -> Path:
@@ -141,11 +169,18 @@ def slow_repo(demo_repo: Path, dest: Path) -> Path:
 
 @pytest.mark.timeout(900)
 def test_marking_a_deferred_task_failed_cancels_it_on_the_controller(
-        api: AirflowApi, airflow: dict[str, str], controller: Controller, demo_repo: Path,
-        tmp_path: Path) -> None:
+    api: AirflowApi,
+    airflow: dict[str, str],
+    controller: Controller,
+    demo_repo: Path,
+    tmp_path: Path,
+) -> None:
     repo = slow_repo(demo_repo, tmp_path / "slow-repo")
-    run_id = api.ok("POST", f"/dags/{DAG_ID}/dagRuns", json={
-        "logical_date": None, "conf": {"git_repo": str(repo)}})["dag_run_id"]
+    run_id = api.ok(
+        "POST",
+        f"/dags/{DAG_ID}/dagRuns",
+        json={"logical_date": None, "conf": {"git_repo": str(repo)}},
+    )["dag_run_id"]
     ti_path = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/prepare"
     deadline = time.monotonic() + 600
     # Marked failed as soon as it is deferred, without waiting for a triggerer to take the
@@ -160,24 +195,32 @@ def test_marking_a_deferred_task_failed_cancels_it_on_the_controller(
     taken_by = (ti.get("trigger") or {}).get("triggerer_id")
     deadline = time.monotonic() + 180
     while (task := controller.get(f"/v1/tasks/{task_id}/wait", timeout_s=20))["status"] not in (
-            "succeeded", "failed", "cancelled"):
+        "succeeded",
+        "failed",
+        "cancelled",
+    ):
         assert time.monotonic() < deadline, f"{task_id} still {task['status']} after mark-failed"
     assert task["status"] == "cancelled", task
     assert api.ok("GET", ti_path)["state"] == "failed"
     # the listener ran in the API server for this task: it cancelled it, or found it ended
     # (cancelled by the trigger's on_kill first)
     api_log = (Path(airflow["AIRFLOW_HOME"]).parent / "api-server.log").read_text()
-    assert (f"cancelled tracectl task {task_id}" in api_log
-            or f"tracectl task {task_id} had already ended" in api_log), api_log[-3000:]
-    print(f"deferred prepare marked failed (trigger taken by triggerer {taken_by!r}): "
-          f"controller task {task_id} {task['reason']!r}")
+    assert (
+        f"cancelled tracectl task {task_id}" in api_log
+        or f"tracectl task {task_id} had already ended" in api_log
+    ), api_log[-3000:]
+    print(
+        f"deferred prepare marked failed (trigger taken by triggerer {taken_by!r}): "
+        f"controller task {task_id} {task['reason']!r}"
+    )
 
 
 def test_bad_params_rejected_at_trigger(api: AirflowApi, controller: Controller) -> None:
     before = controller.get("/v1/runs", limit=1000)["items"]
     runs_before = api.ok("GET", f"/dags/{DAG_ID}/dagRuns")["total_entries"]
-    response = api.call("POST", f"/dags/{DAG_ID}/dagRuns", json={
-        "logical_date": None, "conf": {"n_estimators": 0}})
+    response = api.call(
+        "POST", f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": {"n_estimators": 0}}
+    )
     assert response.status_code == 400, response.text
     detail = json.dumps(response.json())
     print(f"Airflow's answer to n_estimators=0: {detail}")

@@ -23,10 +23,16 @@ def populated(tmp_path: Path) -> tuple[Settings, Database]:
     db.migrate()
     for i in range(5):
         with db.write() as session:
-            session.add(AuditRow(actor="alice@red", action="POST", target=f"/v1/runs/{i}",
-                                 detail={"status": 201}))
-            session.add(LineageEventRow(run_id=f"run_{i}", task_id=None, type="run.created",
-                                        payload={"i": i}))
+            session.add(
+                AuditRow(
+                    actor="alice@red", action="POST", target=f"/v1/runs/{i}", detail={"status": 201}
+                )
+            )
+            session.add(
+                LineageEventRow(
+                    run_id=f"run_{i}", task_id=None, type="run.created", payload={"i": i}
+                )
+            )
     return settings, db
 
 

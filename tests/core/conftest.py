@@ -50,8 +50,11 @@ class Api:
         return wait_for(f"task {task_id} to reach {status}", reached, timeout, every=0.1)
 
     def logs(self, task_id: str, **params: Any) -> list[dict[str, Any]]:
-        return list(self.client.get(f"/v1/tasks/{task_id}/logs",
-                                    params={"limit": 1000, **params}).json()["items"])
+        return list(
+            self.client.get(f"/v1/tasks/{task_id}/logs", params={"limit": 1000, **params}).json()[
+                "items"
+            ]
+        )
 
 
 @pytest.fixture
@@ -65,8 +68,13 @@ def server(tmp_path: Path, mlflow_uri: str) -> Iterator[ServerProcess]:
 
 @pytest.fixture
 def settings(tmp_path: Path, mlflow_uri: str) -> Settings:
-    return Settings(home=tmp_path / "home", supervisor_interval_s=0.05, cancel_grace_s=1.0,
-                    retry_backoff_s=0.1, tracking_uri=mlflow_uri)
+    return Settings(
+        home=tmp_path / "home",
+        supervisor_interval_s=0.05,
+        cancel_grace_s=1.0,
+        retry_backoff_s=0.1,
+        tracking_uri=mlflow_uri,
+    )
 
 
 @pytest.fixture
@@ -76,8 +84,9 @@ def api(settings: Settings) -> Iterator[Api]:
 
 
 def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def python(code: str) -> list[str]:

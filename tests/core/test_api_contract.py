@@ -10,9 +10,15 @@ def test_health_ready_and_openapi(api: Api) -> None:
     ready = api.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"]["store"] == "ok"
     spec = api.client.get("/openapi.json").json()
-    for path in ("/v1/runs", "/v1/runs/{run_id}/tasks", "/v1/tasks/{task_id}/logs",
-                 "/v1/tasks/{task_id}/cancel", "/v1/runs/{run_id}/lineage",
-                 "/v1/tasks/{task_id}/lineage", "/v1/artifacts/{sha256}"):
+    for path in (
+        "/v1/runs",
+        "/v1/runs/{run_id}/tasks",
+        "/v1/tasks/{task_id}/logs",
+        "/v1/tasks/{task_id}/cancel",
+        "/v1/runs/{run_id}/lineage",
+        "/v1/tasks/{task_id}/lineage",
+        "/v1/artifacts/{sha256}",
+    ):
         assert path in spec["paths"], path
 
 
@@ -33,8 +39,9 @@ def test_run_idempotency_key_replays_and_conflicts(api: Api) -> None:
     again = api.client.post("/v1/runs", json=body, headers={"Idempotency-Key": "k1"})
     assert first.status_code == 201 and again.status_code == 200
     assert first.json()["id"] == again.json()["id"]
-    other = api.client.post("/v1/runs", json={"pipeline": "different"},
-                            headers={"Idempotency-Key": "k1"})
+    other = api.client.post(
+        "/v1/runs", json={"pipeline": "different"}, headers={"Idempotency-Key": "k1"}
+    )
     assert other.status_code == 409
     assert other.headers["content-type"].startswith("application/problem+json")
     assert len(api.client.get("/v1/runs").json()["items"]) == 1
@@ -62,8 +69,9 @@ def test_not_found_is_a_problem_document(api: Api) -> None:
 def test_duplicate_task_name_in_a_run_conflicts(api: Api) -> None:
     run = api.run()
     api.submit(run, "dup", command=python("print(1)"))
-    again = api.client.post(f"/v1/runs/{run}/tasks",
-                            json={"name": "dup", "spec": {"command": ["true"]}})
+    again = api.client.post(
+        f"/v1/runs/{run}/tasks", json={"name": "dup", "spec": {"command": ["true"]}}
+    )
     assert again.status_code == 409 and "dup" in again.json()["detail"]
 
 
@@ -74,8 +82,9 @@ def test_tasks_list_filters_by_run_and_pages(api: Api) -> None:
     api.submit(run_b, "b0", command=python("pass"))
     page = api.client.get("/v1/tasks", params={"run_id": run_a, "limit": 2}).json()
     assert [t["name"] for t in page["items"]] == ["a0", "a1"]
-    rest = api.client.get("/v1/tasks", params={"run_id": run_a, "limit": 2,
-                                               "cursor": page["next_cursor"]}).json()
+    rest = api.client.get(
+        "/v1/tasks", params={"run_id": run_a, "limit": 2, "cursor": page["next_cursor"]}
+    ).json()
     assert [t["name"] for t in rest["items"]] == ["a2"]
     bad = api.client.get("/v1/tasks", params={"cursor": "garbage!"})
     assert bad.status_code == 422

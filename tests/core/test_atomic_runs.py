@@ -17,13 +17,26 @@ def run_ids(api: Api) -> list[str]:
 
 
 def test_a_run_and_its_tasks_are_created_together_in_order(api: Api) -> None:
-    body = {"pipeline": "batch", "close": True, "tasks": [
-        {"name": "make", "spec": {"command": python(
-            "import pathlib; pathlib.Path('out.txt').write_text('x')"), "outputs": ["out.txt"]}},
-        {"name": "read", "spec": {"command": python("print(open('in.txt').read())"),
-                                  "inputs": [{"artifact": "task:make/out.txt",
-                                              "path": "in.txt"}]}},
-    ]}
+    body = {
+        "pipeline": "batch",
+        "close": True,
+        "tasks": [
+            {
+                "name": "make",
+                "spec": {
+                    "command": python("import pathlib; pathlib.Path('out.txt').write_text('x')"),
+                    "outputs": ["out.txt"],
+                },
+            },
+            {
+                "name": "read",
+                "spec": {
+                    "command": python("print(open('in.txt').read())"),
+                    "inputs": [{"artifact": "task:make/out.txt", "path": "in.txt"}],
+                },
+            },
+        ],
+    }
     response = api.client.post("/v1/runs", json=body)
     assert response.status_code == 201, response.text
     run = response.json()
@@ -34,19 +47,31 @@ def test_a_run_and_its_tasks_are_created_together_in_order(api: Api) -> None:
         assert api.wait(task["id"])["status"] == "succeeded"
     assert api.client.get(f"/v1/runs/{run['id']}").json()["status"] == "succeeded"
     events = api.client.get(f"/v1/runs/{run['id']}/lineage/events").json()["items"]
-    assert [e["type"] for e in events][:4] == ["run.created", "task.submitted",
-                                                "task.submitted", "run.closed"]
+    assert [e["type"] for e in events][:4] == [
+        "run.created",
+        "task.submitted",
+        "task.submitted",
+        "run.closed",
+    ]
     assert events[0]["payload"]["tasks"] == ["make", "read"]
 
 
 def test_one_refused_task_refuses_the_run_and_names_every_problem(api: Api) -> None:
     before = run_ids(api)
-    body: dict[str, Any] = {"pipeline": "batch", "tasks": [
-        {"name": "ok", "spec": {"command": ["true"]}},
-        {"name": "bad", "spec": {"command": ["true"], "code": {"repo": "/nonexistent/repo"}}},
-        {"name": "worse", "spec": {"command": ["true"], "inputs": [
-            {"artifact": "task:nobody/out.txt", "path": "in.txt"}]}},
-    ]}
+    body: dict[str, Any] = {
+        "pipeline": "batch",
+        "tasks": [
+            {"name": "ok", "spec": {"command": ["true"]}},
+            {"name": "bad", "spec": {"command": ["true"], "code": {"repo": "/nonexistent/repo"}}},
+            {
+                "name": "worse",
+                "spec": {
+                    "command": ["true"],
+                    "inputs": [{"artifact": "task:nobody/out.txt", "path": "in.txt"}],
+                },
+            },
+        ],
+    }
     response = api.client.post("/v1/runs", json=body)
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -57,12 +82,19 @@ def test_one_refused_task_refuses_the_run_and_names_every_problem(api: Api) -> N
 
 def test_two_tasks_of_one_name_or_a_task_key_are_refused(api: Api) -> None:
     before = run_ids(api)
-    twice = {"pipeline": "batch", "tasks": [{"name": "a", "spec": {"command": ["true"]}},
-                                            {"name": "a", "spec": {"command": ["true"]}}]}
+    twice = {
+        "pipeline": "batch",
+        "tasks": [
+            {"name": "a", "spec": {"command": ["true"]}},
+            {"name": "a", "spec": {"command": ["true"]}},
+        ],
+    }
     response = api.client.post("/v1/runs", json=twice)
     assert response.status_code == 422 and response.json()["errors"][0]["path"] == "tasks.1.name"
-    keyed = {"pipeline": "batch", "tasks": [{"name": "a", "spec": {"command": ["true"]},
-                                             "idempotency_key": "k1"}]}
+    keyed = {
+        "pipeline": "batch",
+        "tasks": [{"name": "a", "spec": {"command": ["true"]}, "idempotency_key": "k1"}],
+    }
     response = api.client.post("/v1/runs", json=keyed)
     assert response.status_code == 422
     assert response.json()["errors"][0]["path"] == "tasks.0.idempotency_key"
@@ -83,16 +115,22 @@ def test_a_repeated_run_key_returns_the_first_run_and_its_tasks_once(api: Api) -
 
 
 def cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "controller.cli.main", *args,
-                           "--url", server.url], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "controller.cli.main", *args, "--url", server.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_a_refused_tracectl_submit_leaves_no_run(server: ServerProcess, tmp_path: Path) -> None:
     before = server.get("/v1/runs", limit=1000)["items"]
     spec = tmp_path / "bad.yaml"
     # preflight (which submit asks first) passes it; only the submission resolves inputs
-    spec.write_text("command: [python, -c, 'print(1)']\n"
-                    "inputs: [{artifact: 'task:nobody/out.txt', path: in.txt}]\n")
+    spec.write_text(
+        "command: [python, -c, 'print(1)']\n"
+        "inputs: [{artifact: 'task:nobody/out.txt', path: in.txt}]\n"
+    )
     result = cli(server, "submit", str(spec), "--name", "bad")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "tasks.0.spec.inputs.0.artifact" in result.stderr
@@ -103,5 +141,6 @@ def test_a_refused_tracectl_submit_leaves_no_run(server: ServerProcess, tmp_path
     assert made.returncode == 0, made.stderr
     run_id = made.stdout.split(" in run ")[1].split(":")[0]
     assert server.get(f"/v1/runs/{run_id}")["closed_at"] is not None
-    assert [r["id"] for r in server.get("/v1/runs", limit=1000)["items"]] == \
-        [run_id] + [r["id"] for r in before]
+    assert [r["id"] for r in server.get("/v1/runs", limit=1000)["items"]] == [run_id] + [
+        r["id"] for r in before
+    ]

@@ -38,14 +38,19 @@ MALFORMED = [
     ({"command": ["x"], "outputs": ["../escape"]}, "spec.outputs", "'..'"),
     ({"command": ["x"], "env": {"TRACECTL_X": "1"}}, "spec.env", "set by the controller"),
     ({"command": ["x"], "env": {"1BAD": "1"}}, "spec.env", "valid variable"),
-    ({"command": ["x"], "mode": "service", "env": {"PORT": "http"}}, "spec.env",
-     "TCP port number"),
-    ({"command": ["x"], "mode": "service", "env": {"PORT": "70000"}}, "spec.env",
-     "TCP port number"),
+    ({"command": ["x"], "mode": "service", "env": {"PORT": "http"}}, "spec.env", "TCP port number"),
+    (
+        {"command": ["x"], "mode": "service", "env": {"PORT": "70000"}},
+        "spec.env",
+        "TCP port number",
+    ),
     ({"command": ["x"], "secret_env": ["NOPE"]}, "spec", "not in env"),
     ({"command": ["x"], "data": {"paths": ["d.csv"]}}, "spec", "data needs code"),
-    ({"command": ["x"], "inputs": [{"artifact": "md5:1", "path": "a"}]},
-     "spec.inputs.0.artifact", "sha256"),
+    (
+        {"command": ["x"], "inputs": [{"artifact": "md5:1", "path": "a"}]},
+        "spec.inputs.0.artifact",
+        "sha256",
+    ),
     ({"command": "python x.py"}, "spec.command", "list"),
     ({"command": ["x"], "mode": "batch"}, "spec.mode", "job"),
     ({"command": ["x"], "timeout_s": 0}, "spec.timeout_s", "greater than"),
@@ -53,8 +58,9 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize(("spec", "path", "words"), MALFORMED)
-def test_malformed_spec_is_rejected_with_its_field(api: Api, spec: dict[str, Any], path: str,
-                                                    words: str) -> None:
+def test_malformed_spec_is_rejected_with_its_field(
+    api: Api, spec: dict[str, Any], path: str, words: str
+) -> None:
     reject(api, api.run(), spec, path, words)
 
 
@@ -64,8 +70,7 @@ def test_unknown_git_ref(api: Api, code_repo: Path) -> None:
 
 
 def test_nonexistent_commit(api: Api, code_repo: Path) -> None:
-    spec = {"command": ["python", "hello.py"],
-            "code": {"repo": str(code_repo), "commit": "0" * 40}}
+    spec = {"command": ["python", "hello.py"], "code": {"repo": str(code_repo), "commit": "0" * 40}}
     reject(api, api.run(), spec, "spec.code.commit", "does not exist")
 
 
@@ -75,27 +80,45 @@ def test_repo_that_is_not_a_repository(api: Api, tmp_path: Path) -> None:
 
 
 def test_missing_dvc_path(api: Api, code_repo: Path) -> None:
-    spec = {"command": ["python", "hello.py"], "code": {"repo": str(code_repo)},
-            "data": {"paths": ["hello.py", "data/missing.csv"]}}
+    spec = {
+        "command": ["python", "hello.py"],
+        "code": {"repo": str(code_repo)},
+        "data": {"paths": ["hello.py", "data/missing.csv"]},
+    }
     reject(api, api.run(), spec, "spec.data.paths.0", "not tracked by dvc")
 
 
 def test_unknown_data_rev(api: Api, code_repo: Path) -> None:
-    spec = {"command": ["x"], "code": {"repo": str(code_repo)},
-            "data": {"paths": ["a.csv"], "rev": "v9"}}
+    spec = {
+        "command": ["x"],
+        "code": {"repo": str(code_repo)},
+        "data": {"paths": ["a.csv"], "rev": "v9"},
+    }
     reject(api, api.run(), spec, "spec.data.rev", "does not exist")
 
 
 def test_unknown_upstream_task_and_undeclared_output(api: Api) -> None:
     run = api.run()
-    reject(api, run, {"command": ["x"], "inputs": [{"artifact": "task:ghost/a.txt", "path": "a"}]},
-           "spec.inputs.0.artifact", "no task named")
-    api.submit(run, "producer", command=python("open('a.txt','w').write('a')"),
-               outputs=["a.txt"])
+    reject(
+        api,
+        run,
+        {"command": ["x"], "inputs": [{"artifact": "task:ghost/a.txt", "path": "a"}]},
+        "spec.inputs.0.artifact",
+        "no task named",
+    )
+    api.submit(run, "producer", command=python("open('a.txt','w').write('a')"), outputs=["a.txt"])
     # The producer runs meanwhile and logs lineage events of its own: compare tasks only.
     tasks_before = state(api, run)[0]
-    response = api.client.post(f"/v1/runs/{run}/tasks", json={"name": "consumer", "spec": {
-        "command": ["x"], "inputs": [{"artifact": "task:producer/b.txt", "path": "b"}]}})
+    response = api.client.post(
+        f"/v1/runs/{run}/tasks",
+        json={
+            "name": "consumer",
+            "spec": {
+                "command": ["x"],
+                "inputs": [{"artifact": "task:producer/b.txt", "path": "b"}],
+            },
+        },
+    )
     assert response.status_code == 422
     assert "declares no output 'b.txt'" in response.json()["detail"]
     assert state(api, run)[0] == tasks_before
@@ -107,8 +130,9 @@ def test_unknown_artifact_hash(api: Api) -> None:
 
 
 def test_unknown_run_is_404_and_creates_nothing(api: Api) -> None:
-    response = api.client.post("/v1/runs/run_ghost/tasks",
-                               json={"name": "t", "spec": {"command": ["x"]}})
+    response = api.client.post(
+        "/v1/runs/run_ghost/tasks", json={"name": "t", "spec": {"command": ["x"]}}
+    )
     assert response.status_code == 404
     assert api.client.get("/v1/tasks").json()["items"] == []
 
@@ -124,23 +148,24 @@ def test_bad_run_body(api: Api) -> None:
 def test_dirty_flag_and_commit_come_from_the_repo(api: Api, code_repo: Path) -> None:
     head = git(code_repo, "rev-parse", "HEAD")
     (code_repo / "hello.py").write_text("print('changed')\n")  # uncommitted change
-    task = api.submit(api.run(), "t", command=["python", "hello.py"],
-                      code={"repo": str(code_repo)})
+    task = api.submit(api.run(), "t", command=["python", "hello.py"], code={"repo": str(code_repo)})
     assert task["spec"]["code"]["commit"] == head
     done = api.wait(task["id"])
     assert done["status"] == "succeeded"
     lineage = api.client.get(f"/v1/tasks/{task['id']}/lineage").json()
-    assert lineage["code"] == {"repo": str(code_repo), "ref": "HEAD", "commit": head,
-                               "dirty": True}
+    assert lineage["code"] == {"repo": str(code_repo), "ref": "HEAD", "commit": head, "dirty": True}
     # The task ran the committed code, not the dirty working tree.
     assert "hello from" in " ".join(line["message"] for line in api.logs(task["id"]))
 
 
-@pytest.mark.parametrize(("repo", "words"), [
-    ("http://10.1.2.3/ml.git", "scheme 'http' is not allowed"),
-    ("https://git.example.invalid/ml.git", "host 'git.example.invalid' is not allowed"),
-    ("git@git.example.invalid:team/ml.git", "host 'git.example.invalid' is not allowed"),
-    ("ftp://x/y", "scheme 'ftp'"),
-])
+@pytest.mark.parametrize(
+    ("repo", "words"),
+    [
+        ("http://10.1.2.3/ml.git", "scheme 'http' is not allowed"),
+        ("https://git.example.invalid/ml.git", "host 'git.example.invalid' is not allowed"),
+        ("git@git.example.invalid:team/ml.git", "host 'git.example.invalid' is not allowed"),
+        ("ftp://x/y", "scheme 'ftp'"),
+    ],
+)
 def test_git_urls_outside_the_allowed_hosts_are_refused(api: Api, repo: str, words: str) -> None:
     reject(api, api.run(), {"command": ["x"], "code": {"repo": repo}}, "spec.code.repo", words)

@@ -10,8 +10,13 @@ CODE = "import time; open('out.txt','w').write('result'); print('computed')"
 
 
 def test_identical_task_is_served_from_the_cache(api: Api, code_repo: Path) -> None:
-    spec = {"command": python(CODE), "outputs": ["out.txt"], "cache": True,
-            "code": {"repo": str(code_repo)}, "params": {"lr": 0.1}}
+    spec = {
+        "command": python(CODE),
+        "outputs": ["out.txt"],
+        "cache": True,
+        "code": {"repo": str(code_repo)},
+        "params": {"lr": 0.1},
+    }
     first = api.submit(api.run("cached"), "t", **spec)
     assert api.wait(first["id"])["status"] == "succeeded"
     second = api.submit(api.run("cached"), "t", **spec)
@@ -22,7 +27,8 @@ def test_identical_task_is_served_from_the_cache(api: Api, code_repo: Path) -> N
     produced = api.client.get(f"/v1/tasks/{first['id']}/artifacts").json()
     reused = api.client.get(f"/v1/tasks/{second['id']}/artifacts").json()
     assert [(a["path"], a["sha256"]) for a in reused] == [
-        (a["path"], a["sha256"]) for a in produced]
+        (a["path"], a["sha256"]) for a in produced
+    ]
     events = api.client.get(f"/v1/runs/{second['run_id']}/lineage/events").json()["items"]
     cached = [e for e in events if e["type"] == "task.cached"]
     assert cached and cached[0]["payload"]["cached_from_task"] == first["id"]

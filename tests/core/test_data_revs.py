@@ -42,30 +42,40 @@ def data_repo(root: Path) -> tuple[Path, str, str]:
     return repo, md5s[0], md5s[1]
 
 
-def test_data_is_pulled_at_its_own_rev_when_the_code_ref_differs(api: Api,
-                                                                 tmp_path: Path) -> None:
+def test_data_is_pulled_at_its_own_rev_when_the_code_ref_differs(api: Api, tmp_path: Path) -> None:
     repo, old_md5, new_md5 = data_repo(tmp_path)
     assert old_md5 != new_md5
     run_id = api.run()
-    task = api.submit(run_id, "show", command=["python", "show.py"],
-                      code={"repo": str(repo), "ref": "main"},
-                      data={"paths": ["data/d.csv"], "rev": "vA"})
+    task = api.submit(
+        run_id,
+        "show",
+        command=["python", "show.py"],
+        code={"repo": str(repo), "ref": "main"},
+        data={"paths": ["data/d.csv"], "rev": "vA"},
+    )
     done = api.wait(task["id"])
     assert done["status"] == "succeeded", (done["reason"], api.logs(task["id"]))
     assert any(line["message"] == "DATA old" for line in api.logs(task["id"]))
     lineage = api.client.get(f"/v1/tasks/{task['id']}/lineage").json()
     assert lineage["code"]["commit"] == git(repo, "rev-parse", "main")
     assert [(d["path"], d["md5"], d["rev"]) for d in lineage["data"]] == [
-        ("data/d.csv", old_md5, git(repo, "rev-parse", "vA^{commit}"))]
+        ("data/d.csv", old_md5, git(repo, "rev-parse", "vA^{commit}"))
+    ]
 
 
 def test_data_without_a_rev_is_pulled_at_the_code_commit(api: Api, tmp_path: Path) -> None:
     repo, _old_md5, new_md5 = data_repo(tmp_path)
     run_id = api.run()
-    task = api.submit(run_id, "show", command=["python", "show.py"],
-                      code={"repo": str(repo), "ref": "main"}, data={"paths": ["data/d.csv"]})
+    task = api.submit(
+        run_id,
+        "show",
+        command=["python", "show.py"],
+        code={"repo": str(repo), "ref": "main"},
+        data={"paths": ["data/d.csv"]},
+    )
     assert api.wait(task["id"])["status"] == "succeeded", api.logs(task["id"])
     assert any(line["message"] == "DATA new" for line in api.logs(task["id"]))
     lineage = api.client.get(f"/v1/tasks/{task['id']}/lineage").json()
     assert [(d["md5"], d["rev"]) for d in lineage["data"]] == [
-        (new_md5, git(repo, "rev-parse", "main"))]
+        (new_md5, git(repo, "rev-parse", "main"))
+    ]

@@ -28,13 +28,19 @@ def local(uri: str) -> Path:
 def demo_run(api: Api, tmp_path: Path) -> dict[str, Any]:
     repo, remote = build_demo_repo(tmp_path / "demo")
     run_id = api.run("wine-classifier")
-    ids = [api.submit(run_id, body["name"], **body["spec"])["id"]
-           for body in task_specs(repo, {"n_estimators": 20, "max_depth": 4})]
+    ids = [
+        api.submit(run_id, body["name"], **body["spec"])["id"]
+        for body in task_specs(repo, {"n_estimators": 20, "max_depth": 4})
+    ]
     for task_id in ids:
         assert api.wait(task_id, timeout=300)["status"] == "succeeded"
     lineage = api.client.get(f"/v1/runs/{run_id}/lineage").json()
-    return {"repo": repo, "remote": remote, "lineage": lineage,
-            "tasks": {t["name"]: t for t in lineage["tasks"]}}
+    return {
+        "repo": repo,
+        "remote": remote,
+        "lineage": lineage,
+        "tasks": {t["name"]: t for t in lineage["tasks"]},
+    }
 
 
 def test_demo_lineage_is_complete_and_true(demo_run: dict[str, Any], api: Api) -> None:
@@ -47,8 +53,7 @@ def test_demo_lineage_is_complete_and_true(demo_run: dict[str, Any], api: Api) -
     assert demo_run["lineage"]["run"]["status"] == "succeeded"
     for name in ("prepare", "train", "evaluate"):
         record = tasks[name]["lineage"]
-        assert record["code"] == {"repo": str(repo), "ref": "main", "commit": head,
-                                  "dirty": False}
+        assert record["code"] == {"repo": str(repo), "ref": "main", "commit": head, "dirty": False}
         assert record["environment"]["python_version"]
         assert len(record["environment"]["pip_freeze_sha256"]) == 64
         # the example's own uv.lock, not the controller's venv
@@ -62,8 +67,14 @@ def test_demo_lineage_is_complete_and_true(demo_run: dict[str, Any], api: Api) -
 
     assert len({tasks[n]["lineage"]["environment"]["key"] for n in tasks}) == 1
     prepare = tasks["prepare"]["lineage"]
-    assert prepare["data"] == [{"path": "data/wine.csv", "md5": dvc_md5, "rev": head,
-                                "remote": str(demo_run["remote"].resolve())}]
+    assert prepare["data"] == [
+        {
+            "path": "data/wine.csv",
+            "md5": dvc_md5,
+            "rev": head,
+            "remote": str(demo_run["remote"].resolve()),
+        }
+    ]
     assert prepare["params"] == {"test_size": 0.25, "seed": 42}
     produced = {o["path"]: o for o in prepare["outputs"]}
     assert set(produced) == {"prepared/train.csv", "prepared/test.csv"}
@@ -75,10 +86,11 @@ def test_demo_lineage_is_complete_and_true(demo_run: dict[str, Any], api: Api) -
     model = train["outputs"][0]
     evaluate = tasks["evaluate"]["lineage"]
     assert {i["sha256"] for i in evaluate["inputs"]} == {
-        model["sha256"], produced["prepared/test.csv"]["sha256"]}
+        model["sha256"],
+        produced["prepared/test.csv"]["sha256"],
+    }
 
-    edges = {(e["from"].split(":")[0], e["to"].split(":")[0]) for e in
-             demo_run["lineage"]["edges"]}
+    edges = {(e["from"].split(":")[0], e["to"].split(":")[0]) for e in demo_run["lineage"]["edges"]}
     assert edges == {("data", "task"), ("task", "artifact"), ("artifact", "task")}
     by_hash = api.client.get(f"/v1/artifacts/{model['sha256']}").json()
     assert by_hash[0]["task_id"] == tasks["train"]["id"]
@@ -106,7 +118,8 @@ def test_demo_mlflow_runs_carry_the_lineage(demo_run: dict[str, Any], api: Api) 
     train = client.get_run(tasks["train"]["lineage"]["mlflow"]["run_id"])
     assert 0.9 <= train.data.metrics["train_accuracy"] <= 1.0
     assert [a.path for a in client.list_artifacts(train.info.run_id, "model")] == [
-        "model/model.pkl"]
+        "model/model.pkl"
+    ]
 
     evaluate = client.get_run(tasks["evaluate"]["lineage"]["mlflow"]["run_id"])
     metrics_out = tasks["evaluate"]["lineage"]["outputs"][0]

@@ -21,8 +21,9 @@ def all_pages(api: Api, path: str, **params: Any) -> list[str]:
     ids: list[str] = []
     cursor = None
     while True:
-        page = api.client.get(path, params={**params, "limit": 1,
-                                            **({"cursor": cursor} if cursor else {})}).json()
+        page = api.client.get(
+            path, params={**params, "limit": 1, **({"cursor": cursor} if cursor else {})}
+        ).json()
         ids += [item["id"] for item in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -33,8 +34,7 @@ def test_runs_sharing_an_instant_page_newest_first_by_id(api: Api) -> None:
     runs = [api.run(f"tie{i}") for i in range(4)]
     later = api.run("later")
     with api.client.app.state.service.db.write() as session:
-        session.execute(update(RunRow).where(RunRow.id.in_(runs))
-                        .values(created_at=SAME_INSTANT))
+        session.execute(update(RunRow).where(RunRow.id.in_(runs)).values(created_at=SAME_INSTANT))
     assert all_pages(api, "/v1/runs") == [later, *sorted(runs, reverse=True)]
 
 
@@ -42,6 +42,9 @@ def test_tasks_sharing_an_instant_page_oldest_first_by_id(api: Api) -> None:
     run = api.run()
     tasks = [api.submit(run, f"t{i}", command=python("pass"))["id"] for i in range(4)]
     with api.client.app.state.service.db.write() as session:
-        session.execute(update(TaskRow).where(TaskRow.id.in_(tasks[1:]))
-                        .values(created_at=SAME_INSTANT.replace(year=2099)))
+        session.execute(
+            update(TaskRow)
+            .where(TaskRow.id.in_(tasks[1:]))
+            .values(created_at=SAME_INSTANT.replace(year=2099))
+        )
     assert all_pages(api, "/v1/tasks", run_id=run) == [tasks[0], *sorted(tasks[1:])]

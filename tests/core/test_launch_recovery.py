@@ -32,8 +32,11 @@ def cut_off(svc: ControllerService, task_id: str) -> None:
     """The store as a controller killed between spawning the runner and storing its
     reference leaves it: STARTING, no reference."""
     with svc.db.write() as session:
-        session.execute(update(TaskRow).where(TaskRow.id == task_id).values(
-            status=TaskStatus.STARTING.value, executor_ref=None))
+        session.execute(
+            update(TaskRow)
+            .where(TaskRow.id == task_id)
+            .values(status=TaskStatus.STARTING.value, executor_ref=None)
+        )
 
 
 @pytest.mark.timeout(120)
@@ -42,12 +45,15 @@ def test_a_cut_off_launch_is_adopted_not_run_again(tmp_path: Path, runner_state:
     settings = Settings(home=tmp_path / "home")
     svc = ControllerService(settings)
     svc.db.migrate()
-    code = PRINT_LINES if runner_state == "finished" else f"{PRINT_LINES}\n" \
-        "import time; time.sleep(2)"
+    code = (
+        PRINT_LINES if runner_state == "finished" else f"{PRINT_LINES}\nimport time; time.sleep(2)"
+    )
     with TestClient(create_app(settings, service=svc, run_supervisor=False)) as client:
         run = client.post("/v1/runs", json={"pipeline": "p"}).json()["id"]
-        response = client.post(f"/v1/runs/{run}/tasks", json={
-            "name": "t", "spec": {"command": [sys.executable, "-c", code]}})
+        response = client.post(
+            f"/v1/runs/{run}/tasks",
+            json={"name": "t", "spec": {"command": [sys.executable, "-c", code]}},
+        )
         assert response.status_code == 201, response.text
         task_id = response.json()["id"]
 
@@ -69,7 +75,9 @@ def test_a_cut_off_launch_is_adopted_not_run_again(tmp_path: Path, runner_state:
         assert svc.supervisor._recover_starting(task_id) == "adopted"
 
         while (task := client.get(f"/v1/tasks/{task_id}").json())["status"] in (
-                "starting", "running"):
+            "starting",
+            "running",
+        ):
             assert time.monotonic() < deadline, task
             svc.supervisor.watch()
             time.sleep(0.05)
@@ -78,4 +86,5 @@ def test_a_cut_off_launch_is_adopted_not_run_again(tmp_path: Path, runner_state:
         lines = client.get(f"/v1/tasks/{task_id}/logs", params={"limit": 100}).json()["items"]
         assert [x["seq"] for x in lines] == list(range(1, len(lines) + 1))
         assert [x["message"] for x in lines if x["stream"] == "stdout"] == [
-            f"line {i}" for i in range(5)]
+            f"line {i}" for i in range(5)
+        ]

@@ -20,8 +20,12 @@ def test_success_outputs_and_logs_in_order(api: Api) -> None:
         "      file=sys.stderr)\n"
         "open('out/r.txt','w').write('result')\n"
     )
-    task = api.submit(api.run(), "ok", command=["sh", "-c", "mkdir -p out && exec \"$0\" -c \"$1\"",
-                                                 python("")[0], code], outputs=["out"])
+    task = api.submit(
+        api.run(),
+        "ok",
+        command=["sh", "-c", 'mkdir -p out && exec "$0" -c "$1"', python("")[0], code],
+        outputs=["out"],
+    )
     done = api.wait(task["id"])
     assert done["status"] == "succeeded", done
     assert done["exit_code"] == 0
@@ -32,8 +36,9 @@ def test_success_outputs_and_logs_in_order(api: Api) -> None:
     errors = [x["message"] for x in lines if x["stream"] == "stderr"]
     assert errors == ["Traceback (most recent call last):", "  File x", "ValueError: boom"]
     assert [x["seq"] for x in lines] == list(range(1, len(lines) + 1))
-    page = api.client.get(f"/v1/tasks/{task['id']}/logs",
-                          params={"after_seq": 100, "limit": 10}).json()
+    page = api.client.get(
+        f"/v1/tasks/{task['id']}/logs", params={"after_seq": 100, "limit": 10}
+    ).json()
     assert [x["seq"] for x in page["items"]] == list(range(101, 111))
     assert page["next_after_seq"] == 110
     artifacts = api.client.get(f"/v1/tasks/{task['id']}/artifacts").json()
@@ -43,8 +48,11 @@ def test_success_outputs_and_logs_in_order(api: Api) -> None:
 def test_nonzero_exit_fails_with_reason(api: Api) -> None:
     task = api.submit(api.run(), "bad", command=python("import sys; sys.exit(3)"))
     done = api.wait(task["id"])
-    assert (done["status"], done["exit_code"], done["reason"]) == ("failed", 3,
-                                                                   "exited with code 3")
+    assert (done["status"], done["exit_code"], done["reason"]) == (
+        "failed",
+        3,
+        "exited with code 3",
+    )
     run = api.client.get(f"/v1/runs/{task['run_id']}").json()
     assert run["status"] == "failed"
 
@@ -64,8 +72,7 @@ def test_declared_output_missing_fails(api: Api) -> None:
 
 
 def test_timeout_kills_the_process(api: Api) -> None:
-    task = api.submit(api.run(), "slow", command=python("import time; time.sleep(60)"),
-                      timeout_s=1)
+    task = api.submit(api.run(), "slow", command=python("import time; time.sleep(60)"), timeout_s=1)
     done = api.wait(task["id"], timeout=60)
     assert done["status"] == "failed"
     assert done["reason"].startswith("timed out after 1s")
@@ -73,8 +80,10 @@ def test_timeout_kills_the_process(api: Api) -> None:
 
 def test_cancel_sigterm_then_sigkill(api: Api) -> None:
     # The command ignores SIGTERM, so only the SIGKILL after the grace period ends it.
-    code = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-            "print('ready', flush=True)\ntime.sleep(120)\n")
+    code = (
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\ntime.sleep(120)\n"
+    )
     task = api.submit(api.run(), "stubborn", command=python(code))
     running = api.wait_status(task["id"], "running")
     deadline = time.monotonic() + 60
@@ -93,8 +102,9 @@ def test_cancel_sigterm_then_sigkill(api: Api) -> None:
 def test_cancel_queued_dependent_task(api: Api) -> None:
     run = api.run()
     api.submit(run, "up", command=python("import time; time.sleep(30)"), outputs=["x"])
-    down = api.submit(run, "down", command=python("pass"),
-                      inputs=[{"artifact": "task:up/x", "path": "x"}])
+    down = api.submit(
+        run, "down", command=python("pass"), inputs=[{"artifact": "task:up/x", "path": "x"}]
+    )
     assert down["status"] == "pending"
     cancelled = api.client.post(f"/v1/tasks/{down['id']}/cancel").json()
     assert cancelled["status"] == "cancelled"
@@ -102,17 +112,21 @@ def test_cancel_queued_dependent_task(api: Api) -> None:
 
 def test_retry_then_success(api: Api, tmp_path: Path) -> None:
     marker = tmp_path / "attempted"
-    code = (f"import pathlib, sys\np = pathlib.Path({str(marker)!r})\n"
-            "if not p.exists():\n    p.write_text('1'); print('first try fails'); sys.exit(7)\n"
-            "print('second try works')\n")
+    code = (
+        f"import pathlib, sys\np = pathlib.Path({str(marker)!r})\n"
+        "if not p.exists():\n    p.write_text('1'); print('first try fails'); sys.exit(7)\n"
+        "print('second try works')\n"
+    )
     task = api.submit(api.run(), "flaky", command=python(code), retries=2)
     done = api.wait(task["id"])
     assert done["status"] == "succeeded"
     assert done["attempt"] == 2 and done["max_attempts"] == 3
-    assert [x["message"] for x in api.logs(task["id"], attempt=1)
-            if x["stream"] == "stdout"] == ["first try fails"]
-    assert [x["message"] for x in api.logs(task["id"], attempt=2)
-            if x["stream"] == "stdout"] == ["second try works"]
+    assert [x["message"] for x in api.logs(task["id"], attempt=1) if x["stream"] == "stdout"] == [
+        "first try fails"
+    ]
+    assert [x["message"] for x in api.logs(task["id"], attempt=2) if x["stream"] == "stdout"] == [
+        "second try works"
+    ]
 
 
 def test_retries_exhausted(api: Api) -> None:
@@ -123,8 +137,14 @@ def test_retries_exhausted(api: Api) -> None:
 
 def test_secret_env_reaches_the_process_but_is_never_stored(api: Api) -> None:
     code = "import os; open('seen.txt','w').write(os.environ['API_KEY'])"
-    task = api.submit(api.run(), "secret", command=python(code), outputs=["seen.txt"],
-                      env={"API_KEY": "s3cr3t-value", "PLAIN": "p"}, secret_env=["API_KEY"])
+    task = api.submit(
+        api.run(),
+        "secret",
+        command=python(code),
+        outputs=["seen.txt"],
+        env={"API_KEY": "s3cr3t-value", "PLAIN": "p"},
+        secret_env=["API_KEY"],
+    )
     assert task["spec"]["env"] == {"API_KEY": "***", "PLAIN": "p"}
     done = api.wait(task["id"])
     assert done["status"] == "succeeded", done["reason"]
@@ -140,8 +160,9 @@ def test_secret_env_reaches_the_process_but_is_never_stored(api: Api) -> None:
 def test_follow_logs_streams_until_the_end(api: Api) -> None:
     code = "import time\nfor i in range(5):\n    print(i, flush=True); time.sleep(0.2)\n"
     task = api.submit(api.run(), "follow", command=python(code))
-    with api.client.stream("GET", f"/v1/tasks/{task['id']}/logs",
-                           params={"follow": "true"}) as response:
+    with api.client.stream(
+        "GET", f"/v1/tasks/{task['id']}/logs", params={"follow": "true"}
+    ) as response:
         items = [json.loads(line) for line in response.iter_lines() if line]
     assert items[-1] == {"end": True, "status": "succeeded"}
     printed = [x["message"] for x in items if x.get("stream") == "stdout"]
@@ -149,9 +170,14 @@ def test_follow_logs_streams_until_the_end(api: Api) -> None:
 
 
 def test_secret_values_are_redacted_from_logs_and_long_lines_cut(api: Api) -> None:
-    code = ("import os; print('token is', os.environ['TOKEN']); print('x' * 70000)")
-    task = api.submit(api.run(), "leaky", command=python(code),
-                      env={"TOKEN": "hunter2-secret"}, secret_env=["TOKEN"])
+    code = "import os; print('token is', os.environ['TOKEN']); print('x' * 70000)"
+    task = api.submit(
+        api.run(),
+        "leaky",
+        command=python(code),
+        env={"TOKEN": "hunter2-secret"},
+        secret_env=["TOKEN"],
+    )
     assert api.wait(task["id"])["status"] == "succeeded"
     lines = [x["message"] for x in api.logs(task["id"]) if x["stream"] == "stdout"]
     assert lines[0] == "token is ***"
@@ -165,7 +191,10 @@ def test_oversized_requests_are_refused(api: Api) -> None:
     response = api.client.post(f"/v1/runs/{run}/tasks", json=big)
     assert response.status_code == 422
     assert "params take" in response.json()["detail"]
-    huge = api.client.post(f"/v1/runs/{run}/tasks", content=b"{" + b" " * 2_000_000 + b"}",
-                           headers={"content-type": "application/json"})
+    huge = api.client.post(
+        f"/v1/runs/{run}/tasks",
+        content=b"{" + b" " * 2_000_000 + b"}",
+        headers={"content-type": "application/json"},
+    )
     assert huge.status_code == 413
     assert api.client.get("/v1/tasks", params={"run_id": run}).json()["items"] == []

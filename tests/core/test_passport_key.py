@@ -13,7 +13,8 @@ from controller.core.passport import check
 
 
 def test_a_passport_is_sealed_with_the_key_in_the_controllers_settings(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TRACECTL_PASSPORT_KEY", "seal-key")
     settings = Settings.from_env(home=tmp_path / "home")
     assert settings.passport_key == "seal-key"

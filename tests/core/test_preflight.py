@@ -18,8 +18,9 @@ from tests.core.conftest import Api, git
 
 @pytest.fixture
 def strict_api(settings: Settings) -> Any:
-    strict = settings.model_copy(update={
-        "preflight": "code.unpushed=refuse,code.dirty=refuse,image.mutable_tag=refuse"})
+    strict = settings.model_copy(
+        update={"preflight": "code.unpushed=refuse,code.dirty=refuse,image.mutable_tag=refuse"}
+    )
     with TestClient(create_app(strict, run_supervisor=False)) as client:
         yield Api(client, strict)
 
@@ -33,8 +34,9 @@ def findings(response: Any) -> dict[str, str]:
     return {e["path"]: e["msg"] for e in response.json()["errors"]}
 
 
-def test_unpushed_commit_is_refused_and_pushed_one_accepted(strict_api: Api, code_repo: Path,
-                                                            tmp_path: Path) -> None:
+def test_unpushed_commit_is_refused_and_pushed_one_accepted(
+    strict_api: Api, code_repo: Path, tmp_path: Path
+) -> None:
     spec = {"command": ["python", "hello.py"], "code": {"repo": str(code_repo)}}
     refused = submit(strict_api, spec)
     assert refused.status_code == 422
@@ -47,8 +49,9 @@ def test_unpushed_commit_is_refused_and_pushed_one_accepted(strict_api: Api, cod
     assert submit(strict_api, spec).status_code == 201
 
 
-def test_dirty_tree_is_refused_with_the_fix(strict_api: Api, code_repo: Path,
-                                            tmp_path: Path) -> None:
+def test_dirty_tree_is_refused_with_the_fix(
+    strict_api: Api, code_repo: Path, tmp_path: Path
+) -> None:
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
     git(code_repo, "remote", "add", "origin", str(remote))
@@ -70,16 +73,20 @@ def test_mutable_image_tag_is_refused_and_digest_accepted(strict_api: Api) -> No
 def test_non_json_params_are_refused_by_default(api: Api) -> None:
     run = api.run()
     body = '{"name": "t", "spec": {"command": ["x"], "params": {"lr": NaN}}}'
-    response = api.client.post(f"/v1/runs/{run}/tasks", content=body,
-                               headers={"content-type": "application/json"})
+    response = api.client.post(
+        f"/v1/runs/{run}/tasks", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
     assert "[params.not_serializable]" in response.json()["detail"]
 
 
 def test_data_missing_from_the_dvc_remote_is_refused(api: Api, tmp_path: Path) -> None:
     repo, remote = build_demo_repo(tmp_path / "demo")
-    spec = {"command": ["python", "prepare.py"], "code": {"repo": str(repo)},
-            "data": {"paths": ["data/wine.csv"]}}
+    spec = {
+        "command": ["python", "prepare.py"],
+        "code": {"repo": str(repo)},
+        "data": {"paths": ["data/wine.csv"]},
+    }
     accepted = submit(api, spec)
     assert accepted.status_code == 201
     lineage = api.client.get(f"/v1/tasks/{accepted.json()['id']}/lineage").json()

@@ -13,16 +13,21 @@ from controller.domain.records import TERMINAL
 from tests.server_process import ServerProcess
 from tests.waiting import wait_for
 
-SLEEPER = ("import time, pathlib\nprint('started', flush=True)\ntime.sleep(4)\n"
-           "pathlib.Path('done.txt').write_text('ok')\nprint('finished', flush=True)\n")
-
-
+SLEEPER = (
+    "import time, pathlib\nprint('started', flush=True)\ntime.sleep(4)\n"
+    "pathlib.Path('done.txt').write_text('ok')\nprint('finished', flush=True)\n"
+)
 
 
 def submit(url: str) -> str:
     run = httpx.post(f"{url}/v1/runs", json={"pipeline": "restart"}).json()["id"]
-    task = httpx.post(f"{url}/v1/runs/{run}/tasks", json={"name": "sleeper", "spec": {
-        "command": [sys.executable, "-c", SLEEPER], "outputs": ["done.txt"]}}).json()
+    task = httpx.post(
+        f"{url}/v1/runs/{run}/tasks",
+        json={
+            "name": "sleeper",
+            "spec": {"command": [sys.executable, "-c", SLEEPER], "outputs": ["done.txt"]},
+        },
+    ).json()
     return str(task["id"])
 
 
@@ -36,8 +41,9 @@ def wait_running(url: str, task_id: str) -> dict[str, object]:
 
 def wait_end(url: str, task_id: str) -> dict[str, object]:
     def ended() -> dict[str, object] | None:  # the API's long poll does the waiting
-        task = httpx.get(f"{url}/v1/tasks/{task_id}/wait", params={"timeout_s": 5},
-                         timeout=10).json()
+        task = httpx.get(
+            f"{url}/v1/tasks/{task_id}/wait", params={"timeout_s": 5}, timeout=10
+        ).json()
         return dict(task) if task["status"] in TERMINAL else None
 
     return wait_for(f"task {task_id} to end", ended, 90, every=0)

@@ -34,8 +34,13 @@ def test_a_service_is_not_admitted_after_its_runs_last_job_ended(tmp_path: Path)
         run = client.post("/v1/runs", json={"pipeline": "p"}).json()["id"]
 
         def submit(name: str, **spec: object) -> str:
-            response = client.post(f"/v1/runs/{run}/tasks", json={"name": name, "spec": {
-                "command": ["python", "-c", "pass"], "resources": GPU, **spec}})
+            response = client.post(
+                f"/v1/runs/{run}/tasks",
+                json={
+                    "name": name,
+                    "spec": {"command": ["python", "-c", "pass"], "resources": GPU, **spec},
+                },
+            )
             assert response.status_code == 201, response.text
             return str(response.json()["id"])
 
@@ -57,4 +62,7 @@ def test_a_service_is_not_admitted_after_its_runs_last_job_ended(tmp_path: Path)
         svc.supervisor.admit()
         done = client.get(f"/v1/tasks/{service}").json()
         assert (done["status"], done["reason"], done["attempt"]) == (
-            "cancelled", NEVER_STARTED_REASON, 0)
+            "cancelled",
+            NEVER_STARTED_REASON,
+            0,
+        )

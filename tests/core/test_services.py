@@ -52,8 +52,10 @@ STOPPED = "stopped: run ended"
 
 def wait_for_file(path: Path) -> list[str]:
     """A job that runs until PATH exists: the test decides when the run's jobs are over."""
-    return python(f"import pathlib, time\nwhile not pathlib.Path({str(path)!r}).exists():\n"
-                  "    time.sleep(0.05)\nprint('gate open')\n")
+    return python(
+        f"import pathlib, time\nwhile not pathlib.Path({str(path)!r}).exists():\n"
+        "    time.sleep(0.05)\nprint('gate open')\n"
+    )
 
 
 def wait_ready(get: Any, task_id: str, timeout: float = 90) -> dict[str, Any]:
@@ -79,8 +81,14 @@ def gone(pid: int, timeout: float = 30) -> bool:
 def controller(tmp_path: Path, mlflow_uri: str, **settings: Any) -> Iterator[Api]:
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text(ONE_GPU)
-    config = Settings(home=tmp_path / "home", supervisor_interval_s=0.05, cancel_grace_s=2.0,
-                      tracking_uri=mlflow_uri, inventory_file=inventory, **settings)
+    config = Settings(
+        home=tmp_path / "home",
+        supervisor_interval_s=0.05,
+        cancel_grace_s=2.0,
+        tracking_uri=mlflow_uri,
+        inventory_file=inventory,
+        **settings,
+    )
     with TestClient(create_app(config)) as client:
         yield Api(client, config)
 
@@ -91,11 +99,15 @@ def ctl(tmp_path: Path, mlflow_uri: str) -> Iterator[Api]:
         yield api
 
 
-def test_service_gets_a_url_and_stops_succeeded_when_its_run_ends(
-        ctl: Api, tmp_path: Path) -> None:
+def test_service_gets_a_url_and_stops_succeeded_when_its_run_ends(ctl: Api, tmp_path: Path) -> None:
     run = ctl.run("serving")
-    service = ctl.submit(run, "serve", command=python(HELLO_SERVICE), mode="service",
-                         resources={"gpu": 1, "gpu_flavor": "nvidia.com/gpu"})
+    service = ctl.submit(
+        run,
+        "serve",
+        command=python(HELLO_SERVICE),
+        mode="service",
+        resources={"gpu": 1, "gpu_flavor": "nvidia.com/gpu"},
+    )
     gate = tmp_path / "gate"
     job = ctl.submit(run, "smoke", command=wait_for_file(gate))
     ready = wait_ready(lambda p: ctl.client.get(p).json(), service["id"])
@@ -111,8 +123,9 @@ def test_service_gets_a_url_and_stops_succeeded_when_its_run_ends(
     assert closed.json()["closed_at"] is not None
     again = ctl.client.post(f"/v1/runs/{run}/close")  # idempotent
     assert again.status_code == 200 and again.json()["closed_at"] == closed.json()["closed_at"]
-    refused = ctl.client.post(f"/v1/runs/{run}/tasks",
-                              json={"name": "late", "spec": {"command": ["true"]}})
+    refused = ctl.client.post(
+        f"/v1/runs/{run}/tasks", json={"name": "late", "spec": {"command": ["true"]}}
+    )
     assert refused.status_code == 409, refused.text
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert f"run {run} was closed" in refused.json()["detail"]
@@ -134,8 +147,7 @@ def test_service_gets_a_url_and_stops_succeeded_when_its_run_ends(
     lineage = ctl.client.get(f"/v1/tasks/{service['id']}/lineage").json()
     assert lineage["complete"] and lineage["reason"] == STOPPED
     assert lineage["logs"]["archive"]["uri"]
-    assert any(line["message"] == f"listening on {ref['port']}"
-               for line in ctl.logs(service["id"]))
+    assert any(line["message"] == f"listening on {ref['port']}" for line in ctl.logs(service["id"]))
     events = ctl.client.get(f"/v1/runs/{run}/lineage/events").json()["items"]
     assert {"run.closed", "service.ready", "service.stopping"} <= {e["type"] for e in events}
     with Database(ctl.settings.store_url).read() as session:
@@ -160,15 +172,18 @@ def test_closing_is_team_scoped(tmp_path: Path, mlflow_uri: str) -> None:
         assert ctl.client.get(f"/v1/runs/{run}", headers=red).json()["closed_at"] is None
         assert ctl.client.post(f"/v1/runs/{run}/close", headers=red).status_code == 200
         with db.read() as session:
-            actors = [a.actor for a in session.scalars(
-                select(AuditRow).where(AuditRow.action == "run.close"))]
+            actors = [
+                a.actor
+                for a in session.scalars(select(AuditRow).where(AuditRow.action == "run.close"))
+            ]
         assert actors == ["alice"]
 
 
 def test_a_run_with_only_services_stops_them_at_close(ctl: Api) -> None:
     run = ctl.run()
-    service = ctl.submit(run, "serve", command=python(HELLO_SERVICE), mode="service",
-                         env={"PORT": str(free_port())})
+    service = ctl.submit(
+        run, "serve", command=python(HELLO_SERVICE), mode="service", env={"PORT": str(free_port())}
+    )
     ready = wait_ready(lambda p: ctl.client.get(p).json(), service["id"])
     assert ready["executor_ref"]["url"] == f"http://127.0.0.1:{service['spec']['env']['PORT']}"
     ctl.client.post(f"/v1/runs/{run}/close")
@@ -177,14 +192,16 @@ def test_a_run_with_only_services_stops_them_at_close(ctl: Api) -> None:
 
 
 def test_a_service_still_queued_when_its_run_ends_is_cancelled_not_started(
-        ctl: Api, tmp_path: Path) -> None:
+    ctl: Api, tmp_path: Path
+) -> None:
     gpu = {"gpu": 1, "gpu_flavor": "nvidia.com/gpu"}
     gate = tmp_path / "gate"
     run = ctl.run()
     job = ctl.submit(run, "train", command=wait_for_file(gate), resources=gpu)
     ctl.wait_status(job["id"], "running")
-    service = ctl.submit(run, "serve", command=python(HELLO_SERVICE), mode="service",
-                         resources=gpu)  # queued: the job holds the only GPU
+    service = ctl.submit(
+        run, "serve", command=python(HELLO_SERVICE), mode="service", resources=gpu
+    )  # queued: the job holds the only GPU
     assert ctl.client.post(f"/v1/runs/{run}/close").status_code == 200
     assert ctl.client.get(f"/v1/tasks/{service['id']}").json()["status"] == "queued"
     gate.touch()
@@ -205,8 +222,7 @@ def test_a_cancelled_service_of_an_open_run_is_cancelled(ctl: Api) -> None:
 
 def test_a_service_that_exits_is_finished_like_a_job(ctl: Api) -> None:
     run = ctl.run()
-    service = ctl.submit(run, "serve", command=python("import sys; sys.exit(3)"),
-                         mode="service")
+    service = ctl.submit(run, "serve", command=python("import sys; sys.exit(3)"), mode="service")
     done = ctl.wait(service["id"])
     assert (done["status"], done["exit_code"]) == ("failed", 3)
     assert done["reason"] == "exited with code 3"
@@ -214,20 +230,24 @@ def test_a_service_that_exits_is_finished_like_a_job(ctl: Api) -> None:
 
 
 def test_a_service_that_never_listens_fails_with_the_port_in_the_reason(
-        tmp_path: Path, mlflow_uri: str) -> None:
+    tmp_path: Path, mlflow_uri: str
+) -> None:
     with controller(tmp_path, mlflow_uri, service_ready_timeout_s=3.0) as ctl:
         never_listens(ctl)
 
 
 def never_listens(ctl: Api) -> None:
     run = ctl.run()
-    service = ctl.submit(run, "serve", command=python("import time; time.sleep(600)"),
-                         mode="service")
+    service = ctl.submit(
+        run, "serve", command=python("import time; time.sleep(600)"), mode="service"
+    )
     done = ctl.wait(service["id"])
     port = done["executor_ref"]["port"]
     assert done["status"] == "failed"
-    assert done["reason"] == (f"the service did not accept connections on 127.0.0.1:{port} "
-                              "within 3s (it must listen on the port in env PORT)")
+    assert done["reason"] == (
+        f"the service did not accept connections on 127.0.0.1:{port} "
+        "within 3s (it must listen on the port in env PORT)"
+    )
     assert gone(done["executor_ref"]["pid"]), "the runner of a failed service must be stopped"
 
 
@@ -235,8 +255,12 @@ def never_listens(ctl: Api) -> None:
 
 
 def cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "controller.cli.main", *args,
-                           "--url", server.url], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "controller.cli.main", *args, "--url", server.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def wait_running(server: ServerProcess, task_id: str, timeout: float = 90) -> None:
@@ -248,21 +272,27 @@ def wait_running(server: ServerProcess, task_id: str, timeout: float = 90) -> No
 
 def wait_end(server: ServerProcess, task_id: str, timeout: float = 120) -> dict[str, Any]:
     def ended() -> dict[str, Any] | None:  # the API's long poll does the waiting
-        task = httpx.get(f"{server.url}/v1/tasks/{task_id}/wait", params={"timeout_s": 5},
-                         timeout=15).json()
+        task = httpx.get(
+            f"{server.url}/v1/tasks/{task_id}/wait", params={"timeout_s": 5}, timeout=15
+        ).json()
         return dict(task) if task["status"] in TERMINAL else None
 
     return wait_for(f"task {task_id} to end", ended, timeout, every=0)
 
 
 def test_a_service_is_adopted_with_its_url_after_a_restart_then_stopped_at_run_end(
-        server: ServerProcess, tmp_path: Path) -> None:
+    server: ServerProcess, tmp_path: Path
+) -> None:
     run = httpx.post(f"{server.url}/v1/runs", json={"pipeline": "restart"}).json()["id"]
-    service = httpx.post(f"{server.url}/v1/runs/{run}/tasks", json={"name": "serve", "spec": {
-        "command": python(HELLO_SERVICE), "mode": "service"}}).json()
+    service = httpx.post(
+        f"{server.url}/v1/runs/{run}/tasks",
+        json={"name": "serve", "spec": {"command": python(HELLO_SERVICE), "mode": "service"}},
+    ).json()
     gate = tmp_path / "gate"
-    job = httpx.post(f"{server.url}/v1/runs/{run}/tasks", json={"name": "smoke", "spec": {
-        "command": wait_for_file(gate)}}).json()
+    job = httpx.post(
+        f"{server.url}/v1/runs/{run}/tasks",
+        json={"name": "smoke", "spec": {"command": wait_for_file(gate)}},
+    ).json()
     before = wait_ready(server.get, service["id"])["executor_ref"]
 
     server.kill9()
@@ -285,7 +315,8 @@ def test_a_service_is_adopted_with_its_url_after_a_restart_then_stopped_at_run_e
 
 
 def test_tracectl_submit_closes_the_run_it_made_for_a_job_but_not_for_a_service(
-        server: ServerProcess, tmp_path: Path) -> None:
+    server: ServerProcess, tmp_path: Path
+) -> None:
     job_spec = tmp_path / "job.yaml"
     job_spec.write_text("command: [python, -c, 'print(1)']\n")
     service_spec = tmp_path / "service.yaml"

@@ -24,10 +24,19 @@ ALLOWED_KEYS = {"apiVersion", "kind", "resources", "namespace", "metadata"}
 
 # Kinds without a namespace (the ones a deploy bundle can hold; extend when one is used).
 CLUSTER_SCOPED = {
-    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
-    "PersistentVolume", "StorageClass", "PriorityClass", "IngressClass",
-    "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
-    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "RuntimeClass",
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "PersistentVolume",
+    "StorageClass",
+    "PriorityClass",
+    "IngressClass",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "RuntimeClass",
 }
 
 
@@ -90,15 +99,20 @@ def _check_unique(objects: Iterable[Mapping[str, Any]], path: Path) -> None:
     seen: set[tuple[str, str, str, str]] = set()
     for obj in objects:
         meta = obj.get("metadata") or {}
-        key = (obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else "",
-               obj["kind"], meta.get("namespace", ""), meta.get("name", ""))
+        key = (
+            obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else "",
+            obj["kind"],
+            meta.get("namespace", ""),
+            meta.get("name", ""),
+        )
         if key in seen:
             raise KustomizeError(f"{path}: {key} is defined twice")
         seen.add(key)
 
 
-def rename_namespaces(objects: Iterable[Mapping[str, Any]], mapping: Mapping[str, str]
-                      ) -> list[dict[str, Any]]:
+def rename_namespaces(
+    objects: Iterable[Mapping[str, Any]], mapping: Mapping[str, str]
+) -> list[dict[str, Any]]:
     """Copies of OBJECTS with namespaces renamed (objects, Namespace names, RBAC subjects)."""
     renamed = []
     for original in objects:

@@ -28,11 +28,15 @@ def render(manifest: str, pipeline: str) -> str:
     _, dashes, tail = rest.partition("\n---\n")
     if "\t" in pipeline or any(line != line.rstrip() for line in pipeline.splitlines()):
         raise SystemExit(f"{PIPELINE}: tabs or trailing spaces do not survive a YAML block")
-    body = "".join(INDENT + line if line.strip() else line
-                   for line in pipeline.splitlines(keepends=True))
+    body = "".join(
+        INDENT + line if line.strip() else line for line in pipeline.splitlines(keepends=True)
+    )
     out = head + sep + body.rstrip("\n") + ("\n---\n" + tail if dashes else "\n")
-    data = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "ConfigMap"
-            and d["metadata"]["name"] == "logstash-pipeline"]
+    data = [
+        d
+        for d in yaml.safe_load_all(out)
+        if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == "logstash-pipeline"
+    ]
     if data[0]["data"]["tracectl.conf"] != pipeline:
         raise SystemExit("the copy does not read back equal (trailing blank lines?)")
     return out

@@ -80,8 +80,19 @@ def test_base_is_resources_only_and_every_file_is_listed() -> None:
 
 def test_every_namespaced_object_names_its_namespace(objects: list[dict[str, Any]]) -> None:
     kinds = {o["kind"] for o in objects}
-    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Secret",
-            "Service", "Deployment", "StatefulSet", "PersistentVolumeClaim", "Job"} <= kinds
+    assert {
+        "Namespace",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Secret",
+        "Service",
+        "Deployment",
+        "StatefulSet",
+        "PersistentVolumeClaim",
+        "Job",
+    } <= kinds
     for obj in objects:
         if obj["kind"] in CLUSTER_SCOPED:
             assert obj["kind"] == "Namespace", f"{ident(obj)}: cluster-scoped objects: none"
@@ -93,7 +104,8 @@ def test_every_namespaced_object_names_its_namespace(objects: list[dict[str, Any
 
 def test_expander_refuses_what_it_cannot_expand(tmp_path: Path) -> None:
     (tmp_path / "kustomization.yaml").write_text(
-        "resources: [a.yaml]\nconfigMapGenerator: [{name: x, files: [a.yaml]}]\n")
+        "resources: [a.yaml]\nconfigMapGenerator: [{name: x, files: [a.yaml]}]\n"
+    )
     (tmp_path / "a.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
     with pytest.raises(KustomizeError, match="configMapGenerator"):
         expand(tmp_path)
@@ -109,8 +121,9 @@ def test_expander_refuses_what_it_cannot_expand(tmp_path: Path) -> None:
 
 def test_expansion_equals_kubectl_kustomize(objects: list[dict[str, Any]]) -> None:
     assert shutil.which("kubectl"), "kubectl (its built-in kustomize) is not on PATH"
-    out = subprocess.run(["kubectl", "kustomize", str(BASE)], capture_output=True, text=True,
-                         check=True, timeout=60).stdout
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(BASE)], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
     theirs = [d for d in yaml.safe_load_all(out) if d]
 
     def key(o: dict[str, Any]) -> tuple[str, str, str]:
@@ -125,16 +138,21 @@ def test_images_are_pinned(objects: list[dict[str, Any]]) -> None:
         for container in containers(workload):
             image = container["image"]
             name, _, tag = image.rpartition(":")
-            assert "@sha256:" in image or (name and "/" not in tag), \
+            assert "@sha256:" in image or (name and "/" not in tag), (
                 f"{ident(workload)}: {image} has no tag"
+            )
             assert tag != "latest" and not image.endswith(":latest"), f"{ident(workload)}: {image}"
             assert container.get("imagePullPolicy") == "IfNotPresent", ident(workload)
 
 
 def test_kafka_and_elastic_images_are_the_promised_ones(objects: list[dict[str, Any]]) -> None:
     assert containers(find(objects, "StatefulSet", "kafka"))[0]["image"] == "apache/kafka:4.1.0"
-    elastic = {c["image"] for o in by_kind(objects, *WORKLOADS) for c in containers(o)
-               if "elastic.co" in c["image"]}
+    elastic = {
+        c["image"]
+        for o in by_kind(objects, *WORKLOADS)
+        for c in containers(o)
+        if "elastic.co" in c["image"]
+    }
     versions = {image.rpartition(":")[2] for image in elastic}
     assert len(versions) == 1 and next(iter(versions)).startswith("8."), elastic
     assert any(i.startswith("docker.elastic.co/elasticsearch/elasticsearch:") for i in elastic)
@@ -171,20 +189,28 @@ def test_pods_run_as_non_root_without_privileges(objects: list[dict[str, Any]]) 
         controller = containers(find(objects, "Deployment", name))[0]
         assert controller["securityContext"]["readOnlyRootFilesystem"] is True, name
     for kind, name in (("StatefulSet", "postgres"), ("StatefulSet", "minio")):
-        assert containers(find(objects, kind, name))[0]["securityContext"][
-            "readOnlyRootFilesystem"] is True, name
+        assert (
+            containers(find(objects, kind, name))[0]["securityContext"]["readOnlyRootFilesystem"]
+            is True
+        ), name
 
 
 def test_services_select_a_workload_and_its_named_ports(objects: list[dict[str, Any]]) -> None:
     templates = by_kind(objects, *LONG_RUNNING)
     for service in by_kind(objects, "Service"):
         selector = service["spec"]["selector"]
-        targets = [w for w in templates if w["metadata"]["namespace"] ==
-                   service["metadata"]["namespace"] and selector.items() <=
-                   w["spec"]["template"]["metadata"]["labels"].items()]
+        targets = [
+            w
+            for w in templates
+            if w["metadata"]["namespace"] == service["metadata"]["namespace"]
+            and selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
+        ]
         assert len(targets) == 1, f"{ident(service)} selects {len(targets)} workloads"
-        ports = {p["name"]: p["containerPort"] for c in containers(targets[0])
-                 for p in c.get("ports") or []}
+        ports = {
+            p["name"]: p["containerPort"]
+            for c in containers(targets[0])
+            for p in c.get("ports") or []
+        }
         for port in service["spec"]["ports"]:
             target = port["targetPort"]
             assert target in ports or target in ports.values(), f"{ident(service)}: {target}"
@@ -205,16 +231,24 @@ def test_secrets_hold_placeholders_marked_to_be_replaced(objects: list[dict[str,
 
 def test_placeholders_agree_across_secrets(objects: list[dict[str, Any]]) -> None:
     """One password, one placeholder: replacing it everywhere it appears keeps the stack whole."""
+
     def secret(name: str) -> dict[str, str]:
         return dict(find(objects, "Secret", name)["stringData"])
 
     postgres, controller = secret("postgres"), secret("tracectl-controller")
     mlflow = secret("mlflow")
-    elastic, kibana, logstash, minio = (secret("elasticsearch"), secret("kibana"),
-                                        secret("logstash"), secret("minio"))
+    elastic, kibana, logstash, minio = (
+        secret("elasticsearch"),
+        secret("kibana"),
+        secret("logstash"),
+        secret("minio"),
+    )
     store = urlsplit(controller["TRACECTL_DATABASE_URL"])
     assert (store.username, store.password, store.path) == (
-        postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], "/" + postgres["POSTGRES_DB"])
+        postgres["POSTGRES_USER"],
+        postgres["POSTGRES_PASSWORD"],
+        "/" + postgres["POSTGRES_DB"],
+    )
     backend = urlsplit(mlflow["MLFLOW_BACKEND_STORE_URI"])
     init = find(objects, "ConfigMap", "postgres-init")["data"]["init-mlflow.sh"]
     assert backend.password == postgres["MLFLOW_PASSWORD"]
@@ -229,8 +263,10 @@ def test_placeholders_agree_across_secrets(objects: list[dict[str, Any]]) -> Non
     users = find(objects, "ConfigMap", "minio-setup")["data"]["setup.sh"]
     assert controller["AWS_SECRET_ACCESS_KEY"] == minio["TRACECTL_SECRET_KEY"]
     assert mlflow["AWS_SECRET_ACCESS_KEY"] == minio["MLFLOW_SECRET_KEY"]
-    for key_id, variable in ((controller["AWS_ACCESS_KEY_ID"], "TRACECTL_SECRET_KEY"),
-                             (mlflow["AWS_ACCESS_KEY_ID"], "MLFLOW_SECRET_KEY")):
+    for key_id, variable in (
+        (controller["AWS_ACCESS_KEY_ID"], "TRACECTL_SECRET_KEY"),
+        (mlflow["AWS_ACCESS_KEY_ID"], "MLFLOW_SECRET_KEY"),
+    ):
         assert f'mc admin user add local {key_id} "${variable}"' in users
 
 
@@ -249,46 +285,79 @@ def controller_env(objects: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def test_controller_gets_every_setting_from_configmap_and_secret(
-        objects: list[dict[str, Any]]) -> None:
+    objects: list[dict[str, Any]],
+) -> None:
     env = controller_env(objects)
-    assert {"TRACECTL_DATABASE_URL", "TRACECTL_EXECUTOR", "TRACECTL_LOG_SINK",
-            "TRACECTL_LOG_READER", "TRACECTL_ARCHIVE", "TRACECTL_S3_ENDPOINT", "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY", "TRACECTL_STATUS_EVENTS", "MLFLOW_TRACKING_URI",
-            "TRACECTL_INVENTORY_FILE", "TRACECTL_AUTH", "TRACECTL_HOME", "TRACECTL_K8S_NAMESPACE",
-            "TRACECTL_K8S_IMAGE", "TRACECTL_GIT_ALLOWED_HOSTS"} <= set(env)
+    assert {
+        "TRACECTL_DATABASE_URL",
+        "TRACECTL_EXECUTOR",
+        "TRACECTL_LOG_SINK",
+        "TRACECTL_LOG_READER",
+        "TRACECTL_ARCHIVE",
+        "TRACECTL_S3_ENDPOINT",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "TRACECTL_STATUS_EVENTS",
+        "MLFLOW_TRACKING_URI",
+        "TRACECTL_INVENTORY_FILE",
+        "TRACECTL_AUTH",
+        "TRACECTL_HOME",
+        "TRACECTL_K8S_NAMESPACE",
+        "TRACECTL_K8S_IMAGE",
+        "TRACECTL_GIT_ALLOWED_HOSTS",
+    } <= set(env)
     # Every TRACECTL_* name is one the controller reads: a typo would be silently ignored.
-    k8s_names = set(re.findall(r"TRACECTL_K8S_[A-Z_]+",
-                               (REPO / "controller/executors/k8s_manifests.py").read_text()))
+    k8s_names = set(
+        re.findall(
+            r"TRACECTL_K8S_[A-Z_]+", (REPO / "controller/executors/k8s_manifests.py").read_text()
+        )
+    )
     for name in env:
         if name.startswith("TRACECTL_K8S_"):
             assert name in k8s_names, name
         elif name.startswith("TRACECTL_") and name != "TRACECTL_S3_ENDPOINT":
             assert name.removeprefix("TRACECTL_").lower() in Settings.model_fields, name
-    settings = Settings.from_env(**{k.removeprefix("TRACECTL_").lower(): v for k, v in env.items()
-                                    if k.startswith("TRACECTL_") and "K8S" not in k
-                                    and k != "TRACECTL_S3_ENDPOINT"})
+    settings = Settings.from_env(
+        **{
+            k.removeprefix("TRACECTL_").lower(): v
+            for k, v in env.items()
+            if k.startswith("TRACECTL_") and "K8S" not in k and k != "TRACECTL_S3_ENDPOINT"
+        }
+    )
     assert settings.executor == "kubernetes" and settings.auth == "tokens"
     assert settings.store_url.startswith("postgresql+psycopg://")
     assert settings.log_reader and settings.log_reader.startswith("opensearch://")
     # The values name Services of this base (full names: task pods live in tracectl-tasks).
     services = {s["metadata"]["name"] for s in by_kind(objects, "Service")}
-    for key in ("TRACECTL_LOG_SINK", "TRACECTL_STATUS_EVENTS", "TRACECTL_S3_ENDPOINT",
-                "MLFLOW_TRACKING_URI", "TRACECTL_DATABASE_URL", "TRACECTL_LOG_READER"):
+    for key in (
+        "TRACECTL_LOG_SINK",
+        "TRACECTL_STATUS_EVENTS",
+        "TRACECTL_S3_ENDPOINT",
+        "MLFLOW_TRACKING_URI",
+        "TRACECTL_DATABASE_URL",
+        "TRACECTL_LOG_READER",
+    ):
         host = re.search(r"[@/]([a-z0-9-]+)\.tracectl\.svc:\d+", env[key])
         assert host and host.group(1) in services, f"{key}={env[key]}"
     # The inventory file is where the ConfigMap is mounted.
-    mounts = {m["name"]: m["mountPath"] for m in containers(
-        find(objects, "Deployment", "tracectl-controller"))[0]["volumeMounts"]}
+    mounts = {
+        m["name"]: m["mountPath"]
+        for m in containers(find(objects, "Deployment", "tracectl-controller"))[0]["volumeMounts"]
+    }
     assert env["TRACECTL_INVENTORY_FILE"].startswith(mounts["inventory"] + "/")
     assert env["TRACECTL_HOME"] == mounts["home"]
-    inventory = yaml.safe_load(find(objects, "ConfigMap", "tracectl-inventory")["data"][
-        Path(env["TRACECTL_INVENTORY_FILE"]).name])
+    inventory = yaml.safe_load(
+        find(objects, "ConfigMap", "tracectl-inventory")["data"][
+            Path(env["TRACECTL_INVENTORY_FILE"]).name
+        ]
+    )
     assert {"gpu_pools", "volumes", "quotas"} <= set(inventory)
     assert env["TRACECTL_K8S_NAMESPACE"] in NAMESPACES
 
 
 def test_controller_deployment_serves_8765_with_health_probes(
-        objects: list[dict[str, Any]]) -> None:
+    objects: list[dict[str, Any]],
+) -> None:
     deployment = find(objects, "Deployment", "tracectl-controller")
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # RWO home, one supervisor
@@ -315,8 +384,9 @@ def test_mlflow_proxies_artifacts_to_s3(objects: list[dict[str, Any]]) -> None:
 # -- RBAC ------------------------------------------------------------------------------------
 def test_rbac_is_least_privilege(objects: list[dict[str, Any]]) -> None:
     assert not by_kind(objects, "ClusterRole", "ClusterRoleBinding")
-    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r
-             for r in by_kind(objects, "Role")}
+    roles = {
+        (r["metadata"]["namespace"], r["metadata"]["name"]): r for r in by_kind(objects, "Role")
+    }
     granted: dict[tuple[str, str], set[str]] = {}
     for role in roles.values():
         for rule in role["rules"]:
@@ -332,8 +402,9 @@ def test_rbac_is_least_privilege(objects: list[dict[str, Any]]) -> None:
         assert ref["name"] not in BUILTIN_ADMIN_ROLES, ident(binding)
         assert ref["kind"] == "Role"
         assert (binding["metadata"]["namespace"], ref["name"]) in roles, ident(binding)
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "tracectl-controller",
-                                        "namespace": "tracectl"}]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "tracectl-controller", "namespace": "tracectl"}
+        ]
     # What the executor needs, and no more (secrets: never list/watch, pods: never write).
     assert granted[("batch", "jobs")] == {"create", "get", "list", "watch", "delete"}
     assert granted[("", "pods")] == {"get", "list", "watch"}
@@ -351,17 +422,25 @@ def test_rbac_is_least_privilege(objects: list[dict[str, Any]]) -> None:
 
 
 def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    return {(group, resource, verb) for rule in rules if not rule.get("resourceNames")
-            for group in rule["apiGroups"] for resource in rule["resources"]
-            for verb in rule["verbs"]}
+    return {
+        (group, resource, verb)
+        for rule in rules
+        if not rule.get("resourceNames")
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
 
 
 def test_task_role_covers_the_executor_reference_rbac(objects: list[dict[str, Any]]) -> None:
     """base/rbac.yaml is a copy of deploy/k8s/rbac.yaml's task rules (kustomize cannot load a
     file above the base): everything the executor's reference grants, the base grants too."""
     reference = [d for d in yaml.safe_load_all((K8S / "rbac.yaml").read_text()) if d]
-    [runner] = [d for d in reference if d["kind"] in ("Role", "ClusterRole")
-                and d["metadata"]["name"] == "tracectl-task-runner"]
+    [runner] = [
+        d
+        for d in reference
+        if d["kind"] in ("Role", "ClusterRole") and d["metadata"]["name"] == "tracectl-task-runner"
+    ]
     ours = find(objects, "Role", "tracectl-task-runner")
     missing = grants(runner["rules"]) - grants(ours["rules"])
     assert not missing, f"base/rbac.yaml lacks {sorted(missing)} of deploy/k8s/rbac.yaml"
@@ -372,20 +451,26 @@ def test_logstash_configmap_equals_the_pipeline_file(objects: list[dict[str, Any
     configmap = find(objects, "ConfigMap", "logstash-pipeline")
     assert configmap["data"] == {"tracectl.conf": PIPELINE.read_text()}, (
         "deploy/k8s/base/logstash.yaml is out of date: copy logstash/pipeline/tracectl.conf "
-        "into ConfigMap logstash-pipeline (docs/deploy-k8s.md)")
+        "into ConfigMap logstash-pipeline (docs/deploy-k8s.md)"
+    )
     [container] = containers(find(objects, "Deployment", "logstash"))
     mount = next(m for m in container["volumeMounts"] if m["name"] == "pipeline")
     assert mount["mountPath"] == "/usr/share/logstash/pipeline"
-    env = {e["name"] for e in container["env"]} | set(find(objects, "Secret", "logstash")[
-        "stringData"])
+    env = {e["name"] for e in container["env"]} | set(
+        find(objects, "Secret", "logstash")["stringData"]
+    )
     for variable in re.findall(r"\$\{([A-Z_]+)", PIPELINE.read_text()):
         assert variable in env, f"the pipeline reads ${{{variable}}}: not set"
 
 
 def test_airflow_values_have_the_promised_keys() -> None:
     values = yaml.safe_load((BASE / "airflow-values.yaml").read_text())
-    assert values["executor"] in {"KubernetesExecutor", "CeleryExecutor", "LocalExecutor",
-                                  "CeleryKubernetesExecutor"}
+    assert values["executor"] in {
+        "KubernetesExecutor",
+        "CeleryExecutor",
+        "LocalExecutor",
+        "CeleryKubernetesExecutor",
+    }
     git = values["dags"]["gitSync"]
     assert git["enabled"] is True and git["repo"].startswith(("https://", "ssh://", "git@"))
     assert git["branch"] and git["subPath"] == "dags" and git["credentialsSecret"]
@@ -404,8 +489,12 @@ def test_dockerfile_builds_every_image_the_manifests_name(objects: list[dict[str
     dockerfile = (K8S / "Dockerfile").read_text()
     targets = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, re.M))
     assert {"controller", "runtime", "mlflow", "airflow"} <= targets
-    ours = {c["image"] for o in by_kind(objects, *WORKLOADS) for c in containers(o)
-            if c["image"].startswith("ghcr.io/tracectl/")}
+    ours = {
+        c["image"]
+        for o in by_kind(objects, *WORKLOADS)
+        for c in containers(o)
+        if c["image"].startswith("ghcr.io/tracectl/")
+    }
     ours.add(controller_env(objects)["TRACECTL_K8S_IMAGE"])
     for image in ours:
         name = image.removeprefix("ghcr.io/tracectl/")
@@ -414,9 +503,17 @@ def test_dockerfile_builds_every_image_the_manifests_name(objects: list[dict[str
 
 def test_docs_cover_install_replacements_and_the_image_build() -> None:
     docs = (REPO / "docs" / "deploy-k8s.md").read_text()
-    for phrase in ("kubectl apply -k deploy/k8s/base", "REPLACE", "storageClassName",
-                   "deploy/k8s/Dockerfile", "airflow-values.yaml", "TRACECTL_HOME",
-                   "tracectl token create", "dryRun=All", "deploy/k8s/rbac.yaml"):
+    for phrase in (
+        "kubectl apply -k deploy/k8s/base",
+        "REPLACE",
+        "storageClassName",
+        "deploy/k8s/Dockerfile",
+        "airflow-values.yaml",
+        "TRACECTL_HOME",
+        "tracectl token create",
+        "dryRun=All",
+        "deploy/k8s/rbac.yaml",
+    ):
         assert phrase in docs, phrase
 
 
@@ -426,8 +523,7 @@ def cluster(kubernetes: dict[str, str]) -> Iterator[tuple[Any, dict[str, str]]]:
     """A DynamicClient, and the throw-away namespace names standing in for the base's."""
     from kubernetes import config, dynamic
 
-    api = dynamic.DynamicClient(config.new_client_from_config(
-        config_file=kubernetes["KUBECONFIG"]))
+    api = dynamic.DynamicClient(config.new_client_from_config(config_file=kubernetes["KUBECONFIG"]))
     suffix = uuid.uuid4().hex[:6]
     mapping = {"tracectl": f"tct-deploy-{suffix}", "tracectl-tasks": f"tct-deploy-{suffix}-tasks"}
     namespaces = api.resources.get(api_version="v1", kind="Namespace")
@@ -444,8 +540,7 @@ def wait_for_default_account(api: Any, namespace: str, timeout: float = 60) -> N
     accounts = api.resources.get(api_version="v1", kind="ServiceAccount")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if accounts.get(namespace=namespace,
-                        field_selector="metadata.name=default").items:
+        if accounts.get(namespace=namespace, field_selector="metadata.name=default").items:
             return
         time.sleep(0.2)
     raise AssertionError(f"no default service account in {namespace} after {timeout}s")
@@ -454,8 +549,9 @@ def wait_for_default_account(api: Any, namespace: str, timeout: float = 60) -> N
 def dry_run(api: Any, obj: dict[str, Any]) -> dict[str, Any]:
     resource = api.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
     namespace = obj["metadata"].get("namespace") if resource.namespaced else None
-    result = resource.create(body=obj, namespace=namespace, dry_run="All",
-                             query_params=[("fieldValidation", "Strict")])
+    result = resource.create(
+        body=obj, namespace=namespace, dry_run="All", query_params=[("fieldValidation", "Strict")]
+    )
     return dict(result.to_dict())
 
 
@@ -465,19 +561,30 @@ def pod_of(workload: dict[str, Any]) -> dict[str, Any]:
     spec = dict(template["spec"])
     claims = workload["spec"].get("volumeClaimTemplates") or []
     spec["volumes"] = list(spec.get("volumes") or []) + [
-        {"name": c["metadata"]["name"], "persistentVolumeClaim": {
-            "claimName": f"{c['metadata']['name']}-{workload['metadata']['name']}-0"}}
-        for c in claims]
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"{workload['metadata']['name']}-dry-run",
-                         "namespace": workload["metadata"]["namespace"],
-                         "labels": template["metadata"].get("labels", {})},
-            "spec": spec}
+        {
+            "name": c["metadata"]["name"],
+            "persistentVolumeClaim": {
+                "claimName": f"{c['metadata']['name']}-{workload['metadata']['name']}-0"
+            },
+        }
+        for c in claims
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{workload['metadata']['name']}-dry-run",
+            "namespace": workload["metadata"]["namespace"],
+            "labels": template["metadata"].get("labels", {}),
+        },
+        "spec": spec,
+    }
 
 
 @pytest.mark.kubernetes
 def test_api_server_accepts_every_object_of_the_base(
-        cluster: tuple[Any, dict[str, str]], objects: list[dict[str, Any]]) -> None:
+    cluster: tuple[Any, dict[str, str]], objects: list[dict[str, Any]]
+) -> None:
     api, mapping = cluster
     renamed = rename_namespaces(objects, mapping)
     namespaces = by_kind(renamed, "Namespace")
@@ -485,7 +592,8 @@ def test_api_server_accepts_every_object_of_the_base(
         api.resources.get(api_version="v1", kind="Namespace").create(body=namespace)
     account = find(renamed, "ServiceAccount", "tracectl-controller")
     api.resources.get(api_version="v1", kind="ServiceAccount").create(
-        body=account, namespace=account["metadata"]["namespace"])
+        body=account, namespace=account["metadata"]["namespace"]
+    )
 
     accepted: dict[str, dict[str, Any]] = {}
     for obj in renamed:
@@ -525,14 +633,16 @@ def test_api_server_accepts_every_object_of_the_base(
 
 @pytest.mark.kubernetes
 def test_every_pod_template_passes_pod_security_restricted(
-        cluster: tuple[Any, dict[str, str]], objects: list[dict[str, Any]]) -> None:
+    cluster: tuple[Any, dict[str, str]], objects: list[dict[str, Any]]
+) -> None:
     """Pod Security admission judges Pods, not Deployments: dry-run each template as a Pod."""
     api, mapping = cluster
     renamed = rename_namespaces(objects, mapping)
     namespaces = api.resources.get(api_version="v1", kind="Namespace")
     for namespace in by_kind(renamed, "Namespace"):
-        if not namespaces.get(field_selector=f"metadata.name={namespace['metadata']['name']}"
-                              ).items:
+        if not namespaces.get(
+            field_selector=f"metadata.name={namespace['metadata']['name']}"
+        ).items:
             namespaces.create(body=namespace)
     for name in mapping.values():
         wait_for_default_account(api, name)
@@ -540,16 +650,20 @@ def test_every_pod_template_passes_pod_security_restricted(
     assert live["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     accounts = api.resources.get(api_version="v1", kind="ServiceAccount")
     account = find(renamed, "ServiceAccount", "tracectl-controller")
-    if not accounts.get(namespace=mapping["tracectl"],
-                        field_selector="metadata.name=tracectl-controller").items:
+    if not accounts.get(
+        namespace=mapping["tracectl"], field_selector="metadata.name=tracectl-controller"
+    ).items:
         accounts.create(body=account, namespace=mapping["tracectl"])
 
     from kubernetes.client.exceptions import ApiException
 
     # Control: the namespace really enforces "restricted" (a root pod is refused).
     bad = pod_of(find(renamed, "Deployment", "tracectl-controller"))
-    bad["spec"] = {**bad["spec"], "securityContext": {}, "containers": [
-        {**bad["spec"]["containers"][0], "securityContext": {}}]}
+    bad["spec"] = {
+        **bad["spec"],
+        "securityContext": {},
+        "containers": [{**bad["spec"]["containers"][0], "securityContext": {}}],
+    }
     with pytest.raises(ApiException) as refused:
         dry_run(api, bad)
     assert refused.value.status == 403 and "restricted" in str(refused.value.body)

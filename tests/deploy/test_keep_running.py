@@ -18,14 +18,22 @@ LIB = DEPLOY_LOCAL / "lib.sh"
 
 
 def bash(script: str, tmp_path: Path) -> None:
-    subprocess.run(["bash", "-c", f'. "{LIB}"; {script}'], check=True, timeout=60,
-                   env={**os.environ, "TRACECTL_STACK_DIR": str(tmp_path / "stack"),
-                        "TRACECTL_CACHE": str(tmp_path / "cache")})
+    subprocess.run(
+        ["bash", "-c", f'. "{LIB}"; {script}'],
+        check=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "TRACECTL_STACK_DIR": str(tmp_path / "stack"),
+            "TRACECTL_CACHE": str(tmp_path / "cache"),
+        },
+    )
 
 
 def children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
-                         text=True, check=False)
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+    )
     return [int(p) for p in out.stdout.split()]
 
 
@@ -52,8 +60,9 @@ def test_a_kept_process_is_started_again_and_stop_ends_it(tmp_path: Path) -> Non
     first = wait_for(lambda: children(loop), "the kept command did not start")[0]
 
     os.kill(first, signal.SIGKILL)  # dies as an Airflow process does when its database goes
-    second = wait_for(lambda: [p for p in children(loop) if p != first],
-                      "the kept command was not started again")[0]
+    second = wait_for(
+        lambda: [p for p in children(loop) if p != first], "the kept command was not started again"
+    )[0]
     assert alive(loop)
     log = logfile.read_text()
     assert "[deploy/local demo] sleeper exited (status 137); starting it again in 1s" in log
@@ -63,5 +72,6 @@ def test_a_kept_process_is_started_again_and_stop_ends_it(tmp_path: Path) -> Non
     assert not alive(loop)
     assert not pidfile.exists()
     time.sleep(1.5)  # longer than the back-off: nothing comes back after a stop
-    assert subprocess.run(["pgrep", "-g", str(loop)], capture_output=True,
-                          check=False).returncode == 1
+    assert (
+        subprocess.run(["pgrep", "-g", str(loop)], capture_output=True, check=False).returncode == 1
+    )

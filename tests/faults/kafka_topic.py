@@ -8,14 +8,16 @@ import time
 from kafka import KafkaConsumer, TopicPartition
 
 
-def sequences_since(bootstrap: str, topic: str, since_ms: int, keys: set[str],
-                    timeout_s: float = 120) -> dict[str, list[int]]:
+def sequences_since(
+    bootstrap: str, topic: str, since_ms: int, keys: set[str], timeout_s: float = 120
+) -> dict[str, list[int]]:
     """``event.sequence`` of every record keyed by one of KEYS written at or after SINCE_MS,
     per key, in the order Kafka holds them (one key lives in one partition)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
-                                                          or ())]
+        parts = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
         consumer.assign(parts)
         ends = consumer.end_offsets(parts)
         starts = consumer.offsets_for_times({tp: since_ms for tp in parts})

@@ -24,8 +24,11 @@ PAGE = 10000
 def documents(client: SearchIndex, run_id: str) -> list[dict[str, Any]]:
     """Every indexed line of RUN_ID, with its document ``_id``."""
     client.refresh(INDEX)
-    body: dict[str, Any] = {"query": {"term": {"labels.run_id": run_id}}, "size": PAGE,
-                            "sort": [{"event.sequence": "asc"}, {"@timestamp": "asc"}]}
+    body: dict[str, Any] = {
+        "query": {"term": {"labels.run_id": run_id}},
+        "size": PAGE,
+        "sort": [{"event.sequence": "asc"}, {"@timestamp": "asc"}],
+    }
     out: list[dict[str, Any]] = []
     while True:
         hits = client.search(INDEX, body)["hits"]["hits"]
@@ -46,8 +49,9 @@ def by_attempt(docs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[st
     return groups
 
 
-def wait_for_lines(client: SearchIndex, run_id: str, total: int,
-                   timeout_s: float = 300) -> list[dict[str, Any]]:
+def wait_for_lines(
+    client: SearchIndex, run_id: str, total: int, timeout_s: float = 300
+) -> list[dict[str, Any]]:
     """The run's documents once at least TOTAL are indexed (or whatever is there at the
     deadline); then a pause, so that a duplicate still in flight would be counted too."""
     deadline = time.monotonic() + timeout_s
@@ -75,8 +79,9 @@ def file_record(home: Path, run_id: str) -> dict[tuple[str, str], list[str]]:
     return record
 
 
-def exactly_once_problems(groups: dict[tuple[str, str], list[dict[str, Any]]],
-                          expected: dict[tuple[str, str], list[str]]) -> list[str]:
+def exactly_once_problems(
+    groups: dict[tuple[str, str], list[dict[str, Any]]], expected: dict[tuple[str, str], list[str]]
+) -> list[str]:
     """What differs between the index and EXPECTED, the file record's messages per attempt
     in sequence order (sequence numbers are 1..N): one line per problem, none when equal."""
     problems = []
@@ -88,13 +93,18 @@ def exactly_once_problems(groups: dict[tuple[str, str], list[dict[str, Any]]],
         extra = sorted(s for s in seqs if not 1 <= s <= len(want))
         ids = Counter(d["event"]["id"] for d in docs)
         same_id = sorted(i for i, n in ids.items() if n > 1)
-        wrong_id = [d["event"]["id"] for d in docs
-                    if d["event"]["id"] != f"{key[0]}:{key[1]}:{d['event']['sequence']}"]
+        wrong_id = [
+            d["event"]["id"]
+            for d in docs
+            if d["event"]["id"] != f"{key[0]}:{key[1]}:{d['event']['sequence']}"
+        ]
         if missing or doubled or extra or same_id or wrong_id:
-            problems.append(f"{key}: {len(docs)} documents for {len(want)} lines; missing "
-                            f"{missing[:10]}, doubled {doubled[:10]}, unexpected {extra[:10]}, "
-                            f"repeated event ids {same_id[:5]}, ids not task:attempt:seq "
-                            f"{wrong_id[:5]}")
+            problems.append(
+                f"{key}: {len(docs)} documents for {len(want)} lines; missing "
+                f"{missing[:10]}, doubled {doubled[:10]}, unexpected {extra[:10]}, "
+                f"repeated event ids {same_id[:5]}, ids not task:attempt:seq "
+                f"{wrong_id[:5]}"
+            )
         elif [d["message"] for d in docs] != want:
             problems.append(f"{key}: indexed messages differ from the file record")
     return problems

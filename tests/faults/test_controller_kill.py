@@ -32,8 +32,12 @@ from tests.faults.log_index import (
 from tests.logs.conftest import ensure_up
 from tests.server_process import ServerProcess
 
-pytestmark = [pytest.mark.kafka, pytest.mark.opensearch, pytest.mark.shipper,
-              pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.opensearch,
+    pytest.mark.shipper,
+    pytest.mark.timeout(600),
+]
 
 SEEDS = [11, 23, 37, 41, 59] if os.environ.get("TRACECTL_LONG_FAULTS") else [11, 23]
 TASKS = 20
@@ -52,14 +56,19 @@ def submit_pipeline(url: str) -> tuple[str, list[str]]:
     run = httpx.post(f"{url}/v1/runs", json={"pipeline": "faults"}).json()["id"]
     ids = []
     for i in range(TASKS):
-        spec: dict[str, object] = {"command": [sys.executable, "-c", TASK_CODE],
-                                   "outputs": ["out.txt"]}
+        spec: dict[str, object] = {
+            "command": [sys.executable, "-c", TASK_CODE],
+            "outputs": ["out.txt"],
+        }
         if i % 2:
             spec["resources"] = {"gpu": 1}
         if i % 5:  # chains of five: each waits for the previous one's output
             spec["inputs"] = [{"artifact": f"task:t{i - 1}/out.txt", "path": "prev.txt"}]
-        response = httpx.post(f"{url}/v1/runs/{run}/tasks", json={"name": f"t{i}", "spec": spec},
-                              headers={"Idempotency-Key": f"faults-t{i}"})
+        response = httpx.post(
+            f"{url}/v1/runs/{run}/tasks",
+            json={"name": f"t{i}", "spec": spec},
+            headers={"Idempotency-Key": f"faults-t{i}"},
+        )
         assert response.status_code in (200, 201), response.text
         ids.append(response.json()["id"])
     return run, ids
@@ -79,20 +88,30 @@ def statuses(url: str, ids: list[str]) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_random_kills_lose_nothing(tmp_path: Path, tracking_uri: str, kafka: dict[str, str],
-                                   opensearch: dict[str, str], shipper: dict[str, str],
-                                   seed: int) -> None:
+def test_random_kills_lose_nothing(
+    tmp_path: Path,
+    tracking_uri: str,
+    kafka: dict[str, str],
+    opensearch: dict[str, str],
+    shipper: dict[str, str],
+    seed: int,
+) -> None:
     for name in ("kafka", "opensearch", "shipper"):
         ensure_up(name)  # an outage test that failed may have left one down
     rng = random.Random(seed)
     inventory = tmp_path / "inventory.yaml"
-    inventory.write_text("gpu_pools:\n  - name: gpu-worker\n    flavor: nvidia.com/gpu\n"
-                         "    count: 1\n")
-    server = ServerProcess(tmp_path / "home", {"TRACECTL_TRACKING_URI": tracking_uri,
-                                               "TRACECTL_INVENTORY_FILE": str(inventory),
-                                               "TRACECTL_LEASE_TTL_S": "5",
-                                               "TRACECTL_LOG_SINK":
-                                                   f"kafka://{kafka['TRACECTL_KAFKA_BOOTSTRAP']}"})
+    inventory.write_text(
+        "gpu_pools:\n  - name: gpu-worker\n    flavor: nvidia.com/gpu\n    count: 1\n"
+    )
+    server = ServerProcess(
+        tmp_path / "home",
+        {
+            "TRACECTL_TRACKING_URI": tracking_uri,
+            "TRACECTL_INVENTORY_FILE": str(inventory),
+            "TRACECTL_LEASE_TTL_S": "5",
+            "TRACECTL_LOG_SINK": f"kafka://{kafka['TRACECTL_KAFKA_BOOTSTRAP']}",
+        },
+    )
     server.start()
     try:
         run_id, ids = submit_pipeline(server.url)
@@ -111,8 +130,9 @@ def test_random_kills_lose_nothing(tmp_path: Path, tracking_uri: str, kafka: dic
         for task_id in ids:
             task = httpx.get(f"{server.url}/v1/tasks/{task_id}").json()
             assert task["attempt"] == 1, task  # adopted after each kill, never run twice
-            lines = httpx.get(f"{server.url}/v1/tasks/{task_id}/logs",
-                              params={"limit": 1000}).json()["items"]
+            lines = httpx.get(
+                f"{server.url}/v1/tasks/{task_id}/logs", params={"limit": 1000}
+            ).json()["items"]
             assert [x["seq"] for x in lines] == list(range(1, len(lines) + 1))
             printed = [x["message"] for x in lines if x["stream"] == "stdout"]
             assert printed == [f"line {i}" for i in range(LINES)]
@@ -121,8 +141,7 @@ def test_random_kills_lose_nothing(tmp_path: Path, tracking_uri: str, kafka: dic
     finally:
         server.stop()
     check_leases(tmp_path / "home" / "tracectl.db", ids)
-    check_index(engine_index(opensearch, "opensearch"),
-                tmp_path / "home", run_id, ids)
+    check_index(engine_index(opensearch, "opensearch"), tmp_path / "home", run_id, ids)
 
 
 def check_index(client: SearchIndex, home: Path, run_id: str, ids: list[str]) -> None:
@@ -137,9 +156,11 @@ def check_leases(db: Path, ids: list[str]) -> None:
     with sqlite3.connect(db) as conn:
         leases = conn.execute(
             "SELECT task_id, resource, fencing_token, granted_at, released_at FROM leases "
-            "WHERE kind = 'gpu' ORDER BY fencing_token").fetchall()
+            "WHERE kind = 'gpu' ORDER BY fencing_token"
+        ).fetchall()
         holders = conn.execute(
-            "SELECT name FROM resources WHERE exclusive_holder IS NOT NULL").fetchall()
+            "SELECT name FROM resources WHERE exclusive_holder IS NOT NULL"
+        ).fetchall()
     assert holders == [], f"leaked holders: {holders}"
     assert all(lease[4] is not None for lease in leases), "a lease was never released"
     gpu_tasks = {ids[i] for i in range(TASKS) if i % 2}

@@ -35,8 +35,14 @@ from tests.faults.log_index import (
 from tests.logs.conftest import ensure_up, service
 from tests.server_process import ServerProcess
 
-pytestmark = [pytest.mark.kafka, pytest.mark.opensearch, pytest.mark.shipper,
-              pytest.mark.disruptive, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.opensearch,
+    pytest.mark.shipper,
+    pytest.mark.disruptive,
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+]
 
 OUTAGE_S = float(os.environ.get("TRACECTL_FAULT_OUTAGE_S", "60"))
 AFTER_S = 15.0  # the long tasks go on printing this long after the broker is back
@@ -60,8 +66,9 @@ def submit(url: str, stop_files: list[Path]) -> tuple[str, list[str]]:
     ids = []
     for i, stop in enumerate(stop_files):
         spec = {"command": [sys.executable, "-c", TICKER, str(stop)]}
-        response = httpx.post(f"{url}/v1/runs/{run}/tasks", json={"name": f"ticker{i}",
-                                                                 "spec": spec})
+        response = httpx.post(
+            f"{url}/v1/runs/{run}/tasks", json={"name": f"ticker{i}", "spec": spec}
+        )
         assert response.status_code in (200, 201), response.text
         ids.append(response.json()["id"])
     return run, ids
@@ -102,17 +109,22 @@ def spools_left(home: Path, timeout_s: float = 180) -> list[Path]:
         time.sleep(1.0)
 
 
-def test_broker_down_a_minute_loses_no_line(tmp_path: Path, mlflow_uri: str,
-                                            kafka: dict[str, str], opensearch: dict[str, str],
-                                            shipper: dict[str, str]) -> None:
+def test_broker_down_a_minute_loses_no_line(
+    tmp_path: Path,
+    mlflow_uri: str,
+    kafka: dict[str, str],
+    opensearch: dict[str, str],
+    shipper: dict[str, str],
+) -> None:
     for name in ("kafka", "opensearch", "shipper"):
         ensure_up(name)
     bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
     search = engine_index(opensearch, "opensearch")
     home = tmp_path / "home"
     down, stop = tmp_path / "broker-down", tmp_path / "stop"
-    server = ServerProcess(home, {"TRACECTL_TRACKING_URI": mlflow_uri,
-                                  "TRACECTL_LOG_SINK": f"kafka://{bootstrap}"})
+    server = ServerProcess(
+        home, {"TRACECTL_TRACKING_URI": mlflow_uri, "TRACECTL_LOG_SINK": f"kafka://{bootstrap}"}
+    )
     since_ms = int(time.time() * 1000) - 1000
     server.start()
     try:

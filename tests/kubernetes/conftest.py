@@ -33,8 +33,13 @@ if TYPE_CHECKING:
 # Without the `kubernetes` extra, the pure tests here still run; the ones that talk to the
 # API server (marked `kubernetes`) are not collected.
 if importlib.util.find_spec("kubernetes") is None:
-    collect_ignore = ["test_executor_live.py", "test_controller_gpu.py", "test_rbac.py",
-                      "test_watch_cache.py", "test_pod_logs.py"]
+    collect_ignore = [
+        "test_executor_live.py",
+        "test_controller_gpu.py",
+        "test_rbac.py",
+        "test_watch_cache.py",
+        "test_pod_logs.py",
+    ]
 
 IMAGE = "registry.invalid/tracectl/task:1"  # never pulled: KWOK runs no containers
 
@@ -56,13 +61,16 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
         client.CoreV1Api(api).delete_namespace(name)
 
 
-def controller_namespace(kubernetes: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-                         prefix: str) -> str:
+def controller_namespace(
+    kubernetes: dict[str, str], monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> str:
     """Point a controller built in this test at the local cluster and a fresh namespace."""
     namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    for key, value in {"KUBECONFIG": kubernetes["KUBECONFIG"],
-                       "TRACECTL_K8S_NAMESPACE": namespace,
-                       "TRACECTL_K8S_IMAGE": IMAGE}.items():
+    for key, value in {
+        "KUBECONFIG": kubernetes["KUBECONFIG"],
+        "TRACECTL_K8S_NAMESPACE": namespace,
+        "TRACECTL_K8S_IMAGE": IMAGE,
+    }.items():
         monkeypatch.setenv(key, value)
     return namespace
 
@@ -75,40 +83,62 @@ def settings(tmp_path: Path) -> Settings:
 def cluster_config(kubernetes: dict[str, str], namespace: str, **extra: Any) -> ClusterConfig:
     from controller.executors.k8s_manifests import ClusterConfig
 
-    return ClusterConfig(namespace=namespace, image="registry.invalid/tracectl/runtime:1",
-                         kubeconfig=kubernetes["KUBECONFIG"], **extra)
+    return ClusterConfig(
+        namespace=namespace,
+        image="registry.invalid/tracectl/runtime:1",
+        kubeconfig=kubernetes["KUBECONFIG"],
+        **extra,
+    )
 
 
 @pytest.fixture
-def executor(kubernetes: dict[str, str], namespace: str,
-             settings: Settings) -> Iterator[KubernetesExecutor]:
+def executor(
+    kubernetes: dict[str, str], namespace: str, settings: Settings
+) -> Iterator[KubernetesExecutor]:
     from controller.executors.kubernetes import KubernetesExecutor
 
-    ex = KubernetesExecutor(settings, cluster_config(kubernetes, namespace,
-                                                     unschedulable_grace_s=0))
+    ex = KubernetesExecutor(
+        settings, cluster_config(kubernetes, namespace, unschedulable_grace_s=0)
+    )
     yield ex
     ex.close()
 
 
-def make_launch(tmp_path: Path, task_id: str | None = None, attempt: int = 1,
-                annotations: dict[str, str] | None = None, team: str = "default",
-                **spec: Any) -> Launch:
+def make_launch(
+    tmp_path: Path,
+    task_id: str | None = None,
+    attempt: int = 1,
+    annotations: dict[str, str] | None = None,
+    team: str = "default",
+    **spec: Any,
+) -> Launch:
     task_id = task_id or f"task_{uuid.uuid4().hex[:22]}"
     spec.setdefault("command", ["python", "train.py", "--epochs", "3"])
     spec.setdefault("image", IMAGE)
-    env = {"TRACECTL_RUN_ID": "run_1", "TRACECTL_TASK_ID": task_id,
-           "TRACECTL_ATTEMPT": str(attempt), "MLFLOW_TRACKING_URI": "http://mlflow:5000",
-           "MLFLOW_RUN_ID": "", "TRACECTL_FENCING_TOKEN": "42"}
+    env = {
+        "TRACECTL_RUN_ID": "run_1",
+        "TRACECTL_TASK_ID": task_id,
+        "TRACECTL_ATTEMPT": str(attempt),
+        "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+        "MLFLOW_RUN_ID": "",
+        "TRACECTL_FENCING_TOKEN": "42",
+    }
     if annotations:
         import json
 
         env["TRACECTL_K8S_POD_ANNOTATIONS"] = json.dumps(annotations)
     workspace = tmp_path / task_id / str(attempt)
     doc = LaunchDocument(
-        run_id="run_1", task_id=task_id, task_name="train", attempt=attempt,
-        spec=TaskSpec.model_validate(spec), env=env, late_env=["MLFLOW_RUN_ID"],
+        run_id="run_1",
+        task_id=task_id,
+        task_name="train",
+        attempt=attempt,
+        spec=TaskSpec.model_validate(spec),
+        env=env,
+        late_env=["MLFLOW_RUN_ID"],
         runtime=RuntimeSettings(home=tmp_path / "home", cancel_grace_s=1.0),
-        labels=LaunchLabels(team=team, pipeline="p"))
+        labels=LaunchLabels(team=team, pipeline="p"),
+    )
     launch = Launch(doc, workspace)
     # As the supervisor's: the tracking run's id arrives when the executor completes it.
     return replace(launch, completion=lambda: completed_launch(launch))
@@ -120,6 +150,8 @@ def completed_launch(launch: Launch, run_id: str = "abc123") -> Launch:
 
 
 def wait_exit(executor: KubernetesExecutor, ref: dict[str, Any], timeout: float = 60) -> Any:
-    return wait_for("the attempt to end",
-                    lambda: s if (s := executor.inspect(ref, Path())).phase != "running"
-                    else None, timeout)
+    return wait_for(
+        "the attempt to end",
+        lambda: s if (s := executor.inspect(ref, Path())).phase != "running" else None,
+        timeout,
+    )

@@ -36,30 +36,49 @@ def most_overlapping(intervals: list[tuple[datetime, datetime]]) -> int:
 
 
 def pod_interval(pod: Any) -> tuple[datetime, datetime]:
-    scheduled = next(c.last_transition_time for c in pod.status.conditions
-                     if c.type == "PodScheduled" and c.status == "True")
+    scheduled = next(
+        c.last_transition_time
+        for c in pod.status.conditions
+        if c.type == "PodScheduled" and c.status == "True"
+    )
     ended = pod.status.container_statuses[0].state.terminated.finished_at
     return scheduled, ended
 
 
-def test_gpu_exclusivity_under_contention(kubernetes: dict[str, str], api: client.ApiClient,
-                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                          ) -> None:
+def test_gpu_exclusivity_under_contention(
+    kubernetes: dict[str, str],
+    api: client.ApiClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     namespace = controller_namespace(kubernetes, monkeypatch, "tracectl-gpu")
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text("gpu_pools: [{name: gpu-worker, flavor: nvidia.com/gpu, count: 2}]\n")
-    settings = Settings(home=tmp_path / "home", executor="kubernetes", inventory_file=inventory,
-                        supervisor_interval_s=0.1, retry_backoff_s=0.1,
-                        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    settings = Settings(
+        home=tmp_path / "home",
+        executor="kubernetes",
+        inventory_file=inventory,
+        supervisor_interval_s=0.1,
+        retry_backoff_s=0.1,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
     most_leases = 0
     try:
         with TestClient(create_app(settings)) as http:
             run = http.post("/v1/runs", json={"pipeline": "gpu-contention"}).json()["id"]
             ids = []
             for i in range(TASKS):
-                response = http.post(f"/v1/runs/{run}/tasks", json={"name": f"train-{i}", "spec": {
-                    "command": ["python", "train.py"], "image": IMAGE,
-                    "resources": {"gpu": 1, "gpu_flavor": "nvidia.com/gpu"}}})
+                response = http.post(
+                    f"/v1/runs/{run}/tasks",
+                    json={
+                        "name": f"train-{i}",
+                        "spec": {
+                            "command": ["python", "train.py"],
+                            "image": IMAGE,
+                            "resources": {"gpu": 1, "gpu_flavor": "nvidia.com/gpu"},
+                        },
+                    },
+                )
                 assert response.status_code == 201, response.text
                 ids.append(response.json()["id"])
             deadline = time.monotonic() + 800
@@ -72,15 +91,19 @@ def test_gpu_exclusivity_under_contention(kubernetes: dict[str, str], api: clien
                     break
                 time.sleep(0.2)
             assert [t["status"] for t in tasks] == ["succeeded"] * TASKS, [
-                (t["name"], t["status"], t["reason"]) for t in tasks]
+                (t["name"], t["status"], t["reason"]) for t in tasks
+            ]
             assert {t["executor_ref"]["kind"] for t in tasks} == {"job"}
             assert {t["executor_ref"]["namespace"] for t in tasks} == {namespace}
             # The pod log follower reached the task's log (KWOK has no log endpoint to serve).
             logs = http.get(f"/v1/tasks/{ids[0]}/logs", params={"limit": 100}).json()["items"]
             assert any("pod log stream unavailable" in x["message"] for x in logs), logs
         assert most_leases == 2  # contention happened, and the admitter held the line
-        pods = client.CoreV1Api(api).list_namespaced_pod(
-            namespace, label_selector="app.kubernetes.io/managed-by=tracectl").items
+        pods = (
+            client.CoreV1Api(api)
+            .list_namespaced_pod(namespace, label_selector="app.kubernetes.io/managed-by=tracectl")
+            .items
+        )
         assert len(pods) == TASKS
         assert {p.spec.node_name for p in pods} == {"gpu-worker"}
         assert {p.spec.containers[0].resources.limits["nvidia.com/gpu"] for p in pods} == {"1"}

@@ -34,25 +34,42 @@ def claim(api: client.ApiClient, namespace: str, kubernetes: dict[str, str]) -> 
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     except client.ApiException as exc:
         assert exc.status == 409
-    core.create_namespaced_persistent_volume_claim(namespace, client.V1PersistentVolumeClaim(
-        metadata=client.V1ObjectMeta(name="datasets"),
-        spec=client.V1PersistentVolumeClaimSpec(
-            access_modes=["ReadWriteOnce"],
-            resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}))))
-    wait_for("PVC datasets Bound", lambda: core.read_namespaced_persistent_volume_claim(
-        "datasets", namespace).status.phase == "Bound")
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="datasets"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
+            ),
+        ),
+    )
+    wait_for(
+        "PVC datasets Bound",
+        lambda: (
+            core.read_namespaced_persistent_volume_claim("datasets", namespace).status.phase
+            == "Bound"
+        ),
+    )
     return "datasets"
 
 
-def test_job_as_stored_by_the_api_server(executor: KubernetesExecutor,
-                                         api: client.ApiClient, namespace: str, claim: str,
-                                         tmp_path: Path) -> None:
+def test_job_as_stored_by_the_api_server(
+    executor: KubernetesExecutor, api: client.ApiClient, namespace: str, claim: str, tmp_path: Path
+) -> None:
     launch = make_launch(
-        tmp_path, env={"EPOCHS": "3", "HF_TOKEN": "s3cret-value"}, secret_env=["HF_TOKEN"],
-        timeout_s=900, resources={"gpu": 1, "gpu_flavor": "nvidia.com/gpu", "cpu": 2,
-                                  "memory": "4Gi",
-                                  "volumes": [{"claim": claim, "mode": "ro",
-                                               "mount_path": "/data"}]})
+        tmp_path,
+        env={"EPOCHS": "3", "HF_TOKEN": "s3cret-value"},
+        secret_env=["HF_TOKEN"],
+        timeout_s=900,
+        resources={
+            "gpu": 1,
+            "gpu_flavor": "nvidia.com/gpu",
+            "cpu": 2,
+            "memory": "4Gi",
+            "volumes": [{"claim": claim, "mode": "ro", "mount_path": "/data"}],
+        },
+    )
     ref = executor.launch(launch)
     batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
     job = batch.read_namespaced_job(ref["name"], namespace)
@@ -61,10 +78,14 @@ def test_job_as_stored_by_the_api_server(executor: KubernetesExecutor,
     assert job.spec.active_deadline_seconds == 900
     assert job.spec.ttl_seconds_after_finished == 3600
     assert job.metadata.labels == {
-        "app.kubernetes.io/name": "tracectl-task", "app.kubernetes.io/managed-by": "tracectl",
-        "app.kubernetes.io/component": "job", "tracectl.io/run-id": "run_1",
-        "tracectl.io/task-id": launch.task_id, "tracectl.io/attempt": "1",
-        "tracectl.io/team": "default"}
+        "app.kubernetes.io/name": "tracectl-task",
+        "app.kubernetes.io/managed-by": "tracectl",
+        "app.kubernetes.io/component": "job",
+        "tracectl.io/run-id": "run_1",
+        "tracectl.io/task-id": launch.task_id,
+        "tracectl.io/attempt": "1",
+        "tracectl.io/team": "default",
+    }
     pod = job.spec.template.spec
     (task,) = pod.containers
     (prepare,) = pod.init_containers
@@ -97,27 +118,47 @@ def test_job_as_stored_by_the_api_server(executor: KubernetesExecutor,
     assert (mounts["claim-0"].mount_path, mounts["claim-0"].read_only) == ("/data", True)
     secret = core.read_namespaced_secret(ref["name"], namespace)
     (owner,) = secret.metadata.owner_references
-    assert (owner.kind, owner.name, owner.uid, owner.controller) == ("Job", ref["name"],
-                                                                     job.metadata.uid, True)
+    assert (owner.kind, owner.name, owner.uid, owner.controller) == (
+        "Job",
+        ref["name"],
+        job.metadata.uid,
+        True,
+    )
     assert set(secret.data) == {"launch.json", "HF_TOKEN", "MLFLOW_RUN_ID"}
     assert base64.b64decode(secret.data["MLFLOW_RUN_ID"]) == b"abc123"
     launched = json.loads(base64.b64decode(secret.data["launch.json"]))
     assert launched["task_id"] == launch.task_id and launched["spec"]["command"][0] == "python"
     assert launched["env"]["MLFLOW_RUN_ID"] == "abc123"
     # Placed by the real scheduler on the GPU node, next to the bound PVC.
-    scheduled = wait_for("the pod to be scheduled", lambda: next(
-        (p for p in core.list_namespaced_pod(namespace, label_selector=f"job-name={ref['name']}"
-                                             ).items if p.spec.node_name), None))
+    scheduled = wait_for(
+        "the pod to be scheduled",
+        lambda: next(
+            (
+                p
+                for p in core.list_namespaced_pod(
+                    namespace, label_selector=f"job-name={ref['name']}"
+                ).items
+                if p.spec.node_name
+            ),
+            None,
+        ),
+    )
     assert scheduled.spec.node_name == "gpu-worker"
     executor.cancel(ref, 1.0)
     executor.cleanup(ref)
-    wait_for("the Secret to go with its Job", lambda: not core.list_namespaced_secret(
-        namespace, field_selector=f"metadata.name={ref['name']}").items)
+    wait_for(
+        "the Secret to go with its Job",
+        lambda: (
+            not core.list_namespaced_secret(
+                namespace, field_selector=f"metadata.name={ref['name']}"
+            ).items
+        ),
+    )
 
 
 def test_the_job_exists_before_the_launch_is_completed(
-        executor: KubernetesExecutor, api: client.ApiClient, namespace: str,
-        tmp_path: Path) -> None:
+    executor: KubernetesExecutor, api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
     """The tracking run (MLflow) is made after the Job is created, not before: its pod
     waits for the launch Secret, which carries the run's id."""
     launch = make_launch(tmp_path)
@@ -126,10 +167,12 @@ def test_the_job_exists_before_the_launch_is_completed(
     seen: dict[str, bool] = {}
 
     def complete() -> Launch:
-        seen["job"] = bool(batch.list_namespaced_job(
-            namespace, field_selector=f"metadata.name={name}").items)
-        seen["secret"] = bool(core.list_namespaced_secret(
-            namespace, field_selector=f"metadata.name={name}").items)
+        seen["job"] = bool(
+            batch.list_namespaced_job(namespace, field_selector=f"metadata.name={name}").items
+        )
+        seen["secret"] = bool(
+            core.list_namespaced_secret(namespace, field_selector=f"metadata.name={name}").items
+        )
         return completed_launch(launch, "run-made-late")
 
     ref = executor.launch(replace(launch, completion=complete))
@@ -143,8 +186,8 @@ def test_the_job_exists_before_the_launch_is_completed(
 
 
 def test_a_job_cut_off_before_its_secret_is_launched_again(
-        executor: KubernetesExecutor, api: client.ApiClient, namespace: str,
-        tmp_path: Path) -> None:
+    executor: KubernetesExecutor, api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
     """A controller killed between the Job and its Secret: find() does not adopt a Job
     whose pods would wait forever; the repeated launch adopts it (409) and adds the Secret."""
     launch = make_launch(tmp_path)
@@ -166,21 +209,29 @@ def test_a_job_cut_off_before_its_secret_is_launched_again(
 
 
 def test_gpu_job_is_scheduled_to_the_gpu_node_and_completes(
-        executor: KubernetesExecutor, api: client.ApiClient, namespace: str,
-        tmp_path: Path) -> None:
+    executor: KubernetesExecutor, api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
     ref = executor.launch(make_launch(tmp_path, resources={"gpu": 1}))
     state = wait_exit(executor, ref)
     assert (state.phase, state.exit_code, state.reason) == ("exited", 0, None)
-    (pod,) = client.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector=f"job-name={ref['name']}").items
+    (pod,) = (
+        client.CoreV1Api(api)
+        .list_namespaced_pod(namespace, label_selector=f"job-name={ref['name']}")
+        .items
+    )
     assert pod.spec.node_name == "gpu-worker"
     (prepare,) = pod.status.init_container_statuses  # the init container ran first (KWOK)
     assert prepare.state.terminated.exit_code == 0
     assert pod.status.container_statuses[0].state.terminated.exit_code == 0
 
 
-def test_queue_label_for_kueue(kubernetes: dict[str, str], namespace: str,
-                               settings: object, tmp_path: Path, api: client.ApiClient) -> None:
+def test_queue_label_for_kueue(
+    kubernetes: dict[str, str],
+    namespace: str,
+    settings: object,
+    tmp_path: Path,
+    api: client.ApiClient,
+) -> None:
     from controller.executors import k8s_manifests as m
 
     cfg = cluster_config(kubernetes, namespace, queue="team-a")
@@ -197,11 +248,15 @@ def test_exit_code_3_fails_with_a_reason(executor: KubernetesExecutor, tmp_path:
     assert str(state.reason).startswith("container task exited with code 3 (Error)")
 
 
-def test_timeout_is_enforced_by_the_job_controller(executor: KubernetesExecutor,
-                                                   tmp_path: Path) -> None:
+def test_timeout_is_enforced_by_the_job_controller(
+    executor: KubernetesExecutor, tmp_path: Path
+) -> None:
     """activeDeadlineSeconds = timeout_s: the real Job controller fails the Job."""
-    ref = executor.launch(make_launch(tmp_path, timeout_s=2, annotations={
-        "pod-complete.stage.kwok.x-k8s.io/delay": "120s"}))
+    ref = executor.launch(
+        make_launch(
+            tmp_path, timeout_s=2, annotations={"pod-complete.stage.kwok.x-k8s.io/delay": "120s"}
+        )
+    )
     state = wait_exit(executor, ref)
     assert state.phase == "exited" and state.exit_code is None
     assert str(state.reason).startswith("timed out: the Job ran past activeDeadlineSeconds=2")
@@ -217,8 +272,13 @@ def test_eight_gpus_are_unschedulable(executor: KubernetesExecutor, tmp_path: Pa
 
 
 def test_restarted_controller_adopts_the_job_by_label(
-        executor: KubernetesExecutor, kubernetes: dict[str, str], namespace: str,
-        settings: object, tmp_path: Path, api: client.ApiClient) -> None:
+    executor: KubernetesExecutor,
+    kubernetes: dict[str, str],
+    namespace: str,
+    settings: object,
+    tmp_path: Path,
+    api: client.ApiClient,
+) -> None:
     launch = make_launch(tmp_path, annotations={"pod-complete.stage.kwok.x-k8s.io/delay": "4s"})
     ref = executor.launch(launch)
     executor.close()  # the controller "dies" with the Job running
@@ -231,34 +291,48 @@ def test_restarted_controller_adopts_the_job_by_label(
         state = wait_exit(again, found)
         assert (state.phase, state.exit_code) == ("exited", 0)
         # Objects that vanish while the controller is away are reported missing.
-        gone = again.launch(make_launch(tmp_path, annotations={
-            "pod-complete.stage.kwok.x-k8s.io/delay": "60s"}))
-        client.BatchV1Api(api).delete_namespaced_job(gone["name"], namespace,
-                                                     propagation_policy="Background")
+        gone = again.launch(
+            make_launch(tmp_path, annotations={"pod-complete.stage.kwok.x-k8s.io/delay": "60s"})
+        )
+        client.BatchV1Api(api).delete_namespaced_job(
+            gone["name"], namespace, propagation_policy="Background"
+        )
         state = wait_exit(again, gone)
         assert state.phase == "missing" and "no longer exists" in str(state.reason)
     finally:
         again.close()
 
 
-def test_cancel_deletes_the_job_in_the_foreground(executor: KubernetesExecutor,
-                                                  api: client.ApiClient, namespace: str,
-                                                  tmp_path: Path) -> None:
-    ref = executor.launch(make_launch(tmp_path, annotations={
-        "pod-complete.stage.kwok.x-k8s.io/delay": "120s"}))
-    wait_for("the pod to run", lambda: any(
-        p.status.phase == "Running" for p in client.CoreV1Api(api).list_namespaced_pod(
-            namespace, label_selector=f"job-name={ref['name']}").items))
+def test_cancel_deletes_the_job_in_the_foreground(
+    executor: KubernetesExecutor, api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    ref = executor.launch(
+        make_launch(tmp_path, annotations={"pod-complete.stage.kwok.x-k8s.io/delay": "120s"})
+    )
+    wait_for(
+        "the pod to run",
+        lambda: any(
+            p.status.phase == "Running"
+            for p in client.CoreV1Api(api)
+            .list_namespaced_pod(namespace, label_selector=f"job-name={ref['name']}")
+            .items
+        ),
+    )
     executor.cancel(ref, 1.0)
     assert executor.inspect(ref, Path()).phase == "missing"
-    assert not client.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector=f"job-name={ref['name']}").items
+    assert (
+        not client.CoreV1Api(api)
+        .list_namespaced_pod(namespace, label_selector=f"job-name={ref['name']}")
+        .items
+    )
 
 
-def test_service_lifecycle(executor: KubernetesExecutor, api: client.ApiClient, namespace: str,
-                           tmp_path: Path) -> None:
-    launch = make_launch(tmp_path, mode="service", command=["python", "-m", "http.server"],
-                         env={"PORT": "8000"})
+def test_service_lifecycle(
+    executor: KubernetesExecutor, api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    launch = make_launch(
+        tmp_path, mode="service", command=["python", "-m", "http.server"], env={"PORT": "8000"}
+    )
     ref = executor.launch(launch)
     assert ref["kind"] == "service"
     assert ref["url"] == f"http://{ref['name']}.{namespace}.svc:80"
@@ -273,12 +347,19 @@ def test_service_lifecycle(executor: KubernetesExecutor, api: client.ApiClient, 
     executor.cancel(ref, 1.0)  # explicit stop
     state = executor.inspect(ref, Path())
     assert state.phase == "missing" and "stopped" in str(state.reason)
-    wait_for("the owned Service to be garbage-collected", lambda: not core.list_namespaced_service(
-        namespace, field_selector=f"metadata.name={ref['name']}").items)
+    wait_for(
+        "the owned Service to be garbage-collected",
+        lambda: (
+            not core.list_namespaced_service(
+                namespace, field_selector=f"metadata.name={ref['name']}"
+            ).items
+        ),
+    )
 
 
-def test_team_namespace_is_created(kubernetes: dict[str, str], settings: object,
-                                   api: client.ApiClient, tmp_path: Path) -> None:
+def test_team_namespace_is_created(
+    kubernetes: dict[str, str], settings: object, api: client.ApiClient, tmp_path: Path
+) -> None:
     cfg = cluster_config(kubernetes, "unused", namespace_per_team=True, follow_logs=False)
     ex = KubernetesExecutor(settings, cfg)  # type: ignore[arg-type]
     team = f"t{tmp_path.name[-6:].lower().replace('_', '')}"

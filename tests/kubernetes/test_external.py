@@ -30,8 +30,9 @@ class Recorder(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""
-        Recorder.calls.append({"method": self.command, "path": self.path,
-                               "headers": dict(self.headers), "body": body})
+        Recorder.calls.append(
+            {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+        )
         if "/slow" in self.path:
             time.sleep(2)
         if Recorder.fail_first > 0:
@@ -72,16 +73,22 @@ def executor(tmp_path: Path, server: str) -> ExternalExecutor:
     retries: 2
     backoff_s: 0.05
 """)
-    return ExternalExecutor(Settings(home=tmp_path / "home"),
-                            environ={"TRACECTL_EXTERNAL_SYSTEMS": str(registry),
-                                     "LABELER_TOKEN": "Bearer s3cret"})
+    return ExternalExecutor(
+        Settings(home=tmp_path / "home"),
+        environ={"TRACECTL_EXTERNAL_SYSTEMS": str(registry), "LABELER_TOKEN": "Bearer s3cret"},
+    )
 
 
 def launch(tmp_path: Path, command: list[str], attempt: int = 1, **spec: Any) -> Launch:
     workspace = tmp_path / "ws" / str(attempt)
-    doc = LaunchDocument(run_id="run_1", task_id="task_1", task_name="label", attempt=attempt,
-                         spec=TaskSpec(command=command, mode=TaskMode.EXTERNAL, **spec),
-                         runtime=RuntimeSettings(home=tmp_path / "home"))
+    doc = LaunchDocument(
+        run_id="run_1",
+        task_id="task_1",
+        task_name="label",
+        attempt=attempt,
+        spec=TaskSpec(command=command, mode=TaskMode.EXTERNAL, **spec),
+        runtime=RuntimeSettings(home=tmp_path / "home"),
+    )
     return Launch(doc, workspace)
 
 
@@ -107,7 +114,9 @@ def test_post_succeeds_and_logs_the_response(executor: ExternalExecutor, tmp_pat
     assert call["headers"]["Idempotency-Key"] == "task_1-1"
     lines = FileLogReader(executor.settings).read("run_1", "task_1", 1, 0, 100)
     assert [(x.stream, x.message) for x in lines if x.stream == "stdout"] == [
-        ("stdout", '{"accepted": true}'), ("stdout", "second line")]
+        ("stdout", '{"accepted": true}'),
+        ("stdout", "second line"),
+    ]
     assert any("HTTP 200" in x.message for x in lines)
     assert all("s3cret" not in x.message for x in lines)
 
@@ -136,16 +145,16 @@ def test_timeout_is_retried_then_fails(executor: ExternalExecutor, tmp_path: Pat
     assert len(Recorder.calls) == 3
 
 
-def test_unknown_system_and_mode_are_refused(executor: ExternalExecutor,
-                                             tmp_path: Path) -> None:
+def test_unknown_system_and_mode_are_refused(executor: ExternalExecutor, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not registered"):
         executor.launch(launch(tmp_path, ["nope", "GET", "/x"]))
     with pytest.raises(UnroutableTask):
         ModeRouter({"job": executor}).launch(launch(tmp_path, ["labeler", "GET", "/x"]))
 
 
-def test_a_call_lost_in_a_restart_is_missing(executor: ExternalExecutor, tmp_path: Path,
-                                             server: str) -> None:
+def test_a_call_lost_in_a_restart_is_missing(
+    executor: ExternalExecutor, tmp_path: Path, server: str
+) -> None:
     item = launch(tmp_path, ["labeler", "POST", "/slow"], attempt=2)
     ref = executor.launch(item)
     restarted = ExternalExecutor(executor.settings, registry=Registry())
@@ -155,7 +164,8 @@ def test_a_call_lost_in_a_restart_is_missing(executor: ExternalExecutor, tmp_pat
 
 
 def test_a_call_that_ended_before_a_restart_is_adopted_with_its_result(
-        executor: ExternalExecutor, tmp_path: Path) -> None:
+    executor: ExternalExecutor, tmp_path: Path
+) -> None:
     item = launch(tmp_path, ["labeler", "POST", "/v1/jobs"])
     ref = executor.launch(item)
     assert wait(executor, ref, item.workspace).exit_code == 0

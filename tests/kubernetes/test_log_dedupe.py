@@ -59,12 +59,14 @@ def test_reconnect_skips_what_was_delivered_even_with_equal_stamps() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    gaps=st.lists(st.sampled_from([0, 0, 1, 999, 10**9 - 1, 10**9, 3 * 10**9]),
-                  min_size=1, max_size=60),
+    gaps=st.lists(
+        st.sampled_from([0, 0, 1, 999, 10**9 - 1, 10**9, 3 * 10**9]), min_size=1, max_size=60
+    ),
     breaks=st.lists(st.integers(min_value=0, max_value=60), max_size=8),
 )
-def test_no_line_is_lost_or_repeated_across_any_reconnects(gaps: list[int],
-                                                            breaks: list[int]) -> None:
+def test_no_line_is_lost_or_repeated_across_any_reconnects(
+    gaps: list[int], breaks: list[int]
+) -> None:
     lines, now = [], BASE
     for i, gap in enumerate(gaps):
         now += gap

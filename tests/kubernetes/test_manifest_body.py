@@ -15,21 +15,37 @@ from controller.executors import k8s_manifests as m
 from tests.kubernetes.conftest import make_launch
 
 
-@pytest.mark.parametrize("spec", [
-    {},
-    {"env": {"HF_TOKEN": "x", "EPOCHS": "3"}, "secret_env": ["HF_TOKEN"], "timeout_s": 60,
-     "resources": {"gpu": 2, "gpu_flavor": "A100-SXM4-80GB", "cpu": 1.5, "memory": "2Gi",
-                   "volumes": [{"claim": "data", "mode": "ro"}, {"claim": "out"}]}},
-    {"mode": "service", "env": {"PORT": "9000"}},
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {},
+        {
+            "env": {"HF_TOKEN": "x", "EPOCHS": "3"},
+            "secret_env": ["HF_TOKEN"],
+            "timeout_s": 60,
+            "resources": {
+                "gpu": 2,
+                "gpu_flavor": "A100-SXM4-80GB",
+                "cpu": 1.5,
+                "memory": "2Gi",
+                "volumes": [{"claim": "data", "mode": "ro"}, {"claim": "out"}],
+            },
+        },
+        {"mode": "service", "env": {"PORT": "9000"}},
+    ],
+)
 def test_body_equals_the_clients_serialization(tmp_path: Path, spec: dict[str, object]) -> None:
     doc = make_launch(tmp_path, annotations={"tracectl.io/exit-code": "3"}, **spec)
     doc = doc.completed().document
     cfg = m.ClusterConfig(namespace="ns", queue="team-a", ingress_prefix="/svc")
     owner = m.owner_reference("Job", "batch/v1", "tracectl-x-1", "uid-1")
-    objects = [m.job(doc, cfg, "tracectl-x-1"), m.launch_secret(doc, cfg, "tracectl-x-1", owner),
-               m.deployment(doc, cfg, "tracectl-x-1"), m.service(doc, cfg, "tracectl-x-1", owner),
-               m.ingress(doc, cfg, "tracectl-x-1", "/svc/x", owner)]
+    objects = [
+        m.job(doc, cfg, "tracectl-x-1"),
+        m.launch_secret(doc, cfg, "tracectl-x-1", owner),
+        m.deployment(doc, cfg, "tracectl-x-1"),
+        m.service(doc, cfg, "tracectl-x-1", owner),
+        m.ingress(doc, cfg, "tracectl-x-1", "/svc/x", owner),
+    ]
     api = client.ApiClient(client.Configuration())
     for obj in objects:
         assert json.loads(m.to_json(obj)) == api.sanitize_for_serialization(obj), type(obj)

@@ -15,27 +15,39 @@ from controller.runtime import phases
 
 
 def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
-def test_prepare_then_exec_writes_outputs_and_the_termination_message(tmp_path: Path,
-                                                                     monkeypatch) -> None:
+def test_prepare_then_exec_writes_outputs_and_the_termination_message(
+    tmp_path: Path, monkeypatch
+) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q")
     (repo / "train.py").write_text(
         "import os, sys\nprint('epochs', os.environ['EPOCHS'])\n"
-        "open('model.txt', 'w').write('weights')\nsys.exit(int(sys.argv[1]))\n")
+        "open('model.txt', 'w').write('weights')\nsys.exit(int(sys.argv[1]))\n"
+    )
     git(repo, "add", ".")
     git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
     commit = git(repo, "rev-parse", "HEAD")
     settings = Settings(home=tmp_path / "home")
     launch = LaunchDocument(
-        run_id="run_1", task_id="task_1", task_name="train", attempt=1,
-        spec=TaskSpec(command=[sys.executable, "train.py", "0"], outputs=["model.txt"],
-                      code=CodeRef(repo=str(repo)), params={"lr": 0.1}),
-        resolved=Resolution(commit=commit), runtime=runtime_settings(settings))
+        run_id="run_1",
+        task_id="task_1",
+        task_name="train",
+        attempt=1,
+        spec=TaskSpec(
+            command=[sys.executable, "train.py", "0"],
+            outputs=["model.txt"],
+            code=CodeRef(repo=str(repo)),
+            params={"lr": 0.1},
+        ),
+        resolved=Resolution(commit=commit),
+        runtime=runtime_settings(settings),
+    )
     launch_file = tmp_path / "launch.json"
     launch_file.write_text(launch.as_json())
     termination = tmp_path / "termination-log"
@@ -53,13 +65,11 @@ def test_prepare_then_exec_writes_outputs_and_the_termination_message(tmp_path: 
     assert json.loads((workspace / "params.json").read_text()) == {"lr": 0.1}
     failing = [sys.executable, "train.py", "3"]
     assert phases.main(["exec", str(launch_file), str(workspace), "--", *failing]) == 3
-    assert json.loads(termination.read_text()) == {"exit_code": 3,
-                                                   "reason": "exited with code 3"}
+    assert json.loads(termination.read_text()) == {"exit_code": 3, "reason": "exited with code 3"}
 
 
 def test_termination_message_fits_the_kubelet_limit() -> None:
-    big = {"exit_code": 0, "outputs": [{"path": f"f{i}", "sha256": "0" * 64}
-                                       for i in range(200)]}
+    big = {"exit_code": 0, "outputs": [{"path": f"f{i}", "sha256": "0" * 64} for i in range(200)]}
     message = phases.termination_message(big)
     assert len(message.encode()) <= phases.TERMINATION_LIMIT
     assert json.loads(message) == {"exit_code": 0, "truncated": True}

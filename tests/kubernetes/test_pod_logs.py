@@ -38,8 +38,7 @@ def cri(stamp: str, message: str) -> str:
 
 
 @pytest.fixture
-def log_files(api: client.ApiClient, namespace: str, tmp_path: Path
-              ) -> Iterator[dict[str, Path]]:
+def log_files(api: client.ApiClient, namespace: str, tmp_path: Path) -> Iterator[dict[str, Path]]:
     """A ClusterLogs object: every pod of the test namespace logs from these two files."""
     files = {"prepare": tmp_path / "prepare.log", "task": tmp_path / "task.log"}
     for path in files.values():
@@ -48,19 +47,30 @@ def log_files(api: client.ApiClient, namespace: str, tmp_path: Path
     name = f"{namespace}-{uuid.uuid4().hex[:4]}"
     with contextlib.suppress(client.ApiException):
         client.CoreV1Api(api).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    custom.create_cluster_custom_object("kwok.x-k8s.io", "v1alpha1", "clusterlogs", {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs",
-        "metadata": {"name": name},
-        "spec": {"selector": {"matchNamespaces": [namespace]},
-                 "logs": [{"containers": [c], "logsFile": str(p)} for c, p in files.items()]}})
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
+        )
+    custom.create_cluster_custom_object(
+        "kwok.x-k8s.io",
+        "v1alpha1",
+        "clusterlogs",
+        {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterLogs",
+            "metadata": {"name": name},
+            "spec": {
+                "selector": {"matchNamespaces": [namespace]},
+                "logs": [{"containers": [c], "logsFile": str(p)} for c, p in files.items()],
+            },
+        },
+    )
     yield files
     custom.delete_cluster_custom_object("kwok.x-k8s.io", "v1alpha1", "clusterlogs", name)
 
 
 @pytest.fixture
-def follower(kubernetes: dict[str, str], namespace: str, settings: Settings
-             ) -> Iterator[KubernetesExecutor]:
+def follower(
+    kubernetes: dict[str, str], namespace: str, settings: Settings
+) -> Iterator[KubernetesExecutor]:
     ex = KubernetesExecutor(settings, cluster_config(kubernetes, namespace, log_idle_s=1.5))
     yield ex
     ex.close()
@@ -72,8 +82,9 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str | None]]
     opened: list[tuple[str, str | None]] = []
     real = k8s_executor.pod_log_stream
 
-    def counted(api: Any, namespace: str, pod: str, container: str, since: str | None,
-                idle_s: float) -> Any:
+    def counted(
+        api: Any, namespace: str, pod: str, container: str, since: str | None, idle_s: float
+    ) -> Any:
         opened.append((container, since))
         return real(api, namespace, pod, container, since, idle_s)
 
@@ -91,8 +102,12 @@ def reconnects(opened: list[tuple[str, str | None]]) -> int:
 
 
 def test_pod_log_followed_across_reconnects_without_repeats_or_gaps(
-        follower: KubernetesExecutor, settings: Settings, log_files: dict[str, Path],
-        connections: list[tuple[str, str | None]], tmp_path: Path) -> None:
+    follower: KubernetesExecutor,
+    settings: Settings,
+    log_files: dict[str, Path],
+    connections: list[tuple[str, str | None]],
+    tmp_path: Path,
+) -> None:
     log_files["prepare"].write_text(cri(f"{SECOND}.000000001", "checked out abc123"))
     # Three lines in one second, two of them with the very same stamp: a reconnect asks from
     # that second and must skip exactly the ones it already delivered.
@@ -100,8 +115,10 @@ def test_pod_log_followed_across_reconnects_without_repeats_or_gaps(
     log_files["task"].write_text("".join(cri(f"{SECOND}.{n}", m) for n, m in first))
     ref = follower.launch(make_launch(tmp_path, annotations=RUNNING))
 
-    wait_for("the first lines in the log record",
-             lambda: recorded(settings, ref, "stdout") == [m for _n, m in first])
+    wait_for(
+        "the first lines in the log record",
+        lambda: recorded(settings, ref, "stdout") == [m for _n, m in first],
+    )
     wait_for("a reconnect after the stream went quiet", lambda: reconnects(connections) >= 1)
 
     next_second = "2026-11-25T12:00:01"

@@ -40,8 +40,11 @@ def test_every_object_passes_a_server_side_dry_run(api: client.ApiClient) -> Non
             if real and doc["metadata"]["name"] not in existing:
                 made.append(doc["metadata"]["name"])
             applied = resource.server_side_apply(
-                body=doc, namespace=doc["metadata"].get("namespace"),
-                field_manager="tracectl-rbac-test", dry_run=None if real else "All")
+                body=doc,
+                namespace=doc["metadata"].get("namespace"),
+                field_manager="tracectl-rbac-test",
+                dry_run=None if real else "All",
+            )
             assert applied.metadata.name == doc["metadata"]["name"]
             kinds.append(doc["kind"])
     finally:
@@ -63,24 +66,37 @@ def runner_namespace(api: client.ApiClient) -> Iterator[str]:
     client.RbacAuthorizationV1Api(api).delete_cluster_role(f"{name}-runner")
 
 
-def as_service_account(api: client.ApiClient, kubernetes: dict[str, str], namespace: str
-                       ) -> client.ApiClient:
+def as_service_account(
+    api: client.ApiClient, kubernetes: dict[str, str], namespace: str
+) -> client.ApiClient:
     """The task-runner rules of rbac.yaml, bound in NAMESPACE to a fresh ServiceAccount."""
     core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
     role = next(d for d in documents() if d["metadata"]["name"] == "tracectl-task-runner")
     rbac.create_cluster_role({**role, "metadata": {"name": f"{namespace}-runner"}})
-    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(
-        metadata=client.V1ObjectMeta(name="tracectl-controller")))
-    rbac.create_namespaced_role_binding(namespace, {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "tracectl-task-runner"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": f"{namespace}-runner"},
-        "subjects": [{"kind": "ServiceAccount", "name": "tracectl-controller",
-                      "namespace": namespace}]})
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="tracectl-controller"))
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "tracectl-task-runner"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": f"{namespace}-runner",
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": "tracectl-controller", "namespace": namespace}
+            ],
+        },
+    )
     token = core.create_namespaced_service_account_token(
-        "tracectl-controller", namespace, client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[]))).status.token
+        "tracectl-controller",
+        namespace,
+        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[])),
+    ).status.token
     cfg = client.Configuration()
     cfg.host = kubernetes["TRACECTL_K8S_API"]
     cfg.ssl_ca_cert = kubernetes["TRACECTL_K8S_CA"]
@@ -88,14 +104,17 @@ def as_service_account(api: client.ApiClient, kubernetes: dict[str, str], namesp
     return client.ApiClient(cfg)
 
 
-def test_the_runner_role_is_enough_and_no_more(api: client.ApiClient,
-                                               kubernetes: dict[str, str],
-                                               runner_namespace: str, tmp_path: Path) -> None:
+def test_the_runner_role_is_enough_and_no_more(
+    api: client.ApiClient, kubernetes: dict[str, str], runner_namespace: str, tmp_path: Path
+) -> None:
     restricted = as_service_account(api, kubernetes, runner_namespace)
     executor = KubernetesExecutor(
         Settings(home=tmp_path / "home"),
-        cluster_config(kubernetes, runner_namespace, create_namespaces=False,
-                       unschedulable_grace_s=0), restricted)
+        cluster_config(
+            kubernetes, runner_namespace, create_namespaces=False, unschedulable_grace_s=0
+        ),
+        restricted,
+    )
     try:
         job = executor.launch(make_launch(tmp_path, env={"TOKEN": "x"}, secret_env=["TOKEN"]))
         assert wait_exit(executor, job, timeout=120).exit_code == 0

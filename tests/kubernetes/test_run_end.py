@@ -23,31 +23,51 @@ from tests.waiting import wait_for
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(600)]
 
 
-def test_services_stop_when_their_run_ends(kubernetes: dict[str, str], api: client.ApiClient,
-                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                           ) -> None:
+def test_services_stop_when_their_run_ends(
+    kubernetes: dict[str, str],
+    api: client.ApiClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     namespace = controller_namespace(kubernetes, monkeypatch, "tracectl-runend")
-    settings = Settings(home=tmp_path / "home", executor="kubernetes", cancel_grace_s=1.0,
-                        supervisor_interval_s=0.1,
-                        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    settings = Settings(
+        home=tmp_path / "home",
+        executor="kubernetes",
+        cancel_grace_s=1.0,
+        supervisor_interval_s=0.1,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
     apps = client.AppsV1Api(api)
     try:
         with TestClient(create_app(settings)) as http:
+
             def task(task_id: str) -> dict[str, Any]:
                 return dict(http.get(f"/v1/tasks/{task_id}").json())
 
             def submit(run: str, name: str, **spec: Any) -> str:
-                response = http.post(f"/v1/runs/{run}/tasks", json={"name": name, "spec": {
-                    "image": IMAGE, **spec}})
+                response = http.post(
+                    f"/v1/runs/{run}/tasks", json={"name": name, "spec": {"image": IMAGE, **spec}}
+                )
                 assert response.status_code == 201, response.text
                 return str(response.json()["id"])
 
             run = http.post("/v1/runs", json={"pipeline": "serving"}).json()["id"]
-            service = submit(run, "serve", command=["python", "-m", "http.server"],
-                             mode="service", env={"PORT": "8000"})
-            ready = wait_for("the service to be ready", lambda: (
-                t if (t := task(service))["executor_ref"] and t["executor_ref"].get("ready")
-                else None), timeout=180)
+            service = submit(
+                run,
+                "serve",
+                command=["python", "-m", "http.server"],
+                mode="service",
+                env={"PORT": "8000"},
+            )
+            ready = wait_for(
+                "the service to be ready",
+                lambda: (
+                    t
+                    if (t := task(service))["executor_ref"] and t["executor_ref"].get("ready")
+                    else None
+                ),
+                timeout=180,
+            )
             ref = ready["executor_ref"]
             assert ref["url"] == f"http://{ref['name']}.{namespace}.svc:80"
             job = submit(run, "smoke", command=["python", "smoke.py"])
@@ -61,8 +81,14 @@ def test_services_stop_when_their_run_ends(kubernetes: dict[str, str], api: clie
             assert done[0]["status"] == "succeeded", done[0]
             assert (done[1]["status"], done[1]["reason"]) == ("succeeded", "stopped: run ended")
             assert http.get(f"/v1/runs/{run}").json()["status"] == "succeeded"
-        wait_for("the Deployment to be deleted", lambda: not apps.list_namespaced_deployment(
-            namespace, field_selector=f"metadata.name={ref['name']}").items)
+        wait_for(
+            "the Deployment to be deleted",
+            lambda: (
+                not apps.list_namespaced_deployment(
+                    namespace, field_selector=f"metadata.name={ref['name']}"
+                ).items
+            ),
+        )
     finally:
         with contextlib.suppress(client.ApiException):
             client.CoreV1Api(api).delete_namespace(namespace)

@@ -16,15 +16,24 @@ from controller.executors.k8s_status import deployment_state, job_state
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
-def job(*conditions: tuple[str, str], deadline: int | None = None,
-        suspend: bool = False) -> dict[str, Any]:
-    return {"spec": {"activeDeadlineSeconds": deadline, "suspend": suspend},
-            "status": {"conditions": [{"type": t, "status": "True", "reason": r, "message": ""}
-                                      for t, r in conditions]}}
+def job(
+    *conditions: tuple[str, str], deadline: int | None = None, suspend: bool = False
+) -> dict[str, Any]:
+    return {
+        "spec": {"activeDeadlineSeconds": deadline, "suspend": suspend},
+        "status": {
+            "conditions": [
+                {"type": t, "status": "True", "reason": r, "message": ""} for t, r in conditions
+            ]
+        },
+    }
 
 
-def pod(container: dict[str, Any] | None = None, init: dict[str, Any] | None = None,
-        conditions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def pod(
+    container: dict[str, Any] | None = None,
+    init: dict[str, Any] | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     status: dict[str, Any] = {"conditions": conditions or []}
     if container is not None:
         status["containerStatuses"] = [{"name": "task", "image": "img:1", "state": container}]
@@ -35,30 +44,51 @@ def pod(container: dict[str, Any] | None = None, init: dict[str, Any] | None = N
 
 def test_complete_job_is_exit_0_with_the_termination_message_as_result() -> None:
     message = json.dumps({"exit_code": 0, "outputs": [{"path": "model.pkl"}]})
-    state = job_state(job(("Complete", "")), [pod({"terminated": {
-        "exitCode": 0, "reason": "Completed", "message": message}})], NOW, 60)
+    state = job_state(
+        job(("Complete", "")),
+        [pod({"terminated": {"exitCode": 0, "reason": "Completed", "message": message}})],
+        NOW,
+        60,
+    )
     assert (state.phase, state.exit_code, state.reason) == ("exited", 0, None)
     assert state.result == {"exit_code": 0, "outputs": [{"path": "model.pkl"}]}
 
 
 def test_failed_job_carries_the_container_exit_code() -> None:
-    state = job_state(job(("Failed", "BackoffLimitExceeded")),
-                      [pod({"terminated": {"exitCode": 3, "reason": "Error"}})], NOW, 60)
+    state = job_state(
+        job(("Failed", "BackoffLimitExceeded")),
+        [pod({"terminated": {"exitCode": 3, "reason": "Error"}})],
+        NOW,
+        60,
+    )
     assert (state.phase, state.exit_code) == ("exited", 3)
     assert state.reason == "container task exited with code 3 (Error)"
 
 
 def test_oom_killed() -> None:
-    state = job_state(job(("FailureTarget", "BackoffLimitExceeded")),
-                      [pod({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})], NOW, 60)
+    state = job_state(
+        job(("FailureTarget", "BackoffLimitExceeded")),
+        [pod({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})],
+        NOW,
+        60,
+    )
     assert state.exit_code == 137
     assert "OOMKilled" in str(state.reason) and "resources.memory" in str(state.reason)
 
 
 def test_init_container_failure_names_the_prepare_phase() -> None:
-    state = job_state(job(("Failed", "BackoffLimitExceeded")),
-                      [pod(init={"terminated": {"exitCode": 1, "reason": "Error",
-                                                "message": "dvc pull failed"}})], NOW, 60)
+    state = job_state(
+        job(("Failed", "BackoffLimitExceeded")),
+        [
+            pod(
+                init={
+                    "terminated": {"exitCode": 1, "reason": "Error", "message": "dvc pull failed"}
+                }
+            )
+        ],
+        NOW,
+        60,
+    )
     assert state.reason == "init container prepare exited with code 1 (Error): dvc pull failed"
 
 
@@ -70,16 +100,21 @@ def test_deadline_exceeded() -> None:
 
 def test_image_pull_errors_end_the_attempt() -> None:
     for reason in ("ImagePullBackOff", "ErrImagePull"):
-        state = job_state(job(), [pod({"waiting": {"reason": reason,
-                                                   "message": "not found"}})], NOW, 60)
+        state = job_state(
+            job(), [pod({"waiting": {"reason": reason, "message": "not found"}})], NOW, 60
+        )
         assert state.phase == "exited"
         assert state.reason == f"image 'img:1' cannot be pulled ({reason}): not found"
 
 
 def test_unschedulable_waits_for_its_grace_then_ends() -> None:
-    cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "message": "0/2 nodes are available: 1 Insufficient nvidia.com/gpu.",
-            "lastTransitionTime": (NOW - timedelta(seconds=10)).isoformat()}
+    cond = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/2 nodes are available: 1 Insufficient nvidia.com/gpu.",
+        "lastTransitionTime": (NOW - timedelta(seconds=10)).isoformat(),
+    }
     assert job_state(job(), [pod(conditions=[cond])], NOW, 60).phase == "running"
     state = job_state(job(), [pod(conditions=[cond])], NOW, 5)
     assert state.phase == "exited"
@@ -92,13 +127,29 @@ def test_suspended_job_waits_for_kueue() -> None:
 
 
 def test_service_is_running_with_its_url_and_readiness() -> None:
-    dep = {"status": {"readyReplicas": 1, "conditions": [
-        {"type": "Available", "status": "True"}, {"type": "Progressing", "status": "True"}]}}
+    dep = {
+        "status": {
+            "readyReplicas": 1,
+            "conditions": [
+                {"type": "Available", "status": "True"},
+                {"type": "Progressing", "status": "True"},
+            ],
+        }
+    }
     state = deployment_state(dep, [], "http://s.ns.svc:80", NOW, 60)
     assert state.phase == "running"
     assert state.result == {"url": "http://s.ns.svc:80", "ready": True}
-    stuck = {"status": {"conditions": [{"type": "Progressing", "status": "False",
-                                        "reason": "ProgressDeadlineExceeded",
-                                        "message": "timed out progressing"}]}}
+    stuck = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "Progressing",
+                    "status": "False",
+                    "reason": "ProgressDeadlineExceeded",
+                    "message": "timed out progressing",
+                }
+            ]
+        }
+    }
     ended = deployment_state(stuck, [], "http://s.ns.svc:80", NOW, 60)
     assert ended.phase == "exited" and "never became available" in str(ended.reason)

@@ -39,16 +39,23 @@ def test_resume_then_relist_after_410() -> None:
     stop = threading.Event()
     script = [
         Listing([job("a", "10")], "10"),
-        Stream([{"type": "ADDED", "object": job("b", "11")},
-                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "15"}}}]),
-        Stream([{"type": "DELETED", "object": job("a", "16")},
-                {"type": "ERROR", "object": {"code": 410, "message": "too old"}}]),
+        Stream(
+            [
+                {"type": "ADDED", "object": job("b", "11")},
+                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "15"}}},
+            ]
+        ),
+        Stream(
+            [
+                {"type": "DELETED", "object": job("a", "16")},
+                {"type": "ERROR", "object": {"code": 410, "message": "too old"}},
+            ]
+        ),
         Listing([job("b", "20"), job("c", "20")], "20"),
     ]
 
     def list_fn(namespace: str, **kwargs: Any) -> Any:
-        calls.append(("watch" if kwargs.get("watch") else "list",
-                      kwargs.get("resource_version")))
+        calls.append(("watch" if kwargs.get("watch") else "list", kwargs.get("resource_version")))
         if not script:
             stop.wait(5)
             return Stream([])

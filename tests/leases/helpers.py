@@ -28,9 +28,14 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
 
 
-def inventory(gpus: int = 2, flavor: str = "nvidia.com/gpu", rwo: Iterable[str] = ("scratch",),
-              rwx: Iterable[str] = ("datasets",), quotas: dict[str, Quota] | None = None,
-              pools: int = 1) -> Inventory:
+def inventory(
+    gpus: int = 2,
+    flavor: str = "nvidia.com/gpu",
+    rwo: Iterable[str] = ("scratch",),
+    rwx: Iterable[str] = ("datasets",),
+    quotas: dict[str, Quota] | None = None,
+    pools: int = 1,
+) -> Inventory:
     return Inventory(
         gpu_pools=[GpuPool(name=f"pool{i}", flavor=flavor, count=gpus) for i in range(pools)],
         volumes=[Volume(claim=c, access="RWO") for c in rwo]
@@ -45,10 +50,17 @@ def migrated(url: str) -> Database:
     return db
 
 
-def spec(gpu: int = 0, volumes: Iterable[tuple[str, str]] = (), flavor: str | None = None,
-         cpu: float | None = None, memory: str | None = None) -> dict[str, Any]:
-    resources: dict[str, Any] = {"gpu": gpu,
-                                 "volumes": [{"claim": c, "mode": m} for c, m in volumes]}
+def spec(
+    gpu: int = 0,
+    volumes: Iterable[tuple[str, str]] = (),
+    flavor: str | None = None,
+    cpu: float | None = None,
+    memory: str | None = None,
+) -> dict[str, Any]:
+    resources: dict[str, Any] = {
+        "gpu": gpu,
+        "volumes": [{"claim": c, "mode": m} for c, m in volumes],
+    }
     if flavor:
         resources["gpu_flavor"] = flavor
     if cpu is not None:
@@ -58,13 +70,28 @@ def spec(gpu: int = 0, volumes: Iterable[tuple[str, str]] = (), flavor: str | No
     return {"command": ["true"], "resources": resources}
 
 
-def add_task(session: Any, task_id: str, team: str = "default", priority: int = 0,
-             queued_at: datetime = T0, **claims: Any) -> TaskRow:
+def add_task(
+    session: Any,
+    task_id: str,
+    team: str = "default",
+    priority: int = 0,
+    queued_at: datetime = T0,
+    **claims: Any,
+) -> TaskRow:
     if session.get(RunRow, "run") is None:
         session.add(RunRow(id="run", pipeline="p", status="running", labels={}))
         session.flush()
-    row = TaskRow(id=task_id, run_id="run", name=task_id, team=team, spec=spec(**claims),
-                  resolved={}, status="queued", priority=priority, queued_at=queued_at)
+    row = TaskRow(
+        id=task_id,
+        run_id="run",
+        name=task_id,
+        team=team,
+        spec=spec(**claims),
+        resolved={},
+        status="queued",
+        priority=priority,
+        queued_at=queued_at,
+    )
     session.add(row)
     session.flush()
     return row

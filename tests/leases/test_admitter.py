@@ -88,11 +88,11 @@ def test_rwx_many_readers_or_one_writer_and_rwo_exclusive(db: Database) -> None:
         add_task(s, "o2", volumes=[("scratch", "ro")], queued_at=T0 + timedelta(seconds=1))
     out = admit(db, admitter, "r1", "r2", "w", "r3", "o1", "o2")
     assert out["r1"].admitted and out["r2"].admitted
-    assert out["w"].reason == ("waiting for volume datasets (rw, RWX): "
-                               "2 reader(s) hold it")
+    assert out["w"].reason == ("waiting for volume datasets (rw, RWX): 2 reader(s) hold it")
     # the waiting writer reserves the volume: later readers queue behind it
-    assert out["r3"].reason == ("waiting for volume datasets (ro, RWX): "
-                                "reserved for an earlier task")
+    assert out["r3"].reason == (
+        "waiting for volume datasets (ro, RWX): reserved for an earlier task"
+    )
     assert out["o1"].admitted
     assert out["o2"].reason.startswith("waiting for volume scratch (ro, RWO): held by")
     env = json.loads(out["r1"].env["TRACECTL_VOLUMES"])
@@ -145,14 +145,19 @@ def test_empty_inventory_admits_claimless_tasks_and_explains_the_rest(db: Databa
         add_task(s, "vol", volumes=[("scratch", "rw")])
     out = admit(db, admitter, "plain", "gpu", "vol")
     assert out["plain"].admitted and out["plain"].env == {}
-    assert out["gpu"].reason == ("cannot ever start: no gpu of flavor any in the inventory "
-                                 "(set TRACECTL_INVENTORY_FILE)")
+    assert out["gpu"].reason == (
+        "cannot ever start: no gpu of flavor any in the inventory (set TRACECTL_INVENTORY_FILE)"
+    )
     assert out["vol"].reason == "cannot ever start: volume scratch is not in the inventory"
 
 
 def test_flavor_and_pool_size(db: Database) -> None:
-    inv = Inventory(gpu_pools=[GpuPool(name="a100", flavor="nvidia.com/a100", count=2),
-                               GpuPool(name="t4", flavor="nvidia.com/t4", count=1)])
+    inv = Inventory(
+        gpu_pools=[
+            GpuPool(name="a100", flavor="nvidia.com/a100", count=2),
+            GpuPool(name="t4", flavor="nvidia.com/t4", count=1),
+        ]
+    )
     admitter = LeaseAdmitter(inv, 30, FakeClock())
     with db.write() as s:
         add_task(s, "t4", gpu=1, flavor="nvidia.com/t4")
@@ -194,9 +199,20 @@ def test_the_database_refuses_a_second_exclusive_lease(db: Database) -> None:
         add_task(s, "a", gpu=1)
     admit(db, admitter, "a")
     with pytest.raises(IntegrityError), db.write() as s:
-        s.add(LeaseRow(task_id="intruder", team="x", attempt=1, resource="gpu:pool0:0",
-                       kind="gpu", mode="rw", is_exclusive=True, fencing_token=99,
-                       granted_at=T0, expires_at=T0))
+        s.add(
+            LeaseRow(
+                task_id="intruder",
+                team="x",
+                attempt=1,
+                resource="gpu:pool0:0",
+                kind="gpu",
+                mode="rw",
+                is_exclusive=True,
+                fencing_token=99,
+                granted_at=T0,
+                expires_at=T0,
+            )
+        )
     with pytest.raises(IntegrityError), db.write() as s:
         unit = s.get(ResourceRow, "gpu:pool0:0")
         assert unit is not None

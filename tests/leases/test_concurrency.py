@@ -28,8 +28,13 @@ def _assert_clean(result: dict[str, object]) -> None:
 
 @pytest.mark.timeout(240)
 def test_sqlite_threads_and_processes_never_double_grant(tmp_path: Path) -> None:
-    result = run(f"sqlite:///{tmp_path / 'race.db'}", contenders=12, seconds=SECONDS,
-                 processes=4, threads_in_parent=8)
+    result = run(
+        f"sqlite:///{tmp_path / 'race.db'}",
+        contenders=12,
+        seconds=SECONDS,
+        processes=4,
+        threads_in_parent=8,
+    )
     assert result["processes"] == 5
     _assert_clean(result)
 

@@ -39,18 +39,24 @@ def submit_gpu_tasks(client: TestClient, count: int) -> list[str]:
     run = client.post("/v1/runs", json={"pipeline": "gpu"}).json()["id"]
     ids = []
     for i in range(count):
-        response = client.post(f"/v1/runs/{run}/tasks", json={
-            "name": f"train-{i}",
-            "spec": {"command": SLEEP_1S, "resources": {"gpu": 1,
-                                                        "gpu_flavor": "nvidia.com/gpu"}},
-        })
+        response = client.post(
+            f"/v1/runs/{run}/tasks",
+            json={
+                "name": f"train-{i}",
+                "spec": {
+                    "command": SLEEP_1S,
+                    "resources": {"gpu": 1, "gpu_flavor": "nvidia.com/gpu"},
+                },
+            },
+        )
         assert response.status_code == 201, response.text
         ids.append(response.json()["id"])
     return ids
 
 
-def tick_until_done(svc: ControllerService, client: TestClient, ids: list[str],
-                    timeout: float = 120) -> int:
+def tick_until_done(
+    svc: ControllerService, client: TestClient, ids: list[str], timeout: float = 120
+) -> int:
     """Tick the supervisor until every task ended; return the most active GPU leases seen."""
     most = 0
     deadline = time.monotonic() + timeout
@@ -78,9 +84,16 @@ def test_one_gpu_three_tasks_never_overlap(tmp_path: Path) -> None:
         task = client.get(f"/v1/tasks/{ids[1]}").json()
         assert task["queue"]["reason"].startswith("waiting for 1 gpu")
         resources = client.get("/v1/resources").json()
-        assert resources["gpu_pools"] == [{"pool": "gpu-worker", "flavor": "nvidia.com/gpu",
-                                           "capacity": 1, "in_use": 1, "queued_demand": 2,
-                                           "free": 0}]
+        assert resources["gpu_pools"] == [
+            {
+                "pool": "gpu-worker",
+                "flavor": "nvidia.com/gpu",
+                "capacity": 1,
+                "in_use": 1,
+                "queued_demand": 2,
+                "free": 0,
+            }
+        ]
         [gpu] = [r for r in resources["items"] if r["kind"] == "gpu"]
         assert gpu["holder_task"] == ids[0]
 
@@ -93,9 +106,13 @@ def test_one_gpu_three_tasks_never_overlap(tmp_path: Path) -> None:
             lineage = client.get(f"/v1/tasks/{task_id}/lineage").json()
             [lease] = lineage["leases"]
             assert lease["resource"] == "gpu:gpu-worker:0"
-            spans.append((datetime.fromisoformat(task["started_at"]),
-                          datetime.fromisoformat(task["finished_at"]),
-                          lease["fencing_token"]))
+            spans.append(
+                (
+                    datetime.fromisoformat(task["started_at"]),
+                    datetime.fromisoformat(task["finished_at"]),
+                    lease["fencing_token"],
+                )
+            )
         spans.sort()
         tokens = [token for _s, _f, token in spans]
         assert tokens == sorted(tokens) and len(set(tokens)) == 3, spans
@@ -104,11 +121,11 @@ def test_one_gpu_three_tasks_never_overlap(tmp_path: Path) -> None:
         assert client.get("/v1/leases").json()["items"] == []
         everything = client.get("/v1/leases", params={"state": "all", "limit": 2}).json()
         assert len(everything["items"]) == 2 and everything["next_cursor"]
-        rest = client.get("/v1/leases", params={"state": "all",
-                                                "cursor": everything["next_cursor"]}).json()
+        rest = client.get(
+            "/v1/leases", params={"state": "all", "cursor": everything["next_cursor"]}
+        ).json()
         assert len(rest["items"]) == 1 and rest["next_cursor"] is None
-        assert all(x["release_reason"] == "succeeded"
-                   for x in everything["items"] + rest["items"])
+        assert all(x["release_reason"] == "succeeded" for x in everything["items"] + rest["items"])
 
 
 @pytest.mark.timeout(240)
@@ -124,10 +141,15 @@ def test_force_release_needs_admin_and_is_audited(tmp_path: Path) -> None:
         assert denied.headers["content-type"].startswith("application/problem+json")
         admin = {"X-Tracectl-Role": "admin", "X-Tracectl-Actor": "alice"}
         assert client.post(url, json={}, headers=admin).status_code == 422
-        assert client.post("/v1/leases/999999/release", json={"reason": "x"},
-                           headers=admin).status_code == 404
-        released: dict[str, Any] = client.post(url, json={"reason": "node drained"},
-                                               headers=admin).json()
+        assert (
+            client.post(
+                "/v1/leases/999999/release", json={"reason": "x"}, headers=admin
+            ).status_code
+            == 404
+        )
+        released: dict[str, Any] = client.post(
+            url, json={"reason": "node drained"}, headers=admin
+        ).json()
         assert released["release_reason"] == "force-released: node drained"
         assert client.post(url, json={"reason": "again"}, headers=admin).status_code == 409
         with svc.db.read() as session:

@@ -25,8 +25,9 @@ SLEEP_3S = [sys.executable, "-c", "import time; time.sleep(3)"]
 
 class Server(ServerProcess):
     def __init__(self, home: Path, inventory: Path) -> None:
-        super().__init__(home, {"TRACECTL_INVENTORY_FILE": str(inventory),
-                                "TRACECTL_LEASE_TTL_S": "2"})
+        super().__init__(
+            home, {"TRACECTL_INVENTORY_FILE": str(inventory), "TRACECTL_LEASE_TTL_S": "2"}
+        )
 
 
 @pytest.fixture
@@ -42,9 +43,13 @@ def server(tmp_path: Path) -> Iterator[Server]:
 @pytest.mark.timeout(300)
 def test_kill9_while_holding_the_gpu(server: Server) -> None:
     run = httpx.post(f"{server.url}/v1/runs", json={"pipeline": "kill9"}).json()["id"]
-    ids = [httpx.post(f"{server.url}/v1/runs/{run}/tasks", json={
-        "name": f"gpu-{i}", "spec": {"command": SLEEP_3S, "resources": {"gpu": 1}}},
-    ).json()["id"] for i in range(2)]
+    ids = [
+        httpx.post(
+            f"{server.url}/v1/runs/{run}/tasks",
+            json={"name": f"gpu-{i}", "spec": {"command": SLEEP_3S, "resources": {"gpu": 1}}},
+        ).json()["id"]
+        for i in range(2)
+    ]
 
     most_active = 0
     deadline = time.monotonic() + 60
@@ -76,9 +81,14 @@ def test_kill9_while_holding_the_gpu(server: Server) -> None:
     leases = server.get("/v1/leases", state="all")["items"]
     assert {x["task_id"] for x in leases} == set(ids)
     assert leases[0]["task_id"] == first
-    spans = sorted((datetime.fromisoformat(x["granted_at"]),
-                    datetime.fromisoformat(x["released_at"]), x["fencing_token"])
-                   for x in leases)
+    spans = sorted(
+        (
+            datetime.fromisoformat(x["granted_at"]),
+            datetime.fromisoformat(x["released_at"]),
+            x["fencing_token"],
+        )
+        for x in leases
+    )
     for (_g0, r0, t0), (g1, _r1, t1) in itertools.pairwise(spans):
         assert g1 >= r0 and t1 > t0, f"two holds of the one GPU overlapped: {spans}"
     # the second task started only after the first one's process was gone

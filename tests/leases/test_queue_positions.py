@@ -29,8 +29,7 @@ def test_positions_follow_fair_share_not_fifo(tmp_path: Path) -> None:
     svc = ControllerService(settings)
     svc.db.migrate()
     with svc.db.write() as session:
-        for i, (task_id, team) in enumerate([("a0", "a"), ("a1", "a"), ("a2", "a"),
-                                             ("b1", "b")]):
+        for i, (task_id, team) in enumerate([("a0", "a"), ("a1", "a"), ("a2", "a"), ("b1", "b")]):
             add_task(session, task_id, team=team, queued_at=T0 + timedelta(seconds=i), gpu=2)
     with svc.db.write() as session:
         a0 = session.get(TaskRow, "a0")
@@ -39,12 +38,12 @@ def test_positions_follow_fair_share_not_fifo(tmp_path: Path) -> None:
         a0.status = "running"
 
     with TestClient(create_app(settings, service=svc, run_supervisor=False)) as client:
-        shown = {t: client.get(f"/v1/tasks/{t}").json()["queue"]["position"]
-                 for t in ("a1", "a2", "b1")}
+        shown = {
+            t: client.get(f"/v1/tasks/{t}").json()["queue"]["position"] for t in ("a1", "a2", "b1")
+        }
         assert shown == {"b1": 1, "a1": 2, "a2": 3}
         queue = client.get("/v1/queue").json()["items"]
-        assert [(x["task_id"], x["position"]) for x in queue] == [("b1", 1), ("a1", 2),
-                                                                  ("a2", 3)]
+        assert [(x["task_id"], x["position"]) for x in queue] == [("b1", 1), ("a1", 2), ("a2", 3)]
         listed = client.get("/v1/tasks").json()["items"]
         assert {t["id"]: t["queue"]["position"] for t in listed if t["queue"]} == shown
 

@@ -23,22 +23,33 @@ volumes: [{claim: datasets, access: RWX}]
 def api(tmp_path: Path, mlflow_uri: str) -> Iterator[Api]:
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text(INVENTORY)
-    settings = Settings(home=tmp_path / "home", inventory_file=inventory,
-                        supervisor_interval_s=0.05, tracking_uri=mlflow_uri)
+    settings = Settings(
+        home=tmp_path / "home",
+        inventory_file=inventory,
+        supervisor_interval_s=0.05,
+        tracking_uri=mlflow_uri,
+    )
     with TestClient(create_app(settings)) as client:
         yield Api(client, settings)
 
 
 def flat(lease: dict[str, Any]) -> dict[str, Any]:
     """A lease as a record shows it ({resource, fencing_token, detail}) as /v1/leases does."""
-    return {"resource": lease["resource"], "fencing_token": lease["fencing_token"],
-            **lease["detail"]}
+    return {
+        "resource": lease["resource"],
+        "fencing_token": lease["fencing_token"],
+        **lease["detail"],
+    }
 
 
 def test_passport_lineage_openlineage_and_the_lease_list_agree(api: Api) -> None:
     run_id = api.run("leases")
-    task = api.submit(run_id, "train", command=["python", "-c", "print(1)"],
-                      resources={"gpu": 1, "volumes": [{"claim": "datasets", "mode": "ro"}]})
+    task = api.submit(
+        run_id,
+        "train",
+        command=["python", "-c", "print(1)"],
+        resources={"gpu": 1, "volumes": [{"claim": "datasets", "mode": "ro"}]},
+    )
     assert api.wait(task["id"])["status"] == "succeeded"
     client = api.client
     listed = client.get("/v1/leases", params={"state": "all", "task_id": task["id"]}).json()

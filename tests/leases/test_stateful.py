@@ -36,13 +36,24 @@ migrated(f"sqlite:///{_TEMPLATE}").dispose()
 
 # sampled_from, not integers/lists: Hypothesis favours small values, and a queue of
 # claimless tasks (admitted at once) would leave the interesting states unvisited
-volume_claims = st.sampled_from([
-    [], [("scratch", "rw")], [("datasets", "ro")], [("datasets", "rw")], [("scratch", "ro")],
-    [("scratch", "rw"), ("datasets", "ro")], [("datasets", "ro"), ("datasets", "rw")],
-    [("missing", "ro")],
-])
-task_claims = st.tuples(st.sampled_from([1, 2, 0, 1, 3, 4]), volume_claims,
-                        st.sampled_from(["a", "b"]), st.sampled_from([0, 1]))
+volume_claims = st.sampled_from(
+    [
+        [],
+        [("scratch", "rw")],
+        [("datasets", "ro")],
+        [("datasets", "rw")],
+        [("scratch", "ro")],
+        [("scratch", "rw"), ("datasets", "ro")],
+        [("datasets", "ro"), ("datasets", "rw")],
+        [("missing", "ro")],
+    ]
+)
+task_claims = st.tuples(
+    st.sampled_from([1, 2, 0, 1, 3, 4]),
+    volume_claims,
+    st.sampled_from(["a", "b"]),
+    st.sampled_from([0, 1]),
+)
 
 
 class LeaseMachine(RuleBasedStateMachine):
@@ -85,8 +96,15 @@ class LeaseMachine(RuleBasedStateMachine):
     def _submit(self, gpu: int, volumes: list[tuple[str, str]], team: str, priority: int) -> None:
         task_id = f"t{next(self.ids)}"
         with self.db.write() as session:
-            row = add_task(session, task_id, team=team, priority=priority,
-                           queued_at=self.clock.now, gpu=gpu, volumes=volumes)
+            row = add_task(
+                session,
+                task_id,
+                team=team,
+                priority=priority,
+                queued_at=self.clock.now,
+                gpu=gpu,
+                volumes=volumes,
+            )
             self.claims[task_id] = Claims.of_spec(row.spec)
         self.status[task_id] = "queued"
 
@@ -97,12 +115,20 @@ class LeaseMachine(RuleBasedStateMachine):
         # leases of crashed holders are reclaimed once expired, in a round that leases anything
         if any(self.claims[t].leases_anything for t in queued_ids):
             for task_id, status in self.status.items():
-                if status == "crashed" and self.held.get(task_id) and \
-                        self.expiry[task_id] < self._t():
+                if (
+                    status == "crashed"
+                    and self.held.get(task_id)
+                    and self.expiry[task_id] < self._t()
+                ):
                     self.held[task_id] = set()
         with self.db.write() as session:
-            rows = list(session.scalars(select(TaskRow).where(TaskRow.id.in_(queued_ids))
-                                        .order_by(TaskRow.priority.desc(), TaskRow.queued_at)))
+            rows = list(
+                session.scalars(
+                    select(TaskRow)
+                    .where(TaskRow.id.in_(queued_ids))
+                    .order_by(TaskRow.priority.desc(), TaskRow.queued_at)
+                )
+            )
             decisions = self.admitter.admit(session, rows)
             for row in rows:
                 if decisions[row.id].admitted:
@@ -117,8 +143,9 @@ class LeaseMachine(RuleBasedStateMachine):
             self.held[task_id] = {x["resource"] for x in leases}
             self.expiry[task_id] = self._t() + TTL
             assert sum(1 for x in leases if x["kind"] == "gpu") == want.gpu
-            assert {x["resource"] for x in leases if x["kind"] == "volume"} == \
-                {f"volume:{v.claim}" for v in want.volumes}
+            assert {x["resource"] for x in leases if x["kind"] == "volume"} == {
+                f"volume:{v.claim}" for v in want.volumes
+            }
             if leases:
                 assert len({x["fencing_token"] for x in leases}) == 1
                 token = leases[0]["fencing_token"]
@@ -202,8 +229,7 @@ class LeaseMachine(RuleBasedStateMachine):
         with self.db.write() as session:
             self.admitter.reclaim_expired(session, lambda t: self.status.get(t) == "running")
         for task_id, status in self.status.items():
-            if status != "running" and self.held.get(task_id) and \
-                    self.expiry[task_id] < self._t():
+            if status != "running" and self.held.get(task_id) and self.expiry[task_id] < self._t():
                 self.held[task_id] = set()
 
     # -- invariants ---------------------------------------------------------------------------
@@ -212,8 +238,9 @@ class LeaseMachine(RuleBasedStateMachine):
         with self.db.read() as session:
             active = active_leases(session)
             units = resource_rows(session)
-            all_tokens = [t for (t,) in session.execute(
-                select(LeaseRow.fencing_token).order_by(LeaseRow.id))]
+            all_tokens = [
+                t for (t,) in session.execute(select(LeaseRow.fencing_token).order_by(LeaseRow.id))
+            ]
         exclusive: dict[str, list[str]] = {}
         shared: dict[str, int] = {}
         store_held: dict[str, set[str]] = {}
@@ -239,7 +266,9 @@ class LeaseMachine(RuleBasedStateMachine):
 
 
 LeaseMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None,
+    max_examples=60,
+    stateful_step_count=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestLeaseMachine = LeaseMachine.TestCase

@@ -45,8 +45,10 @@ def with_lineage_routes(settings: Settings) -> Any:
 
 def run_demo(api: Api, repo: Path, params: dict[str, Any] | None = None) -> str:
     run_id = api.run("wine-classifier")
-    ids = [api.submit(run_id, body["name"], **body["spec"])["id"]
-           for body in task_specs(repo, params or {"n_estimators": 20, "max_depth": 4})]
+    ids = [
+        api.submit(run_id, body["name"], **body["spec"])["id"]
+        for body in task_specs(repo, params or {"n_estimators": 20, "max_depth": 4})
+    ]
     for task_id in ids:
         assert api.wait(task_id, timeout=300)["status"] == "succeeded"
     return run_id
@@ -57,9 +59,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     root = tmp_path_factory.mktemp("lineage")
     # preflight's data check is another module's concern (and reads DVC's quoted remote
     # section names wrongly at the time of writing); reproduction does its own remote check.
-    settings = Settings(home=root / "home", supervisor_interval_s=0.05, cancel_grace_s=1.0,
-                        retry_backoff_s=0.1, tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-                        preflight="data.not_in_remote=warn")
+    settings = Settings(
+        home=root / "home",
+        supervisor_interval_s=0.05,
+        cancel_grace_s=1.0,
+        retry_backoff_s=0.1,
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        preflight="data.not_in_remote=warn",
+    )
     repo, remote = build_demo_repo(root / "demo")
     with TestClient(with_lineage_routes(settings)) as client:
         api = Api(client, settings)
@@ -67,6 +74,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         lineage = client.get(f"/v1/runs/{run_id}/lineage").json()
         dvc = yaml.safe_load((repo / "data" / "wine.csv.dvc").read_text())["outs"][0]["md5"]
         assert dvc == hashlib.md5((repo / "data" / "wine.csv").read_bytes()).hexdigest()
-        yield Demo(api=api, repo=repo, remote=remote, run_id=run_id,
-                   tasks={t["name"]: t for t in lineage["tasks"]},
-                   head=git(repo, "rev-parse", "HEAD"), md5=dvc)
+        yield Demo(
+            api=api,
+            repo=repo,
+            remote=remote,
+            run_id=run_id,
+            tasks={t["name"]: t for t in lineage["tasks"]},
+            head=git(repo, "rev-parse", "HEAD"),
+            md5=dvc,
+        )

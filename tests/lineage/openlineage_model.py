@@ -132,13 +132,21 @@ class ArtifactFacet(DatasetFacet):
 
 # Which class reads a facet, by the base class the spec gives its map and the facet's key.
 FACETS: dict[type, dict[str, type]] = {
-    RunFacet: {"parent": ParentRunFacet, "errorMessage": ErrorMessageRunFacet,
-               "tracectl_environment": EnvironmentFacet, "tracectl_task": TaskFacet,
-               "mlflow": MlflowRunFacet, "tracectl_leases": LeasesFacet,
-               "tracectl_logs": LogsFacet},
+    RunFacet: {
+        "parent": ParentRunFacet,
+        "errorMessage": ErrorMessageRunFacet,
+        "tracectl_environment": EnvironmentFacet,
+        "tracectl_task": TaskFacet,
+        "mlflow": MlflowRunFacet,
+        "tracectl_leases": LeasesFacet,
+        "tracectl_logs": LogsFacet,
+    },
     JobFacet: {"sourceCodeLocation": SourceCodeLocationJobFacet},
-    DatasetFacet: {"version": DatasetVersionDatasetFacet, "dvc": DvcDatasetFacet,
-                   "tracectl_artifact": ArtifactFacet},
+    DatasetFacet: {
+        "version": DatasetVersionDatasetFacet,
+        "dvc": DvcDatasetFacet,
+        "tracectl_artifact": ArtifactFacet,
+    },
     InputDatasetFacet: {},
     OutputDatasetFacet: {},
 }
@@ -163,11 +171,16 @@ def round_trip(data: Any) -> dict[str, Any]:
 
 def without_added_empties(serialized: Any, original: Any) -> Any:
     if isinstance(serialized, dict) and isinstance(original, dict):
-        return {key: without_added_empties(value, original.get(key))
-                for key, value in serialized.items()
-                if key in original or value not in ({}, [])}
-    if isinstance(serialized, list) and isinstance(original, list) \
-            and len(serialized) == len(original):
+        return {
+            key: without_added_empties(value, original.get(key))
+            for key, value in serialized.items()
+            if key in original or value not in ({}, [])
+        }
+    if (
+        isinstance(serialized, list)
+        and isinstance(original, list)
+        and len(serialized) == len(original)
+    ):
         return [without_added_empties(s, o) for s, o in zip(serialized, original, strict=True)]
     return serialized
 
@@ -231,8 +244,10 @@ def _value(tp: Any, value: Any, loc: str) -> Any:
             raise InvalidEvent(f"{loc}: expected an object, got {value!r}")
         _, item = typing.get_args(tp)
         if item in FACETS:
-            return {name: _build(_facet_class(item, name, f"{loc}.{name}"), v, f"{loc}.{name}")
-                    for name, v in value.items()}
+            return {
+                name: _build(_facet_class(item, name, f"{loc}.{name}"), v, f"{loc}.{name}")
+                for name, v in value.items()
+            }
         return {str(k): _value(item, v, f"{loc}.{k}") for k, v in value.items()}
     if isinstance(tp, type) and issubclass(tp, Enum):
         try:

@@ -14,28 +14,50 @@ from typing import Any
 FACET: dict[str, Any] = {
     "type": "object",
     "required": ["_producer", "_schemaURL"],
-    "properties": {"_producer": {"type": "string", "format": "uri"},
-                   "_schemaURL": {"type": "string", "format": "uri"}},
+    "properties": {
+        "_producer": {"type": "string", "format": "uri"},
+        "_schemaURL": {"type": "string", "format": "uri"},
+    },
 }
 FACETS: dict[str, Any] = {"type": "object", "additionalProperties": {"$ref": "#/$defs/Facet"}}
 DATASET: dict[str, Any] = {
-    "type": "object", "required": ["namespace", "name"],
-    "properties": {"namespace": {"type": "string"}, "name": {"type": "string"},
-                   "facets": FACETS, "inputFacets": FACETS, "outputFacets": FACETS},
+    "type": "object",
+    "required": ["namespace", "name"],
+    "properties": {
+        "namespace": {"type": "string"},
+        "name": {"type": "string"},
+        "facets": FACETS,
+        "inputFacets": FACETS,
+        "outputFacets": FACETS,
+    },
 }
 RUN_EVENT: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$defs": {
         "Facet": FACET,
         "ParentRunFacet": {
-            "allOf": [FACET, {"type": "object", "required": ["run", "job"], "properties": {
-                "run": {"type": "object", "required": ["runId"],
-                        "properties": {"runId": {"type": "string", "format": "uuid"}}},
-                "job": {"type": "object", "required": ["namespace", "name"]}}}]},
+            "allOf": [
+                FACET,
+                {
+                    "type": "object",
+                    "required": ["run", "job"],
+                    "properties": {
+                        "run": {
+                            "type": "object",
+                            "required": ["runId"],
+                            "properties": {"runId": {"type": "string", "format": "uuid"}},
+                        },
+                        "job": {"type": "object", "required": ["namespace", "name"]},
+                    },
+                },
+            ]
+        },
         "SourceCodeLocationJobFacet": {
-            "allOf": [FACET, {"type": "object", "required": ["type", "url"]}]},
+            "allOf": [FACET, {"type": "object", "required": ["type", "url"]}]
+        },
         "DatasetVersionDatasetFacet": {
-            "allOf": [FACET, {"type": "object", "required": ["datasetVersion"]}]},
+            "allOf": [FACET, {"type": "object", "required": ["datasetVersion"]}]
+        },
     },
     "type": "object",
     "required": ["eventTime", "producer", "schemaURL", "run", "job"],
@@ -44,16 +66,33 @@ RUN_EVENT: dict[str, Any] = {
         "eventTime": {"type": "string", "format": "date-time"},
         "producer": {"type": "string", "format": "uri"},
         "schemaURL": {"type": "string", "format": "uri"},
-        "run": {"type": "object", "required": ["runId"], "properties": {
-            "runId": {"type": "string", "format": "uuid"},
-            "facets": {"type": "object", "properties": {
-                "parent": {"$ref": "#/$defs/ParentRunFacet"}},
-                "additionalProperties": {"$ref": "#/$defs/Facet"}}}},
-        "job": {"type": "object", "required": ["namespace", "name"], "properties": {
-            "namespace": {"type": "string"}, "name": {"type": "string"},
-            "facets": {"type": "object", "properties": {
-                "sourceCodeLocation": {"$ref": "#/$defs/SourceCodeLocationJobFacet"}},
-                "additionalProperties": {"$ref": "#/$defs/Facet"}}}},
+        "run": {
+            "type": "object",
+            "required": ["runId"],
+            "properties": {
+                "runId": {"type": "string", "format": "uuid"},
+                "facets": {
+                    "type": "object",
+                    "properties": {"parent": {"$ref": "#/$defs/ParentRunFacet"}},
+                    "additionalProperties": {"$ref": "#/$defs/Facet"},
+                },
+            },
+        },
+        "job": {
+            "type": "object",
+            "required": ["namespace", "name"],
+            "properties": {
+                "namespace": {"type": "string"},
+                "name": {"type": "string"},
+                "facets": {
+                    "type": "object",
+                    "properties": {
+                        "sourceCodeLocation": {"$ref": "#/$defs/SourceCodeLocationJobFacet"}
+                    },
+                    "additionalProperties": {"$ref": "#/$defs/Facet"},
+                },
+            },
+        },
         "inputs": {"type": "array", "items": DATASET},
         "outputs": {"type": "array", "items": DATASET},
     },

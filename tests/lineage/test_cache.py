@@ -13,10 +13,17 @@ from controller.store.lineage_schema import LineageEdgeRow
 from controller.store.schema import LineageEventRow, TaskRow
 from tests.lineage.conftest import Demo
 
-SPEC: dict[str, Any] = {"command": ["python", "train.py"], "params": {"seed": 1},
-                        "image": "python:3.11", "env": {"A": "1"}, "outputs": ["m.pkl"]}
-RESOLVED: dict[str, Any] = {"commit": "a" * 40,
-                            "data": [{"path": "d.csv", "md5": "b" * 32, "rev": "a" * 40}]}
+SPEC: dict[str, Any] = {
+    "command": ["python", "train.py"],
+    "params": {"seed": 1},
+    "image": "python:3.11",
+    "env": {"A": "1"},
+    "outputs": ["m.pkl"],
+}
+RESOLVED: dict[str, Any] = {
+    "commit": "a" * 40,
+    "data": [{"path": "d.csv", "md5": "b" * 32, "rev": "a" * 40}],
+}
 INPUTS = [("x.csv", "c" * 64), ("y.csv", "d" * 64)]
 
 
@@ -30,15 +37,17 @@ def test_key_covers_every_input() -> None:
         cache.cache_key({**SPEC, "command": ["python", "other.py"]}, RESOLVED, INPUTS),
         cache.cache_key({**SPEC, "env": {"A": "2"}}, RESOLVED, INPUTS),
         cache.cache_key(SPEC, {**RESOLVED, "commit": "f" * 40}, INPUTS),
-        cache.cache_key(SPEC, {**RESOLVED, "data": [{**RESOLVED["data"][0], "md5": "e" * 32}]},
-                        INPUTS),
+        cache.cache_key(
+            SPEC, {**RESOLVED, "data": [{**RESOLVED["data"][0], "md5": "e" * 32}]}, INPUTS
+        ),
         cache.cache_key(SPEC, RESOLVED, [("x.csv", "0" * 64), INPUTS[1]]),
         cache.cache_key(SPEC, RESOLVED, [("z.csv", INPUTS[0][1]), INPUTS[1]]),
     ]
     assert base not in changed and len(set(changed)) == len(changed)
     # The rev is how the md5 was found, not what was read: another rev, same bytes, same key.
     assert base == cache.cache_key(
-        SPEC, {**RESOLVED, "data": [{**RESOLVED["data"][0], "rev": "9" * 40}]}, INPUTS)
+        SPEC, {**RESOLVED, "data": [{**RESOLVED["data"][0], "rev": "9" * 40}]}, INPUTS
+    )
 
 
 def test_a_succeeded_task_is_found_by_its_key_and_a_hit_is_logged(demo: Demo) -> None:
@@ -66,9 +75,15 @@ def test_a_succeeded_task_is_found_by_its_key_and_a_hit_is_logged(demo: Demo) ->
         cache.record_hit(session, row, hit)
     catch_up(db)
     with db.read() as session:
-        event = session.scalar(select(LineageEventRow).where(
-            LineageEventRow.task_id == task["id"], LineageEventRow.type == "task.cached"))
+        event = session.scalar(
+            select(LineageEventRow).where(
+                LineageEventRow.task_id == task["id"], LineageEventRow.type == "task.cached"
+            )
+        )
         assert event is not None and event.payload["cached_from_run"] == hit.run_id
-        edge = session.scalar(select(LineageEdgeRow).where(
-            LineageEdgeRow.dst == f"task:{task['id']}", LineageEdgeRow.kind == "cached"))
+        edge = session.scalar(
+            select(LineageEdgeRow).where(
+                LineageEdgeRow.dst == f"task:{task['id']}", LineageEdgeRow.kind == "cached"
+            )
+        )
         assert edge is not None and edge.src == f"task:{hit.task_id}"

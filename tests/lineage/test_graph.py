@@ -69,10 +69,10 @@ def test_lookups(demo: Demo) -> None:
     by_mlflow = client.get("/v1/lineage/lookup", params={"mlflow_run_id": mlflow_id}).json()
     assert by_mlflow["task_id"] == demo.tasks["evaluate"]["id"]
     by_commit = client.get("/v1/lineage/lookup", params={"commit": demo.head}).json()
-    assert {u["task_id"] for u in by_commit["used_by"]} == {
-        t["id"] for t in demo.tasks.values()}
-    by_data = client.get("/v1/lineage/lookup",
-                         params={"dataset": f"data/wine.csv@{demo.md5}"}).json()
+    assert {u["task_id"] for u in by_commit["used_by"]} == {t["id"] for t in demo.tasks.values()}
+    by_data = client.get(
+        "/v1/lineage/lookup", params={"dataset": f"data/wine.csv@{demo.md5}"}
+    ).json()
     assert {i["run_id"] for i in by_data["items"]} >= {demo.run_id}
     assert demo.tasks["prepare"]["id"] in {i["task_id"] for i in by_data["items"]}
 
@@ -84,8 +84,10 @@ def test_bad_queries_name_the_problem(demo: Demo) -> None:
     two = client.get("/v1/lineage/lookup", params={"sha256": "a", "commit": "b"})
     assert two.status_code == 422 and "exactly one" in two.json()["detail"]
     assert client.get("/v1/lineage/lookup", params={"mlflow_run_id": "nope"}).status_code == 404
-    assert client.get("/v1/lineage/upstream",
-                      params={"node": "task:x", "cursor": "%%%"}).status_code == 422
+    assert (
+        client.get("/v1/lineage/upstream", params={"node": "task:x", "cursor": "%%%"}).status_code
+        == 422
+    )
 
 
 def test_diff_of_a_run_with_itself_and_with_other_params(demo: Demo) -> None:
@@ -109,50 +111,76 @@ def test_a_task_that_declares_a_model_version_is_downstream_of_it(demo: Demo) ->
     client = demo.api.client
     train = demo.tasks["train"]
     with client.app.state.service.db.write() as session:  # type: ignore[attr-defined]
-        session.add_all(model_events(demo.run_id, train["id"], [
-            {"name": "wine served", "version": "7", "source": "runs:/x/model"}]))
+        session.add_all(
+            model_events(
+                demo.run_id,
+                train["id"],
+                [{"name": "wine served", "version": "7", "source": "runs:/x/model"}],
+            )
+        )
     run_id = demo.api.run("serving")
-    served = demo.api.submit(run_id, "serve", models=["models:/wine served/7"], command=[
-        "python", "-c", "import os; open('models.json', 'w').write(os.environ['TRACECTL_MODELS'])"],
-        outputs=["models.json"])
+    served = demo.api.submit(
+        run_id,
+        "serve",
+        models=["models:/wine served/7"],
+        command=[
+            "python",
+            "-c",
+            "import os; open('models.json', 'w').write(os.environ['TRACECTL_MODELS'])",
+        ],
+        outputs=["models.json"],
+    )
     assert demo.api.wait(served["id"])["status"] == "succeeded"
     model, task = "model:wine served/7", f"task:{served['id']}"
 
     up = walk(demo, "upstream", task, depth=10)
     ups = {n["id"]: n for n in up["items"]}
     assert ups[model]["depth"] == 1
-    assert {"from": model, "to": task, "kind": "used",
-            "path": "models:/wine served/7"} in up["edges"]
+    assert {"from": model, "to": task, "kind": "used", "path": "models:/wine served/7"} in up[
+        "edges"
+    ]
     # through the version to the task that registered it and what that one read
     assert f"task:{train['id']}" in ups and f"data:data/wine.csv@{demo.md5}" in ups
     down = walk(demo, "downstream", model, depth=1)
     assert [n["id"] for n in down["items"]] == [task]
     found = client.get("/v1/lineage/lookup", params={"model": "wine served/7"}).json()
     assert found["registered_by"] == [{"run_id": demo.run_id, "task_id": train["id"]}]
-    assert found["used_by"] == [{"run_id": run_id, "task_id": served["id"],
-                                 "path": "models:/wine served/7"}]
+    assert found["used_by"] == [
+        {"run_id": run_id, "task_id": served["id"], "path": "models:/wine served/7"}
+    ]
     written = client.get(f"/v1/runs/{run_id}/lineage").json()["tasks"][0]["lineage"]["outputs"]
     # the task was told which version it reads
     declared = json.dumps(["models:/wine served/7"]).encode()
     assert [(o["path"], o["sha256"]) for o in written] == [
-        ("models.json", hashlib.sha256(declared).hexdigest())]
+        ("models.json", hashlib.sha256(declared).hexdigest())
+    ]
     # the standard exports carry the same edge
     events = client.get(f"/v1/runs/{run_id}/openlineage").json()["items"]
     assert events and all(
         {"namespace": "mlflow", "name": "models:/wine served/7"}.items()
-        <= next(i for i in e["inputs"] if i["namespace"] == "mlflow").items() for e in events)
-    assert all(next(i for i in e["inputs"] if i["namespace"] == "mlflow")
-               ["facets"]["version"]["datasetVersion"] == "7" for e in events)
+        <= next(i for i in e["inputs"] if i["namespace"] == "mlflow").items()
+        for e in events
+    )
+    assert all(
+        next(i for i in e["inputs"] if i["namespace"] == "mlflow")["facets"]["version"][
+            "datasetVersion"
+        ]
+        == "7"
+        for e in events
+    )
     document = client.get(f"/v1/runs/{run_id}/prov").json()
     assert document["entity"][model]["prov:label"] == "models:/wine served/7"
-    assert any(u["prov:entity"] == model and u["prov:activity"] == task
-               for u in document["used"].values())
+    assert any(
+        u["prov:entity"] == model and u["prov:activity"] == task for u in document["used"].values()
+    )
 
 
 def test_a_model_that_is_not_a_registry_version_is_refused(demo: Demo) -> None:
     run_id = demo.api.run("serving")
     for bad in ("models:/wine", "models:/wine/latest", "runs:/abc/model", "models:/a/b/1"):
-        response = demo.api.client.post(f"/v1/runs/{run_id}/tasks", json={
-            "name": "serve", "spec": {"command": ["true"], "models": [bad]}})
+        response = demo.api.client.post(
+            f"/v1/runs/{run_id}/tasks",
+            json={"name": "serve", "spec": {"command": ["true"], "models": [bad]}},
+        )
         assert response.status_code == 422, response.text
         assert "models" in response.text and bad in response.text, response.text

@@ -37,20 +37,26 @@ def test_a_registered_model_is_found_by_name_and_version(demo: Demo) -> None:
         session.add_all(model_events(demo.run_id, train["id"], versions))
     found = demo.api.client.get("/v1/lineage/lookup", params={"model": "wine/3"}).json()
     assert found["registered_by"] == [{"run_id": demo.run_id, "task_id": train["id"]}]
-    up = demo.api.client.get("/v1/lineage/upstream",
-                             params={"node": "model:wine/3", "depth": 6}).json()
+    up = demo.api.client.get(
+        "/v1/lineage/upstream", params={"node": "model:wine/3", "depth": 6}
+    ).json()
     ids = {n["id"] for n in up["items"]}
     assert f"task:{train['id']}" in ids and f"data:data/wine.csv@{demo.md5}" in ids
-    assert demo.api.client.get("/v1/lineage/lookup",
-                               params={"model": "wine"}).status_code == 422
+    assert demo.api.client.get("/v1/lineage/lookup", params={"model": "wine"}).status_code == 422
 
 
 def _snapshot(db: Database) -> tuple[set[Any], set[Any]]:
     with db.read() as session:
-        edges = set(session.execute(select(LineageEdgeRow.src, LineageEdgeRow.dst,
-                                           LineageEdgeRow.kind, LineageEdgeRow.path)).all())
-        caches = set(session.execute(select(LineageCacheRow.task_id,
-                                            LineageCacheRow.cache_key)).all())
+        edges = set(
+            session.execute(
+                select(
+                    LineageEdgeRow.src, LineageEdgeRow.dst, LineageEdgeRow.kind, LineageEdgeRow.path
+                )
+            ).all()
+        )
+        caches = set(
+            session.execute(select(LineageCacheRow.task_id, LineageCacheRow.cache_key)).all()
+        )
     return edges, caches
 
 

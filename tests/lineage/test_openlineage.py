@@ -69,8 +69,10 @@ def test_events_validate_and_carry_the_lineage(demo: Demo) -> None:
     for event in items:
         check(event)
     assert [(e["job"]["name"], e["eventType"]) for e in items if e["eventType"] == "START"] == [
-        ("wine-classifier.prepare", "START"), ("wine-classifier.train", "START"),
-        ("wine-classifier.evaluate", "START")]
+        ("wine-classifier.prepare", "START"),
+        ("wine-classifier.train", "START"),
+        ("wine-classifier.evaluate", "START"),
+    ]
     ends = {e["job"]["name"].split(".")[-1]: e for e in items if e["eventType"] != "START"}
     assert {e["eventType"] for e in ends.values()} == {"COMPLETE"}
     prepare = ends["prepare"]
@@ -91,33 +93,60 @@ def test_events_validate_and_carry_the_lineage(demo: Demo) -> None:
     model = demo.node("train", "model/model.pkl").split(":")[1]
     assert model in {i["facets"]["version"]["datasetVersion"] for i in evaluate["inputs"]}
     assert [o["facets"]["tracectl_artifact"]["path"] for o in evaluate["outputs"]] == [
-        "metrics.json"]
+        "metrics.json"
+    ]
     assert evaluate["outputs"][0]["name"].endswith(demo.node("evaluate", "metrics.json")[9:])
 
 
 # Each case: a DAG run as Airflow holds it. The script builds the operator's run labels from it
 # and asks the provider for the DAG run's OpenLineage runId.
 CASES = [
-    {"dag_id": "wine_dag", "logical_date": "2026-11-25T14:00:00.123456+00:00",
-     "run_after": "2026-11-25T14:00:00+00:00", "clear_number": 0, "namespace": "",
-     "task_instance": {"task_id": "train", "try_number": 1, "map_index": -1}},
-    {"dag_id": "wine_dag", "logical_date": "2026-11-25T14:00:00.123456+00:00",
-     "run_after": "2026-11-25T14:00:00+00:00", "clear_number": 2, "namespace": "team-a",
-     "task_instance": {"task_id": "train", "try_number": 3, "map_index": -1}},
+    {
+        "dag_id": "wine_dag",
+        "logical_date": "2026-11-25T14:00:00.123456+00:00",
+        "run_after": "2026-11-25T14:00:00+00:00",
+        "clear_number": 0,
+        "namespace": "",
+        "task_instance": {"task_id": "train", "try_number": 1, "map_index": -1},
+    },
+    {
+        "dag_id": "wine_dag",
+        "logical_date": "2026-11-25T14:00:00.123456+00:00",
+        "run_after": "2026-11-25T14:00:00+00:00",
+        "clear_number": 2,
+        "namespace": "team-a",
+        "task_instance": {"task_id": "train", "try_number": 3, "map_index": -1},
+    },
     # Airflow 3 runs triggered without a logical date: the provider uses run_after
-    {"dag_id": "nightly.retrain", "logical_date": None,
-     "run_after": "2026-11-26T00:00:01.5+00:00", "clear_number": 0, "namespace": "",
-     "task_instance": {"task_id": "score", "try_number": 1, "map_index": 0}},
+    {
+        "dag_id": "nightly.retrain",
+        "logical_date": None,
+        "run_after": "2026-11-26T00:00:01.5+00:00",
+        "clear_number": 0,
+        "namespace": "",
+        "task_instance": {"task_id": "score", "try_number": 1, "map_index": 0},
+    },
 ]
 
 
 @pytest.fixture(scope="module")
 def provider_ids() -> list[dict[str, Any]]:
     """(labels, runId) per case, from TracectlTaskOperator and the provider in Airflow's venv."""
-    env = {**os.environ, "TRACECTL_STACK_DIR": os.environ.get(
-        "TRACECTL_STACK_DIR", str(AIRFLOW.parents[2] / ".stack"))}
-    out = subprocess.run([str(AIRFLOW), "python", str(PROVIDER_IDS)], input=json.dumps(CASES),
-                         capture_output=True, text=True, timeout=300, env=env, check=False)
+    env = {
+        **os.environ,
+        "TRACECTL_STACK_DIR": os.environ.get(
+            "TRACECTL_STACK_DIR", str(AIRFLOW.parents[2] / ".stack")
+        ),
+    }
+    out = subprocess.run(
+        [str(AIRFLOW), "python", str(PROVIDER_IDS)],
+        input=json.dumps(CASES),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     found: list[dict[str, Any]] = json.loads(out.stdout)
     assert len(found) == len(CASES)
@@ -129,48 +158,63 @@ def test_airflow_parent_run_id_is_the_providers(provider_ids: list[dict[str, Any
         parent = openlineage.airflow_parent(case["dag_id"], found["labels"])
         assert parent is not None
         assert parent["run"] == {"runId": found["run_id"]}
-        assert parent["job"] == {"namespace": case["namespace"] or "default",
-                                 "name": case["dag_id"]}
+        assert parent["job"] == {
+            "namespace": case["namespace"] or "default",
+            "name": case["dag_id"],
+        }
     # the clear number and the namespace change the id, as they do the provider's
     assert len({found["run_id"] for found in provider_ids}) == len(CASES)
 
 
 def test_a_tasks_parent_is_the_providers_task_instance_run(
-        provider_ids: list[dict[str, Any]]) -> None:
+    provider_ids: list[dict[str, Any]],
+) -> None:
     for case, found in zip(CASES, provider_ids, strict=True):
-        parent = openlineage.airflow_parent(case["dag_id"], found["labels"],
-                                            found["task_labels"])
+        parent = openlineage.airflow_parent(case["dag_id"], found["labels"], found["task_labels"])
         assert parent is not None
         namespace = case["namespace"] or "default"
         assert parent["run"] == {"runId": found["task_run_id"]}
-        assert parent["job"] == {"namespace": namespace,
-                                 "name": f"{case['dag_id']}.{case['task_instance']['task_id']}"}
-        assert parent["root"] == {"run": {"runId": found["run_id"]},
-                                  "job": {"namespace": namespace, "name": case["dag_id"]}}
+        assert parent["job"] == {
+            "namespace": namespace,
+            "name": f"{case['dag_id']}.{case['task_instance']['task_id']}",
+        }
+        assert parent["root"] == {
+            "run": {"runId": found["run_id"]},
+            "job": {"namespace": namespace, "name": case["dag_id"]},
+        }
     assert len({found["task_run_id"] for found in provider_ids}) == len(CASES)
 
 
 def test_no_airflow_parent_without_the_operators_labels() -> None:
     assert openlineage.airflow_parent("wine_dag", {"source": "airflow"}) is None
-    assert openlineage.airflow_parent(None, {"airflow_logical_date": "2026-11-25T14:00:00"}) \
-        is None
+    assert openlineage.airflow_parent(None, {"airflow_logical_date": "2026-11-25T14:00:00"}) is None
 
 
 def test_events_join_the_airflow_dag_run(demo: Demo, provider_ids: list[dict[str, Any]]) -> None:
     api = demo.api
     case, found = CASES[1], provider_ids[1]
-    run_id = api.run("airflow-job", airflow_dag_id=case["dag_id"], airflow_run_id="manual__1",
-                     labels=found["labels"])
+    run_id = api.run(
+        "airflow-job",
+        airflow_dag_id=case["dag_id"],
+        airflow_run_id="manual__1",
+        labels=found["labels"],
+    )
     task = api.submit(run_id, "hello", command=["python", "-c", "print('hi')"])
     assert api.wait(task["id"])["status"] == "succeeded"
     # submitted as the operator submits: labelled with its task instance's try
-    broken = api.submit(run_id, "broken", command=["python", "-c", "raise SystemExit(3)"],
-                        labels=found["task_labels"])
+    broken = api.submit(
+        run_id,
+        "broken",
+        command=["python", "-c", "raise SystemExit(3)"],
+        labels=found["task_labels"],
+    )
     assert api.wait(broken["id"])["status"] == "failed"
     items = events(demo, run_id)
     assert [e["eventType"] for e in items] == ["START", "COMPLETE", "START", "FAIL"]
-    dag_run = {"run": {"runId": found["run_id"]},
-               "job": {"namespace": "team-a", "name": "wine_dag"}}
+    dag_run = {
+        "run": {"runId": found["run_id"]},
+        "job": {"namespace": "team-a", "name": "wine_dag"},
+    }
     for event in items:
         check(event)
     for event in items[:2]:  # no task labels: the DAG run
@@ -199,6 +243,7 @@ def _mutations() -> Iterator[tuple[str, Callable[[dict[str, Any]], None]]]:
                 del node[last]
             else:
                 node[last] = value
+
         return apply
 
     yield "unknown field", put("extra", 1)
@@ -207,8 +252,10 @@ def _mutations() -> Iterator[tuple[str, Callable[[dict[str, Any]], None]]]:
     yield "missing facet _producer", put("run.facets.tracectl_task._producer", DELETE)
     yield "missing required facet field", put("inputs.0.facets.version.datasetVersion", DELETE)
     yield "unknown facet field", put("job.facets.sourceCodeLocation.commit", "abc")
-    yield "unknown facet", put("run.facets.surprise", {"_producer": "https://x.y/z",
-                                                       "_schemaURL": "https://x.y/z"})
+    yield (
+        "unknown facet",
+        put("run.facets.surprise", {"_producer": "https://x.y/z", "_schemaURL": "https://x.y/z"}),
+    )
     yield "wrong type: string for integer", put("run.facets.tracectl_task.attempt", "1")
     yield "wrong type: boolean for integer", put("run.facets.tracectl_task.attempt", True)
     yield "wrong type: number for string", put("job.name", 5)
@@ -220,13 +267,16 @@ def _mutations() -> Iterator[tuple[str, Callable[[dict[str, Any]], None]]]:
     yield "eventTime not a date", put("eventTime", "yesterday")
     yield "unknown eventType", put("eventType", "DONE")
     yield "relative producer", put("producer", "tracectl")
-    yield "facet _schemaURL of another facet", put(
-        "inputs.0.facets.version._schemaURL", openlineage.SCHEMAS["parent"])
+    yield (
+        "facet _schemaURL of another facet",
+        put("inputs.0.facets.version._schemaURL", openlineage.SCHEMAS["parent"]),
+    )
 
 
 @pytest.mark.parametrize("mutate", [pytest.param(fn, id=name) for name, fn in _mutations()])
 def test_model_rejects_what_the_spec_rejects(
-    demo: Demo, mutate: Callable[[dict[str, Any]], None],
+    demo: Demo,
+    mutate: Callable[[dict[str, Any]], None],
 ) -> None:
     event = next(e for e in events(demo) if e["eventType"] == "COMPLETE")
     parse_event(event)
@@ -285,7 +335,8 @@ def test_openlineage_python_client_sends_the_same_events(demo: Demo, receiver: R
     client = OpenLineageClient(
         transport=HttpTransport(HttpConfig(url=receiver.url, endpoint="api/v1/lineage")),
         # the client would add the sourceCodeLocation of the directory the tests run in
-        config={"facets": {"source_code_location": {"disabled": True}}})
+        config={"facets": {"source_code_location": {"disabled": True}}},
+    )
     for event in items:
         client.emit(parse_event(event))
     client.close()
@@ -293,9 +344,11 @@ def test_openlineage_python_client_sends_the_same_events(demo: Demo, receiver: R
     for got in receiver.received:  # the one thing the client adds: its own version, as a tag
         tags = got["run"]["facets"].pop("tags")["tags"]
         assert [(t["key"], t["source"]) for t in tags] == [
-            ("openlineage_client_version", "OPENLINEAGE_CLIENT")]
-    assert [without_added_empties(got, sent)
-            for got, sent in zip(receiver.received, items, strict=True)] == items
+            ("openlineage_client_version", "OPENLINEAGE_CLIENT")
+        ]
+    assert [
+        without_added_empties(got, sent) for got, sent in zip(receiver.received, items, strict=True)
+    ] == items
 
 
 def test_emitter_targets() -> None:

@@ -23,8 +23,12 @@ def test_reproduction_is_bit_identical(demo: Demo) -> None:
     report = client.get(f"/v1/runs/{made['run_id']}/reproduction").json()
     assert report["finished"] and report["identical"], report
     pairs = {(o["task"], o["path"]) for o in report["outputs"]}
-    assert pairs == {("prepare", "prepared/train.csv"), ("prepare", "prepared/test.csv"),
-                     ("train", "model/model.pkl"), ("evaluate", "metrics.json")}
+    assert pairs == {
+        ("prepare", "prepared/train.csv"),
+        ("prepare", "prepared/test.csv"),
+        ("train", "model/model.pkl"),
+        ("evaluate", "metrics.json"),
+    }
     lineage = client.get(f"/v1/runs/{made['run_id']}/lineage").json()
     for task in lineage["tasks"]:
         assert task["lineage"]["code"]["commit"] == demo.head
@@ -33,8 +37,10 @@ def test_reproduction_is_bit_identical(demo: Demo) -> None:
         assert task["lineage"]["params"] == original["params"]
         assert task["lineage"]["command"] == original["command"]
     # The new run's train read the new run's prepare output, not the old one's.
-    train_inputs = {i["produced_by_task"] for i in
-                    next(t for t in lineage["tasks"] if t["name"] == "train")["lineage"]["inputs"]}
+    train_inputs = {
+        i["produced_by_task"]
+        for i in next(t for t in lineage["tasks"] if t["name"] == "train")["lineage"]["inputs"]
+    }
     assert train_inputs == {made["tasks"]["prepare"]}
     diff = client.get(f"/v1/runs/{demo.run_id}/diff/{made['run_id']}").json()
     assert diff["identical_outputs"]
@@ -66,9 +72,17 @@ def test_reproduction_of_an_unknown_run_is_404(demo: Demo) -> None:
 def test_a_reproduction_keeps_task_labels_but_not_the_airflow_try(demo: Demo) -> None:
     api = demo.api
     run_id = api.run("labelled")
-    task = api.submit(run_id, "hello", command=["python", "-c", "print('hi')"], labels={
-        "team": "ml", "airflow_task_id": "hello", "airflow_try_number": "2",
-        "airflow_map_index": "-1"})
+    task = api.submit(
+        run_id,
+        "hello",
+        command=["python", "-c", "print('hi')"],
+        labels={
+            "team": "ml",
+            "airflow_task_id": "hello",
+            "airflow_try_number": "2",
+            "airflow_map_index": "-1",
+        },
+    )
     assert api.wait(task["id"])["status"] == "succeeded"
     response = api.client.post(f"/v1/runs/{run_id}/reproduce")
     assert response.status_code == 201, response.text
@@ -78,7 +92,8 @@ def test_a_reproduction_keeps_task_labels_but_not_the_airflow_try(demo: Demo) ->
 
 
 def test_a_lost_commit_refuses_the_reproduction_before_anything_is_created(
-        demo: Demo, tmp_path: Path) -> None:
+    demo: Demo, tmp_path: Path
+) -> None:
     api = demo.api
     repo = tmp_path / "gone"
     repo.mkdir()
@@ -95,9 +110,13 @@ def test_a_lost_commit_refuses_the_reproduction_before_anything_is_created(
     git(repo, "checkout", "-q", "main")
     run_id = api.run("lost-commit")
     first = api.submit(run_id, "first", command=["python", "-c", "print(1)"])
-    second = api.submit(run_id, "second", command=["python", "hello.py"],
-                        code={"repo": str(repo), "ref": "feature"},
-                        models=["models:/never-registered/1"])
+    second = api.submit(
+        run_id,
+        "second",
+        command=["python", "hello.py"],
+        code={"repo": str(repo), "ref": "feature"},
+        models=["models:/never-registered/1"],
+    )
     for task in (first, second):
         assert api.wait(task["id"])["status"] == "succeeded"
     git(repo, "branch", "-D", "feature")
@@ -112,7 +131,9 @@ def test_a_lost_commit_refuses_the_reproduction_before_anything_is_created(
     assert response.headers["content-type"].startswith("application/problem+json")
     problem = response.json()
     assert [e["path"] for e in problem["errors"]] == [
-        "tasks.second.code.commit", "tasks.second.models.models:/never-registered/1"]
+        "tasks.second.code.commit",
+        "tasks.second.models.models:/never-registered/1",
+    ]
     assert lost in problem["detail"] and "no longer retrievable" in problem["detail"]
     assert api.client.get("/v1/runs", params={"limit": 1000}).json()["items"] == runs_before
     assert api.client.get("/v1/tasks", params={"limit": 1000}).json()["items"] == tasks_before
@@ -127,6 +148,10 @@ def test_a_reproduction_is_created_closed_with_all_its_tasks(demo: Demo) -> None
     run = api.client.get(f"/v1/runs/{made['run_id']}").json()
     assert run["closed_at"] is not None and run["reproduces"] == run_id
     events = api.client.get(f"/v1/runs/{made['run_id']}/lineage/events").json()["items"]
-    assert [e["type"] for e in events][:4] == ["run.created", "run.reproduces",
-                                                "task.submitted", "run.closed"]
+    assert [e["type"] for e in events][:4] == [
+        "run.created",
+        "run.reproduces",
+        "task.submitted",
+        "run.closed",
+    ]
     assert api.wait(made["tasks"]["one"])["status"] == "succeeded"

@@ -23,10 +23,13 @@ def test_a_relative_path_becomes_an_absolute_file_uri(
 
 
 def test_credentials_are_stripped_from_remote_urls() -> None:
-    assert repo_uri("https://user:pw@git.example.com/org/x.git") == \
-        "https://git.example.com/org/x.git"
-    assert repo_uri("https://oauth2:glpat-SECRET@gitlab.example.com:8443/a/b") == \
-        "https://gitlab.example.com:8443/a/b"
+    assert (
+        repo_uri("https://user:pw@git.example.com/org/x.git") == "https://git.example.com/org/x.git"
+    )
+    assert (
+        repo_uri("https://oauth2:glpat-SECRET@gitlab.example.com:8443/a/b")
+        == "https://gitlab.example.com:8443/a/b"
+    )
     assert repo_uri("ssh://git@host.example/org/x.git") == "ssh://host.example/org/x.git"
 
 

@@ -26,21 +26,34 @@ from tests.core.conftest import Api
 
 REPO = Path(__file__).resolve().parents[2]
 INDEX = "logs-tracectl-*"
-S3_ENV = ("TRACECTL_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-          "AWS_DEFAULT_REGION")
+S3_ENV = (
+    "TRACECTL_S3_ENDPOINT",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+)
 
 
 def service(name: str, action: str, timeout: float = 300) -> None:
     """deploy/local/<name> start|stop, failing the test with the script's output."""
-    out = subprocess.run([str(REPO / "deploy" / "local" / name), action], capture_output=True,
-                         text=True, timeout=timeout, check=False)
+    out = subprocess.run(
+        [str(REPO / "deploy" / "local" / name), action],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert out.returncode == 0, f"deploy/local/{name} {action}: {out.stdout}\n{out.stderr}"
 
 
 def ensure_up(name: str) -> None:
     """Bring NAME back if an earlier test left it stopped (a stop/start test that failed)."""
-    status = subprocess.run([str(REPO / "deploy" / "local" / name), "status"],
-                            capture_output=True, timeout=60, check=False)
+    status = subprocess.run(
+        [str(REPO / "deploy" / "local" / name), "status"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     if status.returncode != 0:
         service(name, "start")
 
@@ -60,9 +73,14 @@ def engine_url(stack: dict[str, str], engine: str) -> str:
 
 
 @pytest.fixture
-def stack(kafka: dict[str, str], opensearch: dict[str, str], elasticsearch: dict[str, str],
-          s3: dict[str, str], shipper: dict[str, str],
-          monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def stack(
+    kafka: dict[str, str],
+    opensearch: dict[str, str],
+    elasticsearch: dict[str, str],
+    s3: dict[str, str],
+    shipper: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
     for name in ("kafka", "opensearch", "elasticsearch", "shipper"):
         ensure_up(name)
     for key in S3_ENV:
@@ -75,9 +93,13 @@ def stack(kafka: dict[str, str], opensearch: dict[str, str], elasticsearch: dict
 def pipeline_settings(tmp_path: Path, stack: dict[str, str], engine: str) -> Settings:
     bootstrap = stack["TRACECTL_KAFKA_BOOTSTRAP"]
     return Settings(
-        home=tmp_path / "home", supervisor_interval_s=0.05, cancel_grace_s=1.0,
-        retry_backoff_s=0.1, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        log_sink=f"kafka://{bootstrap}", status_events=f"kafka://{bootstrap}",
+        home=tmp_path / "home",
+        supervisor_interval_s=0.05,
+        cancel_grace_s=1.0,
+        retry_backoff_s=0.1,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        log_sink=f"kafka://{bootstrap}",
+        status_events=f"kafka://{bootstrap}",
         log_reader=engine_url(stack, engine),
         archive=f"s3://tracectl-logs-test/{uuid.uuid4().hex[:8]}",
     )
@@ -102,14 +124,18 @@ def search(stack: dict[str, str], engine: str) -> SearchIndex:
 def indexed(client: SearchIndex, task_id: str) -> list[dict[str, Any]]:
     """Every document of TASK_ID in the index, in event.sequence order."""
     client.refresh(INDEX)
-    body = {"query": {"term": {"labels.task_id": task_id}}, "size": 10000,
-            "sort": [{"event.sequence": "asc"}]}
+    body = {
+        "query": {"term": {"labels.task_id": task_id}},
+        "size": 10000,
+        "sort": [{"event.sequence": "asc"}],
+    }
     hits = client.search(INDEX, body)["hits"]["hits"]
     return [{"_id": hit["_id"], **hit["_source"]} for hit in hits]
 
 
-def wait_indexed(client: SearchIndex, task_id: str, count: int,
-                 timeout: float = 120) -> list[dict[str, Any]]:
+def wait_indexed(
+    client: SearchIndex, task_id: str, count: int, timeout: float = 120
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     docs: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
@@ -124,13 +150,15 @@ def wait_indexed(client: SearchIndex, task_id: str, count: int,
     return docs
 
 
-def read_topic(bootstrap: str, topic: str, key: str, until: int,
-               timeout: float = 60) -> list[dict[str, Any]]:
+def read_topic(
+    bootstrap: str, topic: str, key: str, until: int, timeout: float = 60
+) -> list[dict[str, Any]]:
     """Values of records keyed KEY, in partition order, from the start of TOPIC."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
-                                                          or ())]
+        parts = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         out: list[dict[str, Any]] = []

@@ -90,21 +90,27 @@ def _records_at(bootstrap: str, delivered: Delivered) -> list[tuple[bytes, bytes
 
 
 @pytest.mark.parametrize("client", KAFKA_CLIENTS)
-def test_lines_arrive_in_order_where_the_hook_says(client: str, bootstrap: str, topic: str,
-                                                   tmp_path: Path) -> None:
+def test_lines_arrive_in_order_where_the_hook_says(
+    client: str, bootstrap: str, topic: str, tmp_path: Path
+) -> None:
     task_id = f"clients-{uuid.uuid4().hex[:8]}"
-    settings = Settings(home=tmp_path, log_sink=f"kafka://{bootstrap}/{topic}",
-                        kafka_client=client)
+    settings = Settings(home=tmp_path, log_sink=f"kafka://{bootstrap}/{topic}", kafka_client=client)
     ranges = Ranges()
-    sink = KafkaLogSink(settings, {"run_id": "r", "task_id": task_id, "attempt": "1"},
-                        on_delivered=ranges)
+    sink = KafkaLogSink(
+        settings, {"run_id": "r", "task_id": task_id, "attempt": "1"}, on_delivered=ranges
+    )
     lines = 3000
     for seq in range(1, lines + 1):
         sink.emit(_line(task_id, seq, "caf\\xe9 \u00e9t\u00e9" if seq % 500 == 0 else None))
     sink.close()
     assert sink.stats() | {"last_error": ""} == {
-        "client": client, "sent": lines, "spooled_bytes": 0, "dropped": 0, "outages": 0,
-        "last_error": ""}
+        "client": client,
+        "sent": lines,
+        "spooled_bytes": 0,
+        "dropped": 0,
+        "outages": 0,
+        "last_error": "",
+    }
 
     values = read_topic(bootstrap, topic, task_id, until=lines)
     assert [v["event"]["sequence"] for v in values] == list(range(1, lines + 1))
@@ -115,8 +121,12 @@ def test_lines_arrive_in_order_where_the_hook_says(client: str, bootstrap: str, 
     expected = (murmur2(task_id.encode()) & 0x7FFFFFFF) % TOPIC_PARTITIONS
     assert {d.partition for d in ranges.got} == {expected}
     # The ranges are exact: reading them back gives this task's lines, in order, all of them.
-    found = [value for d in ranges.got for key, value in _records_at(bootstrap, d)
-             if key == task_id.encode()]
+    found = [
+        value
+        for d in ranges.got
+        for key, value in _records_at(bootstrap, d)
+        if key == task_id.encode()
+    ]
     assert len(found) == lines and found[0].startswith(b'{"@timestamp"')
 
 
@@ -150,12 +160,19 @@ def _wait(condition: object, timeout: float = 60) -> bool:
 
 
 @pytest.mark.parametrize("client", KAFKA_CLIENTS)
-def test_unreachable_kafka_spools_then_drains_in_order(client: str, bootstrap: str, topic: str,
-                                                       tmp_path: Path) -> None:
+def test_unreachable_kafka_spools_then_drains_in_order(
+    client: str, bootstrap: str, topic: str, tmp_path: Path
+) -> None:
     host, port = bootstrap.split(":")
     gate = TcpForwarder(free_port(), (host, int(port)))
-    producer = SpooledProducer(f"127.0.0.1:{gate.port}", topic, tmp_path / "spool", 1 << 20,
-                               client_id=f"tracectl-test-{client}", client=client)
+    producer = SpooledProducer(
+        f"127.0.0.1:{gate.port}",
+        topic,
+        tmp_path / "spool",
+        1 << 20,
+        client_id=f"tracectl-test-{client}",
+        client=client,
+    )
     key = f"down-{uuid.uuid4().hex[:8]}"
     try:
         for seq in range(1, 501):
@@ -188,16 +205,18 @@ def confluent_api(pipeline_settings: Settings) -> Iterator[Api]:
 @pytest.mark.s3
 @pytest.mark.shipper
 @pytest.mark.parametrize("engine", ["opensearch"])  # the Kafka client is what varies here
-def test_a_task_logged_through_confluent_is_indexed_once_in_order(confluent_api: Api,
-                                                                   search: SearchIndex) -> None:
+def test_a_task_logged_through_confluent_is_indexed_once_in_order(
+    confluent_api: Api, search: SearchIndex
+) -> None:
     """Runner -> confluent-kafka -> real shipper -> OpenSearch: the shipper reads what librdkafka
     wrote (same codec), each line once, in order."""
     run_id = confluent_api.run(pipeline="logs-confluent")
     code = "import sys\nfor i in range(300):\n    print(f'confluent line {i}', flush=True)\n"
     task = confluent_api.submit(run_id, "printer", command=python(code))
     assert confluent_api.wait(task["id"])["status"] == "succeeded"
-    launch = json.loads((confluent_api.settings.workspaces / task["id"] / "1" / "launch.json")
-                        .read_text())
+    launch = json.loads(
+        (confluent_api.settings.workspaces / task["id"] / "1" / "launch.json").read_text()
+    )
     assert launch["runtime"]["kafka_client"] == "confluent"  # what the runner sent with
     lineage = confluent_api.client.get(f"/v1/tasks/{task['id']}/lineage").json()
     total = lineage["logs"]["lines"]  # the prints, and the runner's own lines

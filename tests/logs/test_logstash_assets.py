@@ -47,20 +47,48 @@ def test_index_template_installs_and_maps_ecs_fields(opensearch: dict[str, str])
     assert client.indices.put_index_template(name=name, body=body)["acknowledged"]
     probe = f"logs-tracectl-probe{uuid.uuid4().hex[:6]}"
     simulated = client.transport.perform_request(
-        "POST", f"/_index_template/_simulate_index/{probe}")["template"]["mappings"]
+        "POST", f"/_index_template/_simulate_index/{probe}"
+    )["template"]["mappings"]
     fields = flat_fields(simulated["properties"])
-    expected = {"@timestamp": "date", "message": "text", "message.keyword": "keyword",
-                "log.level": "keyword", "event.id": "keyword", "event.sequence": "long",
-                "event.dataset": "keyword", "service.name": "keyword",
-                "container.id": "keyword", "orchestrator.namespace": "keyword"}
-    expected.update({f"labels.{k}": "keyword" for k in (
-        "run_id", "task_id", "dag_id", "airflow_run_id", "attempt", "stream", "pipeline",
-        "team")})
+    expected = {
+        "@timestamp": "date",
+        "message": "text",
+        "message.keyword": "keyword",
+        "log.level": "keyword",
+        "event.id": "keyword",
+        "event.sequence": "long",
+        "event.dataset": "keyword",
+        "service.name": "keyword",
+        "container.id": "keyword",
+        "orchestrator.namespace": "keyword",
+    }
+    expected.update(
+        {
+            f"labels.{k}": "keyword"
+            for k in (
+                "run_id",
+                "task_id",
+                "dag_id",
+                "airflow_run_id",
+                "attempt",
+                "stream",
+                "pipeline",
+                "team",
+            )
+        }
+    )
     assert {k: fields.get(k) for k in expected} == expected
     # A real data stream backed by it accepts a tracectl document.
-    client.index(index=probe, body={"@timestamp": "2026-01-01T00:00:00Z", "message": "m",
-                                    "labels": {"run_id": "r"}, "event": {"sequence": 1}},
-                 params={"op_type": "create", "refresh": "true"})
+    client.index(
+        index=probe,
+        body={
+            "@timestamp": "2026-01-01T00:00:00Z",
+            "message": "m",
+            "labels": {"run_id": "r"},
+            "event": {"sequence": 1},
+        },
+        params={"op_type": "create", "refresh": "true"},
+    )
     try:
         assert client.count(index=probe)["count"] == 1
     finally:
@@ -82,10 +110,10 @@ def check_ism_shape(policy: dict[str, Any]) -> None:
         for transition in state["transitions"]:
             assert transition["state_name"] in states
     hot = states["hot"]
-    assert hot["actions"] == [{"rollover": {"min_primary_shard_size": SIZE_10GB,
-                                            "min_index_age": "1d"}}]
-    assert hot["transitions"] == [{"state_name": "delete",
-                                   "conditions": {"min_index_age": "30d"}}]
+    assert hot["actions"] == [
+        {"rollover": {"min_primary_shard_size": SIZE_10GB, "min_index_age": "1d"}}
+    ]
+    assert hot["transitions"] == [{"state_name": "delete", "conditions": {"min_index_age": "30d"}}]
     assert states["delete"]["actions"] == [{"delete": {}}]
     assert policy["ism_template"][0]["index_patterns"] == ["logs-tracectl-*"]
 

@@ -27,8 +27,12 @@ from controller.logs.kafka_sink import KafkaLogSink
 from controller.ports import LogLine, SearchIndex
 from tests.logs.conftest import engine_url
 
-pytestmark = [pytest.mark.kafka, pytest.mark.opensearch, pytest.mark.elasticsearch,
-              pytest.mark.shipper]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.opensearch,
+    pytest.mark.elasticsearch,
+    pytest.mark.shipper,
+]
 
 CONF = Path(__file__).resolve().parents[2] / "logstash" / "pipeline" / "tracectl.conf"
 TOPIC = "tracectl.logs"
@@ -43,9 +47,10 @@ def setting(text: str, name: str) -> str:
 
 def pipeline() -> dict[str, Any]:
     text = re.sub(r"(?m)^\s*#.*$", "", CONF.read_text())
-    logs_output = text[text.index("} else {"):]
-    fallback = re.search(r'if !\[event\]\[id\]\s*{.*?"\[event\]\[id\]"\s*=>\s*"([^"]+)"', text,
-                         re.S)
+    logs_output = text[text.index("} else {") :]
+    fallback = re.search(
+        r'if !\[event\]\[id\]\s*{.*?"\[event\]\[id\]"\s*=>\s*"([^"]+)"', text, re.S
+    )
     removed = re.search(r"remove_field\s*=>\s*\[([^\]]*)\]", text)
     date = re.search(r'date\s*{\s*match\s*=>\s*\["([^"]+)",\s*"([^"]+)"\]', text)
     topics = re.search(r"topics\s*=>\s*\[([^\]]*)\]", text)
@@ -54,7 +59,8 @@ def pipeline() -> dict[str, Any]:
     return {
         "codec": codec.group(1),
         "topics": re.findall(r'"([^"]+)"', topics.group(1)),
-        "date_field": date.group(1), "date_format": date.group(2),
+        "date_field": date.group(1),
+        "date_format": date.group(2),
         "id_fallback": fallback.group(1),
         "remove": re.findall(r'"([^"]+)"', removed.group(1)),
         "document_id": setting(logs_output, "document_id"),
@@ -104,8 +110,9 @@ def sprintf(template: str, doc: dict[str, Any], metadata: dict[str, Any]) -> str
     return re.sub(r"%\{([^}]+)\}", field, template)
 
 
-def logstash(conf: dict[str, Any], topic: str, partition: int, offset: int,
-             value: bytes) -> tuple[str, str, dict[str, Any]]:
+def logstash(
+    conf: dict[str, Any], topic: str, partition: int, offset: int, value: bytes
+) -> tuple[str, str, dict[str, Any]]:
     """(index, _id, document) that tracectl.conf makes of one record."""
     assert conf["codec"] == "json" and topic in conf["topics"]
     metadata = {"kafka": {"topic": topic, "partition": partition, "offset": offset}}
@@ -113,8 +120,11 @@ def logstash(conf: dict[str, Any], topic: str, partition: int, offset: int,
         doc = json.loads(value)
         assert isinstance(doc, dict)
     except (ValueError, AssertionError):
-        doc = {"message": value.decode(errors="replace"), "tags": ["_jsonparsefailure"],
-               "@timestamp": datetime.now(UTC).isoformat()}  # the codec stamps ingest time
+        doc = {
+            "message": value.decode(errors="replace"),
+            "tags": ["_jsonparsefailure"],
+            "@timestamp": datetime.now(UTC).isoformat(),
+        }  # the codec stamps ingest time
     assert conf["date_field"] == "[@timestamp]" and conf["date_format"] == "ISO8601"
     doc["@timestamp"] = instant(doc["@timestamp"])
     if get(doc, "[event][id]") is None:
@@ -164,21 +174,44 @@ def indexed_by_id(client: SearchIndex, ids: list[str]) -> dict[str, dict[str, An
 
 def normal(doc: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(doc)
-    out["@timestamp"] = instant(out["@timestamp"]) if isinstance(out["@timestamp"], str) \
-        else out["@timestamp"]
+    out["@timestamp"] = (
+        instant(out["@timestamp"]) if isinstance(out["@timestamp"], str) else out["@timestamp"]
+    )
     return out
 
 
 def produce_task_lines(bootstrap: str, task_id: str, tmp_path: Path) -> list[str]:
     """Lines of one task through the controller's own Kafka sink; returns their messages."""
     settings = Settings(home=tmp_path, log_sink=f"kafka://{bootstrap}")
-    sink = KafkaLogSink(settings, {"run_id": "parity-run", "task_id": task_id, "attempt": "2",
-                                   "dag_id": "dag_parity", "task_name": "parity"})
-    messages = ["plain line", "ERROR: with a level", "tab\tand \"quotes\" and ünïcödé",
-                r"escaped \xff byte", "  File \"x.py\", line 1, in <module>"]
+    sink = KafkaLogSink(
+        settings,
+        {
+            "run_id": "parity-run",
+            "task_id": task_id,
+            "attempt": "2",
+            "dag_id": "dag_parity",
+            "task_name": "parity",
+        },
+    )
+    messages = [
+        "plain line",
+        "ERROR: with a level",
+        'tab\tand "quotes" and ünïcödé',
+        r"escaped \xff byte",
+        '  File "x.py", line 1, in <module>',
+    ]
     for seq, text in enumerate(messages, start=1):
-        sink.emit(LogLine("parity-run", task_id, 2, seq, "stderr" if seq == 2 else "stdout",
-                          text, datetime.now(UTC)))
+        sink.emit(
+            LogLine(
+                "parity-run",
+                task_id,
+                2,
+                seq,
+                "stderr" if seq == 2 else "stdout",
+                text,
+                datetime.now(UTC),
+            )
+        )
     sink.close()
     return messages
 
@@ -186,8 +219,11 @@ def produce_task_lines(bootstrap: str, task_id: str, tmp_path: Path) -> list[str
 def produce_foreign(bootstrap: str, task_id: str) -> None:
     """A foreign producer: no event.id, and a record that is not JSON at all."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    foreign = {"@timestamp": "2026-01-02T03:04:05.678Z", "message": "from elsewhere",
-               "labels": {"task_id": task_id}}
+    foreign = {
+        "@timestamp": "2026-01-02T03:04:05.678Z",
+        "message": "from elsewhere",
+        "labels": {"task_id": task_id},
+    }
     producer.send(TOPIC, key=task_id.encode(), value=json.dumps(foreign).encode())
     producer.send(TOPIC, key=task_id.encode(), value=f"not json {{ {task_id}".encode())
     producer.flush(timeout=30)
@@ -196,8 +232,12 @@ def produce_foreign(bootstrap: str, task_id: str) -> None:
 
 @pytest.mark.parametrize("engine", ["opensearch", "elasticsearch"])
 def test_rsyslog_documents_match_the_logstash_pipeline(
-    kafka: dict[str, str], opensearch: dict[str, str], elasticsearch: dict[str, str],
-    shipper: dict[str, str], engine: str, tmp_path: Path
+    kafka: dict[str, str],
+    opensearch: dict[str, str],
+    elasticsearch: dict[str, str],
+    shipper: dict[str, str],
+    engine: str,
+    tmp_path: Path,
 ) -> None:
     conf = pipeline()
     bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
@@ -221,10 +261,16 @@ def test_rsyslog_documents_match_the_logstash_pipeline(
     # Foreign records: the same documents but for the fallback id, which rsyslog cannot build
     # from partition and offset (imkafka does not expose them): "<topic>-<hash64 of the
     # record>", written to event.id as Logstash writes its own, and as stable across re-reads.
-    (_, _, foreign_ref), (_, _, raw_ref) = expected[len(messages):]
+    (_, _, foreign_ref), (_, _, raw_ref) = expected[len(messages) :]
     client.refresh("logs-tracectl-default")
-    body = {"query": {"bool": {"filter": [{"term": {"labels.task_id": task_id}}],
-                               "must_not": [{"exists": {"field": "event.sequence"}}]}}}
+    body = {
+        "query": {
+            "bool": {
+                "filter": [{"term": {"labels.task_id": task_id}}],
+                "must_not": [{"exists": {"field": "event.sequence"}}],
+            }
+        }
+    }
     foreign_hits = client.search("logs-tracectl-default", body)["hits"]["hits"]
     assert len(foreign_hits) == 1, foreign_hits
     foreign_got = normal(foreign_hits[0]["_source"])
@@ -233,8 +279,16 @@ def test_rsyslog_documents_match_the_logstash_pipeline(
     strip = {k: v for k, v in foreign_ref.items() if k != "event"}
     assert {k: v for k, v in foreign_got.items() if k != "event"} == strip
     raw_text = f"not json {{ {task_id}"
-    raw_body = {"query": {"bool": {"filter": [{"term": {"tags": "_jsonparsefailure"}},
-                                              {"term": {"message.keyword": raw_text}}]}}}
+    raw_body = {
+        "query": {
+            "bool": {
+                "filter": [
+                    {"term": {"tags": "_jsonparsefailure"}},
+                    {"term": {"message.keyword": raw_text}},
+                ]
+            }
+        }
+    }
     raw_hits = client.search("logs-tracectl-default", raw_body)["hits"]["hits"]
     assert len(raw_hits) == 1, "the record that is not JSON was not indexed once"
     raw_got = raw_hits[0]["_source"]

@@ -19,8 +19,13 @@ from controller.ports import LogLine, SearchIndex
 from tests.core.conftest import Api, python
 from tests.logs.conftest import ensure_up, read_topic, service, wait_indexed
 
-pytestmark = [pytest.mark.kafka, pytest.mark.opensearch, pytest.mark.s3, pytest.mark.shipper,
-              pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.opensearch,
+    pytest.mark.s3,
+    pytest.mark.shipper,
+    pytest.mark.timeout(900),
+]
 
 SLOW_TASK = """
 import pathlib, sys, time
@@ -40,8 +45,9 @@ def _stamp(doc: dict[str, object]) -> datetime:
 
 # A Kafka outage is the same for every engine behind the shipper: one engine is enough.
 @pytest.mark.parametrize("engine", ["opensearch"])
-def test_kafka_down_mid_task_loses_no_line(pipeline_api: Api, search: SearchIndex,
-                                           tmp_path: Path) -> None:
+def test_kafka_down_mid_task_loses_no_line(
+    pipeline_api: Api, search: SearchIndex, tmp_path: Path
+) -> None:
     stop_file = tmp_path / "stop"
     run_id = pipeline_api.run(pipeline="logs-kafka-outage")
     task = pipeline_api.submit(run_id, "ticker", command=[*python(SLOW_TASK), str(stop_file)])
@@ -70,13 +76,15 @@ def test_kafka_down_mid_task_loses_no_line(pipeline_api: Api, search: SearchInde
     assert docs[-1]["message"] == "done"
 
 
-def test_index_down_then_shipper_catches_up(pipeline_api: Api, search: SearchIndex,
-                                            engine: str) -> None:
+def test_index_down_then_shipper_catches_up(
+    pipeline_api: Api, search: SearchIndex, engine: str
+) -> None:
     service(engine, "stop")
     try:
         run_id = pipeline_api.run(pipeline="logs-index-outage")
-        task = pipeline_api.submit(run_id, "chatty",
-                                   command=python("for i in range(300): print('row', i)"))
+        task = pipeline_api.submit(
+            run_id, "chatty", command=python("for i in range(300): print('row', i)")
+        )
         done = pipeline_api.wait(task["id"])
         assert done["status"] == "succeeded", done  # the task does not wait for the index
     finally:
@@ -90,8 +98,7 @@ def _line(task_id: str, seq: int) -> LogLine:
     return LogLine("spool-run", task_id, 1, seq, "stdout", f"spooled {seq}", datetime.now(UTC))
 
 
-def test_spool_keeps_order_across_a_broker_outage(stack: dict[str, str],
-                                                  tmp_path: Path) -> None:
+def test_spool_keeps_order_across_a_broker_outage(stack: dict[str, str], tmp_path: Path) -> None:
     """Lines written while the broker is down reach Kafka before any line written after."""
     bootstrap = stack["TRACECTL_KAFKA_BOOTSTRAP"]
     topic = f"tracectl.test.spool.{uuid.uuid4().hex[:8]}"

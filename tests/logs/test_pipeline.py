@@ -17,8 +17,13 @@ from controller.ports import SearchIndex
 from tests.core.conftest import Api, python
 from tests.logs.conftest import read_topic, wait_indexed
 
-pytestmark = [pytest.mark.kafka, pytest.mark.opensearch, pytest.mark.s3, pytest.mark.shipper,
-              pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.opensearch,
+    pytest.mark.s3,
+    pytest.mark.shipper,
+    pytest.mark.timeout(600),
+]
 
 N_PLAIN = 400
 NOISY_TASK = f"""
@@ -38,8 +43,9 @@ print("ERROR: last words", flush=True)
 """
 
 
-def test_task_log_is_indexed_once_in_order_and_archived(pipeline_api: Api,
-                                                        search: SearchIndex) -> None:
+def test_task_log_is_indexed_once_in_order_and_archived(
+    pipeline_api: Api, search: SearchIndex
+) -> None:
     run_id = pipeline_api.run(pipeline="logs-e2e", airflow_dag_id="dag_logs")
     task = pipeline_api.submit(run_id, "noisy", command=python(NOISY_TASK))
     done = pipeline_api.wait(task["id"])
@@ -95,14 +101,16 @@ def test_task_log_is_indexed_once_in_order_and_archived(pipeline_api: Api,
     errors = reader.search(run_id=run_id, level="error", limit=1000)
     assert {h["message"] for h in errors} >= {"ERROR: last words", "ValueError: boom"}
     assert all(h["level"] == "error" for h in errors)
-    response = pipeline_api.client.get("/v1/logs/search", params={
-        "run_id": run_id, "dag_id": "dag_logs", "level": "warn", "limit": 50})
+    response = pipeline_api.client.get(
+        "/v1/logs/search",
+        params={"run_id": run_id, "dag_id": "dag_logs", "level": "warn", "limit": 50},
+    )
     assert response.status_code == 200, response.text
     found = response.json()["items"]
     assert sorted(h["message"] for h in found) == sorted(
-        f"WARNING something odd at {i}" for i in range(50, N_PLAIN, 100))
-    assert pipeline_api.client.get("/v1/logs/search",
-                                   params={"level": "loud"}).status_code == 422
+        f"WARNING something odd at {i}" for i in range(50, N_PLAIN, 100)
+    )
+    assert pipeline_api.client.get("/v1/logs/search", params={"level": "loud"}).status_code == 422
 
 
 @pytest.mark.parametrize("engine", ["opensearch"])  # Kafka only: one engine is enough
@@ -116,5 +124,6 @@ def test_status_events_are_published_in_order(pipeline_api: Api) -> None:
     assert actions == ["submitted", "admitted", "started", "succeeded"]
     # Ids are stable per (task, attempt, status): "submitted" precedes attempt 1.
     assert [e["event"]["id"] for e in events] == [
-        f"{task['id']}:{0 if a == 'submitted' else 1}:{a}" for a in actions]
+        f"{task['id']}:{0 if a == 'submitted' else 1}:{a}" for a in actions
+    ]
     assert all(e["labels"]["run_id"] == run_id for e in events)

@@ -31,8 +31,13 @@ from controller.store.database import Database
 from tests.core.conftest import Api, python
 from tests.logs.conftest import INDEX, indexed, wait_indexed
 
-pytestmark = [pytest.mark.kafka, pytest.mark.opensearch, pytest.mark.s3, pytest.mark.shipper,
-              pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.opensearch,
+    pytest.mark.s3,
+    pytest.mark.shipper,
+    pytest.mark.timeout(600),
+]
 
 N_LINES = 120
 TASK = f"""
@@ -74,8 +79,9 @@ def by_copy(copies: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def reconcile(api: Api, task_id: str, repair: bool = False) -> dict[str, dict[str, Any]]:
-    response = api.client.post(f"/v1/tasks/{task_id}/logs/reconcile",
-                               params={"repair": str(repair).lower()})
+    response = api.client.post(
+        f"/v1/tasks/{task_id}/logs/reconcile", params={"repair": str(repair).lower()}
+    )
     assert response.status_code == 200, response.text
     return by_copy(response.json()["copies"])
 
@@ -123,13 +129,16 @@ def test_pending_checks_are_found_in_the_store_after_a_restart(pipeline_api: Api
     # As if the controller had died right after ending the attempt: the check is queued.
     with db.write() as session:
         enqueue_check(session, task["run_id"], task["id"], 1, lineage)
-    assert pipeline_api.client.get(
-        f"/v1/tasks/{task['id']}").json()["log_reconciliation"]["status"] == "pending"
+    assert (
+        pipeline_api.client.get(f"/v1/tasks/{task['id']}").json()["log_reconciliation"]["status"]
+        == "pending"
+    )
     # A new controller's worker (not the running one's) finds and checks it.
     worker = ReconcileWorker(LogReconciler(settings, db, S3ArtifactStore(settings)))
     assert worker.run_pending() >= 1
-    copies = by_copy(pipeline_api.client.get(
-        f"/v1/tasks/{task['id']}/logs/reconciliation").json()["copies"])
+    copies = by_copy(
+        pipeline_api.client.get(f"/v1/tasks/{task['id']}/logs/reconciliation").json()["copies"]
+    )
     assert {c["status"] for c in copies.values()} == {"ok"}
     db.dispose()
 
@@ -141,8 +150,7 @@ def test_passport_offset_ranges_hold_exactly_the_task_lines(pipeline_api: Api) -
     passport = pipeline_api.client.get(f"/v1/runs/{task['run_id']}/passport").json()
     entry = next(t for t in passport["tasks"] if t["task_id"] == task["id"])
     logs = entry["logs"]
-    assert logs["index"] == {"data_streams": ["logs-tracectl-default"],
-                             "documents": task["lines"]}
+    assert logs["index"] == {"data_streams": ["logs-tracectl-default"], "documents": task["lines"]}
     assert {c["status"] for c in logs["reconciliation"]["copies"].values()} == {"ok"}
     ranges = logs["kafka"]["log_ranges"]
     assert ranges and all(r["topic"] == "tracectl.logs" for r in ranges)
@@ -152,16 +160,21 @@ def test_passport_offset_ranges_hold_exactly_the_task_lines(pipeline_api: Api) -
     in_ranges = read_ranges(bootstrap, ranges)
     mine = [json.loads(r.value) for r in in_ranges if r.key == task["id"].encode()]
     assert [(e["event"]["sequence"], e["message"]) for e in mine] == record_lines(
-        pipeline_api, task)
+        pipeline_api, task
+    )
     assert all(e["event"]["id"] == f"{task['id']}:1:{e['event']['sequence']}" for e in mine)
     # The ranges are tight: they start and end on the task's own first and last line.
     assert {r.offset for r in in_ranges if r.key == task["id"].encode()} >= {
-        x for r in ranges for x in (r["first_offset"], r["last_offset"])}
+        x for r in ranges for x in (r["first_offset"], r["last_offset"])
+    }
 
     status_ranges = logs["kafka"]["status_event_ranges"]
     assert status_ranges and status_ranges[0]["topic"] == "tracectl.status"
-    events = [json.loads(r.value) for r in read_ranges(bootstrap, status_ranges)
-              if r.key == task["id"].encode()]
+    events = [
+        json.loads(r.value)
+        for r in read_ranges(bootstrap, status_ranges)
+        if r.key == task["id"].encode()
+    ]
     assert [e["event"]["action"] for e in events][:3] == ["submitted", "admitted", "started"]
 
 
@@ -185,7 +198,8 @@ def read_ranges(bootstrap: str, ranges: list[dict[str, Any]]) -> list[Any]:
 
 
 def test_deleted_index_documents_are_detected_and_repaired(
-        pipeline_api: Api, search: SearchIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline_api: Api, search: SearchIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
     task = run_task(pipeline_api, "deleted")
     wait_checked(pipeline_api, task["id"])
     gone = [f"{task['id']}:1:{seq}" for seq in (1, 50, task["lines"])]
@@ -204,10 +218,15 @@ def test_deleted_index_documents_are_detected_and_repaired(
     assert [copies[n]["status"] for n in ("record", "kafka", "archive")] == ["ok"] * 3
     shown = pipeline_api.client.get(f"/v1/tasks/{task['id']}").json()["log_reconciliation"]
     assert shown["status"] == "mismatch" and shown["copies"]["index"] == "missing 3 lines"
-    assert metric(pipeline_api,
-                  "tracectl_log_reconciliation_mismatches_total") == mismatches_before + 1
-    entry = next(t for t in pipeline_api.client.get(
-        f"/v1/runs/{task['run_id']}/passport").json()["tasks"] if t["task_id"] == task["id"])
+    assert (
+        metric(pipeline_api, "tracectl_log_reconciliation_mismatches_total")
+        == mismatches_before + 1
+    )
+    entry = next(
+        t
+        for t in pipeline_api.client.get(f"/v1/runs/{task['run_id']}/passport").json()["tasks"]
+        if t["task_id"] == task["id"]
+    )
     assert entry["logs"]["reconciliation"]["copies"]["index"]["status"] == "missing"
 
     # The shipper may be rejoining its consumer group (another test restarted Kafka): wait.
@@ -224,7 +243,8 @@ def test_deleted_index_documents_are_detected_and_repaired(
     docs = wait_indexed(search, task["id"], task["lines"])
     assert [d["event"]["sequence"] for d in docs] == list(range(1, task["lines"] + 1))
     assert [(d["event"]["sequence"], d["message"]) for d in docs] == record_lines(
-        pipeline_api, task)
+        pipeline_api, task
+    )
     restored = {d["_id"]: d for d in docs if d["_id"] in gone}
     assert set(restored) == set(gone)
     assert restored[gone[0]]["labels"]["dag_id"] == "dag_reconcile"
@@ -259,13 +279,15 @@ def test_truncated_archive_is_detected_and_rewritten(pipeline_api: Api) -> None:
     assert hashlib.sha256(rewritten).hexdigest() == fixed["detail"]["sha256"]
     assert fixed["lines"] == task["lines"]
     # A later check compares with the rewritten object's hash, and keeps the old one.
-    again = by_copy(pipeline_api.client.get(
-        f"/v1/tasks/{task['id']}/logs/reconciliation").json()["copies"])["archive"]
+    again = by_copy(
+        pipeline_api.client.get(f"/v1/tasks/{task['id']}/logs/reconciliation").json()["copies"]
+    )["archive"]
     assert again["detail"]["previous_sha256"] == hashlib.sha256(cut).hexdigest()
 
 
 def test_without_kafka_missing_lines_are_written_straight_to_the_index(
-        pipeline_settings: Settings, search: SearchIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline_settings: Settings, search: SearchIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # File sink only: nothing ships the lines, so the index lacks all of them.
     settings = pipeline_settings.model_copy(update={"log_sink": "file", "status_events": "none"})
     with TestClient(create_app(settings, service=ControllerService(settings))) as client:

@@ -20,8 +20,9 @@ pytestmark = [pytest.mark.s3, pytest.mark.timeout(300)]
 
 
 @pytest.fixture
-def store(s3: dict[str, str], tmp_path: Path,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[S3ArtifactStore]:
+def store(
+    s3: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[S3ArtifactStore]:
     for key in S3_ENV:
         if key in s3:
             monkeypatch.setenv(key, s3[key])
@@ -51,8 +52,9 @@ def test_put_get_exists_and_content_address(store: S3ArtifactStore, tmp_path: Pa
     assert keyed.uri == f"s3://{store.bucket}/pre/fix/logs/run/task/1.log.gz"
 
 
-def test_put_while_s3_restarts_is_retried_then_stored(store: S3ArtifactStore,
-                                                      tmp_path: Path) -> None:
+def test_put_while_s3_restarts_is_retried_then_stored(
+    store: S3ArtifactStore, tmp_path: Path
+) -> None:
     path = tmp_path / "log.gz"
     path.write_bytes(b"archived while S3 was down\n" * 1000)
     store.put_file(path, key="warmup")  # bucket exists before the outage

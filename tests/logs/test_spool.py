@@ -65,10 +65,15 @@ def test_a_new_spool_resumes_after_the_last_ack(tmp_path: Path) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["append", "read", "ack", "rewind"]),
-                          st.integers(1, 9)), max_size=60))
-def test_acknowledged_records_form_the_written_prefix(tmp_path_factory: pytest.TempPathFactory,
-                                                      ops: list[tuple[str, int]]) -> None:
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["append", "read", "ack", "rewind"]), st.integers(1, 9)),
+        max_size=60,
+    )
+)
+def test_acknowledged_records_form_the_written_prefix(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int]]
+) -> None:
     folder = tmp_path_factory.mktemp("spool")
     spool = Spool(folder, max_bytes=1 << 20, segment_bytes=50)
     written: list[bytes] = []
@@ -91,13 +96,14 @@ def test_acknowledged_records_form_the_written_prefix(tmp_path_factory: pytest.T
             spool.rewind()
     assert delivered == written[: len(delivered)]
     spool.rewind()
-    assert [v for _, v in spool.read(10**6)] == written[len(delivered):]
+    assert [v for _, v in spool.read(10**6)] == written[len(delivered) :]
     spool.close(remove_if_empty=False)
 
 
 @pytest.mark.parametrize("segment_bytes", [4096, 4 << 20])
-def test_reader_gets_whole_records_while_another_thread_appends(tmp_path: Path,
-                                                               segment_bytes: int) -> None:
+def test_reader_gets_whole_records_while_another_thread_appends(
+    tmp_path: Path, segment_bytes: int
+) -> None:
     """The sender reads and acks without the lock while the task's thread keeps appending and
     rotating segments: every record comes out once, whole, in order, and the byte count the
     bound relies on ends at zero."""
@@ -128,8 +134,9 @@ def _line(seq: int) -> LogLine:
 def test_full_sink_spool_drops_and_counts(tmp_path: Path) -> None:
     """No broker at all (port 1): the spool fills to its bound, then refuses, and says so."""
     settings_ = Settings(home=tmp_path / "home", log_sink="kafka://127.0.0.1:1/unused")
-    sink = KafkaLogSink(settings_, {"run_id": "r", "task_id": "full", "attempt": "1"},
-                        spool_max_bytes=20_000)
+    sink = KafkaLogSink(
+        settings_, {"run_id": "r", "task_id": "full", "attempt": "1"}, spool_max_bytes=20_000
+    )
     for seq in range(1, 201):
         sink.emit(_line(seq))
     stats = sink.stats()

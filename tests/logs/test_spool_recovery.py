@@ -21,8 +21,9 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
 
 @pytest.mark.parametrize("client", KAFKA_CLIENTS)
-def test_orphaned_spool_is_drained_in_order(client: str, kafka: dict[str, str],
-                                            tmp_path: Path) -> None:
+def test_orphaned_spool_is_drained_in_order(
+    client: str, kafka: dict[str, str], tmp_path: Path
+) -> None:
     bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
     topic = f"tracectl.test.orphan.{uuid.uuid4().hex[:8]}"
     home = tmp_path / "home"
@@ -37,8 +38,7 @@ def test_orphaned_spool_is_drained_in_order(client: str, kafka: dict[str, str],
     sink.producer.close(0.5)  # gave up: the spool stays behind
     assert len(orphan_spools(unreachable)) == 2
 
-    controller = Settings(home=home, log_sink=f"kafka://{bootstrap}/{topic}",
-                          kafka_client=client)
+    controller = Settings(home=home, log_sink=f"kafka://{bootstrap}/{topic}", kafka_client=client)
     reports = drain_orphans(controller)
     try:
         assert [r["delivered"] for r in reports] == [True]  # the live writer's spool skipped

@@ -424,10 +424,20 @@ def test_pod_logs_served_through_the_api_server(
     log_file = tmp_path / "task.log"
     log_file.write_text("2026-11-25T12:00:00.000000001Z stdout F hello from kwok\n")
     custom = client.CustomObjectsApi(api)
-    custom.create_cluster_custom_object("kwok.x-k8s.io", "v1alpha1", "clusterlogs", {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs", "metadata": {"name": ns},
-        "spec": {"selector": {"matchNamespaces": [ns]},
-                 "logs": [{"containers": ["task"], "logsFile": str(log_file)}]}})
+    custom.create_cluster_custom_object(
+        "kwok.x-k8s.io",
+        "v1alpha1",
+        "clusterlogs",
+        {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterLogs",
+            "metadata": {"name": ns},
+            "spec": {
+                "selector": {"matchNamespaces": [ns]},
+                "logs": [{"containers": ["task"], "logsFile": str(log_file)}],
+            },
+        },
+    )
     try:
         batch = client.BatchV1Api(api)
         batch.create_namespaced_job(
@@ -435,19 +445,22 @@ def test_pod_logs_served_through_the_api_server(
         )
         pod = wait_for(
             "the logs pod to run",
-            lambda: next((p for p in job_pods(core, ns, "logs") if p.status.phase == "Running"),
-                         None),
+            lambda: next(
+                (p for p in job_pods(core, ns, "logs") if p.status.phase == "Running"), None
+            ),
         )
         # kwok's --node-ip and --node-port: the API server dials the node's "kubelet" there.
         assert pod.status.host_ip == "127.0.0.1"
         node = core.read_node(pod.spec.node_name)
         assert node.status.daemon_endpoints.kubelet_endpoint.port == 10247
-        text = core.read_namespaced_pod_log(pod.metadata.name, ns, container="task",
-                                            timestamps=True, _request_timeout=30)
+        text = core.read_namespaced_pod_log(
+            pod.metadata.name, ns, container="task", timestamps=True, _request_timeout=30
+        )
         assert text == "2026-11-25T12:00:00.000000001Z hello from kwok\n"
         with pytest.raises(ApiException) as err:  # a container no Logs object names
-            core.read_namespaced_pod_log(pod.metadata.name, ns, container="other",
-                                         _request_timeout=30)
+            core.read_namespaced_pod_log(
+                pod.metadata.name, ns, container="other", _request_timeout=30
+            )
         assert err.value.status in (400, 500)
     finally:
         custom.delete_cluster_custom_object("kwok.x-k8s.io", "v1alpha1", "clusterlogs", ns)
