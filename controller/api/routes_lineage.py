@@ -10,12 +10,12 @@ from controller.api import responses as out
 from controller.api.contract import errors
 from controller.auth.scope import Scope
 from controller.core.service import ControllerService
-from controller.lineage import openlineage, prov
+from controller.lineage import nodes, openlineage, prov
 from controller.lineage.diff import diff_runs
 from controller.lineage.graph import LineageGraph
 from controller.lineage.reproduce import Reproducer, compare
 
-NODE_PATTERN = "^(data|commit|task|artifact|model|service):.+$"  # graph.check_node's rule
+NODE_PATTERN = nodes.PATTERN  # the rule NodeId.parse (graph.check_node) applies
 Depth = Annotated[int, Query(ge=1, le=50, description="how many edges away at most")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 Cursor = Annotated[str | None, Query(max_length=1024, description="next_cursor of a page")]

@@ -16,6 +16,10 @@ class NodeKind(StrEnum):
     ENV = "env"  # env:<environment key>: the software environment a task ran in
 
 
+# The one rule for a node id's text, for schemas that state it (the API's `node` parameters).
+PATTERN = "^(" + "|".join(kind.value for kind in NodeKind) + "):.+$"
+
+
 @dataclass(frozen=True)
 class NodeId:
     kind: NodeKind
