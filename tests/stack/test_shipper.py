@@ -34,7 +34,7 @@ pytestmark = [
 ENGINES = ["opensearch", "elasticsearch"]
 N_EVENTS = 500
 N_DUPLICATES = 10
-WAIT_S = 90
+WAIT_S = 240  # after a kill -9, rsyslog replays its disk queue and Kafka first
 SHIPPER = Path(__file__).resolve().parents[2] / "deploy" / "local" / "shipper"
 
 
