@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mlflow.tracking import MlflowClient
 
 from controller.ports import SearchIndex
+from tests.faults.conftest import FaultStack
 from tests.faults.log_index import (
     by_attempt,
     engine_index,
@@ -29,8 +29,6 @@ from tests.faults.log_index import (
     file_record,
     wait_for_lines,
 )
-from tests.logs.conftest import ensure_up
-from tests.server_process import ServerProcess
 
 pytestmark = [
     pytest.mark.kafka,
@@ -74,45 +72,20 @@ def submit_pipeline(url: str) -> tuple[str, list[str]]:
     return run, ids
 
 
-@pytest.fixture(scope="module")
-def tracking_uri(mlflow_uri: str) -> str:
-    """The session's MLflow store, its schema made before any kill. MLflow migrates a new
-    SQLite store on first use, and a kill -9 in that migration leaves it unusable (a
-    ``_alembic_tmp_*`` table stays behind): a one-time window of MLflow's, not this test's."""
-    MlflowClient(tracking_uri=mlflow_uri).search_experiments()
-    return mlflow_uri
-
-
 def statuses(url: str, ids: list[str]) -> dict[str, str]:
     return {t: httpx.get(f"{url}/v1/tasks/{t}", timeout=10).json()["status"] for t in ids}
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_kills_lose_nothing(
-    tmp_path: Path,
-    tracking_uri: str,
-    kafka: dict[str, str],
-    opensearch: dict[str, str],
-    shipper: dict[str, str],
-    seed: int,
+    tmp_path: Path, fault_stack: FaultStack, opensearch: dict[str, str], seed: int
 ) -> None:
-    for name in ("kafka", "opensearch", "shipper"):
-        ensure_up(name)  # an outage test that failed may have left one down
     rng = random.Random(seed)
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text(
         "gpu_pools:\n  - name: gpu-worker\n    flavor: nvidia.com/gpu\n    count: 1\n"
     )
-    server = ServerProcess(
-        tmp_path / "home",
-        {
-            "TRACECTL_TRACKING_URI": tracking_uri,
-            "TRACECTL_INVENTORY_FILE": str(inventory),
-            "TRACECTL_LEASE_TTL_S": "5",
-            "TRACECTL_LOG_SINK": f"kafka://{kafka['TRACECTL_KAFKA_BOOTSTRAP']}",
-        },
-    )
-    server.start()
+    server = fault_stack.server(TRACECTL_INVENTORY_FILE=str(inventory), TRACECTL_LEASE_TTL_S="5")
     try:
         run_id, ids = submit_pipeline(server.url)
         for _ in range(3):
@@ -140,8 +113,8 @@ def test_random_kills_lose_nothing(
             assert [a["path"] for a in artifacts] == ["out.txt"]
     finally:
         server.stop()
-    check_leases(tmp_path / "home" / "tracectl.db", ids)
-    check_index(engine_index(opensearch, "opensearch"), tmp_path / "home", run_id, ids)
+    check_leases(fault_stack.home / "tracectl.db", ids)
+    check_index(engine_index(opensearch, "opensearch"), fault_stack.home, run_id, ids)
 
 
 def check_index(client: SearchIndex, home: Path, run_id: str, ids: list[str]) -> None:

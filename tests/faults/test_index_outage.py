@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from controller.ports import SearchIndex
+from tests.faults.conftest import FaultStack
 from tests.faults.log_index import (
     by_attempt,
     engine_index,
@@ -31,7 +32,6 @@ from tests.faults.log_index import (
 )
 from tests.faults.test_kafka_outage import spools_left, submit, wait_finished, wait_until_indexed
 from tests.logs.conftest import ensure_up, service
-from tests.server_process import ServerProcess
 
 pytestmark = [
     pytest.mark.kafka,
@@ -49,14 +49,11 @@ AFTER_S = 10.0  # the tasks go on printing this long after the fault is over
 
 
 def run_through(
-    tmp_path: Path, mlflow_uri: str, bootstrap: str, search: SearchIndex, fault: Callable[[], None]
+    stack: FaultStack, search: SearchIndex, fault: Callable[[], None]
 ) -> tuple[str, dict[tuple[str, str], list[str]]]:
     """Four ticking tasks; FAULT once their first lines are indexed; their file record."""
-    home, stop = tmp_path / "home", tmp_path / "stop"
-    server = ServerProcess(
-        home, {"TRACECTL_TRACKING_URI": mlflow_uri, "TRACECTL_LOG_SINK": f"kafka://{bootstrap}"}
-    )
-    server.start()
+    stop = stack.home.parent / "stop"
+    server = stack.server()
     try:
         run_id, ids = submit(server.url, [stop] * 4)
         wait_until_indexed(search, run_id, ids, lines=20)
@@ -65,11 +62,11 @@ def run_through(
         stop.touch()
         tasks = wait_finished(server, ids)
         assert [(t["status"], t["attempt"]) for t in tasks] == [("succeeded", 1)] * 4, tasks
-        assert spools_left(home) == [], "log spools not drained"
+        assert spools_left(stack.home) == [], "log spools not drained"
     finally:
         stop.touch()
         server.stop()
-    record = file_record(home, run_id)
+    record = file_record(stack.home, run_id)
     assert set(record) == {(t, "1") for t in ids}
     return run_id, record
 
@@ -83,16 +80,12 @@ def exactly_once(
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_index_engine_down_a_minute_loses_and_doubles_no_line(
-    tmp_path: Path,
-    mlflow_uri: str,
-    kafka: dict[str, str],
+    fault_stack: FaultStack,
     opensearch: dict[str, str],
     elasticsearch: dict[str, str],
-    shipper: dict[str, str],
     engine: str,
 ) -> None:
-    for name in ("kafka", "opensearch", "elasticsearch", "shipper"):
-        ensure_up(name)
+    ensure_up("elasticsearch")
     search = engine_index({**opensearch, **elasticsearch}, engine)
 
     def engine_down() -> None:
@@ -102,22 +95,17 @@ def test_index_engine_down_a_minute_loses_and_doubles_no_line(
         finally:
             service(engine, "start", timeout=600)  # never leave it down
 
-    run_id, record = run_through(
-        tmp_path, mlflow_uri, kafka["TRACECTL_KAFKA_BOOTSTRAP"], search, engine_down
-    )
+    run_id, record = run_through(fault_stack, search, engine_down)
     assert exactly_once(search, run_id, record) == []
 
 
 def test_shipper_killed_mid_stream_loses_and_doubles_no_line(
-    tmp_path: Path,
-    mlflow_uri: str,
-    kafka: dict[str, str],
+    fault_stack: FaultStack,
     opensearch: dict[str, str],
     elasticsearch: dict[str, str],
     shipper: dict[str, str],
 ) -> None:
-    for name in ("kafka", "opensearch", "elasticsearch", "shipper"):
-        ensure_up(name)
+    ensure_up("elasticsearch")
     engines = {e: engine_index({**opensearch, **elasticsearch}, e) for e in ENGINES}
 
     def killed() -> None:
@@ -129,8 +117,6 @@ def test_shipper_killed_mid_stream_loses_and_doubles_no_line(
         finally:
             service("shipper", "start")
 
-    run_id, record = run_through(
-        tmp_path, mlflow_uri, kafka["TRACECTL_KAFKA_BOOTSTRAP"], engines["opensearch"], killed
-    )
+    run_id, record = run_through(fault_stack, engines["opensearch"], killed)
     for engine, search in engines.items():
         assert exactly_once(search, run_id, record) == [], engine

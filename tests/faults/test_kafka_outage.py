@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from controller.ports import SearchIndex
+from tests.faults.conftest import FaultStack
 from tests.faults.kafka_topic import sequences_since
 from tests.faults.log_index import (
     by_attempt,
@@ -110,23 +111,12 @@ def spools_left(home: Path, timeout_s: float = 180) -> list[Path]:
 
 
 def test_broker_down_a_minute_loses_no_line(
-    tmp_path: Path,
-    mlflow_uri: str,
-    kafka: dict[str, str],
-    opensearch: dict[str, str],
-    shipper: dict[str, str],
+    tmp_path: Path, fault_stack: FaultStack, opensearch: dict[str, str]
 ) -> None:
-    for name in ("kafka", "opensearch", "shipper"):
-        ensure_up(name)
-    bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
     search = engine_index(opensearch, "opensearch")
-    home = tmp_path / "home"
     down, stop = tmp_path / "broker-down", tmp_path / "stop"
-    server = ServerProcess(
-        home, {"TRACECTL_TRACKING_URI": mlflow_uri, "TRACECTL_LOG_SINK": f"kafka://{bootstrap}"}
-    )
     since_ms = int(time.time() * 1000) - 1000
-    server.start()
+    server = fault_stack.server()
     try:
         # Tasks 0 and 1 end once the broker is down; 2 and 3 after it is back.
         run_id, ids = submit(server.url, [down, down, stop, stop])
@@ -142,17 +132,17 @@ def test_broker_down_a_minute_loses_no_line(
         stop.touch()
         tasks = wait_finished(server, ids)
         assert [(t["status"], t["attempt"]) for t in tasks] == [("succeeded", 1)] * 4, tasks
-        assert spools_left(home) == [], "log spools not drained"
+        assert spools_left(fault_stack.home) == [], "log spools not drained"
     finally:
         stop.touch()
         server.stop()
 
-    record = file_record(home, run_id)
+    record = file_record(fault_stack.home, run_id)
     assert set(record) == {(t, "1") for t in ids}
     for task_id in ids[2:]:  # the long tasks printed all through the outage
         ticks = sum(m.startswith("tick ") for m in record[(task_id, "1")])
         assert ticks > 10 * (OUTAGE_S + AFTER_S), (task_id, ticks)
-    in_kafka = sequences_since(bootstrap, TOPIC, since_ms, set(ids))
+    in_kafka = sequences_since(fault_stack.bootstrap, TOPIC, since_ms, set(ids))
     for task_id in ids:
         # A chunk cut by the outage may be sent twice (the index keeps one copy by event.id),
         # but never out of order: first occurrences are 1..N in order.
