@@ -1,4 +1,4 @@
-"""OpenLineage RunEvents of a run's tasks, derived from the lineage event log, and emitters.
+"""OpenLineage RunEvents of a run's tasks, derived from the lineage event log.
 
 One OpenLineage run per task attempt: START when it started, COMPLETE / FAIL / ABORT when it
 ended. For a task submitted from Airflow the `parent` facet names the task instance's try
@@ -9,13 +9,12 @@ provider sends for that task instance and DAG run.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from hashlib import sha1
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlparse
 
 from sqlalchemy import select
@@ -352,62 +351,3 @@ def keyed_events(db: Database, run_id: str) -> list[tuple[int, dict[str, Any]]]:
                 )
             )
     return events
-
-
-# -- emitters -------------------------------------------------------------------------------
-class Emitter(Protocol):
-    def emit(self, event: dict[str, Any]) -> None: ...
-
-
-class HttpEmitter:
-    """POSTs each event to an OpenLineage HTTP endpoint (Marquez: /api/v1/lineage)."""
-
-    def __init__(self, url: str, api_key: str | None = None, timeout: float = 10.0) -> None:
-        import httpx
-
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.url = url
-        self.http = httpx.Client(headers=headers, timeout=timeout)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def emit(self, event: dict[str, Any]) -> None:
-        self.http.post(self.url, json=event).raise_for_status()
-
-
-class KafkaEmitter:
-    """Sends each event to a Kafka topic, keyed by the OpenLineage runId (one partition each)."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        from kafka import KafkaProducer
-
-        self.topic = topic
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap.split(","))
-
-    def emit(self, event: dict[str, Any]) -> None:
-        key = event["run"]["runId"].encode()
-        self.producer.send(self.topic, key=key, value=json.dumps(event).encode()).get(timeout=10)
-
-
-def build_emitter(target: str | None) -> Emitter | None:
-    """`http(s)://host/api/v1/lineage`, `kafka://broker:9092/topic`, or empty for none."""
-    if not target or target == "none":
-        return None
-    parsed = urlparse(target)
-    if parsed.scheme in ("http", "https"):
-        return HttpEmitter(target)
-    if parsed.scheme == "kafka":
-        topic = parsed.path.lstrip("/") or "openlineage"
-        return KafkaEmitter(parsed.netloc, topic)
-    raise ValueError(
-        f"OpenLineage target {target!r}: use http(s)://…, kafka://host:port/topic or none"
-    )
-
-
-def emit_run(db: Database, run_id: str, emitter: Emitter) -> int:
-    """Send every event of a run; returns how many were sent."""
-    events = run_events(db, run_id)
-    for event in events:
-        emitter.emit(event)
-    return len(events)

@@ -28,6 +28,9 @@ from openlineage.client.generated.parent_run import ParentRunFacet
 from openlineage.client.generated.source_code_location_job import SourceCodeLocationJobFacet
 from openlineage.client.transport.http import HttpConfig, HttpTransport
 
+from controller import backends
+from controller.config import Settings
+from controller.emit.http_sink import HttpLineageSink
 from controller.lineage import openlineage
 from tests.lineage.conftest import Demo
 from tests.lineage.openlineage_model import (
@@ -319,13 +322,18 @@ def receiver() -> Iterator[Receiver]:
     server.close()
 
 
-def test_http_emitter_posts_every_event(demo: Demo, receiver: Receiver) -> None:
-    emitter = openlineage.build_emitter(f"{receiver.url}/api/v1/lineage")
-    assert isinstance(emitter, openlineage.HttpEmitter)
-    sent = openlineage.emit_run(demo.api.client.app.state.service.db, demo.run_id, emitter)
-    emitter.close()
-    assert sent == len(receiver.received) == 6
+def test_the_http_sink_posts_every_event_in_order(
+    demo: Demo, receiver: Receiver, tmp_path: Path
+) -> None:
+    settings = Settings(home=tmp_path / "home", openlineage_url=f"{receiver.url}/api/v1/lineage")
+    sink = backends.openlineage_sink(settings)
+    assert isinstance(sink, HttpLineageSink)
+    for event in events(demo):
+        assert sink.put(demo.run_id, json.dumps(event).encode())
+    assert sink.flush(timeout_s=30)
+    sink.close()
     assert receiver.received == events(demo)
+    assert len(receiver.received) == 6
 
 
 def test_openlineage_python_client_sends_the_same_events(demo: Demo, receiver: Receiver) -> None:
@@ -351,8 +359,5 @@ def test_openlineage_python_client_sends_the_same_events(demo: Demo, receiver: R
     ] == items
 
 
-def test_emitter_targets() -> None:
-    assert openlineage.build_emitter(None) is None
-    assert openlineage.build_emitter("none") is None
-    with pytest.raises(ValueError, match="ftp://x"):
-        openlineage.build_emitter("ftp://x")
+def test_no_openlineage_target_means_no_sink(tmp_path: Path) -> None:
+    assert backends.openlineage_sink(Settings(home=tmp_path)) is None
