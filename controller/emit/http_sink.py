@@ -3,10 +3,10 @@
 `put` appends the event to the spool (controller/logs/spool.py) and returns; one sender thread
 POSTs the spool's records one at a time, in order, and forgets each only once the endpoint
 answered 2xx. A connection error, a 5xx, 408 or 429 is retried with exponential backoff
-(BACKOFF_S doubling up to BACKOFF_MAX_S) and nothing after it is sent meanwhile; another 4xx
-means the endpoint will never take that event: it is appended to `rejected.ndjson` beside the
-spool, logged, and the sender moves on. The spool outlives a restart; the next controller
-resumes it where the last acknowledged event left it.
+(controller/backoff.py: doubling from 0.5 s up to 10 s, jittered) and nothing after it is
+sent meanwhile; another 4xx means the endpoint will never take that event: it is appended to
+`rejected.ndjson` beside the spool, logged, and the sender moves on. The spool outlives a
+restart; the next controller resumes it where the last acknowledged event left it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from controller.backoff import Backoff
 from controller.config import Settings
 from controller.logs.spool import Spool
 
@@ -25,8 +26,6 @@ log = logging.getLogger("tracectl.emit.http")
 
 SPOOL_MAX_BYTES = 64 << 20
 TIMEOUT_S = 10.0
-BACKOFF_S = 0.5
-BACKOFF_MAX_S = 10.0
 RETRYABLE = {408, 425, 429}
 
 
@@ -116,7 +115,7 @@ class HttpLineageSink:
         return False
 
     def _run(self) -> None:
-        backoff = BACKOFF_S
+        backoff = Backoff()
         while not self._closing.is_set():
             record = self.spool.read(1)
             if not record:
@@ -125,16 +124,16 @@ class HttpLineageSink:
                 continue
             if self._deliver(record[0][1]):
                 self.spool.ack()
-                backoff = BACKOFF_S
+                backoff.reset()
                 continue
             self.spool.rewind()
             self.failures += 1
+            delay = backoff.next()
             log.warning(
                 "OpenLineage endpoint %s unreachable (%s); retrying in %.1fs, %d bytes spooled",
                 self.url,
                 self.last_error,
-                backoff,
+                delay,
                 self.spool.pending_bytes,
             )
-            self._closing.wait(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            self._closing.wait(delay)

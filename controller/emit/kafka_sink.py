@@ -10,23 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from controller.config import Settings
-from controller.logs.kafka_producer import SpooledProducer, parse_uri
+from controller.logs.kafka_producer import CLOSE_TIMEOUT_S, controller_producer
 
 DEFAULT_TOPIC = "openlineage"
-SPOOL_MAX_BYTES = 64 << 20
-CLOSE_TIMEOUT_S = 10.0
 
 
 class KafkaLineageSink:
     def __init__(self, settings: Settings) -> None:
-        bootstrap, topic = parse_uri(settings.openlineage_target, DEFAULT_TOPIC)
-        self.producer = SpooledProducer(
-            bootstrap,
-            topic,
-            settings.home / "spool" / "openlineage-kafka",
-            SPOOL_MAX_BYTES,
+        self.producer = controller_producer(
+            settings,
+            settings.openlineage_target,
+            DEFAULT_TOPIC,
+            spool="openlineage-kafka",
             client_id="tracectl-openlineage",
-            client=settings.kafka_client,
         )
 
     def put(self, run_id: str, event: bytes) -> bool:

@@ -3,7 +3,8 @@
 Callers ``put`` records into a Spool (spool.py); one sender thread reads the spool in order,
 hands a chunk to the transport (kafka_transport.py: kafka-python or confluent-kafka), waits for
 Kafka to acknowledge all of it and only then forgets it. When Kafka is unreachable the chunk is
-read again later, from the same place: nothing overtakes it.
+read again after a backoff (controller/backoff.py: doubling from 0.5 s to 10 s, jittered), from
+the same place: nothing overtakes it.
 
 After each acknowledged chunk the sender calls ``on_delivered`` (if given) with the
 ``Delivered`` ranges of the chunk: which key's records landed at which partition and offsets.
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from controller.backoff import Backoff
+from controller.config import Settings
 from controller.logs.kafka_transport import (
     CHUNK_TIMEOUT_S,
     DEFAULT_CLIENT,
@@ -31,7 +34,8 @@ from controller.logs.spool import Spool
 log = logging.getLogger(__name__)
 
 CHUNK_RECORDS = 20000
-RECONNECT_S = 1.0
+SPOOL_MAX_BYTES = 64 << 20  # of a controller-wide producer (status events, OpenLineage)
+CLOSE_TIMEOUT_S = 10.0
 
 
 def parse_uri(uri: str, default_topic: str) -> tuple[str, str]:
@@ -65,6 +69,7 @@ class SpooledProducer:
         self.outages = 0
         self.last_error = ""
         self._transport: KafkaTransport | None = None
+        self.backoff = Backoff()
         self._topic_ready = False
         self._wake = threading.Condition()
         self._waiting = False
@@ -169,15 +174,39 @@ class SpooledProducer:
             if self._transport is not None and self._send_chunk(self._transport, chunk):
                 self.spool.ack()
                 self.sent += len(chunk)
+                self.backoff.reset()
                 continue
             self.spool.rewind()
             self._drop_transport()
             self.outages += 1
+            delay = self.backoff.next()
             log.warning(
-                "%s: Kafka unreachable (%s); %d bytes spooled",
+                "%s: Kafka unreachable (%s); retrying in %.1fs, %d bytes spooled",
                 self.client_id,
                 self.last_error,
+                delay,
                 self.spool.pending_bytes,
             )
             with self._wake:
-                self._wake.wait(RECONNECT_S)
+                self._wake.wait(delay)
+
+
+def controller_producer(
+    settings: Settings,
+    uri: str,
+    default_topic: str,
+    spool: str,
+    client_id: str,
+    on_delivered: DeliveryHook | None = None,
+) -> SpooledProducer:
+    """The controller's own producer to the topic of URI, spooled in <home>/spool/SPOOL."""
+    bootstrap, topic = parse_uri(uri, default_topic)
+    return SpooledProducer(
+        bootstrap,
+        topic,
+        settings.home / "spool" / spool,
+        SPOOL_MAX_BYTES,
+        client_id=client_id,
+        client=settings.kafka_client,
+        on_delivered=on_delivered,
+    )

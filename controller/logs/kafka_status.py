@@ -13,25 +13,21 @@ from typing import Any
 
 from controller.config import Settings
 from controller.logs.deliveries import StatusDeliveries
-from controller.logs.kafka_producer import SpooledProducer, parse_uri
+from controller.logs.kafka_producer import CLOSE_TIMEOUT_S, controller_producer
 
 DEFAULT_TOPIC = "tracectl.status"
-SPOOL_MAX_BYTES = 64 << 20
-CLOSE_TIMEOUT_S = 10.0
 
 
 class KafkaStatusPublisher:
     publishes = True
 
     def __init__(self, settings: Settings) -> None:
-        bootstrap, topic = parse_uri(settings.status_events, DEFAULT_TOPIC)
-        self.producer = SpooledProducer(
-            bootstrap,
-            topic,
-            settings.home / "spool" / "status",
-            SPOOL_MAX_BYTES,
+        self.producer = controller_producer(
+            settings,
+            settings.status_events,
+            DEFAULT_TOPIC,
+            spool="status",
             client_id="tracectl-status",
-            client=settings.kafka_client,
             on_delivered=StatusDeliveries(settings),
         )
 

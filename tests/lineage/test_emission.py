@@ -1,6 +1,11 @@
-"""Automatic OpenLineage emission: to a real HTTP receiver that is down for 30 s and a
-controller restart in between, and to the real Kafka topic; every event valid, in order per
-run, none lost, none twice."""
+"""Automatic OpenLineage emission: to a real HTTP receiver, and to the real Kafka topic, each
+unreachable for 30 s with a controller restart in between; every event valid, in order per run,
+none lost, none twice.
+
+Kafka is made unreachable for this controller only (the broker is shared): the controller is
+given a port where nothing listens, which later forwards to the broker
+(tests/logs/tcp_forwarder.py).
+"""
 
 from __future__ import annotations
 
@@ -16,16 +21,18 @@ from typing import Any
 import jsonschema
 import pytest
 from fastapi.testclient import TestClient
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
 from controller.api.app import create_app
 from controller.config import Settings
 from controller.lineage.emission import cursor_file
+from controller.server import free_port
 from controller.store.schema import LineageEventRow
 from tests.core.conftest import Api, python
 from tests.lineage.openlineage_model import round_trip
 from tests.lineage.openlineage_schema import RUN_EVENT
+from tests.logs.tcp_forwarder import TcpForwarder
 from tests.waiting import wait_for
 
 OUTAGE_S = 30.0
@@ -203,6 +210,64 @@ def test_events_go_to_the_kafka_topic_keyed_and_ordered_by_run(
         return found if sum(map(len, found.values())) >= 8 else None  # 2 runs x 2 tasks x 2
 
     found = wait_for("the events on the topic", arrived, timeout=60, every=1.0)
+    assert {run: [key(e) for e in items] for run, items in found.items()} == {
+        run: [key(e) for e in items] for run, items in expected.items()
+    }
+    delivered = [e for items in found.values() for e in items]
+    assert ends(delivered) == ends([e for items in expected.values() for e in items])
+    for event in delivered:
+        valid(event)
+
+
+def on_topic(
+    bootstrap: str, topic: str, expected: dict[str, list[dict[str, Any]]]
+) -> dict[str, list[dict[str, Any]]] | None:
+    """The events keyed by each run of EXPECTED on TOPIC, once at least that many are there."""
+    found = read_topic(bootstrap, topic, set(expected))
+    enough = sum(map(len, found.values())) >= sum(map(len, expected.values()))
+    return found if enough else None
+
+
+def topics(bootstrap: str) -> set[str]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()
+
+
+def test_events_made_while_kafka_is_unreachable_arrive_once_in_order_after_a_restart(
+    tmp_path: Path, mlflow_uri: str, kafka: dict[str, str]
+) -> None:
+    bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
+    host, port = bootstrap.split(",")[0].rsplit(":", 1)
+    gate = TcpForwarder(free_port(), (host, int(port)))  # nothing listens until start()
+    topic = f"openlineage-outage-{tmp_path.name}"
+    settings = Settings(
+        home=tmp_path / "home",
+        supervisor_interval_s=0.05,
+        tracking_uri=mlflow_uri,
+        openlineage_kafka_topic=f"kafka://127.0.0.1:{gate.port}/{topic}",
+    )
+    down_since = time.monotonic()
+    try:
+        with TestClient(create_app(settings)) as client:
+            runs = [two_task_run(Api(client, settings)) for _ in range(2)]
+            expected = {run: shown(client, run) for run in runs}
+            wait_for("every event in the spool", lambda: handed_over(client, settings))
+        # The controller stopped with the events spooled; Kafka stays unreachable 30 s in all.
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_since)))
+        assert topic not in topics(bootstrap)  # nothing got through: the topic was never made
+        gate.start()
+        with TestClient(create_app(settings)) as client:  # a new controller resumes the spool
+            wait_for("the spooled events", lambda: on_topic(bootstrap, topic, expected), 120, 1.0)
+            third = two_task_run(Api(client, settings))  # made after the restart, sent live
+            expected[third] = shown(client, third)
+            wait_for("every event in the spool", lambda: handed_over(client, settings))
+            found = wait_for("every event", lambda: on_topic(bootstrap, topic, expected), 120, 1.0)
+    finally:
+        gate.stop()
+    assert sum(map(len, found.values())) == 12  # 3 runs x 2 tasks x (START, COMPLETE)
     assert {run: [key(e) for e in items] for run, items in found.items()} == {
         run: [key(e) for e in items] for run, items in expected.items()
     }
