@@ -180,6 +180,7 @@ def main() -> int:
         "--baseline", action="store_true", help="also read the log through the paged JSON API"
     )
     args = parser.parse_args()
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="logs-cli-") as tmp:
         result = measure(args, Path(tmp))
     result.update(
@@ -188,6 +189,7 @@ def main() -> int:
             "targets": {"all_1M_lines_s": 5.0, "tail_100_s": 0.3},
             "machine": {
                 "cpus": os.cpu_count(),
+                "load_avg_1m_start": round(load_at_start, 1),
                 "load_avg_1m": round(os.getloadavg()[0], 1),
                 "python": platform.python_version(),
             },

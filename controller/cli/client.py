@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+from controller.cli.transport import Http, TransportError
 
 RETRYABLE = {502, 503, 504}
 
@@ -27,14 +27,14 @@ class Client:
         self, url: str, token: str | None = None, timeout: float = 30.0, retries: int = 3
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self.http: Any = Http(url, headers, timeout)  # tests put an httpx TestClient here
         self.retries = retries
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         for attempt in range(self.retries + 1):
             try:
                 response = self.http.request(method, path, **kwargs)
-            except httpx.TransportError as exc:
+            except TransportError as exc:
                 if attempt == self.retries:
                     raise ApiError(
                         0, f"cannot reach the controller at {self.http.base_url}: {exc}"
@@ -81,7 +81,7 @@ class Client:
                 for line in response.iter_lines():
                     if line:
                         yield json.loads(line)
-        except httpx.TransportError as exc:
+        except TransportError as exc:
             raise ApiError(
                 0, f"cannot reach the controller at {self.http.base_url}: {exc}"
             ) from exc
@@ -95,13 +95,13 @@ class Client:
                     response.read()
                     raise ApiError(response.status_code, _detail(response), _problem(response))
                 yield from response.iter_raw(1 << 16)
-        except httpx.TransportError as exc:
+        except TransportError as exc:
             raise ApiError(
                 0, f"cannot reach the controller at {self.http.base_url}: {exc}"
             ) from exc
 
 
-def _problem(response: httpx.Response) -> dict[str, Any]:
+def _problem(response: Any) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
@@ -109,8 +109,8 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _detail(response: httpx.Response) -> str:
+def _detail(response: Any) -> str:
     try:
         return str(response.json().get("detail"))
     except ValueError:
-        return response.text
+        return str(response.text)

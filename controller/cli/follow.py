@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
-from controller.cli.client import Client
-from controller.domain.records import TERMINAL as TERMINAL  # the CLI reads it here
+    from controller.cli.client import Client
+
+# TaskStatus's final values (controller.domain.records.TERMINAL), as the API writes them; not
+# imported from there: that module brings pydantic into every CLI start.
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
 TAIL_LINES = 20
 STREAMS = {"stdout": "out", "stderr": "err", "system": "sys"}

@@ -7,14 +7,14 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+from controller.cli import term
 
 lineage_app = typer.Typer(
     help="Lineage graph: trace back, look up, diff, reproduce, PROV.", no_args_is_help=True
 )
-console = Console()
-err = Console(stderr=True)
+console = term.console()
+err = term.console(stderr=True)
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="TRACECTL_URL", help="controller base URL")]
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -49,7 +49,7 @@ def _walk(direction: str, node: str, depth: int, limit: int, as_json: bool, url:
     if as_json:
         console.print_json(json.dumps(items))
         return
-    table = Table("depth", "kind", "name", "node")
+    table = term.table("depth", "kind", "name", "node")
     for item in items:
         table.add_row(str(item["depth"]), item["kind"], str(item.get("label", "")), item["id"])
     console.print(table)
@@ -118,7 +118,7 @@ def diff(a: str, b: str, as_json: JsonOpt = False, url: UrlOpt = DEFAULT_URL) ->
     if as_json:
         console.print_json(json.dumps(found))
         return
-    table = Table("task", "aspect", a, b, "same")
+    table = term.table("task", "aspect", a, b, "same")
     for name, entry in found["tasks"].items():
         for aspect, side in entry.items():
             if aspect == "same":
@@ -172,7 +172,7 @@ def reproduce(
     while not report["finished"] and time.monotonic() < deadline:
         time.sleep(2)
         report = _call(url, "GET", f"/v1/runs/{made['run_id']}/reproduction")
-    table = Table("task", "path", "original", "reproduced", "identical")
+    table = term.table("task", "path", "original", "reproduced", "identical")
     for item in report["outputs"]:
         table.add_row(
             item["task"],

@@ -9,14 +9,13 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
-from rich.table import Table
 from typer.core import TyperGroup
 
-console = Console()
-err = Console(stderr=True)
+from controller.cli import term
+
+console = term.console()
+err = term.console(stderr=True)
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="TRACECTL_URL", help="controller base URL")]
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -159,14 +158,14 @@ def reconcile(
     from controller.cli.main import call, client
 
     slow = client(url)
-    slow.http.timeout = httpx.Timeout(600.0)  # the check waits for the index to catch up
+    slow.http.timeout = 600.0  # the check waits for the index to catch up
     params = {"repair": str(repair).lower(), **({"attempt": attempt} if attempt else {})}
     result = call(slow.request, "POST", f"/v1/tasks/{task_id}/logs/reconcile", params=params)
     copies = result["copies"]
     if as_json:
         console.print_json(json.dumps(result))
     else:
-        table = Table(title=f"log of {task_id}, attempt {result['attempt']}")
+        table = term.table(title=f"log of {task_id}, attempt {result['attempt']}")
         for column in ("copy", "status", "lines", "checksum", "checked", "repaired"):
             table.add_column(column)
         for item in copies:

@@ -13,11 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-import yaml
-from rich.console import Console
-from rich.markup import escape
 
-from controller.cli import follow
+from controller.cli import follow, term
 from controller.cli.client import ApiError, Client
 from controller.cli.lease_commands import leases, resources
 from controller.cli.lineage_commands import lineage_app
@@ -26,6 +23,7 @@ from controller.cli.output import Column, Format, OutputOpt, print_list, print_o
 from controller.cli.run_commands import ParamOpt, runs_app
 from controller.cli.run_commands import run as run_pipeline
 from controller.cli.share_commands import share_app
+from controller.cli.term import escape
 
 app = typer.Typer(
     help="tracectl: run ML workflow tasks with locked GPU/volume leases, shipped logs and "
@@ -33,13 +31,13 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(log_path=False)  # status lines without rich's file:line on the right
-err = Console(stderr=True)
+console = term.console(log_path=False)  # status lines without rich's file:line on the right
+err = term.console(stderr=True)
 
 
 def print_tree(tree: Any) -> None:
     """A lineage tree on a console as wide as its longest line: hashes are never wrapped."""
-    Console(width=10_000).print(tree)
+    term.console(width=10_000).print(tree)
 
 
 def metrics_of(api: Client, run_id: str) -> dict[str, dict[str, float]]:
@@ -111,6 +109,8 @@ def print_warnings(api: Client, name: str, spec: dict[str, Any]) -> None:
 
 
 def read_spec(spec_file: Path, params: list[str]) -> dict[str, Any]:
+    import yaml
+
     from controller.airflow.render import SpecError
     from controller.cli.pipeline import parse_params
 

@@ -9,7 +9,6 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 
 class Format(StrEnum):
@@ -48,6 +47,8 @@ def table(items: Sequence[dict[str, Any]], columns: Sequence[Column], wide: bool
 
 def document(data: Any, fmt: Format) -> str:
     if fmt is Format.YAML:
+        import yaml
+
         return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=10**6))
     return json.dumps(data, indent=2) + "\n"
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
-from controller.cli import follow
-from controller.cli.client import Client
+from controller.cli import follow, term
 from controller.cli.output import Column, Format, OutputOpt, print_list, print_one
-from controller.cli.pipeline import Pipeline, PipelineTask, load_pipeline, parse_params
 
-console = Console()
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from controller.cli.client import Client
+    from controller.cli.pipeline import Pipeline, PipelineTask
+
+console = term.console()
+err = term.console(stderr=True)
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="TRACECTL_URL", help="controller base URL")]
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -246,6 +247,7 @@ def run(
 ) -> None:
     """Run a pipeline spec as one run: every task, `task:` inputs wired, params filled."""
     from controller.airflow.render import SpecError
+    from controller.cli.pipeline import load_pipeline, parse_params
 
     main = _main()
     try:
