@@ -48,6 +48,7 @@ class Settings(BaseModel):
     cancel_grace_s: float = 5.0
     service_ready_timeout_s: float = 300.0  # a local service must listen on PORT within this
     retry_backoff_s: float = 1.0
+    local_warm_runner: bool = True  # fork local runners from a warm process (executors/local.py)
     git_allowed_hosts: str = ""  # comma-separated; local paths and file:// are always allowed
     git_allowed_schemes: str = "https,ssh"
     preflight: str = ""  # e.g. "code.dirty=refuse,image.mutable_tag=warn" (see preflight.py)

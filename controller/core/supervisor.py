@@ -102,6 +102,12 @@ class Supervisor:
         self._last_heartbeat = 0.0
         self._last_anchor = time.monotonic()
         self.wake = threading.Event()
+        # An executor that sees its attempts end (the local warm runner) ends the watch
+        # loop's wait at once: exit -> `succeeded` without waiting for the next round.
+        self.attempt_ended = threading.Event()
+        notify_exit = getattr(self.executor, "notify_exit", None)
+        if notify_exit is not None:
+            notify_exit(self.attempt_ended.set)
         # Admitted attempts (already STARTING in the store) are launched on these threads;
         # _watch_active leaves an attempt in flight alone instead of recovering it.
         self._launcher = ThreadPoolExecutor(LAUNCH_THREADS, thread_name_prefix="tracectl-launch")
@@ -135,7 +141,7 @@ class Supervisor:
             ),
             threading.Thread(
                 target=self._loop,
-                args=(self.watch, self._stop.wait),
+                args=(self.watch, self._wait_for_an_end),
                 name="tracectl-watch",
                 daemon=True,
             ),
@@ -150,6 +156,7 @@ class Supervisor:
     def stop(self) -> None:
         self._stop.set()
         self.wake.set()
+        self.attempt_ended.set()
         for thread in self._threads:
             thread.join(timeout=30)
         # Launches not begun stay STARTING in the store: the next start recovers them.
@@ -170,6 +177,10 @@ class Supervisor:
     def _wait_for_work(self, timeout: float) -> None:
         self.wake.wait(timeout)  # a submit, or a finished attempt, ends the wait at once
         self.wake.clear()
+
+    def _wait_for_an_end(self, timeout: float) -> None:
+        self.attempt_ended.wait(timeout)
+        self.attempt_ended.clear()
 
     def tick(self) -> None:
         """One round of both loops, in this thread (restart, tests)."""

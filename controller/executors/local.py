@@ -3,20 +3,23 @@
 The runner starts in a new session so it survives a controller restart; the controller
 finds it again by PID plus process start time (a reused PID is never mistaken for it).
 A `mode: service` task gets a loopback port in env PORT and a URL once it listens
-(controller/executors/local_service.py).
+(controller/executors/local_service.py). Runners are forked by a warm runner process
+(controller/executors/local_warm.py) unless `TRACECTL_LOCAL_WARM_RUNNER=false`; a runner
+it cannot make is started as a new interpreter.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,10 @@ import psutil
 from controller.config import Settings, runner_environ
 from controller.executors import local_service
 from controller.executors.external import Registry
+from controller.executors.local_warm import WarmRunner
 from controller.ports import ExecutorState, Launch, LogSinkFactory
+
+log = logging.getLogger(__name__)
 
 RUNNER_MODULE = "controller.runtime.runner"
 SERVICE_STOP_GRACE_S = 2.0
@@ -44,6 +50,17 @@ def _process(ref: Mapping[str, Any]) -> psutil.Process | None:
         return None
 
 
+def _forked_runner(pid_file: Path, workspace: Path) -> psutil.Process | None:
+    """The live runner whose PID PID_FILE holds, if that process works in WORKSPACE."""
+    try:
+        proc = psutil.Process(int(pid_file.read_text().strip()))
+        if proc.status() != psutil.STATUS_ZOMBIE and Path(proc.cwd()) == workspace:
+            return proc
+    except (OSError, ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
+        pass
+    return None
+
+
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):  # not our child: init reaps it
         os.waitpid(pid, os.WNOHANG)
@@ -56,6 +73,16 @@ class LocalExecutor:
         self.settings = settings  # the runner process writes the log itself: no sink here
         # No credential of the controller's reaches a runner: the external systems' neither.
         self.withheld = Registry.load(os.environ.get("TRACECTL_EXTERNAL_SYSTEMS")).credential_env()
+        self._on_exit: Callable[[], None] = lambda: None
+        self.warm = (
+            WarmRunner(runner_environ(os.environ, self.withheld), lambda: self._on_exit())
+            if settings.local_warm_runner
+            else None
+        )
+
+    def notify_exit(self, callback: Callable[[], None]) -> None:
+        """Call CALLBACK when a runner ends (as soon as the warm runner sees it)."""
+        self._on_exit = callback
 
     def launch(self, launch: Launch) -> dict[str, Any]:
         launch = launch.completed()  # the process reads every value when it starts
@@ -66,17 +93,27 @@ class LocalExecutor:
             port = local_service.chosen_port(launch.spec)
             env["PORT"] = str(port)  # the runner passes it on; a PORT in the spec's env wins
             service = local_service.service_ref(port, self.settings.service_ready_timeout_s)
-        with (launch.workspace / "runner.out").open("ab") as out:
+        return {**self._ref(self._start_runner(launch, env)), **service}
+
+    def _start_runner(self, launch: Launch, env: dict[str, str]) -> int:
+        out = launch.workspace / "runner.out"
+        # A service starts cold: find() reads its PORT from the environment it was exec'd with.
+        if self.warm is not None and not local_service.is_service(launch.spec):
+            try:
+                return self.warm.spawn(launch.launch_file, launch.workspace, env, out)
+            except OSError:
+                log.exception("the warm runner failed; starting this runner cold")
+        with out.open("ab") as handle:
             proc = subprocess.Popen(
                 [sys.executable, "-m", RUNNER_MODULE, str(launch.launch_file)],
                 cwd=launch.workspace,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=out,
+                stdout=handle,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        return {**self._ref(proc.pid), **service}
+        return proc.pid
 
     def _ref(self, pid: int) -> dict[str, Any]:
         create_time = psutil.Process(pid).create_time()
@@ -92,6 +129,9 @@ class LocalExecutor:
             if RUNNER_MODULE in cmdline and needle in cmdline:
                 return {**self._ref(proc.info["pid"]), **self._found_service(launch, proc)}
         started = launch.workspace / "runner.pid"
+        forked = _forked_runner(started, launch.workspace)
+        if forked is not None:  # a fork of the warm runner has the warm runner's cmdline
+            return self._ref(forked.pid)
         if started.exists():
             # no "pid": nothing may signal or reap a number the OS may have given another
             return {"ended_runner_pid": started.read_text().strip(), "host": socket.gethostname()}
@@ -136,6 +176,10 @@ class LocalExecutor:
     def _signal_group(pid: int, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):  # already gone
             os.killpg(pid, sig)  # the runner leads its own process group
+
+    def close(self) -> None:
+        if self.warm is not None:
+            self.warm.close()  # its runners live on
 
     def cleanup(self, ref: Mapping[str, Any]) -> None:
         if ref.get("kind") == "service":
