@@ -1,5 +1,5 @@
-"""The log viewer's reads: a filtered page, found by scanning forward a bounded number of
-lines, so a page deep into a long log never loads the whole log."""
+"""The log viewer's reads: a filtered page after a line or before one, found by scanning a
+bounded number of lines, so a page deep into a long log never loads the whole log."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ class ViewLine(BaseModel):
 class LinePage(BaseModel):
     items: list[ViewLine]
     next_after_seq: int  # the last line read: where the next page starts
+    first_seq: int  # the first line read: the previous page ends before it (1: none before)
     scanned: int
 
 
@@ -89,7 +90,32 @@ def page(
             if keep.keeps(line):
                 found.append(view(line))
                 if len(found) >= limit:
-                    return LinePage(items=found, next_after_seq=last, scanned=scanned)
+                    return LinePage(
+                        items=found, next_after_seq=last, first_seq=after_seq + 1, scanned=scanned
+                    )
         if scanned >= SCAN_BUDGET:
             break
-    return LinePage(items=found, next_after_seq=last, scanned=scanned)
+    return LinePage(items=found, next_after_seq=last, first_seq=after_seq + 1, scanned=scanned)
+
+
+def page_before(
+    svc: ControllerService,
+    task_id: str,
+    attempt: int | None,
+    before_seq: int,
+    limit: int,
+    keep: LineFilter,
+) -> LinePage:
+    """The last LIMIT lines before BEFORE_SEQ that KEEP passes: read a chunk at a time
+    backwards (each chunk forwards from the seek index, as a next page is)."""
+    found: list[ViewLine] = []
+    end, scanned = before_seq, 0  # lines with seq < end are still to read
+    while end > 1 and len(found) < limit and scanned < SCAN_BUDGET:
+        start = max(0, end - 1 - CHUNK)
+        window = [x for x in svc.task_logs(task_id, attempt, start, end - 1 - start) if x.seq < end]
+        scanned += len(window)
+        found = [view(x) for x in window if keep.keeps(x)] + found
+        end = start + 1
+    items = found[-limit:]
+    first = items[0].seq if len(found) > limit else end
+    return LinePage(items=items, next_after_seq=before_seq - 1, first_seq=first, scanned=scanned)

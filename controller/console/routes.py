@@ -119,13 +119,17 @@ def build_router(svc: ControllerService, auth: Authenticator) -> APIRouter:
         task_id: str,
         attempt: Annotated[int | None, Query(ge=1)] = None,
         after_seq: Annotated[int, Query(ge=0)] = 0,
+        before_seq: Annotated[int | None, Query(ge=1)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
         stream: Stream | None = None,
         level: Level | None = None,
         text: Text = None,
     ) -> logview.LinePage:
-        """A page of the attempt's lines that pass the filters, after AFTER_SEQ."""
+        """A page of the attempt's lines that pass the filters: after AFTER_SEQ, or the last
+        ones before BEFORE_SEQ (the previous page)."""
         keep = logview.LineFilter(stream=stream, level=level, text=text)
+        if before_seq is not None:
+            return logview.page_before(svc, task_id, attempt, before_seq, limit, keep)
         return logview.page(svc, task_id, attempt, after_seq, limit, keep)
 
     @router.get("/ui/tasks/{task_id}/follow")

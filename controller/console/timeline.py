@@ -1,4 +1,4 @@
-"""Attempts of tasks from the lineage event log, and a Gantt chart of them as inline SVG."""
+"""Attempts of tasks from the attempts table, and a Gantt chart of them as inline SVG."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.store.schema import LineageEventRow, TaskRow
+from controller.store.schema import AttemptRow, TaskRow
 
 STATUS_COLORS = {
     "succeeded": "#2e7d32",
@@ -30,7 +30,6 @@ class Attempt(BaseModel):
     number: int
     waiting_since: datetime  # submitted, or the end of the attempt before (a retry)
     admitted_at: datetime | None = None
-    started_at: datetime | None = None
     finished_at: datetime | None = None
     status: str = "running"
     exit_code: int | None = None
@@ -50,47 +49,40 @@ class Attempt(BaseModel):
 
 
 def attempts(session: Session, tasks: list[TaskRow]) -> dict[str, list[Attempt]]:
-    """Every attempt of TASKS, oldest first, rebuilt from their lineage events."""
+    """Every attempt of TASKS, oldest first: one row of the attempts table each (admitted
+    once, ended once), one query for the whole run."""
     by_id = {t.id: t for t in tasks}
-    events = session.scalars(
-        select(LineageEventRow)
-        .where(
-            LineageEventRow.task_id.in_(list(by_id)),
-            LineageEventRow.type.in_(("task.admitted", "task.started", "task.completed")),
-        )
-        .order_by(LineageEventRow.id)
+    rows = session.scalars(
+        select(AttemptRow)
+        .where(AttemptRow.task_id.in_(list(by_id)))
+        .order_by(AttemptRow.task_id, AttemptRow.attempt)
     )
     out: dict[str, list[Attempt]] = defaultdict(list)
-    for event in events:
-        task = by_id[str(event.task_id)]
+    for row in rows:
+        task = by_id[row.task_id]
         found = out[task.id]
-        number = int(event.payload.get("attempt") or 0)
-        if event.type == "task.admitted":
-            since = found[-1].finished_at if found and found[-1].finished_at else task.created_at
-            found.append(
-                Attempt(
-                    task_id=task.id,
-                    task_name=task.name,
-                    number=number,
-                    waiting_since=since,
-                    admitted_at=event.created_at,
-                )
+        since = found[-1].finished_at if found and found[-1].finished_at else task.created_at
+        found.append(
+            Attempt(
+                task_id=task.id,
+                task_name=task.name,
+                number=row.attempt,
+                waiting_since=since,
+                admitted_at=row.admitted_at,
+                finished_at=row.finished_at,
+                status=row.status or _open_status(task, row.attempt),
+                exit_code=row.exit_code,
+                reason=row.reason,
             )
-        elif found and found[-1].number == number:
-            _apply(found[-1], event)
+        )
     for task in tasks:
         _close_last(task, out[task.id])
     return dict(out)
 
 
-def _apply(attempt: Attempt, event: LineageEventRow) -> None:
-    if event.type == "task.started":
-        attempt.started_at = event.created_at
-        return
-    attempt.finished_at = event.created_at
-    attempt.status = str(event.payload.get("status") or "failed")
-    attempt.exit_code = event.payload.get("exit_code")
-    attempt.reason = event.payload.get("reason")
+def _open_status(task: TaskRow, attempt: int) -> str:
+    """An attempt not ended yet is the task's current one: starting or running."""
+    return task.status if task.attempt == attempt and task.status in STATUS_COLORS else "running"
 
 
 def _close_last(task: TaskRow, found: list[Attempt]) -> None:

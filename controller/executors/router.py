@@ -8,7 +8,7 @@ belongs to the `job` executor.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,13 @@ class ModeRouter:
             close = getattr(executor, "close", None)
             if close is not None:
                 close()
+
+    def notify_exit(self, callback: Callable[[], None]) -> None:
+        """Pass CALLBACK on to the executors that report their attempts' ends."""
+        for executor in {id(e): e for e in self.executors.values()}.values():
+            notify = getattr(executor, "notify_exit", None)
+            if notify is not None:
+                notify(callback)
 
     def name_for(self, mode: str | None) -> str:
         """The name of the executor that runs tasks of MODE (recorded on the task)."""

@@ -214,3 +214,45 @@ def test_the_api_docs_render_offline(console: Console, browser: WebDriver) -> No
     until(browser, lambda b: "/v1/runs" in b.find_element(By.TAG_NAME, "body").text)
     for page in ("/docs", "/redoc"):
         assert "cdn" not in console.http.get(page).text.lower()
+
+
+MANY = "for i in range(1, 1301): print(f'INFO line {i}' if i % 100 else f'ERROR line {i}')"
+
+
+def seqs(browser: WebDriver) -> list[int]:
+    script = (
+        "return Array.from(document.querySelectorAll('#log-lines .line')).map(e => e.dataset.seq)"
+    )
+    return [int(x) for x in browser.execute_script(script)]
+
+
+def numbers(browser: WebDriver) -> list[int]:
+    """The N of each `... line N` shown (the task's own lines)."""
+    return [int(t.split("line ")[-1]) for t in texts(browser, "#log-lines .line") if "line " in t]
+
+
+def jump(browser: WebDriver, line: int) -> None:
+    browser.find_element(By.NAME, "line").clear()
+    browser.find_element(By.NAME, "line").send_keys(str(line))
+    browser.find_element(By.ID, "log-jump").click()
+
+
+def test_the_log_viewer_pages_back_from_a_jump(console: Console, browser: WebDriver) -> None:
+    run_id = console.run("paging")
+    task_id = console.submit(run_id, "many", MANY)
+    console.wait(task_id, "succeeded")
+    browser.get(f"{console.url}/ui/tasks/{task_id}")
+    until(browser, lambda b: len(seqs(b)) == 500)
+    assert browser.find_element(By.ID, "log-prev").get_attribute("disabled")  # at line 1
+    jump(browser, 1001)
+    until(browser, lambda b: seqs(b)[:1] == [1001])
+    browser.find_element(By.ID, "log-prev").click()  # the 500 lines before 1001, above it
+    until(browser, lambda b: len(seqs(b)) == 1000)
+    assert seqs(browser) == list(range(501, 1501))
+    Select(browser.find_element(By.NAME, "level")).select_by_visible_text("error")
+    jump(browser, 1001)
+    until(browser, lambda b: numbers(b) == [1000, 1100, 1200, 1300])
+    browser.find_element(By.ID, "log-prev").click()  # filtered too: the ERROR lines before
+    until(browser, lambda b: len(numbers(b)) == 13)
+    assert numbers(browser) == list(range(100, 1301, 100))
+    assert browser.find_element(By.ID, "log-prev").get_attribute("disabled")

@@ -8,8 +8,9 @@
   var out = document.getElementById("log-lines");
   var state = document.getElementById("log-state");
   var more = document.getElementById("log-more");
+  var prev = document.getElementById("log-prev");
   var follow = document.getElementById("log-follow");
-  var after = 0, source = null, shown = 0, generation = 0, typing = null;
+  var after = 0, before = 1, source = null, shown = 0, generation = 0, typing = null;
 
   function params(extra) {
     var p = new URLSearchParams();
@@ -22,6 +23,11 @@
   }
 
   function add(line) {
+    out.appendChild(element(line));
+    shown += 1;
+  }
+
+  function element(line) {
     var div = document.createElement("div");
     div.className = "line " + line.stream + (line.level ? " lvl-" + line.level : "");
     div.dataset.seq = line.seq;
@@ -32,8 +38,7 @@
     div.appendChild(n);
     div.appendChild(document.createTextNode(line.message));
     div.title = line.timestamp + " " + line.stream + (line.level ? " " + line.level : "");
-    out.appendChild(div);
-    shown += 1;
+    return div;
   }
 
   function say(text) { state.textContent = text; }
@@ -52,6 +57,22 @@
         say(shown + " lines shown · read up to line " + after);
         more.disabled = !moved;
         if (follow.checked) live();
+      });
+  }
+
+  function previous() {  // the page before the first line read, put above what is shown
+    var mine = generation;
+    return fetch("/ui/tasks/" + task + "/lines?" + params({before_seq: before, limit: 500}),
+                 {credentials: "same-origin"})
+      .then(function (r) { return r.json(); })
+      .then(function (data) {
+        if (mine !== generation) return;
+        var top = out.firstChild;
+        data.items.forEach(function (line) { out.insertBefore(element(line), top); });
+        shown += data.items.length;
+        before = data.first_seq;
+        prev.disabled = before <= 1;
+        say(shown + " lines shown · from line " + before);
       });
   }
 
@@ -82,6 +103,8 @@
     out.textContent = "";
     shown = 0;
     after = from;
+    before = from + 1;
+    prev.disabled = before <= 1;
     page();
   }
 
@@ -98,6 +121,7 @@
     if (n >= 1) restart(n - 1);
   });
   more.addEventListener("click", page);
+  prev.addEventListener("click", previous);
 
   var passport = document.getElementById("passport");
   passport.addEventListener("toggle", function () {
