@@ -13,6 +13,7 @@ from controller.config import Settings
 from controller.ports import (
     ArtifactStore,
     Executor,
+    ImageRegistry,
     LineageSink,
     LogReader,
     LogSink,
@@ -56,6 +57,9 @@ OPENLINEAGE_SINKS = {
     "http": "controller.emit.http_sink:HttpLineageSink",
     "https": "controller.emit.http_sink:HttpLineageSink",
     "kafka": "controller.emit.kafka_sink:KafkaLineageSink",
+}
+IMAGE_REGISTRIES = {
+    "oci": "controller.registry.oci:OciRegistry",
 }
 TRACKING = {
     "mlflow": "controller.tracking.mlflow_tracking:MlflowTracking",
@@ -138,3 +142,10 @@ def openlineage_sink(settings: Settings) -> LineageSink | None:
     if target == "none":
         return None
     return cast(LineageSink, _load(OPENLINEAGE_SINKS, "OpenLineage", target)(settings))
+
+
+def image_registry(settings: Settings) -> ImageRegistry | None:
+    """Where task image tags are resolved to digests (TRACECTL_REGISTRY_API), or None."""
+    if settings.registry_api == "none":
+        return None
+    return cast(ImageRegistry, _load(IMAGE_REGISTRIES, "registry", settings.registry_api)(settings))

@@ -74,6 +74,13 @@ class Settings(BaseModel):
     openlineage_url: str | None = None
     openlineage_api_key: str | None = None  # sent as Authorization: Bearer <key>
     openlineage_kafka_topic: str | None = None
+    # Image registry (docs/kubernetes.md): "oci" resolves each task's image tag to a digest at
+    # submit through the registry the reference names; "none" records images as given.
+    registry_api: str = "none"
+    registry_plain_http: str = ""  # hosts spoken to over HTTP besides loopback ones
+    registry_username: str | None = None
+    registry_password: str | None = None
+    registry_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from controller.domain.images import ImageRef
 from controller.domain.launch import LaunchDocument
 from controller.domain.spec import TaskSpec
 
@@ -213,3 +214,12 @@ class LineageSink(Protocol):
     def close(self) -> None: ...
 
     def stats(self) -> dict[str, Any]: ...
+
+
+class ImageRegistry(Protocol):
+    """The image registry API (OCI distribution): what a tag or digest names now."""
+
+    def digest(self, image: ImageRef) -> str | None:
+        """The digest of the manifest IMAGE names (its digest, else its tag); None when the
+        registry has no such manifest. Raises RegistryError when it cannot be asked."""
+        ...

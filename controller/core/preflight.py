@@ -17,6 +17,7 @@ from typing import Any
 import git
 import yaml
 
+from controller.core import image_pins
 from controller.domain.spec import TaskSpec
 from controller.runtime import code as code_refs
 
@@ -80,14 +81,18 @@ def _params_finding(spec: TaskSpec) -> Finding | None:
     )
 
 
-def _image_finding(spec: TaskSpec) -> Finding | None:
-    if spec.image is None or "@sha256:" in spec.image:
+def _image_finding(spec: TaskSpec, resolved: dict[str, Any]) -> Finding | None:
+    field = image_pins.image_field(spec)
+    if field is None or "@sha256:" in field[1]:
         return None
+    loc, image = field
+    pinned = (resolved.get("image") or {}).get("pinned")
+    runs = f"; this task runs {pinned}, the digest it names now" if pinned else ""
     return Finding(
         "image.mutable_tag",
-        ["spec", "image"],
-        f"image {spec.image!r} is referenced by a tag, which can move",
-        "pin it by digest: name@sha256:<digest> (docker buildx imagetools inspect)",
+        loc,
+        f"image {image!r} is referenced by a tag, which can move{runs}",
+        "pin it by digest: name@sha256:<digest> (skopeo inspect docker://<image>)",
     )
 
 
@@ -212,7 +217,11 @@ def check(
     spec: TaskSpec, resolved: dict[str, Any], cache: Path, policy: dict[str, str]
 ) -> list[Finding]:
     findings: list[Finding] = []
-    for maybe in (_params_finding(spec), _image_finding(spec), _environment_finding(resolved)):
+    for maybe in (
+        _params_finding(spec),
+        _image_finding(spec, resolved),
+        _environment_finding(resolved),
+    ):
         if maybe:
             findings.append(maybe)
     if spec.code is not None and resolved.get("commit"):

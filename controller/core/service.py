@@ -38,6 +38,9 @@ from controller.store.schema import (
     TaskRow,
 )
 
+# What a task's lineage shows of its submit-time resolution before its record exists.
+RESOLVED_SHOWN = ("commit", "dirty", "data", "ref", "preflight", "environment", "image")
+
 
 def _after_cursor(
     created_at: InstrumentedAttribute[datetime],
@@ -65,7 +68,9 @@ class ControllerService:
         self.settings = settings
         self.db = db or Database(settings.store_url)
         self.admitter = admitter or build_admitter(settings)
-        self.submission = Submission(settings, self.db, self.admitter)
+        self.submission = Submission(
+            settings, self.db, self.admitter, backends.image_registry(settings)
+        )
         self._supervisor: Supervisor | None = None
         self.logs: LogReader = backends.log_reader(settings)
 
@@ -306,11 +311,7 @@ class ControllerService:
                         "task_id": task_id,
                         "status": row.status,
                         "complete": False,
-                        "resolved": {
-                            k: v
-                            for k, v in row.resolved.items()
-                            if k in ("commit", "dirty", "data", "ref", "preflight", "environment")
-                        },
+                        "resolved": {k: v for k, v in row.resolved.items() if k in RESOLVED_SHOWN},
                     },
                     leases,
                 )

@@ -16,15 +16,17 @@ from sqlalchemy.orm import Session
 
 from controller.auth.scope import Scope
 from controller.config import Settings
-from controller.core import preflight
+from controller.core import image_pins, preflight
 from controller.core.ids import new_id
 from controller.core.preflight import Finding
 from controller.core.run_end import refuse_if_closed
 from controller.domain.events import RunClosed, RunCreated, RunReproduces, TaskSubmitted
+from controller.domain.images import ResolvedImage
 from controller.domain.records import RunStatus, TaskStatus
 from controller.domain.requests import RunCreate, TaskCreate
 from controller.domain.spec import TaskSpec
 from controller.errors import Conflict, InvalidInput, NotFound
+from controller.ports import ImageRegistry
 from controller.runtime import code as code_refs
 from controller.runtime import data as dvc_data
 from controller.runtime import env_resolve
@@ -59,10 +61,17 @@ def request_hash(payload: dict[str, Any]) -> str:
 
 
 class Submission:
-    def __init__(self, settings: Settings, db: Database, admitter: Admitter | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        admitter: Admitter | None = None,
+        registry: ImageRegistry | None = None,
+    ) -> None:
         self.settings = settings
         self.db = db
         self.admitter: Admitter = admitter or AdmitAll()
+        self.registry = registry  # None: images are recorded as given, not pinned
         self.git_cache = settings.home / "git-mirrors"
         self.policy = preflight.parse_policy(settings.preflight)
         self.git_hosts = {h.strip() for h in settings.git_allowed_hosts.split(",") if h.strip()}
@@ -258,7 +267,8 @@ class Submission:
         now: datetime,
     ) -> _NewTask:
         """The task's row, secrets and submitted event, not yet added to any session."""
-        spec = request.spec
+        image = resolved.get("image")
+        spec = image_pins.pin(request.spec, image and ResolvedImage.model_validate(image))
         stored_spec = spec.model_dump(mode="json")
         stored_spec["env"] = spec.public_env()
         if spec.code is not None:
@@ -337,8 +347,13 @@ class Submission:
         return resolved
 
     def _resolve_sources(self, spec: TaskSpec) -> dict[str, Any]:
-        """The commit of the code ref and the DVC md5 of each data path."""
+        """The image's digest (before any git or DVC work), the commit of the code ref and
+        the DVC md5 of each data path; the environment is resolved from the pinned image."""
         resolved: dict[str, Any] = {}
+        image = image_pins.resolve(spec, self.registry)
+        if image is not None:
+            resolved["image"] = image.model_dump()
+            spec = image_pins.pin(spec, image)
         if spec.code is not None:
             ref = spec.code.commit or spec.code.ref
             loc: list[str | int] = ["spec", "code", "commit" if spec.code.commit else "ref"]

@@ -2,8 +2,9 @@
 
 Everything is checked before anything is written: a commit no longer in the repository, a
 dataset whose md5 moved or whose object left the DVC remote, an input artifact no longer
-stored or a model version gone from the registry refuses the whole reproduction with a
-Conflict naming each (`tasks.<name>.code.commit`, ...), and no new run appears. The run and
+stored, a model version gone from the model registry or an image digest gone from its image
+registry refuses the whole reproduction with a Conflict naming each
+(`tasks.<name>.code.commit`, `tasks.<name>.image`, ...), and no new run appears. The run and
 all its tasks are then created, closed, in one transaction.
 """
 
@@ -16,12 +17,15 @@ from urllib.parse import unquote, urlparse
 
 from sqlalchemy import select
 
+from controller.core import image_pins
 from controller.core.service import ControllerService
 from controller.core.submission import Origin
+from controller.domain.images import ImageRef, RegistryError
 from controller.domain.requests import RunCreate, TaskCreate
 from controller.domain.spec import MODEL_URI, TaskSpec
 from controller.errors import Conflict, InvalidInput, NotFound
 from controller.lineage.reproduce_env import environment_problems, pinned_environment
+from controller.ports import ImageRegistry
 from controller.runtime import code as code_refs
 from controller.runtime import data as dvc_data
 from controller.store.schema import (
@@ -103,7 +107,7 @@ class Reproducer:
                 for p in environment_problems(task, self.service.submission.git_cache)
             ]
             self._check_models(task, plan)
-            self._note_image(task, plan)
+            self._check_image(task, plan)
             if spec is not None:
                 plan.tasks.append(TaskCreate(name=task.name, spec=spec))
         return plan
@@ -175,16 +179,24 @@ class Reproducer:
                     )
                 )
 
-    @staticmethod
-    def _note_image(task: TaskRow, plan: Plan) -> None:
-        image = task.spec.get("image")
-        if image and "@sha256:" not in image:
+    def _check_image(self, task: TaskRow, plan: Plan) -> None:
+        """The recorded digest must still be in its registry; a tag can only be noted."""
+        found = image_pins.image_field(TaskSpec.model_validate(task.spec))
+        if found is None:
+            return
+        loc = ["tasks", task.name, *(str(p) for p in found[0][1:])]
+        image, registry = found[1], self.service.submission.registry
+        if "@sha256:" not in image:
             plan.unchecked.append(
-                f"{task.name}: image {image} is a tag, not a digest: it may "
-                "have moved since the run"
+                f"{task.name}: image {image} is a tag, not a digest: it may have moved "
+                "since the run"
             )
-        elif image:
-            plan.unchecked.append(f"{task.name}: image {image} not checked in its registry")
+        elif registry is None:
+            plan.unchecked.append(
+                f"{task.name}: image {image} not checked in its registry (TRACECTL_REGISTRY_API)"
+            )
+        elif (problem := _image_problem(registry, image)) is not None:
+            plan.problems.append(_problem(loc, problem))
 
     def _check_data(self, task: TaskRow, record: dict[str, Any], plan: Plan) -> None:
         repo = str((task.spec.get("code") or {}).get("repo", ""))
@@ -270,6 +282,20 @@ class Reproducer:
             "tasks": self.service.run_task_ids(new.id),
             "unchecked": plan.unchecked,
         }
+
+
+def _image_problem(registry: ImageRegistry, image: str) -> str | None:
+    """Why IMAGE (name@sha256:...) cannot be pulled as it ran, or None when it can."""
+    try:
+        ref = ImageRef.parse(image)
+    except ValueError as exc:
+        return str(exc)
+    try:
+        if registry.digest(ref) == ref.digest:
+            return None
+    except RegistryError as exc:  # a registry outage: say so, do not guess
+        return f"cannot ask the registry {ref.host} for {image}: {exc}"
+    return f"image {image} is no longer in the registry {ref.host}: its manifest was deleted"
 
 
 def _problem(loc: list[str], msg: str) -> dict[str, Any]:

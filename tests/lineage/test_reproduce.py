@@ -5,9 +5,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+from fastapi.testclient import TestClient
+
+from controller.api.app import create_app
+from controller.config import Settings
 from controller.lineage.reproduce import remote_object
-from tests.core.conftest import git
+from tests.core.conftest import Api, git
 from tests.lineage.conftest import Demo
+from tests.registry_images import delete, push, unique_repository
 
 
 def test_reproduction_is_bit_identical(demo: Demo) -> None:
@@ -155,3 +161,37 @@ def test_a_reproduction_is_created_closed_with_all_its_tasks(demo: Demo) -> None
         "run.closed",
     ]
     assert api.wait(made["tasks"]["one"])["status"] == "succeeded"
+
+
+@pytest.mark.registry
+def test_an_image_digest_gone_from_the_registry_refuses_the_reproduction(
+    registry: dict[str, str], tmp_path: Path, mlflow_uri: str
+) -> None:
+    host, repo = registry["TRACECTL_REGISTRY"], unique_repository()
+    digest = push(host, repo, "1", tmp_path)
+    settings = Settings(
+        home=tmp_path / "home",
+        supervisor_interval_s=0.05,
+        tracking_uri=mlflow_uri,
+        registry_api="oci",
+    )
+    with TestClient(create_app(settings)) as client:
+        api = Api(client, settings)
+        run_id = api.run("image-gone")
+        task = api.submit(
+            run_id, "fit", command=["python", "-c", "print(1)"], image=f"{host}/{repo}:1"
+        )
+        assert api.wait(task["id"])["status"] == "succeeded"
+        kept = client.post(f"/v1/runs/{run_id}/reproduce")
+        assert kept.status_code == 201, kept.text
+        assert kept.json()["unchecked"] == []
+        delete(host, repo, digest)
+        runs_before = client.get("/v1/runs", params={"limit": 1000}).json()["items"]
+
+        response = client.post(f"/v1/runs/{run_id}/reproduce")
+
+        assert response.status_code == 409, response.text
+        [error] = response.json()["errors"]
+        assert error["path"] == "tasks.fit.image"
+        assert f"{host}/{repo}@{digest} is no longer in the registry" in error["msg"]
+        assert client.get("/v1/runs", params={"limit": 1000}).json()["items"] == runs_before

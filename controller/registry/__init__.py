@@ -1,0 +1,1 @@
+"""Image registry adapters (the ImageRegistry port)."""

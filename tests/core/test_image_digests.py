@@ -1,0 +1,143 @@
+"""Images are pinned by digest at submit, through the real registry (deploy/local/registry)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from controller.api.app import create_app
+from controller.config import Settings
+from tests.core.conftest import Api
+from tests.registry_images import push, unique_repository
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.registry
+
+
+@pytest.fixture
+def host(registry: dict[str, str]) -> str:
+    return registry["TRACECTL_REGISTRY"]
+
+
+def pinning_api(settings: Settings, **update: Any) -> Api:
+    pinned = settings.model_copy(update={"registry_api": "oci", **update})
+    return Api(TestClient(create_app(pinned, run_supervisor=False)), pinned)
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[Api]:
+    made = pinning_api(settings)
+    with made.client:
+        yield made
+
+
+def errors(response: Any) -> dict[str, str]:
+    return {e["path"]: e["msg"] for e in response.json()["errors"]}
+
+
+def test_a_tag_is_pinned_to_its_digest_in_the_task_record_and_passport(
+    api: Api, host: str, tmp_path: Path
+) -> None:
+    repo = unique_repository()
+    digest = push(host, repo, "1.0", tmp_path)
+    run = api.run()
+    task = api.submit(run, "train", command=["x"], image=f"{host}/{repo}:1.0")
+    pinned = f"{host}/{repo}@{digest}"
+    assert digest.startswith("sha256:") and task["spec"]["image"] == pinned
+    lineage = api.client.get(f"/v1/tasks/{task['id']}/lineage").json()
+    assert lineage["resolved"]["image"] == {
+        "requested": f"{host}/{repo}:1.0",
+        "digest": digest,
+        "pinned": pinned,
+    }
+    [finding] = [f for f in lineage["resolved"]["preflight"] if f["code"] == "image.mutable_tag"]
+    assert finding["action"] == "warn" and pinned in finding["message"]
+    passport = api.client.get(f"/v1/runs/{run}/passport").json()
+    assert [t["image"] for t in passport["tasks"]] == [pinned]
+
+
+def test_an_image_environment_is_an_env_node_of_its_digest(
+    api: Api, host: str, tmp_path: Path
+) -> None:
+    repo = unique_repository()
+    digest = push(host, repo, "py", tmp_path)
+    run = api.run()
+    task = api.submit(run, "t", command=["x"], environment={"image": f"{host}/{repo}:py"})
+    environment = api.client.get(f"/v1/tasks/{task['id']}/lineage").json()["resolved"][
+        "environment"
+    ]
+    assert environment["kind"] == "image" and environment["image"] == f"{host}/{repo}@{digest}"
+    node = f"env:{environment['key']}"
+
+    def edge() -> dict[str, Any] | None:
+        graph = api.client.get(f"/v1/runs/{run}/graph").json()
+        return next((e for e in graph["edges"] if e["from"] == node), None)
+
+    found = wait_for("the env node's edge", edge, 30)
+    assert found["to"] == f"task:{task['id']}" and found["kind"] == "ran_in"
+
+
+def test_a_moved_tag_pins_each_task_to_the_digest_it_named_at_submit(
+    api: Api, host: str, tmp_path: Path
+) -> None:
+    repo = unique_repository()
+    first = push(host, repo, "latest", tmp_path, label="a")
+    run = api.run()
+    before = api.submit(run, "before", command=["x"], image=f"{host}/{repo}")
+    second = push(host, repo, "latest", tmp_path, label="b")
+    after = api.submit(run, "after", command=["x"], image=f"{host}/{repo}")
+    assert first != second
+    assert before["spec"]["image"] == f"{host}/{repo}@{first}"
+    assert after["spec"]["image"] == f"{host}/{repo}@{second}"
+
+
+def test_an_image_not_in_the_registry_is_refused_naming_the_field(api: Api, host: str) -> None:
+    repo = unique_repository()
+    runs_before = len(api.client.get("/v1/runs", params={"limit": 1000}).json()["items"])
+    response = api.client.post(
+        "/v1/runs",
+        json={
+            "pipeline": "p",
+            "tasks": [
+                {"name": "ok", "spec": {"command": ["x"]}},
+                {"name": "t", "spec": {"command": ["x"], "image": f"{host}/{repo}:nope"}},
+            ],
+        },
+    )
+    assert response.status_code == 422, response.text
+    msg = errors(response)["tasks.1.spec.image"]
+    assert "is not in the registry" in msg and "'nope'" in msg
+    runs_after = len(api.client.get("/v1/runs", params={"limit": 1000}).json()["items"])
+    assert runs_after == runs_before
+
+
+def test_a_registry_that_does_not_answer_refuses_the_submit_naming_the_field(api: Api) -> None:
+    run = api.run()
+    response = api.client.post(
+        f"/v1/runs/{run}/tasks",
+        json={"name": "t", "spec": {"command": ["x"], "image": "127.0.0.1:9/team/app:1"}},
+    )
+    assert response.status_code == 422
+    assert "cannot ask the registry 127.0.0.1:9" in errors(response)["spec.image"]
+
+
+def test_the_mutable_tag_policy_refuses_tags_and_takes_digests(
+    settings: Settings, host: str, tmp_path: Path
+) -> None:
+    repo = unique_repository()
+    digest = push(host, repo, "2", tmp_path)
+    strict = pinning_api(settings, preflight="image.mutable_tag=refuse")
+    with strict.client:
+        run = strict.run()
+        refused = strict.client.post(
+            f"/v1/runs/{run}/tasks",
+            json={"name": "t", "spec": {"command": ["x"], "image": f"{host}/{repo}:2"}},
+        )
+        assert refused.status_code == 422
+        assert "[image.mutable_tag]" in errors(refused)["spec.image"]
+        task = strict.submit(run, "t", command=["x"], image=f"{host}/{repo}@{digest}")
+        assert task["spec"]["image"] == f"{host}/{repo}@{digest}"
