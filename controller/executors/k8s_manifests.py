@@ -158,12 +158,15 @@ def selector_of(task_id: str, attempt: int | None = None) -> str:
 
 
 # -- pieces ---------------------------------------------------------------------------------
-def _container_env(launch: LaunchDocument, secret_name: str) -> list[client.V1EnvVar]:
+def _container_env(
+    launch: LaunchDocument, secret_name: str, defaults: Mapping[str, str]
+) -> list[client.V1EnvVar]:
     """Plain values inline; secret values, and the late ones only known once the launch is
-    complete (its tracking run), as secretKeyRef: the Job spec never holds them."""
+    complete (its tracking run), as secretKeyRef: the Job spec never holds them. DEFAULTS
+    are given unless the spec or the controller sets them (a service's PORT)."""
     secret_keys = {*launch.spec.secret_env, *launch.late_env}
     env: list[client.V1EnvVar] = []
-    merged = {**launch.spec.env, **launch.env}  # the controller's variables win
+    merged = {**defaults, **launch.spec.env, **launch.env}  # the controller's variables win
     for key in sorted(merged):
         if key == ANNOTATIONS_ENV:
             continue
@@ -256,7 +259,9 @@ def _pod_spec(
 ) -> client.V1PodSpec:
     spec = launch.spec
     volumes, mounts = _volumes(spec, secret_name)
-    env = _container_env(launch, secret_name)
+    # A service listens on env PORT, as under the local executor (the spec's own PORT wins).
+    defaults = {} if service_port is None else {"PORT": str(service_port)}
+    env = _container_env(launch, secret_name, defaults)
     node_selector, tolerations = _placement(spec)
     prepare = client.V1Container(
         name="prepare",

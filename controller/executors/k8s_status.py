@@ -2,7 +2,7 @@
 
 Pure functions over the objects as the API serves them (JSON dicts), so that every mapping
 is testable from a recorded status, including the ones the simulated cluster cannot produce
-(OOMKilled, image pulls).
+(OOMKilled, image pulls, evictions, lost nodes).
 """
 
 from __future__ import annotations
@@ -80,6 +80,37 @@ def container_failure(pods: Iterable[Obj]) -> tuple[int | None, str | None]:
     return None, None
 
 
+# Why a pod was taken away from its node (its DisruptionTarget condition's reason, or its
+# status reason): these end an attempt whatever its containers said last.
+DISRUPTIONS = {
+    "Evicted": "evicted by the kubelet (the node ran short of memory or disk)",
+    "TerminationByKubelet": "evicted by the kubelet (the node ran short of memory or disk)",
+    "EvictionByEvictionAPI": "evicted through the Eviction API (a node drain)",
+    "PreemptionByScheduler": "preempted by a pod of higher priority",
+    "DeletionByTaintManager": "node lost: its node became unreachable and the pod was removed",
+    "DeletionByPodGC": "node lost: its node no longer exists",
+    "NodeLost": "node lost: its node stopped reporting",
+}
+
+
+def disruption(pods: Iterable[Obj]) -> str | None:
+    """Why a pod was taken off its node (eviction, preemption, a lost node), or None."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        reasons = [status.get("reason")] + [
+            c.get("reason")
+            for c in status.get("conditions") or []
+            if c.get("type") == "DisruptionTarget" and c.get("status") == "True"
+        ]
+        for reason in reasons:
+            if reason in DISRUPTIONS:
+                node = (pod.get("spec") or {}).get("nodeName") or "?"
+                detail = status.get("message") or ""
+                why = f"{DISRUPTIONS[reason]} [{reason}, node {node}]"
+                return f"{why}: {detail}".rstrip(": ")
+    return None
+
+
 def pending_problem(pods: Iterable[Obj], now: datetime, unschedulable_grace_s: float) -> str | None:
     """A reason to give up on a pod that has not started, or None while it may still start."""
     for pod in pods:
@@ -87,9 +118,13 @@ def pending_problem(pods: Iterable[Obj], now: datetime, unschedulable_grace_s: f
             for status in _statuses(pod, key):
                 waiting = (status.get("state") or {}).get("waiting") or {}
                 if waiting.get("reason") in IMAGE_ERRORS:
+                    message = waiting.get("message", "")
+                    what = (
+                        "is not in its registry" if "not found" in message else "cannot be pulled"
+                    )
                     return (
-                        f"image {status.get('image')!r} cannot be pulled "
-                        f"({waiting['reason']}): {waiting.get('message', '')}".rstrip(": ")
+                        f"image {status.get('image')!r} {what} "
+                        f"({waiting['reason']}): {message}".rstrip(": ")
                     )
         for cond in (pod.get("status") or {}).get("conditions") or []:
             if cond.get("type") != "PodScheduled" or cond.get("status") != "False":
@@ -111,16 +146,19 @@ def job_state(
     if "Complete" in conditions:
         return ExecutorState("exited", 0, None, result)
     failed = conditions.get("Failed") or conditions.get("FailureTarget")
-    if failed is not None:
+    lost = disruption(pods)
+    if failed is not None or lost is not None:
         code, why = container_failure(pods)
-        reason = failed.get("reason")
+        reason = (failed or {}).get("reason")
         if reason == "DeadlineExceeded":
             why = (
                 f"timed out: the Job ran past activeDeadlineSeconds="
                 f"{spec.get('activeDeadlineSeconds')} and Kubernetes stopped it"
             )
+        elif lost is not None:
+            why = lost  # its containers were killed for it: their exit code says nothing
         elif why is None:
-            why = f"the Job failed ({reason}): {failed.get('message', '')}".rstrip(": ")
+            why = f"the Job failed ({reason}): {(failed or {}).get('message', '')}".rstrip(": ")
         return ExecutorState("exited", code, why, result)
     if spec.get("suspend"):
         return ExecutorState("running", reason="suspended: waiting for admission (Kueue)")

@@ -52,3 +52,25 @@ def test_body_equals_the_clients_serialization(tmp_path: Path, spec: dict[str, o
     job = json.loads(m.to_json(objects[0]))
     assert job["spec"]["template"]["spec"]["containers"][0]["env"]
     assert "backoffLimit" in job["spec"] and "backoff_limit" not in job["spec"]  # API names
+
+
+def _env(container: client.V1Container) -> dict[str, str | None]:
+    return {e.name: e.value for e in container.env or []}
+
+
+def test_a_service_is_told_its_port_in_env_port_as_under_the_local_executor(
+    tmp_path: Path,
+) -> None:
+    cfg = m.ClusterConfig(namespace="ns")
+    default = make_launch(tmp_path, mode="service", command=["serve"]).completed().document
+    [task] = m.deployment(default, cfg, "svc-1").spec.template.spec.containers
+    assert _env(task)["PORT"] == "8080" and task.ports[0].container_port == 8080
+    chosen = make_launch(tmp_path, mode="service", command=["serve"], env={"PORT": "9000"})
+    [task] = m.deployment(chosen.completed().document, cfg, "svc-2").spec.template.spec.containers
+    assert _env(task)["PORT"] == "9000" and task.ports[0].container_port == 9000
+
+
+def test_a_job_gets_no_port(tmp_path: Path) -> None:
+    doc = make_launch(tmp_path).completed().document
+    [task] = m.job(doc, m.ClusterConfig(namespace="ns"), "job-1").spec.template.spec.containers
+    assert "PORT" not in _env(task)

@@ -101,10 +101,18 @@ def test_deadline_exceeded() -> None:
 def test_image_pull_errors_end_the_attempt() -> None:
     for reason in ("ImagePullBackOff", "ErrImagePull"):
         state = job_state(
-            job(), [pod({"waiting": {"reason": reason, "message": "not found"}})], NOW, 60
+            job(), [pod({"waiting": {"reason": reason, "message": "connection refused"}})], NOW, 60
         )
         assert state.phase == "exited"
-        assert state.reason == f"image 'img:1' cannot be pulled ({reason}): not found"
+        assert state.reason == f"image 'img:1' cannot be pulled ({reason}): connection refused"
+
+
+def test_an_image_the_registry_lacks_is_named_as_missing() -> None:
+    message = 'failed to resolve reference "127.0.0.1:5001/a/b:1": 127.0.0.1:5001/a/b:1: not found'
+    state = job_state(
+        job(), [pod({"waiting": {"reason": "ErrImagePull", "message": message}})], NOW, 60
+    )
+    assert state.reason == f"image 'img:1' is not in its registry (ErrImagePull): {message}"
 
 
 def test_unschedulable_waits_for_its_grace_then_ends() -> None:
@@ -153,3 +161,41 @@ def test_service_is_running_with_its_url_and_readiness() -> None:
     }
     ended = deployment_state(stuck, [], "http://s.ns.svc:80", NOW, 60)
     assert ended.phase == "exited" and "never became available" in str(ended.reason)
+
+
+def test_a_pod_evicted_by_the_kubelet_fails_the_attempt_saying_so() -> None:
+    evicted = pod({"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown"}})
+    evicted["spec"] = {"nodeName": "localhost"}
+    evicted["status"].update(
+        phase="Failed", reason="Evicted", message="The node was low on resource: memory."
+    )
+    state = job_state(job(("Failed", "BackoffLimitExceeded")), [evicted], NOW, 60)
+    assert state.phase == "exited"
+    assert state.reason == (
+        "evicted by the kubelet (the node ran short of memory or disk) [Evicted, node "
+        "localhost]: The node was low on resource: memory."
+    )
+
+
+def test_a_pod_on_a_lost_node_ends_the_attempt_before_the_job_fails() -> None:
+    cond = {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager"}
+    lost = pod({"running": {}}, conditions=[cond])
+    lost["spec"] = {"nodeName": "worker-2"}
+    state = job_state(job(), [lost], NOW, 60)
+    assert state.phase == "exited" and state.exit_code is None
+    assert str(state.reason).startswith("node lost: its node became unreachable")
+    assert "[DeletionByTaintManager, node worker-2]" in str(state.reason)
+
+
+def test_a_drained_node_evicts_through_the_eviction_api() -> None:
+    cond = {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}
+    state = job_state(job(("Failed", "BackoffLimitExceeded")), [pod(conditions=[cond])], NOW, 60)
+    assert "a node drain" in str(state.reason)
+
+
+def test_the_deadline_wins_over_the_disruption_it_causes() -> None:
+    cond = {"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}
+    state = job_state(
+        job(("Failed", "DeadlineExceeded"), deadline=5), [pod(conditions=[cond])], NOW, 60
+    )
+    assert str(state.reason).startswith("timed out")
