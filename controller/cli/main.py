@@ -95,9 +95,17 @@ def server(
     serve(Settings.from_env(home=home, host=host, port=port))
 
 
-def print_warnings(api: Client, name: str, spec: dict[str, Any]) -> None:
-    """The preflight warnings for SPEC (a refusal comes back from the submit itself)."""
-    result = call(api.post, "/v1/preflight", {"name": name, "spec": spec})
+def print_warnings(
+    api: Client, name: str, spec: dict[str, Any], refused_later: bool = False
+) -> None:
+    """The preflight warnings for SPEC. REFUSED_LATER: a spec preflight refuses prints
+    nothing here, the submission that follows names every problem of every task."""
+    try:
+        result = api.post("/v1/preflight", {"name": name, "spec": spec})
+    except ApiError as exc:
+        if refused_later and exc.status == 422:
+            return
+        report(exc)
     for finding in result["findings"]:
         if finding["action"] == "warn":
             err.print(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from controller.cli import follow, term
+from controller.cli.client import ApiError
 from controller.cli.output import Column, Format, OutputOpt, print_list, print_one
 
 if TYPE_CHECKING:
@@ -109,16 +110,26 @@ def _input_tasks(task: PipelineTask) -> set[str]:
     }
 
 
-def first_batch(pipeline: Pipeline) -> list[PipelineTask]:
-    """The tasks created with the run, in one transaction: those with no upstream, and those
-    whose every upstream is in the batch and feeds them a `task:` input (the controller holds
-    them until it is there). A refusal of any of them leaves no run behind."""
-    batch: dict[str, PipelineTask] = {}
+def task_bodies(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """Every task but the stop tasks, for one request: an upstream that feeds no `task:` input
+    goes into `spec.after`, so the controller holds the task for it."""
+    stops = {t.name for t in pipeline.tasks if t.stop}
+    bodies = []
     for task in pipeline.tasks:
-        inputs = _input_tasks(task)
-        if not task.stop and all(name in batch and name in inputs for name in task.after):
-            batch[task.name] = task
-    return list(batch.values())
+        after = [n for n in task.after if n not in _input_tasks(task) and n not in stops]
+        if not task.stop:
+            bodies.append(
+                {"name": task.name, "spec": {**task.spec, **({"after": after} if after else {})}}
+            )
+    return bodies
+
+
+def open_services(pipeline: Pipeline) -> list[str]:
+    """Service tasks no stop task ends: they keep running and the run stays open."""
+    stops = {t.stop for t in pipeline.tasks if t.stop}
+    return [
+        t.name for t in pipeline.tasks if t.spec.get("mode") == "service" and t.name not in stops
+    ]
 
 
 class PipelineRun:
@@ -151,21 +162,18 @@ class PipelineRun:
         return True
 
     def submit_ready(self) -> None:
+        """Close the run for each stop task whose upstreams allow (the controller holds and
+        cancels the other tasks itself), and once nothing is left to wait for."""
         for task in self.pipeline.tasks:
-            if self.handled(task.name):
+            if not task.stop or self.handled(task.name):
                 continue
             ready = self._ready(task)
             if ready is None:
                 self.skipped.add(task.name)
                 console.print(f"task {task.name}: skipped (an upstream did not succeed)")
-            elif ready and task.stop:
+            elif ready:
                 self.close()
                 self.stopped.add(task.name)
-            elif ready:
-                made = self.api.post(
-                    f"/v1/runs/{self.run_id}/tasks", {"name": task.name, "spec": task.spec}
-                )
-                self.tasks[task.name] = made
         self._close_when_all_in()
 
     def _close_when_all_in(self) -> None:
@@ -174,13 +182,7 @@ class PipelineRun:
             self.close()
 
     def open_services(self) -> list[str]:
-        """Service tasks no stop task ends: they keep running and the run stays open."""
-        stops = {t.stop for t in self.pipeline.tasks if t.stop}
-        return [
-            t.name
-            for t in self.pipeline.tasks
-            if t.spec.get("mode") == "service" and t.name not in stops
-        ]
+        return open_services(self.pipeline)
 
     def close(self) -> None:
         if not self.closed:
@@ -257,9 +259,8 @@ def run(
     api = main.client(url)
     for task in pipeline.tasks:
         if not task.stop:
-            main.print_warnings(api, task.name, task.spec)
-    first = [{"name": t.name, "spec": t.spec} for t in first_batch(pipeline)]
-    run_id = main.call(api.post, "/v1/runs", {"pipeline": pipeline.name, "tasks": first})["id"]
+            main.print_warnings(api, task.name, task.spec, refused_later=True)
+    run_id = create_run(main, api, pipeline)
     console.print(
         f"run [bold]{run_id}[/] of {pipeline.name}: {len(pipeline.tasks)} tasks, "
         f"params {pipeline.params}",
@@ -276,6 +277,33 @@ def run(
         return
     main.call(follow_pipeline, flow, poll_s)
     _finish(main, flow)
+
+
+def create_run(main: Any, api: Client, pipeline: Pipeline) -> str:
+    """The run with every task, in one transaction: one refused task creates nothing."""
+    bodies = task_bodies(pipeline)
+    stays_open = any(t.stop for t in pipeline.tasks) or open_services(pipeline)
+    body = {"pipeline": pipeline.name, "tasks": bodies, "close": not stays_open}
+    try:
+        made = api.post("/v1/runs", body)
+    except ApiError as exc:
+        if exc.status == 422:
+            main.fail(refusal(exc, bodies), 2)
+        main.report(exc)
+        raise  # both exit the command
+    return str(made["id"])
+
+
+def refusal(exc: ApiError, bodies: list[dict[str, Any]]) -> str:
+    """The controller's 422 with each `tasks.N.spec.<field>` as the pipeline file's
+    `tasks.<name>.<field>`: the place to fix."""
+    lines = [f"{exc.detail}; nothing was created. Fix in the pipeline file:"]
+    for error in exc.problem.get("errors", []):
+        parts = str(error.get("path", "")).removeprefix("body.").split(".")
+        if len(parts) > 1 and parts[0] == "tasks" and parts[1].isdigit():
+            parts = ["tasks", bodies[int(parts[1])]["name"], *parts[3:]]
+        lines.append(f"  {'.'.join(parts)}: {error.get('msg', '')}")
+    return "\n".join(lines)
 
 
 def _finish(main: Any, flow: PipelineRun) -> None:

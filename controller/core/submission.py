@@ -222,9 +222,11 @@ class Submission:
             refuse_if_closed(run)
             # Only the siblings this request names (itself, its upstream tasks): a run with
             # many tasks does not load them all on every submit.
-            names = {request.name} | {
-                i.upstream_task for i in request.spec.inputs if i.upstream_task
-            }
+            names = (
+                {request.name}
+                | {i.upstream_task for i in request.spec.inputs if i.upstream_task}
+                | set(request.spec.after)
+            )
             siblings = {
                 t.name: t
                 for t in session.scalars(
@@ -273,7 +275,7 @@ class Submission:
         stored_spec["env"] = spec.public_env()
         if spec.code is not None:
             stored_spec["code"]["commit"] = resolved["commit"]
-        waits = any(i.upstream_task for i in spec.inputs)
+        waits = bool(spec.after) or any(i.upstream_task for i in spec.inputs)
         row = TaskRow(
             id=new_id("task"),
             run_id=run_id,
@@ -337,6 +339,7 @@ class Submission:
             raise InvalidInput.many([(f.loc, f.message) for f in unfit])
         resolved = self._resolve_sources(spec)
         resolved["inputs"] = self._resolve_inputs(spec, siblings, session, scope)
+        resolved["after"] = self._resolve_after(spec, siblings)
         findings = preflight.check(spec, resolved, self.git_cache, self.policy)
         refused = [f for f in findings if f.action == "refuse"]
         if refused:
@@ -398,6 +401,19 @@ class Submission:
             return env_resolve.resolve(spec.environment, read).model_dump(mode="json")
         except env_resolve.EnvironmentSpecError as exc:
             raise InvalidInput(["spec", "environment", exc.field], str(exc)) from exc
+
+    @staticmethod
+    def _resolve_after(spec: TaskSpec, siblings: dict[str, TaskRow]) -> list[str]:
+        """The ids of the tasks SPEC.after names, each one of this run's earlier tasks."""
+        problems: list[tuple[list[str | int], str]] = []
+        for index, name in enumerate(spec.after):
+            if name not in siblings:
+                problems.append(
+                    (["spec", "after", index], f"this run has no task named {name!r} before it")
+                )
+        if problems:
+            raise InvalidInput.many(problems)
+        return [siblings[name].id for name in spec.after]
 
     def _resolve_inputs(
         self, spec: TaskSpec, siblings: dict[str, TaskRow], session: Session, scope: Scope

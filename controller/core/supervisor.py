@@ -271,25 +271,25 @@ class Supervisor:
                 session.scalars(select(TaskRow).where(TaskRow.status == TaskStatus.PENDING.value))
             )
             for row in pending:
-                upstream_ids = {i["task"] for i in row.resolved.get("inputs", []) if "task" in i}
-                ups = {
-                    u.id: u
-                    for u in session.scalars(select(TaskRow).where(TaskRow.id.in_(upstream_ids)))
-                }
-                broken = [
-                    u
-                    for u in ups.values()
-                    if u.status in (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)
-                ]
-                if broken:
-                    transitions.cancel_waiting(
-                        session,
-                        self.admitter,
-                        row,
-                        f"upstream task {broken[0].name!r} {broken[0].status}",
-                    )
-                elif all(u.status == TaskStatus.SUCCEEDED.value for u in ups.values()):
-                    transitions.promote(session, row)
+                self._promote_one(session, row)
+
+    def _promote_one(self, session: Session, row: TaskRow) -> None:
+        """Queue ROW once its upstream tasks allow, or cancel it when one of them broke."""
+        fed = {i["task"] for i in row.resolved.get("inputs", []) if "task" in i}
+        ups = list(
+            session.scalars(
+                select(TaskRow).where(TaskRow.id.in_(fed | set(row.resolved.get("after", []))))
+            )
+        )
+        broken = [
+            u for u in ups if u.status in (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)
+        ]
+        if broken:
+            transitions.cancel_waiting(
+                session, self.admitter, row, f"upstream task {broken[0].name!r} {broken[0].status}"
+            )
+        elif all(upstream_done(u, feeds=u.id in fed) for u in ups):
+            transitions.promote(session, row)
 
     # -- queued -> starting -> running --------------------------------------------------
     def _admit_and_launch(self) -> None:
@@ -795,3 +795,12 @@ class _Once:
             if self._done is None:
                 self._done = self.fn(self.launch)
             return self._done
+
+
+def upstream_done(upstream: TaskRow, feeds: bool) -> bool:
+    """Whether a pending task may go on past UPSTREAM: it succeeded, or it is a service that
+    is running and FEEDS no input (a service's outputs exist only once it ended)."""
+    if upstream.status == TaskStatus.SUCCEEDED.value:
+        return True
+    serving = upstream.spec.get("mode") == "service" and upstream.status == TaskStatus.RUNNING.value
+    return serving and not feeds

@@ -281,6 +281,13 @@ class TaskSpec(Strict):
         description="reuse the outputs of an earlier task with the same inputs, code, "
         "params and image instead of running (recorded as 'cached from run R')",
     )
+    after: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]] = Field(
+        default_factory=list,
+        max_length=256,
+        description="tasks of the same run (by name, created before this one or in the same "
+        "request) that must succeed first, a service task only be running; for order without "
+        "data (a `task:` input waits by itself). One that fails cancels this task",
+    )
     labels: dict[str, str] = Field(
         default_factory=dict,
         max_length=64,

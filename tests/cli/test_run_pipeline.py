@@ -152,3 +152,41 @@ def test_a_refused_pipeline_task_leaves_no_run(
     assert "tasks.1.spec.inputs.0.artifact" in result.output
     assert "declares no output 'out/nope.txt'" in result.output
     assert controller.get("/v1/runs", limit=1000)["items"] == before
+
+
+LAST_TASK = """\
+  report:
+    depends_on: [shout]
+    command: [python, -c, "print('reported')"]
+"""
+
+
+def test_a_task_after_another_without_data_is_created_with_the_run(
+    tracectl: Tracectl, controller: ServerProcess, tmp_path: Path
+) -> None:
+    spec = tmp_path / "ordered.yaml"
+    spec.write_text(PIPELINE + LAST_TASK)
+    result = tracectl(f"run {spec}")
+    assert result.exit_code == 0, result.output
+    run_id = ids(result.output, "run")[0]
+    assert f"run {run_id}: succeeded (3/3 tasks done)" in result.output
+    created = controller.get(f"/v1/runs/{run_id}/lineage/events")["items"][0]
+    assert created["payload"]["tasks"] == ["write", "shout", "report"]  # one request
+    tasks = {t["name"]: t for t in controller.get("/v1/tasks", run_id=run_id)["items"]}
+    assert tasks["report"]["spec"]["after"] == ["shout"]
+    assert tasks["report"]["started_at"] >= tasks["shout"]["finished_at"]
+
+
+def test_a_pipeline_whose_last_task_is_invalid_creates_no_run_and_no_task(
+    tracectl: Tracectl, controller: ServerProcess, tmp_path: Path
+) -> None:
+    spec = tmp_path / "bad-last.yaml"
+    spec.write_text(PIPELINE + LAST_TASK + "    code: {repo: /nonexistent/repo}\n")
+    runs = controller.get("/v1/runs", limit=1000)["items"]
+    tasks = controller.get("/v1/tasks", limit=1000)["items"]
+    result = tracectl(f"run {spec}")
+    assert result.exit_code == 2, result.output
+    assert "nothing was created. Fix in the pipeline file:" in result.output
+    assert "tasks.report.code.repo: " in result.output
+    assert controller.get("/v1/runs", limit=1000)["items"] == runs
+    assert controller.get("/v1/tasks", limit=1000)["items"] == tasks

@@ -144,3 +144,54 @@ def test_a_refused_tracectl_submit_leaves_no_run(server: ServerProcess, tmp_path
     assert [r["id"] for r in server.get("/v1/runs", limit=1000)["items"]] == [run_id] + [
         r["id"] for r in before
     ]
+
+
+def test_a_task_after_another_waits_for_it_without_data_and_is_created_with_the_run(
+    api: Api,
+) -> None:
+    body = {
+        "pipeline": "ordered",
+        "close": True,
+        "tasks": [
+            {"name": "first", "spec": {"command": python("import time; time.sleep(1)")}},
+            {"name": "second", "spec": {"command": ["true"], "after": ["first"]}},
+        ],
+    }
+    response = api.client.post("/v1/runs", json=body)
+    assert response.status_code == 201, response.text
+    tasks = api.client.get("/v1/tasks", params={"run_id": response.json()["id"]}).json()["items"]
+    first, second = (api.wait(t["id"]) for t in tasks)
+    assert (first["status"], second["status"]) == ("succeeded", "succeeded")
+    assert second["started_at"] >= first["finished_at"]
+
+
+def test_a_task_after_one_that_failed_is_cancelled_saying_why(api: Api) -> None:
+    body = {
+        "pipeline": "ordered",
+        "close": True,
+        "tasks": [
+            {"name": "breaks", "spec": {"command": python("raise SystemExit(3)")}},
+            {"name": "later", "spec": {"command": ["true"], "after": ["breaks"]}},
+        ],
+    }
+    run = api.client.post("/v1/runs", json=body).json()
+    tasks = api.client.get("/v1/tasks", params={"run_id": run["id"]}).json()["items"]
+    later = api.wait(tasks[1]["id"])
+    assert later["status"] == "cancelled"
+    assert later["reason"] == "upstream task 'breaks' failed"
+
+
+def test_after_naming_no_earlier_task_refuses_the_whole_run(api: Api) -> None:
+    before = run_ids(api)
+    body = {
+        "pipeline": "ordered",
+        "tasks": [
+            {"name": "a", "spec": {"command": ["true"], "after": ["b"]}},
+            {"name": "b", "spec": {"command": ["true"]}},
+        ],
+    }
+    response = api.client.post("/v1/runs", json=body)
+    assert response.status_code == 422, response.text
+    assert [e["path"] for e in response.json()["errors"]] == ["tasks.0.spec.after.0"]
+    assert "no task named 'b'" in response.json()["errors"][0]["msg"]
+    assert run_ids(api) == before
