@@ -16,6 +16,7 @@ import typer
 
 from controller.cli import follow, term
 from controller.cli.client import ApiError, Client
+from controller.cli.image_commands import image_app
 from controller.cli.lease_commands import leases, resources
 from controller.cli.lineage_commands import lineage_app
 from controller.cli.logs_commands import logs_app
@@ -423,6 +424,7 @@ app.command("resources")(resources)
 app.add_typer(runs_app, name="runs")
 app.add_typer(logs_app, name="logs")
 app.add_typer(share_app, name="share")
+app.add_typer(image_app, name="image")
 app.add_typer(
     lineage_app,
     name="trace",

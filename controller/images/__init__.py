@@ -1,0 +1,1 @@
+"""Task images built without Docker: OCI layouts from root filesystems, pushed with skopeo."""
