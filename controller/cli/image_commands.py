@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+from controller.cli import term
+
+console = term.console(highlight=False)
+err = term.console(stderr=True, highlight=False)
 
 image_app = typer.Typer(no_args_is_help=True, help="Task images built without Docker.")
 
