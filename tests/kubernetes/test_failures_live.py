@@ -1,0 +1,127 @@
+"""Failure reasons from the statuses the real node reports (kubelet + containerd + runc).
+
+Each Job runs on the real node of deploy/local/kubernetes and fails one way for real; its
+Job and pods, as the API serves them, go through the executor's status mapping
+(`k8s_status.job_state`), which must say why in words a person can act on. The image is a
+static Go program pushed to the real registry (tests/registry_images.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from controller.executors.k8s_status import job_state
+from controller.ports import ExecutorState
+from tests.registry_images import push, static_program, unique_repository
+from tests.waiting import wait_for
+
+pytestmark = [pytest.mark.kubernetes, pytest.mark.registry, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def program(registry: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The pinned reference of an image holding /eat."""
+    work = tmp_path_factory.mktemp("eat")
+    host, repo = registry["TRACECTL_REGISTRY"], unique_repository("tracectl-test-eat")
+    digest = push(host, repo, "1", work, layer=static_program(work))
+    return f"{host}/{repo}@{digest}"
+
+
+@pytest.fixture(scope="module")
+def real_ns(api: client.ApiClient) -> Iterator[str]:
+    core = client.CoreV1Api(api)
+    name = f"tracectl-fail-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    wait_for(
+        "the namespace's default ServiceAccount",
+        lambda: (
+            core.list_namespaced_service_account(name, field_selector="metadata.name=default").items
+        ),
+    )
+    yield name
+    core.delete_namespace(name)
+
+
+def on_the_real_node(
+    kubernetes: dict[str, str], container: client.V1Container, **spec: Any
+) -> client.V1Job:
+    taint_key = kubernetes["TRACECTL_K8S_NODE_TAINT"].split("=", 1)[0].split(":", 1)[0]
+    name = f"fail-{uuid.uuid4().hex[:8]}"
+    pod = client.V1PodSpec(
+        restart_policy="Never",
+        containers=[container],
+        node_selector={"kubernetes.io/hostname": kubernetes["TRACECTL_K8S_NODE"]},
+        tolerations=[client.V1Toleration(key=taint_key, operator="Exists")],
+        automount_service_account_token=False,
+    )
+    return client.V1Job(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1JobSpec(backoff_limit=0, template=client.V1PodTemplateSpec(spec=pod), **spec),
+    )
+
+
+def as_served(api: client.ApiClient, obj: object) -> dict[str, Any]:
+    """OBJ as the API serves it (camelCase JSON), what the executor's watch cache holds."""
+    served: dict[str, Any] = api.sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
+    return served
+
+
+def ended(api: client.ApiClient, namespace: str, job: client.V1Job) -> ExecutorState:
+    """Create JOB and wait until the mapping says its attempt is over."""
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    assert job.metadata is not None
+    name = str(job.metadata.name)
+    batch.create_namespaced_job(namespace, job)
+
+    def state() -> ExecutorState | None:
+        found = as_served(api, batch.read_namespaced_job(name, namespace))
+        pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+        mapped = job_state(found, [as_served(api, p) for p in pods], datetime.now(UTC), 60)
+        return mapped if mapped.phase == "exited" else None
+
+    return wait_for(f"Job {name} to end", state, 300)
+
+
+def test_a_container_over_its_memory_limit_is_reported_oom_killed(
+    kubernetes: dict[str, str], api: client.ApiClient, real_ns: str, program: str
+) -> None:
+    limits = {"memory": "48Mi", "cpu": "500m"}
+    eater = client.V1Container(
+        name="task",
+        image=program,
+        command=["/eat", "eat"],
+        resources=client.V1ResourceRequirements(requests=limits, limits=limits),
+    )
+    state = ended(api, real_ns, on_the_real_node(kubernetes, eater))
+    assert state.exit_code == 137
+    assert state.reason == (
+        "container task was killed for running out of memory (OOMKilled, exit code 137): "
+        "raise resources.memory"
+    )
+
+
+def test_an_image_the_registry_lacks_fails_the_attempt_naming_the_image(
+    kubernetes: dict[str, str], api: client.ApiClient, real_ns: str, registry: dict[str, str]
+) -> None:
+    missing = f"{registry['TRACECTL_REGISTRY']}/{unique_repository()}:nope"
+    container = client.V1Container(name="task", image=missing, command=["/eat"])
+    state = ended(api, real_ns, on_the_real_node(kubernetes, container))
+    assert state.exit_code is None
+    assert str(state.reason).startswith(f"image '{missing}' is not in its registry (")
+
+
+def test_a_job_past_its_deadline_is_reported_timed_out(
+    kubernetes: dict[str, str], api: client.ApiClient, real_ns: str, program: str
+) -> None:
+    sleeper = client.V1Container(name="task", image=program, command=["/eat"])
+    job = on_the_real_node(kubernetes, sleeper, active_deadline_seconds=3)
+    state = ended(api, real_ns, job)
+    assert state.reason == (
+        "timed out: the Job ran past activeDeadlineSeconds=3 and Kubernetes stopped it"
+    )
