@@ -71,6 +71,8 @@ class ClusterConfig:
     TRACECTL_K8S_INGRESS_PREFIX         e.g. /svc: services also get an Ingress at /svc/<name>
     TRACECTL_K8S_PREPARE                init (default): an init container prepares the
                                         workspace; inline: the task container does both
+    TRACECTL_K8S_NODE_SELECTOR          `key=value,...`: every task pod selects these node labels
+    TRACECTL_K8S_TOLERATE               `key,...`: every task pod tolerates taints of these keys
     """
 
     namespace: str = DEFAULT_NAMESPACE
@@ -86,21 +88,18 @@ class ClusterConfig:
     create_namespaces: bool = True
     ingress_prefix: str | None = None
     prepare: str = "init"  # or "inline": prepare and exec in the task container
+    # Where every task pod may go (a dedicated, tainted node pool), beside a GPU's placement.
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerate: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClusterConfig:
         env = os.environ if environ is None else environ
-        mapping = {}
-        for pair in filter(
-            None, (p.strip() for p in env.get("TRACECTL_K8S_NAMESPACES", "").split(","))
-        ):
-            team, _, namespace = pair.partition("=")
-            mapping[team.strip()] = namespace.strip()
         return cls(
             namespace=env.get("TRACECTL_K8S_NAMESPACE") or DEFAULT_NAMESPACE,
             image=env.get("TRACECTL_K8S_IMAGE") or DEFAULT_IMAGE,
             queue=env.get("TRACECTL_K8S_QUEUE") or None,
-            team_namespaces=mapping,
+            team_namespaces=_pairs(env.get("TRACECTL_K8S_NAMESPACES", "")),
             namespace_per_team=env.get("TRACECTL_K8S_TEAM_NAMESPACES", "") in ("1", "true"),
             kubeconfig=env.get("KUBECONFIG") or None,
             unschedulable_grace_s=float(env.get("TRACECTL_K8S_UNSCHEDULABLE_GRACE_S") or 60),
@@ -109,6 +108,8 @@ class ClusterConfig:
             create_namespaces=env.get("TRACECTL_K8S_CREATE_NAMESPACES", "1") not in ("0", "false"),
             ingress_prefix=env.get("TRACECTL_K8S_INGRESS_PREFIX") or None,
             prepare=env.get("TRACECTL_K8S_PREPARE") or "init",
+            node_selector=_pairs(env.get("TRACECTL_K8S_NODE_SELECTOR", "")),
+            tolerate=tuple(_items(env.get("TRACECTL_K8S_TOLERATE", ""))),
         )
 
     def namespace_for(self, team: str) -> str:
@@ -117,6 +118,15 @@ class ClusterConfig:
         if self.namespace_per_team and team:
             return dns_name(f"tracectl-{team}")
         return self.namespace
+
+
+def _items(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """`a=b,c=d` as a mapping."""
+    return {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in _items(text))}
 
 
 def dns_name(value: str, limit: int = 63) -> str:
@@ -201,16 +211,20 @@ def gpu_resource(resources: Mapping[str, Any]) -> str:
     return str(flavor) if flavor and "/" in str(flavor) else GPU_RESOURCE
 
 
-def _placement(spec: TaskSpec) -> tuple[dict[str, str] | None, list[client.V1Toleration] | None]:
+def _placement(
+    spec: TaskSpec, config: ClusterConfig
+) -> tuple[dict[str, str] | None, list[client.V1Toleration] | None]:
+    selector = dict(config.node_selector)
+    tolerations = [client.V1Toleration(key=key, operator="Exists") for key in config.tolerate]
     res = spec.resources.model_dump()
     if not res.get("gpu"):
-        return None, None
-    selector = {"nvidia.com/gpu.present": "true"}
+        return selector or None, tolerations or None
+    selector["nvidia.com/gpu.present"] = "true"
     flavor = res.get("gpu_flavor")
     if flavor and "/" not in str(flavor):
         selector["nvidia.com/gpu.product"] = str(flavor)  # a product name, e.g. A100-SXM4-80GB
     toleration = client.V1Toleration(key=gpu_resource(res), operator="Exists", effect="NoSchedule")
-    return selector, [toleration]
+    return selector, [*tolerations, toleration]
 
 
 def _volumes(
@@ -262,7 +276,7 @@ def _pod_spec(
     # A service listens on env PORT, as under the local executor (the spec's own PORT wins).
     defaults = {} if service_port is None else {"PORT": str(service_port)}
     env = _container_env(launch, secret_name, defaults)
-    node_selector, tolerations = _placement(spec)
+    node_selector, tolerations = _placement(spec, config)
     prepare = client.V1Container(
         name="prepare",
         image=config.image,

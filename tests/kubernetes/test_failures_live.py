@@ -3,21 +3,29 @@
 Each Job runs on the real node of deploy/local/kubernetes and fails one way for real; its
 Job and pods, as the API serves them, go through the executor's status mapping
 (`k8s_status.job_state`), which must say why in words a person can act on. The image is a
-static Go program pushed to the real registry (tests/registry_images.py).
+static Go program pushed to the real registry (tests/registry_images.py). The last test
+runs a task through the controller (API, supervisor, lease admitter) onto the real node.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from kubernetes import client
 
+from controller.api.app import create_app
+from controller.config import Settings
+from controller.domain.records import TERMINAL
 from controller.executors.k8s_status import job_state
 from controller.ports import ExecutorState
+from tests.kubernetes.conftest import controller_namespace
 from tests.registry_images import push, static_program, unique_repository
 from tests.waiting import wait_for
 
@@ -48,16 +56,20 @@ def real_ns(api: client.ApiClient) -> Iterator[str]:
     core.delete_namespace(name)
 
 
+def taint_key(kubernetes: dict[str, str]) -> str:
+    """The key of the real node's taint (`key=value:Effect`): no pod lands there unasked."""
+    return kubernetes["TRACECTL_K8S_NODE_TAINT"].split("=", 1)[0].split(":", 1)[0]
+
+
 def on_the_real_node(
     kubernetes: dict[str, str], container: client.V1Container, **spec: Any
 ) -> client.V1Job:
-    taint_key = kubernetes["TRACECTL_K8S_NODE_TAINT"].split("=", 1)[0].split(":", 1)[0]
     name = f"fail-{uuid.uuid4().hex[:8]}"
     pod = client.V1PodSpec(
         restart_policy="Never",
         containers=[container],
         node_selector={"kubernetes.io/hostname": kubernetes["TRACECTL_K8S_NODE"]},
-        tolerations=[client.V1Toleration(key=taint_key, operator="Exists")],
+        tolerations=[client.V1Toleration(key=taint_key(kubernetes), operator="Exists")],
         automount_service_account_token=False,
     )
     return client.V1Job(
@@ -125,3 +137,52 @@ def test_a_job_past_its_deadline_is_reported_timed_out(
     assert state.reason == (
         "timed out: the Job ran past activeDeadlineSeconds=3 and Kubernetes stopped it"
     )
+
+
+def test_a_task_whose_image_is_missing_fails_naming_it_and_gives_back_its_gpu(
+    kubernetes: dict[str, str],
+    registry: dict[str, str],
+    api: client.ApiClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    namespace = controller_namespace(kubernetes, monkeypatch, "tracectl-pull")
+    node = kubernetes["TRACECTL_K8S_NODE"]
+    for key, value in {
+        "TRACECTL_K8S_PREPARE": "inline",  # no runtime image: the task's own image is pulled
+        "TRACECTL_K8S_NODE_SELECTOR": f"kubernetes.io/hostname={node}",
+        "TRACECTL_K8S_TOLERATE": taint_key(kubernetes),
+    }.items():
+        monkeypatch.setenv(key, value)
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("gpu_pools: [{name: real, flavor: nvidia.com/gpu, count: 1}]\n")
+    settings = Settings(
+        home=tmp_path / "home",
+        executor="kubernetes",
+        inventory_file=inventory,
+        supervisor_interval_s=0.1,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
+    missing = f"{registry['TRACECTL_REGISTRY']}/{unique_repository()}:nope"
+    spec = {"command": ["true"], "image": missing, "resources": {"gpu": 1}}
+    try:
+        with TestClient(create_app(settings)) as http:
+            run = http.post("/v1/runs", json={"pipeline": "pull"}).json()["id"]
+            task = http.post(f"/v1/runs/{run}/tasks", json={"name": "t", "spec": spec}).json()
+
+            def finished() -> dict[str, Any] | None:
+                got = http.get(f"/v1/tasks/{task['id']}/wait", params={"timeout_s": 5}).json()
+                return dict(got) if got["status"] in TERMINAL else None
+
+            ended = wait_for("the task to end", finished, 300, every=0)
+            leases = http.get("/v1/leases", params={"state": "all", "task_id": task["id"]})
+            active = http.get("/v1/leases", params={"state": "active"}).json()["items"]
+        assert ended["status"] == "failed"
+        assert str(ended["reason"]).startswith(f"image '{missing}' is not in its registry (")
+        [gpu] = [x for x in leases.json()["items"] if x["kind"] == "gpu"]
+        assert gpu["released_at"] is not None and active == []
+        pods = client.CoreV1Api(api).list_namespaced_pod(namespace).items
+        assert {p.spec.node_name for p in pods if p.spec} == {node}
+    finally:
+        with contextlib.suppress(client.ApiException):
+            client.CoreV1Api(api).delete_namespace(namespace)

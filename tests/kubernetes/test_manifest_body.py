@@ -74,3 +74,19 @@ def test_a_job_gets_no_port(tmp_path: Path) -> None:
     doc = make_launch(tmp_path).completed().document
     [task] = m.job(doc, m.ClusterConfig(namespace="ns"), "job-1").spec.template.spec.containers
     assert "PORT" not in _env(task)
+
+
+def test_every_pod_goes_where_the_placement_settings_say_a_gpu_pod_too(tmp_path: Path) -> None:
+    cfg = m.ClusterConfig.from_env(
+        {
+            "TRACECTL_K8S_NODE_SELECTOR": "pool=train, zone=a",
+            "TRACECTL_K8S_TOLERATE": "tracectl.io/real-node",
+        }
+    )
+    plain = m.job(make_launch(tmp_path).completed().document, cfg, "j-1").spec.template.spec
+    assert plain.node_selector == {"pool": "train", "zone": "a"}
+    assert [(t.key, t.operator) for t in plain.tolerations] == [("tracectl.io/real-node", "Exists")]
+    gpu = make_launch(tmp_path, resources={"gpu": 1}).completed().document
+    placed = m.job(gpu, cfg, "j-2").spec.template.spec
+    assert placed.node_selector == {"pool": "train", "zone": "a", "nvidia.com/gpu.present": "true"}
+    assert [t.key for t in placed.tolerations] == ["tracectl.io/real-node", "nvidia.com/gpu"]
