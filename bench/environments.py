@@ -8,10 +8,17 @@
 - per-task overhead of the local executor on the embedded default: TASKS tasks, each
   `python -c` printing time.time() first and last; from submit to the command's first line,
   and from the command's last line to the task recorded `succeeded` (its finished_at);
-- with --airflow, the same command as TASKS BashOperator tasks in a row under `dag.test()` in
-  deploy/local/airflow's venv (a fresh SQLite home): per task, from the task instance's start
-  to the command's first line and from its last line to the task instance's end.
-The JSON result on stdout carries the command and the machine.
+- with --airflow, the same command as TASKS BashOperator tasks in a row under `dag.test()`
+  (what `airflow dags test` runs) in deploy/local/airflow's venv (a fresh SQLite home).
+
+Both sides are measured alike (`overhead` in the JSON), each from its own records and the
+command's two stamps: the task's recorded duration minus the command's own time,
+(end - start) - (last - first), where start/end are the task instance's start_date/end_date
+for Airflow and the task's started_at (admitted) / finished_at for tracectl; and the same from
+the moment the task could run: tracectl's submit (the API call), Airflow's upstream task's
+end_date (dag.test() schedules the next task then). The first task of each side (it warms
+imports and builds the bare environment) is left out.
+The JSON result on stdout carries the command and the machine (load average at start and end).
 """
 
 from __future__ import annotations
@@ -84,13 +91,13 @@ def stamps(api: Client, task_id: str) -> tuple[float, float]:
     return found["first"], found["last"]
 
 
-def task_overhead(tasks: int) -> dict[str, Any]:
+def task_overhead(tasks: int, warm: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tracectl-bench-envs-") as home:
-        settings = Settings(home=Path(home), supervisor_interval_s=0.05)
+        settings = Settings(home=Path(home), supervisor_interval_s=0.05, local_warm_runner=warm)
         with EmbeddedServer(settings) as srv:
             api = Client(srv.url)
             run = api.post("/v1/runs", {"pipeline": "bench-environments"})["id"]
-            before, after = [], []
+            before, after, duration, from_ready = [], [], [], []
             for index in range(tasks):
                 submitted = time.time()
                 task = api.post(
@@ -104,12 +111,20 @@ def task_overhead(tasks: int) -> dict[str, Any]:
                     raise AssertionError(f"task ended {done['status']}: {done['reason']}")
                 first, last = stamps(api, task)
                 finished = datetime.fromisoformat(done["finished_at"]).timestamp()
+                started = datetime.fromisoformat(done["started_at"]).timestamp()
                 before.append(first - submitted)
                 after.append(finished - last)
+                duration.append((finished - started) - (last - first))
+                from_ready.append((finished - submitted) - (last - first))
     return {
         "tasks": tasks,
+        "warm_runner": settings.local_warm_runner,
         "submit_to_first_line": stats(before[1:]),
         "exit_to_succeeded": stats(after[1:]),
+        "overhead": {
+            "duration_minus_command": stats(duration[1:]),
+            "ready_to_end_minus_command": stats(from_ready[1:]),
+        },
         "note": "the first task (it builds the bare environment) is left out",
     }
 
@@ -151,12 +166,33 @@ def airflow_overhead(tasks: int) -> dict[str, Any]:
             text=True,
         )
     rows = json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1])["tasks"]
-    rows = sorted(rows, key=lambda r: int(r["task"][1:]))[1:]  # the first warms imports
+    rows = sorted(rows, key=lambda r: int(r["task"][1:]))
+    ready = [prev["end"] for prev in rows[:-1]]
+    rows = rows[1:]  # the first warms imports
+    own = [r["last"] - r["first"] for r in rows]
     return {
         "tasks": tasks,
         "start_to_first_line": stats([r["first"] - r["start"] for r in rows]),
         "exit_to_end": stats([r["end"] - r["last"] for r in rows]),
+        "overhead": {
+            "duration_minus_command": stats(
+                [r["end"] - r["start"] - c for r, c in zip(rows, own, strict=True)]
+            ),
+            "ready_to_end_minus_command": stats(
+                [r["end"] - t - c for r, t, c in zip(rows, ready, own, strict=True)]
+            ),
+        },
         "runner": "dag.test() (in-process task runs, SQLite metadata DB)",
+    }
+
+
+def ratio(airflow: dict[str, Any] | str, local: dict[str, Any]) -> dict[str, float] | None:
+    """Airflow's p50 overhead over tracectl's, per measure (the target: at least 5)."""
+    if isinstance(airflow, str):
+        return None
+    return {
+        name: round(value["p50_ms"] / max(local["overhead"][name]["p50_ms"], 0.01), 2)
+        for name, value in airflow["overhead"].items()
     }
 
 
@@ -166,26 +202,36 @@ def main() -> int:
     parser.add_argument("--hits", type=int, default=50)
     parser.add_argument("--cold-uv-cache", action="store_true")
     parser.add_argument("--airflow", action="store_true")
+    parser.add_argument("--cold-runner", action="store_true", help="no warm runner (as before)")
     args = parser.parse_args()
+    # As scripts/test does: with it set, every runner and CLI start compiles its imports.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="tracectl-bench-envcache-") as root:
         if args.cold_uv_cache:
             os.environ["UV_CACHE_DIR"] = str(Path(root) / "uv-cache")
         wine = wine_environment(Path(root) / "envs", args.hits)
     os.environ.pop("UV_CACHE_DIR", None)
+    local = task_overhead(args.tasks, warm=not args.cold_runner)
+    airflow: dict[str, Any] | str = (
+        airflow_overhead(args.tasks)
+        if args.airflow
+        else "not measured (--airflow: needs deploy/local/airflow's venv)"
+    )
     print(
         json.dumps(
             {
                 "bench": "environments",
                 "command": " ".join(["python", *sys.argv]),
                 "wine_environment": {**wine, "uv_cache": "cold" if args.cold_uv_cache else "warm"},
-                "local_executor": task_overhead(args.tasks),
-                "airflow": airflow_overhead(args.tasks)
-                if args.airflow
-                else "not measured (--airflow: needs deploy/local/airflow's venv)",
+                "local_executor": local,
+                "airflow": airflow,
+                "overhead_ratio_airflow_over_tracectl": ratio(airflow, local),
                 "machine": {
                     "platform": platform.platform(),
                     "cpus": os.cpu_count(),
                     "python": platform.python_version(),
+                    "load_avg_1m_start": round(load_at_start, 1),
                     "load_avg_1m": round(os.getloadavg()[0], 1),
                 },
             },

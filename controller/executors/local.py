@@ -93,9 +93,10 @@ class LocalExecutor:
             port = local_service.chosen_port(launch.spec)
             env["PORT"] = str(port)  # the runner passes it on; a PORT in the spec's env wins
             service = local_service.service_ref(port, self.settings.service_ready_timeout_s)
-        return {**self._ref(self._start_runner(launch, env)), **service}
+        return {**self._ref(*self._start_runner(launch, env)), **service}
 
-    def _start_runner(self, launch: Launch, env: dict[str, str]) -> int:
+    def _start_runner(self, launch: Launch, env: dict[str, str]) -> tuple[int, float | None]:
+        """The runner's PID, and its start time when known (a fork may already have ended)."""
         out = launch.workspace / "runner.out"
         # A service starts cold: find() reads its PORT from the environment it was exec'd with.
         if self.warm is not None and not local_service.is_service(launch.spec):
@@ -113,10 +114,11 @@ class LocalExecutor:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        return proc.pid
+        return proc.pid, None
 
-    def _ref(self, pid: int) -> dict[str, Any]:
-        create_time = psutil.Process(pid).create_time()
+    def _ref(self, pid: int, create_time: float | None = None) -> dict[str, Any]:
+        if create_time is None:
+            create_time = psutil.Process(pid).create_time()
         return {"pid": pid, "create_time": create_time, "host": socket.gethostname()}
 
     def find(self, launch: Launch) -> dict[str, Any] | None:

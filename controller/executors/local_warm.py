@@ -28,8 +28,10 @@ class WarmRunner:
         self._proc: subprocess.Popen[bytes] | None = None
         self._answers: queue.Queue[dict[str, Any]] = queue.Queue()
 
-    def spawn(self, launch_file: Path, cwd: Path, env: Mapping[str, str], out: Path) -> int:
-        """The PID of a new runner of LAUNCH_FILE; raises OSError when none could be made."""
+    def spawn(
+        self, launch_file: Path, cwd: Path, env: Mapping[str, str], out: Path
+    ) -> tuple[int, float]:
+        """PID and start time of a new runner of LAUNCH_FILE; OSError when none was made."""
         request = {"launch_file": str(launch_file), "cwd": str(cwd), "env": dict(env)}
         line = (json.dumps({**request, "out": str(out)}) + "\n").encode()
         with self._lock:
@@ -44,7 +46,7 @@ class WarmRunner:
                 raise OSError(f"the warm runner did not answer: {exc!r}") from exc
         if "pid" not in answer:
             raise OSError(f"the warm runner could not fork: {answer.get('error')}")
-        return int(answer["pid"])
+        return int(answer["pid"]), float(answer["create_time"])
 
     def _started(self) -> subprocess.Popen[bytes]:
         if self._proc is not None and self._proc.poll() is None:

@@ -5,7 +5,9 @@ machine) starting Python and importing the runtime before its task's first step;
 this process, which has imported them once, starts in about a millisecond.
 
 Protocol, one JSON document a line. On stdin: `{"launch_file", "cwd", "env", "out"}`, one
-runner each. On stdout: `{"pid": N}` (or `{"error": "..."}`) answering each request in turn,
+runner each. On stdout: `{"pid": N, "create_time": T}` (or `{"error": "..."}`) answering each
+request in turn (T: the runner's start time as psutil reads it, read here before this
+process can reap the runner: a short task's runner may be gone before the controller asks),
 and `{"exited": N}` when runner N has ended (the controller then inspects at once instead of
 at its next round). EOF on stdin ends this process; the runners live on (each leads its own
 session, as a runner started with `start_new_session` does).
@@ -21,6 +23,8 @@ import sys
 import traceback
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from controller.runtime import runner
 
@@ -51,7 +55,7 @@ def _become_runner(request: dict[str, Any], wakeup: tuple[int, int]) -> int:
     return runner.Runner(Path(request["launch_file"])).run()
 
 
-def _spawn(request: dict[str, Any], wakeup: tuple[int, int]) -> int:
+def _spawn(request: dict[str, Any], wakeup: tuple[int, int]) -> dict[str, Any]:
     sys.stdout.flush()
     pid = os.fork()
     if pid == 0:
@@ -66,7 +70,8 @@ def _spawn(request: dict[str, Any], wakeup: tuple[int, int]) -> int:
             os._exit(code)
     # Before the answer: a controller that stops after it finds the runner by this file.
     (Path(request["cwd"]) / "runner.pid").write_text(str(pid))
-    return pid
+    # Not reaped before the next turn of serve(): the process (or its zombie) is there to read.
+    return {"pid": pid, "create_time": psutil.Process(pid).create_time()}
 
 
 def _reap() -> None:
@@ -96,7 +101,7 @@ def serve() -> int:
             if not line:
                 return 0  # the controller is gone
             try:
-                _say({"pid": _spawn(json.loads(line), wakeup)})
+                _say(_spawn(json.loads(line), wakeup))
             except Exception as exc:  # the controller starts this runner the cold way
                 _say({"error": repr(exc)})
 

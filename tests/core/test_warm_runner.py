@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -13,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from controller.api.app import create_app
 from controller.config import Settings
+from controller.executors.local_warm import WarmRunner
 from tests.core.conftest import Api, python
 from tests.waiting import wait_for
 
@@ -67,3 +71,20 @@ def test_cancel_stops_a_forked_runner_and_its_command(api: Api) -> None:
     assert api.client.post(f"/v1/tasks/{task['id']}/cancel").status_code == 200
     assert api.wait(task["id"])["status"] == "cancelled"
     wait_for("the runner to end", lambda: not psutil.pid_exists(int(ref["pid"])) or None, 30)
+
+
+def test_a_runner_that_ends_at_once_still_has_its_start_time(tmp_path: Path) -> None:
+    """Replays the bench's `process PID not found`: a runner that ended and was reaped by the
+    warm runner before the controller asked the OS for its start time failed its launch."""
+    ended = threading.Event()
+    warm = WarmRunner(dict(os.environ), ended.set)
+    try:
+        pid, create_time = warm.spawn(
+            tmp_path / "missing.json", tmp_path, os.environ, tmp_path / "out"
+        )
+        assert ended.wait(30)  # gone and reaped: the OS can no longer say when it started
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        assert abs(create_time - time.time()) < 30
+        assert "missing.json" in (tmp_path / "out").read_text()  # the runner's own error
+    finally:
+        warm.close()
