@@ -180,6 +180,8 @@ def main() -> int:
         "--baseline", action="store_true", help="also read the log through the paged JSON API"
     )
     args = parser.parse_args()
+    # As scripts/test does: with it set, every `tracectl` start compiles what it imports.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="logs-cli-") as tmp:
         result = measure(args, Path(tmp))
