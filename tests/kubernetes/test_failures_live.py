@@ -84,12 +84,15 @@ def as_served(api: client.ApiClient, obj: object) -> dict[str, Any]:
     return served
 
 
-def ended(api: client.ApiClient, namespace: str, job: client.V1Job) -> ExecutorState:
-    """Create JOB and wait until the mapping says its attempt is over."""
+def ended(
+    api: client.ApiClient, namespace: str, job: client.V1Job, created: bool = False
+) -> ExecutorState:
+    """Create JOB (unless CREATED) and wait until the mapping says its attempt is over."""
     batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
     assert job.metadata is not None
     name = str(job.metadata.name)
-    batch.create_namespaced_job(namespace, job)
+    if not created:
+        batch.create_namespaced_job(namespace, job)
 
     def state() -> ExecutorState | None:
         found = as_served(api, batch.read_namespaced_job(name, namespace))
@@ -186,3 +189,27 @@ def test_a_task_whose_image_is_missing_fails_naming_it_and_gives_back_its_gpu(
     finally:
         with contextlib.suppress(client.ApiException):
             client.CoreV1Api(api).delete_namespace(namespace)
+
+
+def test_a_pod_evicted_from_its_node_is_reported_evicted(
+    kubernetes: dict[str, str], api: client.ApiClient, real_ns: str, program: str
+) -> None:
+    core = client.CoreV1Api(api)
+    sleeper = client.V1Container(name="task", image=program, command=["/eat"])
+    job = on_the_real_node(kubernetes, sleeper)
+    assert job.metadata is not None
+    name = str(job.metadata.name)
+    client.BatchV1Api(api).create_namespaced_job(real_ns, job)
+
+    def running() -> str | None:
+        pods = core.list_namespaced_pod(real_ns, label_selector=f"job-name={name}").items
+        up = [
+            p.metadata.name for p in pods if p.metadata and p.status and p.status.phase == "Running"
+        ]
+        return str(up[0]) if up else None
+
+    pod = wait_for("the pod to run", running, 120)
+    eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=real_ns))
+    core.create_namespaced_pod_eviction(pod, real_ns, eviction)
+    state = ended(api, real_ns, job, created=True)
+    assert str(state.reason).startswith("evicted through the Eviction API (a node drain) [")
