@@ -287,3 +287,32 @@ def test_twin_builders_in_threads_share_one_build(tmp_path: Path) -> None:
         thread.join()
     assert sorted(e.built for e in got) == [False, False, True]
     assert len([s for s in said if s.startswith("building environment")]) == 1
+
+
+def test_a_reproduction_whose_lock_file_is_gone_is_refused_naming_the_field(
+    env_api: Api, tmp_path: Path
+) -> None:
+    repo = locked_repo(tmp_path)
+    git(repo, "checkout", "-qb", "feature")
+    lost = relock(repo, "2.5.0")  # the lock the task ran on lives only on this branch
+    git(repo, "checkout", "-q", "main")
+    run = env_api.run()
+    task = env_api.submit(run, "colors", command=SHOW, code={"repo": str(repo), "ref": "feature"})
+    assert env_api.wait(task["id"])["status"] == "succeeded"
+    env_api.client.post(f"/v1/runs/{run}/close")
+    git(repo, "branch", "-D", "feature")
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    git(repo, "gc", "-q", "--prune=now")
+    runs = env_api.client.get("/v1/runs", params={"limit": 1000}).json()["items"]
+    tasks = env_api.client.get("/v1/tasks", params={"limit": 1000}).json()["items"]
+
+    response = env_api.client.post(f"/v1/runs/{run}/reproduce")
+
+    assert response.status_code == 409, response.text
+    errors = {e["path"]: e["msg"] for e in response.json()["errors"]}
+    assert set(errors) == {"tasks.colors.code.commit", "tasks.colors.environment.uv_lock"}
+    assert errors["tasks.colors.environment.uv_lock"] == (
+        f"environment file uv.lock of task 'colors' cannot be retrieved at commit {lost[:12]}"
+    )
+    assert env_api.client.get("/v1/runs", params={"limit": 1000}).json()["items"] == runs
+    assert env_api.client.get("/v1/tasks", params={"limit": 1000}).json()["items"] == tasks
