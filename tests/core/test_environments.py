@@ -316,3 +316,31 @@ def test_a_reproduction_whose_lock_file_is_gone_is_refused_naming_the_field(
     )
     assert env_api.client.get("/v1/runs", params={"limit": 1000}).json()["items"] == runs
     assert env_api.client.get("/v1/tasks", params={"limit": 1000}).json()["items"] == tasks
+
+
+IMAGES = [f"registry.example/team/app@sha256:{c * 64}" for c in "ab"]
+
+
+def image_run(api: Api, image: str) -> tuple[str, dict[str, Any]]:
+    """A run whose task asks for IMAGE; the local executor cannot run it (no node here)."""
+    run = api.run()
+    task = api.submit(run, "t", command=["python", "-V"], environment={"image": image})
+    assert api.wait(task["id"])["status"] == "failed"
+    return run, task
+
+
+def test_an_image_environment_is_recorded_as_a_node_and_diffed_by_image(env_api: Api) -> None:
+    (run_a, task_a), (run_b, _) = (image_run(env_api, image) for image in IMAGES)
+    recorded = lineage(env_api, task_a["id"])["environment"]
+    assert recorded["kind"] == "image" and recorded["image"] == IMAGES[0]
+    assert not any((env_api.settings.environments_dir).glob("*"))  # nothing was built
+    graph = env_api.client.get(f"/v1/runs/{run_a}/graph").json()
+    assert {"from": f"env:{recorded['key']}", "to": f"task:{task_a['id']}"} in [
+        {"from": e["from"], "to": e["to"]} for e in graph["edges"]
+    ]
+    diff = env_api.client.get(f"/v1/runs/{run_a}/diff/{run_b}").json()["tasks"]["t"]
+    environment = diff["environment"]
+    assert not environment["same"]
+    assert (environment["a"]["kind"], environment["a"]["image"]) == ("image", IMAGES[0])
+    assert (environment["b"]["kind"], environment["b"]["image"]) == ("image", IMAGES[1])
+    assert environment["a"]["key"] != environment["b"]["key"]
