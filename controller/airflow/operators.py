@@ -100,8 +100,9 @@ def dag_run_date(context: Mapping[str, Any]) -> str | None:
     return str(when.isoformat()) if isinstance(when, datetime) else None
 
 
-WAIT_BEFORE_DEFER_S = 20.0
+WAIT_BEFORE_DEFER_S = 20.0  # default: a task that ends sooner costs no triggerer round trip
 LOG_POLL_S = 2.0  # how often a worker that awaits a task copies its new log lines
+SERVICE_POLL_S = 0.5  # how often the service operator looks for the service's URL
 XCOM_MODEL_VERSIONS = "model_versions"
 
 
@@ -110,6 +111,10 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
 
     :param command: argv list run in the task's workspace (templated)
     :param image: container image (recorded; the local executor runs the controller's Python)
+    :param environment: the TaskSpec's ``environment`` (templated): where the task's Python
+        packages come from, e.g. ``{"uv_lock": "uv.lock", "python": "3.11"}``,
+        ``{"requirements": "requirements.txt"}`` or ``{"image": ...}`` (docs/environments.md);
+        without it the controller detects one in the task's repo
     :param env: environment variables (templated); ``secret_env`` names the secret ones
     :param code: ``{"repo": <git URL or path>, "ref": <ref>}`` (templated)
     :param data: ``{"paths": [...], "rev": <rev>}`` DVC-tracked inputs (templated)
@@ -126,6 +131,8 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
     :param pipeline: tracectl pipeline name (default: the dag_id)
     :param tracectl_conn_id: the tracectl connection
     :param deferrable: wait in the triggerer (True) or in the worker (False)
+    :param wait_before_defer_s: a deferrable operator first awaits the task in the worker for
+        this long (streaming its lines), and defers only if it is still going (0: defer at once)
     :param poll_timeout_s: length of one long poll of /wait
     :param log_tail_lines: on resume after deferring, the last lines of the task's log
         written into the Airflow task log (awaited in the worker, every line is streamed)
@@ -136,6 +143,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
     template_fields: Sequence[str] = (
         "command",
         "image",
+        "environment",
         "env",
         "code",
         "data",
@@ -148,6 +156,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
     )
     template_fields_renderers = {
         "command": "json",
+        "environment": "json",
         "env": "json",
         "code": "json",
         "data": "json",
@@ -164,6 +173,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         *,
         command: Sequence[str],
         image: str | None = None,
+        environment: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         secret_env: Sequence[str] | None = None,
         code: Mapping[str, Any] | None = None,
@@ -179,6 +189,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         pipeline: str | None = None,
         tracectl_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = True,
+        wait_before_defer_s: float = WAIT_BEFORE_DEFER_S,
         poll_timeout_s: float = 30.0,
         retry_for_s: float | None = None,
         log_tail_lines: int = 100,
@@ -187,6 +198,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         super().__init__(**kwargs)
         self.command = list(command)
         self.image = image
+        self.environment = dict(environment) if environment else None
         self.env = dict(env or {})
         self.secret_env = list(secret_env or [])
         self.code = dict(code) if code else None
@@ -203,6 +215,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         self.pipeline = pipeline
         self.tracectl_conn_id = tracectl_conn_id
         self.deferrable = deferrable
+        self.wait_before_defer_s = wait_before_defer_s
         self.poll_timeout_s = poll_timeout_s
         self.retry_for_s = retry_for_s
         self.log_tail_lines = log_tail_lines
@@ -232,6 +245,10 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
             spec["models"] = models
         if self.image:
             spec["image"] = str(self.image)
+        if self.environment:
+            spec["environment"] = {
+                str(k): str(v) for k, v in self.environment.items() if v not in (None, "")
+            }
         if self.code:
             spec["code"] = {k: str(v) for k, v in self.code.items() if v not in (None, "")}
         if self.data:
@@ -315,9 +332,9 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
     def _wait(self, context: Any, hook: TracectlHook, task: dict[str, Any]) -> Any:
         lines = TaskLogWriter(hook, task["id"], self.log)
         if self.deferrable:
-            # A short task is awaited here rather than deferred: Airflow 3 can fail a task
-            # whose trigger fires before the worker that deferred it has been reaped.
-            task = self._await(hook, task, lines, time.monotonic() + WAIT_BEFORE_DEFER_S)
+            # A short task is awaited here rather than deferred: a deferral costs a triggerer
+            # pick-up and a new worker process for the resume, more than a short task takes.
+            task = self._await(hook, task, lines, time.monotonic() + self.wait_before_defer_s)
             if task["status"] in TERMINAL:
                 return self._finish(context, task)
             self.defer(
@@ -405,6 +422,8 @@ class TracectlServiceOperator(TracectlTaskOperator):
     The service keeps running after this Airflow task ends: stop it with
     :class:`TracectlStopServiceOperator` as the DAG's teardown. A service that does not get
     ready within ``ready_timeout_s`` is cancelled, so a failed start leaves nothing running.
+    The service's start-up lines (all it logged until it was ready, or until it ended) are
+    written into the Airflow task log as they come, like the task operator's.
     """
 
     task_mode = "service"
@@ -417,7 +436,9 @@ class TracectlServiceOperator(TracectlTaskOperator):
 
     def _wait(self, context: Any, hook: TracectlHook, task: dict[str, Any]) -> Any:
         deadline = time.monotonic() + self.ready_timeout_s
+        lines = TaskLogWriter(hook, task["id"], self.log)  # its start-up lines, as they come
         while True:
+            lines.follow(task.get("attempt"))
             ref = task.get("executor_ref") or {}
             if task["status"] == "running" and ref.get("url"):
                 context["ti"].xcom_push(key=XCOM_SERVICE_URL, value=ref["url"])
@@ -437,7 +458,7 @@ class TracectlServiceOperator(TracectlTaskOperator):
                     f"after {self.ready_timeout_s:g}s (cancelled; executor "
                     f"{task.get('executor')!r} may not support mode=service)"
                 )
-            time.sleep(1.0)
+            time.sleep(SERVICE_POLL_S)
             task = hook.get_task(task["id"])
 
 

@@ -35,8 +35,8 @@ SERVER = (
 )
 
 
-def run_try(op: Any, try_number: int) -> dict[str, Any]:
-    ti = FakeTI(op.task_id, try_number)
+def run_try(op: Any, try_number: int, run_id: str = "manual__semantics") -> dict[str, Any]:
+    ti = FakeTI(op.task_id, try_number, run_id)
     try:
         op.execute({"ti": ti, "dag": None})
         error = None
@@ -134,6 +134,21 @@ def main() -> int:
     stop = TracectlStopServiceOperator(task_id="stop", service_task_id="serve")
     out["stop"] = run_try(stop, 1)
     out["on_kill"] = trigger_on_kill(url)
+    python = "{}.{}".format(*sys.version_info[:2])
+    pinned = TracectlTaskOperator(
+        task_id="pinned",
+        command=["python", "-c", "import sys; print(sys.version)"],
+        environment={"python": python},
+        deferrable=False,
+    )
+    out["environment"] = {"python": python, **run_try(pinned, 1, "manual__environment")}
+    filed = TracectlTaskOperator(
+        task_id="filed",
+        command=["true"],
+        environment={"requirements": "requirements.txt"},
+        deferrable=False,
+    )
+    out["environment_without_code"] = run_try(filed, 1, "manual__environment")
 
     server, calls = flaky_server()
     port = server.server_address[1]

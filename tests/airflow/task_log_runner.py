@@ -19,10 +19,17 @@ from tests.airflow.operator_semantics_runner import FakeTI
 WAITS = (
     "import os, sys, time\nprint('first', flush=True)\n"
     "while not os.path.exists(sys.argv[1]):\n    time.sleep(0.05)\n"
-    "print('second', flush=True)\nprint('ERROR: third', file=sys.stderr, flush=True)\n"
+    "print('second', flush=True)\ntime.sleep(0.5)  # two pipes: order lines across them\n"
+    "print('ERROR: third', file=sys.stderr, flush=True)\n"
 )
 FAILS = "import sys\nprint('boom', file=sys.stderr)\nsys.exit(3)\n"
 FIVE = "for i in range(1, 6):\n    print('line', i)\n"
+SERVES = (
+    "import http.server, os\nprint('loading the model', flush=True)\n"
+    "print('listening on', os.environ['PORT'], flush=True)\n"
+    "http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), "
+    "http.server.SimpleHTTPRequestHandler).serve_forever()\n"
+)
 
 
 class Capture:
@@ -53,7 +60,7 @@ def logged(op: Any, marker: Path, run: Any) -> dict[str, Any]:
 
 def main() -> int:
     from controller.airflow.hooks import TracectlHook
-    from controller.airflow.operators import TracectlTaskOperator
+    from controller.airflow.operators import TracectlServiceOperator, TracectlTaskOperator
 
     url, markers = sys.argv[1], Path(sys.argv[2])
     os.environ["AIRFLOW_CONN_TRACECTL_DEFAULT"] = json.dumps({"conn_type": "tracectl", "host": url})
@@ -103,6 +110,15 @@ def main() -> int:
         ),
     )
     out["resumed"]["task_id"] = task["id"]
+    service = TracectlServiceOperator(
+        task_id="serve", command=["python", "-c", SERVES], ready_timeout_s=120
+    )
+    serve_ti = FakeTI("serve", 1, run_id="manual__tasklog_service")
+    out["service"] = logged(service, marker, lambda: service.execute({**ctx, "ti": serve_ti}))
+    out["service"]["url"] = serve_ti.xcoms.get("service_url")
+    served = serve_ti.xcoms.get("tracectl_task_id")
+    if served:  # stop it: closing its run ends the service
+        hook.close_run(hook.get_task(served)["run_id"])
     print(json.dumps(out))
     return 0
 

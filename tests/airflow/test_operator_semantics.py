@@ -110,3 +110,21 @@ def test_trigger_on_kill_cancels_the_controller_task(observed: dict[str, Any]) -
         "after": "cancelled",
         "reason": "cancelled on request",
     }
+
+
+def test_the_environment_parameter_reaches_the_task_spec(
+    observed: dict[str, Any], controller: Controller
+) -> None:
+    pinned = observed["environment"]
+    assert pinned["error"] is None, pinned
+    task = controller.get(f"/v1/tasks/{pinned['xcoms']['tracectl_task_id']}")
+    assert task["spec"]["environment"]["python"] == pinned["python"]
+    assert task["status"] == "succeeded"
+
+
+def test_an_environment_the_controller_refuses_fails_the_task_naming_the_field(
+    observed: dict[str, Any],
+) -> None:
+    error = observed["environment_without_code"]["error"]
+    assert error is not None and "-> 422" in error, error
+    assert "environment files need code" in error

@@ -72,3 +72,15 @@ def test_a_resumed_deferred_task_logs_the_tail_and_the_full_log_link(
     assert output(resumed["lines"]) == ["[tracectl stdout] line 4", "[tracectl stdout] line 5"]
     link = f"{controller.url}/v1/tasks/{resumed['task_id']}/logs"
     assert any(link in line for line in resumed["lines"])
+
+
+def test_the_service_operator_logs_the_services_start_up_lines(
+    observed: dict[str, Any],
+) -> None:
+    service = observed["service"]
+    assert service["error"] is None, service
+    port = service["url"].rsplit(":", 1)[1]
+    assert output(service["lines"]) == [
+        "[tracectl stdout] loading the model",
+        f"[tracectl stdout] listening on {port}",
+    ]
