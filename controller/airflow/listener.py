@@ -1,4 +1,4 @@
-"""Airflow listener: a user who sets the state of a deferred tracectl task cancels it.
+"""Airflow listener: an Airflow task that fails or is set to an end state cancels its tracectl task.
 
 When a user marks a deferred ``TracectlTaskOperator`` task failed (or success, or skipped)
 over ``/api/v2`` or the UI, the triggerer's ``TracectlTaskTrigger.on_kill`` cancels the
@@ -8,8 +8,9 @@ server fires these listener hooks right after it committed the new state, with
 ``previous_state=None`` and the ORM ``TaskInstance``; that closes the gap.
 
 Loaded by :class:`controller.airflow.plugin.TracectlPlugin` (``airflow.plugins`` entry point)
-in every Airflow process; it acts only in the API server's user-action case, so a task that
-ends normally in a worker costs nothing here. It never raises into Airflow.
+in every Airflow process; it acts in the API server's user-action case and, in a worker, when
+a tracectl operator failed (then the controller task may still be queued or running: the
+operator gave up on it). A task that succeeds costs nothing here. It never raises into Airflow.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ TRIGGER_CLASSPATH = "controller.airflow.triggers.TracectlTaskTrigger"
 @hookimpl  # type: ignore[untyped-decorator]
 def on_task_instance_failed(previous_state: Any, task_instance: Any, error: Any) -> None:
     on_state_set_by_user(previous_state, task_instance)
+    on_failed_in_worker(previous_state, task_instance)
 
 
 @hookimpl  # type: ignore[untyped-decorator]
@@ -48,8 +50,31 @@ def on_state_set_by_user(previous_state: Any, task_instance: Any) -> None:
     # "a user set this state" passes None.
     if previous_state is not None:
         return
+    _cancel_quietly(deferred_tracectl_task, task_instance)
+
+
+def on_failed_in_worker(previous_state: Any, task_instance: Any) -> None:
+    """Cancel the controller task of an operator that failed in its worker (an error of its
+    own, e.g. the controller unreachable for longer than ``retry_for_s``, or a lost
+    trigger): a task the Airflow task gave up on must not run on (a task that ended is a 409,
+    ignored)."""
+    if previous_state is None:
+        return
+    _cancel_quietly(worker_tracectl_task, task_instance)
+
+
+def worker_tracectl_task(ti: Any) -> tuple[str, str] | None:
+    """``(tracectl task id, connection id)`` of the operator a worker ran, else None."""
+    task = getattr(ti, "task", None)
+    task_id = getattr(task, "_tracectl_task_id", None)
+    if not task_id:
+        return None
+    return str(task_id), str(getattr(task, "tracectl_conn_id", None) or DEFAULT_CONN_ID)
+
+
+def _cancel_quietly(find: Any, task_instance: Any) -> None:
     try:
-        target = deferred_tracectl_task(task_instance)
+        target = find(task_instance)
         if target is not None:
             cancel(*target)
     except Exception:  # a listener must not break the user's PATCH
@@ -115,12 +140,7 @@ def cancel(task_id: str, conn_id: str) -> None:
             raise
         log.info("tracectl task %s had already ended", task_id)
         return
-    log.info(
-        "cancelled tracectl task %s (%s): its deferred Airflow task was set to an end "
-        "state by a user",
-        task_id,
-        task.get("status"),
-    )
+    log.info("cancelled tracectl task %s (%s): its Airflow task ended", task_id, task.get("status"))
 
 
 def _describe(ti: Any) -> str:

@@ -5,7 +5,8 @@
 :class:`~controller.airflow.triggers.TracectlTaskTrigger` until the task ends, then succeeds or
 raises with the task's status and reason. XComs: ``tracectl_task_id``, ``tracectl_run_id``,
 ``mlflow_run_id``, ``artifacts`` (list of ``{path, sha256, uri}``), ``model_versions`` (the
-``models:/<name>/<version>`` it registered) and ``return_value`` (the task id).
+``models:/<name>/<version>`` it registered), ``trigger_fired_at`` (a deferred task: when the
+trigger saw the task's end, epoch seconds) and ``return_value`` (the task id).
 
 Airflow retries do not double-submit: a later try reattaches to the task of an earlier try
 unless that one failed or was cancelled, in which case it submits ``<name>.try<N>``; inputs
@@ -84,6 +85,12 @@ def _flat(items: Any) -> list[str]:
     return [m for item in items or [] for m in _flat(item)]
 
 
+def _argv(command: str | Sequence[str]) -> list[str]:
+    """The rendered argv; a string that did not render to a list is one argument (the
+    controller then runs that one program, as given)."""
+    return [command] if isinstance(command, str) else [str(a) for a in command]
+
+
 def dag_run_date(context: Mapping[str, Any]) -> str | None:
     """The DAG run's logical date (ISO 8601), or its ``run_after`` when it has none.
 
@@ -104,12 +111,14 @@ WAIT_BEFORE_DEFER_S = 20.0  # default: a task that ends sooner costs no triggere
 LOG_POLL_S = 2.0  # how often a worker that awaits a task copies its new log lines
 SERVICE_POLL_S = 0.5  # how often the service operator looks for the service's URL
 XCOM_MODEL_VERSIONS = "model_versions"
+XCOM_TRIGGER_FIRED_AT = "trigger_fired_at"
 
 
 class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
     """Run one task on the tracectl controller and wait for it (deferrable by default).
 
-    :param command: argv list run in the task's workspace (templated)
+    :param command: argv list run in the task's workspace (templated; a template string that
+        renders to a list, with ``render_template_as_native_obj``, is the whole argv)
     :param image: container image (recorded; the local executor runs the controller's Python)
     :param environment: the TaskSpec's ``environment`` (templated): where the task's Python
         packages come from, e.g. ``{"uv_lock": "uv.lock", "python": "3.11"}``,
@@ -171,7 +180,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
     def __init__(
         self,
         *,
-        command: Sequence[str],
+        command: str | Sequence[str],
         image: str | None = None,
         environment: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
@@ -196,7 +205,8 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.command = list(command)
+        # a template string ("{{ params.command }}") renders to the list later
+        self.command: str | list[str] = command if isinstance(command, str) else list(command)
         self.image = image
         self.environment = dict(environment) if environment else None
         self.env = dict(env or {})
@@ -229,7 +239,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
     def build_spec(self, siblings: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
         """The TaskSpec sent to the controller, from the rendered fields."""
         spec: dict[str, Any] = {
-            "command": [str(a) for a in self.command],
+            "command": _argv(self.command),
             "env": {str(k): str(v) for k, v in self.env.items()},
             "secret_env": list(self.secret_env),
             "inputs": [self._follow_retries(dict(i), siblings) for i in self.inputs],
@@ -361,12 +371,15 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
 
     def execute_complete(self, context: Any, event: Mapping[str, Any]) -> Any:
         task_id = str(event.get("task_id") or event.get("task", {}).get("id"))
+        self._tracectl_task_id = task_id  # the listener cancels it if this try fails
         lines = TaskLogWriter(self.hook, task_id, self.log)
         if event.get("status") != "terminal":
             raise AirflowException(
                 f"lost track of tracectl task {task_id}: {event.get('message')}; logs: {lines.url}"
             )
         lines.tail(self.log_tail_lines)  # ended while deferred: no worker streamed its lines
+        if event.get("fired_at"):  # when the trigger saw the end: the resume's first step
+            context["ti"].xcom_push(key=XCOM_TRIGGER_FIRED_AT, value=float(event["fired_at"]))
         return self._finish(context, dict(event["task"]))
 
     def _finish(self, context: Any, task: Mapping[str, Any]) -> Any:

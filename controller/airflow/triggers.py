@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,13 +10,12 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from controller.airflow.hooks import DEFAULT_CONN_ID, TERMINAL, TracectlApiError, TracectlHook
 
-SETTLE_S = 10.0
-
 
 class TracectlTaskTrigger(BaseTrigger):  # type: ignore[misc]
     """Long-polls ``GET /v1/tasks/{id}/wait`` until the task is terminal.
 
-    Fires one event: ``{"status": "terminal", "task": <Task>}`` when the task ended, or
+    Fires one event: ``{"status": "terminal", "task": <Task>, "fired_at": <epoch s>}`` when the
+    task ended, or
     ``{"status": "error", "message": ...}`` when the controller could not be reached (after the
     hook's retries); the operator's ``execute_complete`` turns either into success or failure.
     """
@@ -49,15 +47,15 @@ class TracectlTaskTrigger(BaseTrigger):  # type: ignore[misc]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = TracectlHook(self.conn_id, retry_for_s=self.retry_for_s)
-        started = time.monotonic()
         try:
             while True:
+                # /wait answers as soon as the task ends (the controller wakes it on the
+                # task's terminal event), so the event fires within a request's round trip.
                 task = await hook.await_task(self.tracectl_task_id, self.poll_timeout_s)
                 if task.get("status") in TERMINAL:
-                    # Firing while the worker that deferred is still being reaped makes
-                    # Airflow 3 mark the resumed task failed ("state changed externally").
-                    await asyncio.sleep(max(0.0, SETTLE_S - (time.monotonic() - started)))
-                    yield TriggerEvent({"status": "terminal", "task": task})
+                    yield TriggerEvent(
+                        {"status": "terminal", "task": task, "fired_at": time.time()}
+                    )
                     return
                 self.log.info("tracectl task %s is %s", self.tracectl_task_id, task.get("status"))
         except Exception as exc:

@@ -112,7 +112,12 @@ def test_render_dag_check_and_deploy_jobs(tmp_path: Path) -> None:
     assert "ok wine_from_spec: 7 tasks" in log
 
     files = sorted(p.relative_to(deployed).as_posix() for p in deployed.rglob("*") if p.is_file())
-    assert files == [COMMIT_MARKER, "example_pipeline.py", "rendered_example.py"]
+    assert files == [
+        COMMIT_MARKER,
+        "example_pipeline.py",
+        "rendered_example.py",
+        "tracectl_selfcheck.py",
+    ]
     assert (deployed / "example_pipeline.py").read_bytes() == (
         REPO / "dags" / "example_pipeline.py"
     ).read_bytes()

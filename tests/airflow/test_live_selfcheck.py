@@ -1,0 +1,175 @@
+"""dags/tracectl_selfcheck.py through the real Airflow 3 (deploy/local/airflow) against a real
+controller: a deferred task resumes within 1 s of its tracectl task's end (by the recorded
+times: the controller's finished_at and the time Airflow recorded the trigger's event), and
+an Airflow task that is cleared or fails cancels its controller task, awaited and deferred."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from tests.airflow.conftest import Controller
+from tests.airflow.test_live_airflow import AirflowApi
+
+pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.timeout(900)]
+DAG_ID = "tracectl_selfcheck"
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class Selfcheck:
+    """The selfcheck DAG over Airflow's REST API."""
+
+    def __init__(self, api: AirflowApi) -> None:
+        self.api = api
+
+    def trigger(self, command: list[str]) -> str:
+        body = {"logical_date": None, "conf": {"command": command}}
+        return str(self.api.ok("POST", f"/dags/{DAG_ID}/dagRuns", json=body)["dag_run_id"])
+
+    def ti(self, run_id: str, task: str) -> dict[str, Any]:
+        path = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task}"
+        return dict(self.api.ok("GET", path))
+
+    def ti_when(self, run_id: str, task: str, states: tuple[str, ...]) -> dict[str, Any]:
+        deadline = time.monotonic() + 600
+        while (ti := self.ti(run_id, task))["state"] not in states:
+            assert time.monotonic() < deadline, f"{task} still {ti['state']}"
+            time.sleep(0.5)
+        return ti
+
+    def ended(self, run_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + 600
+        path = f"/dags/{DAG_ID}/dagRuns/{run_id}"
+        while (run := self.api.ok("GET", path))["state"] not in ("success", "failed"):
+            assert time.monotonic() < deadline, f"DAG run {run_id} still {run['state']}"
+            time.sleep(1)
+        return dict(run)
+
+    def xcom(self, run_id: str, task: str, key: str) -> Any:
+        deadline = time.monotonic() + 300
+        while True:
+            response = self.api.call(
+                "GET",
+                f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task}/xcomEntries/{key}",
+                params={"deserialize": "true"},
+            )
+            if response.status_code == 200:
+                value = response.json()["value"]
+                if isinstance(value, str):
+                    with contextlib.suppress(ValueError):
+                        value = json.loads(value)
+                return value
+            assert time.monotonic() < deadline, f"{task} pushed no {key}"
+            time.sleep(0.5)
+
+    def tracectl_task(self, run_id: str, task: str) -> str:
+        return str(self.xcom(run_id, task, "tracectl_task_id"))
+
+
+@pytest.fixture(scope="module")
+def selfcheck(airflow: dict[str, str], controller: Controller) -> Iterator[Selfcheck]:
+    client = AirflowApi(airflow)
+    client.call("DELETE", "/connections/tracectl_default")
+    client.ok(
+        "POST",
+        "/connections",
+        json={"connection_id": "tracectl_default", "conn_type": "tracectl", "host": controller.url},
+    )
+    deadline = time.monotonic() + 180  # the DAG processor parses dags/ on its own schedule
+    while client.call("GET", f"/dags/{DAG_ID}").status_code != 200:
+        assert time.monotonic() < deadline, f"{DAG_ID} was not parsed within 180s"
+        time.sleep(2)
+    client.ok("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+    yield Selfcheck(client)
+    client.call("DELETE", "/connections/tracectl_default")
+    client.call("PATCH", f"/dags/{DAG_ID}", json={"is_paused": True})
+
+
+def at(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def settled(controller: Controller, task_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 180
+    while (task := controller.get(f"/v1/tasks/{task_id}/wait", timeout_s=20))[
+        "status"
+    ] not in TERMINAL:
+        assert time.monotonic() < deadline, f"{task_id} still {task['status']}"
+    return dict(task)
+
+
+def test_a_deferred_task_resumes_within_a_second_of_its_tracectl_tasks_end(
+    selfcheck: Selfcheck, controller: Controller
+) -> None:
+    fired, resumed = [], []
+    for _ in range(3):
+        run_id = selfcheck.trigger(["python3", "-c", "import time; time.sleep(6)"])
+        assert selfcheck.ended(run_id)["state"] == "success"
+        ti = selfcheck.ti(run_id, "deferred")
+        task = controller.get(f"/v1/tasks/{selfcheck.tracectl_task(run_id, 'deferred')}")
+        assert (ti["state"], task["status"]) == ("success", "succeeded")
+        ended = at(task["finished_at"])
+        # when the trigger saw the end (its event's time) and when Airflow recorded the
+        # event, putting the task instance back to scheduled (after it had started: it deferred)
+        fired.append(float(selfcheck.xcom(run_id, "deferred", "trigger_fired_at")) - ended)
+        assert at(ti["scheduled_when"]) > at(ti["start_date"]), ti
+        resumed.append(at(ti["scheduled_when"]) - ended)
+    print(f"trigger fired after the task's end: {[f'{s:.2f}s' for s in fired]}")
+    print(f"Airflow recorded the resume after it: {[f'{s:.2f}s' for s in resumed]}")
+    assert all(0 <= s < 1.0 for s in fired), fired
+    # Airflow's trigger runner hands events over once a second (triggerer_job_runner.arun)
+    assert all(0 <= s < 2.0 for s in resumed), resumed
+
+
+SLEEPS = ["python3", "-c", "import time; time.sleep(600)"]
+
+
+@pytest.mark.parametrize("task", ["awaited", "deferred"])
+def test_clearing_a_waiting_airflow_task_cancels_its_tracectl_task(
+    selfcheck: Selfcheck, controller: Controller, task: str
+) -> None:
+    run_id = selfcheck.trigger(SLEEPS)
+    selfcheck.ti_when(run_id, task, ("running",) if task == "awaited" else ("deferred",))
+    first = selfcheck.tracectl_task(run_id, task)
+    selfcheck.api.ok(
+        "POST",
+        f"/dags/{DAG_ID}/clearTaskInstances",
+        json={"dry_run": False, "dag_run_id": run_id, "task_ids": [task], "only_failed": False},
+    )
+    ended = settled(controller, first)
+    assert (ended["status"], ended["reason"]) == ("cancelled", "cancelled on request"), ended
+    # the cleared task's next try submits a new tracectl task (the first one was cancelled)
+    for other in ("bash", "awaited", "deferred"):
+        selfcheck.api.call(
+            "PATCH",
+            f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{other}",
+            json={"new_state": "failed"},
+        )
+
+
+@pytest.mark.parametrize("task", ["awaited", "deferred"])
+def test_an_airflow_task_that_fails_cancels_its_tracectl_task(
+    selfcheck: Selfcheck, controller: Controller, task: str
+) -> None:
+    run_id = selfcheck.trigger(SLEEPS)
+    selfcheck.ti_when(run_id, task, ("running",) if task == "awaited" else ("deferred",))
+    first = selfcheck.tracectl_task(run_id, task)
+    selfcheck.api.ok(
+        "PATCH",
+        f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task}",
+        json={"new_state": "failed"},
+    )
+    ended = settled(controller, first)
+    assert ended["status"] == "cancelled", ended
+    for other in ("bash", "awaited", "deferred"):
+        selfcheck.api.call(
+            "PATCH",
+            f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{other}",
+            json={"new_state": "failed"},
+        )
