@@ -16,6 +16,7 @@ operator gave up on it). A task that succeeds costs nothing here. It never raise
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from airflow.listeners import hookimpl
@@ -60,7 +61,7 @@ def on_failed_in_worker(previous_state: Any, task_instance: Any) -> None:
     ignored)."""
     if previous_state is None:
         return
-    _cancel_quietly(worker_tracectl_task, task_instance)
+    _cancel_quietly(worker_tracectl_task, task_instance, retry_for_s=30.0)
 
 
 def worker_tracectl_task(ti: Any) -> tuple[str, str] | None:
@@ -72,11 +73,13 @@ def worker_tracectl_task(ti: Any) -> tuple[str, str] | None:
     return str(task_id), str(getattr(task, "tracectl_conn_id", None) or DEFAULT_CONN_ID)
 
 
-def _cancel_quietly(find: Any, task_instance: Any) -> None:
+def _cancel_quietly(
+    find: Callable[[Any], tuple[str, str] | None], task_instance: Any, retry_for_s: float = 0.0
+) -> None:
     try:
-        target = find(task_instance)
+        target: tuple[str, str] | None = find(task_instance)
         if target is not None:
-            cancel(*target)
+            cancel(target[0], target[1], retry_for_s=retry_for_s)
     except Exception:  # a listener must not break the user's PATCH
         log.exception("tracectl: could not cancel the task of %s", _describe(task_instance))
 
@@ -130,9 +133,9 @@ def _pushed_task_id(ti: Any) -> str | None:
     return str(value) if value else None
 
 
-def cancel(task_id: str, conn_id: str) -> None:
+def cancel(task_id: str, conn_id: str, retry_for_s: float = 0.0) -> None:
     """Cancel tracectl task TASK_ID; one that already ended (409) is left as it is."""
-    hook = TracectlHook(conn_id, retries=2, timeout_s=10.0, retry_for_s=0)
+    hook = TracectlHook(conn_id, retries=2, timeout_s=10.0, retry_for_s=retry_for_s)
     try:
         task = hook.cancel_task(task_id)
     except TracectlApiError as exc:

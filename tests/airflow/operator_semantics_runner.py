@@ -20,6 +20,7 @@ class FakeTI:
         self.dag_id, self.run_id, self.task_id = "semantics", run_id, task_id
         self.map_index, self.try_number = -1, try_number
         self.xcoms: dict[str, Any] = {}
+        self.task: Any = None
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[key] = value
@@ -69,6 +70,31 @@ def trigger_on_kill(url: str) -> dict[str, Any]:
     ended = hook.wait_task(task["id"], 60.0)
     asyncio.run(trigger.on_kill())  # already cancelled: a 409, which on_kill swallows
     return {"before": task["status"], "after": ended["status"], "reason": ended.get("reason")}
+
+
+def failed_in_worker() -> dict[str, Any]:
+    """The listener's on_task_instance_failed as a worker calls it (previous state running)
+    for an operator whose tracectl task still runs: an error of the operator's own."""
+    from controller.airflow import listener
+    from controller.airflow.hooks import TracectlHook
+    from controller.airflow.operators import TracectlTaskOperator
+
+    op = TracectlTaskOperator(
+        task_id="abandoned", command=["python", "-c", "import time; time.sleep(600)"]
+    )
+    ti = FakeTI("abandoned", 1, run_id="manual__abandoned")
+    hook = TracectlHook()
+    run = hook.ensure_run(pipeline="semantics", dag_id="semantics", run_id=ti.run_id)
+    task = hook.submit_task(run["id"], name="abandoned", spec=op.build_spec(), idempotency_key="ab")
+    op._tracectl_task_id, ti.task = task["id"], op
+    listener.on_task_instance_failed(previous_state="running", task_instance=ti, error=None)
+    ended = hook.wait_task(task["id"], 60.0)
+    succeeded = FakeTI("ok_step", 1)  # a failed TI whose tracectl task had ended: a no-op
+    succeeded.task = TracectlTaskOperator(task_id="ok_step", command=["true"])
+    succeeded.task._tracectl_task_id = PUSHED["ok_step"]["tracectl_task_id"]
+    listener.on_task_instance_failed(previous_state="running", task_instance=succeeded, error=None)
+    done = hook.get_task(PUSHED["ok_step"]["tracectl_task_id"])
+    return {"status": ended["status"], "reason": ended.get("reason"), "ended": done["status"]}
 
 
 def flaky_server() -> tuple[ThreadingHTTPServer, list[int]]:
@@ -134,6 +160,7 @@ def main() -> int:
     stop = TracectlStopServiceOperator(task_id="stop", service_task_id="serve")
     out["stop"] = run_try(stop, 1)
     out["on_kill"] = trigger_on_kill(url)
+    out["failed_in_worker"] = failed_in_worker()
     python = "{}.{}".format(*sys.version_info[:2])
     pinned = TracectlTaskOperator(
         task_id="pinned",

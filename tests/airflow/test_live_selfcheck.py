@@ -72,23 +72,33 @@ class Selfcheck:
         return str(self.xcom(run_id, task, "tracectl_task_id"))
 
 
-@pytest.fixture(scope="module")
-def selfcheck(airflow: dict[str, str], controller: Controller) -> Iterator[Selfcheck]:
+def open_selfcheck(airflow: dict[str, str], controller_url: str) -> Selfcheck:
+    """The selfcheck DAG, unpaused, with the connection pointing at CONTROLLER_URL."""
     client = AirflowApi(airflow)
     client.call("DELETE", "/connections/tracectl_default")
     client.ok(
         "POST",
         "/connections",
-        json={"connection_id": "tracectl_default", "conn_type": "tracectl", "host": controller.url},
+        json={"connection_id": "tracectl_default", "conn_type": "tracectl", "host": controller_url},
     )
     deadline = time.monotonic() + 180  # the DAG processor parses dags/ on its own schedule
     while client.call("GET", f"/dags/{DAG_ID}").status_code != 200:
         assert time.monotonic() < deadline, f"{DAG_ID} was not parsed within 180s"
         time.sleep(2)
     client.ok("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
-    yield Selfcheck(client)
-    client.call("DELETE", "/connections/tracectl_default")
-    client.call("PATCH", f"/dags/{DAG_ID}", json={"is_paused": True})
+    return Selfcheck(client)
+
+
+def close_selfcheck(selfcheck: Selfcheck) -> None:
+    selfcheck.api.call("DELETE", "/connections/tracectl_default")
+    selfcheck.api.call("PATCH", f"/dags/{DAG_ID}", json={"is_paused": True})
+
+
+@pytest.fixture(scope="module")
+def selfcheck(airflow: dict[str, str], controller: Controller) -> Iterator[Selfcheck]:
+    check = open_selfcheck(airflow, controller.url)
+    yield check
+    close_selfcheck(check)
 
 
 def at(stamp: str) -> float:

@@ -128,3 +128,14 @@ def test_an_environment_the_controller_refuses_fails_the_task_naming_the_field(
     error = observed["environment_without_code"]["error"]
     assert error is not None and "-> 422" in error, error
     assert "environment files need code" in error
+
+
+def test_an_operator_that_fails_in_its_worker_cancels_its_tracectl_task(
+    observed: dict[str, Any],
+) -> None:
+    # the listener as a worker calls it; a task that had ended (ok_step) stays as it was
+    assert observed["failed_in_worker"] == {
+        "status": "cancelled",
+        "reason": "cancelled on request",
+        "ended": "succeeded",
+    }
