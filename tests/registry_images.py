@@ -21,9 +21,10 @@ def push(
     work: Path,
     label: str | None = None,
     layer: Path | None = None,
+    creds: str | None = None,
 ) -> str:
     """Push a small image to REGISTRY (host:port) as REPOSITORY:TAG; return its digest.
-    LAYER, a folder, becomes the image's one layer (its files at the root)."""
+    LAYER, a folder, becomes the image's one layer (its files at the root); CREDS, user:password."""
     layout = work / f"oci-{uuid.uuid4().hex[:8]}"
     image = f"{layout}:{tag}"
     steps = [
@@ -43,6 +44,7 @@ def push(
             "skopeo",
             "copy",
             "--dest-tls-verify=false",
+            *(["--dest-creds", creds] if creds else []),
             "--digestfile",
             str(digest_file),
             f"oci:{image}",

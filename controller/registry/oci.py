@@ -5,7 +5,8 @@
 `docker pull` and containerd resolve. Loopback registries and the hosts listed in
 TRACECTL_REGISTRY_PLAIN_HTTP are spoken to over plain HTTP, every other one over HTTPS. A 401
 with a Bearer challenge is answered the usual way: a token from the realm it names (with
-TRACECTL_REGISTRY_USERNAME/_PASSWORD when set, else anonymous), then the request again.
+TRACECTL_REGISTRY_USERNAME/_PASSWORD when set, else anonymous), then the request again; a
+Basic challenge (an htpasswd registry) gets those credentials.
 """
 
 from __future__ import annotations
@@ -60,10 +61,12 @@ class OciRegistry:
     def _ask(self, method: str, url: str, image: ImageRef) -> httpx.Response:
         headers = {"Accept": ", ".join(MANIFEST_TYPES)}
         response = self._send(method, url, headers)
-        challenge = response.headers.get("WWW-Authenticate", "")
-        if response.status_code == 401 and challenge.lower().startswith("bearer "):
-            headers["Authorization"] = f"Bearer {self._token(challenge, image)}"
-            response = self._send(method, url, headers)
+        scheme = response.headers.get("WWW-Authenticate", "").split(" ", 1)[0].lower()
+        if response.status_code == 401 and scheme == "bearer":
+            token = self._token(response.headers["WWW-Authenticate"], image)
+            response = self._send(method, url, {**headers, "Authorization": f"Bearer {token}"})
+        elif response.status_code == 401 and scheme == "basic" and self.credentials:
+            response = self._send(method, url, headers, self.credentials)
         if response.status_code in (401, 403):
             raise RegistryError(
                 f"{image.host} refused to show {image.repository} (HTTP "
@@ -71,9 +74,11 @@ class OciRegistry:
             )
         return response
 
-    def _send(self, method: str, url: str, headers: dict[str, str]) -> httpx.Response:
+    def _send(
+        self, method: str, url: str, headers: dict[str, str], auth: tuple[str, str] | None = None
+    ) -> httpx.Response:
         try:
-            return self.http.request(method, url, headers=headers)
+            return self.http.request(method, url, headers=headers, auth=auth)
         except httpx.HTTPError as exc:
             raise RegistryError(f"cannot reach {url}: {exc}") from exc
 

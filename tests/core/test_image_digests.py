@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -16,6 +21,7 @@ from tests.registry_images import push, unique_repository
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.registry
+PASSWORD = "s3cret-pull"
 
 
 @pytest.fixture
@@ -141,3 +147,61 @@ def test_the_mutable_tag_policy_refuses_tags_and_takes_digests(
         assert "[image.mutable_tag]" in errors(refused)["spec.image"]
         task = strict.submit(run, "t", command=["x"], image=f"{host}/{repo}@{digest}")
         assert task["spec"]["image"] == f"{host}/{repo}@{digest}"
+
+
+@pytest.fixture
+def locked_registry(registry: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """A second real registry (the same binary) that asks for a password (htpasswd, bcrypt)."""
+    cache = Path(os.environ.get("TRACECTL_CACHE", Path.home() / ".cache" / "tracectl"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+
+        hashed = crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH))
+    (tmp_path / "htpasswd").write_text(f"ci:{hashed}\n")
+    (tmp_path / "config.yml").write_text(
+        f"version: 0.1\nlog: {{level: warn}}\n"
+        f"storage: {{filesystem: {{rootdirectory: {tmp_path / 'storage'}}}}}\n"
+        f"auth: {{htpasswd: {{realm: test, path: {tmp_path / 'htpasswd'}}}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n"
+    )
+    process = subprocess.Popen(
+        [str(cache / "registry" / "bin" / "registry"), "serve", str(tmp_path / "config.yml")],
+        env={**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"},
+    )
+
+    def asks_for_password() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=2).status_code == 401
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for("the password-protected registry", asks_for_password, 60)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_registry_that_asks_for_a_password_gets_the_configured_credentials(
+    settings: Settings, locked_registry: str, tmp_path: Path
+) -> None:
+    repo = unique_repository()
+    digest = push(locked_registry, repo, "1", tmp_path, creds=f"ci:{PASSWORD}")
+    image = f"{locked_registry}/{repo}:1"
+    anonymous = pinning_api(settings)
+    with anonymous.client:
+        refused = anonymous.client.post(
+            f"/v1/runs/{anonymous.run()}/tasks",
+            json={"name": "t", "spec": {"command": ["x"], "image": image}},
+        )
+    assert refused.status_code == 422
+    assert "set TRACECTL_REGISTRY_USERNAME" in errors(refused)["spec.image"]
+    allowed = pinning_api(settings, registry_username="ci", registry_password=PASSWORD)
+    with allowed.client:
+        task = allowed.submit(allowed.run(), "t", command=["x"], image=image)
+    assert task["spec"]["image"] == f"{locked_registry}/{repo}@{digest}"
