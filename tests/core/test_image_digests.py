@@ -205,3 +205,15 @@ def test_a_registry_that_asks_for_a_password_gets_the_configured_credentials(
     with allowed.client:
         task = allowed.submit(allowed.run(), "t", command=["x"], image=image)
     assert task["spec"]["image"] == f"{locked_registry}/{repo}@{digest}"
+
+
+def test_a_moved_tag_makes_a_new_environment_node(api: Api, host: str, tmp_path: Path) -> None:
+    repo = unique_repository()
+    run = api.run()
+    keys = []
+    for label in ("a", "b"):
+        push(host, repo, "py", tmp_path, label=label)
+        task = api.submit(run, label, command=["x"], environment={"image": f"{host}/{repo}:py"})
+        lineage = api.client.get(f"/v1/tasks/{task['id']}/lineage").json()
+        keys.append(lineage["resolved"]["environment"]["key"])
+    assert keys[0] != keys[1]
