@@ -16,8 +16,11 @@ from controller.server import free_port
 
 
 class ServerProcess:
-    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, home: Path, env: dict[str, str] | None = None, ready_timeout_s: float = 90.0
+    ) -> None:
         self.home, self.port = home, free_port()
+        self.ready_timeout_s = ready_timeout_s
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{self.port}"
@@ -42,7 +45,7 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
