@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from controller.api.app import create_app
 from controller.config import Settings
 from tests.core.conftest import Api
+from tests.core.token_registry import token_registry
 from tests.registry_images import push, unique_repository
 from tests.waiting import wait_for
 
@@ -149,13 +150,22 @@ def test_the_mutable_tag_policy_refuses_tags_and_takes_digests(
         assert task["spec"]["image"] == f"{host}/{repo}@{digest}"
 
 
+def registry_binary() -> Path:
+    """The distribution binary deploy/local/registry built (the `registry` fixture ran it)."""
+    cache = Path(os.environ.get("TRACECTL_CACHE", Path.home() / ".cache" / "tracectl"))
+    return cache / "registry" / "bin" / "registry"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture
 def locked_registry(registry: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """A second real registry (the same binary) that asks for a password (htpasswd, bcrypt)."""
-    cache = Path(os.environ.get("TRACECTL_CACHE", Path.home() / ".cache" / "tracectl"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import crypt
@@ -169,7 +179,7 @@ def locked_registry(registry: dict[str, str], tmp_path: Path) -> Iterator[str]:
         f"http: {{addr: 127.0.0.1:{port}}}\n"
     )
     process = subprocess.Popen(
-        [str(cache / "registry" / "bin" / "registry"), "serve", str(tmp_path / "config.yml")],
+        [str(registry_binary()), "serve", str(tmp_path / "config.yml")],
         env={**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"},
     )
 
@@ -217,3 +227,17 @@ def test_a_moved_tag_makes_a_new_environment_node(api: Api, host: str, tmp_path:
         lineage = api.client.get(f"/v1/tasks/{task['id']}/lineage").json()
         keys.append(lineage["resolved"]["environment"]["key"])
     assert keys[0] != keys[1]
+
+
+def test_a_registry_behind_a_token_service_is_asked_with_a_pull_token(
+    settings: Settings, registry: dict[str, str], tmp_path: Path
+) -> None:
+    with token_registry(registry_binary(), tmp_path, free_port()) as (host, asked):
+        repo = unique_repository()
+        digest = push(host, repo, "1", tmp_path)
+        asked.clear()
+        pinned = pinning_api(settings)
+        with pinned.client:
+            task = pinned.submit(pinned.run(), "t", command=["x"], image=f"{host}/{repo}:1")
+    assert task["spec"]["image"] == f"{host}/{repo}@{digest}"
+    assert asked == [f"repository:{repo}:pull"]
