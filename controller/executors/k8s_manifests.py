@@ -37,6 +37,7 @@ LAUNCH_DIR = "/etc/tracectl"
 LAUNCH_KEY = "launch.json"
 LAUNCH_PATH = f"{LAUNCH_DIR}/{LAUNCH_KEY}"
 GPU_RESOURCE = "nvidia.com/gpu"
+RUNTIME_UID = 10001  # the runtime image's user (deploy/k8s/Dockerfile, tracectl image build)
 PHASES = ["python", "-m", "controller.runtime.phases"]
 ANNOTATIONS_ENV = "TRACECTL_K8S_POD_ANNOTATIONS"
 
@@ -73,6 +74,10 @@ class ClusterConfig:
                                         workspace; inline: the task container does both
     TRACECTL_K8S_NODE_SELECTOR          `key=value,...`: every task pod selects these node labels
     TRACECTL_K8S_TOLERATE               `key,...`: every task pod tolerates taints of these keys
+    TRACECTL_K8S_HOST_NETWORK           1: pods share the node's network (they reach Kafka,
+                                        S3, MLflow on the node's 127.0.0.1: the local stack)
+    TRACECTL_K8S_FS_GROUP               pods' fsGroup (default 10001, the runtime image's
+                                        user): it can read the launch Secret (mode 0400)
     """
 
     namespace: str = DEFAULT_NAMESPACE
@@ -91,6 +96,8 @@ class ClusterConfig:
     # Where every task pod may go (a dedicated, tainted node pool), beside a GPU's placement.
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerate: tuple[str, ...] = ()
+    host_network: bool = False
+    fs_group: int | None = RUNTIME_UID
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClusterConfig:
@@ -110,6 +117,10 @@ class ClusterConfig:
             prepare=env.get("TRACECTL_K8S_PREPARE") or "init",
             node_selector=_pairs(env.get("TRACECTL_K8S_NODE_SELECTOR", "")),
             tolerate=tuple(_items(env.get("TRACECTL_K8S_TOLERATE", ""))),
+            host_network=env.get("TRACECTL_K8S_HOST_NETWORK", "") in ("1", "true"),
+            fs_group=int(env["TRACECTL_K8S_FS_GROUP"])
+            if env.get("TRACECTL_K8S_FS_GROUP")
+            else RUNTIME_UID,
         )
 
     def namespace_for(self, team: str) -> str:
@@ -312,6 +323,10 @@ def _pod_spec(
         volumes=volumes,
         node_selector=node_selector,
         tolerations=tolerations,
+        host_network=config.host_network or None,
+        security_context=client.V1PodSecurityContext(fs_group=config.fs_group)
+        if config.fs_group is not None
+        else None,
         automount_service_account_token=False,
         enable_service_links=False,  # task env stays what the spec says
     )

@@ -170,6 +170,8 @@ def _add_user(base: Path, root: Path) -> None:
     for folder in ("var/lib/tracectl", "workspace"):
         (root / folder).mkdir(parents=True)
         shutil.chown(root / folder, USER_ID, USER_ID)
+    # The executor runs `python -m controller.runtime.phases`; Debian names it python3 only.
+    (root / "usr" / "local" / "bin" / "python").symlink_to("/usr/bin/python3")
 
 
 def env_root(requirements: Path, work: Path) -> Path:

@@ -91,7 +91,7 @@ def test_the_runtime_layer_has_every_module_of_the_controller_package(runtime: B
         if p.is_file() and "__pycache__" not in p.parts
     }
     assert {s for s in source if s.endswith(".py")} <= shipped
-    assert "usr/local/bin/tracectl" in names
+    assert {"usr/local/bin/tracectl", "usr/local/bin/python"} <= names
     assert {"var/lib/tracectl", "workspace", "etc/passwd"} <= names
 
 
