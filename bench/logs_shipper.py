@@ -2,6 +2,7 @@
 
     python bench/logs_shipper.py                      # rsyslog -> OpenSearch, -> Elasticsearch
     python bench/logs_shipper.py --lines 100000 --latency-lines 2000 --rate 200
+    python bench/logs_shipper.py --queue memory   # the same, queues in memory (not kill -9 safe)
 
 The Python stand-in rsyslog replaced (deploy/local/shipper.d/shipper.py) was measured side by
 side with it before it was removed (``--homemade`` at commit 54cf59f); that run's JSON is
@@ -10,7 +11,9 @@ docs/bench/2026-12-05-shippers.json.
 Needs deploy/local kafka, opensearch, elasticsearch (and deploy/local/shipper install, for
 rsyslog and the index template). Each measurement runs its own shipper process over a private
 topic (3 partitions) and data stream (logs-tracectl-bench<id>-default): rsyslog runs
-logstash/rsyslog/tracectl.conf with only the topic and index names changed.
+logstash/rsyslog/tracectl.conf with only the topic and index names changed (and, with
+``--queue memory``, its rulesets' disk queues made disk-assisted: in memory, spilling to disk only
+when the index falls behind; the figure the disk queues are weighed against, see docs/logs.md).
 
 throughput: the shipper starts and ships a warm-up line (start-up and group join excluded);
             then N lines go to the topic as fast as confluent-kafka sends them, and the clock
@@ -25,6 +28,7 @@ latency:    the shipper runs; lines go to the topic at --rate lines/s; this proc
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -92,11 +96,15 @@ def produce(bootstrap: str, topic: str, run: str, first: int, count: int, width:
 
 
 def rsyslog(
-    engine_url: str, bootstrap: str, topic: str, stream: str, work: Path
+    engine_url: str, bootstrap: str, topic: str, stream: str, work: Path, queue: str = "disk"
 ) -> subprocess.Popen[bytes]:
     """rsyslogd with the project's configuration, renamed to a private topic and stream."""
     text = CONF.read_text().replace('topic="tracectl.logs"', f'topic="{topic}"')
     text = text.replace('"logs-tracectl-default"', f'"{stream}"')
+    if queue == "memory":  # a LinkedList queue with a file name is disk-assisted
+        text = text.replace(
+            'queue.type="Disk"', 'queue.type="LinkedList" queue.highWatermark="800000"'
+        )
     conf = work / "tracectl.conf"
     conf.write_text(text)
     env = {
@@ -120,9 +128,15 @@ SHIPPERS = {"rsyslog": rsyslog}
 
 
 def count(client: SearchIndex, stream: str) -> int:
-    client.refresh(stream)
-    body = {"size": 0, "track_total_hits": True, "query": {"match_all": {}}}
-    return int(client.search(stream, body)["hits"]["total"]["value"])
+    """Documents in STREAM; 0 while its first shard is not yet searchable (a 503 then)."""
+    try:
+        client.refresh(stream)
+        body = {"size": 0, "track_total_hits": True, "query": {"match_all": {}}}
+        return int(client.search(stream, body)["hits"]["total"]["value"])
+    except Exception as error:  # the engine's client raises its own types; only a 503 is expected
+        if getattr(error, "status_code", None) == 503 or getattr(error, "status", None) == 503:
+            return 0
+        raise
 
 
 def cpu_s(process: subprocess.Popen[bytes]) -> float:
@@ -317,16 +331,21 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-lines", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=200.0, help="latency run, lines/s")
     parser.add_argument("--poll-ms", type=int, default=100)
+    parser.add_argument(
+        "--queue", choices=["disk", "memory"], default="disk", help="rsyslog's ruleset queues"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     arguments(parser)
     args = parser.parse_args()
+    SHIPPERS["rsyslog"] = functools.partial(rsyslog, queue=args.queue)
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
         "targets": {"lines_per_cpu_s": TARGET_LINES_PER_S, "p95_s": TARGET_P95_S},
+        "rsyslog_queue": args.queue,
         "shippers": run(args),
     }
     result["machine"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
