@@ -3,6 +3,7 @@
     python bench/logs_shipper.py                      # rsyslog -> OpenSearch, -> Elasticsearch
     python bench/logs_shipper.py --lines 100000 --latency-lines 2000 --rate 200
     python bench/logs_shipper.py --queue memory   # the same, queues in memory (not kill -9 safe)
+    python bench/logs_shipper.py --conf OLD.conf  # another rsyslog configuration, side by side
 
 The Python stand-in rsyslog replaced (deploy/local/shipper.d/shipper.py) was measured side by
 side with it before it was removed (``--homemade`` at commit 54cf59f); that run's JSON is
@@ -96,10 +97,16 @@ def produce(bootstrap: str, topic: str, run: str, first: int, count: int, width:
 
 
 def rsyslog(
-    engine_url: str, bootstrap: str, topic: str, stream: str, work: Path, queue: str = "disk"
+    engine_url: str,
+    bootstrap: str,
+    topic: str,
+    stream: str,
+    work: Path,
+    queue: str = "disk",
+    conf: Path = CONF,
 ) -> subprocess.Popen[bytes]:
     """rsyslogd with the project's configuration, renamed to a private topic and stream."""
-    text = CONF.read_text().replace('topic="tracectl.logs"', f'topic="{topic}"')
+    text = conf.read_text().replace('topic="tracectl.logs"', f'topic="{topic}"')
     text = text.replace('"logs-tracectl-default"', f'"{stream}"')
     if queue == "memory":  # a LinkedList queue with a file name is disk-assisted
         text = text.replace(
@@ -331,6 +338,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-lines", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=200.0, help="latency run, lines/s")
     parser.add_argument("--poll-ms", type=int, default=100)
+    parser.add_argument("--conf", type=Path, default=CONF, help="rsyslog configuration")
     parser.add_argument(
         "--queue", choices=["disk", "memory"], default="disk", help="rsyslog's ruleset queues"
     )
@@ -340,11 +348,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     arguments(parser)
     args = parser.parse_args()
-    SHIPPERS["rsyslog"] = functools.partial(rsyslog, queue=args.queue)
+    SHIPPERS["rsyslog"] = functools.partial(rsyslog, queue=args.queue, conf=args.conf)
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
         "targets": {"lines_per_cpu_s": TARGET_LINES_PER_S, "p95_s": TARGET_P95_S},
+        "rsyslog_conf": str(args.conf),
         "rsyslog_queue": args.queue,
         "shippers": run(args),
     }
