@@ -89,6 +89,19 @@ def git(cwd: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+def lose_branch(repo: Path, branch: str) -> None:
+    """Delete BRANCH of REPO and every trace of the commits only it had (reflog, objects)."""
+    git(repo, "branch", "-D", branch)
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    git(repo, "gc", "-q", "--prune=now")
+
+
+def everything(api: Api) -> tuple[list[Any], list[Any]]:
+    """Every run and every task the controller lists (up to 1000 each)."""
+    runs = api.client.get("/v1/runs", params={"limit": 1000}).json()["items"]
+    return runs, api.client.get("/v1/tasks", params={"limit": 1000}).json()["items"]
+
+
 def python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 

@@ -146,39 +146,35 @@ def test_a_refused_tracectl_submit_leaves_no_run(server: ServerProcess, tmp_path
     ]
 
 
-def test_a_task_after_another_waits_for_it_without_data_and_is_created_with_the_run(
-    api: Api,
-) -> None:
+def first_then_second(api: Api, first: list[str]) -> list[dict[str, Any]]:
+    """A closed run of a task running FIRST and a second one `after` it, made in one
+    request; both tasks once ended."""
     body = {
         "pipeline": "ordered",
         "close": True,
         "tasks": [
-            {"name": "first", "spec": {"command": python("import time; time.sleep(1)")}},
+            {"name": "first", "spec": {"command": first}},
             {"name": "second", "spec": {"command": ["true"], "after": ["first"]}},
         ],
     }
     response = api.client.post("/v1/runs", json=body)
     assert response.status_code == 201, response.text
     tasks = api.client.get("/v1/tasks", params={"run_id": response.json()["id"]}).json()["items"]
-    first, second = (api.wait(t["id"]) for t in tasks)
+    return [api.wait(t["id"]) for t in tasks]
+
+
+def test_a_task_after_another_waits_for_it_without_data_and_is_created_with_the_run(
+    api: Api,
+) -> None:
+    first, second = first_then_second(api, python("import time; time.sleep(1)"))
     assert (first["status"], second["status"]) == ("succeeded", "succeeded")
     assert second["started_at"] >= first["finished_at"]
 
 
 def test_a_task_after_one_that_failed_is_cancelled_saying_why(api: Api) -> None:
-    body = {
-        "pipeline": "ordered",
-        "close": True,
-        "tasks": [
-            {"name": "breaks", "spec": {"command": python("raise SystemExit(3)")}},
-            {"name": "later", "spec": {"command": ["true"], "after": ["breaks"]}},
-        ],
-    }
-    run = api.client.post("/v1/runs", json=body).json()
-    tasks = api.client.get("/v1/tasks", params={"run_id": run["id"]}).json()["items"]
-    later = api.wait(tasks[1]["id"])
-    assert later["status"] == "cancelled"
-    assert later["reason"] == "upstream task 'breaks' failed"
+    _, second = first_then_second(api, python("raise SystemExit(3)"))
+    assert second["status"] == "cancelled"
+    assert second["reason"] == "upstream task 'first' failed"
 
 
 def test_after_naming_no_earlier_task_refuses_the_whole_run(api: Api) -> None:

@@ -19,7 +19,7 @@ from controller.api.app import create_app
 from controller.config import Settings
 from controller.demo.repo import example_dir
 from controller.runtime import env_build
-from tests.core.conftest import Api, git
+from tests.core.conftest import Api, everything, git, lose_branch
 
 LOCKS = Path(__file__).parent / "envs"
 SHOW = [
@@ -300,11 +300,8 @@ def test_a_reproduction_whose_lock_file_is_gone_is_refused_naming_the_field(
     task = env_api.submit(run, "colors", command=SHOW, code={"repo": str(repo), "ref": "feature"})
     assert env_api.wait(task["id"])["status"] == "succeeded"
     env_api.client.post(f"/v1/runs/{run}/close")
-    git(repo, "branch", "-D", "feature")
-    git(repo, "reflog", "expire", "--expire=now", "--all")
-    git(repo, "gc", "-q", "--prune=now")
-    runs = env_api.client.get("/v1/runs", params={"limit": 1000}).json()["items"]
-    tasks = env_api.client.get("/v1/tasks", params={"limit": 1000}).json()["items"]
+    lose_branch(repo, "feature")
+    before = everything(env_api)
 
     response = env_api.client.post(f"/v1/runs/{run}/reproduce")
 
@@ -314,8 +311,7 @@ def test_a_reproduction_whose_lock_file_is_gone_is_refused_naming_the_field(
     assert errors["tasks.colors.environment.uv_lock"] == (
         f"environment file uv.lock of task 'colors' cannot be retrieved at commit {lost[:12]}"
     )
-    assert env_api.client.get("/v1/runs", params={"limit": 1000}).json()["items"] == runs
-    assert env_api.client.get("/v1/tasks", params={"limit": 1000}).json()["items"] == tasks
+    assert everything(env_api) == before
 
 
 IMAGES = [f"registry.example/team/app@sha256:{c * 64}" for c in "ab"]

@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -117,12 +118,12 @@ def key(event: dict[str, Any]) -> tuple[str, str, str]:
 
 def by_run(
     events: list[dict[str, Any]], expected: dict[str, list[dict[str, Any]]]
-) -> dict[str, list[tuple[str, str, str]]]:
-    """The keys of EVENTS per run (the run whose shown events hold the runId), as they came."""
+) -> dict[str, list[dict[str, Any]]]:
+    """EVENTS per run (the run whose shown events hold the runId), as they came."""
     owner = {e["run"]["runId"]: run for run, items in expected.items() for e in items}
-    out: dict[str, list[tuple[str, str, str]]] = {run: [] for run in expected}
+    out: dict[str, list[dict[str, Any]]] = {run: [] for run in expected}
     for event in events:
-        out[owner[event["run"]["runId"]]].append(key(event))
+        out[owner[event["run"]["runId"]]].append(event)
     return out
 
 
@@ -130,21 +131,46 @@ def ends(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, A
     return {key(e): e for e in events if e["eventType"] != "START"}
 
 
-def test_events_made_while_the_receiver_is_down_arrive_once_in_order_after_a_restart(
-    tmp_path: Path, mlflow_uri: str, receiver: Receiver
-) -> None:
-    settings = Settings(
-        home=tmp_path / "home",
-        supervisor_interval_s=0.05,
-        tracking_uri=mlflow_uri,
-        openlineage_url=receiver.url,
-        openlineage_api_key=API_KEY,
+def emitting(tmp_path: Path, mlflow_uri: str, **target: str) -> Settings:
+    """The settings of a controller that emits to TARGET (openlineage_url=..., ...)."""
+    return Settings(
+        home=tmp_path / "home", supervisor_interval_s=0.05, tracking_uri=mlflow_uri, **target
     )
-    down_since = time.monotonic()
+
+
+def two_runs_handed_over(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """Two runs made by a controller that then stops once their events are in the sink's
+    spool; the events the API shows, per run."""
     with TestClient(create_app(settings)) as client:
         runs = [two_task_run(Api(client, settings)) for _ in range(2)]
         expected = {run: shown(client, run) for run in runs}
         wait_for("every event in the spool", lambda: handed_over(client, settings))
+    return expected
+
+
+def check_delivered(
+    found: dict[str, list[dict[str, Any]]], expected: dict[str, list[dict[str, Any]]]
+) -> None:
+    """FOUND (per run, as delivered) holds each run's events once, in its own order, valid. A
+    START is sent when the task starts, before its lineage record exists; an end event is the
+    one the API shows, whole."""
+    assert {run: [key(e) for e in items] for run, items in found.items()} == {
+        run: [key(e) for e in items] for run, items in expected.items()
+    }
+    delivered = [e for items in found.values() for e in items]
+    assert ends(delivered) == ends([e for items in expected.values() for e in items])
+    for event in delivered:
+        valid(event)
+
+
+def test_events_made_while_the_receiver_is_down_arrive_once_in_order_after_a_restart(
+    tmp_path: Path, mlflow_uri: str, receiver: Receiver
+) -> None:
+    settings = emitting(
+        tmp_path, mlflow_uri, openlineage_url=receiver.url, openlineage_api_key=API_KEY
+    )
+    down_since = time.monotonic()
+    expected = two_runs_handed_over(settings)
     # The controller stopped with the events spooled; the receiver stays down 30 s in all.
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_since)))
     assert receiver.events == []
@@ -157,14 +183,8 @@ def test_events_made_while_the_receiver_is_down_arrive_once_in_order_after_a_res
         total += len(expected[third])
         wait_for("the new run's events", lambda: len(receiver.events) >= total, timeout=120)
     assert len(receiver.events) == total == 12  # 3 runs x 2 tasks x (START, COMPLETE)
-    # Each run's events in its own order, none twice. A START is sent when the task starts,
-    # before its lineage record exists; an end event is the one the API shows, whole.
-    keys = {run: [key(e) for e in items] for run, items in expected.items()}
-    assert by_run(receiver.events, expected) == keys
-    assert ends(receiver.events) == ends([e for items in expected.values() for e in items])
+    check_delivered(by_run(receiver.events, expected), expected)
     assert receiver.auth == {f"Bearer {API_KEY}"}
-    for event in receiver.events:
-        valid(event)
 
 
 def read_topic(bootstrap: str, topic: str, keys: set[str]) -> dict[str, list[dict[str, Any]]]:
@@ -193,30 +213,11 @@ def test_events_go_to_the_kafka_topic_keyed_and_ordered_by_run(
 ) -> None:
     bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
     topic = f"openlineage-test-{tmp_path.name}"
-    settings = Settings(
-        home=tmp_path / "home",
-        supervisor_interval_s=0.05,
-        tracking_uri=mlflow_uri,
-        openlineage_kafka_topic=f"kafka://{bootstrap}/{topic}",
-    )
-    with TestClient(create_app(settings)) as client:
-        runs = [two_task_run(Api(client, settings)) for _ in range(2)]
-        expected = {run: shown(client, run) for run in runs}
-        wait_for("every event in the spool", lambda: handed_over(client, settings))
+    target = f"kafka://{bootstrap}/{topic}"
+    expected = two_runs_handed_over(emitting(tmp_path, mlflow_uri, openlineage_kafka_topic=target))
     # leaving the app closes the producer, which flushes its spool to Kafka (bounded)
-
-    def arrived() -> dict[str, list[dict[str, Any]]] | None:
-        found = read_topic(bootstrap, topic, set(runs))
-        return found if sum(map(len, found.values())) >= 8 else None  # 2 runs x 2 tasks x 2
-
-    found = wait_for("the events on the topic", arrived, timeout=60, every=1.0)
-    assert {run: [key(e) for e in items] for run, items in found.items()} == {
-        run: [key(e) for e in items] for run, items in expected.items()
-    }
-    delivered = [e for items in found.values() for e in items]
-    assert ends(delivered) == ends([e for items in expected.values() for e in items])
-    for event in delivered:
-        valid(event)
+    found = wait_for("the events", lambda: on_topic(bootstrap, topic, expected), 60, 1.0)
+    check_delivered(found, expected)
 
 
 def on_topic(
@@ -242,19 +243,12 @@ def test_events_made_while_kafka_is_unreachable_arrive_once_in_order_after_a_res
     bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
     host, port = bootstrap.split(",")[0].rsplit(":", 1)
     gate = TcpForwarder(free_port(), (host, int(port)))  # nothing listens until start()
-    topic = f"openlineage-outage-{tmp_path.name}"
-    settings = Settings(
-        home=tmp_path / "home",
-        supervisor_interval_s=0.05,
-        tracking_uri=mlflow_uri,
-        openlineage_kafka_topic=f"kafka://127.0.0.1:{gate.port}/{topic}",
-    )
+    topic = f"openlineage-outage-{uuid.uuid4().hex[:12]}"  # a topic no earlier run made
+    target = f"kafka://127.0.0.1:{gate.port}/{topic}"
+    settings = emitting(tmp_path, mlflow_uri, openlineage_kafka_topic=target)
     down_since = time.monotonic()
     try:
-        with TestClient(create_app(settings)) as client:
-            runs = [two_task_run(Api(client, settings)) for _ in range(2)]
-            expected = {run: shown(client, run) for run in runs}
-            wait_for("every event in the spool", lambda: handed_over(client, settings))
+        expected = two_runs_handed_over(settings)
         # The controller stopped with the events spooled; Kafka stays unreachable 30 s in all.
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_since)))
         assert topic not in topics(bootstrap)  # nothing got through: the topic was never made
@@ -268,10 +262,4 @@ def test_events_made_while_kafka_is_unreachable_arrive_once_in_order_after_a_res
     finally:
         gate.stop()
     assert sum(map(len, found.values())) == 12  # 3 runs x 2 tasks x (START, COMPLETE)
-    assert {run: [key(e) for e in items] for run, items in found.items()} == {
-        run: [key(e) for e in items] for run, items in expected.items()
-    }
-    delivered = [e for items in found.values() for e in items]
-    assert ends(delivered) == ends([e for items in expected.values() for e in items])
-    for event in delivered:
-        valid(event)
+    check_delivered(found, expected)

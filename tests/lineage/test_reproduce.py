@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from controller.api.app import create_app
 from controller.config import Settings
 from controller.lineage.reproduce import remote_object
-from tests.core.conftest import Api, git
+from tests.core.conftest import Api, everything, git, lose_branch
 from tests.lineage.conftest import Demo
 from tests.registry_images import delete, push, unique_repository
 
@@ -125,11 +125,8 @@ def test_a_lost_commit_refuses_the_reproduction_before_anything_is_created(
     )
     for task in (first, second):
         assert api.wait(task["id"])["status"] == "succeeded"
-    git(repo, "branch", "-D", "feature")
-    git(repo, "reflog", "expire", "--expire=now", "--all")
-    git(repo, "gc", "-q", "--prune=now")
-    runs_before = api.client.get("/v1/runs", params={"limit": 1000}).json()["items"]
-    tasks_before = api.client.get("/v1/tasks", params={"limit": 1000}).json()["items"]
+    lose_branch(repo, "feature")
+    before = everything(api)
 
     response = api.client.post(f"/v1/runs/{run_id}/reproduce")
 
@@ -141,8 +138,7 @@ def test_a_lost_commit_refuses_the_reproduction_before_anything_is_created(
         "tasks.second.models.models:/never-registered/1",
     ]
     assert lost in problem["detail"] and "no longer retrievable" in problem["detail"]
-    assert api.client.get("/v1/runs", params={"limit": 1000}).json()["items"] == runs_before
-    assert api.client.get("/v1/tasks", params={"limit": 1000}).json()["items"] == tasks_before
+    assert everything(api) == before
 
 
 def test_a_reproduction_is_created_closed_with_all_its_tasks(demo: Demo) -> None:
