@@ -321,7 +321,9 @@ def image_run(api: Api, image: str) -> tuple[str, dict[str, Any]]:
     """A run whose task asks for IMAGE; the local executor cannot run it (no node here)."""
     run = api.run()
     task = api.submit(run, "t", command=["python", "-V"], environment={"image": image})
-    assert api.wait(task["id"])["status"] == "failed"
+    done = api.wait(task["id"])
+    assert done["status"] == "failed"
+    assert done["reason"] == "environment: an image environment needs the kubernetes executor"
     return run, task
 
 
