@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from controller.server import free_port
 from tests.core.conftest import Api, python
+from tests.core.test_services import HELLO_SERVICE
 from tests.server_process import ServerProcess
 
 
@@ -191,3 +193,34 @@ def test_after_naming_no_earlier_task_refuses_the_whole_run(api: Api) -> None:
     assert [e["path"] for e in response.json()["errors"]] == ["tasks.0.spec.after.0"]
     assert "no task named 'b'" in response.json()["errors"][0]["msg"]
     assert run_ids(api) == before
+
+
+def test_a_task_after_a_service_starts_once_the_service_runs(api: Api) -> None:
+    port = free_port()
+    fetch = (
+        f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}').read())"
+    )
+    body = {
+        "pipeline": "served",
+        "tasks": [
+            {
+                "name": "serve",
+                "spec": {
+                    "command": python(HELLO_SERVICE),
+                    "mode": "service",
+                    "env": {"PORT": str(port)},
+                },
+            },
+            # running is not yet listening (readiness is the service's own): a retry covers it
+            {"name": "use", "spec": {"command": python(fetch), "after": ["serve"], "retries": 3}},
+        ],
+    }
+    response = api.client.post("/v1/runs", json=body)
+    assert response.status_code == 201, response.text
+    run = response.json()["id"]
+    serve, use = api.client.get("/v1/tasks", params={"run_id": run}).json()["items"]
+    assert api.wait(use["id"])["status"] == "succeeded"
+    assert api.client.get(f"/v1/tasks/{serve['id']}").json()["status"] == "running"
+    assert "b'hello from serve'" in [line["message"] for line in api.logs(use["id"])]
+    api.client.post(f"/v1/runs/{run}/close")
+    assert api.wait(serve["id"])["status"] == "succeeded"
