@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from controller.domain.images import ImageRef
 from controller.domain.launch import LaunchDocument
+from controller.domain.refs import ExecutorRef
 from controller.domain.spec import TaskSpec
 
 LAUNCH_FILE = "launch.json"  # in the attempt's workspace
@@ -161,19 +162,20 @@ class ExecutorState:
 class Executor(Protocol):
     name: str
 
-    def launch(self, launch: Launch) -> dict[str, Any]:
+    def launch(self, launch: Launch) -> ExecutorRef:
         """Start the attempt; return a reference (pid, job name...) to find it again."""
         ...
 
-    def find(self, launch: Launch) -> dict[str, Any] | None:
+    def find(self, launch: Launch) -> ExecutorRef | None:
         """Find an attempt launched before a restart whose reference was not yet recorded."""
         ...
 
-    def inspect(self, ref: Mapping[str, Any], workspace: Path) -> ExecutorState: ...
+    # Each executor is handed only the references it made (the router goes by their mode).
+    def inspect(self, ref: ExecutorRef, workspace: Path) -> ExecutorState: ...
 
-    def cancel(self, ref: Mapping[str, Any], grace_s: float) -> None: ...
+    def cancel(self, ref: ExecutorRef, grace_s: float) -> None: ...
 
-    def cleanup(self, ref: Mapping[str, Any]) -> None: ...
+    def cleanup(self, ref: ExecutorRef) -> None: ...
 
 
 class Tracking(Protocol):

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from controller.audit.chain import heads
+from controller.domain.refs import executor_record
 from controller.lineage.capture import lease_lineage
 from controller.ports import LogReader, Tracking
 from controller.scheduling import lease_views
@@ -124,7 +125,7 @@ def _task_entry(
         "attempts": task.attempt,
         "exit_code": task.exit_code,
         "reason": task.reason,
-        "executor": record.get("executor") or {"kind": task.executor, **(task.executor_ref or {})},
+        "executor": record.get("executor") or executor_record(task.executor, task.executor_ref),
         "image": (record.get("environment") or {}).get("image") or task.spec.get("image"),
         "environment": record.get("environment"),
         "code": record.get("code"),

@@ -38,6 +38,7 @@ from controller.domain.launch import (
     Resolution,
 )
 from controller.domain.records import ACTIVE, TERMINAL, TaskStatus
+from controller.domain.refs import ExecutorRef
 from controller.domain.spec import TaskSpec
 from controller.lineage import cache as lineage_cache
 from controller.lineage import models as lineage_models
@@ -394,7 +395,7 @@ class Supervisor:
         )
         return True
 
-    def _mark_running(self, task_id: str, attempt: int, ref: dict[str, Any]) -> None:
+    def _mark_running(self, task_id: str, attempt: int, ref: ExecutorRef) -> None:
         with self.db.write() as session:
             row = session.get(TaskRow, task_id)
             if row is None or not transitions.start(session, row, attempt, ref):
@@ -554,7 +555,7 @@ class Supervisor:
         """Inspect every active attempt; True when one of them ended."""
         ended = False
         with self.db.read() as session:  # the columns it needs: not each spec, every round
-            active: list[tuple[str, int, dict[str, Any] | None, bool, datetime | None]] = list(
+            active: list[tuple[str, int, ExecutorRef | None, bool, datetime | None]] = list(
                 session.execute(
                     select(
                         TaskRow.id,
@@ -591,7 +592,7 @@ class Supervisor:
         reason = state.reason or f"exited with code {state.exit_code}"
         return Outcome(TaskStatus.FAILED, reason, state.exit_code, result)
 
-    def _cancel_async(self, task_id: str, ref: dict[str, Any]) -> None:
+    def _cancel_async(self, task_id: str, ref: ExecutorRef) -> None:
         if task_id in self._cancelling:
             return
         self._cancelling.add(task_id)

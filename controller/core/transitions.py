@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from controller.domain.events import LineageEvent, TaskAdmitted, TaskStarted
 from controller.domain.records import TERMINAL, RunStatus, TaskStatus
+from controller.domain.refs import ExecutorRef
 from controller.scheduling.admission import Admission, Admitter
 from controller.store.schema import (
     AttemptRow,
@@ -99,7 +100,7 @@ def admit(
     return True
 
 
-def start(session: Session, row: TaskRow, attempt: int, ref: dict[str, Any]) -> bool:
+def start(session: Session, row: TaskRow, attempt: int, ref: ExecutorRef) -> bool:
     """starting (or running, when adopted again) -> running, with the executor's reference."""
     if not _cas(session, row, attempt, RUNS, status=TaskStatus.RUNNING.value, executor_ref=ref):
         return False

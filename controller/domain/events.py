@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.domain.refs import MaybeRef
+
 
 class EventType(StrEnum):
     RUN_CREATED = "run.created"
@@ -68,7 +70,7 @@ class TaskStarted(LineageEvent):
     type = EventType.TASK_STARTED
     attempt: int
     executor: str | None = None
-    ref: dict[str, Any] = Field(default_factory=dict)
+    ref: MaybeRef = None
 
 
 class TaskCached(LineageEvent):

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.domain.refs import MaybeRef
 from controller.domain.spec import TaskSpec
 
 
@@ -78,7 +79,7 @@ class Task(Record):
     exit_code: int | None = None
     mlflow_run_id: str | None = None
     executor: str | None = None
-    executor_ref: dict[str, Any] | None = None
+    executor_ref: MaybeRef = None
     queue: QueueInfo | None = None
     created_at: datetime
     started_at: datetime | None = None

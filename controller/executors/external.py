@@ -36,6 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.config import Settings
+from controller.domain.refs import ExecutorRef, ExternalRef
 from controller.logs.file_sink import file_record
 from controller.ports import ExecutorState, Launch, LogLine, LogSink, LogSinkFactory
 
@@ -109,15 +110,17 @@ def parse_call(argv: list[str]) -> tuple[str, str, str]:
     return argv[0], argv[1].upper(), argv[2]
 
 
-def _ref(launch: Launch) -> dict[str, Any]:
+def _ref(launch: Launch) -> ExternalRef:
     system, method, path = parse_call(list(launch.spec.command))
-    return {
-        "kind": "external",
-        "system": system,
-        "method": method,
-        "path": path,
-        "key": f"{launch.task_id}/{launch.attempt}",
-    }
+    return ExternalRef(
+        system=system, method=method, path=path, key=f"{launch.task_id}/{launch.attempt}"
+    )
+
+
+def _external(ref: ExecutorRef) -> ExternalRef:
+    if not isinstance(ref, ExternalRef):
+        raise TypeError(f"the external executor was handed a {ref.kind!r} reference")
+    return ref
 
 
 class ExternalExecutor:
@@ -136,33 +139,34 @@ class ExternalExecutor:
         self.registry = registry or Registry.load(self.environ.get("TRACECTL_EXTERNAL_SYSTEMS"))
         self._calls: dict[str, threading.Thread] = {}
 
-    def launch(self, launch: Launch) -> dict[str, Any]:
+    def launch(self, launch: Launch) -> ExternalRef:
         launch = launch.completed()
         ref = _ref(launch)
-        system = self.registry.get(ref["system"])
+        system = self.registry.get(ref.system)
         launch.workspace.mkdir(parents=True, exist_ok=True)
         thread = threading.Thread(
             target=self._call,
-            args=(launch, system, ref["method"], ref["path"]),
-            name=f"external-{ref['key']}",
+            args=(launch, system, ref.method, ref.path),
+            name=f"external-{ref.key}",
             daemon=True,
         )
-        self._calls[ref["key"]] = thread
+        self._calls[ref.key] = thread
         thread.start()
         return ref
 
-    def find(self, launch: Launch) -> dict[str, Any] | None:
+    def find(self, launch: Launch) -> ExternalRef | None:
         """A call that ended before the controller stopped is adopted with its result. One
         cut off in flight is not resumable: the supervisor launches the attempt again (with
         the same Idempotency-Key)."""
         return _ref(launch) if (launch.workspace / "result.json").exists() else None
 
-    def inspect(self, ref: Mapping[str, Any], workspace: Path) -> ExecutorState:
+    def inspect(self, ref: ExecutorRef, workspace: Path) -> ExecutorState:
+        call = _external(ref)
         result_file = workspace / "result.json"
         if result_file.exists():
             result = json.loads(result_file.read_text())
             return ExecutorState("exited", result.get("exit_code"), result.get("reason"), result)
-        thread = self._calls.get(str(ref.get("key")))
+        thread = self._calls.get(call.key)
         if thread is not None and thread.is_alive():
             return ExecutorState("running")
         if result_file.exists():
@@ -170,17 +174,17 @@ class ExternalExecutor:
         return ExecutorState(
             "missing",
             reason="the call to external system "
-            f"{ref.get('system')!r} was in flight when the controller stopped; "
+            f"{call.system!r} was in flight when the controller stopped; "
             "its outcome is unknown",
         )
 
-    def cancel(self, ref: Mapping[str, Any], grace_s: float) -> None:
-        thread = self._calls.get(str(ref.get("key")))
+    def cancel(self, ref: ExecutorRef, grace_s: float) -> None:
+        thread = self._calls.get(_external(ref).key)
         if thread is not None:
             thread.join(grace_s)  # a request in flight is not interruptible; its timeout bounds it
 
-    def cleanup(self, ref: Mapping[str, Any]) -> None:
-        self._calls.pop(str(ref.get("key")), None)
+    def cleanup(self, ref: ExecutorRef) -> None:
+        self._calls.pop(_external(ref).key, None)
 
     # -- the call -------------------------------------------------------------------------
     def _call(self, launch: Launch, system: System, method: str, path: str) -> None:

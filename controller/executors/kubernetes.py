@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from controller.config import Settings
 from controller.domain.launch import LaunchDocument
+from controller.domain.refs import ExecutorRef, K8sRef
 from controller.domain.spec import TaskMode
 from controller.executors import k8s_manifests as manifests
 from controller.executors import k8s_status as status
@@ -111,7 +112,7 @@ class KubernetesExecutor:
         self._followers: dict[tuple[str, str], threading.Event] = {}
 
     # -- the Executor protocol ------------------------------------------------------------
-    def launch(self, launch: Launch) -> dict[str, Any]:
+    def launch(self, launch: Launch) -> K8sRef:
         namespace = self.namespace_of(launch.document)
         self._ensure_namespace(namespace)
         self.watch_namespace(namespace)
@@ -124,7 +125,7 @@ class KubernetesExecutor:
         self._ensure_follower(ref)
         return ref
 
-    def find(self, launch: Launch) -> dict[str, Any] | None:
+    def find(self, launch: Launch) -> K8sRef | None:
         namespace = self.namespace_of(launch.document)
         selector = manifests.selector_of(launch.task_id, launch.attempt)
         ids = {"run_id": launch.run_id, "task_id": launch.task_id, "attempt": launch.attempt}
@@ -148,27 +149,24 @@ class KubernetesExecutor:
                     # cut off before its launch Secret: launching again adopts the object
                     # (409) and creates the Secret its pods wait for
                     return None
-                ref = {
-                    "kind": kind,
-                    "namespace": namespace,
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    **ids,
-                }
-                if kind == "service":
-                    ref["url"] = manifests.service_url(meta["name"], namespace)
+                url = manifests.service_url(meta["name"], namespace) if kind == "service" else None
+                ref = K8sRef.model_validate(
+                    {"object": kind, "namespace": namespace, "name": meta["name"]}
+                    | {"uid": meta["uid"], "url": url, **ids}
+                )
                 self.watch_namespace(namespace)
                 self._ensure_follower(ref)
                 return ref
         return None
 
-    def inspect(self, ref: Mapping[str, Any], workspace: Path) -> ExecutorState:
-        namespace, name = ref["namespace"], ref["name"]
+    def inspect(self, ref: ExecutorRef, workspace: Path) -> ExecutorState:
+        ref = _k8s(ref)
+        namespace, name = ref.namespace, ref.name
         self.watch_namespace(namespace)
-        if ref.get("kind") == "service":
+        if ref.object == "service":
             return self._inspect_service(ref)
         job = self._current("job", namespace, name, self.batch.read_namespaced_job)
-        if job is None or (ref.get("uid") and job["metadata"]["uid"] != ref["uid"]):
+        if job is None or (ref.uid and job["metadata"]["uid"] != ref.uid):
             return ExecutorState(
                 "missing",
                 reason=f"the Job {namespace}/{name} no longer "
@@ -188,16 +186,17 @@ class KubernetesExecutor:
             self._ensure_follower(ref)
         return state
 
-    def cancel(self, ref: Mapping[str, Any], grace_s: float) -> None:
+    def cancel(self, ref: ExecutorRef, grace_s: float) -> None:
         """Delete the Job (or Deployment) in the foreground: pods get SIGTERM, and SIGKILL
         after their terminationGracePeriodSeconds (the controller's cancel grace)."""
-        namespace, name = ref["namespace"], ref["name"]
+        ref = _k8s(ref)
+        namespace, name = ref.namespace, ref.name
         delete = (
             self.apps.delete_namespaced_deployment
-            if ref.get("kind") == "service"
+            if ref.object == "service"
             else self.batch.delete_namespaced_job
         )
-        kind = "deployment" if ref.get("kind") == "service" else "job"
+        kind = "deployment" if ref.object == "service" else "job"
         options = client.V1DeleteOptions(propagation_policy="Foreground")
         try:
             delete(name, namespace, body=options)
@@ -208,15 +207,16 @@ class KubernetesExecutor:
             lambda: self.cache.get(kind, namespace, name) is None, grace_s + CANCEL_WAIT_S
         )
 
-    def cleanup(self, ref: Mapping[str, Any]) -> None:
+    def cleanup(self, ref: ExecutorRef) -> None:
         """The attempt ended: stop following its logs and drop its Secret at once (the Job
         itself stays for `kubectl describe` until ttlSecondsAfterFinished)."""
-        namespace, name = ref["namespace"], ref["name"]
+        ref = _k8s(ref)
+        namespace, name = ref.namespace, ref.name
         stop = self._followers.pop((namespace, name), None)
         if stop is not None:
             stop.set()
         deletes = [self.core.delete_namespaced_secret]
-        if ref.get("kind") == "service":
+        if ref.object == "service":
             deletes.insert(0, self.apps.delete_namespaced_deployment)
         for delete in deletes:
             try:
@@ -250,7 +250,7 @@ class KubernetesExecutor:
     def informer(self, kind: str, namespace: str) -> Informer | None:
         return self._informers.get((kind, namespace))
 
-    def wait_ready(self, ref: Mapping[str, Any], timeout: float) -> ExecutorState:
+    def wait_ready(self, ref: K8sRef, timeout: float) -> ExecutorState:
         """Block until a service is available (or ended); its state either way."""
         deadline = time.monotonic() + timeout
         state = self.inspect(ref, Path())
@@ -343,37 +343,36 @@ class KubernetesExecutor:
             raise
         return uid, owner
 
-    def _launch_job(
-        self, launch: Launch, namespace: str, name: str, ids: dict[str, Any]
-    ) -> dict[str, Any]:
+    def _launch_job(self, launch: Launch, namespace: str, name: str, ids: dict[str, Any]) -> K8sRef:
         uid, _owner = self._create_owner_with_secret(
             "Job", launch, namespace, name, manifests.job(launch.document, self.cluster, name)
         )
-        return {"kind": "job", "namespace": namespace, "name": name, "uid": uid, **ids}
+        return K8sRef(object="job", namespace=namespace, name=name, uid=uid, **ids)
 
     def _launch_service(
         self, launch: Launch, namespace: str, name: str, ids: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> K8sRef:
         doc = launch.document
         uid, owner = self._create_owner_with_secret(
             "Deployment", launch, namespace, name, manifests.deployment(doc, self.cluster, name)
         )
         self._create(SERVICES, namespace, manifests.service(doc, self.cluster, name, owner))
-        ref = {
-            "kind": "service",
-            "namespace": namespace,
-            "name": name,
-            "uid": uid,
-            "url": manifests.service_url(name, namespace),
-            **ids,
-        }
+        path = None
         if self.cluster.ingress_prefix:
             path = f"{self.cluster.ingress_prefix.rstrip('/')}/{name}"
             self._create(
                 INGRESSES, namespace, manifests.ingress(doc, self.cluster, name, path, owner)
             )
-            ref["ingress_path"] = path
-        return ref
+        url = manifests.service_url(name, namespace)
+        return K8sRef(
+            object="service",
+            namespace=namespace,
+            name=name,
+            uid=uid,
+            url=url,
+            ingress_path=path,
+            **ids,
+        )
 
     @staticmethod
     def _delete_quietly(delete: Any, name: str, namespace: str) -> None:
@@ -404,34 +403,34 @@ class KubernetesExecutor:
         )["items"]
         return items
 
-    def _service_pod_labels(self, ref: Mapping[str, Any]) -> dict[str, str]:
+    def _service_pod_labels(self, ref: K8sRef) -> dict[str, str]:
         return {
-            manifests.TASK_LABEL: manifests.label_value(ref["task_id"]),
-            manifests.ATTEMPT_LABEL: str(ref["attempt"]),
+            manifests.TASK_LABEL: manifests.label_value(str(ref.task_id)),
+            manifests.ATTEMPT_LABEL: str(ref.attempt),
         }
 
-    def _inspect_service(self, ref: Mapping[str, Any]) -> ExecutorState:
-        namespace, name = ref["namespace"], ref["name"]
+    def _inspect_service(self, ref: K8sRef) -> ExecutorState:
+        namespace, name = ref.namespace, ref.name
         dep = self._current("deployment", namespace, name, self.apps.read_namespaced_deployment)
         if dep is None or dep["metadata"].get("deletionTimestamp") is not None:
             return ExecutorState(
                 "missing",
                 reason=f"the service {namespace}/{name} was stopped (its Deployment is gone)",
-                result={"url": ref.get("url"), "ready": False},
+                result={"url": ref.url, "ready": False},
             )
         pods = self._pods(namespace, name, fresh=False, labels=self._service_pod_labels(ref))
         state = status.deployment_state(
-            dep, pods, str(ref.get("url")), _now(), self.cluster.unschedulable_grace_s
+            dep, pods, str(ref.url), _now(), self.cluster.unschedulable_grace_s
         )
         if state.phase == "running":
             self._ensure_follower(ref)
         return state
 
     # -- logs -----------------------------------------------------------------------------
-    def _ensure_follower(self, ref: Mapping[str, Any]) -> None:
-        if not self.cluster.follow_logs or "task_id" not in ref:
+    def _ensure_follower(self, ref: K8sRef) -> None:
+        if not self.cluster.follow_logs or ref.task_id is None:
             return
-        key = (ref["namespace"], ref["name"])
+        key = (ref.namespace, ref.name)
         with self._lock:
             if key in self._followers or self._stop.is_set():
                 return
@@ -439,13 +438,13 @@ class KubernetesExecutor:
             self._followers[key] = stop
         threading.Thread(
             target=self._follow_attempt,
-            args=(dict(ref), stop),
-            name=f"k8s-logs-{ref['name']}",
+            args=(ref, stop),
+            name=f"k8s-logs-{ref.name}",
             daemon=True,
         ).start()
 
-    def _follow_attempt(self, ref: dict[str, Any], stop: threading.Event) -> None:
-        run_id, task_id, attempt = ref["run_id"], ref["task_id"], int(ref["attempt"])
+    def _follow_attempt(self, ref: K8sRef, stop: threading.Event) -> None:
+        run_id, task_id, attempt = str(ref.run_id), str(ref.task_id), int(ref.attempt or 0)
         labels = {
             "run_id": run_id,
             "task_id": task_id,
@@ -458,7 +457,7 @@ class KubernetesExecutor:
             threading.Thread(
                 target=follow,
                 daemon=True,
-                name=f"k8s-log-{ref['name']}-{container}",
+                name=f"k8s-log-{ref.name}-{container}",
                 args=(
                     self._opener(ref, container, stop),
                     cursors[stream],
@@ -493,14 +492,12 @@ class KubernetesExecutor:
             cursor.admit(nanos)
         return last_seq, cursors
 
-    def _task_pods(self, ref: Mapping[str, Any]) -> list[dict[str, Any]]:
-        if ref.get("kind") == "service":
-            return self.cache.select("pod", ref["namespace"], self._service_pod_labels(ref))
-        return self.cache.select("pod", ref["namespace"], {"job-name": ref["name"]})
+    def _task_pods(self, ref: K8sRef) -> list[dict[str, Any]]:
+        if ref.object == "service":
+            return self.cache.select("pod", ref.namespace, self._service_pod_labels(ref))
+        return self.cache.select("pod", ref.namespace, {"job-name": ref.name})
 
-    def _container_state(
-        self, ref: Mapping[str, Any], container: str
-    ) -> tuple[str | None, dict[str, Any]]:
+    def _container_state(self, ref: K8sRef, container: str) -> tuple[str | None, dict[str, Any]]:
         """(pod name, state) of the newest pod of the attempt that has the container."""
         pods = sorted(
             self._task_pods(ref),
@@ -516,18 +513,18 @@ class KubernetesExecutor:
                     return pod["metadata"]["name"], item.get("state") or {}
         return None, {}
 
-    def _container_ended(self, ref: Mapping[str, Any], container: str) -> bool:
+    def _container_ended(self, ref: K8sRef, container: str) -> bool:
         if self._stop.is_set():
             return True
         _pod, state = self._container_state(ref, container)
         if "terminated" in state:
             return True
-        kind = "deployment" if ref.get("kind") == "service" else "job"
-        informer = self.informer(kind, ref["namespace"])
+        kind = "deployment" if ref.object == "service" else "job"
+        informer = self.informer(kind, ref.namespace)
         synced = informer is not None and informer.synced.is_set()
-        return synced and self.cache.get(kind, ref["namespace"], ref["name"]) is None
+        return synced and self.cache.get(kind, ref.namespace, ref.name) is None
 
-    def _opener(self, ref: Mapping[str, Any], container: str, stop: threading.Event) -> Any:
+    def _opener(self, ref: K8sRef, container: str, stop: threading.Event) -> Any:
         def open_stream(since: str | None) -> Iterable[str]:
             pod = None
             while not stop.is_set():
@@ -540,11 +537,17 @@ class KubernetesExecutor:
             if pod is None or stop.is_set():
                 return []
             response = pod_log_stream(
-                self.api, ref["namespace"], pod, container, since, self.cluster.log_idle_s
+                self.api, ref.namespace, pod, container, since, self.cluster.log_idle_s
             )
             return _until_quiet(iter_resp_lines(response))  # type: ignore[no-untyped-call]
 
         return open_stream
+
+
+def _k8s(ref: ExecutorRef) -> K8sRef:
+    if not isinstance(ref, K8sRef):
+        raise TypeError(f"the Kubernetes executor was handed a {ref.kind!r} reference")
+    return ref
 
 
 def pod_log_stream(

@@ -19,13 +19,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from controller.config import Settings, runner_environ
+from controller.domain.refs import ExecutorRef, LocalRef, ServiceRef
 from controller.executors import local_service
 from controller.executors.external import Registry
 from controller.executors.local_warm import WarmRunner
@@ -37,16 +37,24 @@ RUNNER_MODULE = "controller.runtime.runner"
 SERVICE_STOP_GRACE_S = 2.0
 
 
-def _process(ref: Mapping[str, Any]) -> psutil.Process | None:
+def _local(ref: ExecutorRef) -> LocalRef | ServiceRef:
+    if not isinstance(ref, LocalRef | ServiceRef):
+        raise TypeError(f"the local executor was handed a {ref.kind!r} reference")
+    return ref
+
+
+def _process(ref: LocalRef | ServiceRef) -> psutil.Process | None:
+    if ref.pid is None or ref.create_time is None:
+        return None  # a runner found ended: its PID may belong to another process by now
     try:
-        proc = psutil.Process(int(ref["pid"]))
-        if abs(proc.create_time() - float(ref["create_time"])) > 0.5:
+        proc = psutil.Process(ref.pid)
+        if abs(proc.create_time() - ref.create_time) > 0.5:
             return None  # the PID now belongs to another process
         if proc.status() == psutil.STATUS_ZOMBIE:
             _reap(proc.pid)
             return None
         return proc
-    except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError, ValueError):
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
 
 
@@ -84,16 +92,17 @@ class LocalExecutor:
         """Call CALLBACK when a runner ends (as soon as the warm runner sees it)."""
         self._on_exit = callback
 
-    def launch(self, launch: Launch) -> dict[str, Any]:
+    def launch(self, launch: Launch) -> LocalRef | ServiceRef:
         launch = launch.completed()  # the process reads every value when it starts
         launch.workspace.mkdir(parents=True, exist_ok=True)
         env = {**runner_environ(os.environ, self.withheld), **launch.env}
-        service: dict[str, Any] = {}
-        if local_service.is_service(launch.spec):
-            port = local_service.chosen_port(launch.spec)
+        port = (
+            local_service.chosen_port(launch.spec) if local_service.is_service(launch.spec) else 0
+        )
+        if port:
             env["PORT"] = str(port)  # the runner passes it on; a PORT in the spec's env wins
-            service = local_service.service_ref(port, self.settings.service_ready_timeout_s)
-        return {**self._ref(*self._start_runner(launch, env)), **service}
+        pid, create_time = self._start_runner(launch, env)
+        return self._ref(pid, port, create_time)
 
     def _start_runner(self, launch: Launch, env: dict[str, str]) -> tuple[int, float | None]:
         """The runner's PID, and its start time when known (a fork may already have ended)."""
@@ -116,12 +125,20 @@ class LocalExecutor:
             )
         return proc.pid, None
 
-    def _ref(self, pid: int, create_time: float | None = None) -> dict[str, Any]:
-        if create_time is None:
-            create_time = psutil.Process(pid).create_time()
-        return {"pid": pid, "create_time": create_time, "host": socket.gethostname()}
+    def _ref(
+        self, pid: int, port: int | None, create_time: float | None = None
+    ) -> LocalRef | ServiceRef:
+        """The reference of runner PID; of a service's when it serves on PORT."""
+        process: dict[str, int | float | str] = {
+            "pid": pid,
+            "create_time": create_time or psutil.Process(pid).create_time(),
+            "host": socket.gethostname(),
+        }
+        if not port:
+            return LocalRef.model_validate(process)
+        return local_service.service_ref(process, port, self.settings.service_ready_timeout_s)
 
-    def find(self, launch: Launch) -> dict[str, Any] | None:
+    def find(self, launch: Launch) -> LocalRef | ServiceRef | None:
         """The runner of LAUNCH: running (by its command line), or ended since it started (it
         wrote runner.pid first thing; inspect() then reads its result.json, or reports it
         missing). None only when no runner of it got that far: launching again is safe."""
@@ -129,47 +146,48 @@ class LocalExecutor:
         for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
             cmdline = proc.info.get("cmdline") or []
             if RUNNER_MODULE in cmdline and needle in cmdline:
-                return {**self._ref(proc.info["pid"]), **self._found_service(launch, proc)}
+                return self._ref(proc.info["pid"], self._found_port(launch, proc))
         started = launch.workspace / "runner.pid"
         forked = _forked_runner(started, launch.workspace)
         if forked is not None:  # a fork of the warm runner has the warm runner's cmdline
-            return self._ref(forked.pid)
+            return self._ref(forked.pid, None)
         if started.exists():
-            # no "pid": nothing may signal or reap a number the OS may have given another
-            return {"ended_runner_pid": started.read_text().strip(), "host": socket.gethostname()}
+            # no pid: nothing may signal or reap a number the OS may have given another
+            return LocalRef(ended_runner_pid=started.read_text().strip(), host=socket.gethostname())
         return None
 
-    def _found_service(self, launch: Launch, proc: psutil.Process) -> dict[str, Any]:
-        """The service part of the reference of a runner found after a restart: its port is
-        the PORT it was started with."""
+    @staticmethod
+    def _found_port(launch: Launch, proc: psutil.Process) -> int | None:
+        """The port of a service's runner found after a restart: the PORT it was started
+        with."""
         if not local_service.is_service(launch.spec):
-            return {}
+            return None
         port = (proc.info.get("environ") or {}).get("PORT")
-        if not port:
-            return {}
-        return local_service.service_ref(int(port), self.settings.service_ready_timeout_s)
+        return int(port) if port else None
 
-    def inspect(self, ref: Mapping[str, Any], workspace: Path) -> ExecutorState:
+    def inspect(self, ref: ExecutorRef, workspace: Path) -> ExecutorState:
+        runner = _local(ref)
         result_file = workspace / "result.json"
         if result_file.exists():
             result = json.loads(result_file.read_text())
             return ExecutorState("exited", result.get("exit_code"), result.get("reason"), result)
-        if _process(ref) is not None:
-            if ref.get("kind") == "service" and "port" in ref:
-                return local_service.readiness(ref)
+        if _process(runner) is not None:
+            if isinstance(runner, ServiceRef):
+                return local_service.readiness(runner)
             return ExecutorState("running")
         if result_file.exists():  # written between the two checks above
             return self.inspect(ref, workspace)
         return ExecutorState("missing", reason="the runner process ended without a result")
 
-    def cancel(self, ref: Mapping[str, Any], grace_s: float) -> None:
-        proc = _process(ref)
+    def cancel(self, ref: ExecutorRef, grace_s: float) -> None:
+        runner = _local(ref)
+        proc = _process(runner)
         if proc is None:
             return
         self._signal_group(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
-            if _process(ref) is None:
+            if _process(runner) is None:
                 return
             time.sleep(0.05)
         self._signal_group(proc.pid, signal.SIGKILL)
@@ -183,9 +201,10 @@ class LocalExecutor:
         if self.warm is not None:
             self.warm.close()  # its runners live on
 
-    def cleanup(self, ref: Mapping[str, Any]) -> None:
-        if ref.get("kind") == "service":
+    def cleanup(self, ref: ExecutorRef) -> None:
+        runner = _local(ref)
+        if isinstance(runner, ServiceRef):
             # A service failed for not getting ready is still up: stop it with its task.
-            self.cancel(ref, SERVICE_STOP_GRACE_S)
-        if "pid" in ref:
-            _reap(int(ref["pid"]))
+            self.cancel(runner, SERVICE_STOP_GRACE_S)
+        if runner.pid is not None:
+            _reap(runner.pid)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Mapping
-from typing import Any
 
+from controller.domain.refs import ServiceRef
 from controller.domain.spec import TaskMode, TaskSpec, port_of
 from controller.loopback import HOST, free_port
 from controller.ports import ExecutorState
@@ -29,9 +28,12 @@ def chosen_port(spec: TaskSpec) -> int:
     return port_of(spec.env) or free_port()
 
 
-def service_ref(port: int, ready_timeout_s: float) -> dict[str, Any]:
-    """The service part of a local reference; `url` and `ready` are added once it answers."""
-    return {"kind": "service", "port": port, "ready_timeout_s": ready_timeout_s}
+def service_ref(
+    process: dict[str, int | float | str], port: int, ready_timeout_s: float
+) -> ServiceRef:
+    """The reference of a service's runner PROCESS; `url` and `ready` are added once it
+    answers."""
+    return ServiceRef.model_validate({**process, "port": port, "ready_timeout_s": ready_timeout_s})
 
 
 def url_of(port: int) -> str:
@@ -46,13 +48,13 @@ def accepts_connections(port: int) -> bool:
         return False
 
 
-def readiness(ref: Mapping[str, Any]) -> ExecutorState:
+def readiness(ref: ServiceRef) -> ExecutorState:
     """The state of a service whose runner process is alive."""
-    port = int(ref["port"])
-    if ref.get("ready") or accepts_connections(port):
+    port = ref.port
+    if ref.ready or accepts_connections(port):
         return ExecutorState("running", result={"url": url_of(port), "ready": True})
-    waited = time.time() - float(ref["create_time"])
-    limit = float(ref["ready_timeout_s"])
+    waited = time.time() - (ref.create_time or 0.0)
+    limit = ref.ready_timeout_s
     if waited > limit:
         return ExecutorState(
             "exited",

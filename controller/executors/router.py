@@ -1,18 +1,17 @@
 """One Executor in front of several, chosen per task by its mode (job, service, external).
 
 The supervisor keeps talking to a single Executor; launches go by the task's
-`spec.mode`, and everything after (inspect, cancel, cleanup) by the `kind` the chosen
-executor wrote into its reference. A reference without a kind (the local executor's)
-belongs to the `job` executor.
+`spec.mode`, and everything after (inspect, cancel, cleanup) by the mode of the reference
+the chosen executor returned (controller/domain/refs.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from controller.config import Settings
+from controller.domain.refs import ExecutorRef
 from controller.ports import Executor, ExecutorState, Launch, LogSinkFactory
 
 
@@ -40,8 +39,8 @@ class ModeRouter:
     def _for_launch(self, launch: Launch) -> Executor:
         return self._for_mode(launch.spec.mode.value)
 
-    def _for_ref(self, ref: Mapping[str, Any]) -> Executor:
-        return self._for_mode(ref.get("kind"))
+    def _for_ref(self, ref: ExecutorRef) -> Executor:
+        return self._for_mode(ref.mode)
 
     def close(self) -> None:
         """Stop what the executors run in the background (watches, log followers)."""
@@ -61,19 +60,19 @@ class ModeRouter:
         """The name of the executor that runs tasks of MODE (recorded on the task)."""
         return self._for_mode(mode).name
 
-    def launch(self, launch: Launch) -> dict[str, Any]:
+    def launch(self, launch: Launch) -> ExecutorRef:
         return self._for_launch(launch).launch(launch)
 
-    def find(self, launch: Launch) -> dict[str, Any] | None:
+    def find(self, launch: Launch) -> ExecutorRef | None:
         return self._for_launch(launch).find(launch)
 
-    def inspect(self, ref: Mapping[str, Any], workspace: Path) -> ExecutorState:
+    def inspect(self, ref: ExecutorRef, workspace: Path) -> ExecutorState:
         return self._for_ref(ref).inspect(ref, workspace)
 
-    def cancel(self, ref: Mapping[str, Any], grace_s: float) -> None:
+    def cancel(self, ref: ExecutorRef, grace_s: float) -> None:
         self._for_ref(ref).cancel(ref, grace_s)
 
-    def cleanup(self, ref: Mapping[str, Any]) -> None:
+    def cleanup(self, ref: ExecutorRef) -> None:
         self._for_ref(ref).cleanup(ref)
 
 

@@ -13,6 +13,7 @@ from controller.domain.lineage import (
     LineageRecord,
     TrackingLineage,
 )
+from controller.domain.refs import executor_record
 from controller.store.schema import RunRow, TaskRow
 
 
@@ -129,7 +130,7 @@ def build_record(
         ],
         logs=log_summary,
         preflight=resolved.get("preflight", []),
-        executor={"kind": task.executor, **(task.executor_ref or {})},
+        executor=executor_record(task.executor, task.executor_ref),
         started_at=task.started_at,
         finished_at=task.finished_at,
     )

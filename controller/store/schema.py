@@ -22,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from controller.domain.events import LineageEvent
+from controller.domain.refs import ExecutorRef, dump_ref, parse_ref
 
 
 def utcnow() -> datetime:
@@ -43,6 +44,20 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class RefColumn(TypeDecorator[ExecutorRef]):
+    """An executor reference as JSON; rows written before references had a model read back
+    as one too (controller/domain/refs.py)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: ExecutorRef | None, dialect: Dialect) -> Any:
+        return dump_ref(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> ExecutorRef | None:
+        return parse_ref(value)
 
 
 class Base(DeclarativeBase):
@@ -96,7 +111,7 @@ class TaskRow(Base):
     not_before: Mapped[datetime | None] = mapped_column(UtcDateTime())
     deadline: Mapped[datetime | None] = mapped_column(UtcDateTime())
     executor: Mapped[str | None] = mapped_column(String(64))
-    executor_ref: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    executor_ref: Mapped[ExecutorRef | None] = mapped_column(RefColumn())
     mlflow_experiment_id: Mapped[str | None] = mapped_column(String(64))
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(256), unique=True)

@@ -93,7 +93,9 @@ def test_gpu_exclusivity_under_contention(
             assert [t["status"] for t in tasks] == ["succeeded"] * TASKS, [
                 (t["name"], t["status"], t["reason"]) for t in tasks
             ]
-            assert {t["executor_ref"]["kind"] for t in tasks} == {"job"}
+            assert {(t["executor_ref"]["kind"], t["executor_ref"]["object"]) for t in tasks} == {
+                ("k8s", "job")
+            }
             assert {t["executor_ref"]["namespace"] for t in tasks} == {namespace}
             # The pod log follower reached the task's log (KWOK has no log endpoint to serve).
             logs = http.get(f"/v1/tasks/{ids[0]}/logs", params={"limit": 100}).json()["items"]

@@ -72,8 +72,8 @@ def test_job_as_stored_by_the_api_server(
     )
     ref = executor.launch(launch)
     batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
-    job = batch.read_namespaced_job(ref["name"], namespace)
-    assert ref["name"] == f"tracectl-{launch.task_id.split('_', 1)[1]}-1"
+    job = batch.read_namespaced_job(ref.name, namespace)
+    assert ref.name == f"tracectl-{launch.task_id.split('_', 1)[1]}-1"
     assert job.spec.backoff_limit == 0
     assert job.spec.active_deadline_seconds == 900
     assert job.spec.ttl_seconds_after_finished == 3600
@@ -102,7 +102,7 @@ def test_job_as_stored_by_the_api_server(
     assert env["TRACECTL_FENCING_TOKEN"].value == "42"
     assert env["EPOCHS"].value == "3"
     assert env["HF_TOKEN"].value is None
-    assert env["HF_TOKEN"].value_from.secret_key_ref.name == ref["name"]
+    assert env["HF_TOKEN"].value_from.secret_key_ref.name == ref.name
     assert env["HF_TOKEN"].value_from.secret_key_ref.key == "HF_TOKEN"
     assert "s3cret-value" not in json.dumps(api.sanitize_for_serialization(job))
     assert task.resources.limits == {"nvidia.com/gpu": "1", "cpu": "2", "memory": "4Gi"}
@@ -112,15 +112,15 @@ def test_job_as_stored_by_the_api_server(
     volumes = {v.name: v for v in pod.volumes}
     assert volumes["claim-0"].persistent_volume_claim.claim_name == "datasets"
     assert volumes["claim-0"].persistent_volume_claim.read_only is True
-    assert volumes["launch"].secret.secret_name == ref["name"]
+    assert volumes["launch"].secret.secret_name == ref.name
     assert volumes["workspace"].empty_dir is not None
     mounts = {m.name: m for m in task.volume_mounts}
     assert (mounts["claim-0"].mount_path, mounts["claim-0"].read_only) == ("/data", True)
-    secret = core.read_namespaced_secret(ref["name"], namespace)
+    secret = core.read_namespaced_secret(ref.name, namespace)
     (owner,) = secret.metadata.owner_references
     assert (owner.kind, owner.name, owner.uid, owner.controller) == (
         "Job",
-        ref["name"],
+        ref.name,
         job.metadata.uid,
         True,
     )
@@ -136,7 +136,7 @@ def test_job_as_stored_by_the_api_server(
             (
                 p
                 for p in core.list_namespaced_pod(
-                    namespace, label_selector=f"job-name={ref['name']}"
+                    namespace, label_selector=f"job-name={ref.name}"
                 ).items
                 if p.spec.node_name
             ),
@@ -150,7 +150,7 @@ def test_job_as_stored_by_the_api_server(
         "the Secret to go with its Job",
         lambda: (
             not core.list_namespaced_secret(
-                namespace, field_selector=f"metadata.name={ref['name']}"
+                namespace, field_selector=f"metadata.name={ref.name}"
             ).items
         ),
     )
@@ -177,7 +177,7 @@ def test_the_job_exists_before_the_launch_is_completed(
 
     ref = executor.launch(replace(launch, completion=complete))
     assert seen == {"job": True, "secret": False}
-    secret = core.read_namespaced_secret(ref["name"], namespace)
+    secret = core.read_namespaced_secret(ref.name, namespace)
     assert base64.b64decode(secret.data["MLFLOW_RUN_ID"]) == b"run-made-late"
     # (A kubelet holds the pod in ContainerCreating until its Secret volume exists; KWOK
     # mounts nothing, so that wait is not simulated here.)
@@ -202,8 +202,8 @@ def test_a_job_cut_off_before_its_secret_is_launched_again(
     uid = batch.read_namespaced_job(name, namespace).metadata.uid
     assert executor.find(launch) is None
     ref = executor.launch(launch)
-    assert ref["uid"] == uid
-    assert executor.find(launch) == {**ref}
+    assert ref.uid == uid
+    assert executor.find(launch) == ref
     state = wait_exit(executor, ref)
     assert (state.phase, state.exit_code) == ("exited", 0)
 
@@ -216,7 +216,7 @@ def test_gpu_job_is_scheduled_to_the_gpu_node_and_completes(
     assert (state.phase, state.exit_code, state.reason) == ("exited", 0, None)
     (pod,) = (
         client.CoreV1Api(api)
-        .list_namespaced_pod(namespace, label_selector=f"job-name={ref['name']}")
+        .list_namespaced_pod(namespace, label_selector=f"job-name={ref.name}")
         .items
     )
     assert pod.spec.node_name == "gpu-worker"
@@ -314,7 +314,7 @@ def test_cancel_deletes_the_job_in_the_foreground(
         lambda: any(
             p.status.phase == "Running"
             for p in client.CoreV1Api(api)
-            .list_namespaced_pod(namespace, label_selector=f"job-name={ref['name']}")
+            .list_namespaced_pod(namespace, label_selector=f"job-name={ref.name}")
             .items
         ),
     )
@@ -322,7 +322,7 @@ def test_cancel_deletes_the_job_in_the_foreground(
     assert executor.inspect(ref, Path()).phase == "missing"
     assert (
         not client.CoreV1Api(api)
-        .list_namespaced_pod(namespace, label_selector=f"job-name={ref['name']}")
+        .list_namespaced_pod(namespace, label_selector=f"job-name={ref.name}")
         .items
     )
 
@@ -334,15 +334,15 @@ def test_service_lifecycle(
         tmp_path, mode="service", command=["python", "-m", "http.server"], env={"PORT": "8000"}
     )
     ref = executor.launch(launch)
-    assert ref["kind"] == "service"
-    assert ref["url"] == f"http://{ref['name']}.{namespace}.svc:80"
+    assert (ref.kind, ref.object) == ("k8s", "service")
+    assert ref.url == f"http://{ref.name}.{namespace}.svc:80"
     state = executor.wait_ready(ref, 60)
-    assert state.phase == "running" and state.result == {"url": ref["url"], "ready": True}
+    assert state.phase == "running" and state.result == {"url": ref.url, "ready": True}
     core = client.CoreV1Api(api)
-    svc = core.read_namespaced_service(ref["name"], namespace)
+    svc = core.read_namespaced_service(ref.name, namespace)
     assert svc.spec.ports[0].target_port == "http"
     assert svc.metadata.owner_references[0].kind == "Deployment"
-    dep = client.AppsV1Api(api).read_namespaced_deployment(ref["name"], namespace)
+    dep = client.AppsV1Api(api).read_namespaced_deployment(ref.name, namespace)
     assert dep.spec.template.spec.containers[0].ports[0].container_port == 8000
     executor.cancel(ref, 1.0)  # explicit stop
     state = executor.inspect(ref, Path())
@@ -351,7 +351,7 @@ def test_service_lifecycle(
         "the owned Service to be garbage-collected",
         lambda: (
             not core.list_namespaced_service(
-                namespace, field_selector=f"metadata.name={ref['name']}"
+                namespace, field_selector=f"metadata.name={ref.name}"
             ).items
         ),
     )
@@ -365,8 +365,8 @@ def test_team_namespace_is_created(
     team = f"t{tmp_path.name[-6:].lower().replace('_', '')}"
     try:
         ref = ex.launch(make_launch(tmp_path, team=team))
-        assert ref["namespace"] == f"tracectl-{team}"
-        labels = client.CoreV1Api(api).read_namespace(ref["namespace"]).metadata.labels
+        assert ref.namespace == f"tracectl-{team}"
+        labels = client.CoreV1Api(api).read_namespace(ref.namespace).metadata.labels
         assert labels["app.kubernetes.io/managed-by"] == "tracectl"
         assert wait_exit(ex, ref).exit_code == 0
     finally:

@@ -15,6 +15,7 @@ import pytest
 
 from controller.config import Settings
 from controller.domain.launch import LaunchDocument, RuntimeSettings
+from controller.domain.refs import ExecutorRef
 from controller.domain.spec import TaskMode, TaskSpec
 from controller.executors.external import ExternalExecutor, Registry
 from controller.executors.router import ModeRouter, UnroutableTask
@@ -92,7 +93,7 @@ def launch(tmp_path: Path, command: list[str], attempt: int = 1, **spec: Any) ->
     return Launch(doc, workspace)
 
 
-def wait(executor: Any, ref: dict[str, Any], workspace: Path) -> ExecutorState:
+def wait(executor: Any, ref: ExecutorRef, workspace: Path) -> ExecutorState:
     def ended() -> ExecutorState | None:
         state: ExecutorState = executor.inspect(ref, workspace)
         return state if state.phase != "running" else None
@@ -104,7 +105,7 @@ def test_post_succeeds_and_logs_the_response(executor: ExternalExecutor, tmp_pat
     router = ModeRouter({"job": executor, "external": executor})
     item = launch(tmp_path, ["labeler", "POST", "/v1/jobs"], params={"dataset": "wine"})
     ref = router.launch(item)
-    assert ref["kind"] == "external"
+    assert ref.kind == "external"
     state = wait(router, ref, item.workspace)
     assert (state.phase, state.exit_code, state.reason) == ("exited", 0, None)
     (call,) = Recorder.calls

@@ -20,6 +20,7 @@ import pytest
 from kubernetes import client
 
 from controller.config import Settings
+from controller.domain.refs import K8sRef
 from controller.executors import kubernetes as k8s_executor
 from controller.executors.kubernetes import KubernetesExecutor
 from controller.logs.file_sink import FileLogReader
@@ -92,8 +93,8 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str | None]]
     return opened
 
 
-def recorded(settings: Settings, ref: dict[str, Any], stream: str) -> list[str]:
-    lines = FileLogReader(settings).read(ref["run_id"], ref["task_id"], 1, 0, 1000)
+def recorded(settings: Settings, ref: K8sRef, stream: str) -> list[str]:
+    lines = FileLogReader(settings).read(str(ref.run_id), str(ref.task_id), 1, 0, 1000)
     return [line.message for line in lines if line.stream == stream]
 
 
