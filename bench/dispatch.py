@@ -201,8 +201,8 @@ def bench_tracectl(kubeconfig: str, namespace: str, tasks: int, burst: int) -> d
     sys.path.insert(0, str(REPO))
     from kubernetes import client
 
-    from controller.config import Settings
-    from controller.executors.k8s_manifests import MANAGED_SELECTOR, ClusterConfig
+    from controller.config import ClusterConfig, Settings
+    from controller.executors.k8s_manifests import MANAGED_SELECTOR
     from controller.executors.kubernetes import JOBS, KubernetesExecutor
     from controller.ports import Launch
 

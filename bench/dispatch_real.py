@@ -121,10 +121,9 @@ def run_bare(api: Any, namespace: str, clock: PodClock, image: str, tasks: int) 
 def run_tracectl(
     api: Any, kubeconfig: str, namespace: str, clock: PodClock, image: str, tasks: int, home: Path
 ) -> dict[str, Any]:
-    from controller.config import Settings
+    from controller.config import ClusterConfig, Settings
     from controller.domain.launch import LaunchDocument, LaunchLabels, RuntimeSettings
     from controller.domain.spec import TaskSpec
-    from controller.executors.k8s_manifests import ClusterConfig
     from controller.executors.kubernetes import KubernetesExecutor
     from controller.ports import Launch
 
@@ -154,7 +153,7 @@ def run_tracectl(
             )
             t0 = time.perf_counter()
             ref = executor.launch(Launch(doc, home / task_id))
-            r, s = clock.wait(ref["name"])
+            r, s = clock.wait(ref.name)
             running.append((r - t0) * 1000)
             done.append((s - t0) * 1000)
     finally:

@@ -1,4 +1,4 @@
-"""Controller settings, read from TRACECTL_* environment variables.
+"""Controller settings, read from TRACECTL_* environment variables (pydantic-settings).
 
 With nothing set, everything lives under ./.tracectl: SQLite store, local executor, file
 logs, local artifact archive, and an MLflow SQLite tracking store.
@@ -6,12 +6,13 @@ logs, local artifact archive, and an MLflow SQLite tracking store.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from controller.domain.launch import RuntimeSettings
 
@@ -26,12 +27,92 @@ RUNTIME_ENV = (
 )
 
 
-def _env_path(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value) if value else None
+DEFAULT_K8S_IMAGE = "ghcr.io/tracectl/runtime:0.1.0"
+RUNTIME_UID = 10001  # the runtime image's user (deploy/k8s/Dockerfile, tracectl image build)
 
 
-class Settings(BaseModel):
+def _env(*names: str) -> Any:
+    """A field read from the first of NAMES set (its own name is accepted by the
+    constructor): for the variables that do not follow the TRACECTL_<FIELD> rule."""
+    return AliasChoices(*names)
+
+
+def _items(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+class ClusterConfig(BaseSettings):
+    """The Kubernetes executor's settings, TRACECTL_K8S_* (and KUBECONFIG):
+
+    TRACECTL_K8S_NAMESPACE   namespace when a team has no mapping (default `tracectl`)
+    TRACECTL_K8S_NAMESPACES  team -> namespace, `research=ml-research,platform=ops`; a team
+                             not listed gets `tracectl-<team>` when TRACECTL_K8S_TEAM_NAMESPACES=1
+    TRACECTL_K8S_IMAGE       runtime image: the `prepare` init container, and tasks with no image
+    TRACECTL_K8S_QUEUE       Kueue LocalQueue name: sets `kueue.x-k8s.io/queue-name`
+    KUBECONFIG               client config; unset inside a cluster: the pod's service account
+    TRACECTL_K8S_UNSCHEDULABLE_GRACE_S  how long a pod may stay Unschedulable (default 60)
+    TRACECTL_K8S_FOLLOW_LOGS            0: do not follow pod logs into the log sink
+    TRACECTL_K8S_LOG_IDLE_S             a pod log stream quiet this long is reopened (default 60)
+    TRACECTL_K8S_CREATE_NAMESPACES      0: team namespaces are made by an administrator
+    TRACECTL_K8S_INGRESS_PREFIX         e.g. /svc: services also get an Ingress at /svc/<name>
+    TRACECTL_K8S_PREPARE                init (default): an init container prepares the
+                                        workspace; inline: the task container does both
+    TRACECTL_K8S_NODE_SELECTOR          `key=value,...`: every task pod selects these node labels
+    TRACECTL_K8S_TOLERATE               `key,...`: every task pod tolerates taints of these keys
+    TRACECTL_K8S_HOST_NETWORK           1: pods share the node's network (they reach Kafka,
+                                        S3, MLflow on the node's 127.0.0.1: the local stack)
+    TRACECTL_K8S_FS_GROUP               pods' fsGroup (default 10001, the runtime image's
+                                        user): it can read the launch Secret (mode 0400)
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TRACECTL_K8S_", frozen=True)
+
+    namespace: str = "tracectl"
+    image: str = DEFAULT_K8S_IMAGE
+    queue: str | None = None
+    team_namespaces: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, validation_alias=_env("team_namespaces", "TRACECTL_K8S_NAMESPACES")
+    )
+    namespace_per_team: bool = Field(
+        default=False, validation_alias=_env("namespace_per_team", "TRACECTL_K8S_TEAM_NAMESPACES")
+    )
+    ttl_after_finished_s: int = 3600
+    kubeconfig: str | None = Field(default=None, validation_alias=_env("kubeconfig", "KUBECONFIG"))
+    unschedulable_grace_s: float = 60.0
+    follow_logs: bool = True
+    log_idle_s: float = 60.0  # a quiet stream is reopened: a half-open one cannot hang forever
+    create_namespaces: bool = True
+    ingress_prefix: str | None = None
+    prepare: str = "init"  # or "inline": prepare and exec in the task container
+    # Where every task pod may go (a dedicated, tainted node pool), beside a GPU's placement.
+    node_selector: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    tolerate: Annotated[tuple[str, ...], NoDecode] = ()
+    host_network: bool = False
+    fs_group: int | None = RUNTIME_UID
+
+    @field_validator("team_namespaces", "node_selector", mode="before")
+    @classmethod
+    def _pairs(cls, value: object) -> object:
+        """`a=b,c=d` as a mapping."""
+        if not isinstance(value, str):
+            return value
+        pairs = (p.partition("=") for p in _items(value))
+        return {key.strip(): item.strip() for key, _, item in pairs}
+
+    @field_validator("tolerate", mode="before")
+    @classmethod
+    def _list(cls, value: object) -> object:
+        return tuple(_items(value)) if isinstance(value, str) else value
+
+    @field_validator("queue", "ingress_prefix", "kubeconfig", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return value or None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRACECTL_")
+
     home: Path = Field(default_factory=lambda: Path(".tracectl").resolve())
     database_url: str | None = None
     executor: str = "local"
@@ -40,7 +121,10 @@ class Settings(BaseModel):
     log_reader: str | None = None
     status_events: str = "none"
     archive: str = "local"
-    tracking_uri: str | None = None
+    tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=_env("tracking_uri", "TRACECTL_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+    )
     inventory_file: Path | None = None
     supervisor_interval_s: float = 0.2
     lease_ttl_s: float = 30.0
@@ -56,9 +140,8 @@ class Settings(BaseModel):
     oidc_jwks: str | None = None
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
-    # Task environments (docs/environments.md); <home>/envs when unset. Read from the
-    # environment even by Settings(...) so that test controllers share one cache.
-    env_cache: Path | None = Field(default_factory=lambda: _env_path("TRACECTL_ENV_CACHE"))
+    # Task environments (docs/environments.md); <home>/envs when unset
+    env_cache: Path | None = None
     env_max_age_days: float = 30.0  # an environment unused this long is removed
     env_max_gb: float = 20.0  # past this, the least recently used environments are removed
     passport_key: str | None = None  # HMAC key sealing run passports (docs/traceability.md)
@@ -81,18 +164,15 @@ class Settings(BaseModel):
     registry_username: str | None = None
     registry_password: str | None = None
     registry_timeout_s: float = 10.0
+    external_systems: Path | None = None  # the registry of `mode: external` (executors/external.py)
+    log_reconcile_wait_s: float = 60.0  # how long a log check waits for the index to catch up
+    log_repair: bool = False  # a log check also re-sends what a copy lacks
+    k8s: ClusterConfig = Field(default_factory=ClusterConfig)  # TRACECTL_K8S_*: its own prefix
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        values: dict[str, object] = {}
-        for name in cls.model_fields:
-            raw = os.environ.get(f"TRACECTL_{name.upper()}")
-            if raw is not None:
-                values[name] = raw
-        if "tracking_uri" not in values and os.environ.get("MLFLOW_TRACKING_URI"):
-            values["tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"]
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = cls.model_validate(values)
+        """The environment's settings; OVERRIDES that are not None win."""
+        settings = cls.model_validate({k: v for k, v in overrides.items() if v is not None})
         settings.home = settings.home.resolve()
         return settings
 

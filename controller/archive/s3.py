@@ -41,6 +41,9 @@ class S3ConfigError(ValueError):
 
 
 def client_from_env() -> Minio:
+    # Read from the environment, not Settings: a task's runtime archives its outputs with
+    # these too, and they reach it as its environment (config.RUNTIME_ENV), never in a
+    # launch document.
     endpoint = os.environ.get("TRACECTL_S3_ENDPOINT")
     if not endpoint:
         raise S3ConfigError("TRACECTL_S3_ENDPOINT is not set (e.g. http://127.0.0.1:9000)")

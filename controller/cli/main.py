@@ -61,6 +61,7 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 def client(url: str) -> Client:
+    # The CLI's own credential, not one of the controller's settings (like --url's envvar).
     return Client(url, token=os.environ.get("TRACECTL_TOKEN"))
 
 
@@ -368,9 +369,9 @@ def passport(
     from controller.core.passport import check
 
     if check_file is not None:
-        problems = check(
-            json.loads(check_file.read_text()), os.environ.get("TRACECTL_PASSPORT_KEY")
-        )
+        from controller.config import Settings
+
+        problems = check(json.loads(check_file.read_text()), Settings.from_env().passport_key)
         for problem in problems:
             err.print(f"[red]{problem}[/]")
         if problems:

@@ -134,9 +134,11 @@ class ExternalExecutor:
         log_sinks: LogSinkFactory | None = None,
     ) -> None:
         self.settings = settings
+        # The systems' credentials: variables the registry names (auth_env), any name, so
+        # read from the controller's environment as the call is made, not a Settings field.
         self.environ = os.environ if environ is None else environ
         self.log_sinks = log_sinks or file_record(settings)
-        self.registry = registry or Registry.load(self.environ.get("TRACECTL_EXTERNAL_SYSTEMS"))
+        self.registry = registry or Registry.load(settings.external_systems)
         self._calls: dict[str, threading.Thread] = {}
 
     def launch(self, launch: Launch) -> ExternalRef:

@@ -17,27 +17,22 @@ Layout of a job attempt (mode `job`):
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
 
+from controller.config import ClusterConfig
 from controller.domain.launch import LaunchDocument
 from controller.domain.spec import TaskSpec, port_of
 
-DEFAULT_IMAGE = "ghcr.io/tracectl/runtime:0.1.0"
-DEFAULT_NAMESPACE = "tracectl"
-TTL_AFTER_FINISHED_S = 3600
 SERVICE_PORT = 8080
 WORKSPACE = "/workspace"
 LAUNCH_DIR = "/etc/tracectl"
 LAUNCH_KEY = "launch.json"
 LAUNCH_PATH = f"{LAUNCH_DIR}/{LAUNCH_KEY}"
 GPU_RESOURCE = "nvidia.com/gpu"
-RUNTIME_UID = 10001  # the runtime image's user (deploy/k8s/Dockerfile, tracectl image build)
 PHASES = ["python", "-m", "controller.runtime.phases"]
 ANNOTATIONS_ENV = "TRACECTL_K8S_POD_ANNOTATIONS"
 
@@ -55,89 +50,13 @@ _LABEL_VALUE = re.compile(r"[^A-Za-z0-9._-]")
 _DNS = re.compile(r"[^a-z0-9-]")
 
 
-@dataclass(frozen=True)
-class ClusterConfig:
-    """The Kubernetes settings, read from the environment (Settings stays backend-neutral).
-
-    TRACECTL_K8S_NAMESPACE   namespace when a team has no mapping (default `tracectl`)
-    TRACECTL_K8S_NAMESPACES  team -> namespace, `research=ml-research,platform=ops`; a team
-                             not listed gets `tracectl-<team>` when TRACECTL_K8S_TEAM_NAMESPACES=1
-    TRACECTL_K8S_IMAGE       runtime image: the `prepare` init container, and tasks with no image
-    TRACECTL_K8S_QUEUE       Kueue LocalQueue name: sets `kueue.x-k8s.io/queue-name`
-    KUBECONFIG               client config; unset inside a cluster: the pod's service account
-    TRACECTL_K8S_UNSCHEDULABLE_GRACE_S  how long a pod may stay Unschedulable (default 60)
-    TRACECTL_K8S_FOLLOW_LOGS            0: do not follow pod logs into the log sink
-    TRACECTL_K8S_LOG_IDLE_S             a pod log stream quiet this long is reopened (default 60)
-    TRACECTL_K8S_CREATE_NAMESPACES      0: team namespaces are made by an administrator
-    TRACECTL_K8S_INGRESS_PREFIX         e.g. /svc: services also get an Ingress at /svc/<name>
-    TRACECTL_K8S_PREPARE                init (default): an init container prepares the
-                                        workspace; inline: the task container does both
-    TRACECTL_K8S_NODE_SELECTOR          `key=value,...`: every task pod selects these node labels
-    TRACECTL_K8S_TOLERATE               `key,...`: every task pod tolerates taints of these keys
-    TRACECTL_K8S_HOST_NETWORK           1: pods share the node's network (they reach Kafka,
-                                        S3, MLflow on the node's 127.0.0.1: the local stack)
-    TRACECTL_K8S_FS_GROUP               pods' fsGroup (default 10001, the runtime image's
-                                        user): it can read the launch Secret (mode 0400)
-    """
-
-    namespace: str = DEFAULT_NAMESPACE
-    image: str = DEFAULT_IMAGE
-    queue: str | None = None
-    team_namespaces: Mapping[str, str] = field(default_factory=dict)
-    namespace_per_team: bool = False
-    ttl_after_finished_s: int = TTL_AFTER_FINISHED_S
-    kubeconfig: str | None = None
-    unschedulable_grace_s: float = 60.0
-    follow_logs: bool = True
-    log_idle_s: float = 60.0  # a quiet stream is reopened: a half-open one cannot hang forever
-    create_namespaces: bool = True
-    ingress_prefix: str | None = None
-    prepare: str = "init"  # or "inline": prepare and exec in the task container
-    # Where every task pod may go (a dedicated, tainted node pool), beside a GPU's placement.
-    node_selector: Mapping[str, str] = field(default_factory=dict)
-    tolerate: tuple[str, ...] = ()
-    host_network: bool = False
-    fs_group: int | None = RUNTIME_UID
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ClusterConfig:
-        env = os.environ if environ is None else environ
-        return cls(
-            namespace=env.get("TRACECTL_K8S_NAMESPACE") or DEFAULT_NAMESPACE,
-            image=env.get("TRACECTL_K8S_IMAGE") or DEFAULT_IMAGE,
-            queue=env.get("TRACECTL_K8S_QUEUE") or None,
-            team_namespaces=_pairs(env.get("TRACECTL_K8S_NAMESPACES", "")),
-            namespace_per_team=env.get("TRACECTL_K8S_TEAM_NAMESPACES", "") in ("1", "true"),
-            kubeconfig=env.get("KUBECONFIG") or None,
-            unschedulable_grace_s=float(env.get("TRACECTL_K8S_UNSCHEDULABLE_GRACE_S") or 60),
-            follow_logs=env.get("TRACECTL_K8S_FOLLOW_LOGS", "1") not in ("0", "false"),
-            log_idle_s=float(env.get("TRACECTL_K8S_LOG_IDLE_S") or 60),
-            create_namespaces=env.get("TRACECTL_K8S_CREATE_NAMESPACES", "1") not in ("0", "false"),
-            ingress_prefix=env.get("TRACECTL_K8S_INGRESS_PREFIX") or None,
-            prepare=env.get("TRACECTL_K8S_PREPARE") or "init",
-            node_selector=_pairs(env.get("TRACECTL_K8S_NODE_SELECTOR", "")),
-            tolerate=tuple(_items(env.get("TRACECTL_K8S_TOLERATE", ""))),
-            host_network=env.get("TRACECTL_K8S_HOST_NETWORK", "") in ("1", "true"),
-            fs_group=int(env["TRACECTL_K8S_FS_GROUP"])
-            if env.get("TRACECTL_K8S_FS_GROUP")
-            else RUNTIME_UID,
-        )
-
-    def namespace_for(self, team: str) -> str:
-        if team in self.team_namespaces:
-            return self.team_namespaces[team]
-        if self.namespace_per_team and team:
-            return dns_name(f"tracectl-{team}")
-        return self.namespace
-
-
-def _items(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
-def _pairs(text: str) -> dict[str, str]:
-    """`a=b,c=d` as a mapping."""
-    return {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in _items(text))}
+def namespace_for(config: ClusterConfig, team: str) -> str:
+    """The namespace of TEAM's tasks."""
+    if team in config.team_namespaces:
+        return config.team_namespaces[team]
+    if config.namespace_per_team and team:
+        return dns_name(f"tracectl-{team}")
+    return config.namespace
 
 
 def dns_name(value: str, limit: int = 63) -> str:

@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
-from controller.config import Settings
+from controller.config import ClusterConfig, Settings
 from controller.domain.launch import LaunchDocument
 from controller.domain.refs import ExecutorRef, K8sRef
 from controller.domain.spec import TaskMode
@@ -92,13 +92,13 @@ class KubernetesExecutor:
     def __init__(
         self,
         settings: Settings,
-        cluster: manifests.ClusterConfig | None = None,
+        cluster: ClusterConfig | None = None,
         api: client.ApiClient | None = None,
         log_sinks: LogSinkFactory | None = None,
     ) -> None:
         self.settings = settings
         self.log_sinks = log_sinks or file_record(settings)
-        self.cluster = cluster or manifests.ClusterConfig.from_env()
+        self.cluster = cluster or settings.k8s
         self.api = api or api_client(self.cluster.kubeconfig)
         self.core = client.CoreV1Api(self.api)
         self.batch = client.BatchV1Api(self.api)
@@ -229,7 +229,7 @@ class KubernetesExecutor:
 
     # -- beyond the protocol --------------------------------------------------------------
     def namespace_of(self, doc: LaunchDocument) -> str:
-        return self.cluster.namespace_for(doc.labels.team)
+        return manifests.namespace_for(self.cluster, doc.labels.team)
 
     def watch_namespace(self, namespace: str) -> None:
         """Start (once) the informers that keep this namespace's objects in the cache."""

@@ -80,7 +80,7 @@ class LocalExecutor:
     def __init__(self, settings: Settings, log_sinks: LogSinkFactory | None = None) -> None:
         self.settings = settings  # the runner process writes the log itself: no sink here
         # No credential of the controller's reaches a runner: the external systems' neither.
-        self.withheld = Registry.load(os.environ.get("TRACECTL_EXTERNAL_SYSTEMS")).credential_env()
+        self.withheld = Registry.load(settings.external_systems).credential_env()
         self._on_exit: Callable[[], None] = lambda: None
         self.warm = (
             WarmRunner(runner_environ(os.environ, self.withheld), lambda: self._on_exit())
@@ -95,6 +95,8 @@ class LocalExecutor:
     def launch(self, launch: Launch) -> LocalRef | ServiceRef:
         launch = launch.completed()  # the process reads every value when it starts
         launch.workspace.mkdir(parents=True, exist_ok=True)
+        # The runner inherits the controller's environment (PATH, the runtime's S3 keys...),
+        # less what configures the controller: a copy, not a reading of settings.
         env = {**runner_environ(os.environ, self.withheld), **launch.env}
         port = (
             local_service.chosen_port(launch.spec) if local_service.is_service(launch.spec) else 0

@@ -19,7 +19,6 @@ reconcile_repair.py, the background check in reconcile_worker.py.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import zlib
@@ -49,13 +48,8 @@ from controller.store.schema import LineageRecordRow, TaskRow, utcnow
 log = logging.getLogger("tracectl.logs.reconcile")
 
 OK, MISSING, EXTRA, CORRUPT, NA, ERROR = "ok", "missing", "extra", "corrupt", "n/a", "error"
-DEFAULT_WAIT_S = 60.0
 LOCK_STRIPES = 64
 SAMPLE = 20  # sequence numbers kept in a result, to say which lines without storing them all
-
-
-def index_wait_s() -> float:
-    return float(os.environ.get("TRACECTL_LOG_RECONCILE_WAIT_S", DEFAULT_WAIT_S))
 
 
 @dataclass
@@ -182,7 +176,11 @@ class LogReconciler:
         with self._locks[zlib.crc32(task_id.encode()) % LOCK_STRIPES]:
             target = self.attempt_of(task_id, attempt)
             # A repair after a check that already waited for the index need not wait again.
-            wait = 0.0 if repair and target.last_index_status == MISSING else index_wait_s()
+            wait = (
+                0.0
+                if repair and target.last_index_status == MISSING
+                else self.settings.log_reconcile_wait_s
+            )
             results, reference = self._check_all(target, wait)
             repaired: dict[str, dict[str, Any]] = {}
             if repair and any(r.mismatch for r in results.values()):
@@ -195,7 +193,7 @@ class LogReconciler:
                         **(target.recorded.get("archive") or {}),
                         **repaired["archive"],
                     }
-                results, reference = self._check_all(target, index_wait_s())
+                results, reference = self._check_all(target, self.settings.log_reconcile_wait_s)
                 for name, facts in repaired.items():
                     results[name].detail.update(facts)
             self._save(target, results, set(repaired))

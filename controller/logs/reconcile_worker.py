@@ -8,7 +8,6 @@ a restart run after it. With ``TRACECTL_LOG_REPAIR=1`` it also repairs what it f
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 from controller.logs.reconcile import LogReconciler
@@ -16,10 +15,6 @@ from controller.logs.reconcile_records import pending_attempts
 
 log = logging.getLogger("tracectl.logs.reconcile")
 POLL_S = 1.0
-
-
-def repair_enabled() -> bool:
-    return os.environ.get("TRACECTL_LOG_REPAIR", "").lower() in ("1", "true", "yes")
 
 
 class ReconcileWorker:
@@ -50,7 +45,7 @@ class ReconcileWorker:
             if self._stop.is_set():
                 break
             try:
-                self.reconciler.check(task_id, attempt, repair=repair_enabled())
+                self.reconciler.check(task_id, attempt, repair=self.reconciler.settings.log_repair)
             except Exception:
                 log.exception("log reconciliation of %s attempt %d failed", task_id, attempt)
                 self.reconciler.mark_failed(task_id, attempt)

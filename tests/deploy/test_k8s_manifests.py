@@ -27,8 +27,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
 
-from controller.config import Settings
+from controller.config import ClusterConfig, Settings
 from tests.deploy.kustomize import CLUSTER_SCOPED, KustomizeError, expand, rename_namespaces
 
 REPO = Path(__file__).resolve().parents[2]
@@ -284,6 +286,19 @@ def controller_env(objects: list[dict[str, Any]]) -> dict[str, str]:
     return env
 
 
+def env_names(model: type[BaseSettings]) -> set[str]:
+    """The variables MODEL reads: TRACECTL_<FIELD>, or the names a field lists instead."""
+    prefix = model.model_config.get("env_prefix", "")
+    names = set()
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else []
+        names |= {c for c in choices if isinstance(c, str) and c.isupper()} or {
+            f"{prefix}{name}".upper()
+        }
+    return names
+
+
 def test_controller_gets_every_setting_from_configmap_and_secret(
     objects: list[dict[str, Any]],
 ) -> None:
@@ -307,16 +322,10 @@ def test_controller_gets_every_setting_from_configmap_and_secret(
         "TRACECTL_GIT_ALLOWED_HOSTS",
     } <= set(env)
     # Every TRACECTL_* name is one the controller reads: a typo would be silently ignored.
-    k8s_names = set(
-        re.findall(
-            r"TRACECTL_K8S_[A-Z_]+", (REPO / "controller/executors/k8s_manifests.py").read_text()
-        )
-    )
+    read = env_names(Settings) | env_names(ClusterConfig) | {"TRACECTL_S3_ENDPOINT"}
     for name in env:
-        if name.startswith("TRACECTL_K8S_"):
-            assert name in k8s_names, name
-        elif name.startswith("TRACECTL_") and name != "TRACECTL_S3_ENDPOINT":
-            assert name.removeprefix("TRACECTL_").lower() in Settings.model_fields, name
+        if name.startswith("TRACECTL_"):
+            assert name in read, name
     settings = Settings.from_env(
         **{
             k.removeprefix("TRACECTL_").lower(): v

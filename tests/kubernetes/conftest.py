@@ -27,7 +27,7 @@ from tests.waiting import wait_for
 if TYPE_CHECKING:
     from kubernetes import client
 
-    from controller.executors.k8s_manifests import ClusterConfig
+    from controller.config import ClusterConfig
     from controller.executors.kubernetes import KubernetesExecutor
 
 # Without the `kubernetes` extra, the pure tests here still run; the ones that talk to the
@@ -81,7 +81,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def cluster_config(kubernetes: dict[str, str], namespace: str, **extra: Any) -> ClusterConfig:
-    from controller.executors.k8s_manifests import ClusterConfig
+    from controller.config import ClusterConfig
 
     return ClusterConfig(
         namespace=namespace,

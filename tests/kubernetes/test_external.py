@@ -75,8 +75,8 @@ def executor(tmp_path: Path, server: str) -> ExternalExecutor:
     backoff_s: 0.05
 """)
     return ExternalExecutor(
-        Settings(home=tmp_path / "home"),
-        environ={"TRACECTL_EXTERNAL_SYSTEMS": str(registry), "LABELER_TOKEN": "Bearer s3cret"},
+        Settings(home=tmp_path / "home", external_systems=registry),
+        environ={"LABELER_TOKEN": "Bearer s3cret"},
     )
 
 

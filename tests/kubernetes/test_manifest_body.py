@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from controller.config import ClusterConfig
 from controller.executors import k8s_manifests as m
 from tests.kubernetes.conftest import make_launch
 
@@ -37,7 +38,7 @@ from tests.kubernetes.conftest import make_launch
 def test_body_equals_the_clients_serialization(tmp_path: Path, spec: dict[str, object]) -> None:
     doc = make_launch(tmp_path, annotations={"tracectl.io/exit-code": "3"}, **spec)
     doc = doc.completed().document
-    cfg = m.ClusterConfig(namespace="ns", queue="team-a", ingress_prefix="/svc")
+    cfg = ClusterConfig(namespace="ns", queue="team-a", ingress_prefix="/svc")
     owner = m.owner_reference("Job", "batch/v1", "tracectl-x-1", "uid-1")
     objects = [
         m.job(doc, cfg, "tracectl-x-1"),
@@ -61,7 +62,7 @@ def _env(container: client.V1Container) -> dict[str, str | None]:
 def test_a_service_is_told_its_port_in_env_port_as_under_the_local_executor(
     tmp_path: Path,
 ) -> None:
-    cfg = m.ClusterConfig(namespace="ns")
+    cfg = ClusterConfig(namespace="ns")
     default = make_launch(tmp_path, mode="service", command=["serve"]).completed().document
     [task] = m.deployment(default, cfg, "svc-1").spec.template.spec.containers
     assert _env(task)["PORT"] == "8080" and task.ports[0].container_port == 8080
@@ -72,17 +73,16 @@ def test_a_service_is_told_its_port_in_env_port_as_under_the_local_executor(
 
 def test_a_job_gets_no_port(tmp_path: Path) -> None:
     doc = make_launch(tmp_path).completed().document
-    [task] = m.job(doc, m.ClusterConfig(namespace="ns"), "job-1").spec.template.spec.containers
+    [task] = m.job(doc, ClusterConfig(namespace="ns"), "job-1").spec.template.spec.containers
     assert "PORT" not in _env(task)
 
 
-def test_every_pod_goes_where_the_placement_settings_say_a_gpu_pod_too(tmp_path: Path) -> None:
-    cfg = m.ClusterConfig.from_env(
-        {
-            "TRACECTL_K8S_NODE_SELECTOR": "pool=train, zone=a",
-            "TRACECTL_K8S_TOLERATE": "tracectl.io/real-node",
-        }
-    )
+def test_every_pod_goes_where_the_placement_settings_say_a_gpu_pod_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACECTL_K8S_NODE_SELECTOR", "pool=train, zone=a")
+    monkeypatch.setenv("TRACECTL_K8S_TOLERATE", "tracectl.io/real-node")
+    cfg = ClusterConfig()
     plain = m.job(make_launch(tmp_path).completed().document, cfg, "j-1").spec.template.spec
     assert plain.node_selector == {"pool": "train", "zone": "a"}
     assert [(t.key, t.operator) for t in plain.tolerations] == [("tracectl.io/real-node", "Exists")]

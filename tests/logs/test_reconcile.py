@@ -208,7 +208,8 @@ def test_deleted_index_documents_are_detected_and_repaired(
     assert len(left) == task["lines"] - 3 and not left & set(gone)
     mismatches_before = metric(pipeline_api, "tracectl_log_reconciliation_mismatches_total")
 
-    monkeypatch.setenv("TRACECTL_LOG_RECONCILE_WAIT_S", "2")  # they will not come back alone
+    # they will not come back alone
+    monkeypatch.setattr(pipeline_api.settings, "log_reconcile_wait_s", 2.0)
     copies = reconcile(pipeline_api, task["id"])
     index = copies["index"]
     assert index["status"] == "missing" and index["missing"] == 3
@@ -230,7 +231,7 @@ def test_deleted_index_documents_are_detected_and_repaired(
     assert entry["logs"]["reconciliation"]["copies"]["index"]["status"] == "missing"
 
     # The shipper may be rejoining its consumer group (another test restarted Kafka): wait.
-    monkeypatch.setenv("TRACECTL_LOG_RECONCILE_WAIT_S", "300")
+    monkeypatch.setattr(pipeline_api.settings, "log_reconcile_wait_s", 300.0)
     copies = reconcile(pipeline_api, task["id"], repair=True)
     assert {c["status"] for c in copies.values()} == {"ok"}, copies
     assert copies["index"]["repaired_at"] is not None
@@ -293,7 +294,7 @@ def test_without_kafka_missing_lines_are_written_straight_to_the_index(
     with TestClient(create_app(settings, service=ControllerService(settings))) as client:
         api = Api(client, settings)
         task = run_task(api, "no-kafka")
-        monkeypatch.setenv("TRACECTL_LOG_RECONCILE_WAIT_S", "1")
+        monkeypatch.setattr(settings, "log_reconcile_wait_s", 1.0)
         copies = reconcile(api, task["id"])
         assert copies["kafka"]["status"] == "n/a"
         assert copies["index"]["status"] == "missing"
