@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from bench.leases import scratch_postgres
 from controller.core import transitions
 from controller.domain.records import TaskStatus
+from controller.domain.refs import LocalRef
 from controller.scheduling.admission import Admission, AdmitAll
 from controller.store.database import Database
 from controller.store.schema import AttemptRow, LineageEventRow, RunRow, TaskRow
@@ -127,6 +128,7 @@ def test_a_transition_from_a_status_the_task_has_left_changes_nothing(tmp_path: 
     with db.write() as session:
         row = session.get(TaskRow, "task_1")
         assert row is not None
-        assert transitions.start(session, row, 0, {"pid": 1}) is False  # never admitted
+        ref = LocalRef(pid=1, create_time=0.0, host="h")
+        assert transitions.start(session, row, 0, ref) is False  # never admitted
         assert transitions.promote(session, row) is False  # not pending
     assert counts(db) == ("queued", 0, 0, 0)
