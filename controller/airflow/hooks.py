@@ -94,6 +94,7 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
             "retry_for_s": retry_for_s,
         }
         self._settings: dict[str, Any] | None = None
+        self._client: httpx.Client | None = None  # kept: one connection for a task's calls
 
     # -- connection -----------------------------------------------------------------------
     @classmethod
@@ -192,14 +193,14 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
         started, attempt = time.monotonic(), 0
         while True:
             try:
-                with httpx.Client(timeout=timeout) as client:
-                    response = client.request(
-                        method,
-                        url,
-                        json=json,
-                        params=params,
-                        headers=self._headers(idempotency_key),
-                    )
+                response = self._http().request(
+                    method,
+                    url,
+                    json=json,
+                    params=params,
+                    headers=self._headers(idempotency_key),
+                    timeout=timeout,
+                )
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 delay = self._retry_in(attempt, started)
                 if delay is None:
@@ -219,6 +220,13 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
             if response.status_code >= 400:
                 raise TracectlApiError(method, url, response.status_code, _problem(response))
             return response.json()
+
+    def _http(self) -> httpx.Client:
+        """The hook's HTTP client, made on first use and reused (keep-alive), so an operator's
+        calls do not each open a connection and build a client."""
+        if self._client is None:
+            self._client = httpx.Client()
+        return self._client
 
     # -- async transport (trigger) --------------------------------------------------------
     async def arequest(

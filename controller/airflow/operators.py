@@ -108,6 +108,7 @@ def dag_run_date(context: Mapping[str, Any]) -> str | None:
 
 
 WAIT_BEFORE_DEFER_S = 20.0  # default: a task that ends sooner costs no triggerer round trip
+RESUME_SETTLE_S = 10.0  # a resume this soon after the defer can race the worker's reaping
 LOG_POLL_S = 2.0  # how often a worker that awaits a task copies its new log lines
 SERVICE_POLL_S = 0.5  # how often the service operator looks for the service's URL
 XCOM_MODEL_VERSIONS = "model_versions"
@@ -142,6 +143,10 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
     :param deferrable: wait in the triggerer (True) or in the worker (False)
     :param wait_before_defer_s: a deferrable operator first awaits the task in the worker for
         this long (streaming its lines), and defers only if it is still going (0: defer at once)
+    :param resume_settle_s: a deferred task that ends within this many seconds of the defer
+        resumes only then (Airflow 3.3 can fail a task resumed before the scheduler has seen
+        its deferring worker exit; see ``TracectlTaskTrigger._settle``); a later end resumes
+        at once
     :param poll_timeout_s: length of one long poll of /wait
     :param log_tail_lines: on resume after deferring, the last lines of the task's log
         written into the Airflow task log (awaited in the worker, every line is streamed)
@@ -199,6 +204,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         tracectl_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = True,
         wait_before_defer_s: float = WAIT_BEFORE_DEFER_S,
+        resume_settle_s: float = RESUME_SETTLE_S,
         poll_timeout_s: float = 30.0,
         retry_for_s: float | None = None,
         log_tail_lines: int = 100,
@@ -226,6 +232,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         self.tracectl_conn_id = tracectl_conn_id
         self.deferrable = deferrable
         self.wait_before_defer_s = wait_before_defer_s
+        self.resume_settle_s = resume_settle_s
         self.poll_timeout_s = poll_timeout_s
         self.retry_for_s = retry_for_s
         self.log_tail_lines = log_tail_lines
@@ -346,14 +353,18 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
             # pick-up and a new worker process for the resume, more than a short task takes.
             task = self._await(hook, task, lines, time.monotonic() + self.wait_before_defer_s)
             if task["status"] in TERMINAL:
-                return self._finish(context, task)
+                return self._finish(context, task, hook)
             self.defer(
                 trigger=TracectlTaskTrigger(
-                    task["id"], self.tracectl_conn_id, self.poll_timeout_s, self.retry_for_s
+                    task["id"],
+                    self.tracectl_conn_id,
+                    self.poll_timeout_s,
+                    self.retry_for_s,
+                    not_before=time.time() + self.resume_settle_s,
                 ),
                 method_name="execute_complete",
             )
-        return self._finish(context, self._await(hook, task, lines, None))
+        return self._finish(context, self._await(hook, task, lines, None), hook)
 
     def _await(
         self, hook: TracectlHook, task: dict[str, Any], lines: TaskLogWriter, until: float | None
@@ -372,7 +383,8 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
     def execute_complete(self, context: Any, event: Mapping[str, Any]) -> Any:
         task_id = str(event.get("task_id") or event.get("task", {}).get("id"))
         self._tracectl_task_id = task_id  # the listener cancels it if this try fails
-        lines = TaskLogWriter(self.hook, task_id, self.log)
+        hook = self.hook
+        lines = TaskLogWriter(hook, task_id, self.log)
         if event.get("status") != "terminal":
             raise AirflowException(
                 f"lost track of tracectl task {task_id}: {event.get('message')}; logs: {lines.url}"
@@ -380,11 +392,10 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         lines.tail(self.log_tail_lines)  # ended while deferred: no worker streamed its lines
         if event.get("fired_at"):  # when the trigger saw the end: the resume's first step
             context["ti"].xcom_push(key=XCOM_TRIGGER_FIRED_AT, value=float(event["fired_at"]))
-        return self._finish(context, dict(event["task"]))
+        return self._finish(context, dict(event["task"]), hook)
 
-    def _finish(self, context: Any, task: Mapping[str, Any]) -> Any:
+    def _finish(self, context: Any, task: Mapping[str, Any], hook: TracectlHook) -> Any:
         ti = context["ti"]
-        hook = self.hook
         artifacts = [
             {"path": a["path"], "sha256": a["sha256"], "uri": a["uri"]}
             for a in hook.task_artifacts(task["id"])
@@ -394,7 +405,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         ti.xcom_push(key=XCOM_MLFLOW_RUN_ID, value=task.get("mlflow_run_id"))
         ti.xcom_push(key="artifacts", value=artifacts)
         if task["status"] == "succeeded":
-            ti.xcom_push(key=XCOM_MODEL_VERSIONS, value=self._registered_versions(task["id"]))
+            ti.xcom_push(key=XCOM_MODEL_VERSIONS, value=self._registered_versions(hook, task["id"]))
         if task["status"] != "succeeded":
             raise AirflowException(
                 f"tracectl task {task['name']} ({task['id']}) {task['status']}: "
@@ -405,9 +416,9 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         self.log.info("tracectl task %s succeeded with %d artifact(s)", task["id"], len(artifacts))
         return task["id"]
 
-    def _registered_versions(self, task_id: str) -> list[str]:
+    def _registered_versions(self, hook: TracectlHook, task_id: str) -> list[str]:
         """``models:/<name>/<version>`` of the registry versions the task registered."""
-        found = self.hook.request(
+        found = hook.request(
             "GET", "/v1/lineage/downstream", params={"node": f"task:{task_id}", "depth": 1}
         )
         return [
@@ -458,7 +469,7 @@ class TracectlServiceOperator(TracectlTaskOperator):
                 self.log.info("tracectl service %s is up at %s", task["id"], ref["url"])
                 return task["id"]
             if task["status"] in TERMINAL:
-                self._finish(context, task)  # raises unless succeeded
+                self._finish(context, task, hook)  # raises unless succeeded
                 raise AirflowException(
                     f"tracectl service task {task['id']} ended ({task['status']}) without "
                     "reporting a URL: it exited before listening on $PORT, or executor "

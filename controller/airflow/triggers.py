@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,8 +28,10 @@ class TracectlTaskTrigger(BaseTrigger):  # type: ignore[misc]
         conn_id: str = DEFAULT_CONN_ID,
         poll_timeout_s: float = 30.0,
         retry_for_s: float | None = None,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
+        self.not_before = not_before
         self.tracectl_task_id = tracectl_task_id
         self.conn_id = conn_id
         self.poll_timeout_s = poll_timeout_s
@@ -42,6 +45,7 @@ class TracectlTaskTrigger(BaseTrigger):  # type: ignore[misc]
                 "conn_id": self.conn_id,
                 "poll_timeout_s": self.poll_timeout_s,
                 "retry_for_s": self.retry_for_s,
+                "not_before": self.not_before,
             },
         )
 
@@ -53,6 +57,7 @@ class TracectlTaskTrigger(BaseTrigger):  # type: ignore[misc]
                 # task's terminal event), so the event fires within a request's round trip.
                 task = await hook.await_task(self.tracectl_task_id, self.poll_timeout_s)
                 if task.get("status") in TERMINAL:
+                    await self._settle()
                     yield TriggerEvent(
                         {"status": "terminal", "task": task, "fired_at": time.time()}
                     )
@@ -62,6 +67,16 @@ class TracectlTaskTrigger(BaseTrigger):  # type: ignore[misc]
             yield TriggerEvent(
                 {"status": "error", "task_id": self.tracectl_task_id, "message": str(exc)}
             )
+
+    async def _settle(self) -> None:
+        """Wait until ``not_before`` (epoch seconds; the operator sets it to the defer time
+        plus its ``resume_settle_s``). Airflow 3.3 fails a resumed task whose deferring worker's
+        exit the scheduler processes only after the resumed try was queued: both have the
+        same executor key, so that exit drops the new try from the executor's running set
+        and the scheduler marks it "killed externally". A task that ends later than that
+        resumes at once."""
+        if self.not_before is not None:
+            await asyncio.sleep(max(0.0, self.not_before - time.time()))
 
     async def on_kill(self) -> None:
         """Cancel the controller task: a user marked the deferred Airflow task failed (or
