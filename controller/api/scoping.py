@@ -7,6 +7,7 @@ an app with a path parameter this table does not know, so a new route fails clos
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from fastapi import FastAPI, Request
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from controller.auth.scope import Scope
 from controller.errors import NotFound
+from controller.store.database import Database
 
 Check = Callable[[Scope, Session, str], bool]
 
@@ -30,13 +32,20 @@ PATH_IDS: dict[str, tuple[str, Check]] = {
 }
 
 
-def scoped(request: Request) -> None:
-    """404 for any id in the path that the caller's team may not see (or that is missing)."""
-    if not request.path_params:
-        return
-    scope = Scope.current()
-    with request.app.state.service.db.read() as session:
-        for name, value in request.path_params.items():
+async def scoped(request: Request) -> None:
+    """404 for any id in the path that the caller's team may not see (or that is missing).
+
+    Async, its read in one of the event loop's few worker threads: as a sync dependency it
+    took a thread of the request pool per request, so 1,000 long polls arriving together
+    grew that pool to its 40 threads and queued every other call behind them."""
+    if request.path_params:
+        db = request.app.state.service.db
+        await asyncio.to_thread(_check, db, Scope.current(), dict(request.path_params))
+
+
+def _check(db: Database, scope: Scope, ids: dict[str, str]) -> None:
+    with db.read() as session:
+        for name, value in ids.items():
             message, sees = PATH_IDS[name]
             if not sees(scope, session, str(value)):
                 raise NotFound(message.format(value))

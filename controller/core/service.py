@@ -18,8 +18,9 @@ from controller.config import Settings
 from controller.core import transitions, views
 from controller.core.submission import Origin, Submission
 from controller.core.supervisor import Supervisor
+from controller.core.waiters import TaskWaiters
 from controller.domain.events import RunClosed
-from controller.domain.records import Artifact, QueueInfo, Run, Task, TaskStatus
+from controller.domain.records import TERMINAL, Artifact, QueueInfo, Run, Task, TaskStatus
 from controller.domain.requests import RunCreate, TaskCreate
 from controller.errors import Conflict, NotFound
 from controller.lineage.capture import with_leases
@@ -73,6 +74,7 @@ class ControllerService:
         )
         self._supervisor: Supervisor | None = None
         self.logs: LogReader = backends.log_reader(settings)
+        self.waiters = TaskWaiters(self._ended_of)
 
     @property
     def supervisor(self) -> Supervisor:
@@ -263,7 +265,6 @@ class ControllerService:
         return self.get_run(run_id)
 
     def wait_task(self, task_id: str, timeout_s: float) -> Task:
-        import time
 
         deadline = time.monotonic() + timeout_s
         task = self.get_task(task_id)
@@ -273,14 +274,19 @@ class ControllerService:
         return task
 
     async def await_task(self, task_id: str, timeout_s: float) -> Task:
-        """wait_task holding no thread while it waits: each read of the store runs in a
-        worker thread, the pauses between reads on the event loop (many waiters, few threads)."""
-        deadline = time.monotonic() + timeout_s
+        """wait_task holding no thread while it waits, and reading the task twice: once
+        before, once after its end (or the timeout); one query per round in between finds
+        the ended tasks of every waiter (core/waiters.py)."""
         task = await asyncio.to_thread(self.get_task, task_id)
-        while not task.status.terminal and (left := deadline - time.monotonic()) > 0:
-            await asyncio.sleep(min(0.2, left))
-            task = await asyncio.to_thread(self.get_task, task_id)
-        return task
+        if task.status.terminal or timeout_s <= 0:
+            return task
+        await self.waiters.until_ended(task_id, timeout_s)
+        return await asyncio.to_thread(self.get_task, task_id)
+
+    def _ended_of(self, task_ids: set[str]) -> set[str]:
+        with self.db.read() as session:
+            query = select(TaskRow.id).where(TaskRow.id.in_(task_ids), TaskRow.status.in_(TERMINAL))
+            return set(session.scalars(query))
 
     # -- artifacts and lineage ----------------------------------------------------------
     def artifacts(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typer.testing import CliRunner, Result
 from controller.cli.main import app
 from tests.cli.conftest import Tracectl
 from tests.server_process import ServerProcess
+from tests.waiting import wait_for
 
 INVENTORY = (
     "gpu_pools: [{name: node-a, flavor: nvidia.com/gpu, count: 1}]\n"
@@ -61,13 +61,12 @@ def running_gpu_task(srv: ServerProcess) -> dict[str, Any]:
     }
     task = httpx.post(f"{srv.url}/v1/runs/{run}/tasks", json={"name": "hold", "spec": spec})
     assert task.status_code == 201, task.text
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def running() -> dict[str, Any] | None:
         shown = srv.get(f"/v1/tasks/{task.json()['id']}")
-        if shown["status"] == "running":
-            return dict(shown)
-        time.sleep(0.1)
-    raise AssertionError(f"the GPU task never ran: {shown}")
+        return dict(shown) if shown["status"] == "running" else None
+
+    return wait_for("the GPU task to run", running, timeout=60, every=0.1)
 
 
 def test_resources_lists_the_inventory_of_a_fresh_controller(on_gpu: Tracectl) -> None:
@@ -100,9 +99,7 @@ def test_leases_show_who_holds_the_gpu_and_the_volume(
         "volume:scratch": task["id"],
     }
     assert on_gpu(f"cancel {task['id']}").exit_code == 0
-    deadline = time.monotonic() + 60
-    while on_gpu("leases").stdout.count("\n") > 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for("the leases to be released", lambda: on_gpu("leases").stdout.count("\n") <= 1)
     released = json.loads(on_gpu(f"leases --all --task {task['id']} -o json").stdout)
     assert len(released) == 2 and all(lease["released_at"] for lease in released)
 

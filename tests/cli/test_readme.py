@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import yaml
 
 from controller.domain.spec import TaskSpec
 from controller.loopback import free_port
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
@@ -48,6 +48,13 @@ def commands() -> list[str]:
     return lines
 
 
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 @pytest.fixture
 def server(tmp_path: Path, mlflow_uri: str) -> Iterator[str]:
     line = next(c for c in commands() if c.startswith(".venv/bin/tracectl server"))
@@ -58,13 +65,7 @@ def server(tmp_path: Path, mlflow_uri: str) -> Iterator[str]:
         args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.3)
+    wait_for("the README's server to become ready", lambda: ready(url), timeout=120, every=0.3)
     yield url
     proc.terminate()
     proc.wait(timeout=30)

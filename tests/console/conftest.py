@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from controller.config import Settings
 from controller.server import EmbeddedServer
+from tests.waiting import wait_for
 
 ONE_GPU = "gpu_pools: [{name: gpu-worker, flavor: nvidia.com/gpu, count: 1}]\n"
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -44,13 +44,11 @@ class Console:
         return dict(self.http.get(f"/v1/tasks/{task_id}").json())
 
     def wait(self, task_id: str, *statuses: str, timeout: float = 120) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def reached() -> dict[str, Any] | None:
             task = self.task(task_id)
-            if task["status"] in (statuses or TERMINAL):
-                return task
-            time.sleep(0.1)
-        raise AssertionError(f"task {task_id} never reached {statuses or TERMINAL}")
+            return task if task["status"] in (statuses or TERMINAL) else None
+
+        return wait_for(f"task {task_id} to reach {statuses or TERMINAL}", reached, timeout, 0.1)
 
 
 def chromium_options(width: int = 1400, height: int = 1000) -> webdriver.ChromeOptions:

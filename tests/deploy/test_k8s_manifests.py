@@ -18,7 +18,6 @@ import contextlib
 import re
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from pydantic_settings import BaseSettings
 
 from controller.config import ClusterConfig, Settings
 from tests.deploy.kustomize import CLUSTER_SCOPED, KustomizeError, expand, rename_namespaces
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -547,12 +547,11 @@ def cluster(kubernetes: dict[str, str]) -> Iterator[tuple[Any, dict[str, str]]]:
 def wait_for_default_account(api: Any, namespace: str, timeout: float = 60) -> None:
     """Pods are admitted only once the serviceaccount controller made `default`."""
     accounts = api.resources.get(api_version="v1", kind="ServiceAccount")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if accounts.get(namespace=namespace, field_selector="metadata.name=default").items:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"no default service account in {namespace} after {timeout}s")
+    wait_for(
+        f"the default service account in {namespace}",
+        lambda: accounts.get(namespace=namespace, field_selector="metadata.name=default").items,
+        timeout=timeout,
+    )
 
 
 def dry_run(api: Any, obj: dict[str, Any]) -> dict[str, Any]:

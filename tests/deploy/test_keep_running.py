@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from tests.stack_fixtures import DEPLOY_LOCAL
+from tests.waiting import wait_for
 
 LIB = DEPLOY_LOCAL / "lib.sh"
 
@@ -37,14 +38,6 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def wait_for(predicate, what: str, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
-    return value
-
-
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -57,18 +50,21 @@ def test_a_kept_process_is_started_again_and_stop_ends_it(tmp_path: Path) -> Non
     pidfile, logfile = tmp_path / "sleeper.pid", tmp_path / "sleeper.log"
     bash(f'SVC=demo spawn_kept "{pidfile}" "{logfile}" sleep 600', tmp_path)
     loop = int(pidfile.read_text())
-    first = wait_for(lambda: children(loop), "the kept command did not start")[0]
+    first = wait_for("the kept command to start", lambda: children(loop), 20, 0.1)[0]
 
     os.kill(first, signal.SIGKILL)  # dies as an Airflow process does when its database goes
     second = wait_for(
-        lambda: [p for p in children(loop) if p != first], "the kept command was not started again"
+        "the kept command to start again",
+        lambda: [p for p in children(loop) if p != first],
+        20,
+        0.1,
     )[0]
     assert alive(loop)
     log = logfile.read_text()
     assert "[deploy/local demo] sleeper exited (status 137); starting it again in 1s" in log
 
     bash(f'stop_pid "{pidfile}" 10', tmp_path)
-    wait_for(lambda: not alive(second), "stop_pid left the kept command running", 5)
+    wait_for("stop_pid to stop the kept command", lambda: not alive(second), 5, 0.1)
     assert not alive(loop)
     assert not pidfile.exists()
     time.sleep(1.5)  # longer than the back-off: nothing comes back after a stop

@@ -7,7 +7,6 @@ overlap on the node. Simulated: the pods (KWOK runs no container; each ends afte
 from __future__ import annotations
 
 import contextlib
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from controller.api.app import create_app
 from controller.config import Settings
 from controller.domain.records import TERMINAL
 from tests.kubernetes.conftest import IMAGE, controller_namespace
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(900)]
 TASKS = 20
@@ -81,15 +81,16 @@ def test_gpu_exclusivity_under_contention(
                 )
                 assert response.status_code == 201, response.text
                 ids.append(response.json()["id"])
-            deadline = time.monotonic() + 800
             tasks: list[dict[str, Any]] = []
-            while time.monotonic() < deadline:
+
+            def ended() -> bool:
+                nonlocal most_leases, tasks
                 active = http.get("/v1/leases", params={"state": "active"}).json()["items"]
                 most_leases = max(most_leases, len([x for x in active if x["kind"] == "gpu"]))
                 tasks = [http.get(f"/v1/tasks/{t}").json() for t in ids]
-                if all(t["status"] in TERMINAL for t in tasks):
-                    break
-                time.sleep(0.2)
+                return all(t["status"] in TERMINAL for t in tasks)
+
+            wait_for("every GPU task to end", ended, timeout=800)
             assert [t["status"] for t in tasks] == ["succeeded"] * TASKS, [
                 (t["name"], t["status"], t["reason"]) for t in tasks
             ]

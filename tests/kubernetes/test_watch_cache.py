@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Any
 
 from controller.executors.k8s_watch import Informer, ObjectCache
+from tests.waiting import wait_for
 
 
 class Stream:
@@ -64,9 +64,7 @@ def test_resume_then_relist_after_410() -> None:
     cache = ObjectCache()
     informer = Informer(cache, "job", "ns", list_fn, "sel", stop)
     informer.start()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and informer.relists < 2:
-        time.sleep(0.01)
+    wait_for("two relists", lambda: informer.relists >= 2, timeout=5, every=0.01)
     stop.set()
     assert calls[:4] == [("list", None), ("watch", "10"), ("watch", "15"), ("list", None)]
     assert [x["metadata"]["name"] for x in cache.select("job", "ns", {})] == ["b", "c"]

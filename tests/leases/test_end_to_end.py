@@ -7,7 +7,6 @@ queue shows the waiting ones with positions and reasons, and the lease API tells
 from __future__ import annotations
 
 import itertools
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from controller.config import Settings
 from controller.core.service import ControllerService
 from controller.domain.records import TERMINAL
 from controller.store.schema import AuditRow
+from tests.waiting import wait_for
 
 SLEEP_1S = ["python", "-c", "import time; time.sleep(1)"]
 ONE_GPU = "gpu_pools: [{name: gpu-worker, flavor: nvidia.com/gpu, count: 1}]\n"
@@ -59,15 +59,16 @@ def tick_until_done(
 ) -> int:
     """Tick the supervisor until every task ended; return the most active GPU leases seen."""
     most = 0
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def ended() -> bool:
+        nonlocal most
         svc.supervisor.tick()
         active = client.get("/v1/leases", params={"state": "active"}).json()["items"]
         most = max(most, len(active))
-        if all(client.get(f"/v1/tasks/{t}").json()["status"] in TERMINAL for t in ids):
-            return most
-        time.sleep(0.05)
-    raise AssertionError("tasks did not finish in time")
+        return all(client.get(f"/v1/tasks/{t}").json()["status"] in TERMINAL for t in ids)
+
+    wait_for("every task to end", ended, timeout=timeout, every=0.05)
+    return most
 
 
 @pytest.mark.timeout(240)

@@ -13,12 +13,14 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from controller.domain.records import TERMINAL
 from tests.server_process import ServerProcess
+from tests.waiting import wait_for
 
 SLEEP_3S = [sys.executable, "-c", "import time; time.sleep(3)"]
 
@@ -52,28 +54,27 @@ def test_kill9_while_holding_the_gpu(server: Server) -> None:
     ]
 
     most_active = 0
-    deadline = time.monotonic() + 60
-    while True:
+
+    def gpu_holder() -> str | None:
+        nonlocal most_active
         active = server.get("/v1/leases", state="active")["items"]
         most_active = max(most_active, len(active))
-        if active and server.get(f"/v1/tasks/{active[0]['task_id']}")["status"] == "running":
-            break
-        assert time.monotonic() < deadline, "no task got the GPU"
-        time.sleep(0.1)
-    first = active[0]["task_id"]
+        held = active and server.get(f"/v1/tasks/{active[0]['task_id']}")["status"] == "running"
+        return str(active[0]["task_id"]) if held else None
+
+    first = wait_for("a task to get the GPU", gpu_holder, timeout=60, every=0.1)
 
     server.kill9()
     time.sleep(2.5)  # longer than the TTL: the holder's lease expires while we are down
     server.start()
 
-    deadline = time.monotonic() + 120
-    while True:
+    def ended() -> list[dict[str, Any]] | None:
+        nonlocal most_active
         most_active = max(most_active, len(server.get("/v1/leases", state="active")["items"]))
         tasks = [server.get(f"/v1/tasks/{t}") for t in ids]
-        if all(t["status"] in TERMINAL for t in tasks):
-            break
-        assert time.monotonic() < deadline, f"tasks did not finish: {tasks}"
-        time.sleep(0.2)
+        return tasks if all(t["status"] in TERMINAL for t in tasks) else None
+
+    tasks = wait_for("both tasks to finish", ended, timeout=120)
 
     assert [t["status"] for t in tasks] == ["succeeded", "succeeded"], tasks
     assert most_active == 1

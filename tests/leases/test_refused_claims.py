@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from controller.api.app import create_app
 from controller.config import Settings
 from tests.core.conftest import Api, python
 from tests.server_process import ServerProcess
+from tests.waiting import wait_for
 
 INVENTORY = """\
 gpu_pools: [{name: gpu-worker, flavor: nvidia.com/gpu, count: 2}]
@@ -107,11 +107,12 @@ def test_a_task_that_fits_but_waits_is_queued_with_its_position_and_reason(api: 
     )
     api.wait_status(holder["id"], "running", timeout=120)
     waiting = api.submit(run_id, "waiting", command=["true"], resources={"gpu": 1})
-    deadline = time.monotonic() + 60
-    task = api.client.get(f"/v1/tasks/{waiting['id']}").json()
-    while "gpu" not in (task["queue"] or {}).get("reason", "") and time.monotonic() < deadline:
-        time.sleep(0.1)
-        task = api.client.get(f"/v1/tasks/{waiting['id']}").json()
+
+    def told_gpu() -> dict[str, Any] | None:
+        task: dict[str, Any] = api.client.get(f"/v1/tasks/{waiting['id']}").json()
+        return task if "gpu" in (task["queue"] or {}).get("reason", "") else None
+
+    task = wait_for("the queue reason to name the GPU", told_gpu, timeout=60, every=0.1)
     assert task["status"] == "queued"
     assert task["queue"]["position"] == 1
     assert "waiting for" in task["queue"]["reason"] and "gpu" in task["queue"]["reason"]
