@@ -4,6 +4,7 @@ Kubernetes Job) read back as those models, from a task row and from a started ev
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,11 @@ import pytest
 from sqlalchemy import text
 
 from controller.domain.events import TaskStarted
-from controller.domain.records import TaskStatus
 from controller.domain.refs import ExternalRef, K8sRef, LocalRef, ServiceRef, dump_ref, parse_ref
 from controller.executors.router import ModeRouter
 from controller.store.database import Database
-from controller.store.schema import RunRow, TaskRow
+from controller.store.schema import TaskRow
+from tests.core.test_transitions import queued_task
 
 LOCAL = {"pid": 41, "create_time": 1795620750.14, "host": "vm"}
 LOCAL_SERVICE = {**LOCAL, "kind": "service", "port": 8123, "ready_timeout_s": 60.0}
@@ -74,29 +75,22 @@ def test_the_router_hands_each_reference_to_the_executor_of_its_mode() -> None:
 def test_a_task_row_written_before_the_models_reads_back_typed(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'refs.db'}")
     db.migrate()
-    with db.write() as session:
-        session.add(RunRow(id="run_1", pipeline="p", status="running"))
-        session.flush()
-        session.add(
-            TaskRow(
-                id="task_1",
-                run_id="run_1",
-                name="t",
-                spec={"command": ["true"]},
-                resolved={},
-                status=TaskStatus.RUNNING.value,
-                executor_ref=parse_ref(LOCAL),
-            )
-        )
+    task_id = queued_task(db)
     with db.write() as session:  # an old row: the JSON as it was written before
         session.execute(
-            text("UPDATE tasks SET executor_ref = :ref WHERE id = 'task_1'"),
-            {"ref": '{"kind": "service", "namespace": "n", "name": "x", "url": "http://x"}'},
+            text("UPDATE tasks SET executor_ref = :ref WHERE id = :id"),
+            {"ref": json.dumps(K8S_SERVICE), "id": task_id},
         )
     with db.read() as session:
-        row = session.get(TaskRow, "task_1")
+        row = session.get(TaskRow, task_id)
         assert row is not None
-        assert row.executor_ref == K8sRef(object="service", namespace="n", name="x", url="http://x")
+        assert row.executor_ref == K8sRef(
+            object="service",
+            namespace="tracectl",
+            name="tracectl-a-1",
+            uid="u1",
+            url=K8S_SERVICE["url"],
+        )
 
 
 def test_a_started_event_of_before_the_models_reads_back_typed() -> None:
