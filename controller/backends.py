@@ -7,13 +7,14 @@ Kubernetes client libraries.
 from __future__ import annotations
 
 import importlib
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from controller.config import Settings
 from controller.ports import (
     ArtifactStore,
     Executor,
     ImageRegistry,
+    LeaderElection,
     LineageSink,
     LogReader,
     LogSink,
@@ -21,6 +22,9 @@ from controller.ports import (
     StatusPublisher,
     Tracking,
 )
+
+if TYPE_CHECKING:
+    from controller.store.database import Database
 
 EXECUTORS = {
     "local": "controller.executors.local:LocalExecutor",
@@ -63,6 +67,11 @@ IMAGE_REGISTRIES = {
 }
 TRACKING = {
     "mlflow": "controller.tracking.mlflow_tracking:MlflowTracking",
+}
+# Who leads the supervisor loops (docs/architecture.md, "High availability").
+LEADER_ELECTIONS = {
+    "store": "controller.store.leader_election:StoreElection",
+    "kubernetes": "controller.election.kubernetes:KubernetesElection",
 }
 
 
@@ -149,3 +158,9 @@ def image_registry(settings: Settings) -> ImageRegistry | None:
     if settings.registry_api == "none":
         return None
     return cast(ImageRegistry, _load(IMAGE_REGISTRIES, "registry", settings.registry_api)(settings))
+
+
+def leader_election(settings: Settings, db: Database, holder: str) -> LeaderElection:
+    """The lease that elects the replica running the supervisor loops (HOLDER: this one)."""
+    election = _load(LEADER_ELECTIONS, "leader election", settings.leader_election)
+    return cast(LeaderElection, election(settings, db, holder))

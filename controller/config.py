@@ -6,6 +6,7 @@ logs, local artifact archive, and an MLflow SQLite tracking store.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -168,6 +169,14 @@ class Settings(BaseSettings):
     log_reconcile_wait_s: float = 60.0  # how long a log check waits for the index to catch up
     log_repair: bool = False  # a log check also re-sends what a copy lacks
     k8s: ClusterConfig = Field(default_factory=ClusterConfig)  # TRACECTL_K8S_*: its own prefix
+    # High availability (docs/architecture.md): every replica serves the API, the holder of
+    # the leader lease runs the supervisor loops. `store` (the leader row) or `kubernetes`
+    # (a coordination.k8s.io Lease, in leader_namespace or the pod's own namespace).
+    leader_election: str = "store"
+    leader_lease_s: float = 10.0
+    leader_lease_name: str = "tracectl-controller"
+    leader_namespace: str | None = None
+    replica: str = Field(default_factory=socket.gethostname)  # unique per replica
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

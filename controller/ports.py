@@ -225,3 +225,20 @@ class ImageRegistry(Protocol):
         """The digest of the manifest IMAGE names (its digest, else its tag); None when the
         registry has no such manifest. Raises RegistryError when it cannot be asked."""
         ...
+
+
+class LeaderElection(Protocol):
+    """Who leads the supervisor loops: one holder of a lease at a time (backends.py picks
+    the store's `leader` row or a Kubernetes Lease). The fencing epoch is the store's."""
+
+    def acquire(self) -> bool:
+        """Take the lease if it is free, expired or already ours; whether it is ours now."""
+        ...
+
+    def renew(self) -> bool:
+        """Extend our lease; False when it is no longer ours."""
+        ...
+
+    def release(self) -> None:
+        """Give our lease up (a clean stop), so that another replica leads at once."""
+        ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,13 +28,31 @@ from controller.api.security import Authenticator, SecurityMiddleware
 from controller.config import Settings
 from controller.console import apidocs
 from controller.console import routes as console_routes
+from controller.core.leadership import Background, Leadership, Role
 from controller.core.service import ControllerService
 from controller.lineage.emission import Emission, cursor_file
+from controller.logs.reconcile_worker import ReconcileWorker
 
 
 def _emission(settings: Settings, svc: ControllerService) -> Emission | None:
     sink = backends.openlineage_sink(settings)
     return None if sink is None else Emission(svc.db, sink, cursor_file(settings.home))
+
+
+def _leadership(
+    settings: Settings,
+    svc: ControllerService,
+    log_checks: ReconcileWorker,
+    emission: Emission | None,
+) -> Leadership:
+    """The lease campaign, and what the leader runs: the supervisor loops, log reconciliation
+    after each attempt, OpenLineage events to TRACECTL_OPENLINEAGE_URL / _KAFKA_TOPIC."""
+    holder = f"{settings.replica}:{os.getpid()}:{secrets.token_hex(3)}"
+    roles: list[Role] = [svc.supervisor, Background(log_checks.start, log_checks.stop)]
+    if emission is not None:
+        roles.append(Background(emission.start, lambda: emission.stop(close=False)))
+    election = backends.leader_election(settings, svc.db, holder)
+    return Leadership(election, svc.db, holder, roles, settings.leader_lease_s)
 
 
 def create_app(
@@ -50,16 +70,14 @@ def create_app(
         svc.sync_inventory()  # GET /v1/resources shows the inventory before any task
         emission = _emission(settings, svc) if run_supervisor else None
         if run_supervisor:
-            svc.supervisor.start()
-            log_checks.start()  # log reconciliation after each attempt, in the background
-        if emission is not None:
-            emission.start()  # OpenLineage events to TRACECTL_OPENLINEAGE_URL / _KAFKA_TOPIC
+            svc.leadership = _leadership(settings, svc, log_checks, emission)
+            svc.leadership.start()  # this replica runs the loops while it holds the lease
         yield
+        if svc.leadership is not None:
+            svc.leadership.stop()
+            svc.supervisor.stop()
         if emission is not None:
             emission.stop()
-        if run_supervisor:
-            log_checks.stop()
-            svc.supervisor.stop()
 
     app = FastAPI(
         title="tracectl ML Service Controller",

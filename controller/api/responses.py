@@ -26,6 +26,9 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     checks: dict[str, str] = Field(description="component -> ok, stopped or error: …")
+    role: Literal["leader", "follower"] | None = Field(
+        None, description="whether this replica runs the supervisor loops (it holds the lease)"
+    )
 
 
 # -- runs and tasks -----------------------------------------------------------------------

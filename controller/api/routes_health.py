@@ -31,9 +31,15 @@ def build_router(svc: ControllerService, run_supervisor: bool) -> APIRouter:
             checks["store"] = "ok"
         except Exception as exc:
             checks["store"] = f"error: {exc}"
-        if run_supervisor:
-            checks["supervisor"] = "ok" if svc.supervisor.alive() else "stopped"
+        body: dict[str, object] = {"checks": checks}
+        lead = svc.leadership
+        if run_supervisor and lead is not None:
+            running = lead.alive() and not (lead.leading and svc.supervisor.crashed())
+            checks["supervisor"] = "ok" if running else "stopped"
+            body["role"] = "leader" if lead.leading else "follower"
+        elif run_supervisor:
+            checks["supervisor"] = "stopped"  # not started yet
         ready = all(v == "ok" for v in checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        return JSONResponse({"ready": ready, **body}, status_code=200 if ready else 503)
 
     return router

@@ -16,6 +16,7 @@ from controller.auth.principal import current
 from controller.auth.scope import Scope
 from controller.config import Settings
 from controller.core import transitions, views
+from controller.core.leadership import Leadership
 from controller.core.submission import Origin, Submission
 from controller.core.supervisor import Supervisor
 from controller.core.waiters import TaskWaiters
@@ -73,6 +74,7 @@ class ControllerService:
             settings, self.db, self.admitter, backends.image_registry(settings)
         )
         self._supervisor: Supervisor | None = None
+        self.leadership: Leadership | None = None  # set by the app when it runs the loops
         self.logs: LogReader = backends.log_reader(settings)
         self.waiters = TaskWaiters(self._ended_of)
 

@@ -28,6 +28,7 @@ from controller import backends
 from controller.audit.anchors import write_anchor
 from controller.config import Settings, runtime_settings
 from controller.core import run_end, transitions
+from controller.core.fencing import Deposed, Fence, take_over
 from controller.core.service_readiness import record_readiness
 from controller.domain.events import InputUsed, OutputProduced, TaskCompleted
 from controller.domain.launch import (
@@ -89,6 +90,7 @@ class Supervisor:
         log_reader: LogReader | None = None,
     ) -> None:
         self.settings = settings
+        self._store = db  # unfenced; self.db is the current term's fenced view of it
         self.db = db
         self.executor = executor or backends.executor(settings)
         self.tracking = tracking or backends.tracking(settings)
@@ -121,12 +123,18 @@ class Supervisor:
         self._threads: list[threading.Thread] = []
 
     # -- loop ---------------------------------------------------------------------------
-    def start(self) -> None:
+    def lead(self, fence: Fence) -> None:
+        """Run the loops for FENCE's term (core/leadership.py): each of its writes is fenced,
+        so once a newer leader took over, none of them commits."""
+        self.db = self._store.guarded(fence.check)
+        stop = self._stop = threading.Event()
+        self._launcher = ThreadPoolExecutor(LAUNCH_THREADS, thread_name_prefix="tracectl-launch")
+        self._launching.clear()
         # Runners that died, or gave up while Kafka was away, leave spools behind; ship them,
-        # now and while this controller runs.
+        # now and while this controller leads.
         threading.Thread(
             target=keep_draining,
-            args=(self.settings, self._stop),
+            args=(self.settings, stop),
             name="tracectl-spool-recovery",
             daemon=True,
         ).start()
@@ -136,13 +144,13 @@ class Supervisor:
         self._threads = [
             threading.Thread(
                 target=self._loop,
-                args=(self.admit, self._wait_for_work),
+                args=(self.admit, self._wait_for_work, stop),
                 name="tracectl-supervisor",
                 daemon=True,
             ),
             threading.Thread(
                 target=self._loop,
-                args=(self.watch, self._wait_for_an_end),
+                args=(self.watch, self._wait_for_an_end, stop),
                 name="tracectl-watch",
                 daemon=True,
             ),
@@ -150,27 +158,45 @@ class Supervisor:
         for thread in self._threads:
             thread.start()
 
-    def alive(self) -> bool:
-        """Both loops run (readiness)."""
-        return bool(self._threads) and all(thread.is_alive() for thread in self._threads)
-
-    def stop(self) -> None:
+    def follow(self) -> None:
+        """End this replica's term: the loops stop, and launches not begun stay STARTING in
+        the store for the next leader's reconcile()."""
         self._stop.set()
         self.wake.set()
         self.attempt_ended.set()
         for thread in self._threads:
             thread.join(timeout=30)
-        # Launches not begun stay STARTING in the store: the next start recovers them.
+        self._threads = []
         self._launcher.shutdown(wait=True, cancel_futures=True)
+
+    def start(self) -> None:
+        """Lead without an election (one supervisor, nothing else running): a term of its own."""
+        self.lead(Fence(take_over(self._store, f"{self.settings.replica}:{os.getpid()}")))
+
+    def alive(self) -> bool:
+        """Both loops run."""
+        return bool(self._threads) and all(thread.is_alive() for thread in self._threads)
+
+    def crashed(self) -> bool:
+        """A loop of the current term ended (readiness); none run between terms."""
+        return bool(self._threads) and not self.alive()
+
+    def stop(self) -> None:
+        self.follow()
         self.events.close()  # flush status events still queued for Kafka
         close = getattr(self.executor, "close", None)
         if close is not None:
             close()  # stop background watches before the process (or the cluster) goes
 
-    def _loop(self, step: Callable[[], None], pause: Callable[[float], object]) -> None:
-        while not self._stop.is_set():
+    def _loop(
+        self, step: Callable[[], None], pause: Callable[[float], object], stop: threading.Event
+    ) -> None:
+        while not stop.is_set():
             try:
                 step()
+            except Deposed:
+                log.warning("a newer leader took over: %s stops", step.__name__)
+                return
             except Exception:
                 log.exception("supervisor %s failed; retrying", step.__name__)
             pause(self.settings.supervisor_interval_s)

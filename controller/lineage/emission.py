@@ -70,15 +70,18 @@ class Emission:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._stop.clear()
+        self._stop = threading.Event()
+        self.cursor = Cursor(self.cursor.path)  # another replica may have led since
         self._thread = threading.Thread(target=self._loop, name="openlineage-emission", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, close: bool = True) -> None:
+        """Stop handing events on; CLOSE the sink too (not when the replica only steps down)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        self.sink.close()
+        if close:
+            self.sink.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -25,6 +25,7 @@ class ReconcileWorker:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self._stop = threading.Event()  # started again when this replica leads again
         self._thread = threading.Thread(
             target=self._loop, name="tracectl-log-reconcile", daemon=True
         )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -63,10 +64,20 @@ class Database:
         )
         self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._guard: Callable[[Session], None] | None = None
+
+    def guarded(self, check: Callable[[Session], None]) -> Database:
+        """This database (same engines), whose every write runs CHECK first, in its own
+        transaction: a check that raises rolls the write back (the leader's fencing)."""
+        twin = copy.copy(self)
+        twin._guard = check
+        return twin
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         with self._write_turn, self._writer() as session, session.begin():
+            if self._guard is not None:
+                self._guard(session)
             yield session
 
     @contextmanager

@@ -246,6 +246,7 @@ class ControllerStateRow(Base):
 # Registers the lease tables on Base.metadata (Alembic and create_all see them).
 from controller.store import auth_schema as _auth_schema  # noqa: E402, F401
 from controller.store import chain_schema as _chain_schema  # noqa: E402, F401
+from controller.store import leader_schema as _leader_schema  # noqa: E402, F401
 from controller.store import lease_schema as _lease_schema  # noqa: E402, F401
 from controller.store import lineage_schema as _lineage_schema  # noqa: E402, F401
 from controller.store import reconcile_schema as _reconcile_schema  # noqa: E402, F401

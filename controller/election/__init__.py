@@ -1,0 +1,1 @@
+"""Leader-election adapters that talk to something other than the store."""
