@@ -9,10 +9,11 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 0x7472_6163  # "trac": the advisory lock key of schema migrations
 
 
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
@@ -93,9 +94,25 @@ class Database:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.set_main_option("sqlalchemy.url", self.url)
-        with self.write_engine.connect() as connection:
+        with self._migration_lock(), self.write_engine.connect() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """One replica migrates at a time (they start together); the others then find the
+        schema at head. On SQLite, BEGIN IMMEDIATE already serialises them."""
+        if self.is_sqlite:
+            yield
+            return
+        with self.write_engine.connect() as lock:
+            lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            lock.commit()  # a session lock: it outlives the transaction, held to unlock
+            try:
+                yield
+            finally:
+                lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                lock.commit()
 
     def dispose(self) -> None:
         self.write_engine.dispose()

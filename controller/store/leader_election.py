@@ -39,7 +39,7 @@ class StoreElection:
         return self._update(mine, expires_at=now + self.ttl, renewed_at=now)
 
     def release(self) -> None:
-        self._update(LeaderRow.holder == self.holder, holder=None, expires_at=None)
+        self._update(LeaderRow.holder == self.holder, expires_at=None)  # the holder stays on record
 
     def _update(self, condition: ColumnElement[bool], **values: Any) -> bool:
         with self.db.write() as session:
