@@ -88,7 +88,7 @@ def replica(home: Path, name: str, url: str, tracking_uri: str, inventory: Path)
         "TRACECTL_LEADER_LEASE_S": LEASE_S,
         "TRACECTL_LEASE_TTL_S": "5",
     }
-    return ServerProcess(home, env)
+    return ServerProcess(home, env, ready_timeout_s=300)  # two start at once on a busy machine
 
 
 def role(server: ServerProcess) -> str | None:
