@@ -13,6 +13,7 @@ from controller.config import Settings
 from controller.logs.kafka_producer import CLOSE_TIMEOUT_S, controller_producer
 
 DEFAULT_TOPIC = "openlineage"
+SPOOL_KIND = "openlineage-kafka"  # <home>/spool/openlineage-kafka/<replica>
 
 
 class KafkaLineageSink:
@@ -21,7 +22,7 @@ class KafkaLineageSink:
             settings,
             settings.openlineage_target,
             DEFAULT_TOPIC,
-            spool="openlineage-kafka",
+            spool=SPOOL_KIND,
             client_id="tracectl-openlineage",
         )
 

@@ -38,6 +38,12 @@ SPOOL_MAX_BYTES = 64 << 20  # of a controller-wide producer (status events, Open
 CLOSE_TIMEOUT_S = 10.0
 
 
+def replica_spool(home: Path, kind: str, replica: str) -> Path:
+    """A controller replica's own spool of KIND: replicas share the home, and a spool has
+    one writer; the leader drains those of replicas that are gone (logs/spool_recovery.py)."""
+    return home / "spool" / kind / replica
+
+
 def parse_uri(uri: str, default_topic: str) -> tuple[str, str]:
     """``kafka://host:port[,host:port][/topic]`` -> (bootstrap servers, topic)."""
     parsed = urlparse(uri)
@@ -199,12 +205,13 @@ def controller_producer(
     client_id: str,
     on_delivered: DeliveryHook | None = None,
 ) -> SpooledProducer:
-    """The controller's own producer to the topic of URI, spooled in <home>/spool/SPOOL."""
+    """The controller's own producer to the topic of URI, spooled in this replica's own
+    <home>/spool/SPOOL/<replica>."""
     bootstrap, topic = parse_uri(uri, default_topic)
     return SpooledProducer(
         bootstrap,
         topic,
-        settings.home / "spool" / spool,
+        replica_spool(settings.home, spool, settings.replica),
         SPOOL_MAX_BYTES,
         client_id=client_id,
         client=settings.kafka_client,

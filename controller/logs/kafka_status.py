@@ -16,6 +16,7 @@ from controller.logs.deliveries import StatusDeliveries
 from controller.logs.kafka_producer import CLOSE_TIMEOUT_S, controller_producer
 
 DEFAULT_TOPIC = "tracectl.status"
+SPOOL_KIND = "status"  # <home>/spool/status/<replica>
 
 
 class KafkaStatusPublisher:
@@ -26,7 +27,7 @@ class KafkaStatusPublisher:
             settings,
             settings.status_events,
             DEFAULT_TOPIC,
-            spool="status",
+            spool=SPOOL_KIND,
             client_id="tracectl-status",
             on_delivered=StatusDeliveries(settings),
         )

@@ -2,9 +2,10 @@
 
 A runner's KafkaLogSink gives up waiting for Kafka after a bounded time so that the task can
 end; what it could not deliver stays in <home>/spool/logs/<run>/<task>/<attempt>. The
-controller runs ``keep_draining`` (``drain_orphans`` at start, then every DRAIN_INTERVAL_S): every
-spool whose lock no live process holds is resumed from its ack cursor and sent, in order, to
-the configured topic.
+leader runs ``keep_draining`` (``drain_orphans`` when it takes over, then every DRAIN_INTERVAL_S):
+every spool whose lock no live process holds is resumed from its ack cursor and sent, in order,
+to the configured topic. So are the status and OpenLineage spools of a replica that is gone
+(<home>/spool/<kind>/<replica>: replicas share the home, docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import Settings
-from controller.logs.deliveries import LogDeliveries, log_ranges_path
+from controller.emit.kafka_sink import DEFAULT_TOPIC as LINEAGE_TOPIC
+from controller.emit.kafka_sink import SPOOL_KIND as LINEAGE_KIND
+from controller.logs.deliveries import LogDeliveries, StatusDeliveries, log_ranges_path
 from controller.logs.kafka_producer import SpooledProducer, parse_uri
 from controller.logs.kafka_sink import DEFAULT_TOPIC, SPOOL_MAX_BYTES
+from controller.logs.kafka_status import DEFAULT_TOPIC as STATUS_TOPIC
+from controller.logs.kafka_status import SPOOL_KIND as STATUS_KIND
+from controller.logs.kafka_transport import DeliveryHook
 from controller.logs.spool import SpoolBusy
 
 log = logging.getLogger(__name__)
@@ -48,28 +54,69 @@ def _ranges_hook(settings: Settings, folder: Path) -> LogDeliveries | None:
 
 def drain_orphans(settings: Settings, timeout_s: float = 30.0) -> list[dict[str, Any]]:
     """Send what orphaned spools hold; one report per spool touched."""
+    reports = _drain_replicas(settings, timeout_s)
     if not settings.log_sink.startswith("kafka://"):
-        return []
+        return reports
     bootstrap, topic = parse_uri(settings.log_sink, DEFAULT_TOPIC)
-    reports = []
     for folder in orphan_spools(settings):
-        try:
-            producer = SpooledProducer(
-                bootstrap,
-                topic,
-                folder,
-                SPOOL_MAX_BYTES,
-                client_id=f"tracectl-spool-recovery-{folder.parent.name}",
-                client=settings.kafka_client,
-                on_delivered=_ranges_hook(settings, folder),
-            )
-        except SpoolBusy:
-            continue  # its runner is alive and sending
-        delivered = producer.close(timeout_s)
-        reports.append({"spool": str(folder), "delivered": delivered, **producer.stats()})
-        if not delivered:
-            log.warning("orphaned spool %s not drained yet (%s)", folder, producer.last_error)
+        hook = _ranges_hook(settings, folder)
+        report = _drain(settings, folder, bootstrap, topic, hook, timeout_s)
+        reports.extend([report] if report else [])
     return reports
+
+
+def replica_spools(settings: Settings, kind: str) -> list[Path]:
+    """The spools of KIND (status, openlineage-kafka) that hold records: one per replica
+    (<home>/spool/<kind>/<replica>), and the one of a controller from before replicas."""
+    root = settings.home / "spool" / kind
+    if not root.is_dir():
+        return []
+    folders = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
+    return [p for p in folders if any(p.glob("*.seg"))]
+
+
+def _drain_replicas(settings: Settings, timeout_s: float) -> list[dict[str, Any]]:
+    """The status and OpenLineage records a replica that is gone left in its spool: the
+    leader sends them (a live replica holds its spool's lock, and is skipped)."""
+    targets = [
+        (STATUS_KIND, settings.status_events, STATUS_TOPIC, StatusDeliveries(settings)),
+        (LINEAGE_KIND, settings.openlineage_target, LINEAGE_TOPIC, None),
+    ]
+    reports = []
+    for kind, uri, default_topic, hook in targets:
+        if not uri.startswith("kafka://"):
+            continue
+        bootstrap, topic = parse_uri(uri, default_topic)
+        for folder in replica_spools(settings, kind):
+            report = _drain(settings, folder, bootstrap, topic, hook, timeout_s)
+            reports.extend([report] if report else [])
+    return reports
+
+
+def _drain(
+    settings: Settings,
+    folder: Path,
+    bootstrap: str,
+    topic: str,
+    hook: DeliveryHook | None,
+    timeout_s: float,
+) -> dict[str, Any] | None:
+    try:
+        producer = SpooledProducer(
+            bootstrap,
+            topic,
+            folder,
+            SPOOL_MAX_BYTES,
+            client_id=f"tracectl-spool-recovery-{folder.parent.name}-{folder.name}",
+            client=settings.kafka_client,
+            on_delivered=hook,
+        )
+    except SpoolBusy:
+        return None  # its writer (a runner, a replica) is alive and sending
+    delivered = producer.close(timeout_s)
+    if not delivered:
+        log.warning("orphaned spool %s not drained yet (%s)", folder, producer.last_error)
+    return {"spool": str(folder), "delivered": delivered, **producer.stats()}
 
 
 def keep_draining(

@@ -368,8 +368,9 @@ def test_controller_deployment_serves_8765_with_health_probes(
     objects: list[dict[str, Any]],
 ) -> None:
     deployment = find(objects, "Deployment", "tracectl-controller")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # RWO home, one supervisor
+    assert deployment["spec"]["replicas"] == 2  # one leads the loops, both serve the API
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert pod_spec(deployment)["serviceAccountName"] == "tracectl-controller"
     find(objects, "ServiceAccount", "tracectl-controller")
     [container] = containers(deployment)
@@ -378,9 +379,25 @@ def test_controller_deployment_serves_8765_with_health_probes(
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     claim = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == "home")
-    find(objects, "PersistentVolumeClaim", claim["persistentVolumeClaim"]["claimName"])
+    home = find(objects, "PersistentVolumeClaim", claim["persistentVolumeClaim"]["claimName"])
+    assert home["spec"]["accessModes"] == ["ReadWriteMany"]  # shared by the replicas
     service = find(objects, "Service", "tracectl-controller")
     assert [p["port"] for p in service["spec"]["ports"]] == [8765]
+
+
+def test_controller_replicas_elect_a_leader_and_one_always_stays(
+    objects: list[dict[str, Any]],
+) -> None:
+    deployment = find(objects, "Deployment", "tracectl-controller")
+    env = find(objects, "ConfigMap", "tracectl-controller")["data"]
+    assert env["TRACECTL_LEADER_ELECTION"] == "kubernetes"
+    [container] = containers(deployment)
+    replica = next(e for e in container["env"] if e["name"] == "TRACECTL_REPLICA")
+    assert replica["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    budget = find(objects, "PodDisruptionBudget", "tracectl-controller")
+    assert budget["spec"]["minAvailable"] == 1
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
 def test_mlflow_proxies_artifacts_to_s3(objects: list[dict[str, Any]]) -> None:
