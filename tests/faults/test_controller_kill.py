@@ -85,7 +85,12 @@ def test_random_kills_lose_nothing(
     inventory.write_text(
         "gpu_pools:\n  - name: gpu-worker\n    flavor: nvidia.com/gpu\n    count: 1\n"
     )
-    server = fault_stack.server(TRACECTL_INVENTORY_FILE=str(inventory), TRACECTL_LEASE_TTL_S="5")
+    # a restarted controller is a new holder: it leads once the killed one's lease ran out
+    server = fault_stack.server(
+        TRACECTL_INVENTORY_FILE=str(inventory),
+        TRACECTL_LEASE_TTL_S="5",
+        TRACECTL_LEADER_LEASE_S="3",
+    )
     try:
         run_id, ids = submit_pipeline(server.url)
         for _ in range(3):
