@@ -12,8 +12,9 @@ from kafka import KafkaAdminClient
 
 from controller.config import Settings
 from controller.logs.kafka_sink import KafkaLogSink
+from controller.logs.kafka_status import KafkaStatusPublisher
 from controller.logs.kafka_transport import KAFKA_CLIENTS
-from controller.logs.spool_recovery import drain_orphans, orphan_spools
+from controller.logs.spool_recovery import drain_orphans, orphan_spools, replica_spools
 from controller.ports import LogLine
 from tests.logs.conftest import read_topic
 
@@ -48,6 +49,43 @@ def test_orphaned_spool_is_drained_in_order(
         assert [p.parent.name for p in orphan_spools(controller)] == ["alive"]
     finally:
         busy.producer.close(0.1)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            admin.delete_topics([topic])
+        finally:
+            admin.close()
+
+
+def test_the_status_spool_of_a_replica_that_is_gone_is_drained_by_the_leader(
+    kafka: dict[str, str], tmp_path: Path
+) -> None:
+    """Replicas share the home, each with its own status spool; the leader sends what a dead
+    replica's spool holds, in order, and leaves a live replica's alone."""
+    bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
+    topic = f"tracectl.test.status.{uuid.uuid4().hex[:8]}"
+    home, task_id = tmp_path / "home", f"task{uuid.uuid4().hex[:8]}"
+
+    def replica(name: str, broker: str) -> Settings:
+        return Settings(home=home, status_events=f"kafka://{broker}/{topic}", replica=name)
+
+    gone = KafkaStatusPublisher(replica("gone", "127.0.0.1:1"))  # Kafka unreachable for it
+    for n in range(50):
+        gone.publish({"labels": {"task_id": task_id}, "n": n})
+    alive = KafkaStatusPublisher(replica("alive", "127.0.0.1:1"))
+    alive.publish({"labels": {"task_id": "other"}, "n": 0})
+    gone.producer.close(0.5)  # the replica died: its spool stays behind, its lock free
+    leader = replica("leader", bootstrap)
+    try:
+        assert [p.name for p in replica_spools(leader, "status")] == ["alive", "gone"]
+        reports = drain_orphans(leader)
+        assert [(Path(r["spool"]).name, r["delivered"], r["sent"]) for r in reports] == [
+            ("gone", True, 50)
+        ]
+        values = read_topic(bootstrap, topic, task_id, until=50)
+        assert [v["n"] for v in values] == list(range(50))
+        assert [p.name for p in replica_spools(leader, "status")] == ["alive"]
+    finally:
+        alive.producer.close(0.1)
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         try:
             admin.delete_topics([topic])
