@@ -20,12 +20,12 @@ from controller.config import Settings
 from controller.core import transitions
 from controller.core.fencing import Deposed, Fence, take_over
 from controller.core.leadership import Leadership
-from controller.domain.records import TaskStatus
 from controller.scheduling.admission import Admission
 from controller.store.database import Database
 from controller.store.leader_election import StoreElection
 from controller.store.leader_schema import SUPERVISOR, LeaderRow
-from controller.store.schema import AttemptRow, RunRow, TaskRow
+from controller.store.schema import AttemptRow, TaskRow
+from tests.core.test_transitions import queued_task
 from tests.waiting import wait_for
 
 LEASE_S = 0.5
@@ -52,23 +52,6 @@ def replicas(store_url: str) -> Iterator[tuple[Database, Database]]:
 
 def election(db: Database, holder: str) -> StoreElection:
     return StoreElection(Settings(leader_lease_s=LEASE_S), db, holder)
-
-
-def queued_task(db: Database) -> None:
-    with db.write() as session:
-        session.add(RunRow(id="run_1", pipeline="p", status="running"))
-        session.flush()
-        session.add(
-            TaskRow(
-                id="task_1",
-                run_id="run_1",
-                name="t",
-                spec={"command": ["true"]},
-                resolved={},
-                status=TaskStatus.QUEUED.value,
-                attempt=0,
-            )
-        )
 
 
 def admit(db: Database) -> bool:

@@ -49,11 +49,7 @@ def test_orphaned_spool_is_drained_in_order(
         assert [p.parent.name for p in orphan_spools(controller)] == ["alive"]
     finally:
         busy.producer.close(0.1)
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        try:
-            admin.delete_topics([topic])
-        finally:
-            admin.close()
+        delete_topic(bootstrap, topic)
 
 
 def test_the_status_spool_of_a_replica_that_is_gone_is_drained_by_the_leader(
@@ -86,8 +82,12 @@ def test_the_status_spool_of_a_replica_that_is_gone_is_drained_by_the_leader(
         assert [p.name for p in replica_spools(leader, "status")] == ["alive"]
     finally:
         alive.producer.close(0.1)
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        try:
-            admin.delete_topics([topic])
-        finally:
-            admin.close()
+        delete_topic(bootstrap, topic)
+
+
+def delete_topic(bootstrap: str, topic: str) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_topics([topic])
+    finally:
+        admin.close()
