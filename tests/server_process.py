@@ -17,7 +17,7 @@ from tests.waiting import wait_for
 
 class ServerProcess:
     def __init__(
-        self, home: Path, env: dict[str, str] | None = None, ready_timeout_s: float = 90.0
+        self, home: Path, env: dict[str, str] | None = None, ready_timeout_s: float = 240.0
     ) -> None:
         self.home, self.port = home, free_port()
         self.ready_timeout_s = ready_timeout_s
