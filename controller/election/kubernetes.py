@@ -16,7 +16,6 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from controller.config import Settings
-from controller.executors.k8s_manifests import ClusterConfig
 from controller.executors.kubernetes import api_client
 from controller.store.database import Database
 
@@ -52,9 +51,7 @@ class KubernetesElection:
         api: client.ApiClient | None = None,
     ) -> None:
         # raw JSON bodies both ways (as the executor's): the Lease is read, changed, written
-        self.api: Any = client.CoordinationV1Api(
-            api or api_client(ClusterConfig.from_env().kubeconfig)
-        )
+        self.api: Any = client.CoordinationV1Api(api or api_client(settings.k8s.kubeconfig))
         self.holder, self.name = holder, settings.leader_lease_name
         self.namespace = _namespace(settings)
         self.duration = max(1, round(settings.leader_lease_s))
