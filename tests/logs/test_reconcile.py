@@ -30,6 +30,7 @@ from controller.ports import SearchIndex
 from controller.store.database import Database
 from tests.core.conftest import Api, python
 from tests.logs.conftest import INDEX, indexed, wait_indexed
+from tests.waiting import wait_for
 
 pytestmark = [
     pytest.mark.kafka,
@@ -63,14 +64,13 @@ def run_task(api: Api, name: str) -> dict[str, Any]:
 
 def wait_checked(api: Api, task_id: str, timeout: float = 240) -> dict[str, Any]:
     """The background check's result, once it is no longer pending."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def checked() -> dict[str, Any] | None:
         body = api.client.get(f"/v1/tasks/{task_id}/logs/reconciliation").json()
         summary = body["summary"]
-        if summary is not None and summary["status"] != "pending":
-            return dict(body)
-        time.sleep(0.5)
-    raise AssertionError(f"the log check of {task_id} did not run within {timeout}s")
+        return dict(body) if summary is not None and summary["status"] != "pending" else None
+
+    return wait_for(f"the log check of {task_id}", checked, timeout, 0.5)
 
 
 def by_copy(copies: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
