@@ -16,6 +16,7 @@ import pytest
 
 from tests.airflow.conftest import Controller
 from tests.airflow.test_live_airflow import AirflowApi
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.timeout(900)]
 DAG_ID = "tracectl_selfcheck"
@@ -155,48 +156,75 @@ def test_a_task_that_ends_right_after_the_defer_resumes_after_the_settle_and_suc
 
 
 SLEEPS = ["python3", "-c", "import time; time.sleep(600)"]
+# The triggerer takes a new trigger within about a second of the defer; a deferred task
+# cleared before that has no running trigger whose on_kill could cancel (docs/airflow.md).
+TRIGGER_TAKEN_S = 3.0
+
+
+@contextlib.contextmanager
+def sleeping_run(selfcheck: Selfcheck) -> Iterator[str]:
+    """A selfcheck DAG run of SLEEPS; every task of it ends failed afterwards, whatever the
+    test found, so no later test waits for a worker slot this one still holds."""
+    run_id = selfcheck.trigger(SLEEPS)
+    try:
+        yield run_id
+    finally:
+        for task in ("bash", "awaited", "deferred"):
+            selfcheck.api.call(
+                "PATCH",
+                f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task}",
+                json={"new_state": "failed"},
+            )
+        selfcheck.api.call("PATCH", f"/dags/{DAG_ID}/dagRuns/{run_id}", json={"state": "failed"})
+
+
+def waiting(selfcheck: Selfcheck, run_id: str, task: str) -> None:
+    """Wait until TASK is held: running in a worker, or deferred with a triggerer running
+    its trigger."""
+    if task == "awaited":
+        selfcheck.ti_when(run_id, task, ("running",))
+        return
+    selfcheck.ti_when(run_id, task, ("deferred",))
+    wait_for(
+        f"a triggerer to take the trigger of {task}",
+        lambda: (selfcheck.ti(run_id, task).get("trigger") or {}).get("triggerer_id"),
+        timeout=120,
+    )
+    time.sleep(TRIGGER_TAKEN_S)
 
 
 @pytest.mark.parametrize("task", ["awaited", "deferred"])
 def test_clearing_a_waiting_airflow_task_cancels_its_tracectl_task(
     selfcheck: Selfcheck, controller: Controller, task: str
 ) -> None:
-    run_id = selfcheck.trigger(SLEEPS)
-    selfcheck.ti_when(run_id, task, ("running",) if task == "awaited" else ("deferred",))
-    first = selfcheck.tracectl_task(run_id, task)
-    selfcheck.api.ok(
-        "POST",
-        f"/dags/{DAG_ID}/clearTaskInstances",
-        json={"dry_run": False, "dag_run_id": run_id, "task_ids": [task], "only_failed": False},
-    )
-    ended = settled(controller, first)
-    assert (ended["status"], ended["reason"]) == ("cancelled", "cancelled on request"), ended
-    # the cleared task's next try submits a new tracectl task (the first one was cancelled)
-    for other in ("bash", "awaited", "deferred"):
-        selfcheck.api.call(
-            "PATCH",
-            f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{other}",
-            json={"new_state": "failed"},
+    with sleeping_run(selfcheck) as run_id:
+        waiting(selfcheck, run_id, task)
+        first = selfcheck.tracectl_task(run_id, task)
+        selfcheck.api.ok(
+            "POST",
+            f"/dags/{DAG_ID}/clearTaskInstances",
+            json={
+                "dry_run": False,
+                "dag_run_id": run_id,
+                "task_ids": [task],
+                "only_failed": False,
+            },
         )
+        ended = settled(controller, first)
+        assert (ended["status"], ended["reason"]) == ("cancelled", "cancelled on request"), ended
 
 
 @pytest.mark.parametrize("task", ["awaited", "deferred"])
 def test_an_airflow_task_that_fails_cancels_its_tracectl_task(
     selfcheck: Selfcheck, controller: Controller, task: str
 ) -> None:
-    run_id = selfcheck.trigger(SLEEPS)
-    selfcheck.ti_when(run_id, task, ("running",) if task == "awaited" else ("deferred",))
-    first = selfcheck.tracectl_task(run_id, task)
-    selfcheck.api.ok(
-        "PATCH",
-        f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task}",
-        json={"new_state": "failed"},
-    )
-    ended = settled(controller, first)
-    assert ended["status"] == "cancelled", ended
-    for other in ("bash", "awaited", "deferred"):
-        selfcheck.api.call(
+    with sleeping_run(selfcheck) as run_id:
+        selfcheck.ti_when(run_id, task, ("running",) if task == "awaited" else ("deferred",))
+        first = selfcheck.tracectl_task(run_id, task)
+        selfcheck.api.ok(
             "PATCH",
-            f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{other}",
+            f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task}",
             json={"new_state": "failed"},
         )
+        ended = settled(controller, first)
+        assert ended["status"] == "cancelled", ended
