@@ -295,7 +295,7 @@ def test_restarted_controller_adopts_the_job_by_label(
             make_launch(tmp_path, annotations={"pod-complete.stage.kwok.x-k8s.io/delay": "60s"})
         )
         client.BatchV1Api(api).delete_namespaced_job(
-            gone["name"], namespace, propagation_policy="Background"
+            gone.name, namespace, propagation_policy="Background"
         )
         state = wait_exit(again, gone)
         assert state.phase == "missing" and "no longer exists" in str(state.reason)

@@ -120,7 +120,7 @@ def test_the_runner_role_is_enough_and_no_more(
         assert wait_exit(executor, job, timeout=120).exit_code == 0
         executor.cleanup(job)
         svc = executor.launch(make_launch(tmp_path, mode="service"))
-        assert executor.wait_ready(svc, 120).result == {"url": svc["url"], "ready": True}
+        assert executor.wait_ready(svc, 120).result == {"url": svc.url, "ready": True}
         executor.cancel(svc, 1.0)
         executor.cleanup(svc)
     finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 from kubernetes import client
 
 from controller.config import Settings
+from controller.domain.refs import K8sRef
 from controller.executors.kubernetes import KubernetesExecutor
 from controller.images.build import BuildRequest, build
 from controller.logs.file_sink import FileLogReader
@@ -51,19 +51,19 @@ def real(
         host_network=True,
         unschedulable_grace_s=600,
     )
-    ex = KubernetesExecutor(settings, replace(config, image=runtime_image))
+    ex = KubernetesExecutor(settings, config.model_copy(update={"image": runtime_image}))
     yield ex
     ex.close()
 
 
-def recorded(settings: Settings, ref: dict[str, Any], stream: str) -> list[str]:
-    lines = FileLogReader(settings).read(ref["run_id"], ref["task_id"], 1, 0, 1000)
+def recorded(settings: Settings, ref: K8sRef, stream: str) -> list[str]:
+    lines = FileLogReader(settings).read(ref.run_id, ref.task_id, 1, 0, 1000)
     return [line.message for line in lines if line.stream == stream]
 
 
-def pod_of(api: client.ApiClient, namespace: str, ref: dict[str, Any]) -> Any:
+def pod_of(api: client.ApiClient, namespace: str, ref: K8sRef) -> Any:
     pods = client.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector=f"job-name={ref['name']}"
+        namespace, label_selector=f"job-name={ref.name}"
     )
     return pods.items[0]
 
