@@ -24,7 +24,8 @@ from controller.ports import LogReader, Tracking
 from controller.scheduling import lease_views
 from controller.store.database import Database
 from controller.store.reconcile_schema import LogReconciliationRow
-from controller.store.schema import LineageRecordRow, RunRow, TaskRow
+from controller.store.run_rows import run_records, run_tasks
+from controller.store.schema import RunRow, TaskRow
 
 SIGNED_FIELDS = ("content_sha256", "hmac_sha256")
 
@@ -148,17 +149,8 @@ def build_passport(
         run = session.get(RunRow, run_id)
         if run is None:
             return None
-        tasks = list(
-            session.scalars(
-                select(TaskRow).where(TaskRow.run_id == run_id).order_by(TaskRow.created_at)
-            )
-        )
-        records = {
-            r.task_id: r.record
-            for r in session.scalars(
-                select(LineageRecordRow).where(LineageRecordRow.run_id == run_id)
-            )
-        }
+        tasks = run_tasks(session, run_id)
+        records = run_records(session, run_id)
         attempts = {t.id: t.attempt for t in tasks}
         leases = lease_views.task_leases(session, list(attempts))
         checks: dict[str, list[LogReconciliationRow]] = {}

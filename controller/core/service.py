@@ -30,6 +30,7 @@ from controller.scheduling import lease_views
 from controller.scheduling.admission import Admitter
 from controller.scheduling.factory import build_admitter
 from controller.store.database import Database
+from controller.store.run_rows import run_tasks
 from controller.store.schema import (
     ArtifactRow,
     AuditRow,
@@ -328,11 +329,7 @@ class ControllerService:
     def run_lineage(self, run_id: str) -> dict[str, Any]:
         run = self.get_run(run_id)
         with self.db.read() as session:
-            tasks = list(
-                session.scalars(
-                    select(TaskRow).where(TaskRow.run_id == run_id).order_by(TaskRow.created_at)
-                )
-            )
+            tasks = run_tasks(session, run_id)
             leases = lease_views.task_leases(session, [t.id for t in tasks])
             records = {
                 r.task_id: with_leases(r.record, leases[r.task_id])

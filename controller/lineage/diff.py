@@ -10,7 +10,8 @@ from sqlalchemy import select
 from controller.errors import NotFound
 from controller.ports import Tracking
 from controller.store.database import Database
-from controller.store.schema import LineageRecordRow, RunRow, TaskRow
+from controller.store.run_rows import run_records
+from controller.store.schema import RunRow, TaskRow
 
 log = logging.getLogger("tracectl.lineage.diff")
 
@@ -24,12 +25,7 @@ def _tasks(db: Database, run_id: str) -> dict[str, tuple[TaskRow, dict[str, Any]
         if session.get(RunRow, run_id) is None:
             raise NotFound(f"run {run_id} does not exist")
         tasks = list(session.scalars(select(TaskRow).where(TaskRow.run_id == run_id)))
-        records = {
-            r.task_id: r.record
-            for r in session.scalars(
-                select(LineageRecordRow).where(LineageRecordRow.run_id == run_id)
-            )
-        }
+        records = run_records(session, run_id)
     return {t.name: (t, records.get(t.id) or {}) for t in tasks}
 
 

@@ -27,6 +27,7 @@ from controller.lineage import nodes, prefixes
 from controller.lineage.projection import catch_up
 from controller.store.database import Database
 from controller.store.lineage_schema import LineageEdgeRow
+from controller.store.run_rows import run_tasks
 from controller.store.schema import ArtifactRow, TaskRow
 
 Direction = Literal["upstream", "downstream"]
@@ -401,11 +402,7 @@ class LineageGraph:
             hidden = hidden_tasks(session, self.scope, {e.src for e in edges})
             edges = [e for e in edges if e.src not in hidden]
             ids = sorted({e.src for e in edges} | {e.dst for e in edges})
-            tasks = list(
-                session.scalars(
-                    select(TaskRow).where(TaskRow.run_id == run_id).order_by(TaskRow.created_at)
-                )
-            )
+            tasks = run_tasks(session, run_id)
             ids = sorted(set(ids) | {nodes.task(t.id) for t in tasks})
             described = self._describe(session, ids)  # not `nodes`: the module of node ids
         return {

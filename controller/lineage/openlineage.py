@@ -25,7 +25,8 @@ from controller.errors import NotFound
 from controller.lineage.uris import repo_uri
 from controller.scheduling import lease_views
 from controller.store.database import Database
-from controller.store.schema import LineageEventRow, LineageRecordRow, RunRow, TaskRow
+from controller.store.run_rows import run_records
+from controller.store.schema import LineageEventRow, RunRow, TaskRow
 
 log = logging.getLogger("tracectl.lineage.openlineage")
 
@@ -283,12 +284,7 @@ def keyed_events(db: Database, run_id: str) -> list[tuple[int, dict[str, Any]]]:
         if run is None:
             raise NotFound(f"run {run_id} does not exist")
         tasks = {t.id: t for t in session.scalars(select(TaskRow).where(TaskRow.run_id == run_id))}
-        records = {
-            r.task_id: r.record
-            for r in session.scalars(
-                select(LineageRecordRow).where(LineageRecordRow.run_id == run_id)
-            )
-        }
+        records = run_records(session, run_id)
         log_rows = list(
             session.scalars(
                 select(LineageEventRow)

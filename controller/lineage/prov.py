@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from controller import __version__
 from controller.errors import NotFound
 from controller.lineage.uris import repo_uri
 from controller.store.database import Database
-from controller.store.schema import LineageRecordRow, RunRow, TaskRow
+from controller.store.run_rows import run_records, run_tasks
+from controller.store.schema import RunRow
 
 PREFIXES = {
     "tracectl": "https://github.com/tracectl/tracectl/ns#",
@@ -110,17 +109,8 @@ def run_document(db: Database, run_id: str) -> dict[str, Any]:
         run = session.get(RunRow, run_id)
         if run is None:
             raise NotFound(f"run {run_id} does not exist")
-        tasks = list(
-            session.scalars(
-                select(TaskRow).where(TaskRow.run_id == run_id).order_by(TaskRow.created_at)
-            )
-        )
-        records = {
-            r.task_id: r.record
-            for r in session.scalars(
-                select(LineageRecordRow).where(LineageRecordRow.run_id == run_id)
-            )
-        }
+        tasks = run_tasks(session, run_id)
+        records = run_records(session, run_id)
     doc = _Doc()
     team = f"team:{run.team}"
     doc.add("agent", team, {"prov:type": "prov:Organization", "prov:label": run.team})

@@ -28,9 +28,9 @@ from controller.lineage.reproduce_env import environment_problems, pinned_enviro
 from controller.ports import ImageRegistry
 from controller.runtime import code as code_refs
 from controller.runtime import data as dvc_data
+from controller.store.run_rows import run_records
 from controller.store.schema import (
     ArtifactRow,
-    LineageRecordRow,
     RunRow,
     TaskRow,
 )
@@ -73,12 +73,7 @@ class Reproducer:
                     .order_by(TaskRow.created_at, TaskRow.id)
                 )
             )
-            records = {
-                r.task_id: r.record
-                for r in session.scalars(
-                    select(LineageRecordRow).where(LineageRecordRow.run_id == run_id)
-                )
-            }
+            records = run_records(session, run_id)
             artifacts = {
                 a.sha256: a
                 for a in session.scalars(
