@@ -18,7 +18,7 @@ def _environment(env: dict[str, Any]) -> str:
         return f"image {env['image']}"
     if not env.get("key"):
         return f"python {env.get('python_version')} (no environment recorded)"
-    source = env.get("path") or "bare interpreter, no packages"
+    source = env.get("path") or "interpreter"  # kind "bare": "bare interpreter"
     how = "detected" if env.get("detected") else "declared"
     return (
         f"[bold]env:{env['key'][:16]}…[/] {env.get('kind')} {source} ({how}), "
