@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, field_validator
@@ -56,8 +56,9 @@ class ClusterConfig(BaseSettings):
     TRACECTL_K8S_LOG_IDLE_S             a pod log stream quiet this long is reopened (default 60)
     TRACECTL_K8S_CREATE_NAMESPACES      0: team namespaces are made by an administrator
     TRACECTL_K8S_INGRESS_PREFIX         e.g. /svc: services also get an Ingress at /svc/<name>
-    TRACECTL_K8S_PREPARE                init (default): an init container prepares the
-                                        workspace; inline: the task container does both
+    TRACECTL_K8S_PREPARE                auto (default): the task container prepares its
+                                        workspace when it runs the runtime image, else an
+                                        init container does; init / inline: always that way
     TRACECTL_K8S_NODE_SELECTOR          `key=value,...`: every task pod selects these node labels
     TRACECTL_K8S_TOLERATE               `key,...`: every task pod tolerates taints of these keys
     TRACECTL_K8S_HOST_NETWORK           1: pods share the node's network (they reach Kafka,
@@ -84,7 +85,7 @@ class ClusterConfig(BaseSettings):
     log_idle_s: float = 60.0  # a quiet stream is reopened: a half-open one cannot hang forever
     create_namespaces: bool = True
     ingress_prefix: str | None = None
-    prepare: str = "init"  # or "inline": prepare and exec in the task container
+    prepare: Literal["auto", "init", "inline"] = "auto"
     # Where every task pod may go (a dedicated, tainted node pool), beside a GPU's placement.
     node_selector: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     tolerate: Annotated[tuple[str, ...], NoDecode] = ()

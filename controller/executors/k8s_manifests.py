@@ -7,6 +7,7 @@ Layout of a job attempt (mode `job`):
 
     Job tracectl-<task>-<attempt>
       init container `prepare`  runtime image: checkout at commit, DVC pull, inputs -> /workspace
+                                (none when the task runs in the runtime image: `phases all`)
       container `task`          spec.image (or TRACECTL_K8S_IMAGE), args = the task's argv,
                                 run by `controller.runtime.phases exec` in /workspace/src
       volumes                   emptyDir /workspace, Secret launch document, PVCs
@@ -194,6 +195,15 @@ def _volumes(
     return volumes, mounts
 
 
+def prepares_inline(config: ClusterConfig, image: str) -> bool:
+    """Whether the task container prepares its own workspace (`phases all`): always when
+    TRACECTL_K8S_PREPARE=inline, never when `init`; by default when the task runs in the
+    runtime image, which has the runtime, so the pod starts one container and Python once."""
+    if config.prepare == "auto":
+        return image == config.image
+    return config.prepare == "inline"
+
+
 def _pod_spec(
     launch: LaunchDocument,
     config: ClusterConfig,
@@ -214,8 +224,8 @@ def _pod_spec(
         env=env,
         volume_mounts=mounts[:2],
     )
-    inline = config.prepare == "inline"
     image = spec.image or (spec.environment and spec.environment.image) or config.image
+    inline = prepares_inline(config, image)
     task = client.V1Container(
         name="task",
         image=image,

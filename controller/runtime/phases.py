@@ -10,6 +10,12 @@ data checked against the recorded md5s, input artifacts by sha256, into WORKSPAC
 container (the kubelet keeps them; the controller follows them into the log sink), then
 the declared outputs are stored and a compact result is written to the termination
 message, which Kubernetes copies into the pod status for the controller to read.
+`all` does both in one interpreter: the executor's default when the task runs in the runtime
+image, so a pod starts Python once.
+
+Every start of this module is on a task's critical path, so it imports only the launch
+document's models; git, DVC, the artifact store and the settings are imported by the step
+that needs them (`python -X importtime -m controller.runtime.phases` shows what is left).
 
 The local runner (controller.runtime.runner) keeps doing both phases in one process; the
 steps here call the same code/data/outputs functions so the contract is the same.
@@ -23,13 +29,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from controller import backends
-from controller.config import Settings
 from controller.domain.launch import LaunchDocument
-from controller.runtime import code, data, data_revs, environment
-from controller.runtime.outputs import OutputError, collect_outputs, place_inputs
+
+if TYPE_CHECKING:
+    from controller.ports import ArtifactStore
 
 TERMINATION_LOG = Path(os.environ.get("TRACECTL_TERMINATION_LOG", "/dev/termination-log"))
 TERMINATION_LIMIT = 4096  # the kubelet keeps at most 4096 bytes of the message
@@ -40,8 +45,20 @@ def _say(message: str) -> None:
     print(f"tracectl: {message}", flush=True)
 
 
-def _settings(launch: LaunchDocument) -> Settings:
-    return Settings.of_runtime(launch.runtime)
+def _store(launch: LaunchDocument) -> ArtifactStore:
+    from controller import backends
+    from controller.config import Settings
+
+    return backends.artifact_store(Settings.of_runtime(launch.runtime))
+
+
+def _setup_errors() -> tuple[type[Exception], ...]:
+    """What a bad task (not a runtime bug) raises; evaluated only once something was raised."""
+    from controller.runtime.code import CodeError
+    from controller.runtime.data import DataError
+    from controller.runtime.outputs import OutputError
+
+    return (CodeError, DataError, OutputError, OSError)
 
 
 def prepare(launch: LaunchDocument, workspace: Path) -> dict[str, Any]:
@@ -49,12 +66,16 @@ def prepare(launch: LaunchDocument, workspace: Path) -> dict[str, Any]:
     src = workspace / "src"
     commit = launch.resolved.commit
     if spec.code and commit:
+        from controller.runtime import code
+
         _say(f"checking out {spec.code.repo} at {commit}")
         code.checkout(spec.code.repo, commit, src)
     else:
         src.mkdir(parents=True, exist_ok=True)
-    prepared: dict[str, Any] = {"environment": environment.describe()}
+    prepared: dict[str, Any] = {}
     if spec.data and spec.code and launch.resolved.data:
+        from controller.runtime import data_revs
+
         prepared["data"] = data_revs.fetch(
             spec.code.repo,
             commit,
@@ -64,8 +85,10 @@ def prepare(launch: LaunchDocument, workspace: Path) -> dict[str, Any]:
             _say,
         )
     if launch.inputs:
+        from controller.runtime.outputs import place_inputs
+
         _say(f"placing {len(launch.inputs)} input artifact(s)")
-        place_inputs(backends.artifact_store(_settings(launch)), launch.input_items(), src)
+        place_inputs(_store(launch), launch.input_items(), src)
     (workspace / PREPARED).write_text(json.dumps(prepared))
     return prepared
 
@@ -100,8 +123,12 @@ def execute(launch: LaunchDocument, workspace: Path, argv: list[str]) -> dict[st
     prepared_file = workspace / PREPARED
     if prepared_file.exists():
         result["data"] = json.loads(prepared_file.read_text()).get("data")
-    store = backends.artifact_store(_settings(launch))
-    outputs = collect_outputs(store, src, spec.outputs)
+    if not spec.outputs:  # nothing to hash or store: no store client to start
+        result["outputs"] = []
+        return result
+    from controller.runtime.outputs import collect_outputs
+
+    outputs = collect_outputs(_store(launch), src, spec.outputs)
     for item in outputs:
         _say(f"output {item['path']} sha256:{item['sha256']}")
     result["outputs"] = outputs
@@ -132,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         command = args[4:] if args[3:4] == ["--"] else list(launch.spec.command)
         result = execute(launch, workspace, command)
-    except (code.CodeError, data.DataError, OutputError, OSError) as exc:
+    except _setup_errors() as exc:
         _say(str(exc))
         result = {"exit_code": None, "reason": str(exc)}
     _write_termination(result)

@@ -1,5 +1,6 @@
 """The Kubernetes executor's Jobs on the real node: the runtime image built without Docker runs
-`prepare` and the task for real (containerd + runc), logs come from the kubelet through the API
+`prepare` and the task for real (containerd + runc; in the task container by default, in an
+init container with TRACECTL_K8S_PREPARE=init), logs come from the kubelet through the API
 server, the GPU extended resource and a local RWO claim are honoured.
 
 Pods are placed by the executor's settings: the node selector `kubernetes.io/hostname=localhost`,
@@ -19,6 +20,7 @@ from kubernetes import client
 
 from controller.config import Settings
 from controller.domain.refs import K8sRef
+from controller.executors.k8s_manifests import LAUNCH_PATH
 from controller.executors.kubernetes import KubernetesExecutor
 from controller.images.build import BuildRequest, build
 from controller.logs.file_sink import FileLogReader
@@ -83,9 +85,11 @@ def test_a_task_runs_in_a_real_container_and_its_exit_code_and_log_are_recorded(
     assert state.exit_code == 3
     pod = pod_of(api, namespace, ref)
     assert pod.spec.node_name == "localhost"
-    (prepare,) = pod.status.init_container_statuses
-    assert prepare.state.terminated.exit_code == 0
-    assert pod.status.container_statuses[0].state.terminated.exit_code == 3
+    # The runtime image prepares its own workspace: one container, one Python start.
+    assert pod.spec.init_containers is None
+    (task,) = pod.status.container_statuses
+    assert task.state.terminated.exit_code == 3
+    assert pod.spec.containers[0].command[-4:] == ["all", LAUNCH_PATH, "/workspace", "--"]
     wait_for(
         "the task's line in the record",
         lambda: "real line from uid 10001" in recorded(settings, ref, "stdout"),
@@ -117,6 +121,8 @@ def test_a_gpu_task_holds_the_real_nodes_one_gpu_and_a_local_claim_mounted(
     token = uuid.uuid4().hex
     script = f"open('/data/out.txt', 'w').write('{token}')"
     volumes = [{"claim": claim, "mount_path": "/data", "mode": "rw"}]
+    # TRACECTL_K8S_PREPARE=init: the `prepare` init container runs for real, then the task.
+    real.cluster = real.cluster.model_copy(update={"prepare": "init"})
     ref = real.launch(
         make_launch(
             tmp_path,
@@ -128,6 +134,8 @@ def test_a_gpu_task_holds_the_real_nodes_one_gpu_and_a_local_claim_mounted(
     state = wait_exit(real, ref, timeout=300)
     assert state.exit_code == 0, state.reason
     pod = pod_of(api, namespace, ref)
+    (prepare,) = pod.status.init_container_statuses
+    assert prepare.state.terminated.exit_code == 0
     assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "1"
     assert pod.spec.node_name == "localhost"
     volume = core.read_persistent_volume(
