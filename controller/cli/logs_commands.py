@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from controller.cli import term
+from controller.cli.log_print import STREAMS, Query, print_log, since_time
 
 console = term.console()
 err = term.console(stderr=True)
@@ -36,55 +35,6 @@ logs_app = typer.Typer(
     help="A task's log lines (`tracectl logs TASK`), and reconciliation of "
     "its copies (`tracectl logs reconcile TASK`).",
 )
-
-
-STREAMS = {"out": "stdout", "err": "stderr", "sys": "system"}
-SHORT = {v: k for k, v in STREAMS.items()}
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def since_time(value: str) -> datetime:
-    """`10m`, `2h`, `1d`, `30s` ago, or an ISO 8601 time (UTC when it has no offset)."""
-    match = re.fullmatch(r"(\d+)([smhd])", value.strip())
-    if match:
-        return datetime.now(UTC) - timedelta(seconds=int(match[1]) * UNITS[match[2]])
-    when = datetime.fromisoformat(value)
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def _write(data: str | bytes) -> None:
-    out = sys.stdout
-    if isinstance(data, str):
-        out.write(data)
-        return
-    out.flush()
-    out.buffer.write(data)
-    out.buffer.flush()
-
-
-def _follow(api: Any, task_id: str, attempt: int | None, tail: int | None, keep: Any) -> None:
-    after = 0
-    if tail is not None:
-        page = api.get(f"/v1/tasks/{task_id}/logs", tail=tail, attempt=attempt)
-        _write(
-            "".join(
-                f"{SHORT.get(x['stream'], x['stream'])} {x['message']}\n"
-                for x in page["items"]
-                if keep(x)
-            )
-        )
-        after = page["next_after_seq"]
-    for item in api.follow_logs(task_id, after, attempt):
-        if item.get("end"):
-            err.print(f"[dim]-- task {item['status']} --[/]")
-            return
-        if keep(item):
-            _write(f"{SHORT.get(item['stream'], item['stream'])} {item['message']}\n")
-
-
-def _print_text(api: Any, path: str, params: dict[str, Any]) -> None:
-    for block in api.stream_text(path, params):
-        _write(block)
 
 
 @logs_app.command("show")
@@ -113,30 +63,10 @@ def show(
         fail(f"--stream {bad[0]}: use out, err or sys", 2)
     try:
         start = since_time(since) if since else None
-        pattern = re.compile(grep) if grep else None
+        query = Query(follow, tail, grep, start, [STREAMS[s] for s in stream or ()], attempt)
     except (ValueError, re.error) as exc:
         fail(f"{'--grep' if grep and not isinstance(exc, ValueError) else '--since'}: {exc}", 2)
-    streams = [STREAMS[s] for s in stream or ()]
-    api = client(url)
-    if follow:
-
-        def keep(item: dict[str, Any]) -> bool:
-            return (
-                (not streams or item["stream"] in streams)
-                and (pattern is None or pattern.search(item["message"]) is not None)
-                and (start is None or datetime.fromisoformat(item["timestamp"]) >= start)
-            )
-
-        call(_follow, api, task_id, attempt, tail, keep)
-        return
-    params = {
-        "attempt": attempt,
-        "tail": tail,
-        "grep": grep,
-        "stream": streams or None,
-        "since": start.isoformat() if start else None,
-    }
-    call(_print_text, api, f"/v1/tasks/{task_id}/logs/text", params)
+    call(print_log, client(url), task_id, query)
 
 
 @logs_app.command("reconcile")

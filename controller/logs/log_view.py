@@ -23,7 +23,9 @@ PAGE = 5000
 BLOCK = 1 << 20
 SHORT = {"stdout": "out", "stderr": "err", "system": "sys"}
 SHORT_B = {k.encode(): v.encode() for k, v in SHORT.items()}
-STREAM, MESSAGE = b'"stream": "', b'"message": "'  # as file_sink.encode writes them
+# As file_sink.encode writes a record: `{"seq": N, "ts": "T", "stream": "S", "message": "M"}`.
+HEAD = re.compile(rb'\{"seq": \d+, "ts": "[^"]*", "stream": "')
+MESSAGE_SEP, END = b'", "message": "', b'"}\n'
 
 
 class LogFilter(BaseModel):
@@ -110,31 +112,67 @@ def _chunks(lines: Iterable[bytes], size: int = 1 << 16) -> Iterator[bytes]:
         yield b"".join(buffer)
 
 
-def _plain(raw: bytes) -> bytes | None:
-    """`out MESSAGE\\n` straight from a record file_sink.encode wrote, or None when its
-    message has escapes (then json.loads reads it)."""
-    start = raw.find(MESSAGE)
-    if start < 0 or raw.find(b"\\", start) >= 0 or not raw.endswith(b'"}\n'):
-        return None
-    stream = raw.find(STREAM)
-    kind = raw[stream + len(STREAM) : raw.find(b'"', stream + len(STREAM))]
-    return SHORT_B.get(kind, kind) + b" " + raw[start + len(MESSAGE) : -3] + b"\n"
+def _by_record(block: bytes, filt: LogFilter | None = None) -> bytes:
+    """BLOCK's records FILT keeps, as text, each read as JSON (an escaped message, a time
+    filter or a layout not file_sink's needs it)."""
+    records = (json.loads(raw) for raw in block.split(b"\n")[:-1])
+    return "".join(
+        f"{SHORT.get(x['stream'], x['stream'])} {x['message']}\n"
+        for x in records
+        if filt is None or _keep(x, filt)
+    ).encode()
+
+
+def as_text(block: bytes) -> bytes:
+    """Whole records file_sink.encode wrote, as `out MESSAGE` lines. Where no message has
+    an escape (no backslash in BLOCK) a few whole-block replaces do it, not a loop in Python:
+    the key order is file_sink's, and an unescaped `"` or newline only ever closes a value."""
+    lines = block.count(b"\n")
+    if b"\\" in block:
+        return _by_record(block)
+    body, heads = HEAD.subn(b"", block)
+    if not heads == lines == body.count(MESSAGE_SEP) == body.count(END):
+        return _by_record(block)  # not file_sink's layout
+    body = b"\n" + body.replace(MESSAGE_SEP, b" ").replace(END, b"\n")
+    for long, short in SHORT_B.items():  # each line starts after a newline: its stream
+        body = body.replace(b"\n" + long + b" ", b"\n" + short + b" ")
+    return body[1:]
+
+
+def _blocks(path: Path) -> Iterator[bytes]:
+    """PATH's complete lines in blocks of about BLOCK bytes (a line still being written is
+    left for the next read)."""
+    with path.open("rb") as handle:
+        rest = b""
+        while data := handle.read(BLOCK):
+            data = rest + data
+            end = data.rfind(b"\n") + 1
+            rest = data[end:]
+            if end:
+                yield data[:end]
+
+
+def _filtered(text: bytes, filt: LogFilter) -> bytes:
+    """The `out MESSAGE` lines of TEXT (no message holds a newline) that FILT keeps."""
+    streams = {SHORT.get(s, s) for s in filt.streams}
+    kept = []
+    for line in text.decode().split("\n")[:-1]:
+        short, _, message = line.partition(" ")
+        if (not streams or short in streams) and (filt.grep is None or filt.grep.search(message)):
+            kept.append(line + "\n")
+    return "".join(kept).encode()
 
 
 def _file_text(path: Path, filt: LogFilter) -> Iterator[bytes]:
-    everything = not (filt.streams or filt.grep or filt.since)
-    with path.open("rb") as handle:
-        for raw in handle:  # the hot loop of a big log: bytes in, bytes out where it can
-            if not raw.endswith(b"\n"):
-                return  # a line still being written
-            fast = _plain(raw) if everything else None
-            if fast is not None:
-                yield fast
-                continue
-            record = json.loads(raw)
-            if everything or _keep(record, filt):
-                stream = SHORT.get(record["stream"], record["stream"])
-                yield f"{stream} {record['message']}\n".encode()
+    """PATH's lines that FILT keeps, as text, a block of about BLOCK bytes at a time."""
+    some = bool(filt.streams or filt.grep)
+    for block in _blocks(path):
+        if filt.since is not None or (some and b"\\" in block):
+            text = _by_record(block, filt)  # the time, or an escaped message, is needed
+        else:
+            text = _filtered(as_text(block), filt) if some else as_text(block)
+        if text:
+            yield text
 
 
 def _paged(reader: LogReader, where: tuple[str, str, int | None]) -> Iterator[LogLine]:
@@ -177,7 +215,7 @@ def stream(
         return _chunks(text(x) for x in tail(reader, where, last, filt))
     path = _path(reader, where)
     if path is not None:
-        return _chunks(_file_text(path, filt))
+        return _file_text(path, filt)
     return _chunks(
         text(x) for x in _paged(reader, where) if filt.keeps(x.stream, x.message, x.timestamp)
     )

@@ -3,6 +3,10 @@ and --stream (the speed is measured by bench/logs_cli.py, not asserted here)."""
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,6 +14,7 @@ import pytest
 import yaml
 
 from tests.cli.conftest import Tracectl
+from tests.server_process import ServerProcess
 
 SCRIPT = """\
 import sys
@@ -72,3 +77,40 @@ def test_bad_filters_are_exit_2_naming_the_option(tracectl: Tracectl, task_id: s
     since = tracectl(f"logs {task_id} --since yesterday")
     assert since.exit_code == 2 and "--since" in since.output
     assert tracectl("logs task_nope --tail 5").exit_code == 3
+
+
+# `tracectl logs` lines the fast start reads itself, and lines it hands to the typer app.
+SAME_ANSWER = [
+    "logs {task} --tail 100",
+    "logs show {task} --stream=err --grep slow --since 1d",
+    "logs {task} --follow --tail 3 --stream out --stream err",
+    "logs task_nope --tail 5",
+    "logs {task} --tail 0",
+    "logs {task} --stream stdin",
+    "logs {task} --grep '('",
+    "logs {task} --since yesterday",
+    "logs {task} extra",
+    "logs show --help",
+]
+
+
+def as_typed(entry: str, line: str, url: str) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of LINE run through ENTRY as the `tracectl` command."""
+    code = f"import sys\nsys.argv[0] = 'tracectl'\nfrom controller.cli.{entry}\ntracectl()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *shlex.split(line)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TRACECTL_URL": url, "COLUMNS": "80"},
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_the_command_answers_every_logs_line_as_the_typer_app_does(
+    task_id: str, controller: ServerProcess
+) -> None:
+    for template in SAME_ANSWER:
+        line = template.format(task=task_id)
+        fast = as_typed("entry import main as tracectl", line, controller.url)
+        assert fast == as_typed("main import app as tracectl", line, controller.url), line
+        assert fast[0] in (0, 2, 3) and (fast[1] or fast[2]), line

@@ -1,0 +1,5 @@
+"""`python -m controller.cli ...`: the `tracectl` command."""
+
+from controller.cli.entry import main
+
+main()
