@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.stats import summary
 from controller.api.app import create_app
 from controller.config import Settings
 from controller.logs.file_sink import INDEX_EVERY, encode, log_path
@@ -142,7 +142,7 @@ def fill_log(settings: Settings, db: Database, lines: int) -> str:
     return task_id
 
 
-def timed(call: Callable[[], Any], samples: int) -> dict[str, float]:
+def timed(call: Callable[[], Any], samples: int) -> dict[str, Any]:
     """Wall ms per request, and CPU ms of this process per request (the app's thread and
     the test client's together: an upper bound of the server's CPU that, unlike wall time,
     does not grow with the machine's load)."""
@@ -153,15 +153,11 @@ def timed(call: Callable[[], Any], samples: int) -> dict[str, float]:
         call()
         times.append((time.perf_counter() - start) * 1000)
         cpu.append((time.process_time() - start_cpu) * 1000)
-    times.sort()
-    cpu.sort()
+    on_cpu = summary(cpu, unit="ms")
     return {
-        "p50_ms": round(statistics.median(times), 2),
-        "p95_ms": round(times[int(len(times) * 0.95) - 1], 2),
-        "p99_ms": round(times[int(len(times) * 0.99) - 1], 2),
-        "max_ms": round(times[-1], 2),
-        "cpu_p50_ms": round(statistics.median(cpu), 2),
-        "cpu_p95_ms": round(cpu[int(len(cpu) * 0.95) - 1], 2),
+        **summary(times, (0.5, 0.95, 0.99)),
+        "cpu_p50_ms": on_cpu["p50_ms"],
+        "cpu_p95_ms": on_cpu["p95_ms"],
         "samples": samples,
     }
 

@@ -53,6 +53,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import stats
+
 REPO = Path(__file__).resolve().parents[1]
 ARGV = ["python", "train.py", "--epochs", "3"]
 ENV = {
@@ -158,21 +160,10 @@ def client_overhead(prepare: Callable[[int], None], n: int = 200) -> dict[str, A
 
 
 def summary(latencies: list[float]) -> dict[str, Any]:
-    ordered = sorted(latencies)
-    if not ordered:
+    if not latencies:
         return {"n": 0}
-
-    def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))], 2)
-
-    return {
-        "n": len(ordered),
-        "p50_ms": pct(50),
-        "p90_ms": pct(90),
-        "p99_ms": pct(99),
-        "max_ms": round(ordered[-1], 2),
-        "mean_ms": round(statistics.fmean(ordered), 2),
-    }
+    mean = round(statistics.fmean(latencies), 2)
+    return {**stats.summary(latencies, (0.5, 0.9, 0.99)), "mean_ms": mean}
 
 
 def api_client(kubeconfig: str) -> Any:

@@ -27,6 +27,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import stats  # noqa: E402
+
 ARGV = ["python3", "-c", "pass"]
 NODE = {"kubernetes.io/hostname": "localhost"}
 TAINT = "tracectl.io/real-node"
@@ -70,18 +72,8 @@ class PodClock:
 
 
 def summary(values: list[float]) -> dict[str, Any]:
-    ordered = sorted(values)
-
-    def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))], 1)
-
-    return {
-        "n": len(ordered),
-        "p50_ms": pct(50),
-        "p95_ms": pct(95),
-        "max_ms": round(ordered[-1], 1),
-        "mean_ms": round(statistics.fmean(ordered), 1),
-    }
+    mean = round(statistics.fmean(values), 1)
+    return {**stats.summary(values, digits=1), "mean_ms": mean}
 
 
 def bare_job(name: str, image: str) -> Any:

@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.stats import summary
 from controller.cli.client import Client
 from controller.config import Settings
 from controller.domain.spec import EnvironmentSpec
@@ -48,15 +48,8 @@ WINE = REPO / "examples" / "wine"
 STAMP = "import time; print('first', time.time(), flush=True); print('last', time.time())"
 
 
-def stats(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return {
-        "p50_ms": round(statistics.median(ordered) * 1000, 2),
-        "p95_ms": round(p95 * 1000, 2),
-        "max_ms": round(ordered[-1] * 1000, 2),
-        "n": len(ordered),
-    }
+def stats(values: list[float]) -> dict[str, float | None]:
+    return summary(values, scale=1000)
 
 
 def wine_environment(root: Path, hits: int) -> dict[str, Any]:

@@ -28,7 +28,6 @@ import os
 import platform
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -46,6 +45,7 @@ from typing import Any
 from sqlalchemy import create_engine, delete, insert, select, text, update
 from sqlalchemy.engine import make_url
 
+from bench.stats import percentile
 from controller.scheduling.inventory import GpuPool, Inventory, Volume
 from controller.scheduling.leases import LeaseAdmitter
 from controller.store.database import Database
@@ -416,9 +416,10 @@ def run(
 def _percentiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50": None, "p99": None}
-    ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return {"p50": round(statistics.median(ordered) * 1000, 3), "p99": round(p99 * 1000, 3)}
+    return {
+        "p50": round(percentile(values, 0.5) * 1000, 3),
+        "p99": round(percentile(values, 0.99) * 1000, 3),
+    }
 
 
 def machine() -> dict[str, Any]:

@@ -37,6 +37,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from bench.stats import summary
 from controller.auth.scope import Scope
 from controller.lineage.diff import diff_runs
 from controller.lineage.graph import LineageGraph
@@ -322,20 +323,14 @@ def keys_from_store(db: Database, sample: int = 5000) -> dict[str, list[Any]]:
     }
 
 
-def timed(fn: Callable[[], Any], samples: int) -> dict[str, float]:
+def timed(fn: Callable[[], Any], samples: int) -> dict[str, Any]:
     fn()  # warm the page cache and the statement cache
     times = []
     for _ in range(samples):
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1000)
-    times.sort()
-    return {
-        "p50_ms": round(statistics.median(times), 3),
-        "p95_ms": round(times[int(len(times) * 0.95) - 1], 3),
-        "max_ms": round(times[-1], 3),
-        "samples": samples,
-    }
+    return {**summary(times, digits=3), "samples": samples}
 
 
 def bench_tracectl(db: Database, keys: dict[str, list[Any]], samples: int) -> dict[str, Any]:

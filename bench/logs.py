@@ -47,6 +47,7 @@ from confluent_kafka import Producer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from opensearchpy import OpenSearch
 
+from bench.stats import percentile
 from controller.config import Settings
 from controller.logs import kafka_client_confluent, kafka_client_python
 from controller.logs.kafka_sink import EventEncoder, KafkaLogSink, context_of
@@ -234,11 +235,6 @@ def rsyslog_tail(bootstrap: str, lines: int, width: int) -> dict[str, Any]:
         "note": "pre-written file; includes rsyslogd start-up; the writer's cost is the "
         "task's file record, paid anyway",
     }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def latency(

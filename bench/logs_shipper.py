@@ -46,6 +46,7 @@ from confluent_kafka import Producer
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
+from bench.stats import summary
 from controller import backends
 from controller.ports import SearchIndex
 
@@ -247,22 +248,14 @@ def latency(
             )
         finally:
             stop(process)
-    delays = sorted(seen[s] - emitted[s] for s in seen if s in emitted)
-    pick = (
-        (lambda q: round(delays[min(len(delays) - 1, int(q * len(delays)))], 3))
-        if delays
-        else (lambda q: None)
-    )
+    delays = [seen[s] - emitted[s] for s in seen if s in emitted]
     return {
         "lines": lines,
         "rate_lines_per_s": rate,
         "poll_ms": poll_ms,
         "searchable": len(delays),
         "lost": lines - len(delays),
-        "p50_s": pick(0.50),
-        "p95_s": pick(0.95),
-        "p99_s": pick(0.99),
-        "max_s": round(delays[-1], 3) if delays else None,
+        **summary(delays, (0.5, 0.95, 0.99), unit="s", digits=3),
     }
 
 

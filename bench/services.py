@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from bench import stats
 from controller.cli.client import Client
 from controller.config import Settings
 from controller.server import EmbeddedServer
@@ -84,12 +84,8 @@ def one_round(api: Client) -> tuple[float, float]:
     return ready_s, time.perf_counter() - closing
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {
-        "p50_ms": round(statistics.median(ordered) * 1000, 1),
-        "max_ms": round(ordered[-1] * 1000, 1),
-    }
+def summary(values: list[float]) -> dict[str, float | None]:
+    return stats.summary(values, (0.5,), scale=1000, digits=1)
 
 
 def main() -> int:
