@@ -21,6 +21,7 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 kafka = service_fixture("kafka")
 opensearch = service_fixture("opensearch")
 elasticsearch = service_fixture("elasticsearch")
+elasticsearch9 = service_fixture("elasticsearch9")
 s3 = service_fixture("s3")
 mlflow_server = service_fixture("mlflow-server")
 postgres = service_fixture("postgres")

@@ -2,7 +2,7 @@
 # Helpers shared by deploy/local/up, down and status. Source it after lib.sh; do not run it.
 
 # Every service, in dependency order (a later one may use an earlier one).
-STACK_SERVICES=(postgres s3 mlflow-server kafka opensearch elasticsearch shipper registry kubernetes airflow)
+STACK_SERVICES=(postgres s3 mlflow-server kafka opensearch elasticsearch elasticsearch9 shipper registry kubernetes airflow)
 
 # stack_targets [SVC...]: the named services (in dependency order, unknown names last, as given),
 # or every service when none is named.

@@ -1,10 +1,12 @@
 """Fixtures for the log pipeline tests: a controller wired to the real Kafka, a real search
-engine (OpenSearch and Elasticsearch: ``engine`` runs each test against both) fed by the real
-shipper (rsyslog), and S3, plus helpers to read each of them back."""
+engine (OpenSearch and Elasticsearch: ``engine`` runs each test against both; a test that names
+``elasticsearch9`` also gets the Elasticsearch 9 node) fed by the real shipper (rsyslog), and S3,
+plus helpers to read each of them back."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -68,8 +70,28 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 
 def engine_url(stack: dict[str, str], engine: str) -> str:
-    """ENGINE's search index URI (``opensearch://host:port``, ``elasticsearch://...``)."""
-    return f"{engine}://{stack[f'TRACECTL_{engine.upper()}_URL'].split('://', 1)[1]}"
+    """ENGINE's search index URI (``opensearch://host:port``, ``elasticsearch://...``; the
+    Elasticsearch 9 node is ``elasticsearch://`` too: one adapter serves 8 and 9)."""
+    scheme = "elasticsearch" if engine.startswith("elasticsearch") else engine
+    return f"{scheme}://{stack[f'TRACECTL_{engine.upper()}_URL'].split('://', 1)[1]}"
+
+
+@pytest.fixture
+def shipper9(kafka: dict[str, str], elasticsearch9: dict[str, str]) -> dict[str, str]:
+    """rsyslog shipping into the Elasticsearch 9 node (its own consumer group). Started per test
+    (a no-op while it runs): `deploy/local/shipper stop` without engines stops it as well, and
+    `deploy/local/down` at the end of CI."""
+    env = {**os.environ, "TRACECTL_SHIPPER_ENGINES": "elasticsearch9"}
+    script = str(REPO / "deploy" / "local" / "shipper")
+    out = subprocess.run([script, "start"], env=env, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, f"deploy/local/shipper start (elasticsearch9): {out.stderr}"
+    return elasticsearch9
+
+
+def engine_of(request: pytest.FixtureRequest) -> str | None:
+    """The ``engine`` a parametrized test runs with (None for a test without one)."""
+    callspec = getattr(request.node, "callspec", None)
+    return callspec.params.get("engine") if callspec else None
 
 
 @pytest.fixture
@@ -80,13 +102,16 @@ def stack(
     s3: dict[str, str],
     shipper: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> dict[str, str]:
     for name in ("kafka", "opensearch", "elasticsearch", "shipper"):
         ensure_up(name)
     for key in S3_ENV:
         if key in s3:
             monkeypatch.setenv(key, s3[key])  # the runner inherits the controller's environment
-    return {**kafka, **opensearch, **elasticsearch, **s3, **shipper}
+    # the 9.x node only for the tests that ask for it (one more JVM and rsyslogd otherwise)
+    es9 = request.getfixturevalue("shipper9") if engine_of(request) == "elasticsearch9" else {}
+    return {**kafka, **opensearch, **elasticsearch, **s3, **shipper, **es9}
 
 
 @pytest.fixture

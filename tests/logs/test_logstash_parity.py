@@ -230,7 +230,14 @@ def produce_foreign(bootstrap: str, task_id: str) -> None:
     producer.close()
 
 
-@pytest.mark.parametrize("engine", ["opensearch", "elasticsearch"])
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "opensearch",
+        "elasticsearch",
+        pytest.param("elasticsearch9", marks=pytest.mark.elasticsearch9),
+    ],
+)
 def test_rsyslog_documents_match_the_logstash_pipeline(
     kafka: dict[str, str],
     opensearch: dict[str, str],
@@ -238,6 +245,7 @@ def test_rsyslog_documents_match_the_logstash_pipeline(
     shipper: dict[str, str],
     engine: str,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     conf = pipeline()
     bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
@@ -249,7 +257,8 @@ def test_rsyslog_documents_match_the_logstash_pipeline(
     assert len(records) == len(messages) + 2
     expected = [logstash(conf, r.topic, r.partition, r.offset, r.value) for r in records]
     assert {index for index, _, _ in expected} == {shipper["TRACECTL_SHIPPER_INDEX"]}
-    client = backends.search_index(engine_url({**opensearch, **elasticsearch}, engine))
+    es9 = request.getfixturevalue("shipper9") if engine == "elasticsearch9" else {}
+    client = backends.search_index(engine_url({**opensearch, **elasticsearch, **es9}, engine))
     ours = expected[: len(messages)]
     got = indexed_by_id(client, [doc_id for _, doc_id, _ in ours])
     assert set(got) == {doc_id for _, doc_id, _ in ours}

@@ -60,8 +60,8 @@ def test_kafka_down_mid_task_loses_no_line(
         service("kafka", "start")
     finally:
         service("kafka", "start")  # idempotent: never leave the broker down
-        # The stand-in shipper exits when the broker vanishes under a commit (its supervisor,
-        # here this call, restarts it; it resumes from its committed offsets).
+        # rsyslog rides out the broker's absence (librdkafka reconnects); should it have exited,
+        # this restarts it and it resumes from its committed offsets and its disk queues.
         ensure_up("shipper")
         time.sleep(2)
         stop_file.touch()

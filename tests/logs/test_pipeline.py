@@ -43,6 +43,14 @@ print("ERROR: last words", flush=True)
 """
 
 
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "opensearch",
+        "elasticsearch",
+        pytest.param("elasticsearch9", marks=pytest.mark.elasticsearch9),
+    ],
+)
 def test_task_log_is_indexed_once_in_order_and_archived(
     pipeline_api: Api, search: SearchIndex
 ) -> None:
