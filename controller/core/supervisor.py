@@ -29,6 +29,7 @@ from controller.audit.anchors import write_anchor
 from controller.config import Settings, runtime_settings
 from controller.core import run_end, transitions
 from controller.core.fencing import Deposed, Fence, take_over
+from controller.core.promotion import BROKEN, PendingTasks, Upstream, upstream_done
 from controller.core.service_readiness import record_readiness
 from controller.domain.events import InputUsed, OutputProduced, TaskCompleted
 from controller.domain.launch import (
@@ -115,6 +116,7 @@ class Supervisor:
         # _watch_active leaves an attempt in flight alone instead of recovering it.
         self._launcher = ThreadPoolExecutor(LAUNCH_THREADS, thread_name_prefix="tracectl-launch")
         self._launching: set[str] = set()
+        self._pending = PendingTasks()
         # An MLflow SQLite store takes one writer: its lazy table creation races, and parallel
         # writers lock each other out. A tracking server takes parallel launches.
         self._tracking_turn: contextlib.AbstractContextManager[Any] = (
@@ -291,31 +293,27 @@ class Supervisor:
             )
 
     def _promote_pending(self) -> None:
-        if not self._has(TaskStatus.PENDING):
+        with self.db.read() as session:  # an idle round, or a blocked one, takes no write lock
+            decided = self._pending.decided(session)
+        if not decided:
             return
         with self.db.write() as session:
-            pending = list(
-                session.scalars(select(TaskRow).where(TaskRow.status == TaskStatus.PENDING.value))
-            )
-            for row in pending:
+            for row in session.scalars(select(TaskRow).where(TaskRow.id.in_(decided))):
                 self._promote_one(session, row)
 
     def _promote_one(self, session: Session, row: TaskRow) -> None:
-        """Queue ROW once its upstream tasks allow, or cancel it when one of them broke."""
-        fed = {i["task"] for i in row.resolved.get("inputs", []) if "task" in i}
-        ups = list(
-            session.scalars(
-                select(TaskRow).where(TaskRow.id.in_(fed | set(row.resolved.get("after", []))))
-            )
-        )
-        broken = [
-            u for u in ups if u.status in (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)
-        ]
+        """Queue ROW once its upstream tasks allow, or cancel it when one of them broke
+        (read again under the write lock: the round's read may be a moment old)."""
+        waits = Upstream.of(row.resolved)
+        ups = list(session.scalars(select(TaskRow).where(TaskRow.id.in_(waits.after))))
+        broken = [u for u in ups if u.status in BROKEN]
         if broken:
             transitions.cancel_waiting(
                 session, self.admitter, row, f"upstream task {broken[0].name!r} {broken[0].status}"
             )
-        elif all(upstream_done(u, feeds=u.id in fed) for u in ups):
+        elif all(
+            upstream_done(u.status, u.spec.get("mode") == "service", u.id in waits.fed) for u in ups
+        ):
             transitions.promote(session, row)
 
     # -- queued -> starting -> running --------------------------------------------------
@@ -822,12 +820,3 @@ class _Once:
             if self._done is None:
                 self._done = self.fn(self.launch)
             return self._done
-
-
-def upstream_done(upstream: TaskRow, feeds: bool) -> bool:
-    """Whether a pending task may go on past UPSTREAM: it succeeded, or it is a service that
-    is running and FEEDS no input (a service's outputs exist only once it ended)."""
-    if upstream.status == TaskStatus.SUCCEEDED.value:
-        return True
-    serving = upstream.spec.get("mode") == "service" and upstream.status == TaskStatus.RUNNING.value
-    return serving and not feeds
