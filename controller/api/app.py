@@ -28,7 +28,7 @@ from controller.api.security import Authenticator, SecurityMiddleware
 from controller.config import Settings
 from controller.console import apidocs
 from controller.console import routes as console_routes
-from controller.core.leadership import Background, Leadership, Role
+from controller.core.leadership import Leadership, Role
 from controller.core.service import ControllerService
 from controller.lineage.emission import Emission, cursor_file
 from controller.logs.reconcile_worker import ReconcileWorker
@@ -48,9 +48,9 @@ def _leadership(
     """The lease campaign, and what the leader runs: the supervisor loops, log reconciliation
     after each attempt, OpenLineage events to TRACECTL_OPENLINEAGE_URL / _KAFKA_TOPIC."""
     holder = f"{settings.replica}:{os.getpid()}:{secrets.token_hex(3)}"
-    roles: list[Role] = [svc.supervisor, Background(log_checks.start, log_checks.stop)]
+    roles: list[Role] = [svc.supervisor, log_checks]  # each writes under the term's fence
     if emission is not None:
-        roles.append(Background(emission.start, lambda: emission.stop(close=False)))
+        roles.append(emission)
     election = backends.leader_election(settings, svc.db, holder)
     return Leadership(election, svc.db, holder, roles, settings.leader_lease_s)
 

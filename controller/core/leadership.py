@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 from controller.core.fencing import Fence, take_over
@@ -126,16 +126,3 @@ class Leadership:
                 role.follow()
             except Exception:
                 log.exception("stopping %r failed", role)
-
-
-class Background:
-    """A worker that runs only while this replica leads: started and stopped with the term."""
-
-    def __init__(self, start: Callable[[], None], stop: Callable[[], None]) -> None:
-        self._start, self._stop = start, stop
-
-    def lead(self, fence: Fence) -> None:
-        self._start()
-
-    def follow(self) -> None:
-        self._stop()

@@ -6,7 +6,9 @@ shows for it, and puts it into the sink (HTTP or Kafka; each spools on disk and 
 cursor (the id of the last row handed to the sink) is a file beside the sink's spool, written
 after each event: a restart resumes after it, so nothing is lost and nothing is put twice
 unless the process dies between the two writes. Rows are read once they are SETTLE_S old,
-so a transaction that took a lower id and committed later is not skipped.
+so a transaction that took a lower id and committed later is not skipped. Only the leader
+emits (core/leadership.py): each batch is handed on only after a fenced transaction found
+its term still current, so a deposed leader stops (``Deposed``) before its next batch.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from controller.core.fencing import Deposed, Fence
 from controller.domain.events import EventType
 from controller.lineage.openlineage import keyed_events
 from controller.ports import LineageSink
@@ -61,6 +64,7 @@ class Emission:
         poll_s: float = POLL_S,
         settle_s: float = SETTLE_S,
     ) -> None:
+        self._store = db  # unfenced; self.db is the current term's fenced view of it
         self.db = db
         self.sink = sink
         self.cursor = Cursor(cursor_file)
@@ -68,6 +72,17 @@ class Emission:
         self.settle_s = settle_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def lead(self, fence: Fence) -> None:
+        """Emit for FENCE's term."""
+        self.db = self._store.guarded(fence.check)
+        self.start()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def follow(self) -> None:
+        self.stop(close=False)  # the sink stays open: this replica may lead again
 
     def start(self) -> None:
         self._stop = threading.Event()
@@ -87,6 +102,9 @@ class Emission:
         while not self._stop.is_set():
             try:
                 busy = self.step()
+            except Deposed:
+                log.warning("a newer leader took over: OpenLineage emission stops")
+                return
             except Exception:  # the store may be briefly unavailable; the next round retries
                 log.exception("OpenLineage emission round failed")
                 busy = False
@@ -112,6 +130,8 @@ class Emission:
     def step(self) -> bool:
         """One round: put every settled new event; True when it did anything."""
         rows = self._rows()
+        if rows:
+            self._still_leading()
         events: dict[str, dict[int, dict[str, Any]]] = {}
         for row_id, run_id, kind in rows:
             if kind not in EMITTED:
@@ -127,6 +147,13 @@ class Emission:
         if rows and rows[-1][0] > self.cursor.value:
             self.cursor.advance(rows[-1][0])
         return bool(rows)
+
+    def _still_leading(self) -> None:
+        """Raise Deposed once a newer leader took over: a fenced transaction that writes
+        nothing (the sink is outside the store; what was handed on before stays handed on,
+        so emission remains at-least-once across a take-over)."""
+        with self.db.write():
+            pass
 
 
 def cursor_file(home: Path) -> Path:

@@ -9,8 +9,6 @@ refused). Each replica is its own Database: two connection pools, no shared lock
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
@@ -29,25 +27,6 @@ from tests.core.test_transitions import queued_task
 from tests.waiting import wait_for
 
 LEASE_S = 0.5
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tracectl.db'}"
-        return
-    postgres = request.getfixturevalue("postgres")
-    with scratch_postgres(postgres["TRACECTL_POSTGRES_URL"]) as url:
-        yield url
-
-
-@pytest.fixture
-def replicas(store_url: str) -> Iterator[tuple[Database, Database]]:
-    first, second = Database(store_url), Database(store_url)
-    first.migrate()  # migration 0017 makes the leader row
-    yield first, second
-    first.dispose()
-    second.dispose()
 
 
 def election(db: Database, holder: str) -> StoreElection:
