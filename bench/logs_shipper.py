@@ -4,6 +4,7 @@
     python bench/logs_shipper.py --lines 100000 --latency-lines 2000 --rate 200
     python bench/logs_shipper.py --queue memory   # the same, queues in memory (not kill -9 safe)
     python bench/logs_shipper.py --conf OLD.conf  # another rsyslog configuration, side by side
+    python bench/logs_shipper.py --queue-dir /dev/shm  # the disk queues' files on tmpfs
 
 The Python stand-in rsyslog replaced (deploy/local/shipper.d/shipper.py) was measured side by
 side with it before it was removed (``--homemade`` at commit 54cf59f); that run's JSON is
@@ -335,6 +336,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--queue", choices=["disk", "memory"], default="disk", help="rsyslog's ruleset queues"
     )
+    parser.add_argument(
+        "--queue-dir",
+        type=Path,
+        default=None,
+        help="where rsyslog's work directory (its queue files) is made (default: TMPDIR)",
+    )
 
 
 def main() -> int:
@@ -342,12 +349,15 @@ def main() -> int:
     arguments(parser)
     args = parser.parse_args()
     SHIPPERS["rsyslog"] = functools.partial(rsyslog, queue=args.queue, conf=args.conf)
+    if args.queue_dir:  # each measurement's work directory is a TemporaryDirectory
+        tempfile.tempdir = str(args.queue_dir)
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
         "targets": {"lines_per_cpu_s": TARGET_LINES_PER_S, "p95_s": TARGET_P95_S},
         "rsyslog_conf": str(args.conf),
         "rsyslog_queue": args.queue,
+        "rsyslog_queue_dir": tempfile.gettempdir(),
         "shippers": run(args),
     }
     result["machine"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)

@@ -1,7 +1,7 @@
 """A task run through the controller: its log in the index once each, in order, and archived
 in S3 exactly as the lineage record says; its status events on Kafka in order.
 
-Real Kafka, real shipper, real OpenSearch, real S3 (deploy/local/*).
+Real Kafka, real shipper, real OpenSearch, Elasticsearch 8 and 9, real S3 (deploy/local/*).
 """
 
 from __future__ import annotations
