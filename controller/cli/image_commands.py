@@ -1,4 +1,4 @@
-"""`tracectl image build`: the task runtime image as an OCI image, without Docker."""
+"""`tracectl image build`: the task runtime or controller image as an OCI image, without Docker."""
 
 from __future__ import annotations
 
@@ -24,14 +24,17 @@ def build(
         str, typer.Option(envvar="TRACECTL_REGISTRY", help="registry host:port (plain HTTP)")
     ] = "127.0.0.1:5001",
     repository: Annotated[
-        str, typer.Option(help="repository in the registry")
-    ] = "tracectl/runtime",
+        str | None, typer.Option(help="repository in the registry [default: tracectl/<target>]")
+    ] = None,
     tag: Annotated[str, typer.Option(help="tag pushed with the image")] = "0.1.0",
     requirements: Annotated[
         Path | None,
         typer.Option(help="a task environment (requirements / `uv export` file): its own layer"),
     ] = None,
     base_only: Annotated[bool, typer.Option(help="Debian + Python only, no tracectl")] = False,
+    target: Annotated[
+        str, typer.Option(help="runtime (task pods) or controller (`tracectl server`)")
+    ] = "runtime",
     source: Annotated[Path, typer.Option(help="the tracectl source tree")] = REPO_ROOT,
     cache: Annotated[
         Path, typer.Option(envvar="TRACECTL_IMAGE_CACHE", help="root filesystems and layers")
@@ -40,7 +43,8 @@ def build(
         "http://deb.debian.org/debian"
     ),
 ) -> None:
-    """Build the runtime image (Debian + Python + tracectl), push it, print `ref@sha256:...`."""
+    """Build the runtime or controller image (Debian + Python + tracectl), push it, print
+    `ref@sha256:...`."""
     from controller.images.build import BuildRequest, ImageBuildError
     from controller.images.build import build as build_image
 
@@ -49,9 +53,13 @@ def build(
             f"[red]error:[/] --requirements {requirements}: no such file; give a requirements file"
         )
         raise typer.Exit(2)
+    if target not in ("runtime", "controller"):
+        err.print(f"[red]error:[/] --target {target}: give runtime or controller")
+        raise typer.Exit(2)
     request = BuildRequest(
         registry=registry,
-        repository=repository,
+        repository=repository or f"tracectl/{target}",
+        target=target,
         tag=tag,
         source=source,
         cache=cache,

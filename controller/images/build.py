@@ -5,6 +5,8 @@ Layers, each cached by content under the cache folder:
   runtime   what deploy/k8s/Dockerfile's `runtime` stage installs: the locked requirements of
             the same extras and the tracectl wheel, in /usr/local; the tracectl user (10001)
   env       optional: a task environment from a requirements/lock export, in /usr/local
+  server    target `controller` only: what the Dockerfile's `controller` stage adds to runtime
+            (the locked distributions of the `postgres` and `oidc` extras that runtime lacks)
 The layout is pushed with skopeo; the registry's manifest digest is the result.
 
 Every layer carries its modules' bytecode, hash-based and unchecked: layer entries have mtime 0,
@@ -24,6 +26,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -34,6 +37,8 @@ PYTHON = "python3.11"  # bookworm's python3
 BASE_PACKAGES = "python3-minimal,python3,ca-certificates,git,openssh-client"
 # The extras of deploy/k8s/Dockerfile's runtime-requirements.txt (a test checks they agree).
 RUNTIME_EXTRAS = ("kubernetes", "kafka", "elasticsearch", "s3")
+# The extras of the Dockerfile's controller-requirements.txt: runtime's and these.
+SERVER_EXTRAS = ("postgres", "oidc")
 SITE = f"usr/local/lib/{PYTHON}/dist-packages"
 USER_ID = 10001
 IMAGE_ENV = [
@@ -58,6 +63,7 @@ class BuildRequest(BaseModel):
     mirror: str = "http://deb.debian.org/debian"
     requirements: Path | None = None
     base_only: bool = False
+    target: Literal["runtime", "controller"] = "runtime"  # the Dockerfile's stage of that name
 
 
 class BuiltImage(BaseModel):
@@ -232,16 +238,60 @@ def build(req: BuildRequest) -> BuiltImage:
                     layout, key_of("env", BYTECODE, req.requirements.read_bytes()), make_env
                 )
             )
-        config = ImageConfig(env=IMAGE_ENV, cmd=["/usr/bin/python3"])
-        if not req.base_only:
-            config = config.model_copy(
-                update={"user": f"{USER_ID}:{USER_ID}", "working_dir": "/workspace"}
+        if req.target == "controller":
+            layers.append(
+                cached_layer(layout, server_key(req), functools.partial(server_root, req))
             )
-        write_image(layout, layers, config, req.tag)
+        write_image(layout, layers, image_config(req), req.tag)
         digest = push(layout, req)
     return BuiltImage(
         reference=f"{req.registry}/{req.repository}@{digest}", digest=digest, layers=layers
     )
+
+
+def image_config(req: BuildRequest) -> ImageConfig:
+    """The Dockerfile's settings for the stage built: runtime's user and folder, the server's."""
+    if req.base_only:
+        return ImageConfig(env=IMAGE_ENV, cmd=["/usr/bin/python3"])
+    if req.target == "runtime":
+        user = f"{USER_ID}:{USER_ID}"
+        return ImageConfig(
+            env=IMAGE_ENV, cmd=["/usr/bin/python3"], user=user, working_dir="/workspace"
+        )
+    return ImageConfig(
+        env=[*IMAGE_ENV, "TRACECTL_HOME=/var/lib/tracectl"],
+        entrypoint=["/usr/local/bin/tracectl"],
+        cmd=["server", "--host", "0.0.0.0", "--port", "8765"],
+        user=f"{USER_ID}:{USER_ID}",
+        working_dir="/var/lib/tracectl",
+    )
+
+
+def _export(source: Path, extras: tuple[str, ...]) -> list[str]:
+    """`uv export --frozen` of the project's locked closure with EXTRAS, one line a requirement."""
+    flags = [arg for name in extras for arg in ("--extra", name)]
+    argv = ["uv", "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", *flags]
+    out = run(argv, "uv export", cwd=source)
+    return [line for line in out.splitlines() if line and not line.lstrip().startswith("#")]
+
+
+def server_requirements(source: Path) -> list[str]:
+    """What the controller needs beyond the runtime layer (the same pins, uv.lock's)."""
+    runtime = set(_export(source, RUNTIME_EXTRAS))
+    return [line for line in _export(source, RUNTIME_EXTRAS + SERVER_EXTRAS) if line not in runtime]
+
+
+def server_key(req: BuildRequest) -> str:
+    """The server layer changes only with the pins it installs."""
+    return key_of("server", *server_requirements(req.source))
+
+
+def server_root(req: BuildRequest, work: Path) -> Path:
+    reqs = work / "server-requirements.txt"
+    reqs.write_text("\n".join(server_requirements(req.source)) + "\n")
+    root = work / "root"
+    install_into(root, reqs, ["--no-deps"])  # the runtime layer holds the rest of the closure
+    return root
 
 
 def push(layout: Path, req: BuildRequest) -> str:

@@ -77,7 +77,13 @@ def test_base_is_resources_only_and_every_file_is_listed() -> None:
     assert set(spec) <= {"apiVersion", "kind", "resources"}, set(spec)
     listed = set(spec["resources"])
     on_disk = {p.name for p in BASE.glob("*.yaml")} - {"kustomization.yaml", "airflow-values.yaml"}
+    on_disk |= {p.parent.name for p in BASE.glob("*/kustomization.yaml")}
     assert listed == on_disk, f"not listed: {on_disk - listed}; missing: {listed - on_disk}"
+    part = yaml.safe_load((BASE / "controller" / "kustomization.yaml").read_text())
+    assert set(part) <= {"apiVersion", "kind", "resources"}, set(part)
+    assert set(part["resources"]) == {p.name for p in (BASE / "controller").glob("*.yaml")} - {
+        "kustomization.yaml"
+    }
 
 
 def test_every_namespaced_object_names_its_namespace(objects: list[dict[str, Any]]) -> None:
@@ -459,7 +465,7 @@ def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 
 
 def test_task_role_covers_the_executor_reference_rbac(objects: list[dict[str, Any]]) -> None:
-    """base/rbac.yaml is a copy of deploy/k8s/rbac.yaml's task rules (kustomize cannot load a
+    """base/controller/rbac.yaml is a copy of deploy/k8s/rbac.yaml's task rules (kustomize cannot load a
     file above the base): everything the executor's reference grants, the base grants too."""
     reference = [d for d in yaml.safe_load_all((K8S / "rbac.yaml").read_text()) if d]
     [runner] = [
@@ -469,7 +475,7 @@ def test_task_role_covers_the_executor_reference_rbac(objects: list[dict[str, An
     ]
     ours = find(objects, "Role", "tracectl-task-runner")
     missing = grants(runner["rules"]) - grants(ours["rules"])
-    assert not missing, f"base/rbac.yaml lacks {sorted(missing)} of deploy/k8s/rbac.yaml"
+    assert not missing, f"base/controller/rbac.yaml lacks {sorted(missing)} of deploy/k8s/rbac.yaml"
 
 
 # -- logstash pipeline, airflow values, docs, Dockerfile --------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import tarfile
@@ -36,11 +37,11 @@ def layer_names(image: BuiltImage, index: int) -> set[str]:
 IMAGE_MARKERS = {"python_version": "3.11", "python_full_version": "3.11.2", "sys_platform": "linux"}
 
 
-def dockerfile_requirements() -> set[str]:
-    """name==version of the export the Dockerfile's runtime stage installs, for the image's
+def dockerfile_requirements(stage: str = "runtime") -> set[str]:
+    """name==version of the export the Dockerfile's STAGE installs, for the image's
     interpreter."""
     dockerfile = (REPO / "deploy" / "k8s" / "Dockerfile").read_text()
-    export = dockerfile[: dockerfile.index("-o /dist/runtime-requirements.txt")]
+    export = dockerfile[: dockerfile.index(f"-o /dist/{stage}-requirements.txt")]
     extras = re.findall(r"--extra (\w+)", export[export.rindex("uv export") :])
     argv = ["uv", "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project"]
     out = subprocess.run(
@@ -64,15 +65,18 @@ def normal(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-def test_the_runtime_layer_has_every_locked_distribution_the_dockerfile_installs(
-    runtime: BuiltImage,
-) -> None:
-    names = layer_names(runtime, 1)
-    installed = {
+def distributions(names: set[str]) -> set[str]:
+    return {
         f"{normal(m[1])}=={m[2]}"
         for name in names
         if (m := re.fullmatch(rf"{SITE}/([^/]+?)-([^-/]+)\.dist-info", name))
     }
+
+
+def test_the_runtime_layer_has_every_locked_distribution_the_dockerfile_installs(
+    runtime: BuiltImage,
+) -> None:
+    installed = distributions(layer_names(runtime, 1))
     assert installed == dockerfile_requirements() | {f"tracectl=={tracectl_version()}"}
     assert set(RUNTIME_EXTRAS) == {"kubernetes", "kafka", "elasticsearch", "s3"}
 
@@ -107,3 +111,32 @@ def test_the_pushed_image_is_served_by_its_digest_with_base_and_runtime_layers(
     assert [layer["digest"] for layer in manifest["layers"]] == [
         layer.digest for layer in runtime.layers
     ]
+
+
+def test_the_controller_image_is_the_runtime_image_and_a_layer_of_the_server_extras(
+    runtime: BuiltImage, registry: dict[str, str]
+) -> None:
+    request = BuildRequest(
+        registry=registry["TRACECTL_REGISTRY"],
+        repository="tracectl/controller",
+        target="controller",
+        source=REPO,
+        cache=CACHE,
+    )
+    controller = build(request)
+    assert controller.layers[:2] == runtime.layers  # shared: pulled and cached once
+    assert len(controller.layers) == 3  # base, runtime, server
+    added = distributions(layer_names(controller, 2))
+    assert added, "the server layer installs nothing"
+    assert not added & distributions(layer_names(runtime, 1))
+    wanted = dockerfile_requirements("controller") | {f"tracectl=={tracectl_version()}"}
+    assert distributions(layer_names(runtime, 1)) | added == wanted
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--config", "--tls-verify=false", f"docker://{controller.reference}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    config = json.loads(raw)["config"]
+    assert config["Entrypoint"] == ["/usr/local/bin/tracectl"]
+    assert config["Cmd"][0] == "server" and config["User"] == "10001:10001"

@@ -1,0 +1,290 @@
+"""The controller inside the cluster: deploy/k8s/overlays/local applied to deploy/local's real node.
+
+The controller's image is built without Docker (`tracectl image build --target controller`) and
+pulled by digest from the local registry; the overlay's objects (the controller part of
+deploy/k8s/base) go into two fresh namespaces standing for `tracectl` and `tracectl-tasks`,
+with a scratch PostgreSQL database. The pod has no kubeconfig: its only credential is its
+ServiceAccount's token, so every Job of the pipeline below was created under the base's RBAC,
+and the forbidden verbs are tried with a token bound to the running controller pod.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import pytest
+import yaml
+from kubernetes import client
+
+from bench.leases import scratch_postgres
+from controller.auth.tokens import create_token
+from controller.images.build import BuildRequest, build
+from controller.store.database import Database
+from tests.deploy.kustomize import rename_namespaces
+from tests.waiting import wait_for
+
+pytestmark = [
+    pytest.mark.kubernetes,
+    pytest.mark.registry,
+    pytest.mark.postgres,
+    pytest.mark.kafka,
+    pytest.mark.s3,
+    pytest.mark.timeout(1800),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+OVERLAY = REPO / "deploy" / "k8s" / "overlays" / "local"
+CACHE = Path.home() / ".cache" / "tracectl" / "images"
+NAME = "tracectl-controller"
+
+
+def image(registry: dict[str, str], target: Literal["runtime", "controller"]) -> str:
+    request = BuildRequest(
+        registry=registry["TRACECTL_REGISTRY"],
+        repository=f"tracectl/{target}",
+        target=target,
+        source=REPO,
+        cache=CACHE,
+    )
+    return build(request).reference
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Deployed:
+    """The applied overlay: its two namespaces, the controller's port and database."""
+
+    def __init__(self, home: str, tasks: str, port: int, database_url: str) -> None:
+        self.home, self.tasks, self.port, self.database_url = home, tasks, port, database_url
+
+
+def rendered(deployed: Deployed, images: dict[str, str]) -> list[dict[str, Any]]:
+    """`kubectl kustomize` of the overlay, in this test's namespaces, images, port, database."""
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(OVERLAY)], capture_output=True, text=True, check=True
+    ).stdout
+    objects = [doc for doc in yaml.safe_load_all(out) if doc]
+    mapping = {"tracectl": deployed.home, "tracectl-tasks": deployed.tasks}
+    objects = rename_namespaces(objects, mapping)
+    for obj in objects:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        if (kind, name) == ("ConfigMap", NAME):
+            obj["data"]["TRACECTL_K8S_NAMESPACE"] = deployed.tasks
+            obj["data"]["TRACECTL_K8S_IMAGE"] = images["runtime"]
+        elif (kind, name) == ("Secret", NAME):
+            obj["stringData"]["TRACECTL_DATABASE_URL"] = deployed.database_url
+        elif (kind, name) == ("Deployment", NAME):
+            (container,) = obj["spec"]["template"]["spec"]["containers"]
+            container["image"] = images["controller"]
+            container["args"][-1] = str(deployed.port)
+            container["ports"][0]["containerPort"] = deployed.port
+    return objects
+
+
+def names(objects: list[Any]) -> set[str]:
+    return {str(obj.metadata.name) for obj in objects}
+
+
+def kubectl(kubernetes: dict[str, str], *argv: str, stdin: str | None = None) -> str:
+    env = {**os.environ, "KUBECONFIG": kubernetes["KUBECONFIG"]}
+    out = subprocess.run(
+        ["kubectl", *argv], input=stdin, capture_output=True, text=True, env=env, check=False
+    )
+    assert out.returncode == 0, f"kubectl {' '.join(argv)}: {out.stderr}"
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def images(registry: dict[str, str]) -> dict[str, str]:
+    return {"runtime": image(registry, "runtime"), "controller": image(registry, "controller")}
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    kubernetes: dict[str, str],
+    postgres: dict[str, str],
+    kafka: dict[str, str],
+    s3: dict[str, str],
+    mlflow_server: dict[str, str],
+    images: dict[str, str],
+    api: client.ApiClient,
+) -> Iterator[Deployed]:
+    suffix = uuid.uuid4().hex[:6]
+    with scratch_postgres(postgres["TRACECTL_POSTGRES_URL"]) as url:
+        home = Deployed(f"tracectl-ic-{suffix}", f"tracectl-ic-{suffix}-tasks", free_port(), url)
+        stream = yaml.safe_dump_all(rendered(home, images))
+        try:
+            kubectl(kubernetes, "apply", "-f", "-", stdin=stream)
+            kubectl(
+                kubernetes, "-n", home.home, "rollout", "status", f"deploy/{NAME}", "--timeout=600s"
+            )
+            yield home
+        finally:
+            core = client.CoreV1Api(api)
+            for namespace in (home.tasks, home.home):
+                core.delete_namespace(namespace)
+            wait_for(
+                "the namespaces to go (the controller's pod with them)",
+                lambda: not names(core.list_namespace().items) & {home.home, home.tasks},
+                300,
+            )
+
+
+def endpoint(api: client.ApiClient, deployed: Deployed) -> str:
+    """The Service's ready endpoint (no kube-proxy runs: its ClusterIP leads nowhere)."""
+
+    def ready() -> str | None:
+        slices: Any = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
+            deployed.home, label_selector=f"kubernetes.io/service-name={NAME}"
+        )
+        for piece in slices.items:
+            for point in piece.endpoints or []:
+                if point.conditions and point.conditions.ready:
+                    return f"http://{point.addresses[0]}:{piece.ports[0].port}"
+        return None
+
+    return wait_for("the controller Service's ready endpoint", ready, 120)
+
+
+def pod_of(api: client.ApiClient, deployed: Deployed) -> Any:
+    pods: Any = client.CoreV1Api(api).list_namespaced_pod(
+        deployed.home, label_selector=f"app.kubernetes.io/name={NAME}"
+    )
+    (pod,) = [p for p in pods.items if p.status.phase == "Running"]
+    return pod
+
+
+PIPELINE = [
+    {"name": "prepare", "spec": {"command": ["python3", "-c", "print('prepared rows 3')"]}},
+    {
+        "name": "train",
+        "spec": {
+            "command": ["python3", "-c", "print('trained on', 3, 'rows')"],
+            "after": ["prepare"],
+        },
+    },
+    {
+        "name": "evaluate",
+        "spec": {"command": ["python3", "-c", "print('accuracy 1.0')"], "after": ["train"]},
+    },
+]
+
+
+def test_a_pipeline_runs_through_the_in_cluster_controller_on_jobs_of_its_own_account(
+    deployed: Deployed, api: client.ApiClient
+) -> None:
+    base = endpoint(api, deployed)
+    token = create_token(Database(deployed.database_url), "in-cluster", "research")
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+        created = http.post("/v1/runs", json={"pipeline": "in-cluster", "tasks": PIPELINE})
+        assert created.status_code == 201, created.text
+        run_id = created.json()["id"]
+        listed = http.get("/v1/tasks", params={"run_id": run_id, "limit": 10}).json()["items"]
+        ended = {t["name"]: wait_task(http, t["id"]) for t in listed}
+        logs = {n: http.get(f"/v1/tasks/{t['id']}/logs/text").text for n, t in ended.items()}
+    statuses = {name: t["status"] for name, t in ended.items()}
+    assert statuses == dict.fromkeys(("prepare", "train", "evaluate"), "succeeded"), logs
+    assert "trained on 3 rows" in logs["train"]
+    jobs: list[Any] = client.BatchV1Api(api).list_namespaced_job(deployed.tasks).items
+    refs = {t["executor_ref"]["name"] for t in ended.values()}
+    assert refs <= names(jobs)
+    assert all(j.status.succeeded == 1 for j in jobs if j.metadata.name in refs)
+    pod = pod_of(api, deployed)
+    assert pod.spec.service_account_name == NAME and pod.spec.node_name == "localhost"
+    env = {e.name for c in pod.spec.containers for e in c.env or []}
+    assert "KUBECONFIG" not in env  # the ServiceAccount's token is its only credential
+    lease: Any = client.CoordinationV1Api(api).read_namespaced_lease(NAME, deployed.home)
+    assert lease.spec.holder_identity.startswith(f"{pod.metadata.name}:")  # <pod>:<epoch>:…
+
+
+def wait_task(http: httpx.Client, task_id: str) -> dict[str, Any]:
+    def ended() -> dict[str, Any] | None:
+        got = http.get(f"/v1/tasks/{task_id}/wait", params={"timeout_s": 10}).json()
+        terminal = got["status"] in ("succeeded", "failed", "cancelled")
+        return dict(got) if terminal else None
+
+    return wait_for(f"task {task_id} to end", ended, 600, every=0)
+
+
+def pod_token(api: client.ApiClient, deployed: Deployed) -> str:
+    """A token of the controller's ServiceAccount bound to its running pod (as the mounted one)."""
+    pod = pod_of(api, deployed)
+    bound = client.V1BoundObjectReference(kind="Pod", name=pod.metadata.name, uid=pod.metadata.uid)
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], bound_object_ref=bound)
+    )
+    answer: Any = client.CoreV1Api(api).create_namespaced_service_account_token(
+        NAME, deployed.home, request
+    )
+    return str(answer.status.token)
+
+
+def forbidden(deployed: Deployed) -> dict[str, tuple[str, str, dict[str, Any] | None]]:
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": f"{deployed.home}-escalate"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "admin",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": deployed.home}],
+    }
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"}, "spec": {}}
+    return {
+        "list Secrets cluster-wide": ("GET", "/api/v1/secrets", None),
+        "list Secrets of its task namespace": (
+            "GET",
+            f"/api/v1/namespaces/{deployed.tasks}/secrets",
+            None,
+        ),
+        "delete a node": ("DELETE", "/api/v1/nodes/localhost", None),
+        "create a ClusterRoleBinding": ("POST", f"{rbac}/clusterrolebindings", binding),
+        "create a Job in its own namespace": (
+            "POST",
+            f"/apis/batch/v1/namespaces/{deployed.home}/jobs",
+            job,
+        ),
+        "read another Lease": (
+            "GET",
+            f"/apis/coordination.k8s.io/v1/namespaces/{deployed.home}/leases/other",
+            None,
+        ),
+    }
+
+
+def test_the_controllers_token_is_refused_every_verb_its_roles_do_not_grant(
+    deployed: Deployed, api: client.ApiClient, kubernetes: dict[str, str]
+) -> None:
+    token = pod_token(api, deployed)
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(
+        base_url=kubernetes["TRACECTL_K8S_API"],
+        verify=ssl.create_default_context(cafile=kubernetes["TRACECTL_K8S_CA"]),
+        headers=headers,
+    ) as http:
+        allowed = http.get(f"/apis/coordination.k8s.io/v1/namespaces/{deployed.home}/leases/{NAME}")
+        assert allowed.status_code == 200, allowed.text  # the token is valid: refusals are RBAC's
+        answers = {
+            what: http.request(method, path, content=None if body is None else json.dumps(body))
+            for what, (method, path, body) in forbidden(deployed).items()
+        }
+    codes = {what: answer.status_code for what, answer in answers.items()}
+    assert codes == dict.fromkeys(codes, 403), {w: a.text[:200] for w, a in answers.items()}
+    assert names([client.CoreV1Api(api).read_node("localhost")]) == {"localhost"}  # not deleted
