@@ -465,8 +465,9 @@ def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 
 
 def test_task_role_covers_the_executor_reference_rbac(objects: list[dict[str, Any]]) -> None:
-    """base/controller/rbac.yaml is a copy of deploy/k8s/rbac.yaml's task rules (kustomize cannot load a
-    file above the base): everything the executor's reference grants, the base grants too."""
+    """base/controller/rbac.yaml is a copy of deploy/k8s/rbac.yaml's task rules (kustomize
+    cannot load a file above the base): everything the executor's reference grants, the base
+    grants too."""
     reference = [d for d in yaml.safe_load_all((K8S / "rbac.yaml").read_text()) if d]
     [runner] = [
         d
