@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+
+from tests.waiting import poll_until
 
 
 def sequences_since(
@@ -30,8 +32,9 @@ def sequences_since(
             else:
                 consumer.pause(tp)
         out: dict[str, list[int]] = {key: [] for key in keys}
-        deadline = time.monotonic() + timeout_s
-        while todo and time.monotonic() < deadline:
+
+        def read() -> dict[Any, int]:
+            """One poll's records into OUT; the partitions still to read to their end."""
             for tp, records in consumer.poll(timeout_ms=500, max_records=5000).items():
                 for record in records:
                     key = (record.key or b"").decode()
@@ -41,6 +44,10 @@ def sequences_since(
                 if consumer.position(tp) >= todo[tp]:
                     consumer.pause(tp)
                     del todo[tp]
+            return todo
+
+        if todo:
+            poll_until(read, lambda left: not left, timeout_s, every=0)
         assert not todo, f"could not read {topic} to its end in {timeout_s} s: {todo}"
         return out
     finally:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.ports import SearchIndex
+from tests.waiting import poll_until
 
 INDEX = "logs-tracectl-*"
 PAGE = 10000
@@ -54,16 +55,14 @@ def wait_for_lines(
 ) -> list[dict[str, Any]]:
     """The run's documents once at least TOTAL are indexed (or whatever is there at the
     deadline); then a pause, so that a duplicate still in flight would be counted too."""
-    deadline = time.monotonic() + timeout_s
-    docs: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
+
+    def docs() -> list[dict[str, Any]]:
         try:
-            docs = documents(client, run_id)
+            return documents(client, run_id)
         except Exception:  # the index or its data stream may not exist yet
-            docs = []
-        if len(docs) >= total:
-            break
-        time.sleep(1.0)
+            return []
+
+    poll_until(docs, lambda found: len(found) >= total, timeout_s, 1.0)
     time.sleep(3.0)
     return documents(client, run_id)
 

@@ -29,6 +29,7 @@ from tests.faults.log_index import (
     file_record,
     wait_for_lines,
 )
+from tests.waiting import poll_until
 
 pytestmark = [
     pytest.mark.kafka,
@@ -98,12 +99,12 @@ def test_random_kills_lose_nothing(
             server.kill9()
             time.sleep(rng.uniform(0.0, 1.0))
             server.start()
-        deadline = time.monotonic() + 420
-        while time.monotonic() < deadline:
-            seen = statuses(server.url, ids)
-            if all(s in ("succeeded", "failed", "cancelled") for s in seen.values()):
-                break
-            time.sleep(0.5)
+        seen = poll_until(
+            lambda: statuses(server.url, ids),
+            lambda seen: all(s in ("succeeded", "failed", "cancelled") for s in seen.values()),
+            420,
+            0.5,
+        )
         assert set(seen.values()) == {"succeeded"}, seen
         for task_id in ids:
             task = httpx.get(f"{server.url}/v1/tasks/{task_id}").json()

@@ -35,6 +35,7 @@ from tests.faults.log_index import (
 )
 from tests.logs.conftest import ensure_up, service
 from tests.server_process import ServerProcess
+from tests.waiting import poll_until, wait_for
 
 pytestmark = [
     pytest.mark.kafka,
@@ -77,37 +78,34 @@ def submit(url: str, stop_files: list[Path]) -> tuple[str, list[str]]:
 
 def wait_until_indexed(client: SearchIndex, run_id: str, ids: list[str], lines: int) -> None:
     """Until each task has LINES lines in the index: the whole path works before the outage."""
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+
+    def indexed() -> bool:
         try:
             groups = by_attempt(documents(client, run_id))
         except Exception:  # the run's first documents may not be searchable yet
             groups = {}
-        if all(len(groups.get((t, "1"), [])) >= lines for t in ids):
-            return
-        time.sleep(1.0)
-    raise AssertionError(f"fewer than {lines} lines of each task indexed before the outage")
+        return all(len(groups.get((t, "1"), [])) >= lines for t in ids)
+
+    wait_for(f"{lines} lines of each task indexed before the outage", indexed, 180, 1.0)
 
 
 def wait_finished(server: ServerProcess, ids: list[str]) -> list[dict[str, object]]:
-    deadline = time.monotonic() + 300
-    tasks: list[dict[str, object]] = []
-    while time.monotonic() < deadline:
-        tasks = [server.get(f"/v1/tasks/{t}") for t in ids]
-        if all(t["status"] in ("succeeded", "failed", "cancelled") for t in tasks):
-            break
-        time.sleep(1.0)
-    return tasks
+    return poll_until(
+        lambda: [server.get(f"/v1/tasks/{t}") for t in ids],
+        lambda tasks: all(t["status"] in ("succeeded", "failed", "cancelled") for t in tasks),
+        300,
+        1.0,
+    )
 
 
 def spools_left(home: Path, timeout_s: float = 180) -> list[Path]:
     """Log spools still holding records, once they drained or at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        left = [p.parent for p in (home / "spool" / "logs").glob("*/*/*/*.seg")]
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(1.0)
+    return poll_until(
+        lambda: [p.parent for p in (home / "spool" / "logs").glob("*/*/*/*.seg")],
+        lambda left: not left,
+        timeout_s,
+        1.0,
+    )
 
 
 def test_broker_down_a_minute_loses_no_line(

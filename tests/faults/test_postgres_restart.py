@@ -18,6 +18,7 @@ import pytest
 from bench.leases import scratch_postgres
 from tests.server_process import ServerProcess
 from tests.stack_fixtures import DEPLOY_LOCAL
+from tests.waiting import poll_until
 
 TASK = (
     "import time, pathlib\nprint('begin', flush=True)\ntime.sleep(3)\n"
@@ -56,17 +57,22 @@ def test_database_restart_mid_run(
             postgres_ctl("stop")
             time.sleep(3)
             postgres_ctl("start")
-            deadline = time.monotonic() + 180
-            tasks: list[dict[str, object]] = []
-            while time.monotonic() < deadline:
+
+            def read() -> list[dict[str, object]]:
                 try:
-                    tasks = [server.get(f"/v1/tasks/{t}") for t in ids]
+                    return [server.get(f"/v1/tasks/{t}") for t in ids]
                 except (httpx.HTTPError, ValueError):
-                    time.sleep(0.5)  # the API answers 5xx until its pool reconnects
-                    continue
-                if all(t.get("status") in ("succeeded", "failed", "cancelled") for t in tasks):
-                    break
-                time.sleep(0.5)
+                    return []  # the API answers 5xx until its pool reconnects
+
+            tasks = poll_until(
+                read,
+                lambda ts: (
+                    bool(ts)
+                    and all(t.get("status") in ("succeeded", "failed", "cancelled") for t in ts)
+                ),
+                180,
+                0.5,
+            )
             assert [t["status"] for t in tasks] == ["succeeded"] * 4, tasks
             assert all(t["attempt"] == 1 for t in tasks)
             for task_id in ids:

@@ -25,6 +25,7 @@ from controller.config import Settings
 from controller.core.service import ControllerService
 from controller.ports import SearchIndex
 from tests.core.conftest import Api
+from tests.waiting import gather, poll_until
 
 REPO = Path(__file__).resolve().parents[2]
 INDEX = "logs-tracectl-*"
@@ -161,18 +162,17 @@ def indexed(client: SearchIndex, task_id: str) -> list[dict[str, Any]]:
 def wait_indexed(
     client: SearchIndex, task_id: str, count: int, timeout: float = 120
 ) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    docs: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
+
+    def docs() -> list[dict[str, Any]]:
         try:
-            docs = indexed(client, task_id)
-        except Exception:  # the index may be coming back up
-            docs = []
-        if len(docs) >= count:
-            time.sleep(1.5)  # a duplicate still in flight would now show
             return indexed(client, task_id)
-        time.sleep(0.5)
-    return docs
+        except Exception:  # the index may be coming back up
+            return []
+
+    if len(poll_until(docs, lambda found: len(found) >= count, timeout, 0.5)) < count:
+        return docs()  # the caller's assertion says what is missing
+    time.sleep(1.5)  # a duplicate still in flight would now show
+    return indexed(client, task_id)
 
 
 def read_topic(
@@ -186,16 +186,20 @@ def read_topic(
         ]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
-        out: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
         ends = consumer.end_offsets(parts)
-        while time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                out.extend(json.loads(r.value) for r in records if r.key == key.encode())
-            if len(out) >= until and all(consumer.position(tp) >= ends[tp] for tp in parts):
-                break
-            if all(consumer.position(tp) >= ends[tp] for tp in parts):
-                ends = consumer.end_offsets(parts)
-        return out
+
+        def values() -> list[dict[str, Any]]:
+            batches = consumer.poll(timeout_ms=500).values()
+            return [
+                json.loads(r.value) for records in batches for r in records if r.key == key.encode()
+            ]
+
+        def at_end(out: list[dict[str, Any]]) -> bool:
+            if not all(consumer.position(tp) >= ends[tp] for tp in parts):
+                return False
+            ends.update(consumer.end_offsets(parts))  # more may have come meanwhile
+            return len(out) >= until
+
+        return gather(values, at_end, timeout)
     finally:
         consumer.close()

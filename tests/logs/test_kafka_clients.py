@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from controller.ports import LogLine, SearchIndex
 from tests.core.conftest import Api, python
 from tests.logs.conftest import read_topic, wait_indexed
 from tests.logs.tcp_forwarder import TcpForwarder
+from tests.waiting import gather, poll_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
@@ -79,12 +79,14 @@ def _records_at(bootstrap: str, delivered: Delivered) -> list[tuple[bytes, bytes
     try:
         consumer.assign([part])
         consumer.seek(part, delivered.first_offset)
-        out: list[tuple[bytes, bytes]] = []
-        deadline = time.monotonic() + 60
-        while consumer.position(part) <= delivered.last_offset and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                out += [(r.key, r.value) for r in records if r.offset <= delivered.last_offset]
-        return out
+
+        def records() -> list[tuple[bytes, bytes]]:
+            batches = consumer.poll(timeout_ms=500).values()
+            return [
+                (r.key, r.value) for b in batches for r in b if r.offset <= delivered.last_offset
+            ]
+
+        return gather(records, lambda _: consumer.position(part) > delivered.last_offset, 60)
     finally:
         consumer.close()
 
@@ -150,15 +152,6 @@ def test_unknown_client_is_refused_by_name(bootstrap: str, topic: str) -> None:
         open_transport("librdkafka", bootstrap, topic, "tracectl-test")
 
 
-def _wait(condition: object, timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 @pytest.mark.parametrize("client", KAFKA_CLIENTS)
 def test_unreachable_kafka_spools_then_drains_in_order(
     client: str, bootstrap: str, topic: str, tmp_path: Path
@@ -177,7 +170,9 @@ def test_unreachable_kafka_spools_then_drains_in_order(
     try:
         for seq in range(1, 501):
             assert producer.put(key.encode(), f'{{"event": {{"sequence": {seq}}}}}'.encode())
-        assert _wait(lambda: producer.outages >= 2), producer.stats()
+        assert poll_until(lambda: producer.outages, lambda n: n >= 2, 60, 0.1) >= 2, (
+            producer.stats()
+        )
         assert producer.sent == 0 and producer.stats()["spooled_bytes"] > 0
         assert any((tmp_path / "spool").glob("*.seg"))
 

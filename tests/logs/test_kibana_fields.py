@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from controller.ports import SearchIndex
 from tests.core.conftest import Api, python
 from tests.logs.test_logstash_assets import TEMPLATE_FIELDS, saved_objects, search_source
+from tests.waiting import poll_until
 
 pytestmark = [
     pytest.mark.kafka,
@@ -72,12 +72,13 @@ def flat(source: dict[str, Any], prefix: str = "") -> set[str]:
 def indexed_fields(search: SearchIndex, pattern: str, run_id: str, least: int) -> set[str]:
     """Field names of the run's documents in PATTERN, once at least LEAST are searchable."""
     body = {"query": {"term": {"labels.run_id": run_id}}, "size": 1000}
-    deadline, hits = time.monotonic() + 120, list[dict[str, Any]]()
-    while time.monotonic() < deadline and len(hits) < least:
+
+    def hits() -> list[dict[str, Any]]:
         search.refresh(pattern)
-        hits = search.search(pattern, body)["hits"]["hits"]
-        time.sleep(0.5)
-    return set().union(*(flat(hit["_source"]) for hit in hits))
+        return list(search.search(pattern, body)["hits"]["hits"])
+
+    found = poll_until(hits, lambda found: len(found) >= least, 120, 0.5)
+    return set().union(*(flat(hit["_source"]) for hit in found))
 
 
 def test_kibana_fields_exist_in_template_and_in_indexed_documents(

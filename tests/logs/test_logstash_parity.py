@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from controller.config import Settings
 from controller.logs.kafka_sink import KafkaLogSink
 from controller.ports import LogLine, SearchIndex
 from tests.logs.conftest import engine_url
+from tests.waiting import gather, poll_until
 
 pytestmark = [
     pytest.mark.kafka,
@@ -147,29 +147,25 @@ def records_of(bootstrap: str, key: bytes, count: int) -> list[Any]:
         parts = [TopicPartition(TOPIC, p) for p in consumer.partitions_for_topic(TOPIC) or ()]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
-        found: list[Any] = []
-        deadline = time.monotonic() + 60
-        while len(found) < count and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                found.extend(r for r in batch if r.key == key)
-        return found
+
+        def records() -> list[Any]:
+            return [r for b in consumer.poll(timeout_ms=500).values() for r in b if r.key == key]
+
+        return gather(records, lambda found: len(found) >= count, 60)
     finally:
         consumer.close()
 
 
 def indexed_by_id(client: SearchIndex, ids: list[str]) -> dict[str, dict[str, Any]]:
-    deadline = time.monotonic() + 90
-    docs: dict[str, dict[str, Any]] = {}
-    while time.monotonic() < deadline:
-        body = {"query": {"ids": {"values": ids}}, "size": len(ids)}
+    body = {"query": {"ids": {"values": ids}}, "size": len(ids)}
+
+    def docs() -> dict[str, dict[str, Any]]:
         # on a fresh stack the shipper creates the stream with its first document
         client.refresh("logs-tracectl-default")
         hits = client.search("logs-tracectl-default", body)["hits"]["hits"]
-        docs = {hit["_id"]: hit for hit in hits}
-        if len(docs) == len(ids):
-            break
-        time.sleep(0.5)
-    return docs
+        return {hit["_id"]: hit for hit in hits}
+
+    return poll_until(docs, lambda found: len(found) == len(ids), 90, 0.5)
 
 
 def normal(doc: dict[str, Any]) -> dict[str, Any]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import defaultdict
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.serializer import DefaultSerializer
+
+from tests.waiting import gather
 
 pytestmark = pytest.mark.kafka
 
@@ -52,14 +54,16 @@ def test_topic_produce_consume_in_key_order(kafka: dict[str, str]) -> None:
         )
         received: dict[str, list[int]] = defaultdict(list)
         partitions_of_key: dict[str, set[int]] = defaultdict(set)
-        deadline = time.monotonic() + 60
-        total = 0
-        while total < N_MESSAGES and time.monotonic() < deadline:
-            for tp, records in consumer.poll(timeout_ms=1000).items():
-                for record in records:
-                    received[record.key].append(int(record.value))
-                    partitions_of_key[record.key].add(tp.partition)
-                    total += 1
+
+        def records() -> list[tuple[int, Any]]:
+            return [
+                (tp.partition, r) for tp, rs in consumer.poll(timeout_ms=1000).items() for r in rs
+            ]
+
+        for partition, record in gather(records, lambda seen: len(seen) >= N_MESSAGES, 60):
+            received[record.key].append(int(record.value))
+            partitions_of_key[record.key].add(partition)
+        total = sum(len(seqs) for seqs in received.values())
         consumer.commit()
         assignment = consumer.assignment()
         positions = {tp.partition: consumer.position(tp) for tp in assignment}

@@ -23,6 +23,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from controller import backends
 from controller.ports import SearchIndex
+from tests.waiting import poll_until, wait_for
 
 pytestmark = [
     pytest.mark.kafka,
@@ -80,14 +81,10 @@ def _hits(client: SearchIndex, index: str, task_id: str) -> list[dict[str, Any]]
 
 
 def _wait_for_count(client: SearchIndex, index: str, task_id: str, expected: int) -> int:
-    deadline = time.monotonic() + WAIT_S
-    count = -1
-    while time.monotonic() < deadline:
-        count = len(_hits(client, index, task_id))
-        if count >= expected:
-            return count
-        time.sleep(0.5)
-    return count
+    def count() -> int:
+        return len(_hits(client, index, task_id))
+
+    return poll_until(count, lambda n: n >= expected, WAIT_S, 0.5)
 
 
 def _wait_until_committed(bootstrap: str, topic: str, group: str) -> None:
@@ -98,13 +95,12 @@ def _wait_until_committed(bootstrap: str, topic: str, group: str) -> None:
     try:
         partitions = sorted(probe.partitions_for_topic(topic) or ())
         ends = probe.end_offsets([TopicPartition(topic, p) for p in partitions])
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
+
+        def caught_up() -> bool:
             committed = admin.list_group_offsets(group)[group]
-            if all(tp in committed and committed[tp].offset >= end for tp, end in ends.items()):
-                return
-            time.sleep(0.5)
-        pytest.fail(f"shipper group {group} did not commit up to {ends} within {WAIT_S}s")
+            return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items())
+
+        wait_for(f"shipper group {group} to commit up to {ends}", caught_up, WAIT_S, 0.5)
     finally:
         probe.close()
         admin.close()
