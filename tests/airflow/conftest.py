@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ import pytest
 
 from controller.loopback import free_port
 from tests.stack_fixtures import DEPLOY_LOCAL, REPO
+from tests.waiting import poll_until
 
 DAGS = REPO / "dags"
 RUNNER = Path(__file__).with_name("dag_test_runner.py")
@@ -60,6 +62,9 @@ def demo_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+ENDED = ("succeeded", "failed", "cancelled")
+
+
 class Controller:
     def __init__(self, url: str, home: Path) -> None:
         self.url = url
@@ -70,6 +75,17 @@ class Controller:
         response = self.http.get(path, params=params)
         response.raise_for_status()
         return response.json()
+
+    def settled(self, task_id: str, timeout: float = 180) -> dict[str, Any]:
+        """The task once it has ended (each of its /wait calls blocks up to 20 s)."""
+        task = poll_until(
+            lambda: self.get(f"/v1/tasks/{task_id}/wait", timeout_s=20),
+            lambda task: task["status"] in ENDED,
+            timeout,
+            every=0,
+        )
+        assert task["status"] in ENDED, f"{task_id} still {task['status']}"
+        return dict(task)
 
     def runs_of(self, dag_id: str) -> list[dict[str, Any]]:
         return [
@@ -101,17 +117,16 @@ def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]
         cwd=home,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
+
+    def state() -> str:
+        with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"controller did not start:\n{(home / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.3)
+                return "ready"
+        return "starting" if proc.poll() is None else "exited"
+
+    if poll_until(state, lambda now: now != "starting", 120, 0.3) != "ready":
+        proc.kill()
+        pytest.fail(f"controller did not start:\n{(home / 'server.log').read_text()[-3000:]}")
     yield Controller(url, home)
     os.killpg(proc.pid, signal.SIGTERM)
     try:

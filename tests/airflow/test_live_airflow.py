@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.airflow.conftest import Controller
+from tests.waiting import poll_until
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 DAG_ID = "example_pipeline"
@@ -75,10 +76,11 @@ def api(airflow: dict[str, str], controller: Controller) -> Iterator[AirflowApi]
             "extra": json.dumps({"mlflow_url": "http://mlflow.invalid:5000"}),
         },
     )
-    deadline = time.monotonic() + 180  # the DAG processor parses dags/ on its own schedule
-    while client.call("GET", f"/dags/{DAG_ID}").status_code != 200:
-        assert time.monotonic() < deadline, f"{DAG_ID} was not parsed within 180s"
-        time.sleep(2)
+    # the DAG processor parses dags/ on its own schedule
+    parsed = poll_until(
+        lambda: client.call("GET", f"/dags/{DAG_ID}").status_code, lambda s: s == 200, 180, 2
+    )
+    assert parsed == 200, f"{DAG_ID} was not parsed within 180s"
     errors = client.ok("GET", "/importErrors")
     assert errors["total_entries"] == 0, errors
     client.ok("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
@@ -102,11 +104,13 @@ def test_trigger_over_rest_runs_the_pipeline(
         },
     )
     run_id = run["dag_run_id"]
-    deadline = time.monotonic() + 1000
-    while run["state"] not in ("success", "failed"):
-        assert time.monotonic() < deadline, f"DAG run {run_id} still {run['state']}"
-        time.sleep(3)
-        run = api.ok("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")
+    run = poll_until(
+        lambda: api.ok("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}"),
+        lambda run: run["state"] in ("success", "failed"),
+        1000,
+        3,
+    )
+    assert run["state"] in ("success", "failed"), f"DAG run {run_id} still {run['state']}"
     print(f"live Airflow DAG run (trigger -> success): {time.monotonic() - started:.1f}s")
     tis = api.ok("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
     states = {ti["task_id"]: ti["state"] for ti in tis}
@@ -182,24 +186,16 @@ def test_marking_a_deferred_task_failed_cancels_it_on_the_controller(
         json={"logical_date": None, "conf": {"git_repo": str(repo)}},
     )["dag_run_id"]
     ti_path = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/prepare"
-    deadline = time.monotonic() + 600
     # Marked failed as soon as it is deferred, without waiting for a triggerer to take the
     # trigger: then the trigger's on_kill may never run, and the tracectl listener plugin in
     # the API server cancels the task (docs/airflow.md, "Kill / mark failed").
-    while (ti := api.ok("GET", ti_path))["state"] != "deferred":
-        assert ti["state"] in (None, "scheduled", "queued", "running"), ti
-        assert time.monotonic() < deadline, f"prepare still {ti['state']}"
-        time.sleep(0.2)
+    before = (None, "scheduled", "queued", "running")
+    ti = poll_until(lambda: api.ok("GET", ti_path), lambda ti: ti["state"] not in before, 600, 0.2)
+    assert ti["state"] == "deferred", f"prepare {ti['state']}: {ti}"
     task_id = api.xcom(run_id, "prepare", "tracectl_task_id")
     api.ok("PATCH", ti_path, json={"new_state": "failed"})
     taken_by = (ti.get("trigger") or {}).get("triggerer_id")
-    deadline = time.monotonic() + 180
-    while (task := controller.get(f"/v1/tasks/{task_id}/wait", timeout_s=20))["status"] not in (
-        "succeeded",
-        "failed",
-        "cancelled",
-    ):
-        assert time.monotonic() < deadline, f"{task_id} still {task['status']} after mark-failed"
+    task = controller.settled(task_id)
     assert task["status"] == "cancelled", task
     assert api.ok("GET", ti_path)["state"] == "failed"
     # the listener ran in the API server for this task: it cancelled it, or found it ended

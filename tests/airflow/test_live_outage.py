@@ -6,6 +6,7 @@ attempt, and the Run holds one tracectl task per Airflow task."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from tests.airflow.test_live_selfcheck import Selfcheck, close_selfcheck, open_selfcheck
 from tests.server_process import ServerProcess
+from tests.waiting import poll_until
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.timeout(900)]
 OUTAGE_S = 60.0
@@ -48,10 +50,9 @@ def test_a_dag_run_survives_a_minute_without_the_controller_and_runs_nothing_twi
     selfcheck.ti_when(run_id, "deferred", ("deferred",))
     ids = {t: selfcheck.tracectl_task(run_id, t) for t in ("awaited", "deferred")}
     for task_id in ids.values():
-        deadline = time.monotonic() + 300
-        while served.get(f"/v1/tasks/{task_id}")["status"] != "running":
-            assert time.monotonic() < deadline, f"{task_id} did not start"
-            time.sleep(0.5)
+        read = functools.partial(served.get, f"/v1/tasks/{task_id}")
+        task = poll_until(read, lambda t: t["status"] == "running", 300, 0.5)
+        assert task["status"] == "running", f"{task_id} did not start"
     served.kill9()
     down_at = time.monotonic()
     time.sleep(OUTAGE_S)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -16,11 +16,15 @@ import pytest
 
 from tests.airflow.conftest import Controller
 from tests.airflow.test_live_airflow import AirflowApi
-from tests.waiting import wait_for
+from tests.waiting import poll_until, wait_for
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.timeout(900)]
 DAG_ID = "tracectl_selfcheck"
-TERMINAL = ("succeeded", "failed", "cancelled")
+OVER = ("success", "failed")  # a DAG run's final states
+
+
+def ok(status: int) -> bool:
+    return status == 200
 
 
 class Selfcheck:
@@ -38,36 +42,30 @@ class Selfcheck:
         return dict(self.api.ok("GET", path))
 
     def ti_when(self, run_id: str, task: str, states: tuple[str, ...]) -> dict[str, Any]:
-        deadline = time.monotonic() + 600
-        while (ti := self.ti(run_id, task))["state"] not in states:
-            assert time.monotonic() < deadline, f"{task} still {ti['state']}"
-            time.sleep(0.5)
+        ti = poll_until(lambda: self.ti(run_id, task), lambda ti: ti["state"] in states, 600, 0.5)
+        assert ti["state"] in states, f"{task} still {ti['state']}"
         return ti
 
     def ended(self, run_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + 600
         path = f"/dags/{DAG_ID}/dagRuns/{run_id}"
-        while (run := self.api.ok("GET", path))["state"] not in ("success", "failed"):
-            assert time.monotonic() < deadline, f"DAG run {run_id} still {run['state']}"
-            time.sleep(1)
+        run = poll_until(lambda: self.api.ok("GET", path), lambda run: run["state"] in OVER, 600, 1)
+        assert run["state"] in OVER, f"DAG run {run_id} still {run['state']}"
         return dict(run)
 
     def xcom(self, run_id: str, task: str, key: str) -> Any:
-        deadline = time.monotonic() + 300
-        while True:
-            response = self.api.call(
-                "GET",
-                f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task}/xcomEntries/{key}",
-                params={"deserialize": "true"},
-            )
-            if response.status_code == 200:
-                value = response.json()["value"]
-                if isinstance(value, str):
-                    with contextlib.suppress(ValueError):
-                        value = json.loads(value)
-                return value
-            assert time.monotonic() < deadline, f"{task} pushed no {key}"
-            time.sleep(0.5)
+        path = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task}/xcomEntries/{key}"
+        response = poll_until(
+            lambda: self.api.call("GET", path, params={"deserialize": "true"}),
+            lambda response: response.status_code == 200,
+            300,
+            0.5,
+        )
+        assert response.status_code == 200, f"{task} pushed no {key}"
+        value = response.json()["value"]
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        return value
 
     def tracectl_task(self, run_id: str, task: str) -> str:
         return str(self.xcom(run_id, task, "tracectl_task_id"))
@@ -82,10 +80,9 @@ def open_selfcheck(airflow: dict[str, str], controller_url: str) -> Selfcheck:
         "/connections",
         json={"connection_id": "tracectl_default", "conn_type": "tracectl", "host": controller_url},
     )
-    deadline = time.monotonic() + 180  # the DAG processor parses dags/ on its own schedule
-    while client.call("GET", f"/dags/{DAG_ID}").status_code != 200:
-        assert time.monotonic() < deadline, f"{DAG_ID} was not parsed within 180s"
-        time.sleep(2)
+    # the DAG processor parses dags/ on its own schedule
+    parsed = poll_until(lambda: client.call("GET", f"/dags/{DAG_ID}").status_code, ok, 180, 2)
+    assert parsed == 200, f"{DAG_ID} was not parsed within 180s"
     client.ok("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
     return Selfcheck(client)
 
@@ -107,12 +104,7 @@ def at(stamp: str) -> float:
 
 
 def settled(controller: Controller, task_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 180
-    while (task := controller.get(f"/v1/tasks/{task_id}/wait", timeout_s=20))[
-        "status"
-    ] not in TERMINAL:
-        assert time.monotonic() < deadline, f"{task_id} still {task['status']}"
-    return dict(task)
+    return controller.settled(task_id)
 
 
 def test_a_deferred_task_resumes_within_a_second_of_its_tracectl_tasks_end(
@@ -193,38 +185,40 @@ def waiting(selfcheck: Selfcheck, run_id: str, task: str) -> None:
     time.sleep(TRIGGER_TAKEN_S)
 
 
-@pytest.mark.parametrize("task", ["awaited", "deferred"])
-def test_clearing_a_waiting_airflow_task_cancels_its_tracectl_task(
-    selfcheck: Selfcheck, controller: Controller, task: str
-) -> None:
-    with sleeping_run(selfcheck) as run_id:
-        waiting(selfcheck, run_id, task)
-        first = selfcheck.tracectl_task(run_id, task)
-        selfcheck.api.ok(
-            "POST",
-            f"/dags/{DAG_ID}/clearTaskInstances",
-            json={
-                "dry_run": False,
-                "dag_run_id": run_id,
-                "task_ids": [task],
-                "only_failed": False,
-            },
-        )
-        ended = settled(controller, first)
-        assert (ended["status"], ended["reason"]) == ("cancelled", "cancelled on request"), ended
+def started(selfcheck: Selfcheck, run_id: str, task: str) -> None:
+    """Wait until TASK is running in a worker (awaited) or deferred."""
+    selfcheck.ti_when(run_id, task, ("running",) if task == "awaited" else ("deferred",))
+
+
+def clear(selfcheck: Selfcheck, run_id: str, task: str) -> None:
+    body = {"dry_run": False, "dag_run_id": run_id, "task_ids": [task], "only_failed": False}
+    selfcheck.api.ok("POST", f"/dags/{DAG_ID}/clearTaskInstances", json=body)
+
+
+def mark_failed(selfcheck: Selfcheck, run_id: str, task: str) -> None:
+    path = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task}"
+    selfcheck.api.ok("PATCH", path, json={"new_state": "failed"})
+
+
+Step = Callable[[Selfcheck, str, str], None]
+# Each action on an Airflow task: what is waited for first, and the reason its cancelled
+# tracectl task then gives (None: any reason).
+ACTIONS: dict[str, tuple[Step, Step, str | None]] = {
+    "clear": (waiting, clear, "cancelled on request"),
+    "fail": (started, mark_failed, None),
+}
 
 
 @pytest.mark.parametrize("task", ["awaited", "deferred"])
-def test_an_airflow_task_that_fails_cancels_its_tracectl_task(
-    selfcheck: Selfcheck, controller: Controller, task: str
+@pytest.mark.parametrize("action", sorted(ACTIONS))
+def test_an_airflow_task_cleared_or_failed_while_it_waits_cancels_its_tracectl_task(
+    selfcheck: Selfcheck, controller: Controller, action: str, task: str
 ) -> None:
+    wait, act, reason = ACTIONS[action]
     with sleeping_run(selfcheck) as run_id:
-        selfcheck.ti_when(run_id, task, ("running",) if task == "awaited" else ("deferred",))
+        wait(selfcheck, run_id, task)
         first = selfcheck.tracectl_task(run_id, task)
-        selfcheck.api.ok(
-            "PATCH",
-            f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task}",
-            json={"new_state": "failed"},
-        )
+        act(selfcheck, run_id, task)
         ended = settled(controller, first)
         assert ended["status"] == "cancelled", ended
+        assert reason is None or ended["reason"] == reason, ended
