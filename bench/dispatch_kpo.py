@@ -5,8 +5,8 @@
 Runs in the Airflow venv of deploy/local/airflow (apache-airflow-providers-cncf-kubernetes).
 Each task is a fresh operator, as each Airflow task instance makes one, and its `execute()`:
 create the pod, await its start, follow its logs, await completion, delete it. Prints one
-JSON line per task: the pod's name, the wall clock (time.time) before `execute()` and after it
-returned, so the caller's pod watch can be compared with it.
+line per task, `dispatch_kpo: ` and JSON: the pod's name, the wall clock (time.time) before
+`execute()` and after it returned, so the caller's pod watch can be compared with it.
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from types import SimpleNamespace
 from typing import Any
 
 ARGV = ["python3", "-c", "pass"]
+RESULT = "dispatch_kpo: "  # Airflow logs to stdout too: the caller reads only these lines
 NODE = {"kubernetes.io/hostname": "localhost"}
-TAINT = "tracectl.io/real-node"
 
 
 def operator(i: int, kubeconfig: str, namespace: str, image: str) -> Any:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-    from kubernetes.client import models as k8s
 
     return KubernetesPodOperator(
         task_id=f"task_{i}",
@@ -35,7 +34,6 @@ def operator(i: int, kubeconfig: str, namespace: str, image: str) -> Any:
         cmds=ARGV,
         labels={"tracectl.io/bench": "kpo", "job-name": f"kpo-{i}"},
         node_selector=NODE,
-        tolerations=[k8s.V1Toleration(key=TAINT, operator="Exists")],
         hostnetwork=True,
         config_file=kubeconfig,
         in_cluster=False,
@@ -66,7 +64,8 @@ def main() -> int:
         op = operator(i, kubeconfig, namespace, image)
         t0 = time.time()
         op.execute(context(i))
-        print(json.dumps({"job": f"kpo-{i}", "t0": t0, "done": time.time()}), flush=True)
+        done = time.time()
+        print(RESULT + json.dumps({"job": f"kpo-{i}", "t0": t0, "done": done}), flush=True)
     return 0
 
 

@@ -1,15 +1,17 @@
 """Fixtures for the Kubernetes executor tests against the real API server (deploy/local).
 
-Each test module gets its own namespace, deleted at the end. Pods are simulated by KWOK:
-they are scheduled by the real kube-scheduler and owned by the real Job/ReplicaSet
-controllers, but no container runs; a pod ends with the exit code named by its annotation
-`tracectl.io/exit-code`.
+Each test module gets its own namespace, deleted at the end. Pods run on the real node
+(`localhost`: kubelet + containerd, the runtime image from `tracectl image build`) unless a
+test places them on the KWOK nodes with `kwok_placement` / `controller_namespace(kwok=True)`
+and says in its docstring why it needs KWOK: there no container runs, a pod ends with the exit
+code named by its annotation `tracectl.io/exit-code`, and its log is a file KWOK serves.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -42,6 +44,34 @@ if importlib.util.find_spec("kubernetes") is None:
     ]
 
 IMAGE = "registry.invalid/tracectl/task:1"  # never pulled: KWOK runs no containers
+REPO = Path(__file__).resolve().parents[2]
+
+
+def kwok_taint(kubernetes: dict[str, str]) -> str:
+    """The key of the KWOK nodes' taint (`key=value:Effect`): no pod lands there unasked."""
+    return kubernetes["TRACECTL_K8S_KWOK_TAINT"].split("=", 1)[0]
+
+
+def kwok_placement(kubernetes: dict[str, str]) -> dict[str, Any]:
+    """ClusterConfig fields that put every task pod on the KWOK nodes."""
+    return {"node_selector": {"type": "kwok"}, "tolerate": (kwok_taint(kubernetes),)}
+
+
+def free_port() -> int:
+    """A port no one listens on now: a host-network service pod binds it on the node."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def runtime_image(registry: dict[str, str]) -> str:
+    """The runtime image (`tracectl image build`), pushed to deploy/local/registry, by digest."""
+    from controller.images.build import BuildRequest, build
+
+    cache = Path.home() / ".cache" / "tracectl" / "images"
+    request = BuildRequest(registry=registry["TRACECTL_REGISTRY"], source=REPO, cache=cache)
+    return build(request).reference
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +92,25 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
 
 
 def controller_namespace(
-    kubernetes: dict[str, str], monkeypatch: pytest.MonkeyPatch, prefix: str
+    kubernetes: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    prefix: str,
+    *,
+    kwok: bool = False,
+    image: str = IMAGE,
 ) -> str:
-    """Point a controller built in this test at the local cluster and a fresh namespace."""
+    """Point a controller built in this test at the local cluster and a fresh namespace; its
+    pods go to the real node, or to the KWOK nodes with KWOK."""
     namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    for key, value in {
+    env = {
         "KUBECONFIG": kubernetes["KUBECONFIG"],
         "TRACECTL_K8S_NAMESPACE": namespace,
-        "TRACECTL_K8S_IMAGE": IMAGE,
-    }.items():
+        "TRACECTL_K8S_IMAGE": image,
+    }
+    if kwok:
+        env["TRACECTL_K8S_NODE_SELECTOR"] = "type=kwok"
+        env["TRACECTL_K8S_TOLERATE"] = kwok_taint(kubernetes)
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     return namespace
 
@@ -97,9 +137,11 @@ def executor(
 ) -> Iterator[KubernetesExecutor]:
     from controller.executors.kubernetes import KubernetesExecutor
 
-    ex = KubernetesExecutor(
-        settings, cluster_config(kubernetes, namespace, unschedulable_grace_s=0)
+    # On KWOK: test_executor_live.py scripts each pod's end (its docstring says why).
+    config = cluster_config(
+        kubernetes, namespace, unschedulable_grace_s=0, **kwok_placement(kubernetes)
     )
+    ex = KubernetesExecutor(settings, config)
     yield ex
     ex.close()
 

@@ -2,6 +2,9 @@
 Kubernetes executor: the cluster has 2 GPUs (gpu-worker, simulated by KWOK) and the
 inventory says so. Never more than 2 tasks hold a GPU lease, and never more than 2 pods
 overlap on the node. Simulated: the pods (KWOK runs no container; each ends after 2 s).
+Why KWOK and not the real node: the bound is only tested with more than one GPU on a node, and
+the real node advertises one (its one GPU held by one task at a time is test_real_pods.py's
+and test_failures_live.py's).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def test_gpu_exclusivity_under_contention(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    namespace = controller_namespace(kubernetes, monkeypatch, "tracectl-gpu")
+    namespace = controller_namespace(kubernetes, monkeypatch, "tracectl-gpu", kwok=True)
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text("gpu_pools: [{name: gpu-worker, flavor: nvidia.com/gpu, count: 2}]\n")
     settings = Settings(

@@ -5,6 +5,11 @@ validated by the real kube-apiserver v1.37, owned and garbage-collected by the r
 controllers, placed by the real kube-scheduler (GPU capacity of gpu-worker: 2); KWOK plays
 the kubelet, so no container runs and a pod ends with the exit code of its annotation
 `tracectl.io/exit-code` after `pod-complete.stage.kwok.x-k8s.io/delay` (default 2 s).
+
+Why KWOK and not the real node: these tests script when and how each pod ends (exit codes,
+delays long enough to restart an executor or cancel mid-run, a pod that never ends) and need
+gpu-worker's 2 GPUs; the same executor on real containers is tests/kubernetes/test_real_pods.py
+and test_failures_live.py.
 """
 
 from __future__ import annotations
@@ -20,7 +25,13 @@ from kubernetes import client
 from controller.executors.k8s_manifests import PHASES
 from controller.executors.kubernetes import KubernetesExecutor
 from controller.ports import Launch
-from tests.kubernetes.conftest import cluster_config, completed_launch, make_launch, wait_exit
+from tests.kubernetes.conftest import (
+    cluster_config,
+    completed_launch,
+    kwok_placement,
+    make_launch,
+    wait_exit,
+)
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(600)]
@@ -282,7 +293,9 @@ def test_restarted_controller_adopts_the_job_by_label(
     launch = make_launch(tmp_path, annotations={"pod-complete.stage.kwok.x-k8s.io/delay": "4s"})
     ref = executor.launch(launch)
     executor.close()  # the controller "dies" with the Job running
-    again = KubernetesExecutor(executor.settings, cluster_config(kubernetes, namespace))
+    again = KubernetesExecutor(
+        executor.settings, cluster_config(kubernetes, namespace, **kwok_placement(kubernetes))
+    )
     try:
         found = again.find(launch)
         assert found == ref
@@ -360,7 +373,13 @@ def test_service_lifecycle(
 def test_team_namespace_is_created(
     kubernetes: dict[str, str], settings: object, api: client.ApiClient, tmp_path: Path
 ) -> None:
-    cfg = cluster_config(kubernetes, "unused", namespace_per_team=True, follow_logs=False)
+    cfg = cluster_config(
+        kubernetes,
+        "unused",
+        namespace_per_team=True,
+        follow_logs=False,
+        **kwok_placement(kubernetes),
+    )
     ex = KubernetesExecutor(settings, cfg)  # type: ignore[arg-type]
     team = f"t{tmp_path.name[-6:].lower().replace('_', '')}"
     try:

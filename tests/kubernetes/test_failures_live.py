@@ -56,11 +56,6 @@ def real_ns(api: client.ApiClient) -> Iterator[str]:
     core.delete_namespace(name)
 
 
-def taint_key(kubernetes: dict[str, str]) -> str:
-    """The key of the real node's taint (`key=value:Effect`): no pod lands there unasked."""
-    return kubernetes["TRACECTL_K8S_NODE_TAINT"].split("=", 1)[0].split(":", 1)[0]
-
-
 def on_the_real_node(
     kubernetes: dict[str, str], container: client.V1Container, **spec: Any
 ) -> client.V1Job:
@@ -69,7 +64,6 @@ def on_the_real_node(
         restart_policy="Never",
         containers=[container],
         node_selector={"kubernetes.io/hostname": kubernetes["TRACECTL_K8S_NODE"]},
-        tolerations=[client.V1Toleration(key=taint_key(kubernetes), operator="Exists")],
         automount_service_account_token=False,
     )
     return client.V1Job(
@@ -154,7 +148,6 @@ def test_a_task_whose_image_is_missing_fails_naming_it_and_gives_back_its_gpu(
     for key, value in {
         "TRACECTL_K8S_PREPARE": "inline",  # no runtime image: the task's own image is pulled
         "TRACECTL_K8S_NODE_SELECTOR": f"kubernetes.io/hostname={node}",
-        "TRACECTL_K8S_TOLERATE": taint_key(kubernetes),
     }.items():
         monkeypatch.setenv(key, value)
     inventory = tmp_path / "inventory.yaml"

@@ -81,12 +81,12 @@ def test_every_pod_goes_where_the_placement_settings_say_a_gpu_pod_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TRACECTL_K8S_NODE_SELECTOR", "pool=train, zone=a")
-    monkeypatch.setenv("TRACECTL_K8S_TOLERATE", "tracectl.io/real-node")
+    monkeypatch.setenv("TRACECTL_K8S_TOLERATE", "tracectl.io/kwok")
     cfg = ClusterConfig()
     plain = m.job(make_launch(tmp_path).completed().document, cfg, "j-1").spec.template.spec
     assert plain.node_selector == {"pool": "train", "zone": "a"}
-    assert [(t.key, t.operator) for t in plain.tolerations] == [("tracectl.io/real-node", "Exists")]
+    assert [(t.key, t.operator) for t in plain.tolerations] == [("tracectl.io/kwok", "Exists")]
     gpu = make_launch(tmp_path, resources={"gpu": 1}).completed().document
     placed = m.job(gpu, cfg, "j-2").spec.template.spec
     assert placed.node_selector == {"pool": "train", "zone": "a", "nvidia.com/gpu.present": "true"}
-    assert [t.key for t in placed.tolerations] == ["tracectl.io/real-node", "nvidia.com/gpu"]
+    assert [t.key for t in placed.tolerations] == ["tracectl.io/kwok", "nvidia.com/gpu"]

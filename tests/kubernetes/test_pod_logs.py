@@ -6,6 +6,9 @@ KWOK serves the lines of the file that a `ClusterLogs` object names for the cont
 CRI log format a kubelet reads. The test writes that file: lines appended while the stream is
 open arrive live, and a stream quiet for `log_idle_s` is reopened with `sinceTime`, so the
 reconnect rule (k8s_logs.LogCursor) runs against the server's real second-precision filter.
+Why KWOK and not the real node: the test writes the lines and their stamps (three in one
+second, two with one stamp) and when they appear; a real container's lines come when it
+prints them (tests/kubernetes/test_real_pods.py follows those).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from controller.domain.refs import K8sRef
 from controller.executors import kubernetes as k8s_executor
 from controller.executors.kubernetes import KubernetesExecutor
 from controller.logs.file_sink import FileLogReader
-from tests.kubernetes.conftest import cluster_config, make_launch
+from tests.kubernetes.conftest import cluster_config, kwok_placement, make_launch
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(300)]
@@ -72,7 +75,8 @@ def log_files(api: client.ApiClient, namespace: str, tmp_path: Path) -> Iterator
 def follower(
     kubernetes: dict[str, str], namespace: str, settings: Settings
 ) -> Iterator[KubernetesExecutor]:
-    ex = KubernetesExecutor(settings, cluster_config(kubernetes, namespace, log_idle_s=1.5))
+    config = cluster_config(kubernetes, namespace, log_idle_s=1.5, **kwok_placement(kubernetes))
+    ex = KubernetesExecutor(settings, config)
     yield ex
     ex.close()
 

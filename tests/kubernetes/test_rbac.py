@@ -1,7 +1,9 @@
 """deploy/k8s/rbac.yaml against the real API server: every object passes a server-side
 dry-run apply, and its task-runner rules are enough for the executor to run a Job and a
 service as that ServiceAccount, and no more (it cannot list Secrets, nor act elsewhere).
-Simulated: the pods (KWOK)."""
+The Job and the service run on the real node, in the runtime image: the Job's container checks
+the secret value it was given, the service answers on its PORT (host networking: the kubelet's
+readiness probe reaches it on the node's 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ from kubernetes import client, dynamic
 
 from controller.config import Settings
 from controller.executors.kubernetes import KubernetesExecutor
-from tests.kubernetes.conftest import cluster_config, make_launch, wait_exit
+from tests.kubernetes.conftest import cluster_config, free_port, make_launch, wait_exit
 
-pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.kubernetes, pytest.mark.registry, pytest.mark.timeout(1800)]
 RBAC = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "rbac.yaml"
 
 
@@ -105,22 +107,45 @@ def as_service_account(
 
 
 def test_the_runner_role_is_enough_and_no_more(
-    api: client.ApiClient, kubernetes: dict[str, str], runner_namespace: str, tmp_path: Path
+    api: client.ApiClient,
+    kubernetes: dict[str, str],
+    runner_namespace: str,
+    runtime_image: str,
+    tmp_path: Path,
 ) -> None:
     restricted = as_service_account(api, kubernetes, runner_namespace)
+    config = cluster_config(
+        kubernetes, runner_namespace, create_namespaces=False, unschedulable_grace_s=0
+    )
     executor = KubernetesExecutor(
         Settings(home=tmp_path / "home"),
-        cluster_config(
-            kubernetes, runner_namespace, create_namespaces=False, unschedulable_grace_s=0
-        ),
+        config.model_copy(update={"image": runtime_image, "host_network": True}),
         restricted,
     )
+    check = "import os; assert os.environ['TOKEN'] == 'x', 'the secret value did not arrive'"
     try:
-        job = executor.launch(make_launch(tmp_path, env={"TOKEN": "x"}, secret_env=["TOKEN"]))
-        assert wait_exit(executor, job, timeout=120).exit_code == 0
+        job = executor.launch(
+            make_launch(
+                tmp_path,
+                command=["python3", "-c", check],
+                image=runtime_image,
+                env={"TOKEN": "x"},
+                secret_env=["TOKEN"],
+            )
+        )
+        assert wait_exit(executor, job, timeout=300).exit_code == 0
         executor.cleanup(job)
-        svc = executor.launch(make_launch(tmp_path, mode="service"))
-        assert executor.wait_ready(svc, 120).result == {"url": svc.url, "ready": True}
+        serve = ["sh", "-c", 'exec python3 -m http.server "$PORT"']
+        svc = executor.launch(
+            make_launch(
+                tmp_path,
+                command=serve,
+                image=runtime_image,
+                mode="service",
+                env={"PORT": str(free_port())},
+            )
+        )
+        assert executor.wait_ready(svc, 300).result == {"url": svc.url, "ready": True}
         executor.cancel(svc, 1.0)
         executor.cleanup(svc)
     finally:

@@ -3,9 +3,10 @@
 init container with TRACECTL_K8S_PREPARE=init), logs come from the kubelet through the API
 server, the GPU extended resource and a local RWO claim are honoured.
 
-Pods are placed by the executor's settings: the node selector `kubernetes.io/hostname=localhost`,
-a toleration of the node's `tracectl.io/real-node` taint, host networking (the route to services
-on the host's 127.0.0.1) and fsGroup 10001 (the image's user reads the launch Secret).
+Pods are placed by the executor's settings: the node selector `kubernetes.io/hostname=localhost`
+(the real node is untainted; the KWOK nodes' taint keeps these pods off them anyway), host
+networking (the route to services on the host's 127.0.0.1) and fsGroup 10001 (the image's user
+reads the launch Secret).
 """
 
 from __future__ import annotations
@@ -22,34 +23,21 @@ from controller.config import Settings
 from controller.domain.refs import K8sRef
 from controller.executors.k8s_manifests import LAUNCH_PATH
 from controller.executors.kubernetes import KubernetesExecutor
-from controller.images.build import BuildRequest, build
 from controller.logs.file_sink import FileLogReader
 from tests.kubernetes.conftest import cluster_config, make_launch, wait_exit
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.registry, pytest.mark.timeout(1800)]
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def runtime_image(registry: dict[str, str]) -> str:
-    """The runtime image (`tracectl image build`), pushed to deploy/local/registry, by digest."""
-    cache = Path.home() / ".cache" / "tracectl" / "images"
-    request = BuildRequest(registry=registry["TRACECTL_REGISTRY"], source=REPO, cache=cache)
-    return build(request).reference
-
 
 @pytest.fixture
 def real(
     kubernetes: dict[str, str], namespace: str, settings: Settings, runtime_image: str
 ) -> Iterator[KubernetesExecutor]:
-    taint = kubernetes["TRACECTL_K8S_NODE_TAINT"].partition("=")[0]
     config = cluster_config(
         kubernetes,
         namespace,
         node_selector={"kubernetes.io/hostname": kubernetes["TRACECTL_K8S_NODE"]},
-        tolerate=(taint,),
         host_network=True,
         unschedulable_grace_s=600,
     )

@@ -1,7 +1,8 @@
 """Run end on the Kubernetes executor: through the real controller (API, supervisor), a
 service (Deployment + Service) gets ready, its run is closed, and when the run's job ends the
 controller deletes the Deployment and records the service as succeeded, "stopped: run ended".
-Simulated: the pods (KWOK runs no container; the job's pod ends after 2 s).
+Both run on the real node in the runtime image: the service is `python3 -m http.server` on its
+PORT (host networking, so the kubelet's readiness probe reaches it), the job prints a line.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from kubernetes import client
 from controller.api.app import create_app
 from controller.config import Settings
 from controller.domain.records import TERMINAL
-from tests.kubernetes.conftest import IMAGE, controller_namespace
+from tests.kubernetes.conftest import controller_namespace, free_port
 from tests.waiting import wait_for
 
-pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.kubernetes, pytest.mark.registry, pytest.mark.timeout(1800)]
 
 
 def test_services_stop_when_their_run_ends(
@@ -28,8 +29,12 @@ def test_services_stop_when_their_run_ends(
     api: client.ApiClient,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    runtime_image: str,
 ) -> None:
-    namespace = controller_namespace(kubernetes, monkeypatch, "tracectl-runend")
+    namespace = controller_namespace(
+        kubernetes, monkeypatch, "tracectl-runend", image=runtime_image
+    )
+    monkeypatch.setenv("TRACECTL_K8S_HOST_NETWORK", "1")
     settings = Settings(
         home=tmp_path / "home",
         executor="kubernetes",
@@ -46,7 +51,8 @@ def test_services_stop_when_their_run_ends(
 
             def submit(run: str, name: str, **spec: Any) -> str:
                 response = http.post(
-                    f"/v1/runs/{run}/tasks", json={"name": name, "spec": {"image": IMAGE, **spec}}
+                    f"/v1/runs/{run}/tasks",
+                    json={"name": name, "spec": {"image": runtime_image, **spec}},
                 )
                 assert response.status_code == 201, response.text
                 return str(response.json()["id"])
@@ -55,9 +61,9 @@ def test_services_stop_when_their_run_ends(
             service = submit(
                 run,
                 "serve",
-                command=["python", "-m", "http.server"],
+                command=["sh", "-c", 'exec python3 -m http.server "$PORT"'],
                 mode="service",
-                env={"PORT": "8000"},
+                env={"PORT": str(free_port())},
             )
             ready = wait_for(
                 "the service to be ready",
@@ -70,7 +76,7 @@ def test_services_stop_when_their_run_ends(
             )
             ref = ready["executor_ref"]
             assert ref["url"] == f"http://{ref['name']}.{namespace}.svc:80"
-            job = submit(run, "smoke", command=["python", "smoke.py"])
+            job = submit(run, "smoke", command=["python3", "-c", "print('smoke')"])
             assert http.post(f"/v1/runs/{run}/close").status_code == 200
 
             def both_ended() -> list[dict[str, Any]] | None:

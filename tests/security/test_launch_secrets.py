@@ -181,7 +181,8 @@ def test_no_secret_or_object_a_kubernetes_launch_creates_holds_a_controller_secr
 
     from tests.kubernetes.conftest import IMAGE, controller_namespace
 
-    namespace = controller_namespace(kubernetes, monkeypatch, "tracectl-secrets")
+    # KWOK: what is scanned is the objects the launch creates, not a container's run.
+    namespace = controller_namespace(kubernetes, monkeypatch, "tracectl-secrets", kwok=True)
     settings = Settings.from_env(
         home=tmp_path / "home",
         executor="kubernetes",

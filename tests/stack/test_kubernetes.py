@@ -3,7 +3,9 @@
 kube-apiserver, kube-controller-manager and kube-scheduler (v1.37, built from the Go module proxy)
 run on etcd; KWOK plays the nodes ``cpu-worker`` and ``gpu-worker`` (2 simulated
 ``nvidia.com/gpu``) and drives pod status. Every object here goes through the real API server and
-the real controllers; only the containers are simulated.
+the real controllers; only the containers are simulated: every pod here selects ``type=kwok``
+and tolerates the KWOK nodes' taint ``tracectl.io/kwok`` (the real node is
+tests/stack/test_kubernetes_node.py's).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tests.waiting import wait_for
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(2700)]
 
 IMAGE = "registry.invalid/tracectl/task:1"  # never pulled: no container runtime runs
+KWOK_TOLERATIONS = [client.V1Toleration(key="tracectl.io/kwok", operator="Exists")]
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +63,10 @@ def job_manifest(
     resources = client.V1ResourceRequirements(
         requests={"cpu": "500m", "memory": "256Mi"}, limits={"memory": "256Mi"}
     )
-    node_selector = None
+    node_selector = {"type": "kwok"}
     if gpus:
         resources.limits["nvidia.com/gpu"] = str(gpus)
-        node_selector = {"nvidia.com/gpu.present": "true"}
+        node_selector["nvidia.com/gpu.present"] = "true"
     return client.V1Job(
         metadata=client.V1ObjectMeta(name=name, labels={"app.kubernetes.io/part-of": "tracectl"}),
         spec=client.V1JobSpec(
@@ -73,6 +76,7 @@ def job_manifest(
                 spec=client.V1PodSpec(
                     restart_policy="Never",
                     node_selector=node_selector,
+                    tolerations=KWOK_TOLERATIONS,
                     containers=[
                         client.V1Container(
                             name="task", image=IMAGE, command=["true"], resources=resources
@@ -260,13 +264,15 @@ def test_deployment_gets_replicaset_ready_pods_and_endpointslice(
                 template=client.V1PodTemplateSpec(
                     metadata=client.V1ObjectMeta(labels=labels),
                     spec=client.V1PodSpec(
+                        node_selector={"type": "kwok"},
+                        tolerations=KWOK_TOLERATIONS,
                         containers=[
                             client.V1Container(
                                 name="web",
                                 image=IMAGE,
                                 ports=[client.V1ContainerPort(container_port=8080)],
                             )
-                        ]
+                        ],
                     ),
                 ),
             ),

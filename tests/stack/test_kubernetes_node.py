@@ -1,7 +1,8 @@
 """The real node of deploy/local/kubernetes: kubelet + containerd + runc run real containers.
 
 Images come from deploy/local/registry, built without Docker (`controller.images`). The node is
-tainted `tracectl.io/real-node`; every pod here tolerates the taint and selects the node.
+untainted (the KWOK nodes carry `tracectl.io/kwok`, so a pod that does not tolerate it lands
+here); every pod here also selects the node by name.
 """
 
 from __future__ import annotations
@@ -64,8 +65,6 @@ def pod(
     claim: str | None = None,
     host_network: bool = False,
 ) -> client.V1Pod:
-    key, _, rest = kubernetes["TRACECTL_K8S_NODE_TAINT"].partition("=")
-    value, _, effect = rest.partition(":")
     limits = {"nvidia.com/gpu": str(gpus)} if gpus else None
     mounts, volumes = None, None
     if claim:
@@ -83,7 +82,6 @@ def pod(
         spec=client.V1PodSpec(
             restart_policy="Never",
             node_selector={"kubernetes.io/hostname": kubernetes["TRACECTL_K8S_NODE"]},
-            tolerations=[client.V1Toleration(key=key, value=value, effect=effect)],
             host_network=host_network,
             containers=[
                 client.V1Container(
@@ -118,7 +116,7 @@ def node(core: client.CoreV1Api, kubernetes: dict[str, str]) -> Any:
     return core.read_node(kubernetes["TRACECTL_K8S_NODE"])
 
 
-def test_the_real_node_is_ready_and_advertises_one_gpu_as_an_extended_resource(
+def test_the_real_node_is_ready_untainted_and_advertises_one_gpu_the_kwok_nodes_tainted(
     core: client.CoreV1Api, kubernetes: dict[str, str]
 ) -> None:
     real = node(core, kubernetes)
@@ -127,7 +125,12 @@ def test_the_real_node_is_ready_and_advertises_one_gpu_as_an_extended_resource(
     assert real.status.node_info.container_runtime_version.startswith("containerd://")
     assert real.status.allocatable["nvidia.com/gpu"] == kubernetes["TRACECTL_K8S_NODE_GPUS"] == "1"
     assert real.metadata.labels["tracectl.io/node"] == "real"
-    assert any(t.key == "tracectl.io/real-node" for t in real.spec.taints)
+    assert not real.spec.taints  # test pods land here unless they tolerate the KWOK taint
+    kwok_key = kubernetes["TRACECTL_K8S_KWOK_TAINT"].partition("=")[0]
+    for name in ("cpu-worker", "gpu-worker"):
+        kwok = core.read_node(name)
+        assert kwok.metadata.labels["type"] == "kwok"
+        assert any(t.key == kwok_key and t.effect == "NoSchedule" for t in kwok.spec.taints)
 
 
 def test_a_pod_runs_a_real_container_and_its_log_comes_from_the_kubelet(

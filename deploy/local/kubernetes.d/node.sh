@@ -184,11 +184,11 @@ node_start() {
   fi
   start_component kubelet kubelet_healthy 120 "$BIN/kubelet" --config "$NODE_DIR/kubelet/config.yaml" \
     --kubeconfig "$DATA/kubelet.kubeconfig" --root-dir "$NODE_DIR/kubelet/root" \
-    --hostname-override "$NODE_NAME" --register-with-taints "$REAL_NODE_TAINT_KEY=true:NoSchedule" \
+    --hostname-override "$NODE_NAME" \
     --node-labels "tracectl.io/node=real,nvidia.com/gpu.present=true,nvidia.com/gpu.count=$NODE_GPUS,nvidia.com/gpu.product=extended-resource-no-device" \
     --v 1
   wait_until 120 "node $NODE_NAME Ready" node_ready || die "node $NODE_NAME did not become Ready (log: $DATA/kubelet.log)"
-  taint_real_node
+  untaint_real_node
   # An extended resource with no device plugin: the scheduler counts it, nothing backs it.
   # The kubelet resets extended resources when it registers again, so every start sets it.
   api PATCH "/api/v1/nodes/$NODE_NAME/status" \
