@@ -118,8 +118,11 @@ def test_job_as_stored_by_the_api_server(
     assert "s3cret-value" not in json.dumps(api.sanitize_for_serialization(job))
     assert task.resources.limits == {"nvidia.com/gpu": "1", "cpu": "2", "memory": "4Gi"}
     assert task.resources.requests == task.resources.limits
-    assert pod.node_selector == {"nvidia.com/gpu.present": "true"}
-    assert [(t.key, t.effect) for t in pod.tolerations] == [("nvidia.com/gpu", "NoSchedule")]
+    assert pod.node_selector == {"type": "kwok", "nvidia.com/gpu.present": "true"}
+    assert [(t.key, t.effect) for t in pod.tolerations] == [
+        ("tracectl.io/kwok", None),
+        ("nvidia.com/gpu", "NoSchedule"),
+    ]
     volumes = {v.name: v for v in pod.volumes}
     assert volumes["claim-0"].persistent_volume_claim.claim_name == "datasets"
     assert volumes["claim-0"].persistent_volume_claim.read_only is True

@@ -122,9 +122,10 @@ def test_fake_nodes_are_ready_with_gpu_capacity(core: client.CoreV1Api) -> None:
     assert gpu.status.allocatable["nvidia.com/gpu"] == "2"
     assert gpu.status.capacity["nvidia.com/gpu"] == "2"
     assert gpu.metadata.labels["nvidia.com/gpu.present"] == "true"
-    assert [t.key for t in gpu.spec.taints or []] == ["nvidia.com/gpu"]
+    assert [t.key for t in gpu.spec.taints or []] == ["tracectl.io/kwok", "nvidia.com/gpu"]
     cpu = nodes["cpu-worker"]
     assert "nvidia.com/gpu" not in cpu.status.allocatable
+    assert [t.key for t in cpu.spec.taints or []] == ["tracectl.io/kwok"]  # benches' only
     assert cpu.status.allocatable["cpu"] == "8"
     assert cpu.status.allocatable["memory"] == "32Gi"
 
