@@ -17,9 +17,10 @@ This module imports nothing from the rest of ``controller``: it runs inside Airf
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -95,6 +96,7 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
         }
         self._settings: dict[str, Any] | None = None
         self._client: httpx.Client | None = None  # kept: one connection for a task's calls
+        self._aclient: httpx.AsyncClient | None = None  # inside `aclient()` only
 
     # -- connection -----------------------------------------------------------------------
     @classmethod
@@ -229,6 +231,27 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
         return self._client
 
     # -- async transport (trigger) --------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def aclient(self) -> AsyncIterator[None]:
+        """One async client (kept-alive connections) for the calls made inside: a trigger's
+        long polls and the calls after the task's end do not each build a client."""
+        self._aclient = httpx.AsyncClient()
+        try:
+            yield
+        finally:
+            client, self._aclient = self._aclient, None
+            await client.aclose()
+
+    async def _asend(
+        self, method: str, url: str, params: Mapping[str, Any] | None, timeout: float
+    ) -> httpx.Response:
+        if self._aclient is not None:
+            return await self._aclient.request(
+                method, url, params=params, headers=self._headers(), timeout=timeout
+            )
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            return await client.request(method, url, params=params, headers=self._headers())
+
     async def arequest(
         self,
         method: str,
@@ -243,10 +266,7 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
         started, attempt = time.monotonic(), 0
         while True:
             try:
-                async with httpx.AsyncClient(timeout=timeout) as client:
-                    response = await client.request(
-                        method, url, params=params, headers=self._headers()
-                    )
+                response = await self._asend(method, url, params, timeout)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 delay = self._retry_in(attempt, started)
                 if delay is None:
@@ -372,6 +392,20 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
     def task_artifacts(self, task_id: str) -> list[dict[str, Any]]:
         return list(self.request("GET", f"/v1/tasks/{task_id}/artifacts"))
 
+    async def atask_artifacts(self, task_id: str) -> list[dict[str, Any]]:
+        return list(await self.arequest("GET", f"/v1/tasks/{task_id}/artifacts"))
+
+    def downstream(self, task_id: str) -> dict[str, Any]:
+        """The lineage nodes one step downstream of the task (models it registered, ...)."""
+        found: dict[str, Any] = self.request("GET", "/v1/lineage/downstream", params=_down(task_id))
+        return found
+
+    async def adownstream(self, task_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = await self.arequest(
+            "GET", "/v1/lineage/downstream", params=_down(task_id)
+        )
+        return found
+
     def task_lineage(self, task_id: str) -> dict[str, Any]:
         lineage: dict[str, Any] = self.request("GET", f"/v1/tasks/{task_id}/lineage")
         return lineage
@@ -392,3 +426,13 @@ class TracectlHook(BaseHook):  # type: ignore[misc]
             "GET", f"/v1/tasks/{task_id}/logs", params={"tail": lines}
         )
         return page
+
+    async def atask_log_tail(self, task_id: str, lines: int) -> dict[str, Any]:
+        page: dict[str, Any] = await self.arequest(
+            "GET", f"/v1/tasks/{task_id}/logs", params={"tail": lines}
+        )
+        return page
+
+
+def _down(task_id: str) -> dict[str, Any]:
+    return {"node": f"task:{task_id}", "depth": 1}

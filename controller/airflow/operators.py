@@ -1,16 +1,20 @@
 """Operators a DAG author writes: one call per tracectl task.
 
 ``TracectlTaskOperator`` maps the DAG run to one tracectl Run (created once, idempotently, with
-``airflow_dag_id``/``airflow_run_id``), submits a TaskSpec to it, defers on
-:class:`~controller.airflow.triggers.TracectlTaskTrigger` until the task ends, then succeeds or
-raises with the task's status and reason. XComs: ``tracectl_task_id``, ``tracectl_run_id``,
-``mlflow_run_id``, ``artifacts`` (list of ``{path, sha256, uri}``), ``model_versions`` (the
-``models:/<name>/<version>`` it registered), ``trigger_fired_at`` (a deferred task: when the
-trigger saw the task's end, epoch seconds) and ``return_value`` (the task id).
+``airflow_dag_id``/``airflow_run_id``), submits a TaskSpec to it and awaits it in the worker,
+or defers on :class:`~controller.airflow.triggers.TracectlTaskTrigger`, which ends the Airflow
+task when the tracectl task ends; it succeeds, or fails with the task's status and reason.
+XComs: ``tracectl_task_id``, ``tracectl_run_id``, ``mlflow_run_id``, ``artifacts`` (list of
+``{path, sha256, uri}``), ``model_versions`` (the ``models:/<name>/<version>`` it
+registered), ``trigger_started_at`` / ``trigger_fired_at`` (a deferred task: when the trigger
+began to watch and when it saw the task's end, epoch seconds) and ``return_value`` (the task
+id).
 
 Airflow retries do not double-submit: a later try reattaches to the task of an earlier try
-unless that one failed or was cancelled, in which case it submits ``<name>.try<N>``; inputs
-``task:<name>/<path>`` follow the latest successful attempt of ``<name>``.
+unless that one failed or was cancelled, or a try before the task instance's last clear
+submitted it (then it is cancelled if still going), in which case it submits
+``<name>.try<N>``; inputs ``task:<name>/<path>`` follow the latest successful attempt of
+``<name>``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -28,6 +33,7 @@ from controller.airflow.deploy import read_commit
 from controller.airflow.hooks import (
     DEFAULT_CONN_ID,
     TERMINAL,
+    TracectlApiError,
     TracectlHook,
     task_key,
 )
@@ -40,9 +46,18 @@ from controller.airflow.links import (
     TracectlLogsLink,
     TracectlMlflowLink,
 )
+from controller.airflow.outcome import (
+    XCOM_ARTIFACTS,
+    XCOM_MODEL_VERSIONS,
+    XCOM_TRIGGER_FIRED_AT,
+    artifact_rows,
+    failure_text,
+    registered_versions,
+)
 from controller.airflow.tasklog import TaskLogWriter
 from controller.airflow.triggers import TracectlTaskTrigger
 
+_UNPUSHED = object()  # no XCom mlflow_run_id pushed by this process yet
 _RETRY_NAME = re.compile(r"^(?P<base>.+)\.try(?P<n>[0-9]+)$")
 _PIPELINE_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -65,6 +80,31 @@ def latest_attempt(
         (n, t) for n, t in found if n is not None and (status is None or t["status"] == status)
     ]
     return max(ranked, key=lambda item: item[0])[1] if ranked else None
+
+
+def first_try_since_clear(ti: Any, retries: int | None) -> int:
+    """The try number the task instance's last clear started from (1 if never cleared).
+
+    A clear sets ``max_tries = try_number + retries``, a retry leaves it, so the first try
+    after the last clear is ``max_tries - retries + 1``: Airflow's own reckoning
+    (``RuntimeTaskInstance.get_first_reschedule_date``). A TI without ``max_tries`` counts
+    as never cleared.
+    """
+    max_tries = getattr(ti, "max_tries", None)
+    if max_tries is None:
+        return 1
+    return max(1, int(max_tries) - int(retries or 0) + 1)
+
+
+def reattachable(task: Mapping[str, Any], first_try: int) -> bool:
+    """Whether a later try takes over TASK rather than submitting anew: it did not fail or get
+    cancelled, and a try since the last clear submitted it (a retry after a lost worker
+    reattaches; a user's clear asks for a new run). A task without the try label counts as
+    submitted since (older operators did not set it)."""
+    if task["status"] in ("failed", "cancelled"):
+        return False
+    submitted = ((task.get("spec") or {}).get("labels") or {}).get("airflow_try_number")
+    return submitted is None or int(submitted) >= first_try
 
 
 def task_instance_labels(task_id: str, try_number: int, map_index: int) -> dict[str, str]:
@@ -108,11 +148,8 @@ def dag_run_date(context: Mapping[str, Any]) -> str | None:
 
 
 WAIT_BEFORE_DEFER_S = 20.0  # default: a task that ends sooner costs no triggerer round trip
-RESUME_SETTLE_S = 10.0  # a resume this soon after the defer can race the worker's reaping
 LOG_POLL_S = 2.0  # how often a worker that awaits a task copies its new log lines
 SERVICE_POLL_S = 0.5  # how often the service operator looks for the service's URL
-XCOM_MODEL_VERSIONS = "model_versions"
-XCOM_TRIGGER_FIRED_AT = "trigger_fired_at"
 
 
 class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
@@ -143,13 +180,10 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
     :param deferrable: wait in the triggerer (True) or in the worker (False)
     :param wait_before_defer_s: a deferrable operator first awaits the task in the worker for
         this long (streaming its lines), and defers only if it is still going (0: defer at once)
-    :param resume_settle_s: a deferred task that ends within this many seconds of the defer
-        resumes only then (Airflow 3.3 can fail a task resumed before the scheduler has seen
-        its deferring worker exit; see ``TracectlTaskTrigger._settle``); a later end resumes
-        at once
     :param poll_timeout_s: length of one long poll of /wait
-    :param log_tail_lines: on resume after deferring, the last lines of the task's log
-        written into the Airflow task log (awaited in the worker, every line is streamed)
+    :param log_tail_lines: when a deferred task ends, the last lines of the task's log
+        written into the Airflow task log by the trigger (awaited in the worker, every line
+        is streamed)
     :param retry_for_s: how long a call keeps retrying while the controller is unreachable
         or answers 5xx (default: the connection extra ``retry_for_s``, else 300 s)
     """
@@ -204,7 +238,6 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         tracectl_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = True,
         wait_before_defer_s: float = WAIT_BEFORE_DEFER_S,
-        resume_settle_s: float = RESUME_SETTLE_S,
         poll_timeout_s: float = 30.0,
         retry_for_s: float | None = None,
         log_tail_lines: int = 100,
@@ -232,15 +265,17 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
         self.tracectl_conn_id = tracectl_conn_id
         self.deferrable = deferrable
         self.wait_before_defer_s = wait_before_defer_s
-        self.resume_settle_s = resume_settle_s
         self.poll_timeout_s = poll_timeout_s
         self.retry_for_s = retry_for_s
         self.log_tail_lines = log_tail_lines
         self._tracectl_task_id: str | None = None
+        self._pushed_mlflow_run_id: Any = _UNPUSHED
+        self._mlflow_run_id: str | None = None
 
     # -- spec -----------------------------------------------------------------------------
-    @property
+    @cached_property
     def hook(self) -> TracectlHook:
+        """The operator's client: the connection read once, one kept-alive connection."""
         return TracectlHook(self.tracectl_conn_id, retry_for_s=self.retry_for_s)
 
     def build_spec(self, siblings: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
@@ -325,14 +360,16 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
             pipeline=pipeline, dag_id=dag_id, run_id=run_id, labels=self._run_labels(context)
         )
         base = ti.task_id if map_index < 0 else f"{ti.task_id}.{map_index}"
-        siblings = hook.list_tasks(run["id"])
+        siblings = hook.list_tasks(run["id"]) if self._needs_siblings(try_number) else []
         previous = latest_attempt(siblings, base)
-        if previous is not None and previous["status"] not in ("failed", "cancelled"):
+        if previous is not None and reattachable(previous, first_try_since_clear(ti, self.retries)):
             task = dict(previous)
             self.log.info(
                 "reattaching to tracectl task %s (%s, %s)", task["id"], task["name"], task["status"]
             )
         else:
+            if previous is not None and previous["status"] not in TERMINAL:
+                self._cancel_cleared(hook, previous)
             number = 1 if previous is None else (attempt_of(previous["name"], base) or 1) + 1
             name = base if number == 1 else f"{base}.try{number}"
             key = task_key(dag_id, run_id, name, try_number)
@@ -341,10 +378,37 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
             task = hook.submit_task(run["id"], name=name, spec=spec, idempotency_key=key)
             self.log.info("submitted tracectl task %s (%s) to run %s", task["id"], name, run["id"])
         self._tracectl_task_id = task["id"]
+        # each push is a round trip to Airflow's API server: the links need the ids while the
+        # task runs; the MLflow run id, usually made only when the task starts, comes at the end
         ti.xcom_push(key=XCOM_RUN_ID, value=run["id"])
         ti.xcom_push(key=XCOM_TASK_ID, value=task["id"])
-        ti.xcom_push(key=XCOM_MLFLOW_RUN_ID, value=task.get("mlflow_run_id"))
+        if task.get("mlflow_run_id"):
+            self._pushed_mlflow_run_id = task["mlflow_run_id"]
+            ti.xcom_push(key=XCOM_MLFLOW_RUN_ID, value=task["mlflow_run_id"])
         return self._wait(context, hook, task)
+
+    def _needs_siblings(self, try_number: int) -> bool:
+        """Whether to list the Run's tasks first: a later try may reattach to an earlier try's
+        task, and ``task:<name>/…`` inputs follow retries; a first try with neither needs no
+        list (a repeat of the same try gets its task back by the idempotency key)."""
+        follows = any(str(i.get("artifact", "")).startswith("task:") for i in self.inputs)
+        return try_number > 1 or follows
+
+    def _cancel_cleared(self, hook: TracectlHook, task: Mapping[str, Any]) -> None:
+        """Cancel the task a try before the last clear submitted: the user who cleared the
+        Airflow task asked for a new run (the clear itself cancels it only once a worker or a
+        triggerer holds the task; not in the second between a defer and a triggerer's pick-up)."""
+        self.log.info(
+            "tracectl task %s (%s) was submitted before this task instance was cleared: "
+            "cancelling it and submitting anew",
+            task["id"],
+            task["name"],
+        )
+        try:
+            hook.cancel_task(task["id"])
+        except TracectlApiError as exc:
+            if exc.status != 409:  # 409: it ended meanwhile
+                raise
 
     def _wait(self, context: Any, hook: TracectlHook, task: dict[str, Any]) -> Any:
         lines = TaskLogWriter(hook, task["id"], self.log)
@@ -360,7 +424,7 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
                     self.tracectl_conn_id,
                     self.poll_timeout_s,
                     self.retry_for_s,
-                    not_before=time.time() + self.resume_settle_s,
+                    log_tail_lines=self.log_tail_lines,
                 ),
                 method_name="execute_complete",
             )
@@ -396,42 +460,27 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
 
     def _finish(self, context: Any, task: Mapping[str, Any], hook: TracectlHook) -> Any:
         ti = context["ti"]
-        artifacts = [
-            {"path": a["path"], "sha256": a["sha256"], "uri": a["uri"]}
-            for a in hook.task_artifacts(task["id"])
-        ]
-        ti.xcom_push(key=XCOM_TASK_ID, value=task["id"])
-        ti.xcom_push(key=XCOM_RUN_ID, value=task["run_id"])
-        ti.xcom_push(key=XCOM_MLFLOW_RUN_ID, value=task.get("mlflow_run_id"))
-        ti.xcom_push(key="artifacts", value=artifacts)
-        if task["status"] == "succeeded":
-            ti.xcom_push(key=XCOM_MODEL_VERSIONS, value=self._registered_versions(hook, task["id"]))
+        artifacts = artifact_rows(hook.task_artifacts(task["id"]))
+        # execute pushed the task and run ids (a resumed try keeps its XComs)
+        self._mlflow_run_id = task.get("mlflow_run_id")  # for the MLflow link, at the end
+        if task.get("mlflow_run_id") != self._pushed_mlflow_run_id:
+            ti.xcom_push(key=XCOM_MLFLOW_RUN_ID, value=task.get("mlflow_run_id"))
+        ti.xcom_push(key=XCOM_ARTIFACTS, value=artifacts)
         if task["status"] != "succeeded":
-            raise AirflowException(
-                f"tracectl task {task['name']} ({task['id']}) {task['status']}: "
-                f"{task.get('reason') or 'no reason given'} (exit code {task.get('exit_code')}, "
-                f"attempt {task.get('attempt')}/{task.get('max_attempts')}); "
-                f"logs: {hook.base_url}/v1/tasks/{task['id']}/logs"
-            )
+            raise AirflowException(failure_text(task, hook.base_url))
+        versions = registered_versions(hook.downstream(task["id"]))
+        ti.xcom_push(key=XCOM_MODEL_VERSIONS, value=versions)
         self.log.info("tracectl task %s succeeded with %d artifact(s)", task["id"], len(artifacts))
         return task["id"]
-
-    def _registered_versions(self, hook: TracectlHook, task_id: str) -> list[str]:
-        """``models:/<name>/<version>`` of the registry versions the task registered."""
-        found = hook.request(
-            "GET", "/v1/lineage/downstream", params={"node": f"task:{task_id}", "depth": 1}
-        )
-        return [
-            f"models:/{item['id'].removeprefix('model:')}"
-            for item in found["items"]
-            if item["kind"] == "model"
-        ]
 
     def on_kill(self) -> None:
         if self._tracectl_task_id:
             self.log.info("cancelling tracectl task %s", self._tracectl_task_id)
             try:
-                self.hook.cancel_task(self._tracectl_task_id)
+                # not the cached hook: this runs in a signal handler, maybe mid-request on it
+                TracectlHook(self.tracectl_conn_id, retry_for_s=self.retry_for_s).cancel_task(
+                    self._tracectl_task_id
+                )
             except Exception as exc:
                 self.log.warning(
                     "could not cancel tracectl task %s: %s", self._tracectl_task_id, exc
