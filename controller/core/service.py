@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +41,9 @@ from controller.store.schema import (
     TaskInputRow,
     TaskRow,
 )
+from controller.store.work_signal import WorkSignal
+
+log = logging.getLogger("tracectl.service")
 
 # What a task's lineage shows of its submit-time resolution before its record exists.
 RESOLVED_SHOWN = ("commit", "dirty", "data", "ref", "preflight", "environment", "image")
@@ -93,8 +97,15 @@ class ControllerService:
             self.admitter.sync(session)
 
     def _wake(self) -> None:
+        """Admit new work now: here when this replica leads, else through the store."""
         if self._supervisor is not None:
             self._supervisor.wake.set()
+        if self.leadership is None or self.leadership.leading:
+            return
+        try:
+            WorkSignal(self.db).send()
+        except Exception:  # what was submitted is committed: the leader's next round finds it
+            log.warning("could not wake the leader; its next round admits the work", exc_info=True)
 
     # -- runs ---------------------------------------------------------------------------
     def create_run(

@@ -65,6 +65,7 @@ from controller.store.schema import (
     TaskSecretRow,
     utcnow,
 )
+from controller.store.work_signal import WorkSignal
 
 log = logging.getLogger("tracectl.supervisor")
 
@@ -138,6 +139,13 @@ class Supervisor:
             target=keep_draining,
             args=(self.settings, stop),
             name="tracectl-spool-recovery",
+            daemon=True,
+        ).start()
+        # A submit on another replica wakes admission through the store (store/work_signal.py).
+        threading.Thread(
+            target=WorkSignal(self._store).listen,
+            args=(self.wake.set, stop),
+            name="tracectl-work-signal",
             daemon=True,
         ).start()
         self.reconcile()
