@@ -7,6 +7,7 @@ Kubernetes client libraries.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from controller.config import Settings
@@ -147,10 +148,16 @@ def tracking(settings: Settings) -> Tracking:
 
 def openlineage_sink(settings: Settings) -> LineageSink | None:
     """Where OpenLineage events are sent (TRACECTL_OPENLINEAGE_URL / _KAFKA_TOPIC), or None."""
+    opener = openlineage_sink_of(settings)
+    return None if opener is None else opener()
+
+
+def openlineage_sink_of(settings: Settings) -> Callable[[], LineageSink] | None:
+    """What opens the OpenLineage sink (the leader opens it when it starts to lead), or None."""
     target = settings.openlineage_target
     if target == "none":
         return None
-    return cast(LineageSink, _load(OPENLINEAGE_SINKS, "OpenLineage", target)(settings))
+    return lambda: cast(LineageSink, _load(OPENLINEAGE_SINKS, "OpenLineage", target)(settings))
 
 
 def image_registry(settings: Settings) -> ImageRegistry | None:

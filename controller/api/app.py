@@ -35,8 +35,8 @@ from controller.logs.reconcile_worker import ReconcileWorker
 
 
 def _emission(settings: Settings, svc: ControllerService) -> Emission | None:
-    sink = backends.openlineage_sink(settings)
-    return None if sink is None else Emission(svc.db, sink, cursor_file(settings.home))
+    sink_of = backends.openlineage_sink_of(settings)
+    return None if sink_of is None else Emission(svc.db, sink_of, cursor_file(settings.home))
 
 
 def _leadership(

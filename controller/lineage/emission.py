@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -59,14 +60,15 @@ class Emission:
     def __init__(
         self,
         db: Database,
-        sink: LineageSink,
+        sink_of: Callable[[], LineageSink],
         cursor_file: Path,
         poll_s: float = POLL_S,
         settle_s: float = SETTLE_S,
     ) -> None:
         self._store = db  # unfenced; self.db is the current term's fenced view of it
         self.db = db
-        self.sink = sink
+        self.sink_of = sink_of
+        self.sink: LineageSink | None = None  # open while this replica leads
         self.cursor = Cursor(cursor_file)
         self.poll_s = poll_s
         self.settle_s = settle_s
@@ -74,29 +76,30 @@ class Emission:
         self._thread: threading.Thread | None = None
 
     def lead(self, fence: Fence) -> None:
-        """Emit for FENCE's term."""
+        """Emit for FENCE's term, through a sink opened for the term: a sink's spool has one
+        writer (the HTTP sink's is one folder of the shared home), so only the leader holds
+        it, and a new leader sends on what the last one left there."""
         self.db = self._store.guarded(fence.check)
-        self.start()
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def follow(self) -> None:
-        self.stop(close=False)  # the sink stays open: this replica may lead again
-
-    def start(self) -> None:
+        self.sink = self.sink_of()
         self._stop = threading.Event()
         self.cursor = Cursor(self.cursor.path)  # another replica may have led since
         self._thread = threading.Thread(target=self._loop, name="openlineage-emission", daemon=True)
         self._thread.start()
 
-    def stop(self, close: bool = True) -> None:
-        """Stop handing events on; CLOSE the sink too (not when the replica only steps down)."""
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def follow(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop handing events on, and close the sink (its spool is free for the next leader)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        if close:
-            self.sink.close()
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -129,6 +132,9 @@ class Emission:
 
     def step(self) -> bool:
         """One round: put every settled new event; True when it did anything."""
+        sink = self.sink
+        if sink is None:
+            return False
         rows = self._rows()
         if rows:
             self._still_leading()
@@ -141,7 +147,7 @@ class Emission:
             event = events[run_id].get(row_id)
             if event is None:
                 continue
-            if not self.sink.put(run_id, json.dumps(event).encode()):
+            if not sink.put(run_id, json.dumps(event).encode()):
                 return False  # the spool is full: offered again next round
             self.cursor.advance(row_id)
         if rows and rows[-1][0] > self.cursor.value:

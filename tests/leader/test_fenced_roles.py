@@ -105,13 +105,13 @@ def test_a_deposed_leaders_emission_hands_nothing_on(
     receiver.start()
     settings = Settings(home=tmp_path, openlineage_url=receiver.url)
     cursor = tmp_path / "openlineage.cursor"
-    deposed = Emission(old_db, HttpLineageSink(settings), cursor, poll_s=0.05, settle_s=0)
+    deposed = Emission(old_db, lambda: HttpLineageSink(settings), cursor, poll_s=0.05, settle_s=0)
     deposed.lead(old)
     wait_for("the deposed emission to stop", lambda: not deposed.alive(), timeout=60)
     deposed.stop()
     assert old.lost.is_set()
     assert receiver.events == [] and not cursor.exists()
-    current = Emission(new_db, HttpLineageSink(settings), cursor, poll_s=0.05, settle_s=0)
+    current = Emission(new_db, lambda: HttpLineageSink(settings), cursor, poll_s=0.05, settle_s=0)
     current.lead(new)
     try:
         wait_for("the new leader's event", lambda: receiver.events, timeout=60)

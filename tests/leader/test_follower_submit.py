@@ -2,7 +2,9 @@
 
 Two real `tracectl server` processes over one home and one store (SQLite, and the real
 PostgreSQL), whose supervisor rounds are 600 s apart: a task submitted through the follower
-runs only if the follower's signal (NOTIFY, or the counter row) wakes the leader.
+runs only if the follower's signal (NOTIFY, or the counter row) wakes the leader. Both send
+OpenLineage over HTTP (to a port where nothing listens: the events wait in the spool), which
+a second replica on the same home could not start with while each opened the sink's spool.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import httpx
 import pytest
 
 from bench.leases import scratch_postgres
+from controller.loopback import free_port
 from tests.server_process import ServerProcess
 from tests.waiting import wait_for
 
@@ -37,7 +40,12 @@ def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
 def leader_and_follower(
     tmp_path: Path, store_env: dict[str, str]
 ) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    env = {**store_env, "TRACECTL_SUPERVISOR_INTERVAL_S": ROUND_S, "TRACECTL_LEADER_LEASE_S": "5"}
+    env = {
+        **store_env,
+        "TRACECTL_SUPERVISOR_INTERVAL_S": ROUND_S,
+        "TRACECTL_LEADER_LEASE_S": "5",
+        "TRACECTL_OPENLINEAGE_URL": f"http://127.0.0.1:{free_port()}/api/v1/lineage",
+    }
     first = ServerProcess(tmp_path / "home", {**env, "TRACECTL_REPLICA": "a"}, 300)
     first.start()  # alone, so it leads
     second = ServerProcess(tmp_path / "home", {**env, "TRACECTL_REPLICA": "b"}, 300)
