@@ -140,3 +140,14 @@ def test_the_controller_image_is_the_runtime_image_and_a_layer_of_the_server_ext
     config = json.loads(raw)["config"]
     assert config["Entrypoint"] == ["/usr/local/bin/tracectl"]
     assert config["Cmd"][0] == "server" and config["User"] == "10001:10001"
+
+
+def test_deploy_local_builds_the_controller_image_and_refuses_an_unknown_target() -> None:
+    script = str(REPO / "deploy" / "local" / "registry")
+    out = subprocess.run([script, "image", "controller"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert re.fullmatch(
+        r"TRACECTL_CONTROLLER_IMAGE=\S+/tracectl/controller@sha256:[0-9a-f]{64}\n", out.stdout
+    )
+    wrong = subprocess.run([script, "image", "runtme"], capture_output=True, text=True)
+    assert wrong.returncode != 0 and "give runtime or controller" in wrong.stderr
