@@ -54,6 +54,20 @@ def test_complete_job_is_exit_0_with_the_termination_message_as_result() -> None
     assert state.result == {"exit_code": 0, "outputs": [{"path": "model.pkl"}]}
 
 
+def test_a_job_whose_pod_succeeded_has_exited_0_before_the_job_controller_says_complete() -> None:
+    message = json.dumps({"exit_code": 0, "outputs": []})
+    succeeded = pod({"terminated": {"exitCode": 0, "reason": "Completed", "message": message}})
+    succeeded["status"]["phase"] = "Succeeded"
+    state = job_state(job(), [succeeded], NOW, 60)
+    assert (state.phase, state.exit_code, state.reason) == ("exited", 0, None)
+    assert state.result == {"exit_code": 0, "outputs": []}
+    running = pod({"running": {}})
+    running["status"]["phase"] = "Running"
+    assert job_state(job(), [running], NOW, 60).phase == "running"
+    met = job_state(job(("SuccessCriteriaMet", "CompletionsReached")), [running], NOW, 60)
+    assert (met.phase, met.exit_code) == ("exited", 0)
+
+
 def test_failed_job_carries_the_container_exit_code() -> None:
     state = job_state(
         job(("Failed", "BackoffLimitExceeded")),
