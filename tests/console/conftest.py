@@ -16,8 +16,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from controller.config import Settings
 from controller.server import EmbeddedServer
+from tests.core.conftest import quick_settings
 from tests.waiting import wait_for
 
 ONE_GPU = "gpu_pools: [{name: gpu-worker, flavor: nvidia.com/gpu, count: 1}]\n"
@@ -80,14 +80,8 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     root = tmp_path_factory.mktemp("console")
     inventory = root / "inventory.yaml"
     inventory.write_text(ONE_GPU)
-    settings = Settings(
-        home=root / "home",
-        supervisor_interval_s=0.05,
-        cancel_grace_s=1.0,
-        retry_backoff_s=0.1,
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        inventory_file=inventory,
-        kibana_url="http://kibana.example:5601",
+    settings = quick_settings(
+        root, inventory_file=inventory, kibana_url="http://kibana.example:5601"
     )
     with EmbeddedServer(settings) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         yield Console(url=server.url, http=http)

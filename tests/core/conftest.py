@@ -66,15 +66,23 @@ def server(tmp_path: Path, mlflow_uri: str) -> Iterator[ServerProcess]:
     srv.stop()
 
 
-@pytest.fixture
-def settings(tmp_path: Path, mlflow_uri: str) -> Settings:
+def quick_settings(root: Path, tracking_uri: str | None = None, **extra: Any) -> Settings:
+    """A test controller's settings: its home under ROOT, a supervisor round every 0.05 s,
+    1 s to stop a cancelled task, 0.1 s before a retry, MLflow at TRACKING_URI (a file
+    under ROOT when None); EXTRA are more settings."""
     return Settings(
-        home=tmp_path / "home",
+        home=root / "home",
         supervisor_interval_s=0.05,
         cancel_grace_s=1.0,
         retry_backoff_s=0.1,
-        tracking_uri=mlflow_uri,
+        tracking_uri=tracking_uri or f"sqlite:///{root / 'mlflow.db'}",
+        **extra,
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, mlflow_uri: str) -> Settings:
+    return quick_settings(tmp_path, mlflow_uri)
 
 
 @pytest.fixture

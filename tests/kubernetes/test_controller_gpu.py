@@ -19,9 +19,8 @@ from fastapi.testclient import TestClient
 from kubernetes import client
 
 from controller.api.app import create_app
-from controller.config import Settings
 from controller.domain.records import TERMINAL
-from tests.kubernetes.conftest import IMAGE, controller_namespace
+from tests.kubernetes.conftest import IMAGE, cluster_controller
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(900)]
@@ -54,16 +53,16 @@ def test_gpu_exclusivity_under_contention(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    namespace = controller_namespace(kubernetes, monkeypatch, "tracectl-gpu", kwok=True)
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text("gpu_pools: [{name: gpu-worker, flavor: nvidia.com/gpu, count: 2}]\n")
-    settings = Settings(
-        home=tmp_path / "home",
-        executor="kubernetes",
+    namespace, settings = cluster_controller(
+        kubernetes,
+        monkeypatch,
+        tmp_path,
+        "tracectl-gpu",
+        kwok=True,
         inventory_file=inventory,
-        supervisor_interval_s=0.1,
         retry_backoff_s=0.1,
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
     )
     most_leases = 0
     try:

@@ -21,11 +21,11 @@ from fastapi.testclient import TestClient
 from kubernetes import client
 
 from controller.api.app import create_app
-from controller.config import Settings
 from controller.domain.records import TERMINAL
 from controller.executors.k8s_status import job_state
 from controller.ports import ExecutorState
-from tests.kubernetes.conftest import controller_namespace
+from tests.kube import scratch_namespace
+from tests.kubernetes.conftest import cluster_controller
 from tests.registry_images import push, static_program, unique_repository
 from tests.waiting import wait_for
 
@@ -43,17 +43,8 @@ def program(registry: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def real_ns(api: client.ApiClient) -> Iterator[str]:
-    core = client.CoreV1Api(api)
-    name = f"tracectl-fail-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    wait_for(
-        "the namespace's default ServiceAccount",
-        lambda: (
-            core.list_namespaced_service_account(name, field_selector="metadata.name=default").items
-        ),
-    )
-    yield name
-    core.delete_namespace(name)
+    with scratch_namespace(client.CoreV1Api(api), "tracectl-fail") as name:
+        yield name
 
 
 def on_the_real_node(
@@ -143,21 +134,15 @@ def test_a_task_whose_image_is_missing_fails_naming_it_and_gives_back_its_gpu(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    namespace = controller_namespace(kubernetes, monkeypatch, "tracectl-pull")
     node = kubernetes["TRACECTL_K8S_NODE"]
-    for key, value in {
+    env = {
         "TRACECTL_K8S_PREPARE": "inline",  # no runtime image: the task's own image is pulled
         "TRACECTL_K8S_NODE_SELECTOR": f"kubernetes.io/hostname={node}",
-    }.items():
-        monkeypatch.setenv(key, value)
+    }
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text("gpu_pools: [{name: real, flavor: nvidia.com/gpu, count: 1}]\n")
-    settings = Settings(
-        home=tmp_path / "home",
-        executor="kubernetes",
-        inventory_file=inventory,
-        supervisor_interval_s=0.1,
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    namespace, settings = cluster_controller(
+        kubernetes, monkeypatch, tmp_path, "tracectl-pull", env, inventory_file=inventory
     )
     missing = f"{registry['TRACECTL_REGISTRY']}/{unique_repository()}:nope"
     spec = {"command": ["true"], "image": missing, "resources": {"gpu": 1}}

@@ -11,8 +11,7 @@ from fastapi.testclient import TestClient
 from kubernetes import client
 
 from controller.api.app import create_app
-from controller.config import Settings
-from tests.kubernetes.conftest import controller_namespace
+from tests.kubernetes.conftest import cluster_controller
 from tests.registry_images import push, unique_repository
 from tests.waiting import wait_for
 
@@ -26,16 +25,11 @@ def test_the_job_names_the_image_by_the_digest_pinned_at_submit(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    namespace = controller_namespace(kubernetes, monkeypatch, "tracectl-digest")
+    namespace, settings = cluster_controller(
+        kubernetes, monkeypatch, tmp_path, "tracectl-digest", registry_api="oci"
+    )
     host, repo = registry["TRACECTL_REGISTRY"], unique_repository()
     digest = push(host, repo, "1", tmp_path)
-    settings = Settings(
-        home=tmp_path / "home",
-        executor="kubernetes",
-        registry_api="oci",
-        supervisor_interval_s=0.1,
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-    )
     batch = client.BatchV1Api(api)
 
     def job() -> Any:

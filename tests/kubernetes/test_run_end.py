@@ -16,9 +16,8 @@ from fastapi.testclient import TestClient
 from kubernetes import client
 
 from controller.api.app import create_app
-from controller.config import Settings
 from controller.domain.records import TERMINAL
-from tests.kubernetes.conftest import controller_namespace, free_port
+from tests.kubernetes.conftest import cluster_controller, free_port
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.registry, pytest.mark.timeout(1800)]
@@ -31,16 +30,14 @@ def test_services_stop_when_their_run_ends(
     monkeypatch: pytest.MonkeyPatch,
     runtime_image: str,
 ) -> None:
-    namespace = controller_namespace(
-        kubernetes, monkeypatch, "tracectl-runend", image=runtime_image
-    )
-    monkeypatch.setenv("TRACECTL_K8S_HOST_NETWORK", "1")
-    settings = Settings(
-        home=tmp_path / "home",
-        executor="kubernetes",
+    namespace, settings = cluster_controller(
+        kubernetes,
+        monkeypatch,
+        tmp_path,
+        "tracectl-runend",
+        {"TRACECTL_K8S_HOST_NETWORK": "1"},
+        image=runtime_image,
         cancel_grace_s=1.0,
-        supervisor_interval_s=0.1,
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
     )
     apps = client.AppsV1Api(api)
     try:

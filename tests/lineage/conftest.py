@@ -17,7 +17,7 @@ from controller.api.app import create_app
 from controller.config import Settings
 from controller.demo.pipeline import task_specs
 from controller.demo.repo import build_demo_repo
-from tests.core.conftest import Api, git
+from tests.core.conftest import Api, git, quick_settings
 
 
 @dataclass
@@ -59,14 +59,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     root = tmp_path_factory.mktemp("lineage")
     # preflight's data check is another module's concern (and reads DVC's quoted remote
     # section names wrongly at the time of writing); reproduction does its own remote check.
-    settings = Settings(
-        home=root / "home",
-        supervisor_interval_s=0.05,
-        cancel_grace_s=1.0,
-        retry_backoff_s=0.1,
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        preflight="data.not_in_remote=warn",
-    )
+    settings = quick_settings(root, preflight="data.not_in_remote=warn")
     repo, remote = build_demo_repo(root / "demo")
     with TestClient(with_lineage_routes(settings)) as client:
         api = Api(client, settings)

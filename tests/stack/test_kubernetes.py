@@ -11,7 +11,6 @@ tests/stack/test_kubernetes_node.py's).
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 from kubernetes import client, config, dynamic, watch
 from kubernetes.client.rest import ApiException
 
+from tests.kube import scratch_namespace
 from tests.waiting import wait_for
 
 # The first start may build the binaries from the Go module proxy (about 20 min cold on 2 cores).
@@ -41,16 +41,8 @@ def core(api: client.ApiClient) -> client.CoreV1Api:
 
 @pytest.fixture(scope="module")
 def ns(core: client.CoreV1Api) -> Iterator[str]:
-    name = f"smoke-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    wait_for(
-        "the default ServiceAccount (serviceaccount controller)",
-        lambda: any(
-            sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items
-        ),
-    )
-    yield name
-    core.delete_namespace(name)
+    with scratch_namespace(core, "smoke") as name:
+        yield name
 
 
 def job_manifest(

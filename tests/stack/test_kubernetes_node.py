@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client, config
 
 from controller.images.build import BuildRequest, build
+from tests.kube import scratch_namespace
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.registry, pytest.mark.timeout(2700)]
@@ -44,16 +45,8 @@ def core(kubernetes: dict[str, str]) -> client.CoreV1Api:
 
 @pytest.fixture(scope="module")
 def ns(core: client.CoreV1Api) -> Iterator[str]:
-    name = f"node-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    wait_for(
-        "the default ServiceAccount",
-        lambda: any(
-            sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items
-        ),
-    )
-    yield name
-    core.delete_namespace(name)
+    with scratch_namespace(core, "node") as name:
+        yield name
 
 
 def pod(
