@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import re
-import time
 from typing import Any
 
 import pytest
@@ -30,7 +29,7 @@ from controller.ports import SearchIndex
 from controller.store.database import Database
 from tests.core.conftest import Api, python
 from tests.logs.conftest import INDEX, indexed, wait_indexed
-from tests.waiting import wait_for
+from tests.waiting import gather, wait_for
 
 pytestmark = [
     pytest.mark.kafka,
@@ -178,6 +177,15 @@ def test_passport_offset_ranges_hold_exactly_the_task_lines(pipeline_api: Api) -
     assert [e["event"]["action"] for e in events][:3] == ["submitted", "admitted", "started"]
 
 
+def read_to(consumer: KafkaConsumer, tp: TopicPartition, last: int) -> list[Any]:
+    """TP's records from where CONSUMER stands up to offset LAST (what came within 60 s)."""
+
+    def records() -> list[Any]:
+        return [x for b in consumer.poll(timeout_ms=500).values() for x in b if x.offset <= last]
+
+    return gather(records, lambda _: consumer.position(tp) > last, 60)
+
+
 def read_ranges(bootstrap: str, ranges: list[dict[str, Any]]) -> list[Any]:
     """Every record at the offsets of RANGES (first..last inclusive), read from the broker."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -187,10 +195,7 @@ def read_ranges(bootstrap: str, ranges: list[dict[str, Any]]) -> list[Any]:
             tp = TopicPartition(r["topic"], r["partition"])
             consumer.assign([tp])
             consumer.seek(tp, r["first_offset"])
-            deadline = time.monotonic() + 60
-            while consumer.position(tp) <= r["last_offset"] and time.monotonic() < deadline:
-                for batch in consumer.poll(timeout_ms=500).values():
-                    out += [rec for rec in batch if rec.offset <= r["last_offset"]]
+            out += read_to(consumer, tp, r["last_offset"])
             assert consumer.position(tp) > r["last_offset"], f"could not read {r}"
     finally:
         consumer.close()
