@@ -444,7 +444,13 @@ class TracectlTaskOperator(BaseOperator):  # type: ignore[misc]
             lines.follow(task.get("attempt"))
         return task
 
-    def execute_complete(self, context: Any, event: Mapping[str, Any]) -> Any:
+    def execute_complete(self, context: Any, event: Mapping[str, Any] | str) -> Any:
+        if not isinstance(event, Mapping):
+            # dag.test() runs the trigger inline and resumes with the state of the event that
+            # would have ended the task ("success"/"failed"), without its XComs: read the task
+            ti = context["ti"]
+            pushed = ti.xcom_pull(task_ids=ti.task_id, key=XCOM_TASK_ID)
+            event = {"status": "terminal", "task": self.hook.get_task(str(pushed))}
         task_id = str(event.get("task_id") or event.get("task", {}).get("id"))
         self._tracectl_task_id = task_id  # the listener cancels it if this try fails
         hook = self.hook

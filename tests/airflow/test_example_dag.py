@@ -257,3 +257,21 @@ def test_bad_params_rejected_before_anything_runs(
     assert param in result["message"]
     print(f"{param}: {result['message']}")
     assert len(controller.runs_of("example_pipeline")) == before, "nothing may reach tracectl"
+
+
+def test_dag_test_runs_a_deferred_task_that_its_trigger_ends(
+    airflow_python: Path, airflow_home: dict[str, str], controller: Controller
+) -> None:
+    # dag.test() runs a trigger inline and resumes the operator with the end event's state
+    result = dag_test(
+        airflow_python,
+        airflow_home,
+        DAGS / "tracectl_selfcheck.py",
+        "tracectl_selfcheck",
+        {"command": ["python3", "-c", "import time; time.sleep(2); print('done')"]},
+        conn_env(controller),
+    )
+    assert result.get("state") == "success", result.get("log", "")[-4000:]
+    deferred = result["xcoms"]["deferred"]
+    task = controller.get(f"/v1/tasks/{deferred['tracectl_task_id']}")
+    assert (task["status"], deferred["return_value"]) == ("succeeded", task["id"])
