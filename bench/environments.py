@@ -5,7 +5,8 @@
 - cold build: examples/wine's uv.lock into an empty environment cache (uv's wheel cache as
   it is; with --cold-uv-cache an empty one too, so every wheel is downloaded from PyPI);
 - warm hit: the same key again (lock, JSON read), --hits times;
-- per-task overhead of the local executor on the embedded default: TASKS tasks, each
+- per-task overhead of the local executor on the embedded default (default settings: the
+  loops wake on a submit and on an exit, not on their 0.2 s round): TASKS tasks, each
   `python -c` printing time.time() first and last; from submit to the command's first line,
   and from the command's last line to the task recorded `succeeded` (its finished_at);
 - with --airflow, the same command as TASKS BashOperator tasks in a row under `dag.test()`
@@ -18,6 +19,8 @@ for Airflow and the task's started_at (admitted) / finished_at for tracectl; and
 the moment the task could run: tracectl's submit (the API call), Airflow's upstream task's
 end_date (dag.test() schedules the next task then). The first task of each side (it warms
 imports and builds the bare environment) is left out.
+CPU per task (`cpu_per_task_ms`) is given beside each side's wall figures, as wall time on
+a shared machine says more about the other processes than about this one.
 The JSON result on stdout carries the command and the machine (load average at start and end).
 """
 
@@ -84,14 +87,33 @@ def stamps(api: Client, task_id: str) -> tuple[float, float]:
     return found["first"], found["last"]
 
 
+def cpu_of_children() -> float:
+    """CPU seconds of this process's reaped children (and theirs, reaped by them)."""
+    times = os.times()
+    return times.children_user + times.children_system
+
+
+def command_cpu(runs: int = 20) -> float:
+    """The bench command's own CPU per run (its interpreter's start), outside any runner."""
+    before = cpu_of_children()
+    for _ in range(runs):
+        subprocess.run(["python", "-c", STAMP], check=True, capture_output=True)
+    return (cpu_of_children() - before) / runs
+
+
 def task_overhead(tasks: int, warm: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tracectl-bench-envs-") as home:
-        settings = Settings(home=Path(home), supervisor_interval_s=0.05, local_warm_runner=warm)
+        # The default loop interval: a submit and an exit wake the loops, not a round.
+        settings = Settings(home=Path(home), local_warm_runner=warm)
+        children_before = cpu_of_children()
         with EmbeddedServer(settings) as srv:
             api = Client(srv.url)
             run = api.post("/v1/runs", {"pipeline": "bench-environments"})["id"]
             before, after, duration, from_ready = [], [], [], []
+            first_task_s = 0.0
             for index in range(tasks):
+                if index == 1:  # CPU of the tasks measured, after the first
+                    cpu_at = time.process_time()
                 submitted = time.time()
                 task = api.post(
                     f"/v1/runs/{run}/tasks",
@@ -109,9 +131,26 @@ def task_overhead(tasks: int, warm: bool) -> dict[str, Any]:
                 after.append(finished - last)
                 duration.append((finished - started) - (last - first))
                 from_ready.append((finished - submitted) - (last - first))
+                if index == 0:
+                    first_task_s = finished - submitted
+            controller_cpu = time.process_time() - cpu_at
+        # the warm runner is reaped at the server's stop, with every runner and command in it
+        runners_cpu = cpu_of_children() - children_before
+    own = command_cpu()
+    measured = max(tasks - 1, 1)
     return {
         "tasks": tasks,
         "warm_runner": settings.local_warm_runner,
+        "supervisor_interval_s": settings.supervisor_interval_s,
+        "first_task_submit_to_end_s": round(first_task_s, 2),
+        "cpu_per_task_ms": {
+            "controller_and_client": round(controller_cpu / measured * 1000, 1),
+            "runner_and_command": round(runners_cpu / tasks * 1000, 1),
+            "command_alone": round(own * 1000, 1),
+            "note": "controller_and_client: this process (the embedded controller and the "
+            "bench's HTTP client), tasks 2..N; runner_and_command: the warm runner, every "
+            "runner and command (all N tasks, the warm runner's start included)",
+        },
         "submit_to_first_line": stats(before[1:]),
         "exit_to_succeeded": stats(after[1:]),
         "overhead": {
@@ -151,6 +190,7 @@ def airflow_overhead(tasks: int) -> dict[str, Any]:
         )
         # dag.test() serializes the DAG from its file, which must be in the DAGs folder.
         runner = shutil.copy(REPO / "bench" / "airflow_overhead_runner.py", home)
+        cpu_before = cpu_of_children()
         done = subprocess.run(
             [str(venv / "bin" / "python"), str(runner)],
             env=env,
@@ -158,6 +198,7 @@ def airflow_overhead(tasks: int) -> dict[str, Any]:
             capture_output=True,
             text=True,
         )
+        airflow_cpu = cpu_of_children() - cpu_before
     rows = json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1])["tasks"]
     rows = sorted(rows, key=lambda r: int(r["task"][1:]))
     ready = [prev["end"] for prev in rows[:-1]]
@@ -175,6 +216,8 @@ def airflow_overhead(tasks: int) -> dict[str, Any]:
                 [r["end"] - t - c for r, t, c in zip(rows, ready, own, strict=True)]
             ),
         },
+        "cpu_per_task_ms": round(airflow_cpu / tasks * 1000, 1),
+        "cpu_note": "the dag.test() process and its commands, Airflow's start included",
         "runner": "dag.test() (in-process task runs, SQLite metadata DB)",
     }
 

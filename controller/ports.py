@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -123,6 +125,29 @@ class Launch:
     @property
     def launch_file(self) -> Path:
         return self.workspace / LAUNCH_FILE
+
+    def write(self) -> None:
+        """The document as the workspace's launch file, whole (replacing what is there)."""
+        self._written(self.document).replace(self.launch_file)
+
+    def write_pending(self) -> None:
+        """The document before its late env values, unless a launch file is there already:
+        the complete one, written meanwhile by the thread that made them, must stay."""
+        tmp = self._written(self.document.pending())
+        try:
+            os.link(tmp, self.launch_file)  # created only where no file is
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+
+    def _written(self, document: LaunchDocument) -> Path:
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        # one temporary file per thread: the pending and the complete document may cross
+        tmp = self.workspace / f".{LAUNCH_FILE}.{threading.get_ident()}.tmp"
+        tmp.write_text(document.as_json())
+        tmp.chmod(0o600)  # it carries secret env values
+        return tmp
 
     @property
     def run_id(self) -> str:

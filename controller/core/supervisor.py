@@ -148,6 +148,7 @@ class Supervisor:
             name="tracectl-work-signal",
             daemon=True,
         ).start()
+        threading.Thread(target=self._prewarm, name="tracectl-prewarm", daemon=True).start()
         self.reconcile()
         # Two loops: admission answers each submit at once, and never waits behind the
         # inspection of every active attempt, which keeps its own pace on its own thread.
@@ -167,6 +168,19 @@ class Supervisor:
         ]
         for thread in self._threads:
             thread.start()
+
+    def _prewarm(self) -> None:
+        """Start, in the background, what the first task would otherwise wait for: the warm
+        runner, MLflow's import and store (8-38 s on a busy machine before this)."""
+        for part in (self.executor, self.tracking):
+            prewarm = getattr(part, "prewarm", None)
+            if prewarm is None:
+                continue
+            try:
+                with self._tracking_turn if part is self.tracking else contextlib.nullcontext():
+                    prewarm()
+            except Exception:  # the first launch tries again, and says what failed
+                log.warning("could not prewarm %s", type(part).__name__, exc_info=True)
 
     def follow(self) -> None:
         """End this replica's term: the loops stop, and launches not begun stay STARTING in
@@ -286,6 +300,10 @@ class Supervisor:
             launch = self._launch_of(session, row)
         ref = self.executor.find(launch)
         if ref is not None:
+            try:  # a local runner may wait for its complete launch file
+                self._complete(launch)
+            except Exception:
+                log.warning("could not complete the launch of %s", task_id, exc_info=True)
             self._mark_running(task_id, attempt, ref)
             return "adopted"
         self._start_attempt(task_id, attempt)
@@ -381,8 +399,12 @@ class Supervisor:
             self._start_attempt(task_id, attempt)
         finally:
             self._launching.discard(task_id)
+            # A short command may have ended before its reference was stored: its exit's
+            # wake-up found the attempt in flight, so look again now, not at the next round.
+            self.attempt_ended.set()
 
     def _start_attempt(self, task_id: str, attempt: int) -> None:
+        launch: Launch | None = None
         try:
             with self.db.read() as session:
                 row = session.get(TaskRow, task_id)
@@ -391,12 +413,18 @@ class Supervisor:
                     return
                 launch = self._launch_of(session, row)
             launch = replace(launch, completion=_Once(self._complete, launch))
+            # The tracking run is made alongside the runner's start: the executor waits for
+            # it only at the step that needs it (the local runner: right before the command).
+            self._launcher.submit(_quietly, launch.completed)
             if launch.spec.cache and self._reuse_cached(task_id, attempt, launch.completed()):
                 return
             ref = self.executor.launch(launch)
             launch.completed()  # an executor that never needed it: the run and file exist
         except Exception as exc:
             log.exception("launch of %s attempt %s failed", task_id, attempt)
+            if launch is not None:  # the tracking run made alongside is closed with it
+                with contextlib.suppress(Exception):
+                    launch.completed()
             self._finish(
                 task_id, attempt, Outcome(TaskStatus.FAILED, f"launch failed: {exc}", None, {})
             )
@@ -492,7 +520,7 @@ class Supervisor:
             experiment_id, run_id = self._ensure_tracking_run(launch.task_id, launch.attempt)
         env = {**launch.env, **dict(zip(LATE_ENV, (experiment_id, run_id), strict=True))}
         done = replace(launch, document=launch.document.with_env(env), completion=None)
-        self._write_launch_file(done)
+        done.write()  # a runner started before it waits for this file
         return done
 
     def workspace(self, task_id: str, attempt: int) -> Path:
@@ -574,14 +602,6 @@ class Supervisor:
             )
         return inputs
 
-    @staticmethod
-    def _write_launch_file(launch: Launch) -> None:
-        launch.workspace.mkdir(parents=True, exist_ok=True)
-        tmp = launch.launch_file.with_suffix(".tmp")
-        tmp.write_text(launch.document.as_json())
-        tmp.chmod(0o600)  # it carries secret env values
-        tmp.replace(launch.launch_file)
-
     # -- running -> finished --------------------------------------------------------------
     def _watch_active(self) -> bool:
         """Inspect every active attempt; True when one of them ended."""
@@ -652,25 +672,17 @@ class Supervisor:
                 return  # ended already: nothing to close or archive again
             mlflow_run_id = row.mlflow_run_id
             run_id = row.run_id
-        if mlflow_run_id:
-            try:
-                with self._tracking_turn:
-                    self.tracking.finish_run(mlflow_run_id, outcome.status.value)
-            except Exception:
-                log.warning("could not close MLflow run %s", mlflow_run_id, exc_info=True)
-        models = (
-            lineage_models.registered_versions(self.tracking, mlflow_run_id)
-            if outcome.status == TaskStatus.SUCCEEDED
-            else []
+        # The tracking store and the log archive are independent: both before the end is
+        # written (docs/architecture.md, what an end promises), side by side.
+        models: list[dict[str, str]] = []
+        closer = threading.Thread(
+            target=lambda: models.extend(self._close_tracking(mlflow_run_id, outcome.status)),
+            name=f"tracectl-close-{task_id}",
+            daemon=True,
         )
-        log_summary = self.log_record.summary(run_id, task_id, attempt)
-        try:
-            log_summary["archive"] = archive_task_log(
-                self.settings, self.store, run_id, task_id, attempt
-            )
-        except Exception as exc:
-            log.warning("archiving the log of %s failed", task_id, exc_info=True)
-            log_summary["archive"] = {"error": str(exc)}
+        closer.start()
+        log_summary = self._archive_log(run_id, task_id, attempt)
+        closer.join()
         with self.db.write() as session:
             row = session.get(TaskRow, task_id)
             if row is None or row.attempt != attempt:
@@ -696,6 +708,33 @@ class Supervisor:
                 "log_archive": log_summary["archive"].get("uri"),
             },
         )
+
+    def _close_tracking(
+        self, mlflow_run_id: str | None, status: TaskStatus
+    ) -> list[dict[str, str]]:
+        """Close the attempt's tracking run; the model versions it registered, if it succeeded."""
+        if not mlflow_run_id:
+            return []
+        try:
+            with self._tracking_turn:
+                self.tracking.finish_run(mlflow_run_id, status.value)
+        except Exception:
+            log.warning("could not close MLflow run %s", mlflow_run_id, exc_info=True)
+        if status != TaskStatus.SUCCEEDED:
+            return []
+        return lineage_models.registered_versions(self.tracking, mlflow_run_id)
+
+    def _archive_log(self, run_id: str, task_id: str, attempt: int) -> dict[str, Any]:
+        """The log's summary (lines, checksum) with where its archived copy is."""
+        log_summary = self.log_record.summary(run_id, task_id, attempt)
+        try:
+            log_summary["archive"] = archive_task_log(
+                self.settings, self.store, run_id, task_id, attempt
+            )
+        except Exception as exc:
+            log.warning("archiving the log of %s failed", task_id, exc_info=True)
+            log_summary["archive"] = {"error": str(exc)}
+        return log_summary
 
     def _end_attempt(self, session: Session, row: TaskRow, outcome: Outcome, retry: bool) -> bool:
         if not retry:
@@ -816,15 +855,31 @@ class Supervisor:
 
 
 class _Once:
-    """FN(LAUNCH), made once: a second caller waits for the first and gets its result."""
+    """FN(LAUNCH), made once: a second caller waits for the first and gets its result, or
+    its error (a tracking server that failed once is not asked again for this launch)."""
 
     def __init__(self, fn: Callable[[Launch], Launch], launch: Launch) -> None:
         self.fn, self.launch = fn, launch
         self._lock = threading.Lock()
         self._done: Launch | None = None
+        self._error: Exception | None = None
 
     def __call__(self) -> Launch:
         with self._lock:
-            if self._done is None:
-                self._done = self.fn(self.launch)
+            if self._done is None and self._error is None:
+                try:
+                    self._done = self.fn(self.launch)
+                except Exception as exc:
+                    self._error = exc
+            if self._error is not None:
+                raise self._error
+            assert self._done is not None
             return self._done
+
+
+def _quietly(fn: Callable[[], object]) -> None:
+    """FN, its failure left to the caller that needs its result (it gets the same error)."""
+    try:
+        fn()
+    except Exception:
+        log.debug("an early start failed; its caller gets the error", exc_info=True)

@@ -84,9 +84,16 @@ class LaunchDocument(_Doc):
     late_env: list[str] = Field(default_factory=lambda: list(LATE_ENV))
     labels: LaunchLabels = Field(default_factory=LaunchLabels)
     runtime: RuntimeSettings
+    # False while the late env values are still being made (the local executor starts the
+    # runner meanwhile): the runner waits for the complete document before the command.
+    complete: bool = True
 
     def with_env(self, env: dict[str, str]) -> LaunchDocument:
-        return self.model_copy(update={"env": env})
+        return self.model_copy(update={"env": env, "complete": True})
+
+    def pending(self) -> LaunchDocument:
+        """This document before its late env values: the runner prepares, then waits."""
+        return self.model_copy(update={"complete": False})
 
     def as_json(self) -> str:
         return self.model_dump_json(indent=2)

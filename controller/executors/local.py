@@ -92,9 +92,16 @@ class LocalExecutor:
         """Call CALLBACK when a runner ends (as soon as the warm runner sees it)."""
         self._on_exit = callback
 
+    def prewarm(self) -> None:
+        """Start the warm runner now (its imports take seconds on a busy machine)."""
+        if self.warm is not None:
+            self.warm.start()
+
     def launch(self, launch: Launch) -> LocalRef | ServiceRef:
-        launch = launch.completed()  # the process reads every value when it starts
-        launch.workspace.mkdir(parents=True, exist_ok=True)
+        # The runner starts on the pending launch file and prepares (checkout, environment,
+        # data) while the tracking run is made; it waits for the complete file before the
+        # command, which alone needs MLFLOW_RUN_ID.
+        launch.write_pending()
         # The runner inherits the controller's environment (PATH, the runtime's S3 keys...),
         # less what configures the controller: a copy, not a reading of settings.
         env = {**runner_environ(os.environ, self.withheld), **launch.env}
@@ -104,7 +111,13 @@ class LocalExecutor:
         if port:
             env["PORT"] = str(port)  # the runner passes it on; a PORT in the spec's env wins
         pid, create_time = self._start_runner(launch, env)
-        return self._ref(pid, port, create_time)
+        ref = self._ref(pid, port, create_time)
+        try:
+            launch.completed()
+        except Exception:
+            self.cancel(ref, 0)  # it would wait for a launch file that never comes
+            raise
+        return ref
 
     def _start_runner(self, launch: Launch, env: dict[str, str]) -> tuple[int, float | None]:
         """The runner's PID, and its start time when known (a fork may already have ended)."""

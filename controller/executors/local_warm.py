@@ -48,6 +48,11 @@ class WarmRunner:
             raise OSError(f"the warm runner could not fork: {answer.get('error')}")
         return int(answer["pid"]), float(answer["create_time"])
 
+    def start(self) -> None:
+        """Start the process before the first request needs it."""
+        with self._lock:
+            self._started()
+
     def _started(self) -> subprocess.Popen[bytes]:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc

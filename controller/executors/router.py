@@ -56,6 +56,13 @@ class ModeRouter:
             if notify is not None:
                 notify(callback)
 
+    def prewarm(self) -> None:
+        """Start what the executors' first launch would otherwise wait for."""
+        for executor in {id(e): e for e in self.executors.values()}.values():
+            prewarm = getattr(executor, "prewarm", None)
+            if prewarm is not None:
+                prewarm()
+
     def name_for(self, mode: str | None) -> str:
         """The name of the executor that runs tasks of MODE (recorded on the task)."""
         return self._for_mode(mode).name

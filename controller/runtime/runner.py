@@ -7,12 +7,14 @@ controller reads it. Every line the command prints goes to the configured log si
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -26,6 +28,8 @@ from controller.runtime import code, data, data_revs, env_build, env_resolve, li
 from controller.runtime.outputs import OutputError, collect_outputs, place_inputs
 
 KILL_GRACE_S = 5.0
+# A controller restarted meanwhile completes the launch when it adopts this runner.
+COMPLETE_LAUNCH_WAIT_S = 600.0
 
 
 class SetupError(RuntimeError):
@@ -151,11 +155,30 @@ class Runner:
         if launch.inputs:
             writer.write("system", f"tracectl: placing {len(launch.inputs)} input artifact(s)")
             place_inputs(store, launch.input_items(), src)
+        self._await_complete_launch()
         exit_code, reason = self._execute(writer, src)
         out.update({"exit_code": exit_code, "reason": reason})
         if exit_code == 0 and not self.cancelled:
             out["outputs"] = self._store_outputs(writer, store, src)
         return out
+
+    def _await_complete_launch(self) -> None:
+        """The launch document with its late env values (MLFLOW_RUN_ID), which the controller
+        writes while this runner prepares; a cancel ends the wait."""
+        waited, pause = 0.0, 0.001
+        while not self.launch.complete:
+            if self.cancelled:
+                raise SetupError("cancelled before the command started")
+            if waited > COMPLETE_LAUNCH_WAIT_S:
+                raise SetupError(
+                    f"the controller did not complete the launch (its tracking run) in "
+                    f"{COMPLETE_LAUNCH_WAIT_S:g}s"
+                )
+            time.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 0.05)
+            with contextlib.suppress(OSError, ValueError):  # replaced whole: read again
+                self.launch = LaunchDocument.read(self.launch_file)
 
     def _environment(self, writer: LineWriter, src: Path) -> BuiltEnvironment:
         """The task's environment, built or taken from the cache; held in use until exit."""

@@ -45,6 +45,11 @@ class MlflowTracking:
                 self._client = MlflowClient(tracking_uri=self.uri)
             return self._client
 
+    def prewarm(self) -> None:
+        """Import MLflow and open its store (a new SQLite store creates its tables): seconds
+        that the first task's launch would otherwise wait for."""
+        self.client.search_experiments(max_results=1)
+
     def _experiment_id(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
         if found is not None:
