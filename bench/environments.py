@@ -97,7 +97,7 @@ def command_cpu(runs: int = 20) -> float:
     """The bench command's own CPU per run (its interpreter's start), outside any runner."""
     before = cpu_of_children()
     for _ in range(runs):
-        subprocess.run(["python", "-c", STAMP], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-c", STAMP], check=True, capture_output=True)
     return (cpu_of_children() - before) / runs
 
 
