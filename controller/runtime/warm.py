@@ -15,6 +15,7 @@ session, as a runner started with `start_new_session` does).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -86,6 +87,10 @@ def _reap() -> None:
 
 
 def serve() -> int:
+    # What the imports made is kept out of the collector's sight: a runner's collections
+    # would otherwise touch (and so copy) every page of it that the fork shares.
+    gc.collect()
+    gc.freeze()
     wakeup = os.pipe()
     os.set_blocking(wakeup[1], False)
     signal.set_wakeup_fd(wakeup[1])
