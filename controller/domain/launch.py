@@ -96,7 +96,9 @@ class LaunchDocument(_Doc):
         return self.model_copy(update={"complete": False})
 
     def as_json(self) -> str:
-        return self.model_dump_json(indent=2)
+        # A complete document is written without the field: a runtime of an earlier version
+        # (a Kubernetes image) forbids fields it does not know, and reads it as complete.
+        return self.model_dump_json(indent=2, exclude={"complete"} if self.complete else None)
 
     @classmethod
     def read(cls, path: Path) -> LaunchDocument:
