@@ -73,3 +73,43 @@ def test_termination_message_fits_the_kubelet_limit() -> None:
     message = phases.termination_message(big)
     assert len(message.encode()) <= phases.TERMINATION_LIMIT
     assert json.loads(message) == {"exit_code": 0, "truncated": True}
+
+
+# What a pod's Python must not load before a task with no code, data, inputs or outputs runs.
+HEAVY = {"git", "pydantic_settings", "yaml", "boto3", "dvc", "kubernetes", "mlflow", "sqlalchemy"}
+SETUP = {"controller.config", "controller.backends", "controller.runtime.code"}
+
+
+def test_all_runs_a_bare_task_in_one_interpreter_without_the_heavy_imports(
+    tmp_path: Path,
+) -> None:
+    """`phases all` for a task that needs no set-up loads only the launch models: the imports
+    are on every pod's path to its command (bench/dispatch_real.py measures the time)."""
+    settings = Settings(home=tmp_path / "home")
+    launch = LaunchDocument(
+        run_id="run_1",
+        task_id="task_1",
+        task_name="bare",
+        attempt=1,
+        spec=TaskSpec(command=["true"]),
+        runtime=runtime_settings(settings),
+    )
+    launch_file = tmp_path / "launch.json"
+    launch_file.write_text(launch.as_json())
+    probe = (
+        "import json, sys\n"
+        "from controller.runtime import phases\n"
+        f"phases.TERMINATION_LOG = __import__('pathlib').Path({str(tmp_path / 'term')!r})\n"
+        f"code = phases.main(['all', {str(launch_file)!r}, {str(tmp_path / 'ws')!r}, '--', "
+        f"{sys.executable!r}, '-c', 'print(7)'])\n"
+        "print(json.dumps([code, sorted(sys.modules)]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True
+    ).stdout.splitlines()
+    code, modules = json.loads(out[-1])
+    assert code == 0 and "7" in out
+    assert {m.split(".")[0] for m in modules} & HEAVY == set()
+    assert set(modules) & SETUP == set()
+    result = json.loads((tmp_path / "term").read_text())
+    assert result == {"exit_code": 0, "data": None, "outputs": []}
