@@ -64,6 +64,7 @@ ENV = {
     "TRACECTL_FENCING_TOKEN": "42",
 }
 IMAGE = "registry.invalid/tracectl/task:1"
+RUNTIME_IMAGE = "registry.invalid/tracectl/runtime@sha256:" + "0" * 64  # KWOK pulls nothing
 DEFAULT_PEER = Path.home() / ".cache/tracectl/bench-kpo/venv/bin/python"
 UNIQUE = itertools.count(1)  # every start gets a new task: a reused name would be adopted
 # Wall clock: the controller path compares stamps taken in the controller's process with the
@@ -199,7 +200,11 @@ def bench_tracectl(kubeconfig: str, namespace: str, tasks: int, burst: int) -> d
 
     home = Path(tempfile.mkdtemp(prefix="tracectl-bench-"))
     cluster = ClusterConfig(
-        namespace=namespace, kubeconfig=kubeconfig, queue="bench", follow_logs=False
+        namespace=namespace,
+        image=RUNTIME_IMAGE,
+        kubeconfig=kubeconfig,
+        queue="bench",
+        follow_logs=False,
     )
     executor = KubernetesExecutor(Settings(home=home), cluster, api_client(kubeconfig))
     prefix = uuid.uuid4().hex[:8]

@@ -6,6 +6,7 @@ logs, local artifact archive, and an MLflow SQLite tracking store.
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -15,20 +16,13 @@ from urllib.parse import urlparse
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from controller.domain.launch import RuntimeSettings
+from controller.domain.launch import RUNTIME_ENV, RuntimeSettings, task_environ
 
-# What a task's runtime itself reads from its environment (the S3 archive's endpoint and
-# keys): a local runner keeps them, and takes them away from the command it runs.
-RUNTIME_ENV = (
-    "TRACECTL_S3_ENDPOINT",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_DEFAULT_REGION",
-)
+__all__ = ["RUNTIME_ENV", "ClusterConfig", "Settings", "runner_environ", "task_environ"]
 
 
-DEFAULT_K8S_IMAGE = "ghcr.io/tracectl/runtime:0.1.0"
+# The runtime image is named by digest, as `tracectl image build` prints it: no tag default.
+PINNED_IMAGE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 RUNTIME_UID = 10001  # the runtime image's user (deploy/k8s/Dockerfile, tracectl image build)
 
 
@@ -48,7 +42,8 @@ class ClusterConfig(BaseSettings):
     TRACECTL_K8S_NAMESPACE   namespace when a team has no mapping (default `tracectl`)
     TRACECTL_K8S_NAMESPACES  team -> namespace, `research=ml-research,platform=ops`; a team
                              not listed gets `tracectl-<team>` when TRACECTL_K8S_TEAM_NAMESPACES=1
-    TRACECTL_K8S_IMAGE       runtime image: the `prepare` init container, and tasks with no image
+    TRACECTL_K8S_IMAGE       runtime image, `name@sha256:...` as `tracectl image build` prints
+                             it: the `prepare` init container, and tasks with no image
     TRACECTL_K8S_QUEUE       Kueue LocalQueue name: sets `kueue.x-k8s.io/queue-name`
     KUBECONFIG               client config; unset inside a cluster: the pod's service account
     TRACECTL_K8S_UNSCHEDULABLE_GRACE_S  how long a pod may stay Unschedulable (default 60)
@@ -70,7 +65,7 @@ class ClusterConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRACECTL_K8S_", frozen=True)
 
     namespace: str = "tracectl"
-    image: str = DEFAULT_K8S_IMAGE
+    image: str | None = None
     queue: str | None = None
     team_namespaces: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, validation_alias=_env("team_namespaces", "TRACECTL_K8S_NAMESPACES")
@@ -106,10 +101,14 @@ class ClusterConfig(BaseSettings):
     def _list(cls, value: object) -> object:
         return tuple(_items(value)) if isinstance(value, str) else value
 
-    @field_validator("queue", "ingress_prefix", "kubeconfig", mode="before")
+    @field_validator("image", "queue", "ingress_prefix", "kubeconfig", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return value or None
+
+    @property
+    def image_pinned(self) -> bool:
+        return self.image is not None and PINNED_IMAGE.match(self.image) is not None
 
 
 class Settings(BaseSettings):
@@ -257,8 +256,3 @@ def runner_environ(environ: Mapping[str, str], withheld: Iterable[str] = ()) -> 
         for k, v in environ.items()
         if k not in drop and (not k.startswith("TRACECTL_") or k in RUNTIME_ENV)
     }
-
-
-def task_environ(environ: Mapping[str, str]) -> dict[str, str]:
-    """What a task's command inherits from its runner: all but the runtime's credentials."""
-    return {k: v for k, v in environ.items() if k not in RUNTIME_ENV}

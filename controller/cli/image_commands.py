@@ -31,6 +31,10 @@ def build(
         Path | None,
         typer.Option(help="a task environment (requirements / `uv export` file): its own layer"),
     ] = None,
+    lock: Annotated[
+        Path | None,
+        typer.Option(help="a task environment from a uv.lock (pyproject.toml beside it)"),
+    ] = None,
     base_only: Annotated[bool, typer.Option(help="Debian + Python only, no tracectl")] = False,
     target: Annotated[
         str, typer.Option(help="runtime (task pods) or controller (`tracectl server`)")
@@ -56,6 +60,14 @@ def build(
     if target not in ("runtime", "controller"):
         err.print(f"[red]error:[/] --target {target}: give runtime or controller")
         raise typer.Exit(2)
+    if lock is not None and not (lock.is_file() and (lock.parent / "pyproject.toml").is_file()):
+        err.print(
+            f"[red]error:[/] --lock {lock}: give a uv.lock file with its pyproject.toml beside it"
+        )
+        raise typer.Exit(2)
+    if lock is not None and requirements is not None:
+        err.print("[red]error:[/] give --lock or --requirements, not both")
+        raise typer.Exit(2)
     request = BuildRequest(
         registry=registry,
         repository=repository or f"tracectl/{target}",
@@ -65,6 +77,7 @@ def build(
         cache=cache,
         mirror=mirror,
         requirements=requirements,
+        lock=lock,
         base_only=base_only,
     )
     try:

@@ -34,19 +34,23 @@ def example_dir() -> Path:
     raise FileNotFoundError("the example pipeline (examples/wine) is not installed")
 
 
-def build_demo_repo(root: Path) -> tuple[Path, Path]:
-    """Create ROOT/repo (git + DVC) and ROOT/dvc-remote; return their paths."""
+def build_demo_repo(root: Path, remote: dict[str, str] | None = None) -> tuple[Path, Path]:
+    """Create ROOT/repo (git + DVC) and ROOT/dvc-remote; return their paths.
+
+    REMOTE, when given, is the DVC remote's config instead (`{"url": "s3://…",
+    "endpointurl": …}`): what a pod can reach, where ROOT/dvc-remote is only on this host.
+    """
     from dvc.repo import Repo as DvcRepo
 
     # DVC's advice ("You can now commit the changes to git", "To track the changes with git,
     # run: ...") is for a person at a DVC prompt; this function commits everything itself.
     logging.getLogger("dvc").setLevel(logging.WARNING)
 
-    repo_path, remote = root / "repo", root / "dvc-remote"
+    repo_path, local_remote = root / "repo", root / "dvc-remote"
     if repo_path.exists():
         shutil.rmtree(repo_path)
     repo_path.mkdir(parents=True)
-    remote.mkdir(parents=True, exist_ok=True)
+    local_remote.mkdir(parents=True, exist_ok=True)
     source = example_dir()
     for name in EXAMPLE_FILES:
         shutil.copy2(source / name, repo_path / name)
@@ -62,11 +66,11 @@ def build_demo_repo(root: Path) -> tuple[Path, Path]:
         config.set_value("user", "email", "demo@tracectl.invalid")
     dvc = DvcRepo.init(str(repo_path))
     with dvc.config.edit() as conf:
-        conf["remote"]["storage"] = {"url": str(remote.resolve())}
+        conf["remote"]["storage"] = remote or {"url": str(local_remote.resolve())}
         conf["core"]["remote"] = "storage"
     dvc.add(str((repo_path / "data" / "wine.csv").resolve()))
     dvc.push()
     dvc.close()
     repository.git.add(A=True)
     repository.index.commit("wine example: code and DVC-tracked data")
-    return repo_path, remote
+    return repo_path, local_remote

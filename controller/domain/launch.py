@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller.domain.environments import ResolvedEnvironment
 from controller.domain.spec import TaskSpec
+
+# What a task's runtime itself reads from its environment (the S3 archive's endpoint and
+# keys): a local runner keeps them, and takes them away from the command it runs.
+RUNTIME_ENV = (
+    "TRACECTL_S3_ENDPOINT",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+)
+
+
+def task_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """What a task's command inherits from its runner: all but the runtime's credentials."""
+    return {k: v for k, v in environ.items() if k not in RUNTIME_ENV}
+
 
 # Env values that exist once the attempt's tracking run does: filled in by Launch.completed()
 LATE_ENV = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")

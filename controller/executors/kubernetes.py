@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -82,6 +83,25 @@ def _read(read: Any, namespace: str, name: str) -> dict[str, Any] | None:
         raise
 
 
+class RuntimeImageError(ValueError):
+    """TRACECTL_K8S_IMAGE is missing, or a tag where the policy wants a digest."""
+
+
+def check_runtime_image(cluster: ClusterConfig, preflight: str) -> None:
+    """The runtime image every pod's `prepare` runs is named by digest, as `tracectl image
+    build` prints it; a tag is refused under `image.mutable_tag=refuse`, else logged."""
+    how = "run `tracectl image build` (or `deploy/local/registry image`) and set it to the "
+    how += "name@sha256:<digest> reference it prints"
+    if cluster.image is None:
+        raise RuntimeImageError(f"TRACECTL_K8S_IMAGE is not set: {how}")
+    if cluster.image_pinned:
+        return
+    # The preflight policy's own parser lives in core; executors import nothing from there.
+    if "image.mutable_tag=refuse" in preflight.replace(" ", ""):
+        raise RuntimeImageError(f"TRACECTL_K8S_IMAGE={cluster.image!r} is a tag: {how}")
+    log.warning("TRACECTL_K8S_IMAGE=%s is a tag, not a digest: %s", cluster.image, how)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -99,6 +119,7 @@ class KubernetesExecutor:
         self.settings = settings
         self.log_sinks = log_sinks or file_record(settings)
         self.cluster = cluster or settings.k8s
+        check_runtime_image(self.cluster, settings.preflight)
         self.api = api or api_client(self.cluster.kubeconfig)
         self.core = client.CoreV1Api(self.api)
         self.batch = client.BatchV1Api(self.api)
@@ -110,6 +131,8 @@ class KubernetesExecutor:
         self._informers: dict[tuple[str, str], Informer] = {}
         self._namespaces: set[str] = set()
         self._followers: dict[tuple[str, str], threading.Event] = {}
+        # The pods' runtime archives outputs as a local runner does: with these (S3 keys).
+        self.runtime_env = manifests.runtime_credentials(os.environ)
 
     # -- the Executor protocol ------------------------------------------------------------
     def launch(self, launch: Launch) -> K8sRef:
@@ -335,7 +358,9 @@ class KubernetesExecutor:
         try:
             doc = launch.completed().document
             self._create(
-                SECRETS, namespace, manifests.launch_secret(doc, self.cluster, name, owner)
+                SECRETS,
+                namespace,
+                manifests.launch_secret(doc, self.cluster, name, owner, self.runtime_env),
             )
         except Exception:
             if created is not None:  # without its launch document it would never start
@@ -345,7 +370,11 @@ class KubernetesExecutor:
 
     def _launch_job(self, launch: Launch, namespace: str, name: str, ids: dict[str, Any]) -> K8sRef:
         uid, _owner = self._create_owner_with_secret(
-            "Job", launch, namespace, name, manifests.job(launch.document, self.cluster, name)
+            "Job",
+            launch,
+            namespace,
+            name,
+            manifests.job(launch.document, self.cluster, name, self.runtime_env),
         )
         return K8sRef(object="job", namespace=namespace, name=name, uid=uid, **ids)
 
@@ -354,7 +383,11 @@ class KubernetesExecutor:
     ) -> K8sRef:
         doc = launch.document
         uid, owner = self._create_owner_with_secret(
-            "Deployment", launch, namespace, name, manifests.deployment(doc, self.cluster, name)
+            "Deployment",
+            launch,
+            namespace,
+            name,
+            manifests.deployment(doc, self.cluster, name, self.runtime_env),
         )
         self._create(SERVICES, namespace, manifests.service(doc, self.cluster, name, owner))
         path = None

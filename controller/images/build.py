@@ -4,7 +4,8 @@ Layers, each cached by content under the cache folder:
   base      debootstrap --variant=minbase bookworm with python3, git, ssh client, CA certificates
   runtime   what deploy/k8s/Dockerfile's `runtime` stage installs: the locked requirements of
             the same extras and the tracectl wheel, in /usr/local; the tracectl user (10001)
-  env       optional: a task environment from a requirements/lock export, in /usr/local
+  env       optional: a task environment, in /usr/local: a requirements file, or a uv.lock
+            (its pyproject.toml beside it) exported to one
   server    target `controller` only: what the Dockerfile's `controller` stage adds to runtime
             (the locked distributions of the `postgres` and `oidc` extras that runtime lacks)
 The layout is pushed with skopeo; the registry's manifest digest is the result.
@@ -62,6 +63,7 @@ class BuildRequest(BaseModel):
     cache: Path
     mirror: str = "http://deb.debian.org/debian"
     requirements: Path | None = None
+    lock: Path | None = None  # a uv.lock: its export is the environment layer's requirements
     base_only: bool = False
     target: Literal["runtime", "controller"] = "runtime"  # the Dockerfile's stage of that name
 
@@ -214,6 +216,17 @@ def env_root(requirements: Path, work: Path) -> Path:
     return root
 
 
+def env_requirements(req: BuildRequest, work: Path) -> Path | None:
+    """The environment layer's requirements: the file given, or the lock's `uv export`."""
+    if req.lock is None:
+        return req.requirements
+    out = work / "env-requirements.txt"
+    export = ["uv", "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project"]
+    # No header: it names the output path, and the layer's key is the export's bytes.
+    run([*export, "--no-header", "-o", str(out)], f"uv export of {req.lock}", cwd=req.lock.parent)
+    return out
+
+
 def runtime_key(req: BuildRequest) -> str:
     """The runtime layer changes with the lock file, the project metadata and the code."""
     files = [req.source / "uv.lock", req.source / "pyproject.toml"]
@@ -231,13 +244,12 @@ def build(req: BuildRequest) -> BuiltImage:
         if not req.base_only:
             make = functools.partial(runtime_root, req, base)
             layers.append(cached_layer(layout, runtime_key(req), make))
-        if req.requirements is not None:
-            make_env = functools.partial(env_root, req.requirements)
-            layers.append(
-                cached_layer(
-                    layout, key_of("env", BYTECODE, req.requirements.read_bytes()), make_env
-                )
-            )
+        with tempfile.TemporaryDirectory(dir=req.cache) as work:
+            requirements = env_requirements(req, Path(work))
+            if requirements is not None:
+                make_env = functools.partial(env_root, requirements)
+                key = key_of("env", BYTECODE, requirements.read_bytes())
+                layers.append(cached_layer(layout, key, make_env))
         if req.target == "controller":
             layers.append(
                 cached_layer(layout, server_key(req), functools.partial(server_root, req))

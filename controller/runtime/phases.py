@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controller.domain.launch import LaunchDocument
+from controller.domain.launch import LaunchDocument, task_environ
 
 if TYPE_CHECKING:
     from controller.ports import ArtifactStore
@@ -100,7 +100,7 @@ def execute(launch: LaunchDocument, workspace: Path, argv: list[str]) -> dict[st
     params_file = workspace / "params.json"
     params_file.write_text(json.dumps(params, indent=2, sort_keys=True))
     env = {
-        **os.environ,
+        **task_environ(os.environ),  # the archive's keys are the runtime's, not the task's
         "TRACECTL_PARAMS_FILE": str(params_file),
         "TRACECTL_PARAMS": json.dumps(params, sort_keys=True),
     }

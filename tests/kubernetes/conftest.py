@@ -44,6 +44,9 @@ if importlib.util.find_spec("kubernetes") is None:
     ]
 
 IMAGE = "registry.invalid/tracectl/task:1"  # never pulled: KWOK runs no containers
+# TRACECTL_K8S_IMAGE is taken by digest, as `tracectl image build` prints it; this one names
+# nothing (for pods that KWOK runs, or that never start).
+RUNTIME_IMAGE = "registry.invalid/tracectl/runtime@sha256:" + "0" * 64
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -97,7 +100,7 @@ def controller_namespace(
     prefix: str,
     *,
     kwok: bool = False,
-    image: str = IMAGE,
+    image: str = RUNTIME_IMAGE,
 ) -> str:
     """Point a controller built in this test at the local cluster and a fresh namespace; its
     pods go to the real node, or to the KWOK nodes with KWOK."""
@@ -153,7 +156,7 @@ def cluster_config(kubernetes: dict[str, str], namespace: str, **extra: Any) -> 
 
     return ClusterConfig(
         namespace=namespace,
-        image="registry.invalid/tracectl/runtime:1",
+        image=RUNTIME_IMAGE,
         kubeconfig=kubernetes["KUBECONFIG"],
         **extra,
     )

@@ -26,6 +26,7 @@ from controller.executors.k8s_manifests import PHASES
 from controller.executors.kubernetes import KubernetesExecutor
 from controller.ports import Launch
 from tests.kubernetes.conftest import (
+    RUNTIME_IMAGE,
     cluster_config,
     completed_launch,
     kwok_placement,
@@ -101,7 +102,7 @@ def test_job_as_stored_by_the_api_server(
     (task,) = pod.containers
     (prepare,) = pod.init_containers
     assert task.image == "registry.invalid/tracectl/task:1"
-    assert prepare.image == "registry.invalid/tracectl/runtime:1"
+    assert prepare.image == RUNTIME_IMAGE
     assert task.args == ["python", "train.py", "--epochs", "3"]
     assert task.command == [*PHASES, "exec", "/etc/tracectl/launch.json", "/workspace", "--"]
     assert prepare.command == [*PHASES, "prepare", "/etc/tracectl/launch.json", "/workspace"]

@@ -28,6 +28,7 @@ def test_prepare_then_exec_writes_outputs_and_the_termination_message(
     git(repo, "init", "-q")
     (repo / "train.py").write_text(
         "import os, sys\nprint('epochs', os.environ['EPOCHS'])\n"
+        "assert 'AWS_SECRET_ACCESS_KEY' not in os.environ, 'the runtime keys reached the task'\n"
         "open('model.txt', 'w').write('weights')\nsys.exit(int(sys.argv[1]))\n"
     )
     git(repo, "add", ".")
@@ -53,6 +54,7 @@ def test_prepare_then_exec_writes_outputs_and_the_termination_message(
     termination = tmp_path / "termination-log"
     monkeypatch.setattr(phases, "TERMINATION_LOG", termination)
     monkeypatch.setenv("EPOCHS", "3")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "the runtime's archive key")  # from the Secret
     workspace = tmp_path / "workspace"
     assert phases.main(["prepare", str(launch_file), str(workspace)]) == 0
     assert git(workspace / "src", "rev-parse", "HEAD") == commit

@@ -1,0 +1,455 @@
+"""The example pipeline (examples/wine) end to end on the real node, through `tracectl server`.
+
+A real controller process with the Kubernetes executor runs two runs of prepare -> train ->
+evaluate -> register, and the `serve` service task, as Jobs and a Deployment whose containers
+run for real (kubelet + containerd + runc). The tasks' image is built by `tracectl image
+build` with the example's uv.lock as its environment layer and pinned by digest; the runtime
+image (TRACECTL_K8S_IMAGE) is pinned the same way. Pods use the host's network, the route to
+the stack on 127.0.0.1: git (a `git daemon`), DVC data and outputs on S3, MLflow, Kafka.
+`train` and `evaluate` each claim the node's one GPU and a local RWO volume, so the two runs
+contend for them. Everything is read back through the public API, the cluster's own pod
+records, Kafka, the index and S3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import itertools
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client
+from minio import Minio
+
+from controller import backends
+from controller.archive.s3 import S3ArtifactStore
+from controller.config import Settings
+from controller.demo.pipeline import task_specs
+from controller.demo.repo import build_demo_repo
+from controller.domain.records import TERMINAL
+from controller.images.build import BuildRequest, build
+from controller.loopback import free_port
+from tests.logs.conftest import S3_ENV, read_topic, wait_indexed
+from tests.server_process import ServerProcess
+from tests.waiting import wait_for
+
+pytestmark = [
+    pytest.mark.kubernetes,
+    pytest.mark.registry,
+    pytest.mark.kafka,
+    pytest.mark.opensearch,
+    pytest.mark.s3,
+    pytest.mark.shipper,
+    pytest.mark.timeout(2400),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE_CACHE = Path.home() / ".cache" / "tracectl" / "images"
+CLAIM = "wine-scratch"
+HOLDERS = ("train", "evaluate")  # the tasks that claim the GPU and the RWO volume
+RUNS = 2
+
+
+@dataclass
+class Pipeline:
+    server: ServerProcess
+    namespace: str
+    images: dict[str, str]
+    runs: list[str]
+    tasks: dict[str, dict[str, Any]]  # "<run index>/<name>" -> task record
+    service_port: int
+    served: dict[str, Any]
+    stack: dict[str, str]
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = httpx.get(f"{self.server.url}{path}", params=params, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def _git_daemon(base: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    argv = ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={base}"]
+    proc = subprocess.Popen([*argv, "--listen=127.0.0.1", f"--port={port}", str(base)])
+    return proc, port
+
+
+def _images(registry: str) -> dict[str, str]:
+    """The runtime image, and the wine tasks' (runtime + the example's uv.lock), by digest."""
+    runtime = BuildRequest(registry=registry, source=REPO, cache=IMAGE_CACHE)
+    wine = runtime.model_copy(
+        update={"repository": "tracectl/wine", "lock": REPO / "examples" / "wine" / "uv.lock"}
+    )
+    return {"runtime": build(runtime).reference, "wine": build(wine).reference}
+
+
+def _bucket(stack: dict[str, str], name: str) -> None:
+    endpoint = stack["TRACECTL_S3_ENDPOINT"].split("://", 1)[1]
+    s3 = Minio(
+        endpoint,
+        access_key=stack["AWS_ACCESS_KEY_ID"],
+        secret_key=stack["AWS_SECRET_ACCESS_KEY"],
+        secure=False,
+    )
+    if not s3.bucket_exists(name):
+        s3.make_bucket(name)
+
+
+def _claim(api: client.ApiClient, namespace: str, storage_class: str) -> None:
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name=CLAIM),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                storage_class_name=storage_class,
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
+            ),
+        ),
+    )
+
+
+def _specs(repo: str, wine: str, seed: int, service_port: int | None) -> list[dict[str, Any]]:
+    """The demo's prepare/train/evaluate, then register (and serve) as in example.yaml."""
+    code = {"repo": repo, "ref": "main"}
+    specs = task_specs(Path(repo), {"n_estimators": 20, "max_depth": 4, "seed": seed})
+    for body in specs:
+        body["spec"]["code"] = code
+    held = {"gpu": 1, "volumes": [{"claim": CLAIM, "mount_path": "/scratch", "mode": "rw"}]}
+    for body in specs:
+        if body["name"] in HOLDERS:
+            body["spec"]["resources"] = held
+    specs.append(
+        {
+            "name": "register",
+            "spec": {
+                "command": ["python", "register.py"],
+                "code": code,
+                "inputs": [
+                    {"artifact": "task:train/model/model.pkl", "path": "model.pkl"},
+                    {"artifact": "task:evaluate/metrics.json", "path": "metrics.json"},
+                ],
+                "params": {"model_name": f"wine-k8s-{uuid.uuid4().hex[:6]}", "min_accuracy": 0.8},
+                "outputs": ["registered_model.json"],
+                "timeout_s": 600,
+            },
+        }
+    )
+    if service_port is not None:
+        specs.append(
+            {
+                "name": "serve",
+                "spec": {
+                    "mode": "service",
+                    "command": ["python", "serve.py"],
+                    "code": code,
+                    "env": {"PORT": str(service_port)},  # host network: a free host port
+                    "inputs": [
+                        {
+                            "artifact": "task:register/registered_model.json",
+                            "path": "registered_model.json",
+                        }
+                    ],
+                    "timeout_s": 3600,
+                },
+            }
+        )
+    for body in specs:
+        body["spec"]["environment"] = {"image": wine}
+    return specs
+
+
+def _submit(server: ServerProcess, specs: list[dict[str, Any]], seed: int) -> tuple[str, list[Any]]:
+    http = httpx.Client(base_url=server.url, timeout=60)
+    run = http.post("/v1/runs", json={"pipeline": "wine-k8s", "labels": {"seed": str(seed)}})
+    assert run.status_code == 201, run.text
+    run_id = run.json()["id"]
+    tasks = []
+    for body in specs:
+        response = http.post(f"/v1/runs/{run_id}/tasks", json=body)
+        assert response.status_code == 201, response.text
+        tasks.append(response.json())
+    return run_id, tasks
+
+
+def _ended(server: ServerProcess, task_id: str) -> dict[str, Any]:
+    def ended() -> dict[str, Any] | None:
+        task = server.get(f"/v1/tasks/{task_id}/wait", timeout_s=5)
+        return dict(task) if task["status"] in TERMINAL else None
+
+    return wait_for(f"task {task_id} to end", ended, 900, every=0)
+
+
+def _served(server: ServerProcess, task_id: str, port: int) -> dict[str, Any]:
+    """The service's answers on the host's port, once it is ready."""
+    wait_for(
+        "the service task to run",
+        lambda: server.get(f"/v1/tasks/{task_id}")["status"] == "running",
+        600,
+    )
+
+    def health() -> dict[str, Any] | None:
+        with contextlib.suppress(httpx.TransportError):
+            answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+            if answer.status_code == 200:
+                return dict(answer.json())
+        return None
+
+    found = wait_for("the service to answer /health", health, 600)
+    rows = [[13.2, 1.78, 2.14, 11.2, 100.0, 2.65, 2.76, 0.26, 1.28, 4.38, 1.05, 3.4, 1050.0]]
+    predict = httpx.post(f"http://127.0.0.1:{port}/predict", json={"instances": rows}, timeout=30)
+    return {"health": found, "predict": predict.json(), "status": predict.status_code}
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    kubernetes: dict[str, str],
+    registry: dict[str, str],
+    kafka: dict[str, str],
+    opensearch: dict[str, str],
+    s3: dict[str, str],
+    shipper: dict[str, str],
+    mlflow_server: dict[str, str],
+    api: client.ApiClient,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Pipeline]:
+    root = tmp_path_factory.mktemp("wine-k8s")
+    stack = {**kafka, **opensearch, **s3, **mlflow_server}
+    images = _images(registry["TRACECTL_REGISTRY"])
+    dvc_bucket, prefix = "tracectl-dvc-test", uuid.uuid4().hex[:8]
+    _bucket(stack, dvc_bucket)
+    s3_env = {k: stack[k] for k in ("TRACECTL_S3_ENDPOINT", "AWS_ACCESS_KEY_ID")}
+    s3_env.update(AWS_SECRET_ACCESS_KEY=stack["AWS_SECRET_ACCESS_KEY"])
+    s3_env.update(AWS_DEFAULT_REGION=stack.get("AWS_DEFAULT_REGION", "us-east-1"))
+    remote = {"url": f"s3://{dvc_bucket}/{prefix}", "endpointurl": s3_env["TRACECTL_S3_ENDPOINT"]}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in s3_env.items():
+            patch.setenv(key, value)  # dvc push from this process
+        build_demo_repo(root / "served", remote)
+    daemon, git_port = _git_daemon(root / "served")
+    namespace = f"tracectl-wine-{uuid.uuid4().hex[:6]}"
+    _claim(api, namespace, kubernetes["TRACECTL_K8S_LOCAL_STORAGE_CLASS"])
+    inventory = root / "inventory.yaml"
+    inventory.write_text(
+        "gpu_pools: [{name: localhost, flavor: nvidia.com/gpu, count: 1}]\n"
+        f"volumes: [{{claim: {CLAIM}, access: RWO}}]\n"
+    )
+    bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
+    env = {
+        **s3_env,
+        "KUBECONFIG": kubernetes["KUBECONFIG"],
+        "TRACECTL_EXECUTOR": "kubernetes",
+        "TRACECTL_K8S_NAMESPACE": namespace,
+        "TRACECTL_K8S_IMAGE": images["runtime"],
+        "TRACECTL_K8S_NODE_SELECTOR": f"kubernetes.io/hostname={kubernetes['TRACECTL_K8S_NODE']}",
+        "TRACECTL_K8S_TOLERATE": kubernetes["TRACECTL_K8S_NODE_TAINT"].split("=", 1)[0],
+        "TRACECTL_K8S_HOST_NETWORK": "1",
+        "TRACECTL_K8S_UNSCHEDULABLE_GRACE_S": "900",
+        "TRACECTL_REGISTRY_API": "oci",
+        "TRACECTL_PREFLIGHT": "image.mutable_tag=refuse",
+        "TRACECTL_INVENTORY_FILE": str(inventory),
+        "TRACECTL_LOG_SINK": f"kafka://{bootstrap}",
+        "TRACECTL_STATUS_EVENTS": f"kafka://{bootstrap}",
+        "TRACECTL_LOG_READER": f"opensearch://{opensearch['TRACECTL_OPENSEARCH_URL'].split('://')[1]}",
+        "TRACECTL_ARCHIVE": f"s3://tracectl-wine-test/{prefix}",
+        "TRACECTL_TRACKING_URI": mlflow_server["MLFLOW_TRACKING_URI"],
+        "TRACECTL_GIT_ALLOWED_SCHEMES": "git",
+        "TRACECTL_GIT_ALLOWED_HOSTS": "127.0.0.1",
+        "TRACECTL_CANCEL_GRACE_S": "2",
+    }
+    server = ServerProcess(root / "home", env)
+    server.start()
+    service_port = free_port()
+    try:
+        repo = f"git://127.0.0.1:{git_port}/repo"
+        submitted = [
+            _submit(
+                server, _specs(repo, images["wine"], 40 + i, service_port if i == 0 else None), i
+            )
+            for i in range(RUNS)
+        ]
+        ids = {f"{i}/{t['name']}": t["id"] for i, (_, ts) in enumerate(submitted) for t in ts}
+        served = _served(server, ids["0/serve"], service_port)
+        tasks = {key: _ended(server, tid) for key, tid in ids.items() if key != "0/serve"}
+        httpx.post(f"{server.url}/v1/tasks/{ids['0/serve']}/cancel", timeout=30)
+        tasks["0/serve"] = _ended(server, ids["0/serve"])
+        yield Pipeline(
+            server=server,
+            namespace=namespace,
+            images=images,
+            runs=[run for run, _ in submitted],
+            tasks=tasks,
+            service_port=service_port,
+            served=served,
+            stack=stack,
+        )
+    finally:
+        server.stop()
+        daemon.terminate()
+        daemon.wait(timeout=30)
+        with contextlib.suppress(client.ApiException):
+            client.CoreV1Api(api).delete_namespace(namespace)
+
+
+def _pods(api: client.ApiClient, namespace: str) -> dict[str, Any]:
+    pods = client.CoreV1Api(api).list_namespaced_pod(namespace).items
+    return {(p.metadata.labels or {})["tracectl.io/task-id"]: p for p in pods if p.metadata}
+
+
+def _stamp(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def test_every_job_of_both_runs_succeeds_in_a_real_container_on_the_real_node(
+    pipeline: Pipeline, api: client.ApiClient, kubernetes: dict[str, str]
+) -> None:
+    jobs = {k: t for k, t in pipeline.tasks.items() if not k.endswith("/serve")}
+    assert {k: t["status"] for k, t in jobs.items()} == {k: "succeeded" for k in jobs}
+    pods = _pods(api, pipeline.namespace)
+    for task in jobs.values():
+        ref = task["executor_ref"]
+        assert (ref["kind"], ref["object"], ref["namespace"]) == ("k8s", "job", pipeline.namespace)
+        pod = pods[task["id"]]
+        assert pod.spec.node_name == kubernetes["TRACECTL_K8S_NODE"]
+        assert pod.spec.host_network is True
+        [task_container] = pod.status.container_statuses
+        assert task_container.state.terminated.exit_code == 0
+        assert task_container.image_id.endswith(pipeline.images["wine"].split("@", 1)[1])
+
+
+def test_tasks_run_in_the_image_built_from_the_examples_lock_pinned_by_digest(
+    pipeline: Pipeline, api: client.ApiClient
+) -> None:
+    wine, runtime = pipeline.images["wine"], pipeline.images["runtime"]
+    assert "@sha256:" in wine and "@sha256:" in runtime
+    pods = _pods(api, pipeline.namespace)
+    for key, task in pipeline.tasks.items():
+        assert task["spec"]["environment"]["image"] == wine
+        lineage = pipeline.get(f"/v1/tasks/{task['id']}/lineage")
+        assert (lineage["environment"]["kind"], lineage["environment"]["image"]) == ("image", wine)
+        if key.endswith("/serve"):
+            continue  # its Deployment and pod are gone with the cancel
+        pod = pods[task["id"]]
+        assert [c.image for c in pod.spec.containers] == [wine]
+        assert [c.image for c in pod.spec.init_containers] == [runtime]
+
+
+def test_the_service_task_serves_the_registered_model_on_its_port_and_stops_on_cancel(
+    pipeline: Pipeline,
+) -> None:
+    assert pipeline.served["health"]["status"] == "ok"
+    assert pipeline.served["status"] == 200
+    assert len(pipeline.served["predict"]["predictions"]) == 1
+    registered = pipeline.get(f"/v1/tasks/{pipeline.tasks['0/register']['id']}/lineage")
+    assert registered["outputs"][0]["path"] == "registered_model.json"
+    serve = pipeline.tasks["0/serve"]
+    assert serve["status"] == "cancelled"
+    assert serve["executor_ref"]["object"] == "service"
+    lines = pipeline.get(f"/v1/tasks/{serve['id']}/logs", limit=1000)["items"]
+    assert any(str(pipeline.service_port) in line["message"] for line in lines)
+
+
+def test_outputs_are_archived_in_s3_with_the_checksums_the_lineage_records(
+    pipeline: Pipeline, store: S3ArtifactStore
+) -> None:
+    checked = 0
+    for run_id in pipeline.runs:
+        lineage = pipeline.get(f"/v1/runs/{run_id}/lineage")
+        for task in lineage["tasks"]:
+            for out in (task.get("lineage") or {}).get("outputs", []):
+                assert out["uri"].startswith("s3://tracectl-wine-test/")
+                data = store.open_bytes(out["uri"])
+                assert hashlib.sha256(data).hexdigest() == out["sha256"]
+                checked += 1
+    assert checked == RUNS * 5  # prepare 2, train 1, evaluate 1, register 1
+
+
+def test_lineage_links_each_runs_outputs_to_the_inputs_that_used_them(
+    pipeline: Pipeline,
+) -> None:
+    for index in range(len(pipeline.runs)):
+        train = pipeline.get(f"/v1/tasks/{pipeline.tasks[f'{index}/train']['id']}/lineage")
+        evaluate = pipeline.get(f"/v1/tasks/{pipeline.tasks[f'{index}/evaluate']['id']}/lineage")
+        model = next(o for o in train["outputs"] if o["path"] == "model/model.pkl")
+        used = {i["sha256"] for i in evaluate["inputs"]}
+        assert model["sha256"] in used
+        prepare = pipeline.get(f"/v1/tasks/{pipeline.tasks[f'{index}/prepare']['id']}/lineage")
+        assert prepare["data"][0]["path"] == "data/wine.csv"
+        assert prepare["code"]["commit"] == train["code"]["commit"]
+
+
+def test_task_logs_come_from_the_kubelet_and_reach_kafka_the_index_and_the_archive(
+    pipeline: Pipeline, store: S3ArtifactStore
+) -> None:
+    task = pipeline.tasks["0/train"]
+    lineage = pipeline.get(f"/v1/tasks/{task['id']}/lineage")
+    total = lineage["logs"]["lines"]
+    lines = pipeline.get(f"/v1/tasks/{task['id']}/logs", limit=1000)["items"]
+    messages = [line["message"] for line in lines]
+    assert any(m.startswith("trained on ") for m in messages)  # train.py's own print
+    assert any(m.startswith("tracectl: checking out git://127.0.0.1:") for m in messages)
+    bootstrap = pipeline.stack["TRACECTL_KAFKA_BOOTSTRAP"]
+    records = read_topic(bootstrap, "tracectl.logs", task["id"], until=total)
+    assert [r["event"]["sequence"] for r in records] == list(range(1, total + 1))
+    assert records[0]["orchestrator"]["namespace"] == pipeline.namespace
+    url = pipeline.stack["TRACECTL_OPENSEARCH_URL"].split("://", 1)[1]
+    docs = wait_indexed(backends.search_index(f"opensearch://{url}"), task["id"], total)
+    assert [d["message"] for d in docs] == [r["message"] for r in records]
+    archive = lineage["logs"]["archive"]
+    packed = store.open_bytes(archive["uri"])
+    assert hashlib.sha256(packed).hexdigest() == archive["sha256"]
+    assert len(gzip.decompress(packed).decode().splitlines()) == total
+
+
+def test_the_gpu_and_the_rwo_claim_are_held_by_one_task_at_a_time_as_its_pod_ran(
+    pipeline: Pipeline, api: client.ApiClient
+) -> None:
+    holders = [t for k, t in pipeline.tasks.items() if k.split("/")[1] in HOLDERS]
+    pods = _pods(api, pipeline.namespace)
+    spans: dict[str, list[tuple[datetime, datetime, str]]] = {"gpu": [], "volume": []}
+    for task in holders:
+        leases = pipeline.get("/v1/leases", state="all", task_id=task["id"])["items"]
+        assert {lease["kind"] for lease in leases} == {"gpu", "volume"}
+        pod = pods[task["id"]]
+        started = pod.status.init_container_statuses[0].state.terminated.started_at
+        finished = pod.status.container_statuses[0].state.terminated.finished_at
+        for lease in leases:
+            granted, released = _stamp(lease["granted_at"]), _stamp(lease["released_at"])
+            # The kubelet's stamps are whole seconds: the pod ran inside its lease.
+            assert granted.replace(microsecond=0) <= started
+            assert finished <= released
+            spans[lease["kind"]].append((granted, released, task["id"]))
+    assert pipeline.get("/v1/leases", state="active")["items"] == []
+    for kind, held in spans.items():
+        held.sort()
+        for (_, released, _), (granted, _, _) in itertools.pairwise(held):
+            assert released <= granted, kind
+    intervals = sorted(
+        (
+            pods[t["id"]].status.init_container_statuses[0].state.terminated.started_at,
+            pods[t["id"]].status.container_statuses[0].state.terminated.finished_at,
+        )
+        for t in holders
+    )
+    for (_, finished), (started, _) in itertools.pairwise(intervals):
+        assert finished <= started
+
+
+@pytest.fixture
+def store(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3ArtifactStore:
+    """The archive as the controller reads it (its S3 client takes the keys from the env)."""
+    for key in S3_ENV:
+        if key in pipeline.stack:
+            monkeypatch.setenv(key, pipeline.stack[key])
+    return S3ArtifactStore(Settings(home=tmp_path, archive="s3://tracectl-wine-test"))
