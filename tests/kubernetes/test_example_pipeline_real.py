@@ -259,7 +259,6 @@ def pipeline(
         "TRACECTL_K8S_NAMESPACE": namespace,
         "TRACECTL_K8S_IMAGE": images["runtime"],
         "TRACECTL_K8S_NODE_SELECTOR": f"kubernetes.io/hostname={kubernetes['TRACECTL_K8S_NODE']}",
-        "TRACECTL_K8S_TOLERATE": kubernetes["TRACECTL_K8S_NODE_TAINT"].split("=", 1)[0],
         "TRACECTL_K8S_HOST_NETWORK": "1",
         "TRACECTL_K8S_UNSCHEDULABLE_GRACE_S": "900",
         "TRACECTL_REGISTRY_API": "oci",
