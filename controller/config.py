@@ -58,6 +58,8 @@ class ClusterConfig(BaseSettings):
     TRACECTL_K8S_TOLERATE               `key,...`: every task pod tolerates taints of these keys
     TRACECTL_K8S_HOST_NETWORK           1: pods share the node's network (they reach Kafka,
                                         S3, MLflow on the node's 127.0.0.1: the local stack)
+    TRACECTL_K8S_RUNTIME_SECRET         a Secret in the namespace holding the S3 endpoint and
+                                        keys (RUNTIME_ENV) the pods' runtime archives with
     TRACECTL_K8S_FS_GROUP               pods' fsGroup (default 10001, the runtime image's
                                         user): it can read the launch Secret (mode 0400)
     """
@@ -85,6 +87,7 @@ class ClusterConfig(BaseSettings):
     node_selector: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     tolerate: Annotated[tuple[str, ...], NoDecode] = ()
     host_network: bool = False
+    runtime_secret: str | None = None  # a Secret of RUNTIME_ENV keys, for the pods' runtime
     fs_group: int | None = RUNTIME_UID
 
     @field_validator("team_namespaces", "node_selector", mode="before")
@@ -101,7 +104,9 @@ class ClusterConfig(BaseSettings):
     def _list(cls, value: object) -> object:
         return tuple(_items(value)) if isinstance(value, str) else value
 
-    @field_validator("image", "queue", "ingress_prefix", "kubeconfig", mode="before")
+    @field_validator(
+        "image", "queue", "ingress_prefix", "kubeconfig", "runtime_secret", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return value or None

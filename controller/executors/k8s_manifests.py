@@ -24,7 +24,7 @@ from typing import Any
 
 from kubernetes import client
 
-from controller.config import RUNTIME_ENV, ClusterConfig
+from controller.config import ClusterConfig
 from controller.domain.launch import LaunchDocument
 from controller.domain.spec import TaskSpec, port_of
 
@@ -98,27 +98,16 @@ def selector_of(task_id: str, attempt: int | None = None) -> str:
     return selector if attempt is None else f"{selector},{ATTEMPT_LABEL}={attempt}"
 
 
-def runtime_credentials(environ: Mapping[str, str]) -> dict[str, str]:
-    """What the pod's runtime phases need from the controller's environment (the S3
-    archive's endpoint and keys, RUNTIME_ENV), as a local runner keeps them."""
-    return {key: environ[key] for key in RUNTIME_ENV if environ.get(key)}
-
-
 # -- pieces ---------------------------------------------------------------------------------
 def _container_env(
-    launch: LaunchDocument,
-    secret_name: str,
-    defaults: Mapping[str, str],
-    runtime_env: Mapping[str, str],
+    launch: LaunchDocument, secret_name: str, defaults: Mapping[str, str]
 ) -> list[client.V1EnvVar]:
-    """Plain values inline; secret values, the runtime's credentials, and the late ones only
-    known once the launch is complete (its tracking run), as secretKeyRef: the Job spec
-    never holds them. DEFAULTS are given unless the spec or the controller sets them (a
-    service's PORT)."""
-    secret_keys = {*launch.spec.secret_env, *launch.late_env, *runtime_env}
+    """Plain values inline; secret values, and the late ones only known once the launch is
+    complete (its tracking run), as secretKeyRef: the Job spec never holds them. DEFAULTS
+    are given unless the spec or the controller sets them (a service's PORT)."""
+    secret_keys = {*launch.spec.secret_env, *launch.late_env}
     env: list[client.V1EnvVar] = []
-    # the controller's variables win; the runtime's credentials win over the spec's
-    merged = {**defaults, **launch.spec.env, **launch.env, **runtime_env}
+    merged = {**defaults, **launch.spec.env, **launch.env}  # the controller's variables win
     for key in sorted(merged):
         if key == ANNOTATIONS_ENV:
             continue
@@ -206,6 +195,15 @@ def _volumes(
     return volumes, mounts
 
 
+def _runtime_secret(config: ClusterConfig) -> list[client.V1EnvFromSource] | None:
+    """The runtime's S3 endpoint and keys (RUNTIME_ENV), from a Secret an administrator made in
+    the namespace (TRACECTL_K8S_RUNTIME_SECRET): the controller never copies its own keys into
+    the cluster; `phases exec` takes them away from the task's command."""
+    if not config.runtime_secret:
+        return None
+    return [client.V1EnvFromSource(secret_ref=client.V1SecretEnvSource(name=config.runtime_secret))]
+
+
 def prepares_inline(config: ClusterConfig, image: str | None) -> bool:
     """Whether the task container prepares its own workspace (`phases all`): always when
     TRACECTL_K8S_PREPARE=inline, never when `init`; by default when the task runs in the
@@ -221,19 +219,20 @@ def _pod_spec(
     secret_name: str,
     restart_policy: str,
     service_port: int | None = None,
-    runtime_env: Mapping[str, str] | None = None,
 ) -> client.V1PodSpec:
     spec = launch.spec
     volumes, mounts = _volumes(spec, secret_name)
     # A service listens on env PORT, as under the local executor (the spec's own PORT wins).
     defaults = {} if service_port is None else {"PORT": str(service_port)}
-    env = _container_env(launch, secret_name, defaults, runtime_env or {})
+    env = _container_env(launch, secret_name, defaults)
     node_selector, tolerations = _placement(spec, config)
+    env_from = _runtime_secret(config)
     prepare = client.V1Container(
         name="prepare",
         image=config.image,
         command=[*PHASES, "prepare", LAUNCH_PATH, WORKSPACE],
         env=env,
+        env_from=env_from,
         volume_mounts=mounts[:2],
     )
     image = spec.image or (spec.environment and spec.environment.image) or config.image
@@ -245,6 +244,7 @@ def _pod_spec(
         args=list(spec.command),
         working_dir=f"{WORKSPACE}/src",
         env=env,
+        env_from=env_from,
         volume_mounts=mounts,
         resources=_resources(spec),
         termination_message_policy="File",  # the exec phase writes its result there
@@ -297,14 +297,12 @@ def launch_secret(
     config: ClusterConfig,
     name: str,
     owner: client.V1OwnerReference | None = None,
-    runtime_env: Mapping[str, str] | None = None,
 ) -> client.V1Secret:
-    """The launch document (it may carry secret env values), each secret value by key, each
-    late value (from the completed launch's env) and the runtime's credentials."""
+    """The launch document (it may carry secret env values), each secret value by key, and
+    each late value (from the completed launch's env)."""
     env = launch.spec.env
     data = {key: env[key] for key in launch.spec.secret_env if key in env}
     data.update({key: launch.env.get(key, "") for key in launch.late_env})
-    data.update(runtime_env or {})
     data[LAUNCH_KEY] = launch.as_json()
     return client.V1Secret(
         metadata=client.V1ObjectMeta(
@@ -318,12 +316,7 @@ def launch_secret(
     )
 
 
-def job(
-    launch: LaunchDocument,
-    config: ClusterConfig,
-    name: str,
-    runtime_env: Mapping[str, str] | None = None,
-) -> client.V1Job:
+def job(launch: LaunchDocument, config: ClusterConfig, name: str) -> client.V1Job:
     labels = labels_of(launch, config, "job")
     pod_labels = {k: v for k, v in labels.items() if k != QUEUE_LABEL}
     timeout = launch.spec.timeout_s
@@ -343,7 +336,7 @@ def job(
                 metadata=client.V1ObjectMeta(
                     labels=pod_labels, annotations=pod_annotations(launch)
                 ),
-                spec=_pod_spec(launch, config, name, "Never", runtime_env=runtime_env),
+                spec=_pod_spec(launch, config, name, "Never"),
             ),
         ),
     )
@@ -365,12 +358,7 @@ def service_port(launch: LaunchDocument) -> int:
     return port_of(launch.spec.env) or SERVICE_PORT
 
 
-def deployment(
-    launch: LaunchDocument,
-    config: ClusterConfig,
-    name: str,
-    runtime_env: Mapping[str, str] | None = None,
-) -> client.V1Deployment:
+def deployment(launch: LaunchDocument, config: ClusterConfig, name: str) -> client.V1Deployment:
     labels = labels_of(launch, config, "service")
     selector = {
         TASK_LABEL: labels[TASK_LABEL],
@@ -387,7 +375,7 @@ def deployment(
             progress_deadline_seconds=int(launch.spec.timeout_s or 600),
             template=client.V1PodTemplateSpec(
                 metadata=client.V1ObjectMeta(labels=labels, annotations=pod_annotations(launch)),
-                spec=_pod_spec(launch, config, name, "Always", service_port(launch), runtime_env),
+                spec=_pod_spec(launch, config, name, "Always", service_port(launch)),
             ),
         ),
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -131,8 +130,6 @@ class KubernetesExecutor:
         self._informers: dict[tuple[str, str], Informer] = {}
         self._namespaces: set[str] = set()
         self._followers: dict[tuple[str, str], threading.Event] = {}
-        # The pods' runtime archives outputs as a local runner does: with these (S3 keys).
-        self.runtime_env = manifests.runtime_credentials(os.environ)
 
     # -- the Executor protocol ------------------------------------------------------------
     def launch(self, launch: Launch) -> K8sRef:
@@ -360,7 +357,7 @@ class KubernetesExecutor:
             self._create(
                 SECRETS,
                 namespace,
-                manifests.launch_secret(doc, self.cluster, name, owner, self.runtime_env),
+                manifests.launch_secret(doc, self.cluster, name, owner),
             )
         except Exception:
             if created is not None:  # without its launch document it would never start
@@ -374,7 +371,7 @@ class KubernetesExecutor:
             launch,
             namespace,
             name,
-            manifests.job(launch.document, self.cluster, name, self.runtime_env),
+            manifests.job(launch.document, self.cluster, name),
         )
         return K8sRef(object="job", namespace=namespace, name=name, uid=uid, **ids)
 
@@ -387,7 +384,7 @@ class KubernetesExecutor:
             launch,
             namespace,
             name,
-            manifests.deployment(doc, self.cluster, name, self.runtime_env),
+            manifests.deployment(doc, self.cluster, name),
         )
         self._create(SERVICES, namespace, manifests.service(doc, self.cluster, name, owner))
         path = None

@@ -56,6 +56,7 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_CACHE = Path.home() / ".cache" / "tracectl" / "images"
 CLAIM = "wine-scratch"
+RUNTIME_SECRET = "tracectl-runtime-s3"
 HOLDERS = ("train", "evaluate")  # the tasks that claim the GPU and the RWO volume
 RUNS = 2
 
@@ -105,9 +106,16 @@ def _bucket(stack: dict[str, str], name: str) -> None:
         s3.make_bucket(name)
 
 
-def _claim(api: client.ApiClient, namespace: str, storage_class: str) -> None:
+def _namespace(
+    api: client.ApiClient, namespace: str, storage_class: str, s3_env: dict[str, str]
+) -> None:
+    """The namespace, its RWO claim and the runtime's S3 Secret (as an administrator makes)."""
     core = client.CoreV1Api(api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(metadata=client.V1ObjectMeta(name=RUNTIME_SECRET), string_data=s3_env),
+    )
     core.create_namespaced_persistent_volume_claim(
         namespace,
         client.V1PersistentVolumeClaim(
@@ -245,7 +253,7 @@ def pipeline(
         build_demo_repo(root / "served", remote)
     daemon, git_port = _git_daemon(root / "served")
     namespace = f"tracectl-wine-{uuid.uuid4().hex[:6]}"
-    _claim(api, namespace, kubernetes["TRACECTL_K8S_LOCAL_STORAGE_CLASS"])
+    _namespace(api, namespace, kubernetes["TRACECTL_K8S_LOCAL_STORAGE_CLASS"], s3_env)
     inventory = root / "inventory.yaml"
     inventory.write_text(
         "gpu_pools: [{name: localhost, flavor: nvidia.com/gpu, count: 1}]\n"
@@ -260,6 +268,7 @@ def pipeline(
         "TRACECTL_K8S_IMAGE": images["runtime"],
         "TRACECTL_K8S_NODE_SELECTOR": f"kubernetes.io/hostname={kubernetes['TRACECTL_K8S_NODE']}",
         "TRACECTL_K8S_HOST_NETWORK": "1",
+        "TRACECTL_K8S_RUNTIME_SECRET": RUNTIME_SECRET,
         "TRACECTL_K8S_UNSCHEDULABLE_GRACE_S": "900",
         "TRACECTL_REGISTRY_API": "oci",
         "TRACECTL_PREFLIGHT": "image.mutable_tag=refuse",

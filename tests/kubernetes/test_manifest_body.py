@@ -92,20 +92,17 @@ def test_every_pod_goes_where_the_placement_settings_say_a_gpu_pod_too(
     assert [t.key for t in placed.tolerations] == ["tracectl.io/kwok", "nvidia.com/gpu"]
 
 
-def test_the_runtimes_s3_keys_reach_the_pod_from_the_launch_secret_only(tmp_path: Path) -> None:
-    doc = make_launch(tmp_path).completed().document
-    keys = m.runtime_credentials(
-        {"AWS_SECRET_ACCESS_KEY": "s3cret", "TRACECTL_S3_ENDPOINT": "http://s3:9000", "HOME": "/"}
-    )
-    assert keys == {"AWS_SECRET_ACCESS_KEY": "s3cret", "TRACECTL_S3_ENDPOINT": "http://s3:9000"}
-    job = m.job(doc, ClusterConfig(namespace="ns"), "job-1", keys)
-    pod = job.spec.template.spec
+def test_the_runtimes_s3_keys_come_from_the_named_secret_never_from_the_controller(
+    tmp_path: Path,
+) -> None:
+    doc = make_launch(tmp_path, command=["python", "x.py"], image="other@sha256:" + "1" * 64)
+    doc = doc.completed().document
+    cfg = ClusterConfig(namespace="ns", image="rt@sha256:" + "0" * 64, prepare="init")
+    pod = m.job(doc, cfg, "job-1").spec.template.spec
+    assert [c.env_from for c in [*pod.init_containers, *pod.containers]] == [None, None]
+    named = cfg.model_copy(update={"runtime_secret": "tracectl-runtime-s3"})
+    pod = m.job(doc, named, "job-1").spec.template.spec
     for container in [*pod.init_containers, *pod.containers]:
-        env = {e.name: e for e in container.env}
-        assert env["AWS_SECRET_ACCESS_KEY"].value is None
-        assert env["AWS_SECRET_ACCESS_KEY"].value_from.secret_key_ref.name == "job-1"
-        assert "HOME" not in env
-    assert "s3cret" not in json.dumps(client.ApiClient().sanitize_for_serialization(job))
-    secret = m.launch_secret(doc, ClusterConfig(namespace="ns"), "job-1", None, keys)
-    assert secret.string_data["AWS_SECRET_ACCESS_KEY"] == "s3cret"
-    assert "s3cret" not in secret.string_data[m.LAUNCH_KEY]
+        [source] = container.env_from
+        assert source.secret_ref.name == "tracectl-runtime-s3"
+    assert "tracectl-runtime-s3" not in m.launch_secret(doc, named, "job-1").string_data
