@@ -312,8 +312,25 @@ def pipeline(
         server.stop()
         daemon.terminate()
         daemon.wait(timeout=30)
-        with contextlib.suppress(client.ApiException):
-            client.CoreV1Api(api).delete_namespace(namespace)
+        _delete(api, namespace)
+
+
+def _delete(api: client.ApiClient, namespace: str) -> None:
+    """Delete the namespace and give its local PV back to the pool (`Retain` keeps it
+    Released, and deploy/local refills the pool only on `start`)."""
+    core = client.CoreV1Api(api)
+    claim = core.read_namespaced_persistent_volume_claim(CLAIM, namespace)
+    volume = claim.spec.volume_name if claim.spec else None
+    core.delete_namespace(namespace)
+    if not volume:
+        return
+
+    def released() -> bool:
+        status = core.read_persistent_volume(volume).status
+        return status is not None and status.phase == "Released"
+
+    wait_for(f"{volume} to be released", released, 300)
+    core.patch_persistent_volume(volume, {"spec": {"claimRef": None}})
 
 
 def _pods(api: client.ApiClient, namespace: str) -> dict[str, Any]:
