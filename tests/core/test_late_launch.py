@@ -11,9 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from controller.api.app import create_app
+from controller.config import Settings
+from controller.core.service import ControllerService
 from controller.domain.launch import LaunchDocument
 from controller.ports import LAUNCH_FILE, Launch
+from controller.store.schema import TaskRow
 from tests.core.conftest import Api, python
 from tests.waiting import wait_for
 
@@ -78,3 +83,56 @@ def test_a_runner_cancelled_while_it_waits_never_starts_the_command(
     assert result["exit_code"] is None
     assert result["reason"] == "cancelled before the command started"
     assert not (complete.workspace / "src" / "seen").exists()
+
+
+@pytest.mark.timeout(240)
+def test_a_runner_left_waiting_by_a_killed_controller_is_completed_when_adopted(
+    tmp_path: Path,
+) -> None:
+    """The controller was killed after it started the runner on the pending launch file and
+    before it made the MLflow run: its successor adopts the runner and completes the launch,
+    and the one runner runs the command with the attempt's MLflow run id."""
+    settings = Settings(home=tmp_path / "home", local_warm_runner=False)
+    svc = ControllerService(settings)
+    svc.db.migrate()
+    code = "import os; print('run', os.environ['MLFLOW_RUN_ID'])"
+    with TestClient(create_app(settings, service=svc, run_supervisor=False)) as client:
+        run = client.post("/v1/runs", json={"pipeline": "p"}).json()["id"]
+        response = client.post(
+            f"/v1/runs/{run}/tasks",
+            json={"name": "t", "spec": {"command": [sys.executable, "-c", code]}},
+        )
+        assert response.status_code == 201, response.text
+        task_id = response.json()["id"]
+        supervisor = svc.supervisor
+        supervisor._promote_pending()
+        supervisor._admit([])  # STARTING, and nothing launched: the launch is done by hand
+        with svc.db.read() as session:
+            row = session.get(TaskRow, task_id)
+            assert row is not None and row.status == "starting"
+            launch = supervisor._launch_of(session, row)
+        launch.write_pending()
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "controller.runtime.runner", str(launch.launch_file)],
+            cwd=launch.workspace,
+            env={**os.environ, **launch.env},
+            start_new_session=True,
+        )
+        ready = launch.workspace / "environment-packages.txt"
+        wait_for("the runner to prepare", lambda: ready.exists() or None, 60)
+        assert runner.poll() is None  # waiting for the complete launch file
+
+        assert supervisor._recover_starting(task_id) == "adopted"
+
+        def ended() -> dict[str, object] | None:
+            supervisor.watch()
+            task = client.get(f"/v1/tasks/{task_id}").json()
+            return task if task["status"] not in ("starting", "running") else None
+
+        task = wait_for("the adopted task to end", ended, 120)
+        assert (task["status"], task["attempt"]) == ("succeeded", 1), task
+        assert runner.wait(timeout=30) == 0
+        mlflow_run_id = task["mlflow_run_id"]
+        assert mlflow_run_id
+        lines = client.get(f"/v1/tasks/{task_id}/logs", params={"limit": 100}).json()["items"]
+        assert [x["message"] for x in lines if x["stream"] == "stdout"] == [f"run {mlflow_run_id}"]
