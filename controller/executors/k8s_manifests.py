@@ -242,7 +242,9 @@ def _pod_spec(
         image=image,
         command=[*PHASES, "all" if inline else "exec", LAUNCH_PATH, WORKSPACE, "--"],
         args=list(spec.command),
-        working_dir=f"{WORKSPACE}/src",
+        # Inline, `src` does not exist yet: runc would make it, owned by root, and the task
+        # (user 10001) could not write in it; `phases` runs the command in `src` either way.
+        working_dir=WORKSPACE if inline else f"{WORKSPACE}/src",
         env=env,
         env_from=env_from,
         volume_mounts=mounts,

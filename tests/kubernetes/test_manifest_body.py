@@ -77,6 +77,19 @@ def test_a_job_gets_no_port(tmp_path: Path) -> None:
     assert "PORT" not in _env(task)
 
 
+def test_a_task_preparing_inline_starts_in_the_workspace_its_volume_makes(tmp_path: Path) -> None:
+    """A working dir the container runtime must create is root's: the task's user could not
+    write its outputs there (found by tests/kubernetes/test_in_cluster.py on the real node)."""
+    doc = make_launch(tmp_path, command=["python", "x.py"]).completed().document
+    cfg = ClusterConfig(namespace="ns", image=doc.spec.image, prepare="inline")
+    [task] = m.job(doc, cfg, "job-1").spec.template.spec.containers
+    assert task.working_dir == m.WORKSPACE
+    assert m.WORKSPACE in {mount.mount_path for mount in task.volume_mounts}
+    init = cfg.model_copy(update={"prepare": "init"})
+    [task] = m.job(doc, init, "job-1").spec.template.spec.containers
+    assert task.working_dir == f"{m.WORKSPACE}/src"  # made by the prepare container, as 10001
+
+
 def test_every_pod_goes_where_the_placement_settings_say_a_gpu_pod_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
