@@ -270,6 +270,13 @@ def test_placeholders_agree_across_secrets(objects: list[dict[str, Any]]) -> Non
     assert f"_security/user/{reader.username}" in setup
     users = find(objects, "ConfigMap", "minio-setup")["data"]["setup.sh"]
     assert controller["AWS_SECRET_ACCESS_KEY"] == minio["TRACECTL_SECRET_KEY"]
+    runtime = secret("tracectl-runtime")
+    assert runtime["AWS_SECRET_ACCESS_KEY"] == minio["TRACECTL_SECRET_KEY"]
+    assert runtime["AWS_ACCESS_KEY_ID"] == controller["AWS_ACCESS_KEY_ID"]
+    assert (
+        runtime["TRACECTL_S3_ENDPOINT"]
+        == find(objects, "ConfigMap", "tracectl-controller")["data"]["TRACECTL_S3_ENDPOINT"]
+    )
     assert mlflow["AWS_SECRET_ACCESS_KEY"] == minio["MLFLOW_SECRET_KEY"]
     for key_id, variable in (
         (controller["AWS_ACCESS_KEY_ID"], "TRACECTL_SECRET_KEY"),
@@ -368,6 +375,8 @@ def test_controller_gets_every_setting_from_configmap_and_secret(
     )
     assert {"gpu_pools", "volumes", "quotas"} <= set(inventory)
     assert env["TRACECTL_K8S_NAMESPACE"] in NAMESPACES
+    runtime = find(objects, "Secret", env["TRACECTL_K8S_RUNTIME_SECRET"])
+    assert runtime["metadata"]["namespace"] == env["TRACECTL_K8S_NAMESPACE"]  # the pods' own
 
 
 def test_controller_deployment_serves_8765_with_health_probes(

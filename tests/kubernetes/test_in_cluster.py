@@ -167,18 +167,26 @@ def pod_of(api: client.ApiClient, deployed: Deployed) -> Any:
     return pod
 
 
+TRAIN = "open('model.txt', 'w').write('weights 3'); print('trained on', 3, 'rows')"
+EVALUATE = "print('evaluated', open('model.txt').read())"
+# prepare -> train -> evaluate; train's output is archived in S3 by its pod and downloaded by
+# evaluate's (the runtime Secret's keys), as the example pipeline's model is.
 PIPELINE = [
     {"name": "prepare", "spec": {"command": ["python3", "-c", "print('prepared rows 3')"]}},
     {
         "name": "train",
         "spec": {
-            "command": ["python3", "-c", "print('trained on', 3, 'rows')"],
+            "command": ["python3", "-c", TRAIN],
+            "outputs": ["model.txt"],
             "after": ["prepare"],
         },
     },
     {
         "name": "evaluate",
-        "spec": {"command": ["python3", "-c", "print('accuracy 1.0')"], "after": ["train"]},
+        "spec": {
+            "command": ["python3", "-c", EVALUATE],
+            "inputs": [{"artifact": "task:train/model.txt", "path": "model.txt"}],
+        },
     },
 ]
 
@@ -196,9 +204,13 @@ def test_a_pipeline_runs_through_the_in_cluster_controller_on_jobs_of_its_own_ac
         listed = http.get("/v1/tasks", params={"run_id": run_id, "limit": 10}).json()["items"]
         ended = {t["name"]: wait_task(http, t["id"]) for t in listed}
         logs = {n: http.get(f"/v1/tasks/{t['id']}/logs/text").text for n, t in ended.items()}
+        artifacts = http.get(f"/v1/tasks/{ended['train']['id']}/artifacts").json()
     statuses = {name: t["status"] for name, t in ended.items()}
     assert statuses == dict.fromkeys(("prepare", "train", "evaluate"), "succeeded"), logs
     assert "trained on 3 rows" in logs["train"]
+    assert "evaluated weights 3" in logs["evaluate"]
+    (model,) = artifacts
+    assert model["path"] == "model.txt" and model["uri"].startswith("s3://tracectl-logs/")
     jobs: list[Any] = client.BatchV1Api(api).list_namespaced_job(deployed.tasks).items
     refs = {t["executor_ref"]["name"] for t in ended.values()}
     assert refs <= names(jobs)
