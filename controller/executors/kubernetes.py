@@ -480,6 +480,10 @@ class KubernetesExecutor:
             "task_id": task_id,
             "attempt": str(attempt),
             "executor": "kubernetes",
+            # ECS orchestrator.*: the attempt's Job or Deployment (its pod is found later)
+            "namespace": ref.namespace,
+            "object_kind": "deployment" if ref.object == "service" else "job",
+            "object_name": ref.name,
         }
         first_seq, cursors = self._resume_point(run_id, task_id, attempt)
         out = AttemptLog(self.log_sinks(labels), run_id, task_id, attempt, first_seq)

@@ -105,10 +105,13 @@ def context_of(labels: dict[str, str]) -> dict[str, Any]:
             k: labels[f"container_{k}"] for k in ("id", "name") if labels.get(f"container_{k}")
         }
     if labels.get("namespace") or labels.get("pod_name"):
+        kind, name = ("pod", labels["pod_name"]) if labels.get("pod_name") else ("", "")
+        if not kind and labels.get("object_name"):
+            kind, name = labels.get("object_kind", "job"), labels["object_name"]
         context["orchestrator"] = {
             "type": "kubernetes",
             "namespace": labels.get("namespace", ""),
-            "resource": {"type": "pod", "name": labels.get("pod_name", "")},
+            "resource": {"type": kind or "pod", "name": name},
         }
     return context
 

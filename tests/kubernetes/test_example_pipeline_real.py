@@ -434,6 +434,9 @@ def test_task_logs_come_from_the_kubelet_and_reach_kafka_the_index_and_the_archi
     records = read_topic(bootstrap, "tracectl.logs", task["id"], until=total)
     assert [r["event"]["sequence"] for r in records] == list(range(1, total + 1))
     assert {r["labels"]["run_id"] for r in records} == {pipeline.runs[0]}
+    assert {
+        (r["orchestrator"]["namespace"], r["orchestrator"]["resource"]["type"]) for r in records
+    } == {(pipeline.namespace, "job")}
     # the prepare container's lines on `system`, the task container's on `stdout`
     assert {"system", "stdout"} <= {r["labels"]["stream"] for r in records}
     url = pipeline.stack["TRACECTL_OPENSEARCH_URL"].split("://", 1)[1]

@@ -112,3 +112,14 @@ def test_level_is_the_first_level_word_in_the_head(parts: list[str], stream: str
         _NAMES[match.group(1).lower()] if match else ("error" if stream == "stderr" else "info")
     )
     assert level_of(stream, message) == expected
+
+
+def test_a_kubernetes_attempt_names_its_namespace_and_job_in_orchestrator_fields() -> None:
+    labels = {**LABELS, "namespace": "tasks", "object_kind": "job", "object_name": "t-1-a2"}
+    assert context_of(labels)["orchestrator"] == {
+        "type": "kubernetes",
+        "namespace": "tasks",
+        "resource": {"type": "job", "name": "t-1-a2"},
+    }
+    with_pod = context_of({**labels, "pod_name": "t-1-a2-xyz"})
+    assert with_pod["orchestrator"]["resource"] == {"type": "pod", "name": "t-1-a2-xyz"}
