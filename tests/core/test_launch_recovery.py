@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -26,6 +26,7 @@ from controller.config import Settings
 from controller.core.service import ControllerService
 from controller.domain.records import TaskStatus
 from controller.store.schema import TaskRow
+from tests.waiting import wait_for
 
 PRINT_LINES = "for i in range(5): print('line', i, flush=True)"
 
@@ -41,15 +42,18 @@ def cut_off(svc: ControllerService, task_id: str) -> None:
         )
 
 
-def gone(pid: int, deadline: float) -> None:
+def gone(pid: int) -> None:
     """Wait for runner PID to end and be reaped: by this process when it started the runner
     cold, by the warm runner that forked it otherwise."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
         return
-    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-        assert time.monotonic() < deadline, "the runner did not end"
-        time.sleep(0.05)
+    wait_for(
+        "the runner to end",
+        lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+        60,
+        0.05,
+    )
 
 
 @pytest.mark.timeout(120)
@@ -74,29 +78,28 @@ def test_a_cut_off_launch_is_adopted_not_run_again(
         task_id = response.json()["id"]
 
         svc.supervisor.admit()
-        deadline = time.monotonic() + 60
-        while client.get(f"/v1/tasks/{task_id}").json()["status"] != "running":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(
+            "the task to run",
+            lambda: client.get(f"/v1/tasks/{task_id}").json()["status"] == "running",
+            60,
+            0.05,
+        )
         workspace = svc.supervisor.workspace(task_id, 1)
-        while not (workspace / "runner.pid").exists():
-            assert time.monotonic() < deadline, "the runner did not start"
-            time.sleep(0.05)
+        wait_for("the runner to start", (workspace / "runner.pid").exists, 60, 0.05)
         first_runner = (workspace / "runner.pid").read_text()
         if runner_state == "finished":  # and gone, reaped, as a runner of a dead controller is
-            gone(int(first_runner), deadline)
+            gone(int(first_runner))
             assert (workspace / "result.json").exists()
         cut_off(svc, task_id)
 
         assert svc.supervisor._recover_starting(task_id) == "adopted"
 
-        while (task := client.get(f"/v1/tasks/{task_id}").json())["status"] in (
-            "starting",
-            "running",
-        ):
-            assert time.monotonic() < deadline, task
+        def ended() -> dict[str, Any] | None:
+            task: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
             svc.supervisor.watch()
-            time.sleep(0.05)
+            return None if task["status"] in ("starting", "running") else task
+
+        task = wait_for("the adopted task to end", ended, 60, 0.05)
         assert (task["status"], task["attempt"]) == ("succeeded", 1), task
         assert (workspace / "runner.pid").read_text() == first_runner  # one runner, never two
         lines = client.get(f"/v1/tasks/{task_id}/logs", params={"limit": 100}).json()["items"]

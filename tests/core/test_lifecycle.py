@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import psutil
 
 from tests.core.conftest import Api, python
+from tests.waiting import wait_for
 
 
 def test_success_outputs_and_logs_in_order(api: Api) -> None:
@@ -86,10 +86,12 @@ def test_cancel_sigterm_then_sigkill(api: Api) -> None:
     )
     task = api.submit(api.run(), "stubborn", command=python(code))
     running = api.wait_status(task["id"], "running")
-    deadline = time.monotonic() + 60
-    while not any(x["message"] == "ready" for x in api.logs(task["id"])):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_for(
+        "the task's 'ready' line",
+        lambda: any(x["message"] == "ready" for x in api.logs(task["id"])),
+        60,
+        0.1,
+    )
     pid = running["executor_ref"]["pid"]
     assert api.client.post(f"/v1/tasks/{task['id']}/cancel").status_code == 200
     done = api.wait(task["id"], timeout=60)

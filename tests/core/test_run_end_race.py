@@ -8,7 +8,6 @@ the run-end check that preceded it in the same round.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from controller.api.app import create_app
 from controller.config import Settings
 from controller.core.run_end import NEVER_STARTED_REASON
 from controller.core.service import ControllerService
+from tests.waiting import wait_for
 
 ONE_GPU = "gpu_pools: [{name: gpu-worker, flavor: nvidia.com/gpu, count: 1}]\n"
 GPU = {"gpu": 1, "gpu_flavor": "nvidia.com/gpu"}
@@ -51,11 +51,13 @@ def test_a_service_is_not_admitted_after_its_runs_last_job_ended(tmp_path: Path)
         svc.supervisor.admit()  # the job takes the only GPU
         service = submit("serve", mode="service")
         assert client.post(f"/v1/runs/{run}/close").status_code == 200
-        deadline = time.monotonic() + 60
-        while status(job) != "succeeded":  # the inspection loop finishes it: GPU free
-            assert time.monotonic() < deadline, status(job)
-            svc.supervisor.watch()
-            time.sleep(0.05)
+        # the inspection loop finishes it: GPU free
+        wait_for(
+            "the job to succeed",
+            lambda: svc.supervisor.watch() or status(job) == "succeeded",
+            60,
+            0.05,
+        )
         svc.supervisor._promote_pending()
         svc.supervisor._admit_and_launch()  # the round's run-end check came before the job ended
         assert status(service) == "queued"

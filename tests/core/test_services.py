@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -264,10 +263,12 @@ def cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def wait_running(server: ServerProcess, task_id: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while server.get(f"/v1/tasks/{task_id}")["status"] != "running":
-        assert time.monotonic() < deadline, f"task {task_id} never ran"
-        time.sleep(0.1)
+    wait_for(
+        f"task {task_id} to run",
+        lambda: server.get(f"/v1/tasks/{task_id}")["status"] == "running",
+        timeout,
+        0.1,
+    )
 
 
 def wait_end(server: ServerProcess, task_id: str, timeout: float = 120) -> dict[str, Any]:
