@@ -126,3 +126,14 @@ def code_repo(tmp_path: Path) -> Path:
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "first")
     return repo
+
+
+def submit_python(client: TestClient, code: str) -> str:
+    """A new run's one task running CODE with this interpreter; its id."""
+    run = client.post("/v1/runs", json={"pipeline": "p"}).json()["id"]
+    response = client.post(
+        f"/v1/runs/{run}/tasks",
+        json={"name": "t", "spec": {"command": [sys.executable, "-c", code]}},
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])

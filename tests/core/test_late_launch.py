@@ -19,7 +19,7 @@ from controller.core.service import ControllerService
 from controller.domain.launch import LaunchDocument
 from controller.ports import LAUNCH_FILE, Launch
 from controller.store.schema import TaskRow
-from tests.core.conftest import Api, python
+from tests.core.conftest import Api, python, submit_python
 from tests.waiting import wait_for
 
 SEEN = "import os; open('seen', 'w').write(os.environ['MLFLOW_RUN_ID'])"
@@ -97,13 +97,7 @@ def test_a_runner_left_waiting_by_a_killed_controller_is_completed_when_adopted(
     svc.db.migrate()
     code = "import os; print('run', os.environ['MLFLOW_RUN_ID'])"
     with TestClient(create_app(settings, service=svc, run_supervisor=False)) as client:
-        run = client.post("/v1/runs", json={"pipeline": "p"}).json()["id"]
-        response = client.post(
-            f"/v1/runs/{run}/tasks",
-            json={"name": "t", "spec": {"command": [sys.executable, "-c", code]}},
-        )
-        assert response.status_code == 201, response.text
-        task_id = response.json()["id"]
+        task_id = submit_python(client, code)
         supervisor = svc.supervisor
         supervisor._promote_pending()
         supervisor._admit([])  # STARTING, and nothing launched: the launch is done by hand

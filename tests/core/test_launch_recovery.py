@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from controller.config import Settings
 from controller.core.service import ControllerService
 from controller.domain.records import TaskStatus
 from controller.store.schema import TaskRow
+from tests.core.conftest import submit_python
 from tests.waiting import wait_for
 
 PRINT_LINES = "for i in range(5): print('line', i, flush=True)"
@@ -69,13 +69,7 @@ def test_a_cut_off_launch_is_adopted_not_run_again(
         PRINT_LINES if runner_state == "finished" else f"{PRINT_LINES}\nimport time; time.sleep(2)"
     )
     with TestClient(create_app(settings, service=svc, run_supervisor=False)) as client:
-        run = client.post("/v1/runs", json={"pipeline": "p"}).json()["id"]
-        response = client.post(
-            f"/v1/runs/{run}/tasks",
-            json={"name": "t", "spec": {"command": [sys.executable, "-c", code]}},
-        )
-        assert response.status_code == 201, response.text
-        task_id = response.json()["id"]
+        task_id = submit_python(client, code)
 
         svc.supervisor.admit()
         wait_for(
