@@ -1,4 +1,4 @@
-"""A scratch Kubernetes namespace, shared by tests/stack and tests/kubernetes."""
+"""Scratch Kubernetes namespaces and local claims, shared by tests/stack and tests/kubernetes."""
 
 from __future__ import annotations
 
@@ -28,4 +28,39 @@ def scratch_namespace(core: client.CoreV1Api, prefix: str) -> Iterator[str]:
         ),
     )
     yield name
+    delete_namespace(core, name)
+
+
+def delete_namespace(core: client.CoreV1Api, name: str) -> None:
+    """Delete namespace NAME and give the PVs its claims held back to the pool: their `Retain`
+    policy leaves them Released, and deploy/local refills the pool only on `start` (a run of
+    the whole suite would use up the real node's six local PVs)."""
+    claims = core.list_namespaced_persistent_volume_claim(name).items
+    volumes = [c.spec.volume_name for c in claims if c.spec and c.spec.volume_name]
     core.delete_namespace(name)
+    for volume in volumes:
+
+        def released(volume: str = volume) -> bool:
+            status = core.read_persistent_volume(volume).status
+            return status is not None and status.phase == "Released"
+
+        wait_for(f"{volume} to be released", released, 300)
+        core.patch_persistent_volume(volume, {"spec": {"claimRef": None}})
+
+
+def local_claim(core: client.CoreV1Api, namespace: str, name: str, storage_class: str) -> None:
+    """A 1Gi ReadWriteOnce claim NAME, bound to one of the real node's local PVs when a pod
+    first uses it."""
+    from kubernetes import client
+
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name=name),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                storage_class_name=storage_class,
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
+            ),
+        ),
+    )

@@ -24,6 +24,7 @@ from controller.config import Settings
 from controller.domain.launch import LaunchDocument, LaunchLabels, RuntimeSettings
 from controller.domain.spec import TaskSpec
 from controller.ports import Launch
+from tests.kube import delete_namespace
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:
@@ -90,8 +91,8 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
     yield name
     from kubernetes import client
 
-    with contextlib.suppress(client.ApiException):
-        client.CoreV1Api(api).delete_namespace(name)
+    with contextlib.suppress(client.ApiException):  # a module that never created it
+        delete_namespace(client.CoreV1Api(api), name)
 
 
 def controller_namespace(

@@ -39,6 +39,7 @@ from controller.demo.repo import build_demo_repo
 from controller.domain.records import TERMINAL
 from controller.images.build import BuildRequest, build
 from controller.loopback import free_port
+from tests.kube import delete_namespace, local_claim
 from tests.logs.conftest import S3_ENV, read_topic, wait_indexed
 from tests.server_process import ServerProcess
 from tests.waiting import wait_for
@@ -116,17 +117,7 @@ def _namespace(
         namespace,
         client.V1Secret(metadata=client.V1ObjectMeta(name=RUNTIME_SECRET), string_data=s3_env),
     )
-    core.create_namespaced_persistent_volume_claim(
-        namespace,
-        client.V1PersistentVolumeClaim(
-            metadata=client.V1ObjectMeta(name=CLAIM),
-            spec=client.V1PersistentVolumeClaimSpec(
-                access_modes=["ReadWriteOnce"],
-                storage_class_name=storage_class,
-                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
-            ),
-        ),
-    )
+    local_claim(core, namespace, CLAIM, storage_class)
 
 
 def _specs(repo: str, wine: str, seed: int, service_port: int | None) -> list[dict[str, Any]]:
@@ -312,25 +303,7 @@ def pipeline(
         server.stop()
         daemon.terminate()
         daemon.wait(timeout=30)
-        _delete(api, namespace)
-
-
-def _delete(api: client.ApiClient, namespace: str) -> None:
-    """Delete the namespace and give its local PV back to the pool (`Retain` keeps it
-    Released, and deploy/local refills the pool only on `start`)."""
-    core = client.CoreV1Api(api)
-    claim = core.read_namespaced_persistent_volume_claim(CLAIM, namespace)
-    volume = claim.spec.volume_name if claim.spec else None
-    core.delete_namespace(namespace)
-    if not volume:
-        return
-
-    def released() -> bool:
-        status = core.read_persistent_volume(volume).status
-        return status is not None and status.phase == "Released"
-
-    wait_for(f"{volume} to be released", released, 300)
-    core.patch_persistent_volume(volume, {"spec": {"claimRef": None}})
+        delete_namespace(client.CoreV1Api(api), namespace)
 
 
 def _pods(api: client.ApiClient, namespace: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from controller.domain.refs import K8sRef
 from controller.executors.k8s_manifests import LAUNCH_PATH
 from controller.executors.kubernetes import KubernetesExecutor
 from controller.logs.file_sink import FileLogReader
+from tests.kube import local_claim
 from tests.kubernetes.conftest import cluster_config, make_launch, wait_exit
 from tests.waiting import wait_for
 
@@ -95,17 +96,7 @@ def test_a_gpu_task_holds_the_real_nodes_one_gpu_and_a_local_claim_mounted(
 ) -> None:
     core = client.CoreV1Api(api)
     claim = f"data-{uuid.uuid4().hex[:6]}"
-    core.create_namespaced_persistent_volume_claim(
-        namespace,
-        client.V1PersistentVolumeClaim(
-            metadata=client.V1ObjectMeta(name=claim),
-            spec=client.V1PersistentVolumeClaimSpec(
-                access_modes=["ReadWriteOnce"],
-                storage_class_name=kubernetes["TRACECTL_K8S_LOCAL_STORAGE_CLASS"],
-                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
-            ),
-        ),
-    )
+    local_claim(core, namespace, claim, kubernetes["TRACECTL_K8S_LOCAL_STORAGE_CLASS"])
     token = uuid.uuid4().hex
     script = f"open('/data/out.txt', 'w').write('{token}')"
     volumes = [{"claim": claim, "mount_path": "/data", "mode": "rw"}]

@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client, config
 
 from controller.images.build import BuildRequest, build
-from tests.kube import scratch_namespace
+from tests.kube import local_claim, scratch_namespace
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.registry, pytest.mark.timeout(2700)]
@@ -153,15 +153,7 @@ def test_a_failing_container_reports_its_exit_code(
 def test_a_rwo_claim_binds_a_local_volume_that_is_really_mounted(
     core: client.CoreV1Api, kubernetes: dict[str, str], ns: str, python_image: str
 ) -> None:
-    claim = client.V1PersistentVolumeClaim(
-        metadata=client.V1ObjectMeta(name="data"),
-        spec=client.V1PersistentVolumeClaimSpec(
-            access_modes=["ReadWriteOnce"],
-            storage_class_name=kubernetes["TRACECTL_K8S_LOCAL_STORAGE_CLASS"],
-            resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
-        ),
-    )
-    core.create_namespaced_persistent_volume_claim(ns, claim)
+    local_claim(core, ns, "data", kubernetes["TRACECTL_K8S_LOCAL_STORAGE_CLASS"])
     token = uuid.uuid4().hex
     script = f"open('/data/token.txt', 'w').write('{token}')\nprint(open('/proc/mounts').read())"
     done = run_pod(core, ns, pod(kubernetes, python_image, script, claim="data"))
