@@ -27,8 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.dispatch import kubeconfig_from_stack  # noqa: E402
-from bench.dispatch_real import PodClock, summary  # noqa: E402
+from bench.dispatch_real import PodClock, clocked_namespace, summary  # noqa: E402
 
 ARGV = ["python", "train.py", "--epochs", "3"]
 IMAGE = "registry.invalid/tracectl/task:1"  # never pulled: KWOK runs no containers
@@ -93,18 +92,13 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--submitters", type=int, default=50)
     args = parser.parse_args()
-    from kubernetes import client, config
+    from kubernetes import client
 
     from controller.config import ClusterConfig, Settings
     from controller.executors.kubernetes import KubernetesExecutor
 
-    kubeconfig = kubeconfig_from_stack()
-    api = config.new_client_from_config(config_file=kubeconfig)
-    namespace = f"bench-burst-{uuid.uuid4().hex[:6]}"
+    api, kubeconfig, namespace, clock = clocked_namespace("bench-burst")
     core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    clock = PodClock(api, namespace)
-    time.sleep(1)  # the watch is open before the first create
     home = Path(f"/tmp/{namespace}")
     cluster = ClusterConfig(
         namespace=namespace,

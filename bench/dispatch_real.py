@@ -80,6 +80,23 @@ class PodClock:
             return self.seen[(job, "Running")], self.seen[(job, "Succeeded")]
 
 
+def clocked_namespace(prefix: str) -> tuple[Any, str, str, PodClock]:
+    """A new namespace PREFIX-<hex> on deploy/local's cluster, watched by a pod clock that is
+    open before the first create: (API client, kubeconfig, namespace, clock)."""
+    from kubernetes import client, config
+
+    from bench.dispatch import kubeconfig_from_stack
+
+    kubeconfig = kubeconfig_from_stack()
+    api = config.new_client_from_config(config_file=kubeconfig)
+    namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    clock = PodClock(api, namespace)
+    time.sleep(1)  # the watch is open before the first create
+    return api, kubeconfig, namespace, clock
+
+
 def summary(values: list[float]) -> dict[str, Any]:
     mean = round(statistics.fmean(values), 1)
     return {**stats.summary(values, (0.5, 0.95, 0.99), digits=1), "mean_ms": mean}
@@ -232,9 +249,8 @@ def main() -> int:
     )
     parser.add_argument("--no-kpo", action="store_true")
     args = parser.parse_args()
-    from kubernetes import client, config
+    from kubernetes import client
 
-    from bench.dispatch import kubeconfig_from_stack
     from controller.images.build import BuildRequest, build
 
     image = (
@@ -245,13 +261,8 @@ def main() -> int:
             )
         ).reference
     )
-    kubeconfig = kubeconfig_from_stack()
-    api = config.new_client_from_config(config_file=kubeconfig)
-    namespace = f"bench-real-{uuid.uuid4().hex[:6]}"
+    api, kubeconfig, namespace, clock = clocked_namespace("bench-real")
     core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    clock = PodClock(api, namespace)
-    time.sleep(1)  # the watch is open before the first create
     home = Path(f"/tmp/{namespace}")
     load_before = os.getloadavg()
     kpo = None
