@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from controller.process_locks import ALEMBIC
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 0x7472_6163  # "trac": the advisory lock key of schema migrations
 
@@ -94,7 +96,7 @@ class Database:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.set_main_option("sqlalchemy.url", self.url)
-        with self._migration_lock(), self.write_engine.connect() as connection:
+        with ALEMBIC, self._migration_lock(), self.write_engine.connect() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from controller.config import Settings
+from controller.process_locks import ALEMBIC
 
 _STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
 
@@ -42,7 +43,8 @@ class MlflowTracking:
                 # "Creating initial MLflow database tables..." is MLflow's news, not the
                 # user's: a new SQLite store says it at INFO on the console of `tracectl demo`.
                 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-                self._client = MlflowClient(tracking_uri=self.uri)
+                with ALEMBIC:  # a new store runs MLflow's own migrations
+                    self._client = MlflowClient(tracking_uri=self.uri)
             return self._client
 
     def prewarm(self) -> None:
