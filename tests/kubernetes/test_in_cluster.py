@@ -211,16 +211,23 @@ def test_a_pipeline_runs_through_the_in_cluster_controller_on_jobs_of_its_own_ac
     assert "evaluated weights 3" in logs["evaluate"]
     (model,) = artifacts
     assert model["path"] == "model.txt" and model["uri"].startswith("s3://tracectl-logs/")
-    jobs: list[Any] = client.BatchV1Api(api).list_namespaced_job(deployed.tasks).items
     refs = {t["executor_ref"]["name"] for t in ended.values()}
-    assert refs <= names(jobs)
-    assert all(j.status.succeeded == 1 for j in jobs if j.metadata.name in refs)
+    assert refs <= names(client.BatchV1Api(api).list_namespaced_job(deployed.tasks).items)
+    # A task ends when its container exits; the Job controller counts the pod a moment later.
+    wait_for(
+        "every Job to count its pod as succeeded", lambda: jobs_succeeded(api, deployed, refs), 60
+    )
     pod = pod_of(api, deployed)
     assert pod.spec.service_account_name == NAME and pod.spec.node_name == "localhost"
     env = {e.name for c in pod.spec.containers for e in c.env or []}
     assert "KUBECONFIG" not in env  # the ServiceAccount's token is its only credential
     lease: Any = client.CoordinationV1Api(api).read_namespaced_lease(NAME, deployed.home)
     assert lease.spec.holder_identity.startswith(f"{pod.metadata.name}:")  # <pod>:<epoch>:…
+
+
+def jobs_succeeded(api: client.ApiClient, deployed: Deployed, refs: set[str]) -> bool:
+    jobs: list[Any] = client.BatchV1Api(api).list_namespaced_job(deployed.tasks).items
+    return all(j.status.succeeded == 1 for j in jobs if j.metadata.name in refs)
 
 
 def wait_task(http: httpx.Client, task_id: str) -> dict[str, Any]:
