@@ -14,11 +14,9 @@ records, Kafka, the index and S3.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import itertools
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,20 +27,14 @@ from typing import Any
 import httpx
 import pytest
 from kubernetes import client
-from minio import Minio
 
 from controller import backends
 from controller.archive.s3 import S3ArtifactStore
-from controller.config import Settings
-from controller.demo.pipeline import task_specs
-from controller.demo.repo import build_demo_repo
-from controller.domain.records import TERMINAL
-from controller.images.build import BuildRequest, build
 from controller.loopback import free_port
 from tests.kube import delete_namespace, local_claim
-from tests.logs.conftest import S3_ENV, read_topic, wait_indexed
+from tests.kubernetes import wine
+from tests.logs.conftest import read_topic, wait_indexed
 from tests.server_process import ServerProcess
-from tests.waiting import wait_for
 
 pytestmark = [
     pytest.mark.kubernetes,
@@ -54,11 +46,7 @@ pytestmark = [
     pytest.mark.timeout(2400),
 ]
 
-REPO = Path(__file__).resolve().parents[2]
-IMAGE_CACHE = Path.home() / ".cache" / "tracectl" / "images"
-CLAIM = "wine-scratch"
 RUNTIME_SECRET = "tracectl-runtime-s3"
-HOLDERS = ("train", "evaluate")  # the tasks that claim the GPU and the RWO volume
 RUNS = 2
 
 
@@ -79,34 +67,6 @@ class Pipeline:
         return response.json()
 
 
-def _git_daemon(base: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    argv = ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={base}"]
-    proc = subprocess.Popen([*argv, "--listen=127.0.0.1", f"--port={port}", str(base)])
-    return proc, port
-
-
-def _images(registry: str) -> dict[str, str]:
-    """The runtime image, and the wine tasks' (runtime + the example's uv.lock), by digest."""
-    runtime = BuildRequest(registry=registry, source=REPO, cache=IMAGE_CACHE)
-    wine = runtime.model_copy(
-        update={"repository": "tracectl/wine", "lock": REPO / "examples" / "wine" / "uv.lock"}
-    )
-    return {"runtime": build(runtime).reference, "wine": build(wine).reference}
-
-
-def _bucket(stack: dict[str, str], name: str) -> None:
-    endpoint = stack["TRACECTL_S3_ENDPOINT"].split("://", 1)[1]
-    s3 = Minio(
-        endpoint,
-        access_key=stack["AWS_ACCESS_KEY_ID"],
-        secret_key=stack["AWS_SECRET_ACCESS_KEY"],
-        secure=False,
-    )
-    if not s3.bucket_exists(name):
-        s3.make_bucket(name)
-
-
 def _namespace(
     api: client.ApiClient, namespace: str, storage_class: str, s3_env: dict[str, str]
 ) -> None:
@@ -117,104 +77,7 @@ def _namespace(
         namespace,
         client.V1Secret(metadata=client.V1ObjectMeta(name=RUNTIME_SECRET), string_data=s3_env),
     )
-    local_claim(core, namespace, CLAIM, storage_class)
-
-
-def _specs(repo: str, wine: str, seed: int, service_port: int | None) -> list[dict[str, Any]]:
-    """The demo's prepare/train/evaluate, then register (and serve) as in example.yaml."""
-    code = {"repo": repo, "ref": "main"}
-    specs = task_specs(Path(repo), {"n_estimators": 20, "max_depth": 4, "seed": seed})
-    for body in specs:
-        body["spec"]["code"] = code
-    held = {"gpu": 1, "volumes": [{"claim": CLAIM, "mount_path": "/scratch", "mode": "rw"}]}
-    for body in specs:
-        if body["name"] in HOLDERS:
-            body["spec"]["resources"] = held
-    if service_port is None:  # the second run is there to contend for the GPU and the claim
-        return _in_image(specs, wine)
-    specs.append(
-        {
-            "name": "register",
-            "spec": {
-                "command": ["python", "register.py"],
-                "code": code,
-                "inputs": [
-                    {"artifact": "task:train/model/model.pkl", "path": "model.pkl"},
-                    {"artifact": "task:evaluate/metrics.json", "path": "metrics.json"},
-                ],
-                "params": {"model_name": f"wine-k8s-{uuid.uuid4().hex[:6]}", "min_accuracy": 0.8},
-                "outputs": ["registered_model.json"],
-                "timeout_s": 600,
-            },
-        }
-    )
-    specs.append(
-        {
-            "name": "serve",
-            "spec": {
-                "mode": "service",
-                "command": ["python", "serve.py"],
-                "code": code,
-                "env": {"PORT": str(service_port)},  # host network: a free host port
-                "inputs": [
-                    {
-                        "artifact": "task:register/registered_model.json",
-                        "path": "registered_model.json",
-                    }
-                ],
-                "timeout_s": 3600,
-            },
-        }
-    )
-    return _in_image(specs, wine)
-
-
-def _in_image(specs: list[dict[str, Any]], image: str) -> list[dict[str, Any]]:
-    for body in specs:
-        body["spec"]["environment"] = {"image": image}
-    return specs
-
-
-def _submit(server: ServerProcess, specs: list[dict[str, Any]], seed: int) -> tuple[str, list[Any]]:
-    http = httpx.Client(base_url=server.url, timeout=60)
-    run = http.post("/v1/runs", json={"pipeline": "wine-k8s", "labels": {"seed": str(seed)}})
-    assert run.status_code == 201, run.text
-    run_id = run.json()["id"]
-    tasks = []
-    for body in specs:
-        response = http.post(f"/v1/runs/{run_id}/tasks", json=body)
-        assert response.status_code == 201, response.text
-        tasks.append(response.json())
-    return run_id, tasks
-
-
-def _ended(server: ServerProcess, task_id: str) -> dict[str, Any]:
-    def ended() -> dict[str, Any] | None:
-        task = server.get(f"/v1/tasks/{task_id}/wait", timeout_s=5)
-        return dict(task) if task["status"] in TERMINAL else None
-
-    return wait_for(f"task {task_id} to end", ended, 900, every=0)
-
-
-def _served(server: ServerProcess, task_id: str, port: int) -> dict[str, Any]:
-    """The service's answers on the host's port, once it is ready."""
-    wait_for(
-        "the service task to run",
-        lambda: server.get(f"/v1/tasks/{task_id}")["status"] == "running",
-        600,
-    )
-
-    def health() -> dict[str, Any] | None:
-        with contextlib.suppress(httpx.TransportError):
-            answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
-            if answer.status_code == 200:
-                return dict(answer.json())
-        return None
-
-    found = wait_for("the service to answer /health", health, 600)
-    rows = [[13.2, 1.78, 2.14, 11.2, 100.0, 2.65, 2.76, 0.26, 1.28, 4.38, 1.05, 3.4, 1050.0]]
-    predict = httpx.post(f"http://127.0.0.1:{port}/predict", json={"instances": rows}, timeout=30)
-    return {"health": found, "predict": predict.json(), "status": predict.status_code}
+    local_claim(core, namespace, wine.CLAIM, storage_class)
 
 
 @pytest.fixture(scope="module")
@@ -231,24 +94,13 @@ def pipeline(
 ) -> Iterator[Pipeline]:
     root = tmp_path_factory.mktemp("wine-k8s")
     stack = {**kafka, **opensearch, **s3, **mlflow_server}
-    images = _images(registry["TRACECTL_REGISTRY"])
-    dvc_bucket, prefix = "tracectl-dvc-test", uuid.uuid4().hex[:8]
-    _bucket(stack, dvc_bucket)
-    s3_env = {k: stack[k] for k in ("TRACECTL_S3_ENDPOINT", "AWS_ACCESS_KEY_ID")}
-    s3_env.update(AWS_SECRET_ACCESS_KEY=stack["AWS_SECRET_ACCESS_KEY"])
-    s3_env.update(AWS_DEFAULT_REGION=stack.get("AWS_DEFAULT_REGION", "us-east-1"))
-    remote = {"url": f"s3://{dvc_bucket}/{prefix}", "endpointurl": s3_env["TRACECTL_S3_ENDPOINT"]}
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in s3_env.items():
-            patch.setenv(key, value)  # dvc push from this process
-        build_demo_repo(root / "served", remote)
-    daemon, git_port = _git_daemon(root / "served")
+    images = {"runtime": wine.image(registry), "wine": wine.wine_image(registry)}
+    s3_env = wine.runtime_env(stack)
     namespace = f"tracectl-wine-{uuid.uuid4().hex[:6]}"
-    _namespace(api, namespace, kubernetes["TRACECTL_K8S_LOCAL_STORAGE_CLASS"], s3_env)
     inventory = root / "inventory.yaml"
     inventory.write_text(
         "gpu_pools: [{name: localhost, flavor: nvidia.com/gpu, count: 1}]\n"
-        f"volumes: [{{claim: {CLAIM}, access: RWO}}]\n"
+        f"volumes: [{{claim: {wine.CLAIM}, access: RWO}}]\n"
     )
     bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
     env = {
@@ -267,43 +119,47 @@ def pipeline(
         "TRACECTL_LOG_SINK": f"kafka://{bootstrap}",
         "TRACECTL_STATUS_EVENTS": f"kafka://{bootstrap}",
         "TRACECTL_LOG_READER": f"opensearch://{opensearch['TRACECTL_OPENSEARCH_URL'].split('://')[1]}",
-        "TRACECTL_ARCHIVE": f"s3://tracectl-wine-test/{prefix}",
+        "TRACECTL_ARCHIVE": f"s3://tracectl-wine-test/{uuid.uuid4().hex[:8]}",
         "TRACECTL_TRACKING_URI": mlflow_server["MLFLOW_TRACKING_URI"],
         "TRACECTL_GIT_ALLOWED_SCHEMES": "git",
         "TRACECTL_GIT_ALLOWED_HOSTS": "127.0.0.1",
         "TRACECTL_CANCEL_GRACE_S": "2",
     }
     server = ServerProcess(root / "home", env)
-    server.start()
+    with wine.served_example(root, stack) as repo:
+        _namespace(api, namespace, kubernetes["TRACECTL_K8S_LOCAL_STORAGE_CLASS"], s3_env)
+        server.start()
+        try:
+            yield _ran(server, namespace, images, repo, stack)
+        finally:
+            server.stop()
+            delete_namespace(client.CoreV1Api(api), namespace)
+
+
+def _ran(
+    server: ServerProcess, namespace: str, images: dict[str, str], repo: str, stack: dict[str, str]
+) -> Pipeline:
+    """Both runs submitted, the service asked once it is up, then cancelled; all ended."""
     service_port = free_port()
-    try:
-        repo = f"git://127.0.0.1:{git_port}/repo"
-        submitted = [
-            _submit(
-                server, _specs(repo, images["wine"], 40 + i, service_port if i == 0 else None), i
-            )
-            for i in range(RUNS)
-        ]
-        ids = {f"{i}/{t['name']}": t["id"] for i, (_, ts) in enumerate(submitted) for t in ts}
-        served = _served(server, ids["0/serve"], service_port)
-        tasks = {key: _ended(server, tid) for key, tid in ids.items() if key != "0/serve"}
-        httpx.post(f"{server.url}/v1/tasks/{ids['0/serve']}/cancel", timeout=30)
-        tasks["0/serve"] = _ended(server, ids["0/serve"])
-        yield Pipeline(
-            server=server,
-            namespace=namespace,
-            images=images,
-            runs=[run for run, _ in submitted],
-            tasks=tasks,
-            service_port=service_port,
-            served=served,
-            stack=stack,
+    http = httpx.Client(base_url=server.url, timeout=60)
+    submitted = [
+        wine.submit(
+            http, wine.specs(repo, images["wine"], 40 + i, service_port if i == 0 else None), i
         )
-    finally:
-        server.stop()
-        daemon.terminate()
-        daemon.wait(timeout=30)
-        delete_namespace(client.CoreV1Api(api), namespace)
+        for i in range(RUNS)
+    ]
+    ids = {f"{i}/{t['name']}": t["id"] for i, (_, ts) in enumerate(submitted) for t in ts}
+    served, tasks = wine.ended_around_service(http, ids, "0/serve", service_port)
+    return Pipeline(
+        server=server,
+        namespace=namespace,
+        images=images,
+        runs=[run for run, _ in submitted],
+        tasks=tasks,
+        service_port=service_port,
+        served=served,
+        stack=stack,
+    )
 
 
 def _pods(api: client.ApiClient, namespace: str) -> dict[str, Any]:
@@ -362,6 +218,17 @@ def test_the_service_task_serves_the_registered_model_on_its_port_and_stops_on_c
     assert serve["executor_ref"]["object"] == "service"
     lines = pipeline.get(f"/v1/tasks/{serve['id']}/logs", limit=1000)["items"]
     assert any(str(pipeline.service_port) in line["message"] for line in lines)
+
+
+def test_register_makes_its_model_version_in_its_own_mlflow_run_on_the_server(
+    pipeline: Pipeline,
+) -> None:
+    register = pipeline.tasks["0/register"]
+    found = wine.registered(pipeline.stack["MLFLOW_TRACKING_URI"], register)
+    assert found.run_status == "FINISHED"
+    assert found.run_metrics["test_accuracy"] >= 0.8
+    assert found.version.run_id == register["mlflow_run_id"]
+    assert found.version.tags["tracectl_task_id"] == register["id"]
 
 
 def test_outputs_are_archived_in_s3_with_the_checksums_the_lineage_records(
@@ -424,7 +291,7 @@ def test_task_logs_come_from_the_kubelet_and_reach_kafka_the_index_and_the_archi
 def test_the_gpu_and_the_rwo_claim_are_held_by_one_task_at_a_time_as_its_pod_ran(
     pipeline: Pipeline, api: client.ApiClient
 ) -> None:
-    holders = [t for k, t in pipeline.tasks.items() if k.split("/")[1] in HOLDERS]
+    holders = [t for k, t in pipeline.tasks.items() if k.split("/")[1] in wine.HOLDERS]
     pods = _pods(api, pipeline.namespace)
     spans: dict[str, list[tuple[datetime, datetime, str]]] = {"gpu": [], "volume": []}
     for task in holders:
@@ -457,8 +324,4 @@ def test_the_gpu_and_the_rwo_claim_are_held_by_one_task_at_a_time_as_its_pod_ran
 
 @pytest.fixture
 def store(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3ArtifactStore:
-    """The archive as the controller reads it (its S3 client takes the keys from the env)."""
-    for key in S3_ENV:
-        if key in pipeline.stack:
-            monkeypatch.setenv(key, pipeline.stack[key])
-    return S3ArtifactStore(Settings(home=tmp_path, archive="s3://tracectl-wine-test"))
+    return wine.archive(pipeline.stack, "s3://tracectl-wine-test", monkeypatch, tmp_path)

@@ -10,15 +10,17 @@ and the forbidden verbs are tried with a token bound to the running controller p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import socket
 import ssl
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import pytest
@@ -27,9 +29,11 @@ from kubernetes import client
 
 from bench.leases import scratch_postgres
 from controller.auth.tokens import create_token
-from controller.images.build import BuildRequest, build
+from controller.loopback import free_port
 from controller.store.database import Database
 from tests.deploy.kustomize import rename_namespaces
+from tests.kube import delete_namespace, local_claim
+from tests.kubernetes import wine
 from tests.waiting import wait_for
 
 pytestmark = [
@@ -41,27 +45,9 @@ pytestmark = [
     pytest.mark.timeout(1800),
 ]
 
-REPO = Path(__file__).resolve().parents[2]
-OVERLAY = REPO / "deploy" / "k8s" / "overlays" / "local"
-CACHE = Path.home() / ".cache" / "tracectl" / "images"
+OVERLAY = wine.REPO / "deploy" / "k8s" / "overlays" / "local"
 NAME = "tracectl-controller"
-
-
-def image(registry: dict[str, str], target: Literal["runtime", "controller"]) -> str:
-    request = BuildRequest(
-        registry=registry["TRACECTL_REGISTRY"],
-        repository=f"tracectl/{target}",
-        target=target,
-        source=REPO,
-        cache=CACHE,
-    )
-    return build(request).reference
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+JOBS = ("prepare", "train", "evaluate", "register")  # the wine run's batch tasks
 
 
 class Deployed:
@@ -71,8 +57,9 @@ class Deployed:
         self.home, self.tasks, self.port, self.database_url = home, tasks, port, database_url
 
 
-def rendered(deployed: Deployed, images: dict[str, str]) -> list[dict[str, Any]]:
-    """`kubectl kustomize` of the overlay, in this test's namespaces, images, port, database."""
+def rendered(deployed: Deployed, images: dict[str, str], tracking_uri: str) -> list[dict[str, Any]]:
+    """`kubectl kustomize` of the overlay, in this test's namespaces, images, port, database,
+    MLflow, and with the wine run's RWO claim in the inventory."""
     out = subprocess.run(
         ["kubectl", "kustomize", str(OVERLAY)], capture_output=True, text=True, check=True
     ).stdout
@@ -84,6 +71,11 @@ def rendered(deployed: Deployed, images: dict[str, str]) -> list[dict[str, Any]]
         if (kind, name) == ("ConfigMap", NAME):
             obj["data"]["TRACECTL_K8S_NAMESPACE"] = deployed.tasks
             obj["data"]["TRACECTL_K8S_IMAGE"] = images["runtime"]
+            obj["data"]["MLFLOW_TRACKING_URI"] = tracking_uri
+        elif (kind, name) == ("ConfigMap", "tracectl-inventory"):
+            inventory = yaml.safe_load(obj["data"]["inventory.yaml"])
+            inventory["volumes"] = [{"claim": wine.CLAIM, "access": "RWO"}]
+            obj["data"]["inventory.yaml"] = yaml.safe_dump(inventory)
         elif (kind, name) == ("Secret", NAME):
             obj["stringData"]["TRACECTL_DATABASE_URL"] = deployed.database_url
         elif (kind, name) == ("Deployment", NAME):
@@ -92,6 +84,55 @@ def rendered(deployed: Deployed, images: dict[str, str]) -> list[dict[str, Any]]
             container["args"][-1] = str(deployed.port)
             container["ports"][0]["containerPort"] = deployed.port
     return objects
+
+
+def only_the_controller_creates(deployed: Deployed) -> list[dict[str, Any]]:
+    """An admission policy refusing a Job or Deployment in the task namespace to anyone but the
+    controller's ServiceAccount: every workload there was created with its token."""
+    name = f"{deployed.home}-workloads-by-the-controller"
+    rules = {"apiGroups": ["batch", "apps"], "apiVersions": ["v1"], "operations": ["CREATE"]}
+    rules["resources"] = ["jobs", "deployments"]
+    user = f"system:serviceaccount:{deployed.home}:{NAME}"
+    group = "admissionregistration.k8s.io/v1"
+    policy = {
+        "apiVersion": group,
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [{**rules, "resources": ["jobs", "deployments"]}]
+            },
+            "validations": [{"expression": f"request.userInfo.username == '{user}'"}],
+        },
+    }
+    tasks = {"matchLabels": {"kubernetes.io/metadata.name": deployed.tasks}}
+    binding = {
+        "apiVersion": group,
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": tasks},
+        },
+    }
+    return [policy, binding]
+
+
+def refused(api: client.ApiClient, deployed: Deployed) -> bool:
+    """Whether the policy is in force: the admin's own Job (a dry run) is refused."""
+    container = client.V1Container(name="c", image="registry.invalid/never-pulled:1")
+    pod = client.V1PodSpec(containers=[container], restart_policy="Never")
+    job = client.V1Job(
+        metadata=client.V1ObjectMeta(name="not-the-controller"),
+        spec=client.V1JobSpec(template=client.V1PodTemplateSpec(spec=pod)),
+    )
+    try:
+        client.BatchV1Api(api).create_namespaced_job(deployed.tasks, job, dry_run="All")
+    except client.ApiException as exc:
+        return exc.status in (400, 403, 422) and "userInfo" in str(exc.body)
+    return False
 
 
 def names(objects: list[Any]) -> set[str]:
@@ -109,7 +150,8 @@ def kubectl(kubernetes: dict[str, str], *argv: str, stdin: str | None = None) ->
 
 @pytest.fixture(scope="module")
 def images(registry: dict[str, str]) -> dict[str, str]:
-    return {"runtime": image(registry, "runtime"), "controller": image(registry, "controller")}
+    built = {"runtime": wine.image(registry), "controller": wine.image(registry, "controller")}
+    return {**built, "wine": wine.wine_image(registry)}
 
 
 @pytest.fixture(scope="module")
@@ -125,17 +167,28 @@ def deployed(
     suffix = uuid.uuid4().hex[:6]
     with scratch_postgres(postgres["TRACECTL_POSTGRES_URL"]) as url:
         home = Deployed(f"tracectl-ic-{suffix}", f"tracectl-ic-{suffix}-tasks", free_port(), url)
-        stream = yaml.safe_dump_all(rendered(home, images))
+        objects = rendered(home, images, mlflow_server["MLFLOW_TRACKING_URI"])
+        policy = only_the_controller_creates(home)
+        stream = yaml.safe_dump_all([*objects, *policy])
         try:
             kubectl(kubernetes, "apply", "-f", "-", stdin=stream)
+            wait_for("the policy to refuse the admin's Job", partial(refused, api, home), 60)
             kubectl(
                 kubernetes, "-n", home.home, "rollout", "status", f"deploy/{NAME}", "--timeout=600s"
             )
             yield home
         finally:
+            kubectl(
+                kubernetes,
+                "delete",
+                "--ignore-not-found",
+                "-f",
+                "-",
+                stdin=yaml.safe_dump_all(policy),
+            )
             core = client.CoreV1Api(api)
-            for namespace in (home.tasks, home.home):
-                core.delete_namespace(namespace)
+            delete_namespace(core, home.tasks)  # gives the wine run's local PV back
+            core.delete_namespace(home.home)
             wait_for(
                 "the namespaces to go (the controller's pod with them)",
                 lambda: not names(core.list_namespace().items) & {home.home, home.tasks},
@@ -202,7 +255,7 @@ def test_a_pipeline_runs_through_the_in_cluster_controller_on_jobs_of_its_own_ac
         assert created.status_code == 201, created.text
         run_id = created.json()["id"]
         listed = http.get("/v1/tasks", params={"run_id": run_id, "limit": 10}).json()["items"]
-        ended = {t["name"]: wait_task(http, t["id"]) for t in listed}
+        ended = {t["name"]: wine.ended(http, t["id"]) for t in listed}
         logs = {n: http.get(f"/v1/tasks/{t['id']}/logs/text").text for n, t in ended.items()}
         artifacts = http.get(f"/v1/tasks/{ended['train']['id']}/artifacts").json()
     statuses = {name: t["status"] for name, t in ended.items()}
@@ -225,18 +278,96 @@ def test_a_pipeline_runs_through_the_in_cluster_controller_on_jobs_of_its_own_ac
     assert lease.spec.holder_identity.startswith(f"{pod.metadata.name}:")  # <pod>:<epoch>:…
 
 
+@dataclass
+class WineRun:
+    """The wine example's run through the in-cluster controller, every task ended."""
+
+    run_id: str
+    tasks: dict[str, dict[str, Any]]  # by name
+    served: dict[str, Any]
+    lineage: dict[str, Any]
+    service_port: int
+
+
+@pytest.fixture(scope="module")
+def wine_run(
+    deployed: Deployed,
+    images: dict[str, str],
+    api: client.ApiClient,
+    kubernetes: dict[str, str],
+    s3: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> WineRun:
+    """prepare -> train -> evaluate -> register + serve, code from a `git daemon` and data from
+    S3 as test_example_pipeline_real runs it, submitted with an API token of team research."""
+    storage = kubernetes["TRACECTL_K8S_LOCAL_STORAGE_CLASS"]
+    local_claim(client.CoreV1Api(api), deployed.tasks, wine.CLAIM, storage)
+    token = create_token(Database(deployed.database_url), "wine", "research")
+    headers, port = {"Authorization": f"Bearer {token}"}, free_port()
+    with (
+        wine.served_example(tmp_path_factory.mktemp("wine-in-cluster"), s3) as repo,
+        httpx.Client(base_url=endpoint(api, deployed), headers=headers, timeout=60) as http,
+    ):
+        run_id, submitted = wine.submit(http, wine.specs(repo, images["wine"], 7, port), 7)
+        ids = {t["name"]: t["id"] for t in submitted}
+        served, tasks = wine.ended_around_service(http, ids, "serve", port)
+        lineage = http.get(f"/v1/runs/{run_id}/lineage").json()
+    return WineRun(run_id, tasks, served, lineage, port)
+
+
+def test_the_wine_example_runs_through_the_in_cluster_controller_on_jobs_of_its_account(
+    wine_run: WineRun, deployed: Deployed, api: client.ApiClient, images: dict[str, str]
+) -> None:
+    statuses = {name: t["status"] for name, t in wine_run.tasks.items()}
+    assert statuses == {**dict.fromkeys(JOBS, "succeeded"), "serve": "cancelled"}
+    refs = {t["executor_ref"]["name"] for n, t in wine_run.tasks.items() if n in JOBS}
+    # created under only_the_controller_creates: with the ServiceAccount's token
+    assert refs <= names(client.BatchV1Api(api).list_namespaced_job(deployed.tasks).items)
+    wait_for(
+        "every Job to count its pod as succeeded", lambda: jobs_succeeded(api, deployed, refs), 60
+    )
+    assert wine_run.tasks["serve"]["executor_ref"]["object"] == "service"
+    assert wine_run.served["health"]["status"] == "ok" and wine_run.served["status"] == 200
+    assert len(wine_run.served["predict"]["predictions"]) == 1
+    pods: Any = client.CoreV1Api(api).list_namespaced_pod(deployed.tasks)
+    ran = {
+        c.image
+        for p in pods.items
+        if p.metadata.name.startswith(tuple(refs))
+        for c in p.spec.containers
+    }
+    assert ran == {images["wine"]}
+
+
+def test_the_wine_runs_outputs_are_archived_in_s3_with_their_lineage_checksums(
+    wine_run: WineRun, s3: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    store = wine.archive(s3, "s3://tracectl-logs", monkeypatch, tmp_path)
+    checked = {}
+    for task in wine_run.lineage["tasks"]:
+        for out in (task.get("lineage") or {}).get("outputs", []):
+            assert out["uri"].startswith("s3://tracectl-logs/")
+            data = store.open_bytes(out["uri"])
+            checked[out["path"]] = hashlib.sha256(data).hexdigest() == out["sha256"]
+    outputs = ["prepared/train.csv", "prepared/test.csv", "model/model.pkl", "metrics.json"]
+    assert checked == dict.fromkeys([*outputs, "registered_model.json"], True)
+
+
+def test_the_wine_runs_register_task_has_its_mlflow_run_and_model_version_on_the_server(
+    wine_run: WineRun, mlflow_server: dict[str, str]
+) -> None:
+    register = wine_run.tasks["register"]
+    found = wine.registered(mlflow_server["MLFLOW_TRACKING_URI"], register)
+    assert found.run_status == "FINISHED"
+    assert found.run_metrics["test_accuracy"] >= 0.8
+    assert found.version.run_id == register["mlflow_run_id"]
+    assert found.version.tags["tracectl_task_id"] == register["id"]
+    assert all(t["mlflow_run_id"] for n, t in wine_run.tasks.items() if n in JOBS)
+
+
 def jobs_succeeded(api: client.ApiClient, deployed: Deployed, refs: set[str]) -> bool:
     jobs: list[Any] = client.BatchV1Api(api).list_namespaced_job(deployed.tasks).items
     return all(j.status.succeeded == 1 for j in jobs if j.metadata.name in refs)
-
-
-def wait_task(http: httpx.Client, task_id: str) -> dict[str, Any]:
-    def ended() -> dict[str, Any] | None:
-        got = http.get(f"/v1/tasks/{task_id}/wait", params={"timeout_s": 10}).json()
-        terminal = got["status"] in ("succeeded", "failed", "cancelled")
-        return dict(got) if terminal else None
-
-    return wait_for(f"task {task_id} to end", ended, 600, every=0)
 
 
 def pod_token(api: client.ApiClient, deployed: Deployed) -> str:
