@@ -286,7 +286,8 @@ class WineRun:
     tasks: dict[str, dict[str, Any]]  # by name
     served: dict[str, Any]
     lineage: dict[str, Any]
-    service_port: int
+    leases: dict[str, list[dict[str, Any]]]  # by task name, the holders' (all states)
+    train_log: str
 
 
 @pytest.fixture(scope="module")
@@ -312,7 +313,14 @@ def wine_run(
         ids = {t["name"]: t["id"] for t in submitted}
         served, tasks = wine.ended_around_service(http, ids, "serve", port)
         lineage = http.get(f"/v1/runs/{run_id}/lineage").json()
-    return WineRun(run_id, tasks, served, lineage, port)
+        leases = {
+            name: http.get("/v1/leases", params={"state": "all", "task_id": ids[name]}).json()
+            for name in wine.HOLDERS
+        }
+        train_log = http.get(f"/v1/tasks/{ids['train']}/logs/text").text
+    return WineRun(
+        run_id, tasks, served, lineage, {n: v["items"] for n, v in leases.items()}, train_log
+    )
 
 
 def test_the_wine_example_runs_through_the_in_cluster_controller_on_jobs_of_its_account(
@@ -337,6 +345,16 @@ def test_the_wine_example_runs_through_the_in_cluster_controller_on_jobs_of_its_
         for c in p.spec.containers
     }
     assert ran == {images["wine"]}
+    assert "trained on " in wine_run.train_log  # train.py's own line, through the API
+
+
+def test_the_wine_runs_train_and_evaluate_held_the_nodes_gpu_and_the_claim_then_let_go(
+    wine_run: WineRun,
+) -> None:
+    for name in wine.HOLDERS:
+        held = {(lease["kind"], lease["resource"]) for lease in wine_run.leases[name]}
+        assert held == {("gpu", "gpu:localhost:0"), ("volume", f"volume:{wine.CLAIM}")}, name
+        assert all(lease["released_at"] for lease in wine_run.leases[name]), name
 
 
 def test_the_wine_runs_outputs_are_archived_in_s3_with_their_lineage_checksums(
