@@ -1,12 +1,24 @@
-"""Per-task overhead as Airflow sees it: tracectl awaited and deferred vs BashOperator.
+"""Per-task overhead as Airflow sees it: tracectl awaited and deferred vs its peer operator.
 
     python bench/airflow_overhead.py [--runs 5] [--sleep 2] [--out FILE]
+    python bench/airflow_overhead.py --executor kubernetes [--image REF]   # + the real node
 
-Runs dags/tracectl_selfcheck.py RUNS times on the shared Airflow of deploy/local/airflow
-(started if down) against a tracectl controller it starts (``tracectl server``, a temporary
-home): each DAG run runs one command three ways in parallel, ``bash`` (BashOperator),
-``awaited`` (TracectlTaskOperator in the worker) and ``deferred`` (deferred at once). The
-command prints its own start and end times; per task, overhead = the task instance's
+Runs a self-check DAG RUNS times on the shared Airflow of deploy/local/airflow (started if
+down) against a tracectl controller it starts (``tracectl server``, a temporary home): each
+DAG run runs one command three ways in parallel, the peer, ``awaited`` (TracectlTaskOperator in
+the worker) and ``deferred`` (deferred at once).
+
+``--executor local`` (default): dags/tracectl_selfcheck.py, the peer ``bash`` (BashOperator)
+runs the command in the worker, the controller on its local executor.
+``--executor kubernetes``: dags/tracectl_selfcheck_kubernetes.py, the peer ``kpo``
+(KubernetesPodOperator) runs the command in a pod of the runtime image on the real node
+``localhost`` (host network), and the controller runs the Kubernetes executor with the same
+image, node and network (bench/dispatch_real.py's set-up: the image `tracectl image build`
+pushes, by digest, unless --image; a fresh namespace, watched, deleted at the end). A pod
+watch splits each task's time: the task instance's start -> its pod Running -> the command's
+start, and the command's end -> the pod Succeeded -> the task instance's end.
+
+The command prints its own start and end times; per task, overhead = the task instance's
 duration (end_date - start_date, what Airflow shows) minus the command's own time. For a
 deferred task also: when its trigger saw the end (XCom ``trigger_fired_at``) and when Airflow
 recorded the task instance's end (the trigger ends it), after the tracectl task's
@@ -23,6 +35,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shlex
 import signal
 import statistics
@@ -30,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,9 +51,27 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 AIRFLOW = REPO / "deploy" / "local" / "airflow"
-DAG_ID = "tracectl_selfcheck"
-MODES = ("bash", "awaited", "deferred")
+STAMPS = re.compile(r"(\d{9,}\.\d+) (\d{9,}\.\d+)")  # the command's own start and end
+
+
+@dataclass(frozen=True)
+class Side:
+    """What one executor's comparison runs: the DAG and its peer task."""
+
+    dag_id: str
+    peer: str
+
+    @property
+    def modes(self) -> tuple[str, str, str]:
+        return (self.peer, "awaited", "deferred")
+
+
+SIDES = {
+    "local": Side("tracectl_selfcheck", "bash"),
+    "kubernetes": Side("tracectl_selfcheck_kubernetes", "kpo"),
+}
 
 
 def command(sleep_s: float) -> list[str]:
@@ -61,7 +93,7 @@ def airflow_env() -> dict[str, str]:
 class Controller:
     """`tracectl server` on a free port with a temporary home."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str]) -> None:
         from controller.loopback import free_port
 
         self.home = Path(tempfile.mkdtemp(prefix="tracectl-bench-af-"))
@@ -70,7 +102,12 @@ class Controller:
         argv += ["--port", self.url.rsplit(":", 1)[1]]
         log = (self.home / "server.log").open("w")
         self.proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.home,
+            env={**os.environ, **env},
+            start_new_session=True,
         )
         self.http = httpx.Client(base_url=self.url, timeout=30)
         deadline = time.monotonic() + 120
@@ -94,7 +131,8 @@ class Controller:
 
 
 class Airflow:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], dag_id: str) -> None:
+        self.dag_id = dag_id
         token = httpx.post(
             env["AIRFLOW_TOKEN_URL"],
             json={"username": env["AIRFLOW_USERNAME"], "password": env["AIRFLOW_PASSWORD"]},
@@ -112,7 +150,7 @@ class Airflow:
         return response.json()
 
     def xcom(self, run_id: str, task: str, key: str) -> Any:
-        path = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task}/xcomEntries/{key}"
+        path = f"/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances/{task}/xcomEntries/{key}"
         value = self.ok("GET", path, params={"deserialize": "true"})["value"]
         if isinstance(value, str):
             with contextlib.suppress(ValueError):
@@ -124,16 +162,16 @@ class Airflow:
         conn = {"connection_id": "tracectl_default", "conn_type": "tracectl"}
         self.ok("POST", "/connections", json={**conn, "host": controller_url})
         deadline = time.monotonic() + 180
-        while self.http.get(f"/dags/{DAG_ID}").status_code != 200:
-            assert time.monotonic() < deadline, f"{DAG_ID} not parsed"
+        while self.http.get(f"/dags/{self.dag_id}").status_code != 200:
+            assert time.monotonic() < deadline, f"{self.dag_id} not parsed"
             time.sleep(2)
-        self.ok("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+        self.ok("PATCH", f"/dags/{self.dag_id}", json={"is_paused": False})
 
-    def run(self, argv: list[str]) -> str:
-        body = {"logical_date": None, "conf": {"command": argv}}
-        run_id = str(self.ok("POST", f"/dags/{DAG_ID}/dagRuns", json=body)["dag_run_id"])
+    def run(self, conf: dict[str, Any]) -> str:
+        body = {"logical_date": None, "conf": conf}
+        run_id = str(self.ok("POST", f"/dags/{self.dag_id}/dagRuns", json=body)["dag_run_id"])
         deadline = time.monotonic() + 600
-        while self.ok("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")["state"] not in (
+        while self.ok("GET", f"/dags/{self.dag_id}/dagRuns/{run_id}")["state"] not in (
             "success",
             "failed",
         ):
@@ -141,41 +179,114 @@ class Airflow:
             time.sleep(1)
         return run_id
 
+    def ti(self, run_id: str, task: str) -> Any:
+        return self.ok("GET", f"/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances/{task}")
+
+    def log_text(self, run_id: str, task: str, try_number: int) -> str:
+        path = f"/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances/{task}/logs/{try_number}"
+        response = self.http.get(path, params={"full_content": "true"})
+        assert response.is_success, f"GET {path}: {response.status_code}"
+        return response.text
+
 
 def stamps(text: str) -> tuple[float, float]:
-    first, last = (float(x) for x in str(text).split())
-    return first, last
+    """The command's own start and end: the last pair of epoch stamps in TEXT."""
+    found = STAMPS.findall(str(text))
+    assert found, f"no start/end stamps in {str(text)[-300:]!r}"
+    first, last = found[-1]
+    return float(first), float(last)
 
 
-def measure(airflow: Airflow, controller: Controller, run_id: str) -> dict[str, Any]:
+class Cluster:
+    """The real node's side (bench/dispatch_real.py's set-up): a fresh watched namespace, the
+    runtime image by digest, the controller's Kubernetes settings and the KPO's parameters."""
+
+    def __init__(self, image: str | None) -> None:
+        from bench.dispatch_real import NODE, clocked_namespace, runtime_image
+
+        self.image = runtime_image(image)
+        self.api, self.kubeconfig, self.namespace, self.clock = clocked_namespace("bench-af")
+        self.node = ",".join(f"{k}={v}" for k, v in NODE.items())
+
+    def controller_env(self) -> dict[str, str]:
+        return {
+            "KUBECONFIG": self.kubeconfig,
+            "TRACECTL_EXECUTOR": "kubernetes",
+            "TRACECTL_K8S_NAMESPACE": self.namespace,
+            "TRACECTL_K8S_IMAGE": self.image,
+            "TRACECTL_K8S_NODE_SELECTOR": self.node,
+            "TRACECTL_K8S_HOST_NETWORK": "1",
+        }
+
+    def conf(self) -> dict[str, str]:
+        return {"image": self.image, "namespace": self.namespace, "kubeconfig": self.kubeconfig}
+
+    def close(self) -> None:
+        from kubernetes import client
+
+        client.CoreV1Api(self.api).delete_namespace(self.namespace)
+
+
+@dataclass
+class Bench:
+    airflow: Airflow
+    controller: Controller
+    side: Side
+    cluster: Cluster | None
+
+
+def measure(bench: Bench, run_id: str) -> dict[str, Any]:
+    return {mode: measure_task(bench, run_id, mode) for mode in bench.side.modes}
+
+
+def measure_task(bench: Bench, run_id: str, mode: str) -> dict[str, Any]:
+    airflow = bench.airflow
+    ti = airflow.ti(run_id, mode)
+    row: dict[str, Any] = {"state": ti["state"]}
+    start, end = at(ti["start_date"]), at(ti["end_date"])
+    pod: str | None = None
+    if mode == "bash":
+        first, last = stamps(airflow.xcom(run_id, mode, "return_value"))
+    elif mode == "kpo":  # the pod's lines are in the task's Airflow log
+        first, last = stamps(airflow.log_text(run_id, mode, int(ti["try_number"])))
+        pod = str(airflow.xcom(run_id, mode, "pod_name"))
+    else:
+        first, last, pod = controller_split(bench, run_id, mode, end, row)
+    if pod and bench.cluster is not None:
+        running, succeeded = bench.cluster.clock.wait(pod, 60)
+        row["ti_start_to_pod_running_s"] = running - start
+        row["pod_running_to_command_s"] = first - running  # container start, tracectl's prepare
+        row["command_to_pod_succeeded_s"] = succeeded - last
+        row["pod_succeeded_to_ti_end_s"] = end - succeeded
+    row["duration_s"] = end - start
+    row["command_s"] = last - first
+    row["overhead_s"] = end - start - (last - first)
+    return row
+
+
+def controller_split(
+    bench: Bench, run_id: str, mode: str, ti_end: float, row: dict[str, Any]
+) -> tuple[float, float, str | None]:
+    """The command's stamps from the tracectl task's log, the controller's own split into ROW,
+    and its Job's name (the pod's job-name) on Kubernetes."""
+    airflow, controller = bench.airflow, bench.controller
+    task = controller.get(f"/v1/tasks/{airflow.xcom(run_id, mode, 'tracectl_task_id')}")
+    lines = controller.get(f"/v1/tasks/{task['id']}/logs", limit=1000)["items"]
+    first, last = stamps("\n".join(ln["message"] for ln in lines if ln["stream"] == "stdout"))
+    finished = at(task["finished_at"])
+    row["submit_to_first_s"] = first - at(task["created_at"])
+    row["last_to_finished_s"] = finished - last
+    if mode == "deferred":
+        fired = float(airflow.xcom(run_id, mode, "trigger_fired_at"))
+        row["trigger_fired_after_end_s"] = fired - finished
+        row["finished_to_ti_end_s"] = ti_end - finished
+    ref = task.get("executor_ref") or {}
+    return first, last, ref.get("name") if ref.get("kind") == "k8s" else None
+
+
+def summary(samples: list[dict[str, Any]], modes: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for mode in MODES:
-        ti = airflow.ok("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{mode}")
-        row: dict[str, Any] = {"state": ti["state"]}
-        duration = at(ti["end_date"]) - at(ti["start_date"])
-        if mode == "bash":
-            first, last = stamps(airflow.xcom(run_id, mode, "return_value"))
-        else:
-            task = controller.get(f"/v1/tasks/{airflow.xcom(run_id, mode, 'tracectl_task_id')}")
-            lines = controller.get(f"/v1/tasks/{task['id']}/logs", limit=1000)["items"]
-            first, last = stamps([ln for ln in lines if ln["stream"] == "stdout"][-1]["message"])
-            row["submit_to_first_s"] = first - at(task["created_at"])
-            row["last_to_finished_s"] = at(task["finished_at"]) - last
-            if mode == "deferred":
-                row["trigger_fired_after_end_s"] = float(
-                    airflow.xcom(run_id, mode, "trigger_fired_at")
-                ) - at(task["finished_at"])
-                row["finished_to_ti_end_s"] = at(ti["end_date"]) - at(task["finished_at"])
-        row["duration_s"] = duration
-        row["command_s"] = last - first
-        row["overhead_s"] = duration - (last - first)
-        out[mode] = row
-    return out
-
-
-def summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for mode in MODES:
+    for mode in modes:
         keys = [k for k in samples[0][mode] if k.endswith("_s")]
         out[mode] = {
             key: {
@@ -191,29 +302,42 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def main() -> int:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--sleep", type=float, default=2.0, help="the command's own seconds")
+    parser.add_argument("--executor", choices=sorted(SIDES), default="local")
+    parser.add_argument("--image", help="kubernetes: the image (default: build/push it now)")
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-    airflow = Airflow(airflow_env())
-    controller = Controller()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = arguments()
+    side = SIDES[args.executor]
+    airflow = Airflow(airflow_env(), side.dag_id)
+    cluster = Cluster(args.image) if args.executor == "kubernetes" else None
+    controller = Controller(cluster.controller_env() if cluster else {})
+    bench = Bench(airflow, controller, side, cluster)
+    conf: dict[str, Any] = {"command": command(args.sleep), **(cluster.conf() if cluster else {})}
     try:
         airflow.use(controller.url)
         load_before = load_average()
-        argv = command(args.sleep)
-        cold = measure(airflow, controller, airflow.run(argv))
-        samples = [measure(airflow, controller, airflow.run(argv)) for _ in range(args.runs)]
+        cold = measure(bench, airflow.run(conf))
+        samples = [measure(bench, airflow.run(conf)) for _ in range(args.runs)]
     finally:
         controller.stop()
+        if cluster is not None:
+            cluster.close()
     result = {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "when": datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "load_average": {"before": load_before, "after": load_average()},
+        "executor": args.executor,
+        "image": cluster.image if cluster else None,
         "task_command": shlex.join(command(args.sleep)),
-        "summary": summary(samples),
+        "summary": summary(samples, side.modes),
         "runs": samples,
         "cold": cold,
     }
@@ -221,7 +345,7 @@ def main() -> int:
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
-    ok = all(s[m]["state"] == "success" for s in [cold, *samples] for m in MODES)
+    ok = all(s[m]["state"] == "success" for s in [cold, *samples] for m in side.modes)
     return 0 if ok else 1
 
 

@@ -41,10 +41,11 @@ from bench import stats  # noqa: E402
 
 ARGV = ["python3", "-c", "pass"]
 NODE = {"kubernetes.io/hostname": "localhost"}
+REGISTRY = "127.0.0.1:5001"  # deploy/local/registry
 
 
 class PodClock:
-    """First time each job-name's pod is seen Running / Succeeded in a pod watch."""
+    """First time each job-name's pod (or bare pod, by name) is seen Running / Succeeded."""
 
     def __init__(self, api: Any, namespace: str) -> None:
         self.seen: dict[tuple[str, str], float] = {}
@@ -61,7 +62,8 @@ class PodClock:
                 core.list_namespaced_pod, namespace, timeout_seconds=60
             ):
                 pod = event["object"]
-                job = (pod.metadata.labels or {}).get("job-name")
+                # a Job's pod by its Job's name, a bare pod (KubernetesPodOperator's) by its own
+                job = (pod.metadata.labels or {}).get("job-name") or pod.metadata.name
                 phase = pod.status.phase
                 if job and phase in ("Running", "Succeeded", "Failed"):
                     with self.cond:
@@ -95,6 +97,15 @@ def clocked_namespace(prefix: str) -> tuple[Any, str, str, PodClock]:
     clock = PodClock(api, namespace)
     time.sleep(1)  # the watch is open before the first create
     return api, kubeconfig, namespace, clock
+
+
+def runtime_image(image: str | None) -> str:
+    """IMAGE, or the runtime image `tracectl image build` pushes to deploy/local/registry now
+    (cached: a build with nothing changed only resolves its digest), by digest."""
+    from controller.images.build import BuildRequest, build
+
+    cache = Path.home() / ".cache/tracectl/images"
+    return image or build(BuildRequest(registry=REGISTRY, source=REPO, cache=cache)).reference
 
 
 def summary(values: list[float]) -> dict[str, Any]:
@@ -251,16 +262,7 @@ def main() -> int:
     args = parser.parse_args()
     from kubernetes import client
 
-    from controller.images.build import BuildRequest, build
-
-    image = (
-        args.image
-        or build(
-            BuildRequest(
-                registry="127.0.0.1:5001", source=REPO, cache=Path.home() / ".cache/tracectl/images"
-            )
-        ).reference
-    )
+    image = runtime_image(args.image)
     api, kubeconfig, namespace, clock = clocked_namespace("bench-real")
     core = client.CoreV1Api(api)
     home = Path(f"/tmp/{namespace}")
