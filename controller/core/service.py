@@ -89,6 +89,7 @@ class ControllerService:
             self._supervisor = Supervisor(
                 self.settings, self.db, admitter=self.admitter, log_reader=self.logs
             )
+            self._supervisor.on_task_end = self.waiters.nudge
         return self._supervisor
 
     def sync_inventory(self) -> None:

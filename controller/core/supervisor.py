@@ -110,6 +110,7 @@ class Supervisor:
         # An executor that sees its attempts end (the local warm runner) ends the watch
         # loop's wait at once: exit -> `succeeded` without waiting for the next round.
         self.attempt_ended = threading.Event()
+        self.on_task_end: Callable[[], None] = lambda: None  # after a task's end is written
         notify_exit = getattr(self.executor, "notify_exit", None)
         if notify_exit is not None:
             notify_exit(self.attempt_ended.set)
@@ -699,6 +700,8 @@ class Supervisor:
             self._record_attempt(session, row, outcome, log_summary)
             enqueue_log_check(session, run_id, task_id, attempt, log_summary)
             session.add_all(lineage_models.model_events(run_id, task_id, models))
+        if not retry:
+            self.on_task_end()  # its long polls (/wait) return now, not at their next tick
         self.publish_status(
             task_id,
             "retrying" if retry else outcome.status.value,

@@ -5,6 +5,7 @@ whose task does not end returns at its timeout."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from controller.core.waiters import TaskWaiters
 
@@ -68,3 +69,21 @@ def test_a_failed_read_keeps_the_waiters_waiting() -> None:
     waiters = TaskWaiters(flaky, poll_s=0.01)
     asyncio.run(waiters.until_ended("task_1", timeout_s=60))
     assert len(calls) >= 2
+
+
+def test_a_nudge_from_another_thread_wakes_the_waiters_of_an_ended_task_before_the_next_tick() -> (
+    None
+):
+    ended: set[str] = set()
+    waiters = TaskWaiters(lambda ids: ids & ended, poll_s=3600)  # no tick during the test
+
+    async def scenario() -> None:
+        parked = asyncio.create_task(waiters.until_ended("task_1", timeout_s=3600))
+        while not waiters._loops:
+            await asyncio.sleep(0.01)
+        ended.add("task_1")
+        threading.Thread(target=waiters.nudge).start()  # as the supervisor ends a task
+        await asyncio.wait_for(parked, 60)  # a missed nudge would wait out the hour's tick
+
+    asyncio.run(scenario())
+    waiters.nudge()  # nobody waits any more: nothing to wake, nothing raised
