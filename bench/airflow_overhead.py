@@ -182,11 +182,32 @@ class Airflow:
     def ti(self, run_id: str, task: str) -> Any:
         return self.ok("GET", f"/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances/{task}")
 
-    def log_text(self, run_id: str, task: str, try_number: int) -> str:
+    def log(self, run_id: str, task: str, try_number: int) -> list[tuple[float | None, str]]:
+        """The task instance's Airflow log: (timestamp, message) per line."""
         path = f"/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances/{task}/logs/{try_number}"
-        response = self.http.get(path, params={"full_content": "true"})
-        assert response.is_success, f"GET {path}: {response.status_code}"
-        return response.text
+        body = self.ok("GET", path, params={"full_content": "true"})
+        return [
+            (at(e["timestamp"]) if e.get("timestamp") else None, str(e.get("event", "")))
+            for e in body["content"]
+        ]
+
+
+def log_marks(log: list[tuple[float | None, str]]) -> dict[str, float]:
+    """When the worker was done with Airflow's pre-execute (its start and the DAG file's parse:
+    the same for every operator) and, for a tracectl task, when the operator had submitted."""
+    marks: dict[str, float] = {}
+    in_pre = False
+    for when, message in log:
+        if when is None:
+            continue
+        if message.startswith("::group::Pre Execute"):
+            in_pre = True
+        elif in_pre and message.startswith("::endgroup::"):
+            marks.setdefault("parsed", when)
+            in_pre = False
+        elif message.startswith("submitted tracectl task"):
+            marks.setdefault("submitted", when)
+    return marks
 
 
 def stamps(text: str) -> tuple[float, float]:
@@ -245,12 +266,16 @@ def measure_task(bench: Bench, run_id: str, mode: str) -> dict[str, Any]:
     row: dict[str, Any] = {"state": ti["state"]}
     start, end = at(ti["start_date"]), at(ti["end_date"])
     pod: str | None = None
+    log = airflow.log(run_id, mode, int(ti["try_number"]))
+    marks = log_marks(log)
+    row["ti_start_to_parsed_s"] = marks["parsed"] - start
     if mode == "bash":
         first, last = stamps(airflow.xcom(run_id, mode, "return_value"))
     elif mode == "kpo":  # the pod's lines are in the task's Airflow log
-        first, last = stamps(airflow.log_text(run_id, mode, int(ti["try_number"])))
+        first, last = stamps("\n".join(message for _, message in log))
         pod = str(airflow.xcom(run_id, mode, "pod_name"))
     else:
+        row["parsed_to_submitted_s"] = marks["submitted"] - marks["parsed"]
         first, last, pod = controller_split(bench, run_id, mode, end, row)
     if pod and bench.cluster is not None:
         running, succeeded = bench.cluster.clock.wait(pod, 60)
@@ -279,7 +304,7 @@ def controller_split(
     if mode == "deferred":
         fired = float(airflow.xcom(run_id, mode, "trigger_fired_at"))
         row["trigger_fired_after_end_s"] = fired - finished
-        row["finished_to_ti_end_s"] = ti_end - finished
+    row["finished_to_ti_end_s"] = ti_end - finished
     ref = task.get("executor_ref") or {}
     return first, last, ref.get("name") if ref.get("kind") == "k8s" else None
 
