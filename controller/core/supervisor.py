@@ -676,14 +676,24 @@ class Supervisor:
         # The tracking store and the log archive are independent: both before the end is
         # written (docs/architecture.md, what an end promises), side by side.
         models: list[dict[str, str]] = []
-        closer = threading.Thread(
-            target=lambda: models.extend(self._close_tracking(mlflow_run_id, outcome.status)),
-            name=f"tracectl-close-{task_id}",
-            daemon=True,
-        )
-        closer.start()
+        side = [
+            threading.Thread(
+                target=self._close_tracking,
+                args=(mlflow_run_id, outcome.status),
+                name=f"tracectl-close-{task_id}",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=lambda: models.extend(self._models_of(mlflow_run_id, outcome)),
+                name=f"tracectl-models-{task_id}",
+                daemon=True,
+            ),
+        ]
+        for thread in side:
+            thread.start()
         log_summary = self._archive_log(run_id, task_id, attempt)
-        closer.join()
+        for thread in side:
+            thread.join()
         with self.db.write() as session:
             row = session.get(TaskRow, task_id)
             if row is None or row.attempt != attempt:
@@ -712,18 +722,20 @@ class Supervisor:
             },
         )
 
-    def _close_tracking(
-        self, mlflow_run_id: str | None, status: TaskStatus
-    ) -> list[dict[str, str]]:
-        """Close the attempt's tracking run; the model versions it registered, if it succeeded."""
+    def _close_tracking(self, mlflow_run_id: str | None, status: TaskStatus) -> None:
+        """Close the attempt's tracking run (FINISHED, FAILED, KILLED)."""
         if not mlflow_run_id:
-            return []
+            return
         try:
             with self._tracking_turn:
                 self.tracking.finish_run(mlflow_run_id, status.value)
         except Exception:
             log.warning("could not close MLflow run %s", mlflow_run_id, exc_info=True)
-        if status != TaskStatus.SUCCEEDED:
+
+    def _models_of(self, mlflow_run_id: str | None, outcome: Outcome) -> list[dict[str, str]]:
+        """The model versions a succeeded attempt registered: a read, beside the close (the
+        script registered them before it exited)."""
+        if outcome.status != TaskStatus.SUCCEEDED:
             return []
         return lineage_models.registered_versions(self.tracking, mlflow_run_id)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ def task_environ(environ: Mapping[str, str]) -> dict[str, str]:
 
 # Env values that exist once the attempt's tracking run does: filled in by Launch.completed()
 LATE_ENV = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
+# Sent by the local executor to a runner forked by the warm runner (which blocks it in every
+# fork) once the complete launch file is written: the runner waits for it, not a poll's round.
+LAUNCH_COMPLETE_SIGNAL = signal.SIGUSR1
 
 
 class _Doc(BaseModel):

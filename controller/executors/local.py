@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 
 from controller.config import Settings, runner_environ
+from controller.domain.launch import LAUNCH_COMPLETE_SIGNAL
 from controller.domain.refs import ExecutorRef, LocalRef, ServiceRef
 from controller.executors import local_service
 from controller.executors.external import Registry
@@ -117,10 +118,16 @@ class LocalExecutor:
         except Exception:
             self.cancel(ref, 0)  # it would wait for a launch file that never comes
             raise
+        # A fork of the warm runner waits for the signal (it cannot end before it, so the
+        # PID is still its own); a runner started cold reads the file again on its own.
+        if create_time is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, LAUNCH_COMPLETE_SIGNAL)
         return ref
 
     def _start_runner(self, launch: Launch, env: dict[str, str]) -> tuple[int, float | None]:
-        """The runner's PID, and its start time when known (a fork may already have ended)."""
+        """The runner's PID, and its start time when it is a fork of the warm runner (read by
+        the warm runner: a fork may already have ended); None for a runner started cold."""
         out = launch.workspace / "runner.out"
         # A service starts cold: find() reads its PORT from the environment it was exec'd with.
         if self.warm is not None and not local_service.is_service(launch.spec):

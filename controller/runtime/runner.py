@@ -22,7 +22,7 @@ from typing import IO, Any
 from controller import backends
 from controller.config import Settings, task_environ
 from controller.domain.environments import BuiltEnvironment
-from controller.domain.launch import LaunchDocument
+from controller.domain.launch import LAUNCH_COMPLETE_SIGNAL, LaunchDocument
 from controller.ports import ArtifactStore, LogLine, LogSink
 from controller.runtime import code, data, data_revs, env_build, env_resolve, limits
 from controller.runtime.outputs import OutputError, collect_outputs, place_inputs
@@ -34,6 +34,28 @@ COMPLETE_LAUNCH_WAIT_S = 600.0
 
 class SetupError(RuntimeError):
     pass
+
+
+def _completion_signalled() -> bool:
+    """Whether the controller signals the complete launch file: a fork of the warm runner,
+    which blocks the signal so that it waits, pending, until taken."""
+    return LAUNCH_COMPLETE_SIGNAL in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def _pause(seconds: float) -> None:
+    """Sleep up to SECONDS; a signalled runner wakes as soon as the launch file is complete."""
+    if _completion_signalled():
+        signal.sigtimedwait([LAUNCH_COMPLETE_SIGNAL], seconds)
+    else:
+        time.sleep(seconds)
+
+
+def _take_completion_signals() -> None:
+    """Unblock the signal before the command starts (it inherits the mask), and make a late
+    one harmless here: a Python handler, which the command's exec resets to the default."""
+    if _completion_signalled():
+        signal.signal(LAUNCH_COMPLETE_SIGNAL, lambda *_: None)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [LAUNCH_COMPLETE_SIGNAL])
 
 
 MAX_LINE_CHARS = 64 * 1024
@@ -166,19 +188,22 @@ class Runner:
         """The launch document with its late env values (MLFLOW_RUN_ID), which the controller
         writes while this runner prepares; a cancel ends the wait."""
         waited, pause = 0.0, 0.001
-        while not self.launch.complete:
-            if self.cancelled:
-                raise SetupError("cancelled before the command started")
-            if waited > COMPLETE_LAUNCH_WAIT_S:
-                raise SetupError(
-                    f"the controller did not complete the launch (its tracking run) in "
-                    f"{COMPLETE_LAUNCH_WAIT_S:g}s"
-                )
-            time.sleep(pause)
-            waited += pause
-            pause = min(pause * 2, 0.05)
-            with contextlib.suppress(OSError, ValueError):  # replaced whole: read again
-                self.launch = LaunchDocument.read(self.launch_file)
+        try:
+            while not self.launch.complete:
+                if self.cancelled:
+                    raise SetupError("cancelled before the command started")
+                if waited > COMPLETE_LAUNCH_WAIT_S:
+                    raise SetupError(
+                        f"the controller did not complete the launch (its tracking run) in "
+                        f"{COMPLETE_LAUNCH_WAIT_S:g}s"
+                    )
+                _pause(pause)
+                waited += pause
+                pause = min(pause * 2, 0.05)
+                with contextlib.suppress(OSError, ValueError):  # replaced whole: read again
+                    self.launch = LaunchDocument.read(self.launch_file)
+        finally:
+            _take_completion_signals()
 
     def _environment(self, writer: LineWriter, src: Path) -> BuiltEnvironment:
         """The task's environment, built or taken from the cache; held in use until exit."""

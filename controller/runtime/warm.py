@@ -27,6 +27,7 @@ from typing import Any
 
 import psutil
 
+from controller.domain.launch import LAUNCH_COMPLETE_SIGNAL
 from controller.runtime import runner
 
 
@@ -95,6 +96,8 @@ def serve() -> int:
     os.set_blocking(wakeup[1], False)
     signal.set_wakeup_fd(wakeup[1])
     signal.signal(signal.SIGCHLD, lambda *_: None)  # the wakeup byte is what counts
+    # Blocked before any fork, so a runner's signal waits for it from its first instruction.
+    signal.pthread_sigmask(signal.SIG_BLOCK, [LAUNCH_COMPLETE_SIGNAL])
     requests = sys.stdin.buffer
     while True:
         ready, _, _ = select.select([requests, wakeup[0]], [], [])

@@ -10,13 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from fastapi.testclient import TestClient
 
 from controller.api.app import create_app
 from controller.config import Settings
 from controller.core.service import ControllerService
-from controller.domain.launch import LaunchDocument
+from controller.domain.launch import LAUNCH_COMPLETE_SIGNAL, LaunchDocument
+from controller.executors.local_warm import WarmRunner
 from controller.ports import LAUNCH_FILE, Launch
 from controller.store.schema import TaskRow
 from tests.core.conftest import Api, python, submit_python
@@ -25,11 +27,9 @@ from tests.waiting import wait_for
 SEEN = "import os; open('seen', 'w').write(os.environ['MLFLOW_RUN_ID'])"
 
 
-def pending_runner(
-    api: Api, workspace: Path, command: list[str]
-) -> tuple[Launch, subprocess.Popen[bytes]]:
-    """A runner on a pending copy of a real task's launch document (run to its end first),
-    and the complete launch it waits for."""
+def late_launch(api: Api, workspace: Path, command: list[str]) -> Launch:
+    """A complete launch of COMMAND made from a real task's launch document (run to its end
+    first), its MLflow run id "made-meanwhile"; nothing written yet."""
     run = api.run()
     task = api.submit(run, "template", command=python("print('ok')"))
     assert api.wait(task["id"])["status"] == "succeeded"
@@ -40,21 +40,34 @@ def pending_runner(
             "spec": done.spec.model_copy(update={"command": command}),
         }
     )
-    complete = Launch(
-        document.with_env({**document.env, "MLFLOW_RUN_ID": "made-meanwhile"}), workspace
-    )
-    Launch(document.with_env({**document.env, "MLFLOW_RUN_ID": ""}).pending(), workspace).write()
+    return Launch(document.with_env({**document.env, "MLFLOW_RUN_ID": "made-meanwhile"}), workspace)
+
+
+def write_pending(complete: Launch) -> None:
+    document = complete.document
+    Launch(
+        document.with_env({**document.env, "MLFLOW_RUN_ID": ""}), complete.workspace
+    ).write_pending()
+
+
+def wait_prepared(workspace: Path) -> None:
+    """The runner has prepared (the environment's package list is written before the wait)."""
+    ready = workspace / "environment-packages.txt"
+    wait_for("the runner to prepare", lambda: ready.exists() or None, 60)
+
+
+def pending_runner(
+    api: Api, workspace: Path, command: list[str]
+) -> tuple[Launch, subprocess.Popen[bytes]]:
+    """A runner started cold on a pending launch file, and the complete launch it waits for."""
+    complete = late_launch(api, workspace, command)
+    write_pending(complete)
     runner = subprocess.Popen(
         [sys.executable, "-m", "controller.runtime.runner", str(workspace / LAUNCH_FILE)],
         cwd=workspace,
         env=dict(os.environ),
     )
-    # it has prepared (the environment's package list is written before the wait)
-    wait_for(
-        "the runner to prepare",
-        lambda: (workspace / "environment-packages.txt").exists() or None,
-        60,
-    )
+    wait_prepared(workspace)
     return complete, runner
 
 
@@ -112,8 +125,7 @@ def test_a_runner_left_waiting_by_a_killed_controller_is_completed_when_adopted(
             env={**os.environ, **launch.env},
             start_new_session=True,
         )
-        ready = launch.workspace / "environment-packages.txt"
-        wait_for("the runner to prepare", lambda: ready.exists() or None, 60)
+        wait_prepared(launch.workspace)
         assert runner.poll() is None  # waiting for the complete launch file
 
         assert supervisor._recover_starting(task_id) == "adopted"
@@ -130,3 +142,78 @@ def test_a_runner_left_waiting_by_a_killed_controller_is_completed_when_adopted(
         assert mlflow_run_id
         lines = client.get(f"/v1/tasks/{task_id}/logs", params={"limit": 100}).json()["items"]
         assert [x["message"] for x in lines if x["stream"] == "stdout"] == [f"run {mlflow_run_id}"]
+
+
+SIGNALS_SEEN = (
+    "import signal; open('seen', 'w').write(repr(("
+    "signal.SIGUSR1 in signal.pthread_sigmask(signal.SIG_BLOCK, []), "
+    "signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL)))"
+)
+
+
+@pytest.mark.timeout(180)
+def test_a_forked_runner_waits_for_the_completion_signal_and_its_command_never_inherits_it(
+    api: Api, tmp_path: Path
+) -> None:
+    """A fork of the warm runner waits for the completion signal (blocked from the fork on, so
+    an early one does not end it), and the command it starts has the signal unblocked and at
+    its default action."""
+    complete = late_launch(api, tmp_path / "ws", python(SIGNALS_SEEN))
+    write_pending(complete)
+    warm = WarmRunner(dict(os.environ), lambda: None)
+    try:
+        out = complete.workspace / "runner.out"
+        pid, _ = warm.spawn(complete.launch_file, complete.workspace, dict(os.environ), out)
+        wait_prepared(complete.workspace)
+        # Too early (the file is still pending): taken by the wait, it does not end the runner,
+        # which, unless it had the signal blocked from the fork on, it would.
+        os.kill(pid, LAUNCH_COMPLETE_SIGNAL)
+        assert not (complete.workspace / "src" / "seen").exists()
+        complete.write()
+        os.kill(pid, LAUNCH_COMPLETE_SIGNAL)
+        result_file = complete.workspace / "result.json"
+        wait_for("the runner's result", lambda: result_file.exists() or None, 60)
+    finally:
+        warm.close()
+    result = json.loads(result_file.read_text())
+    assert (result["exit_code"], result.get("reason")) == (0, None), out.read_text()
+    assert (complete.workspace / "src" / "seen").read_text() == "(False, True)"
+
+
+@pytest.mark.timeout(180)
+def test_an_mlflow_failure_kills_the_waiting_runner_and_fails_the_task_saying_why(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the tracking server refused the run")
+
+    service = api.client.app.state.service  # type: ignore[attr-defined]
+    monkeypatch.setattr(service.supervisor.tracking, "start_run", refuse)
+    task = api.submit(api.run(), "t", command=python("open('ran', 'w').write('yes')"))
+    done = api.wait(task["id"])
+    assert done["status"] == "failed", done
+    assert done["reason"] == "launch failed: the tracking server refused the run", done
+    workspace = api.settings.workspaces / task["id"] / "1"
+    runner = int((workspace / "runner.pid").read_text())  # forked, then left waiting
+
+    def gone() -> bool | None:
+        try:
+            return psutil.Process(runner).status() == psutil.STATUS_ZOMBIE or None
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_for("the waiting runner to be killed", gone, 30)
+    assert not (workspace / "src" / "ran").exists()
+
+
+def test_a_pending_launch_file_never_replaces_the_complete_one_written_first(
+    api: Api, tmp_path: Path
+) -> None:
+    """The MLflow thread may write the complete file before the executor writes the pending
+    one: the pending one is then not written (a hard link made only where no file is)."""
+    complete = late_launch(api, tmp_path / "ws", python("print('ok')"))
+    complete.write()
+    write_pending(complete)
+    written = LaunchDocument.read(complete.launch_file)
+    assert (written.complete, written.env["MLFLOW_RUN_ID"]) == (True, "made-meanwhile")
+    assert sorted(p.name for p in complete.workspace.iterdir()) == [LAUNCH_FILE]
