@@ -5,17 +5,48 @@ The task's own code logs into that run through MLFLOW_RUN_ID / MLFLOW_TRACKING_U
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from controller.config import Settings
 from controller.process_locks import ALEMBIC
 
 _STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
+
+
+# SQLite MLflow stores whose connections get the controller's own store's journal.
+_JOURNALED: set[str] = set()
+
+
+def _journal_like_the_store(path: Path) -> None:
+    """Give the connections to the SQLite MLflow store at PATH the controller's own store's
+    journal (WAL, synchronous=NORMAL: durable across a crash of the process, as the task rows
+    are). MLflow's default journal syncs the disk several times a commit, and an attempt's
+    run is made before its command and closed before its end."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    _JOURNALED.add(str(path.resolve()))
+    if not event.contains(Engine, "connect", _on_connect):
+        event.listen(Engine, "connect", _on_connect)
+
+
+def _on_connect(connection: Any, _record: Any) -> None:
+    """Every new SQLAlchemy connection of this process: those to a journaled MLflow store."""
+    if not isinstance(connection, sqlite3.Connection):
+        return
+    if not _JOURNALED.intersection(row[2] for row in connection.execute("PRAGMA database_list")):
+        return
+    with contextlib.suppress(sqlite3.OperationalError):  # busy: another connection switches it
+        connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
 
 
 class MlflowTracking:
@@ -43,6 +74,8 @@ class MlflowTracking:
                 # "Creating initial MLflow database tables..." is MLflow's news, not the
                 # user's: a new SQLite store says it at INFO on the console of `tracectl demo`.
                 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+                if self.uri.startswith("sqlite:///"):
+                    _journal_like_the_store(Path(self.uri.removeprefix("sqlite:///")))
                 with ALEMBIC:  # a new store runs MLflow's own migrations
                     self._client = MlflowClient(tracking_uri=self.uri)
             return self._client
