@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.core.conftest import Api, python
 from tests.waiting import wait_for
@@ -200,3 +201,14 @@ def test_oversized_requests_are_refused(api: Api) -> None:
     )
     assert huge.status_code == 413
     assert api.client.get("/v1/tasks", params={"run_id": run}).json()["items"] == []
+
+
+@pytest.mark.timeout(200)
+def test_a_long_poll_returns_at_the_end_its_controller_writes_not_at_a_round(api: Api) -> None:
+    """No poll round and no timeout come within the test's limit: only the supervisor's
+    word that the task ended can answer the long poll."""
+    service = api.client.app.state.service  # type: ignore[attr-defined]
+    service.waiters.poll_s = 3600
+    task = api.submit(api.run(), "quick", command=python("print('done')"))
+    waited = api.client.get(f"/v1/tasks/{task['id']}/wait", params={"timeout_s": 300}).json()
+    assert waited["status"] == "succeeded", waited
