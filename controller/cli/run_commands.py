@@ -13,6 +13,8 @@ from controller.cli.client import ApiError
 from controller.cli.output import Column, Format, OutputOpt, print_list, print_one
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from controller.cli.client import Client
     from controller.cli.pipeline import Pipeline, PipelineTask
 
@@ -197,17 +199,16 @@ class PipelineRun:
             for n, t in self.tasks.items()
         )
 
-    def refresh(self) -> list[dict[str, Any]]:
-        """Reload every task; the ones whose state changed."""
-        changed = []
-        for name, task in self.tasks.items():
+    def refresh(self) -> Iterator[dict[str, Any]]:
+        """Reload every task, yielding each whose state changed as soon as it is stored (so a
+        progress count made then includes it and none of the tasks not reloaded yet)."""
+        for name, task in list(self.tasks.items()):
             if task["status"] in follow.TERMINAL:
                 continue
             now = self.api.get(f"/v1/tasks/{task['id']}")
-            if follow.state(now) != follow.state(task):
-                changed.append(now)
             self.tasks[name] = now
-        return changed
+            if follow.state(now) != follow.state(task):
+                yield now
 
 
 def _progress(flow: PipelineRun) -> str:

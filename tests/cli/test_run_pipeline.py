@@ -47,6 +47,9 @@ def test_run_submits_a_pipeline_as_one_run_and_follows_it(
     assert result.exit_code == 0, result.output
     run_id = ids(result.output, "run")[0]
     assert f"run {run_id}: succeeded (2/2 tasks done)" in result.output
+    # each task's end counts itself and the ends printed before it, never a later one's
+    counts = re.findall(r": succeeded \[(\d)/2 tasks done\]", result.output)
+    assert counts == ["1", "2"], result.output
     tasks = json.loads(tracectl(f"tasks --run {run_id} -o json").stdout)
     assert {t["name"]: t["status"] for t in tasks} == {"write": "succeeded", "shout": "succeeded"}
     write = next(t for t in tasks if t["name"] == "write")
