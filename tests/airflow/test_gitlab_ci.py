@@ -117,6 +117,7 @@ def test_render_dag_check_and_deploy_jobs(tmp_path: Path) -> None:
         "example_pipeline.py",
         "rendered_example.py",
         "tracectl_selfcheck.py",
+        "tracectl_selfcheck_kubernetes.py",
     ]
     assert (deployed / "example_pipeline.py").read_bytes() == (
         REPO / "dags" / "example_pipeline.py"
