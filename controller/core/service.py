@@ -247,9 +247,11 @@ class ControllerService:
         return self.get_task(task_id)
 
     def cancel_run(self, run_id: str) -> Run:
+        """Cancel a run: closed first (durable intent: no task can join it while its tasks
+        are cancelled), then every task of it that has not ended."""
+        self.close_run(run_id)  # 404 unless the caller's team owns the run
         with self.db.read() as session:
             ids = [t.id for t in session.scalars(select(TaskRow).where(TaskRow.run_id == run_id))]
-        self.get_run(run_id)
         for task_id in ids:
             with contextlib.suppress(Conflict):  # already ended: nothing to cancel
                 self.cancel_task(task_id)

@@ -217,8 +217,9 @@ class Submission:
             run = session.get(RunRow, run_id)
             if run is None:
                 raise NotFound(f"run {run_id} does not exist")
-            if run.status == RunStatus.CANCELLED.value:
-                raise Conflict(f"run {run_id} is cancelled; it takes no new tasks")
+            # A run's status follows its tasks': one whose only task so far was cancelled
+            # is still open (an Airflow DAG run's other tasks, or a cleared task's next try,
+            # may still join it). Only closing, which cancelling a run does first, ends that.
             refuse_if_closed(run)
             # Only the siblings this request names (itself, its upstream tasks): a run with
             # many tasks does not load them all on every submit.

@@ -212,3 +212,24 @@ def test_a_long_poll_returns_at_the_end_its_controller_writes_not_at_a_round(api
     task = api.submit(api.run(), "quick", command=python("print('done')"))
     waited = api.client.get(f"/v1/tasks/{task['id']}/wait", params={"timeout_s": 300}).json()
     assert waited["status"] == "succeeded", waited
+
+
+def test_a_run_whose_only_task_was_cancelled_still_takes_tasks_until_it_is_cancelled(
+    api: Api,
+) -> None:
+    # An Airflow DAG run's first tracectl task cancelled (a clear) before its siblings
+    # submitted: the run's status reads "cancelled", yet the siblings and the next try join it.
+    run = api.run()
+    first = api.submit(run, "first", command=python("import time; time.sleep(30)"))
+    assert api.client.post(f"/v1/tasks/{first['id']}/cancel").status_code == 200
+    assert api.wait(first["id"], timeout=60)["status"] == "cancelled"
+    assert api.client.get(f"/v1/runs/{run}").json()["status"] == "cancelled"
+    again = api.submit(run, "first.try2", command=python("print('again')"))
+    assert api.wait(again["id"])["status"] == "succeeded"
+
+    cancelled = api.client.post(f"/v1/runs/{run}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["closed_at"] is not None
+    late = api.client.post(
+        f"/v1/runs/{run}/tasks", json={"name": "late", "spec": {"command": ["true"]}}
+    )
+    assert late.status_code == 409 and "takes no new tasks" in late.json()["detail"], late.text
