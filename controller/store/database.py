@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,15 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 0x7472_6163  # "trac": the advisory lock key of schema migrations
 
 
+def sqlite_journal(connection: Any, *, busy_ok: bool = False) -> None:
+    """The store's journal on a DB-API SQLite CONNECTION: WAL with synchronous=NORMAL, durable
+    across a crash of the process at one disk sync per checkpoint rather than several a commit.
+    BUSY_OK: a connection that finds another one switching the file to WAL goes on as is."""
+    with suppress(sqlite3.OperationalError) if busy_ok else nullcontext():
+        connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+
+
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
 
@@ -27,12 +37,9 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
         # BEGIN kind: IMMEDIATE takes the write lock up front, so two writers never both
         # read a stale row and then race to write it.
         dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=60000")
-        cursor.close()
+        sqlite_journal(dbapi_conn)
+        dbapi_conn.execute("PRAGMA foreign_keys=ON")
+        dbapi_conn.execute("PRAGMA busy_timeout=60000")
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:

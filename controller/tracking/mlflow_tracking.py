@@ -5,7 +5,6 @@ The task's own code logs into that run through MLFLOW_RUN_ID / MLFLOW_TRACKING_U
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -17,6 +16,7 @@ from typing import Any
 
 from controller.config import Settings
 from controller.process_locks import ALEMBIC
+from controller.store.database import sqlite_journal
 
 _STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
 
@@ -44,9 +44,7 @@ def _on_connect(connection: Any, _record: Any) -> None:
         return
     if not _JOURNALED.intersection(row[2] for row in connection.execute("PRAGMA database_list")):
         return
-    with contextlib.suppress(sqlite3.OperationalError):  # busy: another connection switches it
-        connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
+    sqlite_journal(connection, busy_ok=True)
 
 
 class MlflowTracking:
