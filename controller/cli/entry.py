@@ -70,7 +70,7 @@ def _query(found: dict[str, list[str]]) -> Query:
         since=since_time(since) if since else None,
         streams=[STREAMS[s] for s in streams],
         attempt=_number(_last(found, "--attempt")),
-    )
+    ).checked()
 
 
 def log_request(argv: list[str]) -> tuple[str, str, Query] | None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from controller.cli.client import Client
 
@@ -34,26 +35,26 @@ def write(data: str | bytes) -> None:
     out.buffer.flush()
 
 
-class Query:
+class Query(NamedTuple):
     """What `tracectl logs` asks for; STREAMS are the API's names (stdout, ...)."""
 
-    def __init__(
-        self,
-        follow: bool = False,
-        tail: int | None = None,
-        grep: str | None = None,
-        since: datetime | None = None,
-        streams: list[str] | None = None,
-        attempt: int | None = None,
-    ) -> None:
-        self.follow, self.tail, self.attempt = follow, tail, attempt
-        self.grep, self.since, self.streams = grep, since, streams or []
-        self.pattern = re.compile(grep) if grep else None
+    follow: bool = False
+    tail: int | None = None
+    grep: str | None = None
+    since: datetime | None = None
+    streams: Sequence[str] = ()
+    attempt: int | None = None
+
+    def checked(self) -> Query:
+        """This query once its GREP compiles (re.error where it does not)."""
+        if self.grep:
+            re.compile(self.grep)
+        return self
 
     def keeps(self, item: dict[str, Any]) -> bool:
         return (
             (not self.streams or item["stream"] in self.streams)
-            and (self.pattern is None or self.pattern.search(item["message"]) is not None)
+            and (not self.grep or re.search(self.grep, item["message"]) is not None)
             and (self.since is None or datetime.fromisoformat(item["timestamp"]) >= self.since)
         )
 
@@ -62,7 +63,7 @@ class Query:
             "attempt": self.attempt,
             "tail": self.tail,
             "grep": self.grep,
-            "stream": self.streams or None,
+            "stream": list(self.streams) or None,
             "since": self.since.isoformat() if self.since else None,
         }
 

@@ -63,7 +63,8 @@ def show(
         fail(f"--stream {bad[0]}: use out, err or sys", 2)
     try:
         start = since_time(since) if since else None
-        query = Query(follow, tail, grep, start, [STREAMS[s] for s in stream or ()], attempt)
+        streams = [STREAMS[s] for s in stream or ()]
+        query = Query(follow, tail, grep, start, streams, attempt).checked()
     except (ValueError, re.error) as exc:
         fail(f"{'--grep' if grep and not isinstance(exc, ValueError) else '--since'}: {exc}", 2)
     call(print_log, client(url), task_id, query)
