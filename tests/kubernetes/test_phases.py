@@ -7,6 +7,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from controller.config import Settings, runtime_settings
 from controller.domain.launch import LaunchDocument, Resolution
@@ -20,8 +23,25 @@ def git(cwd: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+FIRST_ATTEMPT: dict[str, Any] = {"run_id": "run_1", "task_id": "task_1", "attempt": 1}
+
+
+def write_launch(tmp_path: Path, name: str, spec: TaskSpec, resolved: Resolution) -> Path:
+    """The launch file of task NAME's first attempt, as the controller writes it."""
+    launch = LaunchDocument(
+        **FIRST_ATTEMPT,
+        task_name=name,
+        spec=spec,
+        resolved=resolved,
+        runtime=runtime_settings(Settings(home=tmp_path / "home")),
+    )
+    path = tmp_path / "launch.json"
+    path.write_text(launch.as_json())
+    return path
+
+
 def test_prepare_then_exec_writes_outputs_and_the_termination_message(
-    tmp_path: Path, monkeypatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -34,23 +54,13 @@ def test_prepare_then_exec_writes_outputs_and_the_termination_message(
     git(repo, "add", ".")
     git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
     commit = git(repo, "rev-parse", "HEAD")
-    settings = Settings(home=tmp_path / "home")
-    launch = LaunchDocument(
-        run_id="run_1",
-        task_id="task_1",
-        task_name="train",
-        attempt=1,
-        spec=TaskSpec(
-            command=[sys.executable, "train.py", "0"],
-            outputs=["model.txt"],
-            code=CodeRef(repo=str(repo)),
-            params={"lr": 0.1},
-        ),
-        resolved=Resolution(commit=commit),
-        runtime=runtime_settings(settings),
+    spec = TaskSpec(
+        command=[sys.executable, "train.py", "0"],
+        outputs=["model.txt"],
+        code=CodeRef(repo=str(repo)),
+        params={"lr": 0.1},
     )
-    launch_file = tmp_path / "launch.json"
-    launch_file.write_text(launch.as_json())
+    launch_file = write_launch(tmp_path, "train", spec, Resolution(commit=commit))
     termination = tmp_path / "termination-log"
     monkeypatch.setattr(phases, "TERMINATION_LOG", termination)
     monkeypatch.setenv("EPOCHS", "3")
@@ -87,17 +97,7 @@ def test_all_runs_a_bare_task_in_one_interpreter_without_the_heavy_imports(
 ) -> None:
     """`phases all` for a task that needs no set-up loads only the launch models: the imports
     are on every pod's path to its command (bench/dispatch_real.py measures the time)."""
-    settings = Settings(home=tmp_path / "home")
-    launch = LaunchDocument(
-        run_id="run_1",
-        task_id="task_1",
-        task_name="bare",
-        attempt=1,
-        spec=TaskSpec(command=["true"]),
-        runtime=runtime_settings(settings),
-    )
-    launch_file = tmp_path / "launch.json"
-    launch_file.write_text(launch.as_json())
+    launch_file = write_launch(tmp_path, "bare", TaskSpec(command=["true"]), Resolution())
     probe = (
         "import json, sys\n"
         "from controller.runtime import phases\n"
