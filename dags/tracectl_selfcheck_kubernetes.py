@@ -11,33 +11,19 @@ the real node of deploy/local/kubernetes.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import Param
 
-from controller.airflow.operators import TracectlTaskOperator
+from controller.airflow.selfcheck import TIMEOUT, selfcheck_dag, tracectl_tasks
 
-TIMEOUT = timedelta(seconds=3600)
 NODE = {"kubernetes.io/hostname": "localhost"}  # tracectl's pods: TRACECTL_K8S_NODE_SELECTOR
 
-with DAG(
-    dag_id="tracectl_selfcheck_kubernetes",
+with selfcheck_dag(
+    "tracectl_selfcheck_kubernetes",
+    ["python3", "-c", "print('hello from a pod')"],
     description="one command in one image as KubernetesPodOperator, tracectl awaited and deferred",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=4,
-    render_template_as_native_obj=True,
-    tags=["tracectl", "check", "kubernetes"],
+    tags=["kubernetes"],
     params={
-        "command": Param(
-            ["python3", "-c", "print('hello from a pod')"],
-            type="array",
-            minItems=1,
-            items={"type": "string"},
-            description="argv of the command each task runs",
-        ),
         "image": Param("", type="string", description="the image, by digest"),
         "namespace": Param("default", type="string", description="the KPO pod's namespace"),
         "kubeconfig": Param("", type="string", description="the KPO's kubeconfig file"),
@@ -57,12 +43,4 @@ with DAG(
         on_finish_action="delete_pod",
         execution_timeout=TIMEOUT,
     )
-    for name, deferrable in (("awaited", False), ("deferred", True)):
-        TracectlTaskOperator(
-            task_id=name,
-            command="{{ params.command }}",
-            image="{{ params.image }}",
-            deferrable=deferrable,
-            wait_before_defer_s=0.0,
-            execution_timeout=TIMEOUT,
-        )
+    tracectl_tasks(command="{{ params.command }}", image="{{ params.image }}")

@@ -5,6 +5,7 @@
 - ``triggers``: :class:`TracectlTaskTrigger` (async wait for a deferred operator)
 - ``links``: buttons to Kibana logs, the MLflow run and the tracectl lineage of a task
 - ``render``: YAML pipeline spec -> DAG file (``templates/pipeline``)
+- ``selfcheck``: the DAG and the two tracectl tasks the self-check DAGs (``dags/``) share
 - ``listener`` + ``plugin``: cancel a deferred task's controller task when a user ends it
 
 It needs only ``apache-airflow`` and ``httpx`` and imports nothing else from ``controller``,
