@@ -14,66 +14,54 @@ from controller.cli.client import Client
 PIPELINE = "wine-classifier"
 
 
+def step(name: str, code: dict[str, str], **spec: Any) -> dict[str, Any]:
+    """The body of task NAME that runs the example's ``NAME.py`` from CODE within 600 s;
+    SPEC adds to or replaces the task spec's fields."""
+    return {
+        "name": name,
+        "spec": {"command": ["python", f"{name}.py"], "code": code, "timeout_s": 600, **spec},
+    }
+
+
 def task_specs(repo: Path, params: dict[str, Any]) -> list[dict[str, Any]]:
     code = {"repo": str(repo), "ref": "main"}
+    seed = params.get("seed", 42)
+    prepared = {"test_size": params.get("test_size", 0.25), "seed": seed}
+    trained = {
+        "n_estimators": params.get("n_estimators", 50),
+        "max_depth": params.get("max_depth", 5),
+        "seed": seed,
+    }
+    model = {"artifact": "task:train/model/model.pkl", "path": "model.pkl"}
     return [
-        {
-            "name": "prepare",
-            "spec": {
-                "command": ["python", "prepare.py"],
-                "code": code,
-                "data": {"paths": ["data/wine.csv"]},
-                "params": {
-                    "test_size": params.get("test_size", 0.25),
-                    "seed": params.get("seed", 42),
-                },
-                "outputs": ["prepared/train.csv", "prepared/test.csv"],
-                "timeout_s": 600,
-            },
-        },
-        {
-            "name": "train",
-            "spec": {
-                "command": ["python", "train.py"],
-                "code": code,
-                "inputs": [{"artifact": "task:prepare/prepared/train.csv", "path": "train.csv"}],
-                "params": {
-                    "n_estimators": params.get("n_estimators", 50),
-                    "max_depth": params.get("max_depth", 5),
-                    "seed": params.get("seed", 42),
-                },
-                "outputs": ["model/model.pkl"],
-                "timeout_s": 600,
-            },
-        },
-        {
-            "name": "evaluate",
-            "spec": {
-                "command": ["python", "evaluate.py"],
-                "code": code,
-                "inputs": [
-                    {"artifact": "task:train/model/model.pkl", "path": "model.pkl"},
-                    {"artifact": "task:prepare/prepared/test.csv", "path": "test.csv"},
-                ],
-                "outputs": ["metrics.json"],
-                "timeout_s": 600,
-            },
-        },
+        step(
+            "prepare",
+            code,
+            data={"paths": ["data/wine.csv"]},
+            params=prepared,
+            outputs=["prepared/train.csv", "prepared/test.csv"],
+        ),
+        step(
+            "train",
+            code,
+            inputs=[{"artifact": "task:prepare/prepared/train.csv", "path": "train.csv"}],
+            params=trained,
+            outputs=["model/model.pkl"],
+        ),
+        step(
+            "evaluate",
+            code,
+            inputs=[model, {"artifact": "task:prepare/prepared/test.csv", "path": "test.csv"}],
+            outputs=["metrics.json"],
+        ),
     ]
 
 
 def demo_specs(repo: Path, params: dict[str, Any]) -> list[dict[str, Any]]:
     """The pipeline plus `report`, whose package (humanize) is in the example's uv.lock but
     not in tracectl's venv: it runs only because each task gets its repo's environment."""
-    report = {
-        "name": "report",
-        "spec": {
-            "command": ["python", "report.py"],
-            "code": {"repo": str(repo), "ref": "main"},
-            "inputs": [{"artifact": "task:evaluate/metrics.json", "path": "metrics.json"}],
-            "timeout_s": 600,
-        },
-    }
+    metrics = {"artifact": "task:evaluate/metrics.json", "path": "metrics.json"}
+    report = step("report", {"repo": str(repo), "ref": "main"}, inputs=[metrics])
     return [*task_specs(repo, params), report]
 
 

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from controller.archive.s3 import S3ArtifactStore
 from controller.config import Settings
-from controller.demo.pipeline import task_specs
+from controller.demo.pipeline import step, task_specs
 from controller.demo.repo import build_demo_repo
 from controller.domain.records import TERMINAL
 from controller.images.build import BuildRequest, build
@@ -117,35 +117,21 @@ def specs(repo: str, wine: str, seed: int, service_port: int | None) -> list[dic
 
 
 def _register(code: dict[str, str]) -> dict[str, Any]:
-    return {
-        "name": "register",
-        "spec": {
-            "command": ["python", "register.py"],
-            "code": code,
-            "inputs": [
-                {"artifact": "task:train/model/model.pkl", "path": "model.pkl"},
-                {"artifact": "task:evaluate/metrics.json", "path": "metrics.json"},
-            ],
-            "params": {"model_name": f"wine-k8s-{uuid.uuid4().hex[:6]}", "min_accuracy": 0.8},
-            "outputs": ["registered_model.json"],
-            "timeout_s": 600,
-        },
-    }
+    model = {"artifact": "task:train/model/model.pkl", "path": "model.pkl"}
+    metrics = {"artifact": "task:evaluate/metrics.json", "path": "metrics.json"}
+    return step(
+        "register",
+        code,
+        inputs=[model, metrics],
+        params={"model_name": f"wine-k8s-{uuid.uuid4().hex[:6]}", "min_accuracy": 0.8},
+        outputs=["registered_model.json"],
+    )
 
 
 def _serve(code: dict[str, str], port: int) -> dict[str, Any]:
     model = {"artifact": "task:register/registered_model.json", "path": "registered_model.json"}
-    return {
-        "name": "serve",
-        "spec": {
-            "mode": "service",
-            "command": ["python", "serve.py"],
-            "code": code,
-            "env": {"PORT": str(port)},  # host network: a free host port
-            "inputs": [model],
-            "timeout_s": 3600,
-        },
-    }
+    port_env = {"PORT": str(port)}  # host network: a free host port
+    return step("serve", code, mode="service", env=port_env, inputs=[model], timeout_s=3600)
 
 
 def submit(http: httpx.Client, bodies: list[dict[str, Any]], seed: int) -> tuple[str, list[Any]]:
