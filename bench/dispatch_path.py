@@ -9,12 +9,12 @@ taken along each task's path:
     api_in      the HTTP handler starts (ControllerService.submit_task)
     committed   the task row is committed (Submission._insert returned)
     api_out     the handler returns (the response is then serialized and sent)
-    picked      the supervisor starts the attempt (Supervisor._start_attempt)
+    picked      the supervisor starts the attempt (Launcher.start_attempt)
     create      KubernetesExecutor.launch is called (namespace, informers, then the Job)
-    tracking    the MLflow run of the attempt exists (Supervisor._ensure_tracking_run,
+    tracking    the MLflow run of the attempt exists (TrackingRuns.ensure,
                 called by launch() once the Job is created)
     created     launch returned (the Job and its launch Secret exist in the API server)
-    running     RUNNING and the Job reference are committed (Supervisor._mark_running)
+    running     RUNNING and the Job reference are committed (Launcher.mark_running)
 
 On SIGINT/SIGTERM the server stops and writes {task_id: {stamp: seconds}} to FILE, and
 `_cpu_s`, the CPU time the controller process used. The bench process adds `watched`, the
@@ -61,9 +61,10 @@ def _wrap(owner: Any, name: str, before: str | None, after: str | None, task_of:
 
 
 def instrument() -> None:
+    from controller.core.launcher import Launcher
     from controller.core.service import ControllerService
     from controller.core.submission import Submission
-    from controller.core.supervisor import Supervisor
+    from controller.core.tracking_runs import TrackingRuns
     from controller.executors.kubernetes import KubernetesExecutor
 
     pending: threading.local = threading.local()  # the handler's start, until the id is known
@@ -81,10 +82,10 @@ def instrument() -> None:
 
     ControllerService.submit_task = submit  # type: ignore[method-assign]
     _wrap(Submission, "_insert", None, "committed", lambda a, r: r[0].id if r else None)
-    _wrap(Supervisor, "_start_attempt", "picked", None, lambda a, r: a[1])
-    _wrap(Supervisor, "_ensure_tracking_run", None, "tracking", lambda a, r: a[1])
+    _wrap(Launcher, "start_attempt", "picked", None, lambda a, r: a[1])
+    _wrap(TrackingRuns, "ensure", None, "tracking", lambda a, r: a[2])
     _wrap(KubernetesExecutor, "launch", "create", "created", lambda a, r: a[1].task_id)
-    _wrap(Supervisor, "_mark_running", None, "running", lambda a, r: a[1])
+    _wrap(Launcher, "mark_running", None, "running", lambda a, r: a[1])
 
 
 def serve(home: Path, port: int, stamps: Path) -> None:

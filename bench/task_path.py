@@ -7,8 +7,8 @@ Runs bench/environments.py's per-task loop (embedded controller, warm runner, ba
 executor's calls wrapped: each call's wall time and its thread's CPU time
 (`time.thread_time`), and, per task, when each step started and ended counted from the
 bench's `POST` of the task (p50 over the tasks after the first two). `cmd` is the
-command's own first and last line. Steps nest (`_finish` holds `_archive_log` and
-`_record_attempt`; `_close_tracking`, `_models_of` and `_complete` run on threads of their
+command's own first and last line. Steps nest (`finish` holds `archive_log` and
+`record_attempt`; `close_tracking`, `models_of` and `complete` run on threads of their
 own). The JSON result on stdout carries the command and the load average.
 """
 
@@ -28,28 +28,23 @@ from typing import Any
 import bench.environments as envs
 from bench.stats import summary
 from controller.cli.client import Client
-from controller.core import supervisor
+from controller.core import ending, inspection, launcher, tracking_runs
 from controller.executors import local
 from controller.tracking import mlflow_tracking
 
 # (step, start, end, thread CPU seconds)
 Call = tuple[str, float, float, float]
 STEPS: list[tuple[Any, str, str]] = [
-    *(
-        (supervisor.Supervisor, name, name)
-        for name in (
-            "_admit_and_launch",
-            "_start_attempt",
-            "_complete",
-            "_mark_running",
-            "_watch_active",
-            "_finish",
-            "_close_tracking",
-            "_models_of",
-            "_archive_log",
-            "_record_attempt",
-        )
-    ),
+    (launcher.Launcher, "admit_and_launch", "admit_and_launch"),
+    (launcher.Launcher, "start_attempt", "start_attempt"),
+    (tracking_runs.TrackingRuns, "complete", "complete"),
+    (launcher.Launcher, "mark_running", "mark_running"),
+    (inspection.Inspector, "inspect_active", "inspect_active"),
+    (ending.Finisher, "finish", "finish"),
+    (tracking_runs.TrackingRuns, "close", "close_tracking"),
+    (tracking_runs.TrackingRuns, "models", "models_of"),
+    (ending.Finisher, "archive_log", "archive_log"),
+    (ending, "record_attempt", "record_attempt"),
     (mlflow_tracking.MlflowTracking, "start_run", "mlflow.start_run"),
     (mlflow_tracking.MlflowTracking, "finish_run", "mlflow.finish_run"),
     (local.LocalExecutor, "launch", "executor.launch"),

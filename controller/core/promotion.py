@@ -5,7 +5,7 @@ write transaction: with hundreds of tasks waiting on one long task, hundreds of 
 times a second under the store's write lock, the controller's largest use of CPU and the
 cause of slow submits (bench/waiters.py). Now a round reads the pending ids and the
 statuses of the tasks they wait for (what a task waits for never changes, so that is read
-once per task) and the supervisor writes only for the tasks that can move.
+once per task) and a round writes only for the tasks that can move.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controller.core import transitions
 from controller.domain.records import TaskStatus
+from controller.scheduling.admission import Admitter
+from controller.store.database import Database
 from controller.store.schema import TaskRow
 
 BROKEN = (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)
@@ -66,6 +69,31 @@ class PendingTasks:
         if new:
             rows = session.execute(select(TaskRow.id, TaskRow.resolved).where(TaskRow.id.in_(new)))
             self._waits.update({row.id: Upstream.of(row.resolved) for row in rows})
+
+    def promote(self, db: Database, admitter: Admitter) -> None:
+        """Queue the pending tasks whose upstream tasks allow, cancel those where one broke."""
+        with db.read() as session:  # an idle round, or a blocked one, takes no write lock
+            decided = self.decided(session)
+        if not decided:
+            return
+        with db.write() as session:
+            for row in session.scalars(select(TaskRow).where(TaskRow.id.in_(decided))):
+                _promote_one(session, admitter, row)
+
+
+def _promote_one(session: Session, admitter: Admitter, row: TaskRow) -> None:
+    """Queue ROW, or cancel it, read again under the write lock: the round's read may be a
+    moment old."""
+    waits = Upstream.of(row.resolved)
+    ups = list(session.scalars(select(TaskRow).where(TaskRow.id.in_(waits.after))))
+    broken = [u for u in ups if u.status in BROKEN]
+    if broken:
+        reason = f"upstream task {broken[0].name!r} {broken[0].status}"
+        transitions.cancel_waiting(session, admitter, row, reason)
+    elif all(
+        upstream_done(u.status, u.spec.get("mode") == "service", u.id in waits.fed) for u in ups
+    ):
+        transitions.promote(session, row)
 
 
 def _states(session: Session, ids: set[str]) -> dict[str, tuple[str, bool]]:

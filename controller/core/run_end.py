@@ -26,7 +26,8 @@ from controller.store.database import Database
 from controller.store.schema import LineageEventRow, RunRow, TaskRow
 
 if TYPE_CHECKING:
-    from controller.core.supervisor import Outcome, Supervisor
+    from controller.core.ending import Outcome
+    from controller.core.supervisor import Supervisor
 
 STOPPED_REASON = "stopped: run ended"
 NEVER_STARTED_REASON = "run ended before the service started"

@@ -87,9 +87,12 @@ class ControllerService:
     def supervisor(self) -> Supervisor:
         if self._supervisor is None:
             self._supervisor = Supervisor(
-                self.settings, self.db, admitter=self.admitter, log_reader=self.logs
+                self.settings,
+                self.db,
+                admitter=self.admitter,
+                log_reader=self.logs,
+                on_task_end=self.waiters.nudge,
             )
-            self._supervisor.on_task_end = self.waiters.nudge
         return self._supervisor
 
     def sync_inventory(self) -> None:

@@ -20,7 +20,6 @@ from controller.core.service import ControllerService
 from controller.domain.launch import LAUNCH_COMPLETE_SIGNAL, LaunchDocument
 from controller.executors.local_warm import WarmRunner
 from controller.ports import LAUNCH_FILE, Launch
-from controller.store.schema import TaskRow
 from tests.core.conftest import Api, python, submit_python
 from tests.waiting import wait_for
 
@@ -112,12 +111,10 @@ def test_a_runner_left_waiting_by_a_killed_controller_is_completed_when_adopted(
     with TestClient(create_app(settings, service=svc, run_supervisor=False)) as client:
         task_id = submit_python(client, code)
         supervisor = svc.supervisor
-        supervisor._promote_pending()
-        supervisor._admit([])  # STARTING, and nothing launched: the launch is done by hand
-        with svc.db.read() as session:
-            row = session.get(TaskRow, task_id)
-            assert row is not None and row.status == "starting"
-            launch = supervisor._launch_of(session, row)
+        supervisor.pending.promote(svc.db, supervisor.admitter)
+        supervisor.launcher.admit([])  # STARTING, and nothing launched: the launch is done by hand
+        launch = supervisor.launcher.launch_of(task_id)
+        assert launch is not None  # STARTING
         launch.write_pending()
         runner = subprocess.Popen(
             [sys.executable, "-m", "controller.runtime.runner", str(launch.launch_file)],
@@ -128,7 +125,7 @@ def test_a_runner_left_waiting_by_a_killed_controller_is_completed_when_adopted(
         wait_prepared(launch.workspace)
         assert runner.poll() is None  # waiting for the complete launch file
 
-        assert supervisor._recover_starting(task_id) == "adopted"
+        assert supervisor.launcher.recover_starting(task_id) == "adopted"
 
         def ended() -> dict[str, object] | None:
             supervisor.watch()

@@ -22,6 +22,7 @@ from sqlalchemy import update
 
 from controller.api.app import create_app
 from controller.config import Settings
+from controller.core import launches
 from controller.core.service import ControllerService
 from controller.domain.records import TaskStatus
 from controller.store.schema import TaskRow
@@ -78,7 +79,7 @@ def test_a_cut_off_launch_is_adopted_not_run_again(
             60,
             0.05,
         )
-        workspace = svc.supervisor.workspace(task_id, 1)
+        workspace = launches.workspace(svc.settings, task_id, 1)
         wait_for("the runner to start", (workspace / "runner.pid").exists, 60, 0.05)
         first_runner = (workspace / "runner.pid").read_text()
         if runner_state == "finished":  # and gone, reaped, as a runner of a dead controller is
@@ -86,7 +87,7 @@ def test_a_cut_off_launch_is_adopted_not_run_again(
             assert (workspace / "result.json").exists()
         cut_off(svc, task_id)
 
-        assert svc.supervisor._recover_starting(task_id) == "adopted"
+        assert svc.supervisor.launcher.recover_starting(task_id) == "adopted"
 
         def ended() -> dict[str, Any] | None:
             task: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()

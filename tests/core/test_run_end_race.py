@@ -58,8 +58,9 @@ def test_a_service_is_not_admitted_after_its_runs_last_job_ended(tmp_path: Path)
             60,
             0.05,
         )
-        svc.supervisor._promote_pending()
-        svc.supervisor._admit_and_launch()  # the round's run-end check came before the job ended
+        svc.supervisor.pending.promote(svc.db, svc.supervisor.admitter)
+        # the round's run-end check came before the job ended
+        svc.supervisor.launcher.admit_and_launch()
         assert status(service) == "queued"
         svc.supervisor.admit()
         done = client.get(f"/v1/tasks/{service}").json()
