@@ -160,10 +160,23 @@ def load(spec_path: str | Path) -> dict[str, Any]:
     return validate(spec, str(path))
 
 
+def unknown_keys(at: str, bad: list[str], allowed: set[str] | frozenset[str]) -> str:
+    """The message for keys a task does not take, with the one each was likely meant to be."""
+    import difflib
+
+    hints = [
+        f"{key!r} -> {close[0]!r}"
+        for key in bad
+        if (close := difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6))
+    ]
+    meant = f"; did you mean {', '.join(hints)}?" if hints else ""
+    return f"{at}: unknown keys {bad}{meant} (allowed: {sorted(allowed)})"
+
+
 def validate(spec: dict[str, Any], where: str = "spec") -> dict[str, Any]:
     unknown = sorted(set(spec) - TOP_KEYS)
     if unknown:
-        raise SpecError(f"{where}: unknown keys {unknown} (allowed: {sorted(TOP_KEYS)})")
+        raise SpecError(unknown_keys(where, unknown, TOP_KEYS))
     name = spec.get("pipeline")
     if not isinstance(name, str) or not NAME.match(name):
         raise SpecError(f"{where}: 'pipeline' must match {NAME.pattern} (it is the dag_id)")
@@ -181,7 +194,7 @@ def validate(spec: dict[str, Any], where: str = "spec") -> dict[str, Any]:
     defaults = spec.get("defaults") or {}
     bad_defaults = sorted(set(defaults) - TASK_KEYS | set(defaults) & {"stop"})
     if bad_defaults:
-        raise SpecError(f"{where}: defaults: unknown keys {bad_defaults}")
+        raise SpecError(unknown_keys(f"{where}: defaults", bad_defaults, TASK_KEYS - {"stop"}))
     for task_name, task in tasks.items():
         at = f"{where}: tasks.{task_name}"
         if not TASK_NAME.match(str(task_name)):
@@ -190,7 +203,7 @@ def validate(spec: dict[str, Any], where: str = "spec") -> dict[str, Any]:
             raise SpecError(f"{at} must be a mapping")
         bad = sorted(set(task) - TASK_KEYS)
         if bad:
-            raise SpecError(f"{at}: unknown keys {bad} (allowed: {sorted(TASK_KEYS)})")
+            raise SpecError(unknown_keys(at, bad, TASK_KEYS))
         if "stop" in task:
             _check_stop_task(at, task, tasks, defaults)
             continue

@@ -16,7 +16,7 @@ from controller.api import routes_logs
 from controller.api.contract import errors
 from controller.api.params import Cursor, Limit
 from controller.core.service import ControllerService
-from controller.domain.records import Artifact, Task
+from controller.domain.records import Artifact, Task, TaskStatus
 from controller.logs import log_view
 from controller.ports import LogLine
 
@@ -31,7 +31,7 @@ def build_router(svc: ControllerService) -> APIRouter:
         limit: Limit = 50,
         cursor: Cursor = None,
         run_id: str | None = None,
-        status: str | None = None,
+        status: TaskStatus | None = None,
         order: Literal["oldest", "newest"] = "oldest",
     ) -> dict[str, Any]:
         """Tasks in submission order, or with order=newest the latest first."""

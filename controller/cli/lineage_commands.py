@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Annotated, Any
 
 import typer
 
 from controller.cli import term
+from controller.cli.output import Column, table
 
 lineage_app = typer.Typer(
     help="Lineage graph: trace back, look up, diff, reproduce, PROV.", no_args_is_help=True
@@ -29,7 +31,32 @@ def _call(url: str, method: str, path: str, **kwargs: Any) -> Any:
     return call(api.get if method == "GET" else api.post, path, **kwargs)
 
 
+WALK_COLUMNS: list[Column] = [
+    ("depth", lambda i: i["depth"], True),
+    ("kind", lambda i: i["kind"], True),
+    ("name", lambda i: i.get("label", ""), True),
+    ("node", lambda i: i["id"], True),
+]
+LOOKUP_KEY = {"artifact": "sha256", "commit": "commit"}
+
+
+def _node(url: str, node: str) -> str:
+    """NODE as the graph names it: a bare task id gets its `task:`, and an artifact's sha256
+    or a commit is looked up, so a unique prefix works and one never recorded is exit 3."""
+    if node.startswith("task_"):
+        return f"task:{node}"
+    kind, _, key = node.partition(":")
+    if kind not in LOOKUP_KEY or not key:
+        return node
+    found = _call(url, "GET", "/v1/lineage/lookup", **{LOOKUP_KEY[kind]: key})
+    if not any(v for v in found.values() if isinstance(v, list)):
+        err.print(f"error: nothing recorded produced or used {found.get('node', node)}")
+        raise typer.Exit(3)
+    return str(found.get("node", node))
+
+
 def _walk(direction: str, node: str, depth: int, limit: int, as_json: bool, url: str) -> None:
+    node = _node(url, node)
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
@@ -48,16 +75,17 @@ def _walk(direction: str, node: str, depth: int, limit: int, as_json: bool, url:
             break
     if as_json:
         console.print_json(json.dumps(items))
-        return
-    table = term.table("depth", "kind", "name", "node")
-    for item in items:
-        table.add_row(str(item["depth"]), item["kind"], str(item.get("label", "")), item["id"])
-    console.print(table)
+    elif items:
+        sys.stdout.write(table(items, WALK_COLUMNS, wide=True))
+    else:
+        err.print(f"nothing {direction} of {node}", highlight=False)
 
 
 @lineage_app.command()
 def upstream(
-    node: Annotated[str, typer.Argument(help="e.g. artifact:<sha256>, task:<id>")],
+    node: Annotated[
+        str, typer.Argument(help="e.g. artifact:<sha256 or a prefix>, commit:<sha>, TASK_ID")
+    ],
     depth: int = 10,
     limit: int = 200,
     as_json: JsonOpt = False,
@@ -69,7 +97,9 @@ def upstream(
 
 @lineage_app.command()
 def downstream(
-    node: Annotated[str, typer.Argument(help="e.g. data:<path>@<md5>")],
+    node: Annotated[
+        str, typer.Argument(help="e.g. data:<path>@<md5>, commit:<sha or a prefix>, TASK_ID")
+    ],
     depth: int = 10,
     limit: int = 200,
     as_json: JsonOpt = False,
@@ -93,6 +123,15 @@ def lookup(
 
     A commit or sha256 may be a unique prefix of 7 or more hex digits; an ambiguous one is an
     error listing the candidates (exit 2), and nothing recorded is exit 3."""
+    keys = {"--sha256": sha256, "--uri": uri, "--mlflow-run-id": mlflow_run_id}
+    keys |= {"--model": model, "--commit": commit, "--dataset": dataset}
+    given = [k for k, v in keys.items() if v is not None]
+    if len(given) != 1:
+        err.print(
+            f"error: give exactly one of {', '.join(keys)} (got {', '.join(given) or 'none'})",
+            highlight=False,
+        )
+        raise typer.Exit(2)
     found = _call(
         url,
         "GET",

@@ -21,7 +21,12 @@ def since_time(value: str) -> datetime:
     match = re.fullmatch(r"(\d+)([smhd])", value.strip())
     if match:
         return datetime.now(UTC) - timedelta(seconds=int(match[1]) * UNITS[match[2]])
-    when = datetime.fromisoformat(value)
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is neither an age (30s, 10m, 2h, 1d) nor an ISO time (2026-12-06T09:30)"
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 

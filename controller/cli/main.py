@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -20,7 +21,7 @@ from controller.cli.image_commands import image_app
 from controller.cli.lease_commands import leases, resources
 from controller.cli.lineage_commands import lineage_app
 from controller.cli.logs_commands import logs_app
-from controller.cli.output import Column, Format, OutputOpt, print_list, print_one
+from controller.cli.output import Column, Format, OutputOpt, document, print_list, print_one
 from controller.cli.run_commands import ParamOpt, runs_app
 from controller.cli.run_commands import run as run_pipeline
 from controller.cli.share_commands import share_app
@@ -97,25 +98,37 @@ def server(
     serve(Settings.from_env(home=home, host=host, port=port))
 
 
-def print_warnings(
+def warnings_of(
     api: Client, name: str, spec: dict[str, Any], refused_later: bool = False
-) -> None:
-    """The preflight warnings for SPEC. REFUSED_LATER: a spec preflight refuses prints
-    nothing here, the submission that follows names every problem of every task."""
+) -> list[str]:
+    """The preflight warnings for SPEC. REFUSED_LATER: a spec preflight refuses gives none
+    here, the submission that follows names every problem of every task."""
     try:
         result = api.post("/v1/preflight", {"name": name, "spec": spec})
     except ApiError as exc:
         if refused_later and exc.status == 422:
-            return
+            return []
         report(exc)
-    for finding in result["findings"]:
-        if finding["action"] == "warn":
-            err.print(
-                f"[yellow]warning[/] {name}: "
-                + escape(f"{finding['message']} -> {finding['fix']} [{finding['code']}]"),
-                soft_wrap=True,
-                highlight=False,
-            )
+    return [
+        f"{finding['message']} -> {finding['fix']} [{finding['code']}]"
+        for finding in result["findings"]
+        if finding["action"] == "warn"
+    ]
+
+
+def print_warnings(found: dict[str, list[str]]) -> None:
+    """FOUND: task name -> its warnings; one that several tasks share is printed once,
+    naming them all (every task of a pipeline usually shares its repository)."""
+    names: dict[str, list[str]] = {}
+    for name, messages in found.items():
+        for message in messages:
+            names.setdefault(message, []).append(name)
+    for message, who in names.items():
+        err.print(
+            f"[yellow]warning[/] {escape(', '.join(who))}: {escape(message)}",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 def read_spec(spec_file: Path, params: list[str]) -> dict[str, Any]:
@@ -139,6 +152,23 @@ def read_spec(spec_file: Path, params: list[str]) -> dict[str, Any]:
     return spec
 
 
+def spec_refusal(exc: ApiError, spec_file: Path) -> str:
+    """The controller's 422 with each `tasks.0.spec.<field>` (or `spec.<field>`) as the
+    spec file's `<field>`: the place to fix."""
+    errors = exc.problem.get("errors", [])
+    if not errors:
+        return exc.detail
+    lines = [f"{spec_file} was refused, nothing was created:"]
+    for error in errors:
+        parts = str(error.get("path", "")).removeprefix("body.").split(".")
+        if parts[:1] == ["tasks"] and parts[2:3] == ["spec"]:
+            parts = parts[3:]
+        elif parts[:1] == ["spec"]:
+            parts = parts[1:]
+        lines.append(f"  {'.'.join(parts) or 'spec'}: {error.get('msg', '')}")
+    return "\n".join(lines)
+
+
 def _submit_in_new_run(
     api: Client, pipeline: str, name: str, spec: dict[str, Any], idempotency_key: str | None
 ) -> tuple[str, dict[str, Any]]:
@@ -149,7 +179,7 @@ def _submit_in_new_run(
         "tasks": [{"name": name, "spec": spec}],
         "close": spec.get("mode") != "service",
     }
-    run_id = call(api.post, "/v1/runs", body, idempotency_key=idempotency_key)["id"]
+    run_id = api.post("/v1/runs", body, idempotency_key=idempotency_key)["id"]
     return run_id, call(api.get, "/v1/tasks", run_id=run_id, limit=1)["items"][0]
 
 
@@ -167,17 +197,21 @@ def submit(
     """Submit a task (creating a run unless --run is given)."""
     spec = read_spec(spec_file, param or [])
     api = client(url)
-    print_warnings(api, name, spec)
-    if run is None:
-        run_id, task = _submit_in_new_run(api, pipeline, name, spec, idempotency_key)
-    else:
-        run_id = run
-        task = call(
-            api.post,
-            f"/v1/runs/{run}/tasks",
-            {"name": name, "spec": spec},
-            idempotency_key=idempotency_key,
-        )
+    print_warnings({name: warnings_of(api, name, spec, refused_later=True)})
+    try:
+        if run is None:
+            run_id, task = _submit_in_new_run(api, pipeline, name, spec, idempotency_key)
+        else:
+            run_id = run
+            task = api.post(
+                f"/v1/runs/{run}/tasks",
+                {"name": name, "spec": spec},
+                idempotency_key=idempotency_key,
+            )
+    except ApiError as exc:
+        if exc.status == 422:
+            fail(spec_refusal(exc, spec_file), 2)
+        report(exc)
     console.print(f"task [bold]{task['id']}[/] in run {run_id}: {task['status']}", soft_wrap=True)
     if run is None and spec.get("mode") == "service":
         console.print(
@@ -217,6 +251,8 @@ def tasks(
         print_one(call(api.get, f"/v1/tasks/{task_id}"), TASK_COLUMNS, output)
         return
     page = call(api.get, "/v1/tasks", run_id=run, status=status, limit=limit, order="newest")
+    if run and not page["items"]:
+        call(api.get, f"/v1/runs/{run}")  # a run that does not exist is exit 3, not no tasks
     print_list(page["items"], TASK_COLUMNS, output)
 
 
@@ -234,24 +270,43 @@ def close(run_id: str, url: UrlOpt = DEFAULT_URL) -> None:
     console.print(f"run {run_id}: closed at {run['closed_at']} ({run['status']})")
 
 
+class TreeFormat(StrEnum):
+    TREE = "tree"
+    JSON = "json"
+    YAML = "yaml"
+
+
 @app.command()
 def lineage(
     target: Annotated[str, typer.Argument(help="a run id (run_...) or task id (task_...)")],
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    output: Annotated[
+        TreeFormat, typer.Option("-o", "--output", help="tree (default), json or yaml")
+    ] = TreeFormat.TREE,
+    as_json: Annotated[bool, typer.Option("--json", help="the same as -o json")] = False,
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
-    """Show what produced a run's or task's outputs."""
+    """Show what produced a run's or one task's outputs, as a tree."""
     from controller.lineage.tree import run_tree
 
     api = client(url)
+    fmt = TreeFormat.JSON if as_json else output
     if target.startswith("task_"):
-        console.print_json(json.dumps(call(api.get, f"/v1/tasks/{target}/lineage")))
-        return
-    data = call(api.get, f"/v1/runs/{target}/lineage")
-    if as_json:
-        console.print_json(json.dumps(data))
+        if fmt is not TreeFormat.TREE:
+            data = call(api.get, f"/v1/tasks/{target}/lineage")
+            sys.stdout.write(document(data, Format(fmt.value)))
+            return
+        run_id = call(api.get, f"/v1/tasks/{target}")["run_id"]
+    elif target.startswith("run_"):
+        run_id = target
     else:
-        print_tree(run_tree(data, metrics_of(api, target)))
+        fail(f"{target!r} is neither a run id (run_...) nor a task id (task_...)", 2)
+    data = call(api.get, f"/v1/runs/{run_id}/lineage")
+    if fmt is not TreeFormat.TREE:
+        sys.stdout.write(document(data, Format(fmt.value)))
+        return
+    if target != run_id:
+        data = {**data, "tasks": [t for t in data["tasks"] if t["id"] == target]}
+    print_tree(run_tree(data, metrics_of(api, run_id)))
 
 
 @app.command()
@@ -322,21 +377,37 @@ def render(
         sys.stdout.write(text)
 
 
+def _check_tasks(path: Path, params: list[str]) -> list[dict[str, Any]]:
+    """The tasks of PATH: a pipeline spec (the file `tracectl run` takes, params filled) or
+    the older `{tasks: [{name, spec}]}` list."""
+    import yaml
+
+    from controller.airflow.render import SpecError
+    from controller.cli.pipeline import load_pipeline as load_spec
+    from controller.cli.pipeline import parse_params
+    from controller.core.preflight import load_pipeline
+
+    try:
+        doc = yaml.safe_load(path.read_text())
+        if isinstance(doc, dict) and isinstance(doc.get("tasks"), dict):
+            spec = load_spec(path, parse_params(params))
+            return [{"name": t.name, "spec": t.spec} for t in spec.tasks if not t.stop]
+        return load_pipeline(path)
+    except (OSError, ValueError, yaml.YAMLError, SpecError) as exc:
+        fail(str(exc), 2)
+
+
 @app.command()
 def check(
-    pipeline: Annotated[Path, typer.Argument(help="pipeline file: {tasks: [{name, spec}]}")],
+    pipeline: Annotated[Path, typer.Argument(help="pipeline spec (the file `tracectl run` takes)")],
+    param: ParamOpt = None,
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
     """Preflight a pipeline's tasks against the controller without running them.
 
     Exit 1 when a finding would refuse a task, 0 otherwise (warnings are printed).
     """
-    from controller.core.preflight import load_pipeline
-
-    try:
-        tasks = load_pipeline(pipeline)
-    except (OSError, ValueError) as exc:
-        fail(str(exc), 2)
+    tasks = _check_tasks(pipeline, param or [])
     api = client(url)
     worst = 0
     for task in tasks:

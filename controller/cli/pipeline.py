@@ -153,4 +153,23 @@ def load_pipeline(path: Path, overrides: dict[str, Any]) -> Pipeline:
         task = spec["tasks"][name]
         merged = dict(task) if "stop" in task else {**defaults, **task}
         tasks.append(_task(name, merged, params))
+    for task in tasks:
+        _absolute_repo(task.spec, path.parent)
     return Pipeline(name=spec["pipeline"], params=params, tasks=tasks)
+
+
+REMOTE = re.compile(r"^([a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:)", re.IGNORECASE)
+
+
+def _absolute_repo(spec: dict[str, Any], base: Path) -> None:
+    """A relative local `code.repo` (`"."`) is the folder it names next to the pipeline
+    file: the controller would otherwise read it from its own working directory."""
+    code = spec.get("code")
+    if not isinstance(code, dict):
+        return
+    repo = code.get("repo")
+    if not isinstance(repo, str) or not repo or REMOTE.match(repo) or Path(repo).is_absolute():
+        return
+    local = (base / repo).resolve()
+    if local.is_dir():
+        spec["code"] = {**code, "repo": str(local)}

@@ -258,9 +258,13 @@ def run(
     except (SpecError, OSError) as exc:
         main.fail(f"{exc}", 2)
     api = main.client(url)
-    for task in pipeline.tasks:
-        if not task.stop:
-            main.print_warnings(api, task.name, task.spec, refused_later=True)
+    main.print_warnings(
+        {
+            t.name: main.warnings_of(api, t.name, t.spec, refused_later=True)
+            for t in pipeline.tasks
+            if not t.stop
+        }
+    )
     run_id = create_run(main, api, pipeline)
     console.print(
         f"run [bold]{run_id}[/] of {pipeline.name}: {len(pipeline.tasks)} tasks, "
@@ -298,8 +302,11 @@ def create_run(main: Any, api: Client, pipeline: Pipeline) -> str:
 def refusal(exc: ApiError, bodies: list[dict[str, Any]]) -> str:
     """The controller's 422 with each `tasks.N.spec.<field>` as the pipeline file's
     `tasks.<name>.<field>`: the place to fix."""
-    lines = [f"{exc.detail}; nothing was created. Fix in the pipeline file:"]
-    for error in exc.problem.get("errors", []):
+    errors = exc.problem.get("errors", [])
+    if not errors:
+        return f"{exc.detail}; nothing was created"
+    lines = ["nothing was created. Fix in the pipeline file:"]
+    for error in errors:
         parts = str(error.get("path", "")).removeprefix("body.").split(".")
         if len(parts) > 1 and parts[0] == "tasks" and parts[1].isdigit():
             parts = ["tasks", bodies[int(parts[1])]["name"], *parts[3:]]

@@ -74,7 +74,7 @@ class TaskMode(StrEnum):
 class CodeRef(Strict):
     """Source code of a task: a git repository (URL or local path) at a ref."""
 
-    repo: str = Field(min_length=1, max_length=2048, description="git URL or local path")
+    repo: str = Field(min_length=1, max_length=2048, description="git URL or absolute local path")
     ref: str = Field(default="HEAD", min_length=1, max_length=256)
     commit: str | None = Field(
         default=None, pattern=r"^[0-9a-f]{40}$", description="set by the controller"

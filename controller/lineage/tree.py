@@ -21,7 +21,7 @@ def _environment(env: dict[str, Any]) -> str:
     source = env.get("path") or "interpreter"  # kind "bare": "bare interpreter"
     how = "detected" if env.get("detected") else "declared"
     return (
-        f"[bold]env:{env['key'][:16]}…[/] {env.get('kind')} {source} ({how}), "
+        f"[bold]env:{env['key']}[/] {env.get('kind')} {source} ({how}), "
         f"python {env.get('python_version')}, {len(env.get('packages') or [])} packages"
     )
 
@@ -71,7 +71,7 @@ def task_tree(parent: Tree, task: dict[str, Any], metrics: dict[str, float] | No
         node.add(f"lease   {lease['resource']} fencing token {lease['fencing_token']}")
     logs = record.get("logs") or {}
     if logs:
-        node.add(f"logs    {logs.get('lines')} lines sha256:{str(logs.get('sha256'))[:16]}…")
+        node.add(f"logs    {logs.get('lines')} lines sha256:{logs.get('sha256')}")
     if record.get("outputs"):
         outputs = node.add("outputs")
         for out in record["outputs"]:

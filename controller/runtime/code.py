@@ -26,11 +26,18 @@ class ResolvedCode:
 
 
 def check_allowed(repo: str, schemes: set[str], hosts: set[str]) -> None:
-    """Refuse repository URLs outside the configured schemes and hosts.
+    """Refuse a relative local path, and repository URLs outside the configured schemes and
+    hosts.
 
     The controller clones what it is given, so an unrestricted URL would let a caller make it
     fetch from any address it can reach.
     """
+    if _is_local(repo) and not Path(repo).expanduser().is_absolute():
+        # resolved here against the controller's own working directory, checked out elsewhere
+        raise CodeError(
+            f"git repository {repo!r} is a relative path, which the controller cannot read as "
+            "you mean it: give an absolute path (e.g. $PWD) or a URL"
+        )
     if _is_local(repo) or repo.startswith("file://"):
         return
     if match := re.match(r"^[\w.-]+@([\w.-]+):", repo):  # scp-like ssh

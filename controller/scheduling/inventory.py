@@ -147,16 +147,12 @@ class Inventory(_Strict):
     def _gpu_never_fits(self, count: int, flavor: str | None) -> str | None:
         have = ", ".join(f"{p.name}: {p.count} x {p.flavor}" for p in self.gpu_pools if p.count)
         pools = [p for p in self.gpu_pools if p.count and flavor in (None, p.flavor)]
+        kind = f"GPU of flavor {flavor}" if flavor else "GPU"
         if not pools:
-            return (
-                f"no GPU of flavor {flavor or 'any'} in the inventory (it has: {have or 'no GPUs'})"
-            )
+            return f"no {kind} in the inventory (it has: {have or 'no GPUs'})"
         largest = max(p.count for p in pools)
         if count > largest:
-            return (
-                f"{count} GPUs of flavor {flavor or 'any'} on one node: the largest pool "
-                f"has {largest} (it has: {have})"
-            )
+            return f"{count} {kind}s on one node: the largest pool has {largest} (it has: {have})"
         return None
 
     def units(self) -> list[Unit]:

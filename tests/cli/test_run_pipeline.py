@@ -159,7 +159,7 @@ def test_a_refused_pipeline_task_leaves_no_run(
     spec = tmp_path / "wrong-input.yaml"
     spec.write_text(PIPELINE.replace("task:write/out/words.txt", "task:write/out/nope.txt"))
     output = refused(tracectl, controller, spec)
-    assert "tasks.1.spec.inputs.0.artifact" in output
+    assert "tasks.shout.inputs.0.artifact: task 'write' declares no output" in output
     assert "declares no output 'out/nope.txt'" in output
 
 
