@@ -150,6 +150,38 @@ def lookup(
         raise typer.Exit(3)
 
 
+def _value(value: Any) -> str:
+    """A diff cell on one line: ids and hashes whole, an environment as its key, anything
+    else as compact JSON, long JSON cut (the full document is `--json`)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and value.get("key"):
+        return f"env:{value['key']}"
+    text = json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _diff_rows(found: dict[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for name, entry in found["tasks"].items():
+        for aspect, side in entry.items():
+            if aspect == "same":
+                continue
+            if aspect == "packages":
+                changes = [
+                    (f"package {c['package']}", c["a"], c["b"], False) for c in side["changes"]
+                ]
+            elif aspect == "outputs":
+                changes = [(f"output {p}", o["a"], o["b"], o["same"]) for p, o in side.items()]
+            else:
+                changes = [(aspect, side["a"], side["b"], side["same"])]
+            rows += [
+                {"task": name, "aspect": what, "a": _value(a), "b": _value(b), "same": same}
+                for what, a, b, same in changes
+            ]
+    return rows
+
+
 @lineage_app.command()
 def diff(a: str, b: str, as_json: JsonOpt = False, url: UrlOpt = DEFAULT_URL) -> None:
     """Two runs side by side: code, data, params, environment, metrics, outputs."""
@@ -157,39 +189,14 @@ def diff(a: str, b: str, as_json: JsonOpt = False, url: UrlOpt = DEFAULT_URL) ->
     if as_json:
         console.print_json(json.dumps(found))
         return
-    table = term.table("task", "aspect", a, b, "same")
-    for name, entry in found["tasks"].items():
-        for aspect, side in entry.items():
-            if aspect == "same":
-                continue
-            if aspect == "packages":
-                for change in side["changes"]:
-                    table.add_row(
-                        name,
-                        f"package {change['package']}",
-                        str(change["a"]),
-                        str(change["b"]),
-                        "[red]no[/]",
-                    )
-                continue
-            if aspect == "outputs":
-                for path, out in side.items():
-                    table.add_row(
-                        name,
-                        f"output {path}",
-                        str(out["a"])[:16],
-                        str(out["b"])[:16],
-                        "yes" if out["same"] else "[red]no[/]",
-                    )
-                continue
-            table.add_row(
-                name,
-                aspect,
-                json.dumps(side["a"])[:48],
-                json.dumps(side["b"])[:48],
-                "yes" if side["same"] else "[red]no[/]",
-            )
-    console.print(table)
+    columns: list[Column] = [
+        ("task", lambda r: r["task"], True),
+        ("aspect", lambda r: r["aspect"], True),
+        ("a", lambda r: r["a"], True),
+        ("b", lambda r: r["b"], True),
+        ("same", lambda r: "yes" if r["same"] else "NO", True),
+    ]
+    sys.stdout.write(f"A  {a}\nB  {b}\n\n" + table(_diff_rows(found), columns, wide=True))
 
 
 @lineage_app.command()

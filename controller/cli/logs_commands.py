@@ -21,10 +21,11 @@ DEFAULT_URL = "http://127.0.0.1:8765"
 
 
 class ShowByDefault(TyperGroup):
-    """`tracectl logs TASK …` keeps meaning `tracectl logs show TASK …`."""
+    """`tracectl logs TASK …` keeps meaning `tracectl logs show TASK …`, options first too
+    (`tracectl logs --tail 5 TASK`, as `kubectl logs` takes them)."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
+        if args and args[0] not in self.commands and args[0] != "--help":
             args = ["show", *args]
         return super().parse_args(ctx, args)
 
@@ -32,8 +33,9 @@ class ShowByDefault(TyperGroup):
 logs_app = typer.Typer(
     cls=ShowByDefault,
     no_args_is_help=True,
-    help="A task's log lines (`tracectl logs TASK`), and reconciliation of "
-    "its copies (`tracectl logs reconcile TASK`).",
+    help="A task's log lines: `tracectl logs TASK [--follow] [--tail N] [--grep RE] "
+    "[--since 10m] [--stream out|err|sys]` (the same as `logs show`, whose --help explains "
+    "them), and reconciliation of its copies (`tracectl logs reconcile TASK`).",
 )
 
 

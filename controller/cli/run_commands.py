@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -268,7 +269,7 @@ def run(
     run_id = create_run(main, api, pipeline)
     console.print(
         f"run [bold]{run_id}[/] of {pipeline.name}: {len(pipeline.tasks)} tasks, "
-        f"params {pipeline.params}",
+        f"params {json.dumps(pipeline.params)}",
         highlight=False,
         soft_wrap=True,
     )
@@ -279,6 +280,11 @@ def run(
     if not wait:
         for made in flow.tasks.values():
             console.print(f"task {made['name']} {made['id']}: {follow.state(made)}")
+        console.print(
+            f"see how it goes: tracectl tasks --run {run_id}; tracectl lineage {run_id}",
+            highlight=False,
+            soft_wrap=True,
+        )
         return
     main.call(follow_pipeline, flow, poll_s)
     _finish(main, flow)

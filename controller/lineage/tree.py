@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from rich.markup import escape
 from rich.tree import Tree
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}
@@ -56,7 +58,7 @@ def task_tree(parent: Tree, task: dict[str, Any], metrics: dict[str, float] | No
         )
     node.add(f"env     {_environment(record.get('environment') or {})}")
     if record.get("params"):
-        node.add(f"params  {record['params']}")
+        node.add(f"params  {escape(json.dumps(record['params']))}")
     mlflow = record.get("mlflow")
     if mlflow:
         node.add(

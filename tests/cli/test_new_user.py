@@ -198,3 +198,39 @@ def test_a_task_spec_with_a_relative_repo_is_refused_at_submit(
     printed = " ".join(result.output.split())
     assert result.exit_code == 2, result.output
     assert "code.repo: git repository '.' is a relative path" in printed
+
+
+def test_logs_takes_its_options_before_the_task_too(
+    tracectl: Tracectl, finished: dict[str, str]
+) -> None:
+    fit = task_id(tracectl, finished["run"], "fit")
+    result = tracectl(f"logs --tail 1 --stream out {fit}")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "out fitted 20 points\n"
+    assert "--tail N" in tracectl("logs --help").output
+
+
+def test_params_print_as_json_and_diff_prints_whole_values_on_one_line(
+    tracectl: Tracectl, finished: dict[str, str], linefit: Path
+) -> None:
+    assert f'params {{"repo": "{linefit}", "n": 20}}' in finished["output"]
+    again = tracectl(f"run {linefit / 'pipeline.yaml'} --param repo={linefit} --param n=30")
+    assert again.exit_code == 0, again.output
+    other = re.findall(r"\brun_[0-9a-f]+\b", again.output)[0]
+    tree = tracectl(f"lineage {other}").output
+    assert 'params  {"n": 30}' in tree
+    diff = tracectl(f"trace diff {finished['run']} {other}")
+    assert diff.exit_code == 0, diff.output
+    rows = {" ".join(line.split()[:2]): line.split() for line in diff.stdout.splitlines()}
+    assert rows["make params"][2:] == ['{"n":20}', '{"n":30}', "NO"]
+    commit = git(linefit, "rev-parse", "HEAD")
+    assert rows["fit code"][2:] == [commit, commit, "yes"]
+    assert re.fullmatch(r"[0-9a-f]{64}", rows["make output"][3]), diff.stdout
+    assert f"A  {finished['run']}" in diff.stdout  # the column headers say A and B
+
+
+def test_a_run_not_followed_says_how_to_see_it(tracectl: Tracectl, linefit: Path) -> None:
+    result = tracectl(f"run {linefit / 'pipeline.yaml'} --no-wait")
+    assert result.exit_code == 0, result.output
+    run_id = re.findall(r"\brun_[0-9a-f]+\b", result.output)[0]
+    assert f"tracectl tasks --run {run_id}" in result.output
