@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import re
 import shlex
 import signal
@@ -52,6 +51,8 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench.machine import load, machine  # noqa: E402
+
 AIRFLOW = REPO / "deploy" / "local" / "airflow"
 STAMPS = re.compile(r"(\d{9,}\.\d+) (\d{9,}\.\d+)")  # the command's own start and end
 
@@ -323,10 +324,6 @@ def summary(samples: list[dict[str, Any]], modes: tuple[str, ...]) -> dict[str, 
     return out
 
 
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -347,7 +344,7 @@ def main() -> int:
     conf: dict[str, Any] = {"command": command(args.sleep), **(cluster.conf() if cluster else {})}
     try:
         airflow.use(controller.url)
-        load_before = load_average()
+        load_before = load()
         cold = measure(bench, airflow.run(conf))
         samples = [measure(bench, airflow.run(conf)) for _ in range(args.runs)]
     finally:
@@ -357,8 +354,7 @@ def main() -> int:
     result = {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "when": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "load_average": {"before": load_before, "after": load_average()},
+        "machine": machine(load_before),
         "executor": args.executor,
         "image": cluster.image if cluster else None,
         "task_command": shlex.join(command(args.sleep)),

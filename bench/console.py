@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -39,6 +37,7 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import load, machine
 from bench.stats import summary
 from controller.api.app import create_app
 from controller.config import Settings
@@ -246,7 +245,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    load_at_start = os.getloadavg()[0]
+    load_at_start = load()
     with tempfile.TemporaryDirectory(prefix="tracectl-console-bench-") as tmp:
         settings = Settings(
             home=Path(tmp) / "home", tracking_uri=f"sqlite:///{Path(tmp) / 'mlflow.db'}"
@@ -268,12 +267,7 @@ def main() -> None:
         json.dumps(
             {
                 "command": " ".join([Path(sys.executable).name, *sys.argv]),
-                "machine": {
-                    "python": platform.python_version(),
-                    "cpus": os.cpu_count(),
-                    "load_avg_1m_start": round(load_at_start, 1),
-                    "load_avg_1m": round(os.getloadavg()[0], 1),
-                },
+                "machine": machine(load_at_start),
                 "runs_in_store": args.runs,
                 "log_lines": args.lines,
                 "fill_s": round(filled, 1),

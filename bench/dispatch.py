@@ -40,7 +40,6 @@ import gc
 import itertools
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -54,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import stats
+from bench.machine import load, machine
 
 REPO = Path(__file__).resolve().parents[1]
 ARGV = ["python", "train.py", "--epochs", "3"]
@@ -574,6 +574,7 @@ def main() -> int:
     # middle of a timed start and was counted as the controller's (or the peer's) latency.
     # Each side's own process keeps its collector; the bench's is off, on both sides alike.
     gc.disable()
+    load_at_start = load()
     kubeconfig = kubeconfig_from_stack()
     api = api_client(kubeconfig)
     if args.side == "peer":
@@ -591,7 +592,7 @@ def main() -> int:
         ours = bench_tracectl(kubeconfig, args.namespace, args.tasks, args.burst)
         report: dict[str, Any] = {
             "command": " ".join([sys.executable, *sys.argv]),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "machine": machine(load_at_start),
             "concurrent_submitters": args.burst,
             "tracectl": ours,
         }

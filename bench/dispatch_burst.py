@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 import time
@@ -28,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.dispatch_real import PodClock, clocked_namespace, summary  # noqa: E402
+from bench.machine import load, machine  # noqa: E402
 
 ARGV = ["python", "train.py", "--epochs", "3"]
 IMAGE = "registry.invalid/tracectl/task:1"  # never pulled: KWOK runs no containers
@@ -110,7 +110,7 @@ def main() -> int:
         create_namespaces=False,
     )
     executor = KubernetesExecutor(Settings(home=home), cluster)
-    load_before = os.getloadavg()
+    load_before = load()
     try:
         figures = burst(executor, clock, args.tasks, args.submitters, home)
     finally:
@@ -118,9 +118,7 @@ def main() -> int:
         core.delete_namespace(namespace)
     report = {
         "command": " ".join(["python", *sys.argv]),
-        "cpus": os.cpu_count(),
-        "load_before": load_before,
-        "load_after": os.getloadavg(),
+        "machine": machine(load_before),
         "tasks": args.tasks,
         "submitters": args.submitters,
         **figures,

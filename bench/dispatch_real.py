@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ sys.path.insert(0, str(REPO))
 AIRFLOW_PYTHON = Path.home() / ".cache/tracectl/airflow/venv/bin/python"
 
 from bench import stats  # noqa: E402
+from bench.machine import load, machine  # noqa: E402
 
 ARGV = ["python3", "-c", "pass"]
 NODE = {"kubernetes.io/hostname": "localhost"}
@@ -151,7 +151,7 @@ def sides(running: list[float], succeeded: list[float], done: list[float]) -> di
         "to_running": summary(running),
         "to_succeeded": summary(succeeded),
         "to_done": summary(done),
-        "load_after": os.getloadavg(),
+        "load_after": load(),
     }
 
 
@@ -266,7 +266,7 @@ def main() -> int:
     api, kubeconfig, namespace, clock = clocked_namespace("bench-real")
     core = client.CoreV1Api(api)
     home = Path(f"/tmp/{namespace}")
-    load_before = os.getloadavg()
+    load_before = load()
     kpo = None
     try:
         bare = run_bare(api, namespace, clock, image, args.tasks)
@@ -281,8 +281,7 @@ def main() -> int:
                 "command": " ".join(["python", *sys.argv]),
                 "image": image,
                 "node": "localhost (kubelet v1.37.2, containerd 1.6.20, runc 1.1.5)",
-                "cpus": os.cpu_count(),
-                "load_before": load_before,
+                "machine": machine(load_before),
                 "bare_job": bare,
                 "tracectl": ours,
                 "kpo": kpo,

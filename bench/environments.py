@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.machine import load, machine
 from bench.stats import summary
 from controller.cli.client import Client
 from controller.config import Settings
@@ -242,7 +242,7 @@ def main() -> int:
     args = parser.parse_args()
     # As scripts/test does: with it set, every runner and CLI start compiles its imports.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    load_at_start = os.getloadavg()[0]
+    load_at_start = load()
     with tempfile.TemporaryDirectory(prefix="tracectl-bench-envcache-") as root:
         if args.cold_uv_cache:
             os.environ["UV_CACHE_DIR"] = str(Path(root) / "uv-cache")
@@ -263,13 +263,7 @@ def main() -> int:
                 "local_executor": local,
                 "airflow": airflow,
                 "overhead_ratio_airflow_over_tracectl": ratio(airflow, local),
-                "machine": {
-                    "platform": platform.platform(),
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "load_avg_1m_start": round(load_at_start, 1),
-                    "load_avg_1m": round(os.getloadavg()[0], 1),
-                },
+                "machine": machine(load_at_start),
             },
             indent=2,
         )

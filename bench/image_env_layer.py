@@ -31,13 +31,14 @@ def children_cpu_s() -> float:
 
 def main() -> None:
     sys.path.insert(0, str(REPO))
+    from bench.machine import load, machine
     from controller.images.build import BuildRequest, cached_layer, env_requirements, env_root
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--lock", type=Path, default=REPO / "examples" / "wine" / "uv.lock")
     parser.add_argument("--warm-uv-cache", action="store_true")
     args = parser.parse_args()
-    load_before = os.getloadavg()
+    load_before = load()
     with tempfile.TemporaryDirectory(prefix="tracectl-envlayer-") as tmp:
         root = Path(tmp)
         if not args.warm_uv_cache:
@@ -58,8 +59,7 @@ def main() -> None:
                 "wall_s": round(wall, 1),
                 "cpu_s": round(cpu, 1),
                 "layer_bytes": layer.size,
-                "load_before": [round(x, 2) for x in load_before],
-                "load_after": [round(x, 2) for x in os.getloadavg()],
+                "machine": machine(load_before),
             },
             indent=2,
         )

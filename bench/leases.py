@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import sys
@@ -45,6 +44,7 @@ from typing import Any
 from sqlalchemy import create_engine, delete, insert, select, text, update
 from sqlalchemy.engine import make_url
 
+from bench.machine import load, machine
 from bench.stats import percentile
 from controller.scheduling.inventory import GpuPool, Inventory, Volume
 from controller.scheduling.leases import LeaseAdmitter
@@ -422,16 +422,6 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     }
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "load_avg": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--contenders", default="1,50,200")
@@ -443,6 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--postgres-url", default=os.environ.get("TRACECTL_POSTGRES_URL"))
     parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args(argv)
+    load_at_start = load()
     backends = [] if args.no_sqlite else ["sqlite"]
     if args.postgres_url:
         backends.append(args.postgres_url)
@@ -476,7 +467,7 @@ def main(argv: list[str] | None = None) -> None:
         json.dumps(
             {
                 "command": " ".join(["python", *redacted]),
-                "machine": machine(),
+                "machine": machine(load_at_start),
                 "at": datetime.now(UTC).isoformat(),
                 "runs": runs,
             },

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import random
 import statistics
 import sys
@@ -37,6 +36,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from bench.machine import load, machine
 from bench.stats import summary
 from controller.auth.scope import Scope
 from controller.lineage.diff import diff_runs
@@ -462,6 +462,7 @@ def main() -> None:
         "--reuse", action="store_true", help="time the queries on the stores already in --dir"
     )
     args = parser.parse_args()
+    load_at_start = load()
     root = args.dir or Path(tempfile.mkdtemp(prefix="lineage-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     db = Database(f"sqlite:///{root / 'tracectl.db'}")
@@ -509,11 +510,7 @@ def main() -> None:
     ratio = theirs["search_runs_tag_dataset"]["p50_ms"] / ours["runs_using_dataset"]["p50_ms"]
     out = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": __import__("os").cpu_count(),
-        },
+        "machine": machine(load_at_start),
         "store": store,
         "tracectl": ours,
         "mlflow": theirs,

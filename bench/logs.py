@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -47,6 +45,7 @@ from confluent_kafka import Producer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from opensearchpy import OpenSearch
 
+from bench.machine import load, machine
 from bench.stats import percentile
 from controller.config import Settings
 from controller.logs import kafka_client_confluent, kafka_client_python
@@ -326,14 +325,10 @@ def main() -> int:
     unknown = set(clients) - set(KAFKA_CLIENTS)
     if unknown:
         parser.error(f"unknown --clients {sorted(unknown)}: expected {KAFKA_CLIENTS}")
+    load_at_start = load()
     bootstrap = service_env("kafka")["TRACECTL_KAFKA_BOOTSTRAP"]
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
-            "python": platform.python_version(),
-        },
         "targets": {"lines_per_s": TARGET_LINES_PER_S, "p95_s": TARGET_P95_S},
         "throughput": {},
         "baseline_raw": {},
@@ -361,7 +356,7 @@ def main() -> int:
         )
     if args.shippers:
         result["shippers"] = shippers()
-    result["machine"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+    result["machine"] = machine(load_at_start)
     result["met"] = {
         "lines_per_s": {
             client: figures["delivered_lines_per_s"] >= TARGET_LINES_PER_S

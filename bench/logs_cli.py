@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.machine import load, machine  # noqa: E402
 from controller.config import Settings  # noqa: E402
 from controller.logs.file_sink import INDEX_EVERY, encode, log_path  # noqa: E402
 from controller.ports import LogLine  # noqa: E402
@@ -182,19 +182,14 @@ def main() -> int:
     args = parser.parse_args()
     # As scripts/test does: with it set, every `tracectl` start compiles what it imports.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    load_at_start = os.getloadavg()[0]
+    load_at_start = load()
     with tempfile.TemporaryDirectory(prefix="logs-cli-") as tmp:
         result = measure(args, Path(tmp))
     result.update(
         {
             "command": "python bench/logs_cli.py " + " ".join(sys.argv[1:]),
             "targets": {"all_1M_lines_s": 5.0, "tail_100_s": 0.3},
-            "machine": {
-                "cpus": os.cpu_count(),
-                "load_avg_1m_start": round(load_at_start, 1),
-                "load_avg_1m": round(os.getloadavg()[0], 1),
-                "python": platform.python_version(),
-            },
+            "machine": machine(load_at_start),
         }
     )
     print(json.dumps(result, indent=2))

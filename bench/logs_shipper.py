@@ -47,6 +47,7 @@ from confluent_kafka import Producer
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
+from bench.machine import load, machine
 from bench.stats import summary
 from controller import backends
 from controller.ports import SearchIndex
@@ -351,16 +352,16 @@ def main() -> int:
     SHIPPERS["rsyslog"] = functools.partial(rsyslog, queue=args.queue, conf=args.conf)
     if args.queue_dir:  # each measurement's work directory is a TemporaryDirectory
         tempfile.tempdir = str(args.queue_dir)
+    load_at_start = load()
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
         "targets": {"lines_per_cpu_s": TARGET_LINES_PER_S, "p95_s": TARGET_P95_S},
         "rsyslog_conf": str(args.conf),
         "rsyslog_queue": args.queue,
         "rsyslog_queue_dir": tempfile.gettempdir(),
         "shippers": run(args),
     }
-    result["machine"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+    result["machine"] = machine(load_at_start)
     print(json.dumps(result, indent=2))
     return 0
 

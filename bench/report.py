@@ -23,6 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.machine import load
+from bench.machine import machine as bench_machine
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 IMG = DOCS / "img"
@@ -147,23 +150,15 @@ def plot(name: str, result: dict[str, Any]) -> str | None:
 
 
 def machine() -> dict[str, str]:
-    def version(cmd: list[str]) -> str:
-        try:
-            return (
-                subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
-                .stdout.strip()
-                .splitlines()[0]
-            )
-        except (OSError, IndexError, subprocess.SubprocessError):
-            return "n/a"
-
+    """The page's machine table: the bench block's figures, with the memory and the kernel."""
+    block = bench_machine(load())
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**30
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2**30} GiB",
+        "machine": f"{block['processor']}, {block['cpus']} cores, {memory} GiB",
         "kernel": platform.release(),
-        "python": platform.python_version(),
-        "git commit": version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
+        "python": block["python"],
+        "git commit": block["git_commit"],
     }
 
 

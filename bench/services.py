@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ from typing import Any
 import httpx
 
 from bench import stats
+from bench.machine import load, machine
 from controller.cli.client import Client
 from controller.config import Settings
 from controller.server import EmbeddedServer
@@ -92,6 +91,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--services", type=int, default=10)
     args = parser.parse_args()
+    load_at_start = load()
     with tempfile.TemporaryDirectory(prefix="tracectl-bench-services-") as home:
         settings = Settings(home=Path(home), supervisor_interval_s=0.2)
         with EmbeddedServer(settings) as srv:
@@ -105,11 +105,7 @@ def main() -> int:
                 "services": args.services,
                 "submit_to_url_answers": summary([r[0] for r in rounds]),
                 "close_to_stopped": summary([r[1] for r in rounds]),
-                "machine": {
-                    "platform": platform.platform(),
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                },
+                "machine": machine(load_at_start),
             },
             indent=2,
         )

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import bench.environments as envs
+from bench.machine import load, machine
 from bench.stats import summary
 from controller.cli.client import Client
 from controller.core import ending, inspection, launcher, tracking_runs
@@ -114,7 +115,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=40)
     args = parser.parse_args()
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    load_at_start = os.getloadavg()[0]
+    load_at_start = load()
     calls: list[Call] = []
     lock = threading.Lock()
 
@@ -146,8 +147,7 @@ def main() -> int:
                 **report(calls, args.tasks),
                 "overhead": overall["overhead"],
                 "cpu_per_task_ms": overall["cpu_per_task_ms"],
-                "load_avg_1m_start": round(load_at_start, 1),
-                "load_avg_1m": round(os.getloadavg()[0], 1),
+                "machine": machine(load_at_start),
             },
             indent=2,
         )

@@ -22,7 +22,6 @@ import asyncio
 import itertools
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 import httpx
 
 from bench import stats
+from bench.machine import load, machine
 from controller.loopback import free_port
 
 WAIT_TIMEOUT_S = 60
@@ -213,6 +213,7 @@ def main() -> int:
     if args.park:
         asyncio.run(park(args.park, args.ids, args.waiters))
         return 0
+    load_at_start = load()
     phases = measure(args)
     worst = max(
         phases["with_waiters"][kind]["p99_ms"] for kind in ("list_runs", "get_task", "submit")
@@ -226,11 +227,7 @@ def main() -> int:
         **phases,
         "target_p99_ms": 100,
         "meets_target": worst < 100,
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(load_at_start),
     }
     print(json.dumps(result, indent=2))
     return 0
