@@ -65,6 +65,15 @@ def stop_service(name: str) -> None:
     subprocess.run([str(_script(name)), "stop"], capture_output=True, check=False, timeout=120)
 
 
+def services(request: pytest.FixtureRequest, *names: str) -> dict[str, str]:
+    """The ``env`` of the services NAMES (fixture names: ``mlflow_server``), merged into one
+    dict; each is started by its own fixture, as if the caller took them as arguments."""
+    merged: dict[str, str] = {}
+    for name in names:
+        merged.update(request.getfixturevalue(name))
+    return merged
+
+
 def service_fixture(name: str):  # type: ignore[no-untyped-def]
     @pytest.fixture(scope="session", name=name.replace("-", "_"))
     def _fixture() -> Iterator[dict[str, str]]:

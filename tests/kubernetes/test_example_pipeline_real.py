@@ -35,6 +35,7 @@ from tests.kube import delete_namespace, local_claim
 from tests.kubernetes import wine
 from tests.logs.conftest import read_topic, wait_indexed
 from tests.server_process import ServerProcess
+from tests.stack_fixtures import services
 
 pytestmark = [
     pytest.mark.kubernetes,
@@ -84,16 +85,12 @@ def _namespace(
 def pipeline(
     kubernetes: dict[str, str],
     registry: dict[str, str],
-    kafka: dict[str, str],
-    opensearch: dict[str, str],
-    s3: dict[str, str],
-    shipper: dict[str, str],
-    mlflow_server: dict[str, str],
     api: client.ApiClient,
+    request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pipeline]:
     root = tmp_path_factory.mktemp("wine-k8s")
-    stack = {**kafka, **opensearch, **s3, **mlflow_server}
+    stack = services(request, "kafka", "opensearch", "s3", "shipper", "mlflow_server")
     images = {"runtime": wine.image(registry), "wine": wine.wine_image(registry)}
     s3_env = wine.runtime_env(stack)
     namespace = f"tracectl-wine-{uuid.uuid4().hex[:6]}"
@@ -102,7 +99,7 @@ def pipeline(
         "gpu_pools: [{name: localhost, flavor: nvidia.com/gpu, count: 1}]\n"
         f"volumes: [{{claim: {wine.CLAIM}, access: RWO}}]\n"
     )
-    bootstrap = kafka["TRACECTL_KAFKA_BOOTSTRAP"]
+    bootstrap = stack["TRACECTL_KAFKA_BOOTSTRAP"]
     env = {
         **s3_env,
         "KUBECONFIG": kubernetes["KUBECONFIG"],
@@ -118,9 +115,9 @@ def pipeline(
         "TRACECTL_INVENTORY_FILE": str(inventory),
         "TRACECTL_LOG_SINK": f"kafka://{bootstrap}",
         "TRACECTL_STATUS_EVENTS": f"kafka://{bootstrap}",
-        "TRACECTL_LOG_READER": f"opensearch://{opensearch['TRACECTL_OPENSEARCH_URL'].split('://')[1]}",
+        "TRACECTL_LOG_READER": f"opensearch://{stack['TRACECTL_OPENSEARCH_URL'].split('://')[1]}",
         "TRACECTL_ARCHIVE": f"s3://tracectl-wine-test/{uuid.uuid4().hex[:8]}",
-        "TRACECTL_TRACKING_URI": mlflow_server["MLFLOW_TRACKING_URI"],
+        "TRACECTL_TRACKING_URI": stack["MLFLOW_TRACKING_URI"],
         "TRACECTL_GIT_ALLOWED_SCHEMES": "git",
         "TRACECTL_GIT_ALLOWED_HOSTS": "127.0.0.1",
         "TRACECTL_CANCEL_GRACE_S": "2",

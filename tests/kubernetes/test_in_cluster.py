@@ -34,6 +34,7 @@ from controller.store.database import Database
 from tests.deploy.kustomize import rename_namespaces
 from tests.kube import delete_namespace, local_claim
 from tests.kubernetes import wine
+from tests.stack_fixtures import services
 from tests.waiting import wait_for
 
 pytestmark = [
@@ -156,30 +157,24 @@ def images(registry: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def deployed(
-    kubernetes: dict[str, str],
-    postgres: dict[str, str],
-    kafka: dict[str, str],
-    s3: dict[str, str],
-    mlflow_server: dict[str, str],
-    images: dict[str, str],
-    api: client.ApiClient,
+    images: dict[str, str], api: client.ApiClient, request: pytest.FixtureRequest
 ) -> Iterator[Deployed]:
+    # Kafka and S3 only have to run: the overlay's controller finds them at fixed host addresses.
+    stack = services(request, "kubernetes", "postgres", "kafka", "s3", "mlflow_server")
     suffix = uuid.uuid4().hex[:6]
-    with scratch_postgres(postgres["TRACECTL_POSTGRES_URL"]) as url:
+    with scratch_postgres(stack["TRACECTL_POSTGRES_URL"]) as url:
         home = Deployed(f"tracectl-ic-{suffix}", f"tracectl-ic-{suffix}-tasks", free_port(), url)
-        objects = rendered(home, images, mlflow_server["MLFLOW_TRACKING_URI"])
+        objects = rendered(home, images, stack["MLFLOW_TRACKING_URI"])
         policy = only_the_controller_creates(home)
         stream = yaml.safe_dump_all([*objects, *policy])
         try:
-            kubectl(kubernetes, "apply", "-f", "-", stdin=stream)
+            kubectl(stack, "apply", "-f", "-", stdin=stream)
             wait_for("the policy to refuse the admin's Job", partial(refused, api, home), 60)
-            kubectl(
-                kubernetes, "-n", home.home, "rollout", "status", f"deploy/{NAME}", "--timeout=600s"
-            )
+            kubectl(stack, "-n", home.home, "rollout", "status", f"deploy/{NAME}", "--timeout=600s")
             yield home
         finally:
             kubectl(
-                kubernetes,
+                stack,
                 "delete",
                 "--ignore-not-found",
                 "-f",

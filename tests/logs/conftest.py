@@ -25,6 +25,7 @@ from controller.config import Settings
 from controller.core.service import ControllerService
 from controller.ports import SearchIndex
 from tests.core.conftest import Api
+from tests.stack_fixtures import services
 from tests.waiting import gather, poll_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,23 +97,16 @@ def engine_of(request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-def stack(
-    kafka: dict[str, str],
-    opensearch: dict[str, str],
-    elasticsearch: dict[str, str],
-    s3: dict[str, str],
-    shipper: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    request: pytest.FixtureRequest,
-) -> dict[str, str]:
+def stack(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> dict[str, str]:
+    env = services(request, "kafka", "opensearch", "elasticsearch", "s3", "shipper")
     for name in ("kafka", "opensearch", "elasticsearch", "shipper"):
         ensure_up(name)
     for key in S3_ENV:
-        if key in s3:
-            monkeypatch.setenv(key, s3[key])  # the runner inherits the controller's environment
+        if key in env:
+            monkeypatch.setenv(key, env[key])  # the runner inherits the controller's environment
     # the 9.x node only for the tests that ask for it (one more JVM and rsyslogd otherwise)
     es9 = request.getfixturevalue("shipper9") if engine_of(request) == "elasticsearch9" else {}
-    return {**kafka, **opensearch, **elasticsearch, **s3, **shipper, **es9}
+    return {**env, **es9}
 
 
 @pytest.fixture
