@@ -212,7 +212,7 @@ def bench_tracectl(kubeconfig: str, namespace: str, tasks: int, burst: int) -> d
     def start(i: int) -> str:
         task_id = f"task_{prefix}{i:014d}"
         launch = Launch(bench_document(task_id, home), home / task_id)
-        return str(executor.launch(launch)["name"])
+        return executor.launch(launch).name
 
     batch = client.BatchV1Api(executor.api)
     seen = Seen(batch.list_namespaced_job, namespace, MANAGED_SELECTOR)
