@@ -40,8 +40,15 @@ def tail(api: Client, task_id: str, lines: int = TAIL_LINES) -> list[dict[str, A
 def explain_failure(api: Client, task: dict[str, Any], out: Console) -> None:
     """The end of a failed task's log, and the command that prints all of it."""
     lines = tail(api, task["id"])
+    ended = f"task {task['name']} {state(task)}"
+    if not lines:  # never started (an upstream failed, cancelled while queued): no log to show
+        out.print(ended, style="red", markup=False, highlight=False, soft_wrap=True)
+        return
     out.print(
-        f"[red]task {task['name']} {state(task)}[/]; the last {len(lines)} log lines:",
+        f"{ended}; the last {len(lines)} log lines:",
+        style="red",
+        markup=False,
+        highlight=False,
         soft_wrap=True,
     )
     for line in lines:

@@ -143,6 +143,12 @@ def read_spec(spec_file: Path, params: list[str]) -> dict[str, Any]:
         fail(f"cannot read spec file {spec_file}: {exc}", 2)
     if not isinstance(spec, dict):
         fail(f"{spec_file} must hold a mapping (a TaskSpec), not {type(spec).__name__}", 2)
+    if "tasks" in spec and "command" not in spec:
+        fail(
+            f"{spec_file} is a pipeline (it has 'tasks'), not one task's spec: run it with "
+            f"`tracectl run {spec_file}`",
+            2,
+        )
     try:
         overrides = parse_params(params)
     except SpecError as exc:

@@ -145,7 +145,15 @@ def _task(name: str, merged: dict[str, Any], params: dict[str, Any]) -> Pipeline
 
 def load_pipeline(path: Path, overrides: dict[str, Any]) -> Pipeline:
     """The pipeline at PATH with params filled, tasks in dependency order."""
-    spec = load(path)
+    try:
+        spec = load(path)
+    except SpecError:
+        if _is_task_spec(path):
+            raise SpecError(
+                f"{path} is one task's spec (it has 'command'), not a pipeline: submit it with "
+                f"`tracectl submit {path} --name NAME`"
+            ) from None
+        raise
     params = resolve_params(spec.get("params") or {}, overrides)
     defaults = spec.get("defaults") or {}
     tasks = []
@@ -156,6 +164,14 @@ def load_pipeline(path: Path, overrides: dict[str, Any]) -> Pipeline:
     for task in tasks:
         _absolute_repo(task.spec, path.parent)
     return Pipeline(name=spec["pipeline"], params=params, tasks=tasks)
+
+
+def _is_task_spec(path: Path) -> bool:
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(doc, dict) and "command" in doc and "tasks" not in doc
 
 
 REMOTE = re.compile(r"^([a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:)", re.IGNORECASE)

@@ -234,3 +234,43 @@ def test_a_run_not_followed_says_how_to_see_it(tracectl: Tracectl, linefit: Path
     assert result.exit_code == 0, result.output
     run_id = re.findall(r"\brun_[0-9a-f]+\b", result.output)[0]
     assert f"tracectl tasks --run {run_id}" in result.output
+
+
+def test_a_task_spec_and_a_pipeline_given_to_the_other_command_say_which_to_use(
+    tracectl: Tracectl, linefit: Path, tmp_path: Path
+) -> None:
+    submitted = tracectl(f"submit {linefit / 'pipeline.yaml'} --name fit")
+    assert submitted.exit_code == 2
+    assert f"run it with `tracectl run {linefit / 'pipeline.yaml'}`" in (
+        " ".join(submitted.output.split())
+    )
+    spec = tmp_path / "one.yaml"
+    spec.write_text("command: [python, fit.py]\n")
+    ran = tracectl(f"run {spec}")
+    assert ran.exit_code == 2
+    assert f"submit it with `tracectl submit {spec} --name NAME`" in " ".join(ran.output.split())
+
+
+BROKEN = """\
+pipeline: broken
+tasks:
+  first:
+    command: [python, -c, "import sys; sys.exit('boom')"]
+    outputs: [x.txt]
+  second:
+    command: [python, -c, "print(1)"]
+    inputs: [{artifact: "task:first/x.txt", path: x.txt}]
+"""
+
+
+def test_a_task_that_never_ran_shows_no_empty_log(tracectl: Tracectl, tmp_path: Path) -> None:
+    spec = tmp_path / "broken.yaml"
+    spec.write_text(BROKEN)
+    result = tracectl(f"run {spec}")
+    printed = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert "task first failed (exited with code 1); the last" in printed
+    assert "err boom" in printed
+    assert "task second cancelled (upstream task 'first' failed)" in printed
+    assert "the last 0 log lines" not in printed
+    assert printed.count("all of it: tracectl logs") == 1
