@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,10 +13,16 @@ from controller.airflow.operators import TracectlTaskOperator
 TIMEOUT = timedelta(seconds=3600)
 
 
-def selfcheck_dag(dag_id: str, example: list[str], **fields: Any) -> Any:
-    """A DAG triggered by hand with ``{"command": [...]}`` (EXAMPLE by default), up to four
-    runs at once, its templates rendered as Python objects; FIELDS add to or replace these
-    (``params`` beside ``command``, ``tags`` beside ``tracectl`` and ``check``)."""
+def selfcheck_dag(
+    dag_id: str,
+    example: list[str],
+    *,
+    params: dict[str, Any] | None = None,
+    tags: Sequence[str] = (),
+    **fields: Any,
+) -> Any:
+    """A DAG triggered by hand with ``{"command": [...]}`` (EXAMPLE by default) and PARAMS, up
+    to four runs at once, its templates rendered as Python objects; FIELDS are DAG arguments."""
     command = Param(
         example,
         type="array",
@@ -23,16 +30,16 @@ def selfcheck_dag(dag_id: str, example: list[str], **fields: Any) -> Any:
         items={"type": "string"},
         description="argv of the command each task runs",
     )
-    params = {"command": command, **fields.pop("params", {})}
-    tags = ["tracectl", "check", *fields.pop("tags", [])]
-    defaults = {"schedule": None, "start_date": datetime(2026, 1, 1), "catchup": False}
     return DAG(
         dag_id=dag_id,
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
         max_active_runs=4,
         render_template_as_native_obj=True,
-        params=params,
-        tags=tags,
-        **{**defaults, **fields},
+        params={"command": command, **(params or {})},
+        tags=["tracectl", "check", *tags],
+        **fields,
     )
 
 
