@@ -22,6 +22,8 @@ from controller.store.schema import (
 if TYPE_CHECKING:
     from controller.core.ending import Outcome
 
+_ARTIFACT_FIELDS = {"path", "sha256", "uri", "size", "media_type"}  # an output's stored row
+
 
 def record_attempt(
     session: Session,
@@ -47,18 +49,10 @@ def record_attempt(
         )
         session.add(LineageEventRow.of(InputUsed.model_validate(item), row.run_id, row.id))
     for output in outcome.result.get("outputs") or []:
-        session.add(
-            ArtifactRow(
-                sha256=output["sha256"],
-                uri=output["uri"],
-                size=output["size"],
-                media_type=output["media_type"],
-                path=output["path"],
-                task_id=row.id,
-                run_id=row.run_id,
-            )
-        )
-        session.add(LineageEventRow.of(OutputProduced.model_validate(output), row.run_id, row.id))
+        produced = OutputProduced.model_validate(output)
+        stored = produced.model_dump(include=_ARTIFACT_FIELDS)
+        session.add(ArtifactRow(**stored, task_id=row.id, run_id=row.run_id))
+        session.add(LineageEventRow.of(produced, row.run_id, row.id))
     # leases are not copied into the record: views read them from the leases table
     record = build_record(
         row, run, outcome.status.value, outcome.result, inputs, tracking_uri, log_summary
