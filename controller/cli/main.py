@@ -56,6 +56,12 @@ UrlOpt = Annotated[str, typer.Option("--url", envvar="TRACECTL_URL", help="contr
 DEFAULT_URL = "http://127.0.0.1:8765"
 
 
+UNREACHABLE_FIX = (
+    "start one with `tracectl server --home DIR` (it listens on http://127.0.0.1:8765), "
+    "or point --url or TRACECTL_URL at the one you run"
+)
+
+
 def fail(message: str, code: int) -> NoReturn:
     err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
@@ -69,7 +75,7 @@ def client(url: str) -> Client:
 def report(exc: ApiError) -> NoReturn:
     """Print an API error and exit with the code the module docstring promises."""
     if exc.status == 0:
-        fail(exc.detail, 4)
+        fail(f"{exc.detail} -> {UNREACHABLE_FIX}", 4)
     if exc.status == 422:
         paths = [e.get("path") for e in exc.problem.get("errors", [])]
         fail(f"{exc.detail}" + (f" (fields: {', '.join(map(str, paths))})" if paths else ""), 2)
@@ -87,11 +93,16 @@ def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 @app.command()
 def server(
-    home: Annotated[Path | None, typer.Option(help="state folder (TRACECTL_HOME)")] = None,
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8765,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            help="state folder: store, logs, archive, MLflow (TRACECTL_HOME, ./.tracectl)"
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port of the API and the web console")] = 8765,
 ) -> None:
-    """Run the controller (API + supervisor) in the foreground."""
+    """Run the controller (API + supervisor + web console) in the foreground."""
     from controller.config import Settings
     from controller.server import serve
 

@@ -324,8 +324,8 @@ class Submission:
         """Claims the inventory can never grant: refused, whatever the policy, since such a
         task would otherwise wait in the queue forever."""
         fix = (
-            "ask for what the inventory has (GET /v1/resources), or add it to "
-            "TRACECTL_INVENTORY_FILE"
+            "ask for what the inventory has (`tracectl resources`, GET /v1/resources), "
+            "or add it to TRACECTL_INVENTORY_FILE"
         )
         return [
             Finding("resources.not_in_inventory", loc, why, fix, "refuse")

@@ -105,6 +105,12 @@ def test_check_takes_the_pipeline_file_that_run_takes(tracectl: Tracectl, linefi
     ok = tracectl(f"check {linefit / 'pipeline.yaml'} --param n=30")
     assert ok.exit_code == 0, ok.output
     assert "warn make:" in ok.output and "warn fit:" in ok.output
+    gpu = linefit.parent / "gpu-check.yaml"
+    gpu.write_text(PIPELINE.replace("  fit:\n", "  fit:\n    resources: {gpu: 1}\n"))
+    refused = tracectl(f"check {gpu} --param repo={linefit}")
+    assert refused.exit_code == 1, refused.output
+    assert "refuse fit: no GPU in the inventory" in refused.output
+    assert "`tracectl resources`" in refused.output  # the command, beside the API route
     bad = tracectl(f"check {linefit / 'pipeline.yaml'} --param n=3")
     assert bad.exit_code == 2 and "--param n=3: breaks minimum 10" in bad.output
 
@@ -274,3 +280,12 @@ def test_a_task_that_never_ran_shows_no_empty_log(tracectl: Tracectl, tmp_path: 
     assert "task second cancelled (upstream task 'first' failed)" in printed
     assert "the last 0 log lines" not in printed
     assert printed.count("all of it: tracectl logs") == 1
+
+
+def test_no_controller_says_how_to_start_one(tracectl: Tracectl) -> None:
+    result = tracectl("runs --url http://127.0.0.1:9")  # the discard port: nothing listens
+    printed = " ".join(result.output.split())
+    assert result.exit_code == 4
+    assert "start one with `tracectl server --home DIR`" in printed and "TRACECTL_URL" in printed
+    helped = " ".join(tracectl("server --help").output.split())
+    assert "./.tracectl" in helped and "port of the API" in helped
