@@ -277,7 +277,16 @@ def tasks(
 def cancel(task_id: str, url: UrlOpt = DEFAULT_URL) -> None:
     """Cancel a task (SIGTERM, then SIGKILL after the grace period)."""
     task = call(client(url).post, f"/v1/tasks/{task_id}/cancel")
-    console.print(f"task {task_id}: {task['status']}")
+    if task["status"] in follow.TERMINAL:
+        console.print(f"task {task_id}: {task['status']}", highlight=False)
+        return
+    # the runner is told now; the task is cancelled once its command has stopped
+    console.print(
+        f"task {task_id}: {task['status']}, stopping (SIGTERM, then SIGKILL); "
+        f"`tracectl tasks {task_id}` shows when it is cancelled",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()

@@ -289,3 +289,23 @@ def test_no_controller_says_how_to_start_one(tracectl: Tracectl) -> None:
     assert "start one with `tracectl server --home DIR`" in printed and "TRACECTL_URL" in printed
     helped = " ".join(tracectl("server --help").output.split())
     assert "./.tracectl" in helped and "port of the API" in helped
+
+
+def test_cancelling_a_running_task_says_it_is_stopping(
+    tracectl: Tracectl, controller: ServerProcess, tmp_path: Path
+) -> None:
+    from tests.waiting import wait_for
+
+    spec = tmp_path / "sleep.yaml"
+    spec.write_text('command: [python, -c, "import time; print(1, flush=True); time.sleep(120)"]\n')
+    made = tracectl(f"submit {spec} --name sleeper")
+    assert made.exit_code == 0, made.output
+    task = re.findall(r"\btask_[0-9a-f]+\b", made.output)[0]
+    wait_for("the task to run", lambda: controller.get(f"/v1/tasks/{task}")["status"] == "running")
+    result = tracectl(f"cancel {task}")
+    assert result.exit_code == 0, result.output
+    assert f"task {task}: running, stopping (SIGTERM, then SIGKILL)" in result.output
+    ended = wait_for(
+        "the cancel", lambda: controller.get(f"/v1/tasks/{task}")["status"] == "cancelled"
+    )
+    assert ended
