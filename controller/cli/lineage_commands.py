@@ -218,16 +218,28 @@ def reproduce(
     while not report["finished"] and time.monotonic() < deadline:
         time.sleep(2)
         report = _call(url, "GET", f"/v1/runs/{made['run_id']}/reproduction")
-    table = term.table("task", "path", "original", "reproduced", "identical")
-    for item in report["outputs"]:
-        table.add_row(
-            item["task"],
-            item["path"],
-            str(item["original"])[:16],
-            str(item["reproduced"])[:16],
-            "yes" if item["identical"] else "[red]no[/]",
+    columns: list[Column] = [
+        ("task", lambda o: o["task"], True),
+        ("path", lambda o: o["path"], True),
+        ("original", lambda o: o["original"], True),
+        ("reproduced", lambda o: o["reproduced"], True),
+        ("identical", lambda o: "yes" if o["identical"] else "NO", True),
+    ]
+    sys.stdout.write(table(report["outputs"], columns, wide=True))
+    for name, ends in report.get("tasks", {}).items():
+        if ends["reproduced"] != "succeeded" or ends["original"] != ends["reproduced"]:
+            console.print(
+                f"task {name}: {ends['reproduced']} in the reproduction "
+                f"({ends['original']} in the original)",
+                highlight=False,
+            )
+    if not report["finished"]:
+        err.print(
+            f"run {made['run_id']} has not finished after {timeout_s:g} s: "
+            f"`tracectl tasks --run {made['run_id']}` shows where it is",
+            highlight=False,
         )
-    console.print(table)
+        raise typer.Exit(1)
     if not report["identical"]:
         raise typer.Exit(1)
 

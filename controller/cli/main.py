@@ -77,11 +77,23 @@ def report(exc: ApiError) -> NoReturn:
     if exc.status == 0:
         fail(f"{exc.detail} -> {UNREACHABLE_FIX}", 4)
     if exc.status == 422:
-        paths = [e.get("path") for e in exc.problem.get("errors", [])]
+        errors = exc.problem.get("errors", [])
+        if errors and all(str(e.get("path", "")).startswith("query.") for e in errors):
+            fail("; ".join(f"{option(e['path'])}: {e.get('msg', '')}" for e in errors), 2)
+        paths = [e.get("path") for e in errors]
         fail(f"{exc.detail}" + (f" (fields: {', '.join(map(str, paths))})" if paths else ""), 2)
     if exc.status in (404, 409):
         fail(exc.detail, 3)
     fail(f"HTTP {exc.status}: {exc.detail}", 1)
+
+
+OPTION_OF_QUERY = {"run_id": "--run", "task_id": "--task"}
+
+
+def option(path: str) -> str:
+    """The CLI option a query parameter came from: `query.limit` is `--limit`."""
+    name = path.removeprefix("query.")
+    return OPTION_OF_QUERY.get(name, "--" + name.replace("_", "-"))
 
 
 def call(fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -183,7 +183,9 @@ def test_filters_that_match_nothing_say_why(tracectl: Tracectl, finished: dict[s
     since = tracectl(f"logs {fit} --since yesterday")
     assert since.exit_code == 2 and "30s, 10m, 2h, 1d" in since.output
     status = tracectl("tasks --status done")
-    assert status.exit_code == 2 and "status" in status.output and "succeeded" in status.output
+    assert status.exit_code == 2 and "--status: Input should be 'pending'" in status.output
+    limit = tracectl("tasks --limit 0")  # named as the option, not as the API's query.limit
+    assert limit.exit_code == 2 and "--limit: Input should be greater than" in limit.output
     assert tracectl("tasks --run run_doesnotexist").exit_code == 3
 
 
@@ -309,3 +311,17 @@ def test_cancelling_a_running_task_says_it_is_stopping(
         "the cancel", lambda: controller.get(f"/v1/tasks/{task}")["status"] == "cancelled"
     )
     assert ended
+
+
+def test_reproduce_prints_whole_hashes_and_each_task_that_did_not_succeed(
+    tracectl: Tracectl, finished: dict[str, str], tmp_path: Path
+) -> None:
+    again = tracectl(f"trace reproduce {finished['run']}")
+    assert again.exit_code == 0, again.output
+    assert re.search(r"fit +model\.json +([0-9a-f]{64}) +\1 +yes", again.stdout), again.stdout
+    spec = tmp_path / "broken.yaml"
+    spec.write_text(BROKEN)
+    broken = re.findall(r"\brun_[0-9a-f]+\b", tracectl(f"run {spec}").output)[0]
+    result = tracectl(f"trace reproduce {broken}")
+    assert "task first: failed in the reproduction (failed in the original)" in result.output
+    assert "task second: cancelled in the reproduction" in result.output
