@@ -214,7 +214,7 @@ class PipelineRun:
 
 def _progress(flow: PipelineRun) -> str:
     ended = sum(t["status"] in follow.TERMINAL for t in flow.tasks.values())
-    return f"{ended}/{len(flow.pipeline.tasks)} tasks done"
+    return f"{ended}/{len(task_bodies(flow.pipeline))} tasks done"  # a stop task runs nothing
 
 
 def follow_pipeline(flow: PipelineRun, poll_s: float) -> None:
@@ -268,7 +268,7 @@ def run(
     )
     run_id = create_run(main, api, pipeline)
     console.print(
-        f"run [bold]{run_id}[/] of {pipeline.name}: {len(pipeline.tasks)} tasks, "
+        f"run [bold]{run_id}[/] of {pipeline.name}: {len(task_bodies(pipeline))} tasks, "
         f"params {json.dumps(pipeline.params)}",
         highlight=False,
         soft_wrap=True,

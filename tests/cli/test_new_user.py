@@ -325,3 +325,35 @@ def test_reproduce_prints_whole_hashes_and_each_task_that_did_not_succeed(
     result = tracectl(f"trace reproduce {broken}")
     assert "task first: failed in the reproduction (failed in the original)" in result.output
     assert "task second: cancelled in the reproduction" in result.output
+
+
+SERVICE = """\
+pipeline: svc
+tasks:
+  serve:
+    mode: service
+    command:
+      - python
+      - -c
+      - |
+        import http.server, os
+        address = ("127.0.0.1", int(os.environ["PORT"]))
+        http.server.HTTPServer(address, http.server.SimpleHTTPRequestHandler).serve_forever()
+  ping:
+    depends_on: [serve]
+    command: [python, -c, "print('pinging')"]
+  stop:
+    stop: serve
+    depends_on: [ping]
+"""
+
+
+def test_a_stop_task_is_not_counted_as_a_task_still_to_do(
+    tracectl: Tracectl, tmp_path: Path
+) -> None:
+    spec = tmp_path / "svc.yaml"
+    spec.write_text(SERVICE)
+    result = tracectl(f"run {spec}")
+    assert result.exit_code == 0, result.output
+    assert "of svc: 2 tasks" in result.output
+    assert re.search(r"run run_\w+: succeeded \(2/2 tasks done\)", result.output), result.output
