@@ -135,7 +135,8 @@ def test_a_refused_tracectl_submit_leaves_no_run(server: ServerProcess, tmp_path
     )
     result = cli(server, "submit", str(spec), "--name", "bad")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "tasks.0.spec.inputs.0.artifact" in result.stderr
+    # named as the spec file's field, not the request's tasks.0.spec path
+    assert "  inputs.0.artifact: this run has no task named 'nobody'" in result.stderr
     assert server.get("/v1/runs", limit=1000)["items"] == before
     good = tmp_path / "good.yaml"
     good.write_text("command: [python, -c, 'print(1)']\n")
