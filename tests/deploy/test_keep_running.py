@@ -31,11 +31,14 @@ def bash(script: str, tmp_path: Path) -> None:
     )
 
 
-def children(pid: int) -> list[int]:
+def children(pid: int, command: str = "sleep 600") -> list[int]:
+    """PID's children running COMMAND: the loop's own short-lived children (sourcing lib.sh,
+    its back-off sleep) are not the kept command, and may be gone by the time they are killed."""
     out = subprocess.run(
-        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+        ["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True, check=False
     )
-    return [int(p) for p in out.stdout.split()]
+    rows = (line.strip().split(None, 1) for line in out.stdout.splitlines() if line.strip())
+    return [int(row[0]) for row in rows if len(row) == 2 and row[1] == command]
 
 
 def alive(pid: int) -> bool:
