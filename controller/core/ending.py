@@ -104,6 +104,8 @@ class Finisher:
         for thread in side:
             thread.start()
         log_summary = self.archive_log(run_id, task_id, attempt)
+        # read here, not under the store's write lock: the file is the attempt's own
+        inputs = launches.launched_inputs(self.settings, task_id, attempt)
         for thread in side:
             thread.join()
         with self.db.write() as session:
@@ -119,7 +121,6 @@ class Finisher:
                 return  # another path ended or requeued it first
             if also is not None:
                 also(session, row)
-            inputs = launches.launched_inputs(self.settings, row)
             tracking_uri = self.tracking_runs.tracking.uri if row.mlflow_run_id else None
             record_attempt(session, row, outcome, inputs, tracking_uri, log_summary)
             enqueue_log_check(session, run_id, task_id, attempt, log_summary)

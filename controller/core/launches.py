@@ -77,9 +77,9 @@ def launch_of(session: Session, row: TaskRow, settings: Settings, tracking_uri: 
     return Launch(document, workspace(settings, row.id, row.attempt))
 
 
-def launched_inputs(settings: Settings, row: TaskRow) -> list[dict[str, Any]]:
-    """The inputs ROW's current attempt was launched with, read back from its launch file."""
-    launch_file = workspace(settings, row.id, row.attempt) / LAUNCH_FILE
+def launched_inputs(settings: Settings, task_id: str, attempt: int) -> list[dict[str, Any]]:
+    """The inputs ATTEMPT of TASK_ID was launched with, read back from its launch file."""
+    launch_file = workspace(settings, task_id, attempt) / LAUNCH_FILE
     if not launch_file.exists():
         return []
     try:
